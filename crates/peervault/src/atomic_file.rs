@@ -1,0 +1,104 @@
+//! Writing a download so that the destination is either complete or untouched.
+//!
+//! Bytes go to a temporary file beside the destination; only when the whole file
+//! has arrived verified is it fsynced and renamed over the destination. If anything
+//! fails (an integrity error, a lost node, Ctrl-C) the temporary file is removed and
+//! the destination keeps whatever it held before.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::fs::File;
+
+/// A destination file being written.
+#[derive(Debug)]
+pub struct AtomicFile {
+    temp: PathBuf,
+    dest: PathBuf,
+    file: File,
+    committed: bool,
+}
+
+impl AtomicFile {
+    /// Starts writing `dest`. Fails if `dest` is a directory or its directory is missing.
+    pub async fn create(dest: &Path) -> io::Result<AtomicFile> {
+        if dest.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                format!("{} is a directory; give a file path", dest.display()),
+            ));
+        }
+        let file_name = dest.file_name().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} does not name a file", dest.display()),
+            )
+        })?;
+        let mut suffix = [0u8; 6];
+        let _ = getrandom::fill(&mut suffix);
+        let temp = dest.with_file_name(format!(
+            ".{}.peervault-partial-{}",
+            file_name.to_string_lossy(),
+            hex::encode(suffix)
+        ));
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .await?;
+        Ok(AtomicFile {
+            temp,
+            dest: dest.to_path_buf(),
+            file,
+            committed: false,
+        })
+    }
+
+    /// The temporary file to write into.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Makes the written bytes durable and moves them into place.
+    pub async fn commit(mut self) -> io::Result<()> {
+        self.file.sync_all().await?;
+        tokio::fs::rename(&self.temp, &self.dest).await?;
+        self.committed = true;
+        if let Some(dir) = self.dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir).await?.sync_all().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn commit_replaces_and_drop_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.bin");
+        std::fs::write(&dest, b"old").unwrap();
+        {
+            let mut f = AtomicFile::create(&dest).await.unwrap();
+            f.file().write_all(b"half").await.unwrap();
+        }
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let mut f = AtomicFile::create(&dest).await.unwrap();
+        f.file().write_all(b"new").await.unwrap();
+        f.commit().await.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+        assert!(AtomicFile::create(dir.path()).await.is_err());
+    }
+}

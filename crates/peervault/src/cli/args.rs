@@ -1,0 +1,304 @@
+//! The command line, as clap definitions.
+//!
+//! `peervault [FLAGS]` runs a node; `peervault <COMMAND>` is a client of the node
+//! that owns `--data-dir`. The original program's flags are single-dash Go flags
+//! (`-addr :3000`); [`normalise_args`] rewrites them to clap's `--addr` before
+//! parsing, so `-addr :3000`, `--addr :3000` and `--addr=:3000` all work.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+/// Help heading of options whose feature is not in this version yet; they are
+/// accepted so that scripts keep working, and the node warns when one is given.
+const LATER: &str = "Options of later versions (accepted; not active yet)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "peervault",
+    version,
+    about = "A peer-to-peer, encrypted, replicated file vault.",
+    long_about = "A peer-to-peer, encrypted, replicated file vault.\n\n\
+        Without a command, runs a node in the foreground until Ctrl-C or SIGTERM \
+        (add -interactive for a prompt). With a command, talks to the node that owns \
+        --data-dir on this machine.\n\n\
+        Flags may be written -flag, --flag, --flag value or --flag=value.",
+    after_help = "Examples:\n  \
+        peervault -addr :3000 -interactive        run a node with a prompt\n  \
+        peervault put ./report.pdf                store a file in the running node's vault\n  \
+        peervault ls                              list the vault\n  \
+        peervault get report.pdf -o ./copy.pdf    read it back\n\n\
+        The default data dir is $XDG_DATA_HOME/peervault/node_port_<PORT> \
+        (~/.local/share/peervault/node_port_3000 for -addr :3000).",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(flatten)]
+    pub node: NodeArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options for the node and for client commands alike.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Listen address: :PORT, HOST:PORT or a multiaddr [default: :3000]. Client
+    /// commands use its port to find the node's default data dir.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub addr: Option<String>,
+
+    /// Where the node keeps its vault, identity and quota
+    /// [default: $XDG_DATA_HOME/peervault/node_port_<PORT>].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Read settings from a TOML file (keys as the long flags, with _ for -).
+    /// Flags given on the command line win.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log filter: error, warn, info, debug, trace, or a RUST_LOG-style directive
+    /// [default: info; warn with -interactive].
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Log at debug level (same as -debug).
+    #[arg(long, global = true)]
+    pub verbose: bool,
+
+    /// Log at debug level (same as -verbose).
+    #[arg(long, global = true)]
+    pub debug: bool,
+}
+
+/// Options that only a node uses.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Node options")]
+pub struct NodeArgs {
+    /// The network key: 64 hex digits or any passphrase. Nodes with different keys
+    /// cannot talk. Without one a public default is used (insecure; a warning says so).
+    #[arg(
+        long,
+        env = "PEERVAULT_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub key: Option<String>,
+
+    /// Run the interactive prompt (REPL) in this terminal.
+    #[arg(long)]
+    pub interactive: bool,
+
+    /// Storage quota, e.g. 500MB, 5GB (1 GB = 1024^3 bytes). Saved to
+    /// .quota_config.json; without it the saved value, a prompt (-interactive on a
+    /// terminal, first start) or the 10 GB default applies.
+    #[arg(long, value_name = "SIZE")]
+    pub quota: Option<String>,
+
+    /// Address announced to peers (HOST:PORT or multiaddr), e.g. behind port forwarding.
+    #[arg(long, value_name = "ADDR", help_heading = LATER)]
+    pub advertise: Option<String>,
+
+    /// Comma-separated peers to join at start (HOST:PORT or multiaddr); retried
+    /// with backoff until they answer.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "ADDRS",
+        help_heading = LATER
+    )]
+    pub bootstrap: Vec<String>,
+
+    /// Advertise the address peers observe for this node.
+    #[arg(long, help_heading = LATER)]
+    pub public_ip: bool,
+
+    /// Serve metrics and the dashboard on ADDR (e.g. :9090).
+    #[arg(long, value_name = "ADDR", help_heading = LATER)]
+    pub metrics: Option<String>,
+
+    /// Find peers on the local network with mDNS.
+    #[arg(long, help_heading = LATER)]
+    pub discover_local: bool,
+
+    /// Learn peers from peers (peer exchange).
+    #[arg(long, help_heading = LATER)]
+    pub discover_pex: bool,
+
+    /// Copies of each file to keep, counting the writer: a number or "all" [default: 3].
+    #[arg(long, value_name = "N|all", help_heading = LATER)]
+    pub replicas: Option<String>,
+
+    /// How often peers exchange peer lists [default: 5m].
+    #[arg(long, value_name = "DURATION", help_heading = LATER)]
+    pub pex_interval: Option<String>,
+
+    /// How often the integrity check and clean-up runs [default: 1h].
+    #[arg(long, value_name = "DURATION", help_heading = LATER)]
+    pub gc_interval: Option<String>,
+
+    /// Run a self-contained demonstration of three nodes, then exit.
+    #[arg(long, help_heading = LATER)]
+    pub demo: bool,
+}
+
+/// Client commands: each talks to the node owning --data-dir.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Store a file in the vault (use - for standard input, with --name).
+    Put {
+        /// The file to store, or - for standard input.
+        path: PathBuf,
+        /// Name in the vault [default: the file's name].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Read a file from the vault.
+    Get {
+        /// Name in the vault.
+        name: String,
+        /// Where to write it; - or nothing for standard output.
+        #[arg(short = 'o', long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+    /// List the files in the vault.
+    Ls {
+        /// Print JSON (an array of objects) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a file from the vault.
+    Rm {
+        /// Name in the vault.
+        name: String,
+        /// Do not ask for confirmation (required when not on a terminal).
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+    /// Show the node's identity, addresses, peers and storage.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every chunk of one file (or of all files) against its hash and tag.
+    Verify {
+        /// Name in the vault [default: every file].
+        name: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Long and short option names known anywhere in the command tree.
+fn option_names(cmd: &clap::Command, longs: &mut Vec<String>, shorts: &mut Vec<char>) {
+    for arg in cmd.get_arguments() {
+        longs.extend(arg.get_long().map(str::to_string));
+        shorts.extend(arg.get_short());
+    }
+    for sub in cmd.get_subcommands() {
+        option_names(sub, longs, shorts);
+    }
+}
+
+/// Rewrites Go-style `-flag` and `-flag=value` to `--flag` forms clap understands.
+/// A single-dash word that starts with a short option's letter (`-o`, `-ofile`, `-y`)
+/// and is not a long option's name is left alone, as are values such as `-` or `-5`.
+/// Everything after `--` is left alone. Unknown `-words` become `--words` so that
+/// clap's error names the whole word (and suggests the nearest flag).
+pub fn normalise_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let (mut known, mut shorts) = (Vec::new(), vec!['h', 'V']);
+    option_names(&Cli::command(), &mut known, &mut shorts);
+    known.push("help".into());
+    known.push("version".into());
+    let mut out = Vec::new();
+    let mut passthrough = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        if i == 0 || passthrough {
+            out.push(arg);
+            continue;
+        }
+        if arg == "--" {
+            passthrough = true;
+            out.push(arg);
+            continue;
+        }
+        let rewritten = arg.to_str().and_then(|text| {
+            let body = text.strip_prefix('-')?;
+            if body.starts_with('-') {
+                return None;
+            }
+            let name = body.split_once('=').map_or(body, |(n, _)| n);
+            let first = name.chars().next()?;
+            let is_long = name.len() > 1 && known.iter().any(|k| k == name);
+            let is_unknown_word =
+                name.len() > 1 && first.is_ascii_alphabetic() && !shorts.contains(&first);
+            (is_long || is_unknown_word).then(|| OsString::from(format!("-{text}")))
+        });
+        out.push(rewritten.unwrap_or(arg));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let argv = normalise_args(args.iter().map(OsString::from));
+        Cli::try_parse_from(argv)
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn single_and_double_dash_spellings_agree() {
+        for args in [
+            &["peervault", "-addr", ":3000", "-interactive"][..],
+            &["peervault", "--addr", ":3000", "--interactive"],
+            &["peervault", "--addr=:3000", "-interactive"],
+            &["peervault", "-addr=:3000", "--interactive"],
+        ] {
+            let cli = parse(args).unwrap();
+            assert_eq!(cli.global.addr.as_deref(), Some(":3000"), "{args:?}");
+            assert!(cli.node.interactive);
+        }
+        let cli = parse(&[
+            "peervault",
+            "-bootstrap",
+            "a:1,b:2",
+            "-discover-local",
+            "-public-ip",
+        ])
+        .unwrap();
+        assert_eq!(cli.node.bootstrap, vec!["a:1", "b:2"]);
+        assert!(cli.node.discover_local && cli.node.public_ip);
+    }
+
+    #[test]
+    fn short_options_and_dash_values_are_left_alone() {
+        let cli = parse(&["peervault", "get", "name", "-o", "-"]).unwrap();
+        match cli.command {
+            Some(Command::Get { output, .. }) => assert_eq!(output, Some(PathBuf::from("-"))),
+            other => panic!("{other:?}"),
+        }
+        let cli = parse(&["peervault", "-data-dir", "/tmp/x", "ls", "-json"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Ls { json: true })));
+        assert_eq!(cli.global.data_dir, Some(PathBuf::from("/tmp/x")));
+    }
+
+    #[test]
+    fn unknown_flags_fail() {
+        assert!(parse(&["peervault", "-nonsense"]).is_err());
+        assert!(parse(&["peervault", "--addr"]).is_err());
+    }
+}

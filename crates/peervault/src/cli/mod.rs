@@ -1,0 +1,97 @@
+//! Entry point: parse the command line, then run a node or a client command.
+//!
+//! Exit codes: 0 success, 1 failure, 2 bad command line, 3 no node running.
+
+pub mod args;
+pub mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::control::client::{Client, ClientError};
+
+/// Exit code when no node answers on the control socket.
+pub const EXIT_NOT_RUNNING: u8 = 3;
+/// Exit code for a bad command line or setting.
+pub const EXIT_USAGE: u8 = 2;
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn report(error: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    match error.downcast_ref::<ClientError>() {
+        Some(ClientError::NotRunning { .. }) => ExitCode::from(EXIT_NOT_RUNNING),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Runs `peervault` with the process's arguments.
+pub fn main() -> ExitCode {
+    let argv = args::normalise_args(std::env::args_os());
+    let cli = match args::Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Prints help/version to stdout (exit 0) and errors to stderr (exit 2).
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match cli.command {
+        Some(_) => {
+            let settings = match settings::client_settings(&cli) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            // Client commands keep quiet unless asked: their output is for the user.
+            let filter = if cli.global.log_level.is_some() || cli.global.verbose || cli.global.debug
+            {
+                settings.log_filter.clone()
+            } else {
+                "warn".to_string()
+            };
+            init_logging(&filter);
+            let client = Client::new(&settings.data_dir);
+            let command = cli.command.unwrap_or_else(|| unreachable!());
+            runtime.block_on(crate::commands::run(command, &client))
+        }
+        None => {
+            let settings = match settings::node_settings(&cli) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            init_logging(&settings.common.log_filter);
+            runtime.block_on(crate::run::run_node(settings))
+        }
+    };
+    // Blocking tasks (a disk write, the REPL's pending call) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match outcome {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}

@@ -1,0 +1,504 @@
+//! Settings: the command line, an optional TOML file, and defaults, merged and validated.
+//!
+//! Precedence: command line (and `PEERVAULT_KEY`), then the `--config` file, then
+//! defaults. Every value is validated here, once, so that the rest of the program
+//! works with typed settings and a bad value fails at start with a message that names
+//! the flag or the config key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use peervault_net::Endpoint;
+use peervault_node::parse_size;
+use serde::Deserialize;
+
+use super::args::{Cli, GlobalArgs, NodeArgs};
+
+/// Listen address when none is given.
+pub const DEFAULT_ADDR: &str = ":3000";
+/// Copies kept of each file when not configured (counting the writer).
+pub const DEFAULT_REPLICAS: u32 = 3;
+pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(60 * 60);
+pub const DEFAULT_PEX_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// How many copies of each file to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replicas {
+    Count(u32),
+    All,
+}
+
+/// The contents of a `--config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub addr: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub verbose: Option<bool>,
+    pub debug: Option<bool>,
+    pub key: Option<String>,
+    pub interactive: Option<bool>,
+    pub quota: Option<String>,
+    pub advertise: Option<String>,
+    pub bootstrap: Option<StringList>,
+    pub public_ip: Option<bool>,
+    pub metrics: Option<String>,
+    pub discover_local: Option<bool>,
+    pub discover_pex: Option<bool>,
+    pub replicas: Option<Scalar>,
+    pub pex_interval: Option<String>,
+    pub gc_interval: Option<String>,
+}
+
+/// `bootstrap = ["a:1", "b:2"]` or `bootstrap = "a:1,b:2"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StringList {
+    List(Vec<String>),
+    Joined(String),
+}
+
+/// `replicas = 3` or `replicas = "all"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Number(u64),
+    Text(String),
+}
+
+/// Settings shared by the node and the client commands.
+#[derive(Debug, Clone)]
+pub struct CommonSettings {
+    pub addr: Endpoint,
+    pub data_dir: PathBuf,
+    /// True if the data dir was derived from the port rather than given.
+    pub data_dir_is_default: bool,
+    /// Log filter directive.
+    pub log_filter: String,
+}
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    pub common: CommonSettings,
+    pub key: Option<String>,
+    pub interactive: bool,
+    pub quota: Option<u64>,
+    pub advertise: Option<Endpoint>,
+    pub bootstrap: Vec<Endpoint>,
+    pub public_ip: bool,
+    pub metrics: Option<Endpoint>,
+    pub discover_local: bool,
+    pub discover_pex: bool,
+    pub replicas: Replicas,
+    pub pex_interval: Duration,
+    pub gc_interval: Duration,
+    pub demo: bool,
+    /// Where the config file came from, for messages.
+    pub config_path: Option<PathBuf>,
+}
+
+/// A setting that failed validation.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid value for {origin}: {message}")]
+    Invalid { origin: String, message: String },
+    #[error("cannot read the config file {path}: {source}")]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid: {message}")]
+    ParseConfig { path: PathBuf, message: String },
+}
+
+fn invalid(origin: &str, message: impl ToString) -> SettingsError {
+    SettingsError::Invalid {
+        origin: origin.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Names a value's origin for messages: `--addr` or `addr in config.toml`.
+fn origin(flag: &str, from_cli: bool, config: Option<&Path>) -> String {
+    match (from_cli, config) {
+        (true, _) | (false, None) => format!("--{flag}"),
+        (false, Some(path)) => format!("{} in {}", flag.replace('-', "_"), path.display()),
+    }
+}
+
+/// Reads a `--config` file.
+pub fn load_config_file(path: &Path) -> Result<ConfigFile, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::ReadConfig {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| SettingsError::ParseConfig {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// `$XDG_DATA_HOME/peervault/node_port_<port>` (or `./peervault-data/...` if the
+/// home directory is unknown, as for some service accounts).
+pub fn default_data_dir(port: u16) -> PathBuf {
+    let base = directories::BaseDirs::new()
+        .map(|dirs| dirs.data_dir().join("peervault"))
+        .unwrap_or_else(|| PathBuf::from("peervault-data"));
+    base.join(format!("node_port_{port}"))
+}
+
+fn parse_duration(origin: &str, text: &str) -> Result<Duration, SettingsError> {
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
+        invalid(
+            origin,
+            format!("{text:?} is not a duration ({e}); examples: 30s, 5m, 1h"),
+        )
+    })?;
+    if duration.is_zero() {
+        return Err(invalid(origin, "the duration must be longer than zero"));
+    }
+    Ok(duration)
+}
+
+fn parse_replicas(origin: &str, value: &Scalar) -> Result<Replicas, SettingsError> {
+    let text = match value {
+        Scalar::Number(n) => n.to_string(),
+        Scalar::Text(t) => t.trim().to_ascii_lowercase(),
+    };
+    if text == "all" {
+        return Ok(Replicas::All);
+    }
+    match text.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(Replicas::Count(n)),
+        _ => Err(invalid(
+            origin,
+            format!("{text:?} is not a number of copies (1 or more) or \"all\""),
+        )),
+    }
+}
+
+fn parse_endpoint(origin: &str, text: &str) -> Result<Endpoint, SettingsError> {
+    Endpoint::parse(text).map_err(|e| invalid(origin, e))
+}
+
+/// Picks the CLI value if given, else the config file's, and names where it came from.
+fn pick<T>(
+    cli: Option<T>,
+    file: Option<T>,
+    flag: &str,
+    config: Option<&Path>,
+) -> Option<(T, String)> {
+    match (cli, file) {
+        (Some(v), _) => Some((v, origin(flag, true, config))),
+        (None, Some(v)) => Some((v, origin(flag, false, config))),
+        (None, None) => None,
+    }
+}
+
+fn common(
+    global: &GlobalArgs,
+    file: &ConfigFile,
+    config: Option<&Path>,
+    interactive: bool,
+) -> Result<CommonSettings, SettingsError> {
+    let addr = match pick(global.addr.clone(), file.addr.clone(), "addr", config) {
+        Some((text, origin)) => parse_endpoint(&origin, &text)?,
+        None => parse_endpoint("--addr", DEFAULT_ADDR)?,
+    };
+    let (data_dir, data_dir_is_default) = match pick(
+        global.data_dir.clone(),
+        file.data_dir.clone(),
+        "data-dir",
+        config,
+    ) {
+        Some((dir, origin)) => {
+            if dir.as_os_str().is_empty() {
+                return Err(invalid(&origin, "the path is empty"));
+            }
+            // Absolute, so messages, status and the quota file name one place.
+            let dir = std::path::absolute(&dir).map_err(|e| invalid(&origin, e))?;
+            (dir, false)
+        }
+        None => {
+            let dir = default_data_dir(addr.port);
+            (std::path::absolute(&dir).unwrap_or(dir), true)
+        }
+    };
+    let debug =
+        global.verbose || global.debug || file.verbose == Some(true) || file.debug == Some(true);
+    let log_filter = match pick(
+        global.log_level.clone(),
+        file.log_level.clone(),
+        "log-level",
+        config,
+    ) {
+        Some((level, origin)) => {
+            tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
+                invalid(
+                    &origin,
+                    format!("{level:?} is not a log level or filter ({e}); try info or debug"),
+                )
+            })?;
+            level
+        }
+        None if debug => "debug".to_string(),
+        None => match std::env::var("RUST_LOG") {
+            Ok(filter) if !filter.is_empty() => filter,
+            _ if interactive => "warn".to_string(),
+            _ => "info".to_string(),
+        },
+    };
+    Ok(CommonSettings {
+        addr,
+        data_dir,
+        data_dir_is_default,
+        log_filter,
+    })
+}
+
+/// Settings for a client command (only the shared options matter).
+pub fn client_settings(cli: &Cli) -> Result<CommonSettings, SettingsError> {
+    let file = match &cli.global.config {
+        Some(path) => load_config_file(path)?,
+        None => ConfigFile::default(),
+    };
+    common(&cli.global, &file, cli.global.config.as_deref(), false)
+}
+
+/// Settings for running a node.
+pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
+    let config_path = cli.global.config.clone();
+    let config = config_path.as_deref();
+    let file = match config {
+        Some(path) => load_config_file(path)?,
+        None => ConfigFile::default(),
+    };
+    let node: &NodeArgs = &cli.node;
+    let interactive = node.interactive || file.interactive == Some(true);
+    let common = common(&cli.global, &file, config, interactive)?;
+    let flag = |cli_set: bool, file_value: Option<bool>| cli_set || file_value == Some(true);
+
+    let quota = match pick(node.quota.clone(), file.quota.clone(), "quota", config) {
+        Some((text, origin)) => {
+            let bytes = parse_size(&text).map_err(|e| invalid(&origin, e))?;
+            if bytes == 0 {
+                return Err(invalid(
+                    &origin,
+                    "a quota of 0 bytes would refuse every file",
+                ));
+            }
+            Some(bytes)
+        }
+        None => None,
+    };
+    let advertise = match pick(
+        node.advertise.clone(),
+        file.advertise.clone(),
+        "advertise",
+        config,
+    ) {
+        Some((text, origin)) => Some(parse_endpoint(&origin, &text)?),
+        None => None,
+    };
+    let bootstrap_texts: Option<(Vec<String>, String)> = if !node.bootstrap.is_empty() {
+        Some((node.bootstrap.clone(), origin("bootstrap", true, config)))
+    } else {
+        file.bootstrap.as_ref().map(|list| {
+            let items = match list {
+                StringList::List(items) => items.clone(),
+                StringList::Joined(text) => text.split(',').map(str::to_string).collect(),
+            };
+            (items, origin("bootstrap", false, config))
+        })
+    };
+    let bootstrap = match bootstrap_texts {
+        Some((items, origin)) => items
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_endpoint(&origin, s))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let metrics = match pick(
+        node.metrics.clone(),
+        file.metrics.clone(),
+        "metrics",
+        config,
+    ) {
+        Some((text, origin)) => Some(parse_endpoint(&origin, &text)?),
+        None => None,
+    };
+    let replicas = match pick(
+        node.replicas.clone().map(Scalar::Text),
+        file.replicas.clone(),
+        "replicas",
+        config,
+    ) {
+        Some((value, origin)) => parse_replicas(&origin, &value)?,
+        None => Replicas::Count(DEFAULT_REPLICAS),
+    };
+    let pex_interval = match pick(
+        node.pex_interval.clone(),
+        file.pex_interval.clone(),
+        "pex-interval",
+        config,
+    ) {
+        Some((text, origin)) => parse_duration(&origin, &text)?,
+        None => DEFAULT_PEX_INTERVAL,
+    };
+    let gc_interval = match pick(
+        node.gc_interval.clone(),
+        file.gc_interval.clone(),
+        "gc-interval",
+        config,
+    ) {
+        Some((text, origin)) => parse_duration(&origin, &text)?,
+        None => DEFAULT_GC_INTERVAL,
+    };
+    Ok(NodeSettings {
+        common,
+        key: node.key.clone().or(file.key),
+        interactive,
+        quota,
+        advertise,
+        bootstrap,
+        public_ip: flag(node.public_ip, file.public_ip),
+        metrics,
+        discover_local: flag(node.discover_local, file.discover_local),
+        discover_pex: flag(node.discover_pex, file.discover_pex),
+        replicas,
+        pex_interval,
+        gc_interval,
+        demo: node.demo,
+        config_path,
+    })
+}
+
+impl NodeSettings {
+    /// Flags that were given but whose feature is not in this build, so the node
+    /// can say so instead of silently ignoring them.
+    pub fn inactive_flags(&self) -> Vec<&'static str> {
+        let mut flags = Vec::new();
+        if self.advertise.is_some() {
+            flags.push("-advertise");
+        }
+        if !self.bootstrap.is_empty() {
+            flags.push("-bootstrap");
+        }
+        if self.public_ip {
+            flags.push("-public-ip");
+        }
+        if self.metrics.is_some() {
+            flags.push("-metrics");
+        }
+        if self.discover_local {
+            flags.push("-discover-local");
+        }
+        if self.discover_pex {
+            flags.push("-discover-pex");
+        }
+        if self.replicas != Replicas::Count(DEFAULT_REPLICAS) {
+            flags.push("--replicas");
+        }
+        if self.pex_interval != DEFAULT_PEX_INTERVAL {
+            flags.push("--pex-interval");
+        }
+        if self.gc_interval != DEFAULT_GC_INTERVAL {
+            flags.push("--gc-interval");
+        }
+        flags
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::normalise_args;
+    use clap::Parser;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(normalise_args(args.iter().map(std::ffi::OsString::from))).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = node_settings(&cli(&["peervault"])).unwrap();
+        assert_eq!(s.common.addr.port, 3000);
+        assert!(s.common.data_dir.ends_with("peervault/node_port_3000"));
+        assert!(s.common.data_dir_is_default);
+        assert_eq!(s.replicas, Replicas::Count(3));
+        assert_eq!(s.gc_interval, Duration::from_secs(3600));
+        assert!(s.inactive_flags().is_empty());
+    }
+
+    #[test]
+    fn the_default_data_dir_differs_per_port() {
+        let a = client_settings(&cli(&["peervault", "-addr", ":4000", "ls"])).unwrap();
+        let b = client_settings(&cli(&["peervault", "ls", "--addr", ":5000"])).unwrap();
+        assert!(a.data_dir.ends_with("node_port_4000"));
+        assert!(b.data_dir.ends_with("node_port_5000"));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        for (args, words) in [
+            (&["peervault", "-addr", ":99999"][..], "--addr"),
+            (&["peervault", "--quota", "lots"], "--quota"),
+            (&["peervault", "--replicas", "0"], "--replicas"),
+            (&["peervault", "--gc-interval", "soon"], "--gc-interval"),
+            (&["peervault", "-bootstrap", "a:1,nope"], "--bootstrap"),
+            (&["peervault", "--log-level", "[[["], "--log-level"),
+        ] {
+            let e = node_settings(&cli(args)).unwrap_err().to_string();
+            assert!(e.contains(words), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn config_file_fills_in_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peervault.toml");
+        std::fs::write(
+            &path,
+            "addr = \":4100\"\nquota = \"5GB\"\nbootstrap = \"localhost:3000,localhost:3001\"\nreplicas = \"all\"\ninteractive = true\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let s = node_settings(&cli(&["peervault", "--config", p])).unwrap();
+        assert_eq!(s.common.addr.port, 4100);
+        assert_eq!(s.quota, Some(5 << 30));
+        assert_eq!(s.bootstrap.len(), 2);
+        assert_eq!(s.replicas, Replicas::All);
+        assert!(s.interactive);
+        let s = node_settings(&cli(&["peervault", "--config", p, "-addr", ":4200"])).unwrap();
+        assert_eq!(s.common.addr.port, 4200);
+    }
+
+    #[test]
+    fn config_file_errors_are_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "adr = \":1\"\n").unwrap();
+        let e = node_settings(&cli(&["peervault", "--config", path.to_str().unwrap()]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not valid") && e.contains("adr"), "{e}");
+        std::fs::write(&path, "quota = \"huge\"\n").unwrap();
+        let e = node_settings(&cli(&["peervault", "--config", path.to_str().unwrap()]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("quota in"), "{e}");
+        let e = node_settings(&cli(&[
+            "peervault",
+            "--config",
+            "/nonexistent/peervault.toml",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cannot read"), "{e}");
+    }
+}

@@ -1,0 +1,23 @@
+//! `peervault ls [--json]`
+
+use std::process::ExitCode;
+
+use crate::control::client::Client;
+use crate::control::proto::{Request, Response};
+use crate::ui;
+
+pub async fn run(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
+    let reply = client.call(&Request::List).await?;
+    let Response::Files { files } = reply else {
+        return Err(super::unexpected(reply));
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&files)?);
+    } else if files.is_empty() {
+        println!("The vault is empty. Store a file with: peervault put <path>");
+    } else {
+        println!("Files in the vault ({}):", ui::plural(files.len(), "file"));
+        println!("{}", ui::files_table(&files));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,34 @@
+//! Client commands: each parses its arguments, asks the node, and renders the answer.
+//!
+//! One file per command. Every command finds the node through the data dir
+//! (`--data-dir`, or the default for `--addr`), prints results on stdout and
+//! problems on stderr, and exits non-zero on failure (3 when no node is running).
+
+use std::process::ExitCode;
+
+use crate::cli::args::Command;
+use crate::control::client::Client;
+
+mod get;
+mod ls;
+mod put;
+mod rm;
+mod status;
+mod verify;
+
+/// Runs one client command against the node owning `client`'s data dir.
+pub async fn run(command: Command, client: &Client) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Put { path, name } => put::run(client, &path, name).await,
+        Command::Get { name, output } => get::run(client, &name, output.as_deref()).await,
+        Command::Ls { json } => ls::run(client, json).await,
+        Command::Rm { name, yes } => rm::run(client, &name, yes).await,
+        Command::Status { json } => status::run(client, json).await,
+        Command::Verify { name, json } => verify::run(client, name, json).await,
+    }
+}
+
+/// Builds the error for a reply of the wrong kind.
+fn unexpected(reply: crate::control::proto::Response) -> anyhow::Error {
+    crate::control::client::ClientError::Unexpected(format!("{reply:?}")).into()
+}

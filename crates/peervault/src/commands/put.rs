@@ -1,0 +1,70 @@
+//! `peervault put <path> [--name NAME]`
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use peervault_node::HumanSize;
+
+use crate::control::client::Client;
+use crate::control::proto::Response;
+
+pub async fn run(client: &Client, path: &Path, name: Option<String>) -> anyhow::Result<ExitCode> {
+    let reply = if path.as_os_str() == "-" {
+        let Some(name) = name else {
+            bail!("reading standard input needs a name: peervault put - --name NAME");
+        };
+        client
+            .put(&name, None, tokio::io::stdin(), &mut |_| {})
+            .await?
+    } else {
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let meta = file.metadata().await?;
+        if meta.is_dir() {
+            bail!(
+                "{} is a directory; put stores one file at a time",
+                path.display()
+            );
+        }
+        let name = match name {
+            Some(name) => name,
+            None => path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+                .with_context(|| {
+                    format!(
+                        "{} has no usable file name; give one with --name",
+                        path.display()
+                    )
+                })?,
+        };
+        client
+            .put(&name, Some(meta.len()), file, &mut |_| {})
+            .await?
+    };
+    let Response::Stored {
+        file,
+        stored_bytes,
+        replaced,
+        ..
+    } = reply
+    else {
+        return Err(super::unexpected(reply));
+    };
+    println!(
+        "File '{}' stored successfully ({}, hash {}{}; {} new on disk)",
+        file.name,
+        HumanSize(file.size),
+        &file.hash[..8],
+        if replaced {
+            ", replacing the previous version"
+        } else {
+            ""
+        },
+        HumanSize(stored_bytes),
+    );
+    Ok(ExitCode::SUCCESS)
+}

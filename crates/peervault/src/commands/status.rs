@@ -1,0 +1,20 @@
+//! `peervault status [--json]`
+
+use std::process::ExitCode;
+
+use crate::control::client::Client;
+use crate::control::proto::{Request, Response};
+use crate::ui;
+
+pub async fn run(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
+    let reply = client.call(&Request::Status).await?;
+    let Response::Status { status } = reply else {
+        return Err(super::unexpected(reply));
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        println!("{}", ui::status_block(&status));
+    }
+    Ok(ExitCode::SUCCESS)
+}

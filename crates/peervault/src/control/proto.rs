@@ -1,0 +1,204 @@
+//! The control protocol between client commands and the local node.
+//!
+//! A connection carries one request. Every frame is length-delimited (4-byte big
+//! endian length, at most [`MAX_FRAME_BYTES`]) and starts with a tag byte:
+//!
+//! | tag | frame                                   |
+//! |-----|-----------------------------------------|
+//! | `J` | a JSON [`Request`] or [`Response`]       |
+//! | `D` | raw file bytes                          |
+//! | `E` | end of file bytes (client to node only) |
+//!
+//! ```text
+//! put:   client J(Put) D* E        node J(Stored | Error)   (Error may come early)
+//! get:   client J(Get)             node J(File) D* J(Done | Error)
+//! other: client J(request)         node J(response | Error)
+//! ```
+//!
+//! File bytes travel in frames rather than as a raw stream so that the end of a
+//! file is explicit: a client that dies mid-upload can never be mistaken for a
+//! short file, and a read that fails an integrity check mid-way is reported as an
+//! error after the bytes that were verified.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use peervault_node::{ErrorKind, FileCheck, FileInfo, NodeStatus, QuotaStatus};
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::LengthDelimitedCodec;
+
+/// Largest frame either side accepts.
+pub const MAX_FRAME_BYTES: usize = 8 << 20;
+
+/// File bytes per data frame.
+pub const DATA_FRAME_BYTES: usize = 1 << 20;
+
+const TAG_MESSAGE: u8 = b'J';
+const TAG_DATA: u8 = b'D';
+const TAG_END: u8 = b'E';
+
+/// The codec both sides use.
+pub fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME_BYTES)
+        .new_codec()
+}
+
+/// One decoded frame.
+#[derive(Debug)]
+pub enum Frame {
+    Message(Bytes),
+    Data(Bytes),
+    End,
+}
+
+/// A frame that is not part of the protocol.
+#[derive(Debug, thiserror::Error)]
+#[error("protocol error: {0}")]
+pub struct ProtocolError(pub String);
+
+impl Frame {
+    pub fn decode(frame: BytesMut) -> Result<Frame, ProtocolError> {
+        let mut frame = frame.freeze();
+        if frame.is_empty() {
+            return Err(ProtocolError("empty frame".into()));
+        }
+        let tag = frame[0];
+        let body = frame.split_off(1);
+        match tag {
+            TAG_MESSAGE => Ok(Frame::Message(body)),
+            TAG_DATA => Ok(Frame::Data(body)),
+            TAG_END if body.is_empty() => Ok(Frame::End),
+            _ => Err(ProtocolError(format!("unknown frame tag {tag:#04x}"))),
+        }
+    }
+
+    /// The JSON body of a message frame, decoded.
+    pub fn message<T: for<'de> Deserialize<'de>>(self) -> Result<T, ProtocolError> {
+        match self {
+            Frame::Message(body) => serde_json::from_slice(&body)
+                .map_err(|e| ProtocolError(format!("undecodable message: {e}"))),
+            Frame::Data(_) => Err(ProtocolError("expected a message, got file data".into())),
+            Frame::End => Err(ProtocolError("expected a message, got end of data".into())),
+        }
+    }
+}
+
+/// Encodes a message frame.
+pub fn message_frame<T: Serialize>(message: &T) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_u8(TAG_MESSAGE);
+    // Our message types always serialise.
+    out.extend_from_slice(&serde_json::to_vec(message).unwrap_or_default());
+    out.freeze()
+}
+
+/// Encodes a data frame.
+pub fn data_frame(bytes: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(1 + bytes.len());
+    out.put_u8(TAG_DATA);
+    out.extend_from_slice(bytes);
+    out.freeze()
+}
+
+/// Encodes the end-of-data frame.
+pub fn end_frame() -> Bytes {
+    Bytes::from_static(&[TAG_END])
+}
+
+/// What a client asks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Followed by data frames and an end frame.
+    Put {
+        name: String,
+        size: Option<u64>,
+    },
+    Get {
+        name: String,
+    },
+    Stat {
+        name: String,
+    },
+    List,
+    Delete {
+        name: String,
+    },
+    Status,
+    Verify {
+        name: Option<String>,
+    },
+    Quota,
+    SetQuota {
+        bytes: u64,
+    },
+}
+
+/// What the node answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Response {
+    Stored {
+        file: FileInfo,
+        stored_bytes: u64,
+        reused_chunks: usize,
+        replaced: bool,
+    },
+    /// Precedes the data of a get.
+    File {
+        file: FileInfo,
+    },
+    /// Follows the data of a complete get.
+    Done,
+    Files {
+        files: Vec<FileInfo>,
+    },
+    Deleted {
+        name: String,
+        freed_bytes: u64,
+    },
+    Status {
+        status: NodeStatus,
+    },
+    Verified {
+        files: Vec<FileCheck>,
+    },
+    Quota {
+        quota: QuotaStatus,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let req = Request::Put {
+            name: "a/b".into(),
+            size: Some(3),
+        };
+        let frame = Frame::decode(BytesMut::from(&message_frame(&req)[..])).unwrap();
+        let back: Request = frame.message().unwrap();
+        assert!(matches!(back, Request::Put { size: Some(3), .. }));
+        assert!(matches!(
+            Frame::decode(BytesMut::from(&data_frame(b"xyz")[..])).unwrap(),
+            Frame::Data(d) if &d[..] == b"xyz"
+        ));
+        assert!(matches!(
+            Frame::decode(BytesMut::from(&end_frame()[..])).unwrap(),
+            Frame::End
+        ));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bytes in [&b""[..], b"Z", b"E!", b"J{not json"] {
+            let decoded = Frame::decode(BytesMut::from(bytes)).and_then(|f| f.message::<Request>());
+            assert!(decoded.is_err(), "{bytes:?}");
+        }
+    }
+}

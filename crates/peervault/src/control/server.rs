@@ -1,0 +1,249 @@
+//! The node's side of the control socket.
+//!
+//! One task accepts connections; each connection gets its own task and carries one
+//! request. At most [`MAX_CONNECTIONS`] are served at once (more wait in the
+//! listen backlog). On shutdown the listener closes, the socket file is removed and
+//! requests in flight get a grace period to finish.
+
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, Stream, StreamExt};
+use peervault_node::{FileInfo, Node, NodeError};
+use tokio::net::UnixListener;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::Semaphore;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::io::StreamReader;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::proto::{DATA_FRAME_BYTES, Frame, Request, Response, codec, data_frame, message_frame};
+use super::socket::{socket_address, socket_path};
+
+/// Requests served concurrently.
+const MAX_CONNECTIONS: usize = 64;
+
+type Reader = FramedRead<OwnedReadHalf, LengthDelimitedCodec>;
+type Writer = FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>;
+
+/// A running control server.
+#[derive(Debug)]
+pub struct ControlServer {
+    path: PathBuf,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl ControlServer {
+    /// Binds `<data dir>/control.sock` (replacing a stale one: the caller holds the
+    /// data dir lock, so no other node can be using it) and starts serving `node`.
+    pub async fn start(node: Node) -> io::Result<ControlServer> {
+        let path = socket_path(node.data_dir());
+        let address = socket_address(node.data_dir())?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let listener = UnixListener::bind(&address.path)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let (accept_tracker, accept_shutdown) = (tracker.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let _address = address;
+            loop {
+                let permit = tokio::select! {
+                    _ = accept_shutdown.cancelled() => break,
+                    permit = limit.clone().acquire_owned() => match permit {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                let accepted = tokio::select! {
+                    _ = accept_shutdown.cancelled() => break,
+                    accepted = listener.accept() => accepted,
+                };
+                match accepted {
+                    Ok((stream, _)) => {
+                        let node = node.clone();
+                        accept_tracker.spawn(async move {
+                            let (r, w) = stream.into_split();
+                            let mut reader = FramedRead::new(r, codec());
+                            let mut writer = FramedWrite::new(w, codec());
+                            if let Err(e) = serve_one(&node, &mut reader, &mut writer).await {
+                                tracing::debug!("control connection ended: {e}");
+                            }
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        // Usually out of file descriptors: back off instead of spinning.
+                        tracing::warn!("control socket accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        Ok(ControlServer {
+            path,
+            tracker,
+            shutdown,
+        })
+    }
+
+    /// Stops accepting, removes the socket and waits up to `grace` for requests in flight.
+    pub async fn stop(self, grace: Duration) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        let _ = std::fs::remove_file(&self.path);
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("control requests still running after {grace:?}; abandoning them");
+        }
+    }
+}
+
+fn error_response(e: &NodeError) -> Response {
+    Response::Error {
+        kind: e.kind(),
+        message: e.to_string(),
+    }
+}
+
+async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io::Result<()> {
+    let Some(first) = reader.next().await else {
+        return Ok(());
+    };
+    let request: Request = Frame::decode(first?)
+        .and_then(Frame::message)
+        .map_err(io::Error::other)?;
+    let response = match request {
+        Request::Put { name, size } => {
+            let data = StreamReader::new(UploadFrames {
+                reader,
+                done: false,
+            });
+            match node.store(&name, data, size).await {
+                Ok(out) => Response::Stored {
+                    file: FileInfo::from(&out.manifest),
+                    stored_bytes: out.stored_bytes,
+                    reused_chunks: out.reused_chunks,
+                    replaced: out.replaced,
+                },
+                Err(e) => error_response(&e),
+            }
+        }
+        Request::Get { name } => return send_file(node, &name, writer).await,
+        Request::Stat { name } => match node.stat(&name).await {
+            Ok(file) => Response::File { file },
+            Err(e) => error_response(&e),
+        },
+        Request::List => match node.list().await {
+            Ok(files) => Response::Files { files },
+            Err(e) => error_response(&e),
+        },
+        Request::Delete { name } => match node.delete(&name).await {
+            Ok(out) => Response::Deleted {
+                name: out.name,
+                freed_bytes: out.freed_bytes,
+            },
+            Err(e) => error_response(&e),
+        },
+        Request::Status => match node.status().await {
+            Ok(status) => Response::Status { status },
+            Err(e) => error_response(&e),
+        },
+        Request::Verify { name } => match node.verify(name.as_deref()).await {
+            Ok(files) => Response::Verified { files },
+            Err(e) => error_response(&e),
+        },
+        Request::Quota => Response::Quota {
+            quota: node.quota(),
+        },
+        Request::SetQuota { bytes } => match node.set_quota(bytes) {
+            Ok(()) => Response::Quota {
+                quota: node.quota(),
+            },
+            Err(e) => error_response(&e),
+        },
+    };
+    writer.send(message_frame(&response)).await
+}
+
+async fn send_file(node: &Node, name: &str, writer: &mut Writer) -> io::Result<()> {
+    let mut file = match node.get(name).await {
+        Ok(file) => file,
+        Err(e) => return writer.send(message_frame(&error_response(&e))).await,
+    };
+    let info = FileInfo::from(file.manifest());
+    writer
+        .send(message_frame(&Response::File { file: info }))
+        .await?;
+    while let Some(piece) = file.next().await {
+        match piece {
+            Ok(bytes) => {
+                for part in bytes.chunks(DATA_FRAME_BYTES) {
+                    writer.feed(data_frame(part)).await?;
+                }
+                SinkExt::<Bytes>::flush(writer).await?;
+            }
+            Err(e) => {
+                let response = error_response(&NodeError::from(e));
+                return writer.send(message_frame(&response)).await;
+            }
+        }
+    }
+    writer.send(message_frame(&Response::Done)).await
+}
+
+/// The data frames of an upload as a byte stream that ends at the end frame.
+/// A connection that closes before the end frame is an error, never a short file.
+struct UploadFrames<'a> {
+    reader: &'a mut Reader,
+    done: bool,
+}
+
+impl Stream for UploadFrames<'_> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let next = match self.reader.poll_next_unpin(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(next) => next,
+        };
+        Poll::Ready(match next {
+            None => Some(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the client disconnected before the end of the file",
+            ))),
+            Some(Err(e)) => Some(Err(e)),
+            Some(Ok(frame)) => match Frame::decode(frame) {
+                Ok(Frame::Data(bytes)) => Some(Ok(bytes)),
+                Ok(Frame::End) => {
+                    self.done = true;
+                    None
+                }
+                Ok(Frame::Message(_)) => Some(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a message arrived in the middle of file data",
+                ))),
+                Err(e) => Some(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
+            },
+        })
+    }
+}

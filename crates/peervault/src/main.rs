@@ -1,0 +1,5 @@
+//! `peervault`: see the crate documentation of the library half.
+
+fn main() -> std::process::ExitCode {
+    peervault::cli::main()
+}

@@ -1,0 +1,451 @@
+//! The interactive prompt (`-interactive`).
+//!
+//! The REPL runs on its own thread (line editing blocks) and drives the node
+//! directly through its API, blocking on the node's runtime for each command. The
+//! command table below is the single source for dispatch, `help` and suggestions.
+//! Words are split like a shell does, so names with spaces can be quoted.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use peervault_node::{HumanSize, Node, parse_size};
+use rustyline::DefaultEditor;
+use rustyline::config::Configurer;
+use rustyline::error::ReadlineError;
+use tokio::io::AsyncWriteExt;
+use tokio::runtime::Handle;
+
+use crate::atomic_file::AtomicFile;
+use crate::ui;
+
+/// The prompt, as in the original.
+pub const PROMPT: &str = "PeerVault> ";
+
+/// Files up to this size that are text are printed by `get` without a destination.
+const PRINT_LIMIT_BYTES: u64 = 64 * 1024;
+
+/// Entries kept in the history file.
+const HISTORY_ENTRIES: usize = 1000;
+
+enum Flow {
+    Continue,
+    Quit,
+}
+
+struct Spec {
+    name: &'static str,
+    aliases: &'static [&'static str],
+    usage: &'static str,
+    about: &'static str,
+    run: fn(&mut Repl, &[String]) -> anyhow::Result<Flow>,
+}
+
+const COMMANDS: &[Spec] = &[
+    Spec {
+        name: "store",
+        aliases: &["put"],
+        usage: "store <path> [name]",
+        about: "Store a local file in the vault (name defaults to the file's name)",
+        run: Repl::store,
+    },
+    Spec {
+        name: "get",
+        aliases: &[],
+        usage: "get <name> [dest]",
+        about: "Read a file: write it to dest, or show it if it is short text",
+        run: Repl::get,
+    },
+    Spec {
+        name: "delete",
+        aliases: &["rm"],
+        usage: "delete <name>",
+        about: "Delete a file from the vault (asks first)",
+        run: Repl::delete,
+    },
+    Spec {
+        name: "list",
+        aliases: &["ls"],
+        usage: "list",
+        about: "List the files in the vault",
+        run: Repl::list,
+    },
+    Spec {
+        name: "quota",
+        aliases: &[],
+        usage: "quota [set <size>]",
+        about: "Show the storage quota, or change it (e.g. quota set 5GB)",
+        run: Repl::quota,
+    },
+    Spec {
+        name: "status",
+        aliases: &[],
+        usage: "status",
+        about: "Show this node's identity, addresses, peers and storage",
+        run: Repl::status,
+    },
+    Spec {
+        name: "verify",
+        aliases: &[],
+        usage: "verify [name]",
+        about: "Check every chunk of one file, or of all files",
+        run: Repl::verify,
+    },
+    Spec {
+        name: "help",
+        aliases: &["?"],
+        usage: "help [command]",
+        about: "Show the commands, or details of one",
+        run: Repl::help,
+    },
+    Spec {
+        name: "quit",
+        aliases: &["exit"],
+        usage: "quit",
+        about: "Stop the node and leave (Ctrl-D and Ctrl-C too)",
+        run: |_, _| Ok(Flow::Quit),
+    },
+];
+
+fn find(word: &str) -> Option<&'static Spec> {
+    let word = word.to_ascii_lowercase();
+    COMMANDS
+        .iter()
+        .find(|s| s.name == word || s.aliases.contains(&word.as_str()))
+}
+
+/// Edit distance counting a swap of neighbours as one edit, for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+fn suggestion(word: &str) -> Option<&'static str> {
+    COMMANDS
+        .iter()
+        .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().copied()))
+        .map(|name| (distance(&word.to_ascii_lowercase(), name), name))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// True for bytes worth printing on a terminal.
+fn is_printable_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes)
+        .map(|s| {
+            s.chars()
+                .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+        })
+        .unwrap_or(false)
+}
+
+struct Repl {
+    node: Node,
+    rt: Handle,
+    editor: DefaultEditor,
+}
+
+/// Runs the prompt until `quit`, Ctrl-D or Ctrl-C. History lives in `history`.
+pub fn run(node: Node, rt: Handle, history: &Path) -> anyhow::Result<()> {
+    let mut editor = DefaultEditor::new().context("cannot start the line editor")?;
+    let _ = editor.set_max_history_size(HISTORY_ENTRIES);
+    let _ = editor.load_history(history);
+    let mut repl = Repl { node, rt, editor };
+    println!("Type 'help' for the commands, 'quit' to leave.");
+    loop {
+        let line = match repl.editor.readline(PROMPT) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted | ReadlineError::Eof) => break,
+            Err(e) => {
+                eprintln!("error: cannot read input: {e}");
+                break;
+            }
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let _ = repl.editor.add_history_entry(line);
+        let Some(words) = shlex::split(line) else {
+            eprintln!("error: unbalanced quotes in {line:?}");
+            continue;
+        };
+        let Some(first) = words.first() else {
+            continue;
+        };
+        let Some(spec) = find(first) else {
+            match suggestion(first) {
+                Some(near) => eprintln!(
+                    "Unknown command '{first}'. Did you mean '{near}'? Type 'help' for the list."
+                ),
+                None => eprintln!("Unknown command '{first}'. Type 'help' for the list."),
+            }
+            continue;
+        };
+        match (spec.run)(&mut repl, &words[1..]) {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Quit) => break,
+            Err(e) => eprintln!("error: {e:#}"),
+        }
+    }
+    if let Err(e) = repl.editor.save_history(history) {
+        tracing::debug!("could not save the REPL history: {e}");
+    }
+    Ok(())
+}
+
+fn usage_error(usage: &str) -> anyhow::Error {
+    anyhow::anyhow!("usage: {usage}")
+}
+
+impl Repl {
+    fn ask(&mut self, question: &str) -> anyhow::Result<bool> {
+        match self.editor.readline(&format!("{question} (y/N): ")) {
+            Ok(answer) => Ok(matches!(
+                answer.trim().to_ascii_lowercase().as_str(),
+                "y" | "yes"
+            )),
+            Err(ReadlineError::Interrupted | ReadlineError::Eof) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn store(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        let (path, name) = match args {
+            [path] => (PathBuf::from(path), None),
+            [path, name] => (PathBuf::from(path), Some(name.clone())),
+            _ => return Err(usage_error("store <path> [name]")),
+        };
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            bail!("{} is a directory; store takes one file", path.display());
+        }
+        let name = match name {
+            Some(name) => name,
+            None => path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+                .with_context(|| {
+                    format!(
+                        "{} has no usable name; give one: store <path> <name>",
+                        path.display()
+                    )
+                })?,
+        };
+        let node = self.node.clone();
+        let out = self.rt.block_on(async move {
+            let file = tokio::fs::File::from_std(file);
+            node.store(&name, file, Some(meta.len())).await
+        })?;
+        println!(
+            "File '{}' stored successfully ({}, hash {})",
+            out.manifest.name,
+            HumanSize(out.manifest.size),
+            &out.manifest.hash_hex()[..8]
+        );
+        Ok(Flow::Continue)
+    }
+
+    fn get(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        let (name, dest) = match args {
+            [name] => (name.clone(), None),
+            [name, dest] => (name.clone(), Some(PathBuf::from(dest))),
+            _ => return Err(usage_error("get <name> [dest]")),
+        };
+        let node = self.node.clone();
+        match dest {
+            Some(dest) => {
+                let size = self.rt.block_on(async {
+                    let mut target = AtomicFile::create(&dest)
+                        .await
+                        .with_context(|| format!("cannot write {}", dest.display()))?;
+                    let mut reader = node.get(&name).await?;
+                    let size = reader.manifest().size;
+                    while let Some(piece) = reader.next().await {
+                        target.file().write_all(&piece?).await?;
+                    }
+                    target.commit().await?;
+                    anyhow::Ok(size)
+                })?;
+                println!(
+                    "File '{name}' retrieved successfully to {} ({})",
+                    dest.display(),
+                    HumanSize(size)
+                );
+            }
+            None => {
+                let contents = self.rt.block_on(async {
+                    let info = node.stat(&name).await?;
+                    if info.size > PRINT_LIMIT_BYTES {
+                        return anyhow::Ok(Err(info.size));
+                    }
+                    let mut reader = node.get(&name).await?;
+                    let mut bytes = Vec::new();
+                    while let Some(piece) = reader.next().await {
+                        bytes.extend_from_slice(&piece?);
+                    }
+                    Ok(Ok(bytes))
+                })?;
+                match contents {
+                    Ok(bytes) if is_printable_text(&bytes) => {
+                        println!(
+                            "File '{name}' retrieved successfully ({}):",
+                            HumanSize(bytes.len() as u64)
+                        );
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(&bytes)?;
+                        if !bytes.ends_with(b"\n") {
+                            writeln!(out)?;
+                        }
+                    }
+                    Ok(bytes) => bail!(
+                        "'{name}' is {} of binary data; give a destination: get {name} <path>",
+                        HumanSize(bytes.len() as u64)
+                    ),
+                    Err(size) => bail!(
+                        "'{name}' is {} (too long to show); give a destination: get {name} <path>",
+                        HumanSize(size)
+                    ),
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn delete(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        let [name] = args else {
+            return Err(usage_error("delete <name>"));
+        };
+        let node = self.node.clone();
+        self.rt.block_on(node.stat(name))?;
+        if !self.ask(&format!(
+            "Delete '{name}' from the vault? Every node will drop its copy."
+        ))? {
+            println!("Kept '{name}'.");
+            return Ok(Flow::Continue);
+        }
+        let out = self.rt.block_on(node.delete(name))?;
+        println!(
+            "File '{}' deleted successfully ({} freed on this node)",
+            out.name,
+            HumanSize(out.freed_bytes)
+        );
+        Ok(Flow::Continue)
+    }
+
+    fn list(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        if !args.is_empty() {
+            return Err(usage_error("list"));
+        }
+        let files = self.rt.block_on(self.node.list())?;
+        if files.is_empty() {
+            println!("The vault is empty. Store a file with: store <path>");
+        } else {
+            println!("Files in the vault ({}):", ui::plural(files.len(), "file"));
+            println!("{}", ui::files_table(&files));
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn quota(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        match args {
+            [] => println!("{}", ui::quota_block(&self.node.quota())),
+            [set, size] if set == "set" => {
+                let bytes = parse_size(size)?;
+                self.node.set_quota(bytes)?;
+                println!(
+                    "Quota set to {} ({bytes} bytes) and saved to .quota_config.json",
+                    HumanSize(bytes)
+                );
+            }
+            _ => return Err(usage_error("quota [set <size>]")),
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn status(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        if !args.is_empty() {
+            return Err(usage_error("status"));
+        }
+        let status = self.rt.block_on(self.node.status())?;
+        println!("{}", ui::status_block(&status));
+        Ok(Flow::Continue)
+    }
+
+    fn verify(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        let name = match args {
+            [] => None,
+            [name] => Some(name.as_str()),
+            _ => return Err(usage_error("verify [name]")),
+        };
+        let files = self.rt.block_on(self.node.verify(name))?;
+        println!("{}", ui::verify_lines(&files));
+        Ok(Flow::Continue)
+    }
+
+    fn help(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        match args {
+            [] => {
+                println!("Commands:");
+                for spec in COMMANDS {
+                    println!("  {:<22} {}", spec.usage, spec.about);
+                }
+            }
+            [word] => match find(word) {
+                Some(spec) => {
+                    println!("{}\n  {}", spec.usage, spec.about);
+                    if !spec.aliases.is_empty() {
+                        println!("  Also: {}", spec.aliases.join(", "));
+                    }
+                }
+                None => bail!("no command '{word}'; type 'help' for the list"),
+            },
+            _ => return Err(usage_error("help [command]")),
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_find_near_misses() {
+        assert_eq!(suggestion("stor"), Some("store"));
+        assert_eq!(suggestion("lsit"), Some("list"));
+        assert_eq!(suggestion("qiut"), Some("quit"));
+        assert_eq!(suggestion("xyzzy"), None);
+        assert!(find("LS").is_some());
+    }
+
+    #[test]
+    fn printable_text() {
+        assert!(is_printable_text(b"hello\nworld\t!\r\n"));
+        assert!(!is_printable_text(b"\x1b[2J"));
+        assert!(!is_printable_text(&[0xff, 0xfe]));
+    }
+}

@@ -1,0 +1,191 @@
+//! Running a node in the foreground: start-up, the optional REPL, and shutdown.
+//!
+//! Order of events: resolve the key (warning loudly about the public default),
+//! settle the quota (asking on first interactive start), start the node, open the
+//! control socket, then wait for `quit`, Ctrl-C or SIGTERM. Shutdown closes the
+//! control socket first, gives requests in flight a grace period, then drops the
+//! node, which releases the data dir.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use peervault_node::{
+    HumanSize, NetworkKey, Node, NodeConfig, QuotaConfig, QuotaSource, parse_size,
+};
+use tokio::sync::oneshot;
+
+use crate::cli::settings::NodeSettings;
+use crate::control::server::ControlServer;
+use crate::control::socket::socket_path;
+use crate::repl;
+
+/// Time requests in flight get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// File name of the REPL history inside the data dir.
+const HISTORY_FILE: &str = "repl_history";
+
+fn warn_insecure_key() {
+    eprintln!(
+        "WARNING: no network key given (--key or PEERVAULT_KEY): using the public default key.\n\
+         WARNING: anyone with PeerVault can decrypt this vault and join its network.\n\
+         WARNING: for real data, start with a secret key, e.g. PEERVAULT_KEY=\"$(openssl rand -hex 32)\"\n\
+         WARNING: (a data dir stays bound to the key it was created with)."
+    );
+}
+
+async fn resolve_key(settings: &NodeSettings) -> anyhow::Result<NetworkKey> {
+    match settings.key.clone() {
+        // Argon2id takes a moment and a few MiB: keep it off the async threads.
+        Some(text) => tokio::task::spawn_blocking(move || NetworkKey::from_user_input(&text))
+            .await?
+            .context("invalid network key"),
+        None => {
+            warn_insecure_key();
+            Ok(tokio::task::spawn_blocking(NetworkKey::insecure_default).await?)
+        }
+    }
+}
+
+/// Asks for the quota on the first interactive start, as the original does.
+fn prompt_for_quota(settings: &NodeSettings) -> anyhow::Result<Option<u64>> {
+    let data_dir = &settings.common.data_dir;
+    if settings.quota.is_some()
+        || !settings.interactive
+        || !std::io::stdin().is_terminal()
+        || QuotaConfig::load(data_dir)?.is_some()
+    {
+        return Ok(None);
+    }
+    println!("=== Storage Quota Configuration ===");
+    println!("No quota is set yet for {}.", data_dir.display());
+    println!("Choose how much disk space this node may use for the vault.");
+    println!();
+    let stdin = std::io::stdin();
+    loop {
+        print!("Enter maximum storage size (e.g., 1GB, 500MB, 10GB): ");
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        match parse_size(&line) {
+            Ok(0) => println!("The quota must be larger than zero."),
+            Ok(bytes) => {
+                println!("Storage quota set to: {} ({bytes} bytes)", HumanSize(bytes));
+                return Ok(Some(bytes));
+            }
+            Err(e) => println!("{e}"),
+        }
+    }
+}
+
+fn describe_quota(node: &Node) -> String {
+    let total = HumanSize(node.quota().total_bytes);
+    match node.quota_source() {
+        QuotaSource::File => format!("{total} (from .quota_config.json)"),
+        QuotaSource::Configured => format!("{total} (saved to .quota_config.json)"),
+        QuotaSource::Default => {
+            format!("{total} (default; change it with --quota SIZE or 'quota set SIZE')")
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+/// Runs a node until it is told to stop.
+pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
+    if settings.demo {
+        anyhow::bail!(
+            "the -demo mode needs several networked nodes and is not in this version yet; \
+             run a node with `peervault -addr :3000 -interactive` instead"
+        );
+    }
+    let key = resolve_key(&settings).await?;
+    let quota = match settings.quota {
+        Some(bytes) => Some(bytes),
+        None => prompt_for_quota(&settings)?,
+    };
+    let data_dir = settings.common.data_dir.clone();
+    let mut config = NodeConfig::new(&data_dir, key);
+    config.quota_bytes = quota;
+    config.listen_addrs = vec![settings.common.addr.to_string()];
+    let node = Node::start(config).await.map_err(anyhow::Error::new)?;
+
+    println!("PeerVault node {} started", node.peer_id());
+    println!(
+        "  Data dir:   {}{}",
+        data_dir.display(),
+        if settings.common.data_dir_is_default {
+            " (default for this port)"
+        } else {
+            ""
+        }
+    );
+    println!("  Quota:      {}", describe_quota(&node));
+    println!("  Control:    {}", socket_path(&data_dir).display());
+    println!(
+        "  Address:    {} (peer-to-peer networking is not in this version yet; the node runs standalone)",
+        settings.common.addr
+    );
+    for flag in settings.inactive_flags() {
+        eprintln!(
+            "warning: {flag} is accepted but not active in this version; it has no effect yet"
+        );
+    }
+    if !settings.interactive {
+        println!(
+            "Use `peervault put|get|ls|rm|status` from another terminal; Ctrl-C stops the node."
+        );
+    }
+    std::io::stdout().flush()?;
+
+    let control = ControlServer::start(node.clone()).await.with_context(|| {
+        format!(
+            "cannot open the control socket {}",
+            socket_path(&data_dir).display()
+        )
+    })?;
+
+    if settings.interactive {
+        let (done_tx, done_rx) = oneshot::channel();
+        let (repl_node, rt) = (node.clone(), tokio::runtime::Handle::current());
+        let history = data_dir.join(HISTORY_FILE);
+        std::thread::Builder::new()
+            .name("repl".into())
+            .spawn(move || {
+                if let Err(e) = repl::run(repl_node, rt, &history) {
+                    eprintln!("error: {e:#}");
+                }
+                let _ = done_tx.send(());
+            })
+            .context("cannot start the REPL thread")?;
+        tokio::select! {
+            _ = done_rx => {}
+            _ = wait_for_signal() => println!(),
+        }
+    } else {
+        wait_for_signal().await;
+    }
+
+    println!("Stopping the node...");
+    control.stop(SHUTDOWN_GRACE).await;
+    drop(node);
+    println!("PeerVault node stopped.");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,212 @@
+//! How things look to people: tables, quota bars, durations, confirmations.
+//!
+//! Shared by the REPL and the client commands so that both show the same layout.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+
+use comfy_table::presets::UTF8_FULL;
+use comfy_table::{CellAlignment, ContentArrangement, Table};
+use peervault_node::{FileCheck, FileInfo, HumanSize, NodeStatus, QuotaStatus};
+
+/// Width of the quota bar in characters.
+const BAR_WIDTH: usize = 50;
+
+fn new_table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(UTF8_FULL)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
+    table
+}
+
+/// "1 file" / "3 files".
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// The file list: name, size in bytes, first 8 hex digits of the hash.
+pub fn files_table(files: &[FileInfo]) -> String {
+    let mut table = new_table(&["Filename", "Size (bytes)", "Hash (first 8 chars)"]);
+    for f in files {
+        table.add_row(vec![
+            f.name.clone(),
+            f.size.to_string(),
+            f.hash.chars().take(8).collect(),
+        ]);
+    }
+    if let Some(col) = table.column_mut(1) {
+        col.set_cell_alignment(CellAlignment::Right);
+    }
+    table.to_string()
+}
+
+/// `[█████░░░░░] 46.8%`
+pub fn usage_bar(percent: f64) -> String {
+    let filled = ((percent.clamp(0.0, 100.0) / 100.0) * BAR_WIDTH as f64).round() as usize;
+    format!(
+        "[{}{}] {percent:.1}%",
+        "█".repeat(filled),
+        "░".repeat(BAR_WIDTH - filled)
+    )
+}
+
+/// The `quota` block.
+pub fn quota_block(q: &QuotaStatus) -> String {
+    format!(
+        "=== Storage Quota ===\n\
+         Used:      {}\n\
+         Total:     {}\n\
+         Available: {}\n\
+         Usage:     {:.1}%\n\
+         {}",
+        HumanSize(q.used_bytes),
+        HumanSize(q.total_bytes),
+        HumanSize(q.available_bytes),
+        q.utilization_percent,
+        usage_bar(q.utilization_percent)
+    )
+}
+
+/// `2h 34m`, `5m 3s`, `42s`.
+pub fn human_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    let (d, h, m, sec) = (s / 86_400, (s / 3600) % 24, (s / 60) % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sec}s"),
+        (0, 0, _) => format!("{m}m {sec}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// The `status` block.
+pub fn status_block(s: &NodeStatus) -> String {
+    let listen = if s.listen_addrs.is_empty() {
+        "-".to_string()
+    } else {
+        s.listen_addrs.join(", ")
+    };
+    let key_note = if s.insecure_default_key {
+        " (the public default key: anyone can read this vault)"
+    } else {
+        ""
+    };
+    format!(
+        "=== Node Status ===\n\
+         Peer ID:         {}\n\
+         Listening on:    {listen}\n\
+         Connected peers: {}\n\
+         Data dir:        {}\n\
+         Files:           {}\n\
+         Storage:         {} of {} used ({:.1}%)\n\
+         Uptime:          {}\n\
+         Key fingerprint: {}{key_note}\n\
+         Version:         {}",
+        s.peer_id,
+        s.peers_connected,
+        s.data_dir.display(),
+        s.files,
+        HumanSize(s.storage.used_bytes),
+        HumanSize(s.storage.total_bytes),
+        s.storage.utilization_percent,
+        human_duration(s.uptime_seconds),
+        s.key_fingerprint,
+        s.version,
+    )
+}
+
+/// One line per file checked, then damaged chunks indented.
+pub fn verify_lines(files: &[FileCheck]) -> String {
+    let mut out = String::new();
+    for f in files {
+        if f.is_ok() {
+            out.push_str(&format!(
+                "OK       {} ({})\n",
+                f.name,
+                plural(f.chunks, "chunk")
+            ));
+        } else {
+            out.push_str(&format!(
+                "DAMAGED  {} ({} of {} damaged)\n",
+                f.name,
+                f.damaged.len(),
+                plural(f.chunks, "chunk")
+            ));
+            for d in &f.damaged {
+                out.push_str(&format!(
+                    "         chunk {} ({}): {}\n",
+                    d.index,
+                    &d.chunk[..16],
+                    d.problem
+                ));
+            }
+        }
+    }
+    let damaged = files.iter().filter(|f| !f.is_ok()).count();
+    if damaged == 0 {
+        out.push_str(&format!("All {} verified.", plural(files.len(), "file")));
+    } else {
+        out.push_str(&format!(
+            "{} of {} damaged.",
+            plural(damaged, "file"),
+            plural(files.len(), "file")
+        ));
+    }
+    out
+}
+
+/// Asks a yes/no question on the terminal; anything but y/yes is no.
+pub fn confirm(question: &str) -> io::Result<bool> {
+    let mut stderr = io::stderr();
+    write!(stderr, "{question} (y/N): ")?;
+    stderr.flush()?;
+    let mut answer = String::new();
+    io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+/// True if standard input is an interactive terminal.
+pub fn stdin_is_terminal() -> bool {
+    io::stdin().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_and_durations() {
+        assert!(usage_bar(46.8).ends_with("] 46.8%"));
+        assert_eq!(usage_bar(100.0).matches('█').count(), BAR_WIDTH);
+        assert_eq!(usage_bar(250.0).matches('█').count(), BAR_WIDTH);
+        assert_eq!(human_duration(42.0), "42s");
+        assert_eq!(human_duration(303.0), "5m 3s");
+        assert_eq!(human_duration(9240.0), "2h 34m");
+        assert_eq!(human_duration(90_000.0), "1d 1h");
+    }
+
+    #[test]
+    fn file_table_shows_the_short_hash() {
+        let files = vec![FileInfo {
+            name: "myfile.txt".into(),
+            size: 2048,
+            hash: "a3b5c7d9e1".into(),
+            chunks: 1,
+            modified_unix_ms: 0,
+            author: "x".into(),
+        }];
+        let table = files_table(&files);
+        assert!(
+            table.contains("myfile.txt") && table.contains("2048") && table.contains("a3b5c7d9")
+        );
+        assert!(!table.contains("a3b5c7d9e1"));
+    }
+}

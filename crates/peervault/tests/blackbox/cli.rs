@@ -1,0 +1,207 @@
+//! The command line itself: flags, help, errors, and a node that is not there.
+
+use crate::harness::{TEST_KEY, TestNode, command, run, stderr, stdout};
+
+#[test]
+fn help_documents_every_flag_of_the_original_and_ours() {
+    let out = run(&["-h"]);
+    assert!(out.status.success());
+    let help = stdout(&out);
+    for flag in [
+        "--addr",
+        "--advertise",
+        "--bootstrap",
+        "--public-ip",
+        "--key",
+        "--interactive",
+        "--verbose",
+        "--debug",
+        "--metrics",
+        "--discover-local",
+        "--discover-pex",
+        "--demo",
+        "--data-dir",
+        "--replicas",
+        "--quota",
+        "--config",
+        "--gc-interval",
+        "--pex-interval",
+        "--log-level",
+    ] {
+        assert!(help.contains(flag), "help lacks {flag}:\n{help}");
+    }
+    for command in ["put", "get", "ls", "rm", "status", "verify"] {
+        assert!(help.contains(command), "help lacks {command}");
+    }
+}
+
+#[test]
+fn bad_values_and_unknown_flags_exit_non_zero_naming_the_problem() {
+    for (args, words) in [
+        (&["-addr", ":70000"][..], "--addr"),
+        (&["-addr", "nonsense"][..], "port is missing"),
+        (&["--quota", "12XB"][..], "--quota"),
+        (&["--replicas", "none"][..], "--replicas"),
+        (&["-frobnicate"][..], "frobnicate"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(words), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn client_commands_without_a_node_say_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("nothing-here");
+    let out = run(&["--data-dir", data.to_str().unwrap(), "ls"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no PeerVault node is running") && err.contains("--data-dir"),
+        "{err}"
+    );
+    assert!(!data.exists(), "a client must not create the data dir");
+}
+
+#[test]
+fn the_default_data_dir_differs_per_port_and_is_printed() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = command()
+        .env("XDG_DATA_HOME", home.path())
+        .args(["-addr", "127.0.0.1:0", "-key", TEST_KEY])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let expected = home.path().join("peervault/node_port_0");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !expected.join("control.sock").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node did not start in {}",
+            expected.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let out = command()
+        .env("XDG_DATA_HOME", home.path())
+        .args(["--addr", ":0", "status", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["data_dir"], expected.to_str().unwrap());
+    let other = command()
+        .env("XDG_DATA_HOME", home.path())
+        .args(["--addr", ":4321", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        other.status.code(),
+        Some(3),
+        "port 4321 has its own data dir"
+    );
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        stdout(&out).contains(expected.to_str().unwrap()),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_config_file_supplies_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let config = dir.path().join("peervault.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nquota = \"3MB\"\nkey = {TEST_KEY:?}\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = command()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !data.join("control.sock").exists() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let out = run(&["--config", config.to_str().unwrap(), "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["storage"]["total_bytes"], 3 * 1024 * 1024);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_second_node_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let first = TestNode::start(&data);
+    let mut second = TestNode::spawn(&data, TEST_KEY, &[]);
+    let status = second.wait_exit(std::time::Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(
+        second.log().contains("in use by another PeerVault process"),
+        "{}",
+        second.log()
+    );
+    first.ok(&["status"]);
+}
+
+#[test]
+fn a_wrong_key_is_refused_at_start_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let node = TestNode::start(&data);
+    let input = dir.path().join("secret.txt");
+    std::fs::write(&input, b"for the right key only").unwrap();
+    node.ok(&["put", input.to_str().unwrap()]);
+    node.stop();
+    let mut wrong = TestNode::spawn(&data, "not the same key", &[]);
+    let status = wrong.wait_exit(std::time::Duration::from_secs(30));
+    assert!(!status.success());
+    let log = wrong.log();
+    assert!(log.contains("different network key"), "{log}");
+    // The data is intact for the right key.
+    let node = TestNode::start(&data);
+    let out = dir.path().join("back.txt");
+    node.ok(&["get", "secret.txt", "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(out).unwrap(), b"for the right key only");
+}
+
+#[test]
+fn the_control_socket_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&dir.path().join("node"));
+    let socket = std::fs::metadata(node.data_dir.join("control.sock")).unwrap();
+    assert_eq!(socket.permissions().mode() & 0o777, 0o600);
+    let data_dir = std::fs::metadata(&node.data_dir).unwrap();
+    assert_eq!(data_dir.permissions().mode() & 0o777, 0o700);
+    let log = node.stop();
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!dir.path().join("node/control.sock").exists());
+}
+
+#[test]
+fn a_long_data_dir_path_still_gets_a_control_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("d".repeat(60)).join("e".repeat(60));
+    let node = TestNode::start(&deep);
+    assert!(node.ok(&["status"]).contains("Peer ID"));
+}

@@ -1,0 +1,266 @@
+//! Storing, listing, reading and deleting real files through the CLI.
+
+use std::path::Path;
+
+use crate::harness::{TestNode, files_under, hash_file, stderr, stdout, write_random_file};
+
+const CHUNK: u64 = 1024 * 1024;
+
+fn ls_json(node: &TestNode) -> Vec<serde_json::Value> {
+    serde_json::from_str(&node.ok(&["ls", "--json"])).unwrap()
+}
+
+#[test]
+fn put_ls_get_rm_restart_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let node = TestNode::start(&data);
+    let sizes = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 12_345];
+    let mut hashes = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        let path = dir.path().join(format!("file-{size}.bin"));
+        hashes.push(write_random_file(&path, *size, i as u64));
+        let out = node.ok(&["put", path.to_str().unwrap()]);
+        assert!(out.contains("stored successfully"), "{out}");
+    }
+    let listed = ls_json(&node);
+    assert_eq!(listed.len(), sizes.len());
+    for entry in &listed {
+        let name = entry["name"].as_str().unwrap();
+        let size = entry["size"].as_u64().unwrap();
+        let i = sizes.iter().position(|s| *s == size).unwrap();
+        assert_eq!(name, format!("file-{size}.bin"));
+        assert_eq!(entry["hash"].as_str().unwrap(), hashes[i].to_hex().as_str());
+    }
+    // Every size comes back byte-identical, to a file and to stdout.
+    for (i, size) in sizes.iter().enumerate() {
+        let out = dir.path().join(format!("out-{size}"));
+        node.ok(&[
+            "get",
+            &format!("file-{size}.bin"),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(hash_file(&out), hashes[i], "size {size}");
+    }
+    let piped = node.cli(&["get", "file-1.bin"]);
+    assert!(piped.status.success());
+    assert_eq!(blake3::hash(&piped.stdout), hashes[1]);
+
+    node.ok(&["rm", "file-1.bin", "--yes"]);
+    assert_eq!(ls_json(&node).len(), sizes.len() - 1);
+    node.stop();
+
+    let node = TestNode::start(&data);
+    let listed = ls_json(&node);
+    assert_eq!(listed.len(), sizes.len() - 1);
+    assert!(listed.iter().all(|e| e["name"] != "file-1.bin"));
+    let out = dir.path().join("after-restart");
+    let big = format!("file-{}.bin", 3 * CHUNK + 12_345);
+    node.ok(&["get", &big, "-o", out.to_str().unwrap()]);
+    assert_eq!(hash_file(&out), hashes[5]);
+    let missing = node.cli(&["get", "file-1.bin"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("no file named"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn a_large_file_round_trips_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&dir.path().join("node"));
+    let input = dir.path().join("large.bin");
+    let hash = write_random_file(&input, 200 * CHUNK + 7, 42);
+    node.ok(&["put", input.to_str().unwrap(), "--name", "large"]);
+    std::fs::remove_file(&input).unwrap();
+    let output = dir.path().join("large.out");
+    node.ok(&["get", "large", "-o", output.to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(&output).unwrap().len(), 200 * CHUNK + 7);
+    assert_eq!(hash_file(&output), hash);
+    let verify = node.ok(&["verify", "large"]);
+    assert!(verify.contains("OK"), "{verify}");
+}
+
+#[test]
+fn standard_input_can_be_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&dir.path().join("node"));
+    let out = node.cli_with_input(&["put", "-", "--name", "from-stdin"], b"piped bytes");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(node.cli(&["get", "from-stdin"]).stdout, b"piped bytes");
+    let out = node.cli_with_input(&["put", "-"], b"x");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--name"));
+}
+
+#[test]
+fn plaintext_never_reaches_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let node = TestNode::start(&data);
+    let marker = b"DISTINCTIVE-PLAINTEXT-PATTERN-7f3a9c";
+    let input = dir.path().join("marked.txt");
+    let body: Vec<u8> = marker
+        .iter()
+        .copied()
+        .cycle()
+        .take(3 * CHUNK as usize)
+        .collect();
+    std::fs::write(&input, &body).unwrap();
+    let name = "SECRET-FILE-NAME-MARKER.txt";
+    node.ok(&["put", input.to_str().unwrap(), "--name", name]);
+    node.stop();
+    for path in files_under(&data) {
+        let contents = std::fs::read(&path).unwrap();
+        for needle in [&marker[..], name.as_bytes()] {
+            assert!(
+                !contents.windows(needle.len()).any(|w| w == needle),
+                "{} holds plaintext",
+                path.display()
+            );
+        }
+    }
+}
+
+fn chunk_path(data: &Path, chunk_hex: &str) -> std::path::PathBuf {
+    data.join("chunks").join(&chunk_hex[..2]).join(chunk_hex)
+}
+
+#[test]
+fn a_corrupted_chunk_fails_get_writes_no_wrong_bytes_and_verify_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let node = TestNode::start(&data);
+    let input = dir.path().join("precious.bin");
+    let hash = write_random_file(&input, 3 * CHUNK, 9);
+    node.ok(&["put", input.to_str().unwrap()]);
+    assert!(node.ok(&["verify"]).contains("All 1 file verified"));
+
+    // Flip one byte in the middle chunk's ciphertext. Chunk ids are not listed by the
+    // CLI, so find the blob files on disk: three, one per chunk.
+    let blobs: Vec<_> = files_under(&data.join("chunks"));
+    assert_eq!(blobs.len(), 3);
+    let victim = &blobs[1];
+    let mut bytes = std::fs::read(victim).unwrap();
+    bytes[1000] ^= 0x40;
+    std::fs::write(victim, bytes).unwrap();
+
+    let dest = dir.path().join("restored.bin");
+    std::fs::write(&dest, b"previous contents").unwrap();
+    let out = node.cli(&["get", "precious.bin", "-o", dest.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("integrity check failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        b"previous contents",
+        "destination untouched"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        4,
+        "no partial file left beside the destination"
+    );
+
+    // To stdout: only verified bytes (a correct prefix) come out, and the exit code says failure.
+    let piped = node.cli(&["get", "precious.bin"]);
+    assert!(!piped.status.success());
+    let original = std::fs::read(&input).unwrap();
+    assert!(
+        original.starts_with(&piped.stdout),
+        "stdout holds only verified bytes"
+    );
+    assert!(piped.stdout.len() < original.len());
+
+    let verify = node.cli(&["verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(stdout(&verify).contains("DAMAGED"), "{}", stdout(&verify));
+    let json: serde_json::Value =
+        serde_json::from_slice(&node.cli(&["verify", "--json"]).stdout).unwrap();
+    let damaged = &json[0]["damaged"][0];
+    assert!(chunk_path(&data, damaged["chunk"].as_str().unwrap()) == *victim);
+    assert_ne!(hash, blake3::hash(b""));
+}
+
+#[test]
+fn hostile_names_stay_inside_the_vault() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let sentinel = dir.path().join("sentinel.txt");
+    std::fs::write(&sentinel, b"sentinel").unwrap();
+    let node = TestNode::start(&data);
+    let input = dir.path().join("payload.txt");
+    std::fs::write(&input, b"payload").unwrap();
+
+    let absolute = sentinel.to_str().unwrap().to_string();
+    let names = [
+        absolute.clone(),
+        "../sentinel.txt".to_string(),
+        "../../sentinel.txt".to_string(),
+        "a/../../sentinel.txt".to_string(),
+        "./././sentinel.txt".to_string(),
+        "名前 with spaces/ünïcode ✓".to_string(),
+        "n".repeat(4096),
+    ];
+    for name in &names {
+        node.ok(&["put", input.to_str().unwrap(), "--name", name]);
+        let out = node.cli(&["get", name]);
+        assert!(out.status.success(), "{name:?}: {}", stderr(&out));
+        assert_eq!(out.stdout, b"payload");
+    }
+    assert_eq!(std::fs::read(&sentinel).unwrap(), b"sentinel");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&node.ok(&["ls", "--json"])).unwrap();
+    assert_eq!(listed.len(), names.len());
+
+    for (name, words) in [
+        ("", "empty"),
+        (&*"x".repeat(10_000), "limit is 4096"),
+        ("tab\there", "control character"),
+    ] {
+        let out = node.cli(&["put", input.to_str().unwrap(), "--name", name]);
+        assert!(!out.status.success(), "{name:?} accepted");
+        assert!(stderr(&out).contains(words), "{name:?}: {}", stderr(&out));
+    }
+    for name in &names {
+        node.ok(&["rm", name, "--yes"]);
+    }
+    assert_eq!(std::fs::read(&sentinel).unwrap(), b"sentinel");
+    let top: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(top.len(), 4, "nothing new beside the data dir: {top:?}");
+}
+
+#[test]
+fn quota_refuses_a_file_that_does_not_fit_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start_with(
+        &dir.path().join("node"),
+        crate::harness::TEST_KEY,
+        &["--quota", "10MB"],
+    );
+    let small = dir.path().join("small.bin");
+    let small_hash = write_random_file(&small, 2 * CHUNK, 1);
+    node.ok(&["put", small.to_str().unwrap()]);
+    let big = dir.path().join("big.bin");
+    write_random_file(&big, 20 * CHUNK, 2);
+    let out = node.cli(&["put", big.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("not enough storage quota") && err.contains("needs"),
+        "{err}"
+    );
+    let back = dir.path().join("small.out");
+    node.ok(&["get", "small.bin", "-o", back.to_str().unwrap()]);
+    assert_eq!(hash_file(&back), small_hash);
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&node.ok(&["ls", "--json"])).unwrap();
+    assert_eq!(listed.len(), 1);
+}

@@ -1,0 +1,257 @@
+//! Starting and driving real `peervault` processes.
+//!
+//! Every node lives in its own temporary directory, listens only on 127.0.0.1,
+//! and is killed when its handle drops, so a failing test leaves no process behind.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_peervault")
+}
+
+/// The key tests use unless they test keys.
+pub const TEST_KEY: &str = "blackbox test passphrase";
+
+/// A `peervault` command with a clean environment.
+pub fn command() -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env_remove("PEERVAULT_KEY")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Runs `peervault` with `args` to completion.
+pub fn run(args: &[&str]) -> Output {
+    command()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run peervault")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A node process.
+pub struct TestNode {
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl TestNode {
+    /// Starts a node on `data_dir` with the test key and waits until it answers.
+    pub fn start(data_dir: &Path) -> TestNode {
+        Self::start_with(data_dir, TEST_KEY, &[])
+    }
+
+    /// Starts a node with a given key and extra flags.
+    pub fn start_with(data_dir: &Path, key: &str, extra: &[&str]) -> TestNode {
+        let mut node = Self::spawn(data_dir, key, extra);
+        node.wait_ready();
+        node
+    }
+
+    /// Spawns without waiting (for tests of start-up failures).
+    pub fn spawn(data_dir: &Path, key: &str, extra: &[&str]) -> TestNode {
+        let log = data_dir.with_extension("log");
+        if let Some(parent) = log.parent() {
+            std::fs::create_dir_all(parent).expect("log dir");
+        }
+        let log_file = std::fs::File::create(&log).expect("node log");
+        let child = command()
+            .args(["--data-dir", data_dir.to_str().expect("utf-8 path")])
+            .args(["--addr", "127.0.0.1:0", "--key", key])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn node");
+        TestNode {
+            data_dir: data_dir.to_path_buf(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// What the node printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let socket = self.data_dir.join("control.sock");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            // Paths too long for sockaddr_un are reached through /proc by the
+            // client; here it is enough that the node has bound the socket.
+            let too_long = socket.as_os_str().len() > 107;
+            if (too_long && socket.exists()) || UnixStream::connect(&socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("node exited early with {status}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("node did not become ready:\n{}", self.log());
+    }
+
+    /// Waits for the process to exit by itself (for start-up failures).
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node did not exit:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Runs a client command against this node.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        command()
+            .args(["--data-dir", self.data_dir.to_str().expect("utf-8 path")])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run client")
+    }
+
+    /// Runs a client command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "peervault {args:?} failed: {}\n{}",
+            stderr(&out),
+            self.log()
+        );
+        stdout(&out)
+    }
+
+    /// Runs a client command with bytes on its stdin.
+    pub fn cli_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = command()
+            .args(["--data-dir", self.data_dir.to_str().expect("utf-8 path")])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn client");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+        child.wait_with_output().expect("client output")
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) -> String {
+        if let Some(child) = self.child.as_mut() {
+            // SAFETY-free: sending a signal to our own child by pid.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let status = self.wait_exit(Duration::from_secs(30));
+            assert!(
+                status.success(),
+                "node exited with {status}:\n{}",
+                self.log()
+            );
+        }
+        self.log()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Writes `len` bytes of incompressible, reproducible data to `path` (BLAKE3 XOF).
+pub fn write_random_file(path: &Path, len: u64, seed: u64) -> blake3::Hash {
+    let mut xof = blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        xof.fill(&mut buf[..n]);
+        file.write_all(&buf[..n]).expect("write");
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    file.flush().expect("flush");
+    hasher.finalize()
+}
+
+/// BLAKE3 of a file, streaming.
+pub fn hash_file(path: &Path) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(std::fs::File::open(path).expect("open"))
+        .expect("read");
+    hasher.finalize()
+}
+
+/// Every regular file under `dir`.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

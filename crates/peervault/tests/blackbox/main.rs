@@ -1,0 +1,10 @@
+//! Black-box tests: real `peervault` processes, driven only through the command
+//! line, the control socket and the files they leave on disk.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod cli;
+mod crash;
+mod files;
+mod repl;

@@ -1,0 +1,299 @@
+//! The metadata database: catalogue entries, local chunk records and reference counts.
+//!
+//! One redb file (`meta.redb`) with four tables:
+//!
+//! | table        | key          | value                                  |
+//! |--------------|--------------|----------------------------------------|
+//! | `catalogue`  | name id      | sealed [`CatalogueEntry`] (latest version of the name) |
+//! | `chunks`     | chunk id     | bytes of the blob held on this node     |
+//! | `chunk_refs` | chunk id     | number of live manifests naming it (absent = 0) |
+//! | `meta`       | text         | key fingerprint, clock, format          |
+//!
+//! Names exist only inside sealed records; the database alone reveals neither names
+//! nor contents. Every change that belongs together happens in one write
+//! transaction, so reference counts never drift from the catalogue: a crash leaves
+//! the state before or after a change, never half of it.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::crypto::{Crypto, catalogue_context};
+use crate::error::{Result, StoreError};
+use crate::ids::{ChunkId, NameId};
+use crate::keys::KeyFingerprint;
+use crate::manifest::{CatalogueEntry, Manifest};
+
+const CATALOGUE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("catalogue");
+const CHUNKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("chunks");
+const CHUNK_REFS: TableDefinition<[u8; 32], u32> = TableDefinition::new("chunk_refs");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const META_FINGERPRINT: &str = "key_fingerprint";
+const META_CLOCK: &str = "clock";
+const META_FORMAT: &str = "format";
+const FORMAT: u32 = 1;
+
+/// What [`Catalogue::open`] found.
+#[derive(Debug)]
+pub struct OpenState {
+    /// Last clock reading persisted.
+    pub clock: u64,
+    /// Total bytes of recorded blobs.
+    pub used_bytes: u64,
+}
+
+/// Result of offering an entry to the catalogue.
+#[derive(Debug, Default)]
+pub struct ApplyOutcome {
+    /// False if the catalogue already held an equal or newer version.
+    pub applied: bool,
+    /// Bytes of blobs newly recorded by this change.
+    pub recorded_bytes: u64,
+    /// Chunks whose last live reference this change removed.
+    pub unreferenced: Vec<ChunkId>,
+    /// The entry that was replaced, if any.
+    pub previous: Option<CatalogueEntry>,
+}
+
+/// The metadata database of one vault.
+pub struct Catalogue {
+    db: Database,
+    crypto: Arc<Crypto>,
+}
+
+impl std::fmt::Debug for Catalogue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Catalogue(..)")
+    }
+}
+
+fn distinct(chunks: &[ChunkId]) -> BTreeSet<ChunkId> {
+    chunks.iter().copied().collect()
+}
+
+impl Catalogue {
+    /// Opens or creates the database and checks that it belongs to `fingerprint`'s key.
+    pub fn open(
+        path: &Path,
+        crypto: Arc<Crypto>,
+        fingerprint: KeyFingerprint,
+        data_dir: &Path,
+    ) -> Result<(Self, OpenState)> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        let state = {
+            let mut meta = txn.open_table(META)?;
+            let stored = meta.get(META_FINGERPRINT)?.map(|v| v.value().to_vec());
+            match stored {
+                Some(bytes) => {
+                    let stored = <[u8; 8]>::try_from(bytes.as_slice())
+                        .map(KeyFingerprint)
+                        .map_err(|_| StoreError::CorruptRecord {
+                            what: "key fingerprint".into(),
+                        })?;
+                    if stored != fingerprint {
+                        return Err(StoreError::WrongKey {
+                            data_dir: data_dir.to_path_buf(),
+                            stored,
+                            given: fingerprint,
+                        });
+                    }
+                }
+                None => {
+                    meta.insert(META_FINGERPRINT, fingerprint.0.as_slice())?;
+                    meta.insert(META_FORMAT, FORMAT.to_le_bytes().as_slice())?;
+                }
+            }
+            let clock = meta
+                .get(META_CLOCK)?
+                .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+                .map(u64::from_le_bytes)
+                .unwrap_or(0);
+            txn.open_table(CATALOGUE)?;
+            txn.open_table(CHUNK_REFS)?;
+            let chunks = txn.open_table(CHUNKS)?;
+            let mut used_bytes = 0u64;
+            for row in chunks.iter()? {
+                used_bytes += row?.1.value();
+            }
+            OpenState { clock, used_bytes }
+        };
+        txn.commit()?;
+        Ok((Self { db, crypto }, state))
+    }
+
+    fn open_entry(&self, name_id: &NameId, sealed: &[u8]) -> Result<CatalogueEntry> {
+        let plain = self
+            .crypto
+            .open_record(&catalogue_context(name_id), sealed)
+            .map_err(|_| StoreError::CorruptRecord {
+                what: format!("catalogue entry {name_id}"),
+            })?;
+        CatalogueEntry::decode(&plain).map_err(|e| StoreError::CorruptRecord {
+            what: format!("catalogue entry {name_id}: {e}"),
+        })
+    }
+
+    /// The latest entry for `name`, live or deleted.
+    pub fn entry(&self, name: &str) -> Result<Option<CatalogueEntry>> {
+        let name_id = self.crypto.name_id(name);
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CATALOGUE)?;
+        let Some(sealed) = table.get(name_id.0)? else {
+            return Ok(None);
+        };
+        self.open_entry(&name_id, sealed.value()).map(Some)
+    }
+
+    /// Every entry, live or deleted. Records that fail to open are reported and skipped,
+    /// so one damaged record cannot hide the rest of the vault.
+    pub fn entries(&self) -> Result<Vec<CatalogueEntry>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CATALOGUE)?;
+        let mut out = Vec::with_capacity(table.len()? as usize);
+        for row in table.iter()? {
+            let (key, value) = row?;
+            match self.open_entry(&NameId(key.value()), value.value()) {
+                Ok(entry) => out.push(entry),
+                Err(e) => tracing::warn!("skipping catalogue record: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Live files, sorted by name.
+    pub fn files(&self) -> Result<Vec<Manifest>> {
+        let mut files: Vec<Manifest> = self
+            .entries()?
+            .into_iter()
+            .filter_map(|e| match e {
+                CatalogueEntry::File(m) => Some(m),
+                CatalogueEntry::Deleted(_) => None,
+            })
+            .collect();
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(files)
+    }
+
+    /// True if this node holds a recorded blob for `id`.
+    pub fn has_chunk(&self, id: &ChunkId) -> Result<bool> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(CHUNKS)?.get(id.0)?.is_some())
+    }
+
+    /// All recorded blobs with their sizes.
+    pub fn chunk_records(&self) -> Result<Vec<(ChunkId, u64)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CHUNKS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            out.push((ChunkId(k.value()), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Records new blobs and offers `entry`; applied only if newer than what is held.
+    /// `new_chunks` are recorded either way: their blobs are durable and counted.
+    pub fn apply(
+        &self,
+        entry: &CatalogueEntry,
+        new_chunks: &[(ChunkId, u64)],
+        clock: u64,
+    ) -> Result<ApplyOutcome> {
+        let name_id = self.crypto.name_id(entry.name());
+        let sealed = self
+            .crypto
+            .seal_record(&catalogue_context(&name_id), &entry.encode())
+            .map_err(|e| StoreError::io("sealing a catalogue entry", std::io::Error::other(e)))?;
+        let txn = self.db.begin_write()?;
+        let mut outcome = ApplyOutcome::default();
+        {
+            let mut chunks = txn.open_table(CHUNKS)?;
+            for (id, len) in new_chunks {
+                if chunks.get(id.0)?.is_none() {
+                    chunks.insert(id.0, *len)?;
+                    outcome.recorded_bytes += len;
+                }
+            }
+            let mut catalogue = txn.open_table(CATALOGUE)?;
+            let previous = match catalogue.get(name_id.0)? {
+                Some(v) => Some(self.open_entry(&name_id, v.value())?),
+                None => None,
+            };
+            let newer = previous
+                .as_ref()
+                .is_none_or(|p| p.version() < entry.version());
+            if newer {
+                catalogue.insert(name_id.0, sealed.as_slice())?;
+                let mut refs = txn.open_table(CHUNK_REFS)?;
+                if let CatalogueEntry::File(m) = entry {
+                    for id in distinct(&m.chunks) {
+                        let count = refs.get(id.0)?.map(|v| v.value()).unwrap_or(0);
+                        refs.insert(id.0, count.saturating_add(1))?;
+                    }
+                }
+                if let Some(CatalogueEntry::File(old)) = previous.as_ref() {
+                    for id in distinct(&old.chunks) {
+                        let count = refs.get(id.0)?.map(|v| v.value()).unwrap_or(0);
+                        if count <= 1 {
+                            refs.remove(id.0)?;
+                            outcome.unreferenced.push(id);
+                        } else {
+                            refs.insert(id.0, count - 1)?;
+                        }
+                    }
+                }
+                outcome.applied = true;
+                outcome.previous = previous;
+            }
+            let mut meta = txn.open_table(META)?;
+            meta.insert(META_CLOCK, clock.to_le_bytes().as_slice())?;
+        }
+        txn.commit()?;
+        Ok(outcome)
+    }
+
+    /// Forgets recorded blobs that no live manifest references and that `keep` does
+    /// not protect. Returns what was forgotten; the caller deletes the files.
+    pub fn forget_unreferenced(
+        &self,
+        candidates: &[ChunkId],
+        keep: impl Fn(&ChunkId) -> bool,
+    ) -> Result<Vec<(ChunkId, u64)>> {
+        let txn = self.db.begin_write()?;
+        let mut forgotten = Vec::new();
+        {
+            let refs = txn.open_table(CHUNK_REFS)?;
+            let mut chunks = txn.open_table(CHUNKS)?;
+            for id in candidates {
+                if keep(id) || refs.get(id.0)?.is_some() {
+                    continue;
+                }
+                if let Some(len) = chunks.remove(id.0)? {
+                    forgotten.push((*id, len.value()));
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(forgotten)
+    }
+
+    /// Recorded blobs that no live manifest references.
+    pub fn unreferenced_chunks(&self) -> Result<Vec<ChunkId>> {
+        let txn = self.db.begin_read()?;
+        let refs = txn.open_table(CHUNK_REFS)?;
+        let chunks = txn.open_table(CHUNKS)?;
+        let mut out = Vec::new();
+        for row in chunks.iter()? {
+            let id = row?.0.value();
+            if refs.get(id)?.is_none() {
+                out.push(ChunkId(id));
+            }
+        }
+        Ok(out)
+    }
+}

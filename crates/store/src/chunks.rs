@@ -1,0 +1,258 @@
+//! Chunk blobs as files on disk.
+//!
+//! Layout under the data dir:
+//!
+//! ```text
+//! chunks/ab/ab12...ef   one sealed blob per chunk, named by its id, sharded by
+//!                       the first byte so no directory grows past ~1/256 of the store
+//! tmp/                  blobs being written; anything here at start-up is debris
+//! quarantine/           blobs that failed verification, kept for inspection
+//! ```
+//!
+//! A blob becomes visible only through the durable-write sequence: write to a
+//! temporary file, `fsync` it, rename it into place. The directory entry is made
+//! durable by [`ChunkFiles::sync_dirs`], which callers run once per batch of blobs
+//! (fsyncing a shard directory after every 1 MiB blob would double the fsync count
+//! for nothing). A blob on disk means nothing until the metadata database records
+//! it, which happens only after `sync_dirs` returns: a crash at any point leaves
+//! either a recorded, durable blob or an unrecorded file that clean-up removes.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::crypto::CHUNK_OVERHEAD;
+use crate::ids::ChunkId;
+use crate::manifest::MAX_CHUNK_SIZE;
+
+/// Largest blob the store will read: anything bigger is damage, not data.
+pub const MAX_BLOB_LEN: u64 = MAX_CHUNK_SIZE as u64 + CHUNK_OVERHEAD as u64;
+
+/// The chunk directories of one data dir.
+#[derive(Debug)]
+pub struct ChunkFiles {
+    chunks_dir: PathBuf,
+    tmp_dir: PathBuf,
+    quarantine_dir: PathBuf,
+}
+
+/// Removes a temporary file unless the write it belongs to completed.
+struct TempGuard<'a> {
+    path: &'a Path,
+    armed: bool,
+}
+
+impl Drop for TempGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(self.path);
+        }
+    }
+}
+
+/// fsyncs a directory so that entries created or renamed in it survive a crash.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn random_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    // A collision only makes `create_new` fail, which surfaces as an I/O error.
+    let _ = getrandom::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+impl ChunkFiles {
+    /// Creates the directories if needed.
+    pub fn open(data_dir: &Path) -> io::Result<Self> {
+        let files = Self {
+            chunks_dir: data_dir.join("chunks"),
+            tmp_dir: data_dir.join("tmp"),
+            quarantine_dir: data_dir.join("quarantine"),
+        };
+        for dir in [&files.chunks_dir, &files.tmp_dir, &files.quarantine_dir] {
+            fs::create_dir_all(dir)?;
+        }
+        sync_dir(data_dir)?;
+        Ok(files)
+    }
+
+    fn shard_dir(&self, id: &ChunkId) -> PathBuf {
+        self.chunks_dir.join(hex::encode(&id.0[..1]))
+    }
+
+    /// Where the blob of `id` lives.
+    pub fn path_of(&self, id: &ChunkId) -> PathBuf {
+        self.shard_dir(id).join(id.to_hex())
+    }
+
+    /// Writes a blob durably under its final name, except for the directory entry:
+    /// the caller must run [`ChunkFiles::sync_dirs`] on the returned shard directory
+    /// before relying on it.
+    pub fn write(&self, id: &ChunkId, blob: &[u8]) -> io::Result<PathBuf> {
+        let tmp_path = self
+            .tmp_dir
+            .join(format!("{}.{}.tmp", id.to_hex(), random_suffix()));
+        let mut guard = TempGuard {
+            path: &tmp_path,
+            armed: true,
+        };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)?;
+        file.write_all(blob)?;
+        file.sync_all()?;
+        drop(file);
+        let shard = self.shard_dir(id);
+        if let Err(e) = fs::rename(&tmp_path, shard.join(id.to_hex())) {
+            if e.kind() != io::ErrorKind::NotFound {
+                return Err(e);
+            }
+            // First blob of this shard: create it (durably) and retry.
+            fs::create_dir_all(&shard)?;
+            sync_dir(&self.chunks_dir)?;
+            fs::rename(&tmp_path, shard.join(id.to_hex()))?;
+        }
+        guard.armed = false;
+        Ok(shard)
+    }
+
+    /// Makes renames into these shard directories durable.
+    pub fn sync_dirs(&self, dirs: &BTreeSet<PathBuf>) -> io::Result<()> {
+        for dir in dirs {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Reads a whole blob, refusing implausible sizes before allocating.
+    pub fn read(&self, id: &ChunkId) -> io::Result<Vec<u8>> {
+        let path = self.path_of(id);
+        let len = fs::metadata(&path)?.len();
+        if len > MAX_BLOB_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "chunk file {} is {len} bytes, larger than any chunk",
+                    path.display()
+                ),
+            ));
+        }
+        fs::read(path)
+    }
+
+    /// True if a blob file for `id` exists (recorded or not).
+    pub fn exists(&self, id: &ChunkId) -> bool {
+        self.path_of(id).exists()
+    }
+
+    /// Deletes a blob; a missing one is not an error.
+    pub fn remove(&self, id: &ChunkId) -> io::Result<()> {
+        match fs::remove_file(self.path_of(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Moves a damaged blob aside so it is neither served nor counted.
+    pub fn quarantine(&self, id: &ChunkId) -> io::Result<()> {
+        let target = self
+            .quarantine_dir
+            .join(format!("{}.{}", id.to_hex(), random_suffix()));
+        match fs::rename(self.path_of(id), target) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes every temporary file. Only safe when no write is in flight (start-up).
+    pub fn clear_tmp(&self) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.tmp_dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Ids of every blob file present, whether recorded or not.
+    pub fn list(&self) -> io::Result<Vec<ChunkId>> {
+        let mut ids = Vec::new();
+        for shard in fs::read_dir(&self.chunks_dir)? {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(shard.path())? {
+                let entry = entry?;
+                if let Some(id) = entry.file_name().to_str().and_then(ChunkId::from_hex) {
+                    ids.push(id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ChunkFiles::open(dir.path()).unwrap();
+        let id = ChunkId([0x5a; 32]);
+        let shard = files.write(&id, b"blob").unwrap();
+        files.sync_dirs(&BTreeSet::from([shard])).unwrap();
+        assert_eq!(files.read(&id).unwrap(), b"blob");
+        assert_eq!(files.list().unwrap(), vec![id]);
+        assert!(
+            fs::read_dir(dir.path().join("tmp"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        files.remove(&id).unwrap();
+        files.remove(&id).unwrap();
+        assert!(!files.exists(&id));
+    }
+
+    #[test]
+    fn oversized_files_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ChunkFiles::open(dir.path()).unwrap();
+        let id = ChunkId([1; 32]);
+        files.write(&id, b"x").unwrap();
+        let f = File::options()
+            .write(true)
+            .open(files.path_of(&id))
+            .unwrap();
+        f.set_len(MAX_BLOB_LEN + 1).unwrap();
+        assert_eq!(
+            files.read(&id).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+    }
+
+    #[test]
+    fn tmp_is_cleared_and_quarantine_moves_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ChunkFiles::open(dir.path()).unwrap();
+        fs::write(dir.path().join("tmp/left.tmp"), b"debris").unwrap();
+        assert_eq!(files.clear_tmp().unwrap(), 1);
+        let id = ChunkId([2; 32]);
+        files.write(&id, b"bad").unwrap();
+        files.quarantine(&id).unwrap();
+        assert!(!files.exists(&id));
+        assert_eq!(
+            fs::read_dir(dir.path().join("quarantine")).unwrap().count(),
+            1
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! Errors of the store, worded for the person who will read them.
+//!
+//! Every variant says what happened and, where there is something to do, what to do
+//! next: these messages reach users unchanged through the CLI and the REPL.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::ids::ChunkId;
+use crate::keys::KeyFingerprint;
+use crate::names::NameError;
+
+/// A network key could not be read or stretched.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "the network key is empty: give 64 hex digits or a passphrase with --key or PEERVAULT_KEY"
+    )]
+    Empty,
+    #[error("could not stretch the passphrase into a key: {0}")]
+    Stretch(String),
+}
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("metadata database error: {0}")]
+    Database(String),
+
+    #[error("no file named {name:?} in the vault (run `ls` to see what is stored)")]
+    NotFound { name: String },
+
+    #[error("invalid file name: {0}")]
+    InvalidName(#[from] NameError),
+
+    #[error(
+        "integrity check failed for {name:?}: chunk {index} of {count} ({chunk}) {problem}; \
+         no unverified bytes were returned. Run `verify` to see every damaged chunk"
+    )]
+    Integrity {
+        name: String,
+        index: usize,
+        count: usize,
+        chunk: ChunkId,
+        problem: ChunkProblem,
+    },
+
+    #[error(
+        "not enough storage quota: this needs {needed} more bytes but only {available} of the \
+         {limit}-byte quota are free. Delete files or raise the quota (--quota SIZE)"
+    )]
+    QuotaExceeded {
+        needed: u64,
+        available: u64,
+        limit: u64,
+    },
+
+    #[error(
+        "the data dir {data_dir} was created with a different network key (its key fingerprint \
+         is {stored}, the key given now has {given}). Start with the key this vault was created \
+         with, or choose another --data-dir for a new vault"
+    )]
+    WrongKey {
+        data_dir: PathBuf,
+        stored: KeyFingerprint,
+        given: KeyFingerprint,
+    },
+
+    #[error(
+        "the data dir {data_dir} is in use by another PeerVault process; stop that node first \
+         or choose another --data-dir"
+    )]
+    Locked { data_dir: PathBuf },
+
+    #[error("stored metadata is damaged ({what}); the record cannot be decoded with this key")]
+    CorruptRecord { what: String },
+
+    #[error("the store is shutting down")]
+    ShuttingDown,
+}
+
+/// Why a chunk failed verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkProblem {
+    #[error("is missing from disk")]
+    Missing,
+    #[error("failed authentication (the encrypted bytes were altered)")]
+    BadTag,
+    #[error("does not hash to its id")]
+    WrongHash,
+    #[error("has an invalid size or header")]
+    Malformed,
+}
+
+impl StoreError {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        StoreError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+macro_rules! redb_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Database(e.to_string())
+            }
+        }
+    )*};
+}
+redb_errors!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Shorthand used throughout the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

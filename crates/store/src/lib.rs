@@ -1,0 +1,35 @@
+//! PeerVault's storage layer: an encrypted, content-addressed, crash-safe file store.
+//!
+//! This crate knows files, chunks, keys and disks, and nothing of the network. The
+//! node crate drives it; the wire layer moves the sealed blobs and records it
+//! produces without ever seeing plaintext.
+//!
+//! * [`keys`]: the network key and its subkeys.
+//! * [`crypto`]: sealing of chunks and records (AES-256-GCM, keyed BLAKE3 ids).
+//! * [`chunks`]: blob files on disk, with durable writes.
+//! * [`catalogue`]: the redb metadata database.
+//! * [`vault`]: the streaming façade used by the node.
+
+pub mod catalogue;
+pub mod chunks;
+pub mod crypto;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod manifest;
+pub mod names;
+pub mod space;
+pub mod vault;
+pub mod version;
+
+pub use error::{ChunkProblem, KeyError, StoreError};
+pub use ids::{ChunkId, NameId, OriginId};
+pub use keys::{KeyFingerprint, KeySource, NetworkKey};
+pub use manifest::{CatalogueEntry, Manifest, Tombstone};
+pub use names::{MAX_NAME_BYTES, NameError, validate_name};
+pub use space::Usage;
+pub use vault::{
+    DEFAULT_CHUNK_SIZE, DataDirLock, DeleteOutcome, FileReader, SweepReport, Vault, VaultConfig,
+    VerifyReport, WriteOutcome, stored_size_of,
+};
+pub use version::Version;

@@ -1,0 +1,714 @@
+//! The vault: streaming, durable, encrypted file storage on one node.
+//!
+//! [`Vault`] ties together the chunk files, the metadata database, the clock, quota
+//! accounting and pins. Its operations are async and never hold a whole file in
+//! memory.
+//!
+//! **Write** ([`Vault::write_file`]) is a three-stage pipeline joined by bounded
+//! channels, so a slow disk slows the reader instead of filling memory:
+//!
+//! ```text
+//! reader task ──plain──▶ sealer thread ──blobs──▶ writer thread
+//! (fills 1 MiB buffers)  (hash, chunk id,        (temp file, fsync,
+//!                         dedup, quota, encrypt)  rename)
+//! ```
+//!
+//! When the input ends, the shard directories are fsynced and only then is the
+//! manifest committed together with the chunk records, in one transaction. A crash
+//! before that commit leaves unrecorded files that start-up clean-up removes; a
+//! crash after it leaves a complete file. Nobody ever sees a half-written version.
+//!
+//! **Read** ([`Vault::read_file`]) verifies each chunk (AEAD tag and keyed hash)
+//! on blocking threads, two chunks ahead, and yields only verified bytes in order.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::stream::{FuturesOrdered, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+
+use crate::catalogue::Catalogue;
+use crate::chunks::ChunkFiles;
+use crate::crypto::{CHUNK_HEADER_LEN, CHUNK_OVERHEAD, Crypto};
+use crate::error::{ChunkProblem, Result, StoreError};
+use crate::ids::{ChunkId, OriginId};
+use crate::keys::NetworkKey;
+use crate::manifest::{CatalogueEntry, MAX_CHUNK_SIZE, Manifest, Tombstone};
+use crate::names::validate_name;
+use crate::space::{PinSet, Pins, Reservation, Space, Usage};
+use crate::version::{HybridClock, Version};
+
+/// Default plaintext bytes per chunk.
+pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
+
+/// Chunks buffered between pipeline stages (per stage).
+const PIPELINE_DEPTH: usize = 2;
+
+/// Chunks verified ahead of the consumer on reads.
+const READ_AHEAD: usize = 2;
+
+/// How to open a vault.
+#[derive(Debug, Clone)]
+pub struct VaultConfig {
+    pub data_dir: PathBuf,
+    pub key: NetworkKey,
+    /// Tie-breaker for versions written here.
+    pub origin: OriginId,
+    /// Recorded as the author of versions written here (the node's peer id).
+    pub author: String,
+    pub chunk_size: u32,
+    /// Quota in bytes.
+    pub capacity_bytes: u64,
+}
+
+/// What a completed write did.
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    pub manifest: Manifest,
+    /// Bytes of new blobs this write added to the store (deduplicated chunks add none).
+    pub stored_bytes: u64,
+    /// Chunks that were already present and were reused.
+    pub reused_chunks: usize,
+    /// True if an earlier version of the name was replaced.
+    pub replaced: bool,
+}
+
+/// What a delete did.
+#[derive(Debug, Clone)]
+pub struct DeleteOutcome {
+    pub name: String,
+    /// Bytes freed on this node (blobs no other file shares).
+    pub freed_bytes: u64,
+}
+
+/// The state of one file's chunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub name: String,
+    pub chunks: usize,
+    /// `(index, id, problem)` of every chunk that failed.
+    pub damaged: Vec<(usize, ChunkId, ChunkProblem)>,
+}
+
+impl VerifyReport {
+    pub fn is_ok(&self) -> bool {
+        self.damaged.is_empty()
+    }
+}
+
+/// What a clean-up pass removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Recorded blobs that no live file referenced.
+    pub unreferenced_removed: usize,
+    /// Blob files on disk that were never recorded (left by interrupted writes).
+    pub unrecorded_removed: usize,
+    pub bytes_freed: u64,
+}
+
+/// An encrypted, content-addressed file store on local disk. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Vault {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    data_dir: PathBuf,
+    files: ChunkFiles,
+    catalogue: Catalogue,
+    crypto: Arc<Crypto>,
+    clock: HybridClock,
+    space: Arc<Space>,
+    pins: Arc<PinSet>,
+    origin: OriginId,
+    author: String,
+    chunk_size: u32,
+    /// Held for the vault's lifetime: one process per data dir.
+    _lock: DataDirLock,
+}
+
+/// Bytes a file of `size` will occupy once sealed.
+pub fn stored_size_of(size: u64, chunk_size: u32) -> u64 {
+    size + Manifest::chunk_count(size, chunk_size) * CHUNK_OVERHEAD as u64
+}
+
+/// Exclusive use of a data dir by this process, for as long as it is held.
+///
+/// Taken before anything in the data dir is read or written, so that two processes
+/// never race on its files; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+impl DataDirLock {
+    /// Creates the data dir (owner-only permissions) if needed and locks it.
+    pub fn acquire(data_dir: &Path) -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|e| {
+                StoreError::io(format!("creating the data dir {}", data_dir.display()), e)
+            })?;
+        let path = data_dir.join("LOCK");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+                data_dir: data_dir.to_path_buf(),
+            }),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(StoreError::io(format!("locking {}", path.display()), e))
+            }
+        }
+    }
+}
+
+impl Vault {
+    /// Opens (creating if needed) the vault in `config.data_dir`. Fails if another
+    /// process has it open or if it was created with another network key.
+    pub async fn open(config: VaultConfig) -> Result<Vault> {
+        tokio::task::spawn_blocking(move || {
+            let lock = DataDirLock::acquire(&config.data_dir)?;
+            Self::open_blocking(config, lock)
+        })
+        .await
+        .map_err(|e| StoreError::io("opening the vault", std::io::Error::other(e)))?
+    }
+
+    /// Like [`Vault::open`], for a caller that already holds the data dir's lock.
+    pub async fn open_locked(config: VaultConfig, lock: DataDirLock) -> Result<Vault> {
+        tokio::task::spawn_blocking(move || Self::open_blocking(config, lock))
+            .await
+            .map_err(|e| StoreError::io("opening the vault", std::io::Error::other(e)))?
+    }
+
+    fn open_blocking(config: VaultConfig, lock: DataDirLock) -> Result<Vault> {
+        let data_dir = config.data_dir;
+        let chunk_size = config.chunk_size.clamp(1, MAX_CHUNK_SIZE);
+        let files = ChunkFiles::open(&data_dir)
+            .map_err(|e| StoreError::io(format!("preparing {}", data_dir.display()), e))?;
+        let debris = files
+            .clear_tmp()
+            .map_err(|e| StoreError::io("removing temporary files", e))?;
+        if debris > 0 {
+            tracing::info!("removed {debris} temporary files left by an interrupted write");
+        }
+        let crypto = Arc::new(Crypto::new(&config.key.store_keys()));
+        let (catalogue, state) = Catalogue::open(
+            &data_dir.join("meta.redb"),
+            crypto.clone(),
+            config.key.fingerprint(),
+            &data_dir,
+        )?;
+        Ok(Vault {
+            inner: Arc::new(Inner {
+                data_dir,
+                files,
+                catalogue,
+                crypto,
+                clock: HybridClock::new(state.clock),
+                space: Arc::new(Space::new(config.capacity_bytes, state.used_bytes)),
+                pins: Arc::new(PinSet::default()),
+                origin: config.origin,
+                author: config.author,
+                chunk_size,
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// Runs `f` on a blocking thread with access to the vault's internals.
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| StoreError::io("a storage task failed", std::io::Error::other(e)))?
+    }
+
+    /// The data dir this vault lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// Plaintext bytes per chunk for new writes.
+    pub fn chunk_size(&self) -> u32 {
+        self.inner.chunk_size
+    }
+
+    /// Current quota accounting.
+    pub fn usage(&self) -> Usage {
+        self.inner.space.usage()
+    }
+
+    /// Changes the quota (takes effect for the next reservation).
+    pub fn set_capacity(&self, bytes: u64) {
+        self.inner.space.set_limit(bytes);
+    }
+
+    /// Fails early if a file of `size` plaintext bytes cannot fit.
+    pub fn check_fits(&self, size: u64) -> Result<()> {
+        self.inner
+            .space
+            .check_fits(stored_size_of(size, self.inner.chunk_size))
+    }
+
+    /// Stores the bytes of `reader` under `name`, replacing any earlier version.
+    /// `size_hint`, if known, lets an oversized file be refused before any byte is read.
+    pub async fn write_file<R>(
+        &self,
+        name: &str,
+        mut reader: R,
+        size_hint: Option<u64>,
+    ) -> Result<WriteOutcome>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        validate_name(name)?;
+        if let Some(size) = size_hint {
+            self.check_fits(size)?;
+        }
+        let chunk_size = self.inner.chunk_size as usize;
+        let (plain_tx, plain_rx) = mpsc::channel::<Vec<u8>>(PIPELINE_DEPTH);
+        let (blob_tx, blob_rx) = mpsc::channel::<(ChunkId, Vec<u8>)>(PIPELINE_DEPTH);
+        let inner = self.inner.clone();
+        let sealer = tokio::task::spawn_blocking(move || seal_stage(&inner, plain_rx, blob_tx));
+        let inner = self.inner.clone();
+        let writer = tokio::task::spawn_blocking(move || write_stage(&inner, blob_rx));
+
+        let mut size = 0u64;
+        let mut read_error = None;
+        loop {
+            let mut buf = vec![0u8; CHUNK_HEADER_LEN + chunk_size];
+            let mut filled = CHUNK_HEADER_LEN;
+            let mut eof = false;
+            while filled < buf.len() {
+                match reader.read(&mut buf[filled..]).await {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) => {
+                        read_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            if read_error.is_some() {
+                break;
+            }
+            buf.truncate(filled);
+            if filled > CHUNK_HEADER_LEN {
+                size += (filled - CHUNK_HEADER_LEN) as u64;
+                // A closed channel means a later stage failed; its error is reported below.
+                if plain_tx.send(buf).await.is_err() {
+                    break;
+                }
+            }
+            if eof {
+                break;
+            }
+        }
+        drop(plain_tx);
+
+        let sealed = sealer
+            .await
+            .map_err(|e| StoreError::io("sealing chunks", std::io::Error::other(e)))?;
+        let written = writer
+            .await
+            .map_err(|e| StoreError::io("writing chunks", std::io::Error::other(e)))?;
+        let (state, seal_result) = sealed;
+        let failure = match (read_error, written, seal_result) {
+            (Some(e), _, _) => Some(StoreError::io("reading the input", e)),
+            (None, Err(e), _) => Some(e),
+            (None, Ok(_), Err(e)) => Some(e),
+            (None, Ok(dirs), Ok(())) => {
+                return self.commit_write(name, size, state, dirs).await;
+            }
+        };
+        let new_ids: Vec<ChunkId> = state.new_chunks.iter().map(|(id, _)| *id).collect();
+        drop(state);
+        if let Err(e) = self
+            .blocking(move |inner| inner.discard_unrecorded(&new_ids))
+            .await
+        {
+            tracing::warn!("could not remove the chunks of a failed write: {e}");
+        }
+        Err(failure.unwrap_or(StoreError::ShuttingDown))
+    }
+
+    async fn commit_write(
+        &self,
+        name: &str,
+        size: u64,
+        state: SealState,
+        dirs: BTreeSet<PathBuf>,
+    ) -> Result<WriteOutcome> {
+        let name = name.to_string();
+        self.blocking(move |inner| {
+            inner
+                .files
+                .sync_dirs(&dirs)
+                .map_err(|e| StoreError::io("syncing chunk directories", e))?;
+            let manifest = Manifest {
+                name,
+                size,
+                hash: *state.hasher.finalize().as_bytes(),
+                chunk_size: inner.chunk_size,
+                chunks: state.ids.clone(),
+                version: Version {
+                    clock: inner.clock.tick(),
+                    origin: inner.origin,
+                },
+                author: inner.author.clone(),
+            };
+            let entry = CatalogueEntry::File(manifest.clone());
+            let outcome = inner
+                .catalogue
+                .apply(&entry, &state.new_chunks, inner.clock.last())?;
+            inner.space.add_used(outcome.recorded_bytes);
+            let reused_chunks = state.reused;
+            // Our own pins must go before the old version's chunks can be forgotten.
+            drop(state);
+            inner.forget(&outcome.unreferenced)?;
+            Ok(WriteOutcome {
+                manifest,
+                stored_bytes: outcome.recorded_bytes,
+                reused_chunks,
+                replaced: matches!(outcome.previous, Some(CatalogueEntry::File(_))),
+            })
+        })
+        .await
+    }
+
+    /// The live manifest of `name`.
+    pub async fn stat(&self, name: &str) -> Result<Manifest> {
+        let name = name.to_string();
+        self.blocking(move |inner| inner.live_manifest(&name)).await
+    }
+
+    /// Live files, sorted by name.
+    pub async fn list(&self) -> Result<Vec<Manifest>> {
+        self.blocking(|inner| inner.catalogue.files()).await
+    }
+
+    /// Opens `name` for reading; the returned stream yields verified bytes only.
+    pub async fn read_file(&self, name: &str) -> Result<FileReader> {
+        let name_owned = name.to_string();
+        let (manifest, pins) = self
+            .blocking(move |inner| {
+                let manifest = inner.live_manifest(&name_owned)?;
+                let mut pins = Pins::new(inner.pins.clone());
+                for id in manifest.chunks.iter().collect::<HashSet<_>>() {
+                    pins.pin(*id);
+                }
+                Ok((manifest, pins))
+            })
+            .await?;
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        let inner = self.inner.clone();
+        let task_manifest = Arc::new(manifest.clone());
+        tokio::spawn(async move {
+            let _pins = pins;
+            let m = task_manifest;
+            let mut in_flight = FuturesOrdered::new();
+            let mut next = 0usize;
+            loop {
+                while in_flight.len() < READ_AHEAD && next < m.chunks.len() {
+                    let (inner, m, index) = (inner.clone(), m.clone(), next);
+                    in_flight.push_back(tokio::task::spawn_blocking(move || {
+                        inner.read_chunk(&m, index)
+                    }));
+                    next += 1;
+                }
+                let Some(joined) = in_flight.next().await else {
+                    break;
+                };
+                let item = joined.unwrap_or_else(|e| {
+                    Err(StoreError::io("reading a chunk", std::io::Error::other(e)))
+                });
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(FileReader { manifest, rx })
+    }
+
+    /// Checks every chunk of `name`.
+    pub async fn verify_file(&self, name: &str) -> Result<VerifyReport> {
+        let name = name.to_string();
+        self.blocking(move |inner| {
+            let manifest = inner.live_manifest(&name)?;
+            Ok(inner.verify_manifest(&manifest))
+        })
+        .await
+    }
+
+    /// Checks every chunk of every live file.
+    pub async fn verify_all(&self) -> Result<Vec<VerifyReport>> {
+        self.blocking(|inner| {
+            Ok(inner
+                .catalogue
+                .files()?
+                .iter()
+                .map(|m| inner.verify_manifest(m))
+                .collect())
+        })
+        .await
+    }
+
+    /// Deletes `name`: records a tombstone and frees blobs no other file uses.
+    pub async fn delete(&self, name: &str) -> Result<DeleteOutcome> {
+        let name = name.to_string();
+        self.blocking(move |inner| {
+            inner.live_manifest(&name)?;
+            let tombstone = CatalogueEntry::Deleted(Tombstone {
+                name: name.clone(),
+                version: Version {
+                    clock: inner.clock.tick(),
+                    origin: inner.origin,
+                },
+                author: inner.author.clone(),
+            });
+            let outcome = inner.catalogue.apply(&tombstone, &[], inner.clock.last())?;
+            let (_, freed_bytes) = inner.forget(&outcome.unreferenced)?;
+            Ok(DeleteOutcome { name, freed_bytes })
+        })
+        .await
+    }
+
+    /// Removes blobs no live file references and blob files that were never recorded.
+    pub async fn sweep(&self) -> Result<SweepReport> {
+        self.blocking(|inner| inner.sweep()).await
+    }
+}
+
+impl Inner {
+    fn live_manifest(&self, name: &str) -> Result<Manifest> {
+        match self.catalogue.entry(name)? {
+            Some(CatalogueEntry::File(m)) => Ok(m),
+            _ => Err(StoreError::NotFound {
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    fn load_chunk(
+        &self,
+        manifest: &Manifest,
+        index: usize,
+    ) -> std::result::Result<Bytes, ChunkProblem> {
+        let id = &manifest.chunks[index];
+        let blob = self.files.read(id).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ChunkProblem::Missing,
+            _ => ChunkProblem::Malformed,
+        })?;
+        let plain = self.crypto.open_chunk(id, blob)?;
+        if plain.len() != manifest.chunk_len(index) {
+            return Err(ChunkProblem::Malformed);
+        }
+        Ok(plain)
+    }
+
+    fn read_chunk(&self, manifest: &Manifest, index: usize) -> Result<Bytes> {
+        self.load_chunk(manifest, index)
+            .map_err(|problem| StoreError::Integrity {
+                name: manifest.name.clone(),
+                index,
+                count: manifest.chunks.len(),
+                chunk: manifest.chunks[index],
+                problem,
+            })
+    }
+
+    fn verify_manifest(&self, manifest: &Manifest) -> VerifyReport {
+        let damaged = (0..manifest.chunks.len())
+            .filter_map(|i| {
+                self.load_chunk(manifest, i)
+                    .err()
+                    .map(|problem| (i, manifest.chunks[i], problem))
+            })
+            .collect();
+        VerifyReport {
+            name: manifest.name.clone(),
+            chunks: manifest.chunks.len(),
+            damaged,
+        }
+    }
+
+    /// Forgets unreferenced, unpinned blobs among `candidates` and deletes their files.
+    /// Returns how many blobs went and the bytes freed.
+    fn forget(&self, candidates: &[ChunkId]) -> Result<(usize, u64)> {
+        if candidates.is_empty() {
+            return Ok((0, 0));
+        }
+        let pins = self.pins.lock();
+        let forgotten = self
+            .catalogue
+            .forget_unreferenced(candidates, |id| pins.is_pinned(id))?;
+        let mut freed = 0;
+        for (id, len) in &forgotten {
+            // The record is gone, so a leftover file is harmless debris for the next sweep.
+            if let Err(e) = self.files.remove(id) {
+                tracing::warn!("could not remove chunk file {id}: {e}");
+            }
+            freed += len;
+        }
+        drop(pins);
+        self.space.sub_used(freed);
+        Ok((forgotten.len(), freed))
+    }
+
+    /// Deletes blob files of a failed write that nobody recorded or pinned.
+    fn discard_unrecorded(&self, ids: &[ChunkId]) -> Result<()> {
+        let pins = self.pins.lock();
+        for id in ids {
+            if !pins.is_pinned(id) && !self.catalogue.has_chunk(id)? {
+                self.files
+                    .remove(id)
+                    .map_err(|e| StoreError::io("removing an unrecorded chunk", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sweep(&self) -> Result<SweepReport> {
+        let mut report = SweepReport::default();
+        let unreferenced = self.catalogue.unreferenced_chunks()?;
+        let (count, bytes) = self.forget(&unreferenced)?;
+        report.unreferenced_removed = count;
+        report.bytes_freed = bytes;
+        let on_disk = self
+            .files
+            .list()
+            .map_err(|e| StoreError::io("listing chunk files", e))?;
+        let pins = self.pins.lock();
+        for id in on_disk {
+            if pins.is_pinned(&id) || self.catalogue.has_chunk(&id)? {
+                continue;
+            }
+            if let Ok(meta) = fs::metadata(self.files.path_of(&id)) {
+                report.bytes_freed += meta.len();
+            }
+            self.files
+                .remove(&id)
+                .map_err(|e| StoreError::io("removing an unrecorded chunk", e))?;
+            report.unrecorded_removed += 1;
+        }
+        Ok(report)
+    }
+}
+
+/// What the sealer stage accumulated; dropping it releases its pins and reservation.
+struct SealState {
+    hasher: blake3::Hasher,
+    ids: Vec<ChunkId>,
+    new_chunks: Vec<(ChunkId, u64)>,
+    reused: usize,
+    _pins: Pins,
+    _reservation: Reservation,
+}
+
+fn seal_stage(
+    inner: &Inner,
+    mut plain_rx: mpsc::Receiver<Vec<u8>>,
+    blob_tx: mpsc::Sender<(ChunkId, Vec<u8>)>,
+) -> (SealState, Result<()>) {
+    let mut state = SealState {
+        hasher: blake3::Hasher::new(),
+        ids: Vec::new(),
+        new_chunks: Vec::new(),
+        reused: 0,
+        _pins: Pins::new(inner.pins.clone()),
+        _reservation: Reservation::new(inner.space.clone()),
+    };
+    let mut seen = HashSet::new();
+    let result = (|| {
+        while let Some(mut buf) = plain_rx.blocking_recv() {
+            let plain = &buf[CHUNK_HEADER_LEN..];
+            state.hasher.update(plain);
+            let id = inner.crypto.chunk_id(plain);
+            state.ids.push(id);
+            if !seen.insert(id) {
+                continue;
+            }
+            // Pin before looking: once pinned, a present chunk cannot be removed.
+            state._pins.pin(id);
+            if inner.catalogue.has_chunk(&id)? {
+                state.reused += 1;
+                continue;
+            }
+            let blob_len = (buf.len() + CHUNK_OVERHEAD - CHUNK_HEADER_LEN) as u64;
+            state._reservation.grow(blob_len)?;
+            inner
+                .crypto
+                .seal_chunk_in_place(&id, &mut buf)
+                .map_err(|e| StoreError::io("sealing a chunk", std::io::Error::other(e)))?;
+            state.new_chunks.push((id, blob_len));
+            if blob_tx.blocking_send((id, buf)).is_err() {
+                // The writer failed; the caller reports its error.
+                break;
+            }
+        }
+        Ok(())
+    })();
+    (state, result)
+}
+
+fn write_stage(
+    inner: &Inner,
+    mut blob_rx: mpsc::Receiver<(ChunkId, Vec<u8>)>,
+) -> Result<BTreeSet<PathBuf>> {
+    let mut dirs = BTreeSet::new();
+    while let Some((id, blob)) = blob_rx.blocking_recv() {
+        let dir = inner
+            .files
+            .write(&id, &blob)
+            .map_err(|e| StoreError::io(format!("writing chunk {id}"), e))?;
+        dirs.insert(dir);
+    }
+    Ok(dirs)
+}
+
+/// Verified plaintext of one file, chunk by chunk, in order.
+#[derive(Debug)]
+pub struct FileReader {
+    manifest: Manifest,
+    rx: mpsc::Receiver<Result<Bytes>>,
+}
+
+impl FileReader {
+    /// The version being read.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+}
+
+impl futures::Stream for FileReader {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
