@@ -34,7 +34,7 @@ const UNITS: [(&str, u64); 13] = [
 /// Parses a size such as `5GB` into bytes (1 GB = 1024^3 bytes).
 pub fn parse_size(input: &str) -> Result<u64, SizeError> {
     let err = |reason| SizeError {
-        input: input.to_string(),
+        input: input.trim().to_string(),
         reason,
     };
     let text = input.trim();

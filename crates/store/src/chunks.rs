@@ -19,7 +19,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::crypto::CHUNK_OVERHEAD;
@@ -37,16 +37,19 @@ pub struct ChunkFiles {
     quarantine_dir: PathBuf,
 }
 
-/// Removes a temporary file unless the write it belongs to completed.
-struct TempGuard<'a> {
-    path: &'a Path,
-    armed: bool,
+/// A blob written to a temporary file but not yet durable nor in place. Dropping it
+/// removes the temporary file.
+#[derive(Debug)]
+pub struct PendingBlob {
+    id: ChunkId,
+    file: Option<File>,
+    tmp_path: PathBuf,
 }
 
-impl Drop for TempGuard<'_> {
+impl Drop for PendingBlob {
     fn drop(&mut self) {
-        if self.armed {
-            let _ = fs::remove_file(self.path);
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.tmp_path);
         }
     }
 }
@@ -91,31 +94,51 @@ impl ChunkFiles {
     /// the caller must run [`ChunkFiles::sync_dirs`] on the returned shard directory
     /// before relying on it.
     pub fn write(&self, id: &ChunkId, blob: &[u8]) -> io::Result<PathBuf> {
+        self.finish(self.start_write(id, blob)?)
+    }
+
+    /// First half of [`ChunkFiles::write`]: the bytes go to a temporary file, not yet
+    /// synced. Splitting the halves lets one thread write while another waits for the
+    /// disk to make earlier blobs durable.
+    pub fn start_write(&self, id: &ChunkId, blob: &[u8]) -> io::Result<PendingBlob> {
         let tmp_path = self
             .tmp_dir
             .join(format!("{}.{}.tmp", id.to_hex(), random_suffix()));
-        let mut guard = TempGuard {
-            path: &tmp_path,
-            armed: true,
-        };
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp_path)?;
-        file.write_all(blob)?;
-        file.sync_all()?;
-        drop(file);
-        let shard = self.shard_dir(id);
-        if let Err(e) = fs::rename(&tmp_path, shard.join(id.to_hex())) {
+        // From here on the guard removes the temporary file if anything fails.
+        let mut pending = PendingBlob {
+            id: *id,
+            file: Some(file),
+            tmp_path,
+        };
+        if let Some(file) = pending.file.as_mut() {
+            file.write_all(blob)?;
+        }
+        Ok(pending)
+    }
+
+    /// Second half of [`ChunkFiles::write`]: fsync, then rename into place. Returns the
+    /// shard directory, which still needs [`ChunkFiles::sync_dirs`].
+    pub fn finish(&self, mut pending: PendingBlob) -> io::Result<PathBuf> {
+        if let Some(file) = &pending.file {
+            file.sync_all()?;
+        }
+        let id = pending.id;
+        let shard = self.shard_dir(&id);
+        if let Err(e) = fs::rename(&pending.tmp_path, shard.join(id.to_hex())) {
             if e.kind() != io::ErrorKind::NotFound {
                 return Err(e);
             }
             // First blob of this shard: create it (durably) and retry.
             fs::create_dir_all(&shard)?;
             sync_dir(&self.chunks_dir)?;
-            fs::rename(&tmp_path, shard.join(id.to_hex()))?;
+            fs::rename(&pending.tmp_path, shard.join(id.to_hex()))?;
         }
-        guard.armed = false;
+        // Renamed into place: nothing left for the drop guard to remove.
+        pending.file = None;
         Ok(shard)
     }
 
@@ -127,10 +150,12 @@ impl ChunkFiles {
         Ok(())
     }
 
-    /// Reads a whole blob, refusing implausible sizes before allocating.
-    pub fn read(&self, id: &ChunkId) -> io::Result<Vec<u8>> {
+    /// Reads a whole blob into `buf` (replacing its contents), refusing implausible
+    /// sizes before reading.
+    pub fn read_into(&self, id: &ChunkId, buf: &mut Vec<u8>) -> io::Result<()> {
         let path = self.path_of(id);
-        let len = fs::metadata(&path)?.len();
+        let mut file = File::open(&path)?;
+        let len = file.metadata()?.len();
         if len > MAX_BLOB_LEN {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -140,7 +165,25 @@ impl ChunkFiles {
                 ),
             ));
         }
-        fs::read(path)
+        buf.clear();
+        buf.reserve(len as usize);
+        file.read_to_end(buf)?;
+        Ok(())
+    }
+
+    /// Reads a whole blob.
+    pub fn read(&self, id: &ChunkId) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_into(id, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Asks the kernel to start reading a blob into the page cache in the background,
+    /// so that reading many blobs in sequence keeps the disk busy. Best effort.
+    pub fn prefetch(&self, id: &ChunkId) {
+        if let Ok(file) = File::open(self.path_of(id)) {
+            let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::WillNeed);
+        }
     }
 
     /// True if a blob file for `id` exists (recorded or not).

@@ -10,6 +10,7 @@
 //! * [`catalogue`]: the redb metadata database.
 //! * [`vault`]: the streaming façade used by the node.
 
+pub mod buffers;
 pub mod catalogue;
 pub mod chunks;
 pub mod crypto;

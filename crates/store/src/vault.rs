@@ -28,14 +28,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::BufMut;
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
+use crate::buffers::{BufferPool, PooledBuf};
 use crate::catalogue::Catalogue;
-use crate::chunks::ChunkFiles;
-use crate::crypto::{CHUNK_HEADER_LEN, CHUNK_OVERHEAD, Crypto};
+use crate::chunks::{ChunkFiles, PendingBlob};
+use crate::crypto::{CHUNK_HEADER_LEN, CHUNK_OVERHEAD, ChunkCheck, Crypto};
 use crate::error::{ChunkProblem, Result, StoreError};
 use crate::ids::{ChunkId, OriginId};
 use crate::keys::NetworkKey;
@@ -50,8 +52,20 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
 /// Chunks buffered between pipeline stages (per stage).
 const PIPELINE_DEPTH: usize = 2;
 
-/// Chunks verified ahead of the consumer on reads.
+/// Chunks verified ahead of the consumer on reads (memory: one buffer each).
 const READ_AHEAD: usize = 2;
+
+/// Chunks the kernel is asked to read ahead of the reader (page cache, not our memory).
+const PREFETCH_CHUNKS: usize = 32;
+
+/// Chunk buffers kept for reuse when idle (about 1 MiB each).
+const IDLE_BUFFERS: usize = 8;
+
+/// Blobs written but not yet fsynced during one write (files, not memory).
+const SYNC_DEPTH: usize = 8;
+
+/// Threads making one write's blobs durable in parallel.
+const SYNC_THREADS: usize = 4;
 
 /// How to open a vault.
 #[derive(Debug, Clone)]
@@ -130,6 +144,8 @@ struct Inner {
     origin: OriginId,
     author: String,
     chunk_size: u32,
+    /// Chunk buffers, reused across operations (see [`crate::buffers`]).
+    buffers: Arc<BufferPool>,
     /// Held for the vault's lifetime: one process per data dir.
     _lock: DataDirLock,
 }
@@ -227,6 +243,7 @@ impl Vault {
                 origin: config.origin,
                 author: config.author,
                 chunk_size,
+                buffers: BufferPool::new(CHUNK_OVERHEAD + chunk_size as usize, IDLE_BUFFERS),
                 _lock: lock,
             }),
         })
@@ -287,8 +304,8 @@ impl Vault {
             self.check_fits(size)?;
         }
         let chunk_size = self.inner.chunk_size as usize;
-        let (plain_tx, plain_rx) = mpsc::channel::<Vec<u8>>(PIPELINE_DEPTH);
-        let (blob_tx, blob_rx) = mpsc::channel::<(ChunkId, Vec<u8>)>(PIPELINE_DEPTH);
+        let (plain_tx, plain_rx) = mpsc::channel::<PooledBuf>(PIPELINE_DEPTH);
+        let (blob_tx, blob_rx) = mpsc::channel::<(ChunkId, PooledBuf)>(PIPELINE_DEPTH);
         let inner = self.inner.clone();
         let sealer = tokio::task::spawn_blocking(move || seal_stage(&inner, plain_rx, blob_tx));
         let inner = self.inner.clone();
@@ -297,16 +314,19 @@ impl Vault {
         let mut size = 0u64;
         let mut read_error = None;
         loop {
-            let mut buf = vec![0u8; CHUNK_HEADER_LEN + chunk_size];
-            let mut filled = CHUNK_HEADER_LEN;
+            let mut buf = self.inner.buffers.take();
+            buf.resize(CHUNK_HEADER_LEN, 0);
+            let full = CHUNK_HEADER_LEN + chunk_size;
             let mut eof = false;
-            while filled < buf.len() {
-                match reader.read(&mut buf[filled..]).await {
+            while buf.len() < full {
+                // Reads into the buffer's spare capacity: no zeroing, no reallocation.
+                let room = full - buf.len();
+                match reader.read_buf(&mut (&mut *buf).limit(room)).await {
                     Ok(0) => {
                         eof = true;
                         break;
                     }
-                    Ok(n) => filled += n,
+                    Ok(_) => {}
                     Err(e) => {
                         read_error = Some(e);
                         break;
@@ -316,7 +336,7 @@ impl Vault {
             if read_error.is_some() {
                 break;
             }
-            buf.truncate(filled);
+            let filled = buf.len();
             if filled > CHUNK_HEADER_LEN {
                 size += (filled - CHUNK_HEADER_LEN) as u64;
                 // A closed channel means a later stage failed; its error is reported below.
@@ -436,6 +456,15 @@ impl Vault {
                 while in_flight.len() < READ_AHEAD && next < m.chunks.len() {
                     let (inner, m, index) = (inner.clone(), m.clone(), next);
                     in_flight.push_back(tokio::task::spawn_blocking(move || {
+                        // Keep the disk PREFETCH_CHUNKS ahead without holding memory.
+                        if let Some(ahead) = m.chunks.get(index + PREFETCH_CHUNKS) {
+                            inner.files.prefetch(ahead);
+                        }
+                        if index == 0 {
+                            for ahead in m.chunks.iter().take(PREFETCH_CHUNKS).skip(1) {
+                                inner.files.prefetch(ahead);
+                            }
+                        }
                         inner.read_chunk(&m, index)
                     }));
                     next += 1;
@@ -518,21 +547,25 @@ impl Inner {
         &self,
         manifest: &Manifest,
         index: usize,
+        check: ChunkCheck,
     ) -> std::result::Result<Bytes, ChunkProblem> {
         let id = &manifest.chunks[index];
-        let blob = self.files.read(id).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ChunkProblem::Missing,
-            _ => ChunkProblem::Malformed,
-        })?;
-        let plain = self.crypto.open_chunk(id, blob)?;
-        if plain.len() != manifest.chunk_len(index) {
+        let mut blob = self.buffers.take();
+        self.files
+            .read_into(id, &mut blob)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => ChunkProblem::Missing,
+                _ => ChunkProblem::Malformed,
+            })?;
+        let range = self.crypto.open_chunk_in_place(id, &mut blob, check)?;
+        if range.len() != manifest.chunk_len(index) {
             return Err(ChunkProblem::Malformed);
         }
-        Ok(plain)
+        Ok(blob.into_bytes(range))
     }
 
     fn read_chunk(&self, manifest: &Manifest, index: usize) -> Result<Bytes> {
-        self.load_chunk(manifest, index)
+        self.load_chunk(manifest, index, ChunkCheck::Tag)
             .map_err(|problem| StoreError::Integrity {
                 name: manifest.name.clone(),
                 index,
@@ -545,7 +578,7 @@ impl Inner {
     fn verify_manifest(&self, manifest: &Manifest) -> VerifyReport {
         let damaged = (0..manifest.chunks.len())
             .filter_map(|i| {
-                self.load_chunk(manifest, i)
+                self.load_chunk(manifest, i, ChunkCheck::TagAndHash)
                     .err()
                     .map(|problem| (i, manifest.chunks[i], problem))
             })
@@ -632,8 +665,8 @@ struct SealState {
 
 fn seal_stage(
     inner: &Inner,
-    mut plain_rx: mpsc::Receiver<Vec<u8>>,
-    blob_tx: mpsc::Sender<(ChunkId, Vec<u8>)>,
+    mut plain_rx: mpsc::Receiver<PooledBuf>,
+    blob_tx: mpsc::Sender<(ChunkId, PooledBuf)>,
 ) -> (SealState, Result<()>) {
     let mut state = SealState {
         hasher: blake3::Hasher::new(),
@@ -676,19 +709,64 @@ fn seal_stage(
     (state, result)
 }
 
+/// Writes blobs to temporary files and hands them to [`SYNC_THREADS`] threads that
+/// make them durable and move them into place. The disk thus always has several
+/// fsyncs to work on, which the file system commits together, while later blobs are
+/// being written.
 fn write_stage(
     inner: &Inner,
-    mut blob_rx: mpsc::Receiver<(ChunkId, Vec<u8>)>,
+    mut blob_rx: mpsc::Receiver<(ChunkId, PooledBuf)>,
 ) -> Result<BTreeSet<PathBuf>> {
-    let mut dirs = BTreeSet::new();
-    while let Some((id, blob)) = blob_rx.blocking_recv() {
-        let dir = inner
-            .files
-            .write(&id, &blob)
-            .map_err(|e| StoreError::io(format!("writing chunk {id}"), e))?;
-        dirs.insert(dir);
-    }
-    Ok(dirs)
+    let (pending_tx, pending_rx) = std::sync::mpsc::sync_channel::<PendingBlob>(SYNC_DEPTH);
+    let pending_rx = std::sync::Mutex::new(pending_rx);
+    std::thread::scope(|scope| {
+        let syncers: Vec<_> = (0..SYNC_THREADS)
+            .map(|_| {
+                scope.spawn(|| -> Result<BTreeSet<PathBuf>> {
+                    let mut dirs = BTreeSet::new();
+                    loop {
+                        let next = pending_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(pending) = next else {
+                            return Ok(dirs);
+                        };
+                        let dir = inner
+                            .files
+                            .finish(pending)
+                            .map_err(|e| StoreError::io("making a chunk durable", e))?;
+                        dirs.insert(dir);
+                    }
+                })
+            })
+            .collect();
+        let written = (|| {
+            while let Some((id, blob)) = blob_rx.blocking_recv() {
+                let pending = inner
+                    .files
+                    .start_write(&id, &blob)
+                    .map_err(|e| StoreError::io(format!("writing chunk {id}"), e))?;
+                if pending_tx.send(pending).is_err() {
+                    break; // every syncer failed; their error is reported
+                }
+            }
+            Ok(())
+        })();
+        drop(pending_tx);
+        let mut dirs = BTreeSet::new();
+        let mut synced = Ok(());
+        for syncer in syncers {
+            match syncer.join() {
+                Ok(Ok(d)) => dirs.extend(d),
+                Ok(Err(e)) => synced = Err(e),
+                Err(_) => {
+                    synced = Err(StoreError::io(
+                        "syncing chunks",
+                        std::io::Error::other("thread panicked"),
+                    ))
+                }
+            }
+        }
+        written.and(synced).map(|()| dirs)
+    })
 }
 
 /// Verified plaintext of one file, chunk by chunk, in order.

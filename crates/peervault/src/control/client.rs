@@ -11,8 +11,8 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use super::proto::{
-    DATA_FRAME_BYTES, Frame, ProtocolError, Request, Response, codec, data_frame, end_frame,
-    message_frame,
+    DATA_FRAME_BYTES, Frame, ProtocolError, Request, Response, codec, end_frame, message_frame,
+    write_data_frame,
 };
 use super::socket::{socket_address, socket_path};
 
@@ -95,6 +95,7 @@ impl Client {
             }
             Err(e) => return Err(e.into()),
         };
+        super::socket::tune(&stream);
         let (r, w) = stream.into_split();
         Ok((FramedRead::new(r, codec()), FramedWrite::new(w, codec())))
     }
@@ -128,7 +129,7 @@ impl Client {
                 if n == 0 {
                     break;
                 }
-                writer.send(data_frame(&buf[..n])).await?;
+                write_data_frame(writer.get_mut(), &buf[..n]).await?;
                 sent += n as u64;
                 progress(sent);
             }

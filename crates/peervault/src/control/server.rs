@@ -23,7 +23,9 @@ use tokio_util::io::StreamReader;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::proto::{DATA_FRAME_BYTES, Frame, Request, Response, codec, data_frame, message_frame};
+use super::proto::{
+    DATA_FRAME_BYTES, Frame, Request, Response, codec, message_frame, write_data_frame,
+};
 use super::socket::{socket_address, socket_path};
 
 /// Requests served concurrently.
@@ -75,6 +77,7 @@ impl ControlServer {
                 };
                 match accepted {
                     Ok((stream, _)) => {
+                        super::socket::tune(&stream);
                         let node = node.clone();
                         accept_tracker.spawn(async move {
                             let (r, w) = stream.into_split();
@@ -195,9 +198,8 @@ async fn send_file(node: &Node, name: &str, writer: &mut Writer) -> io::Result<(
         match piece {
             Ok(bytes) => {
                 for part in bytes.chunks(DATA_FRAME_BYTES) {
-                    writer.feed(data_frame(part)).await?;
+                    write_data_frame(writer.get_mut(), part).await?;
                 }
-                SinkExt::<Bytes>::flush(writer).await?;
             }
             Err(e) => {
                 let response = error_response(&NodeError::from(e));

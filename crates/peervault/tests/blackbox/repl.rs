@@ -101,3 +101,73 @@ fn end_of_input_leaves_the_repl_cleanly() {
     );
     assert!(stdout(&out).contains("PeerVault node stopped."));
 }
+
+/// Runs `peervault` under a pseudo-terminal (util-linux `script`), feeding `input`.
+fn run_in_pty(args: &[&str], input: &str) -> Option<String> {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        let msg = "`script` (util-linux) is not installed: cannot test terminal behaviour";
+        assert!(std::env::var_os("CI").is_none(), "{msg}");
+        eprintln!("skipping: {msg}");
+        return None;
+    }
+    let mut line = vec![crate::harness::bin().to_string()];
+    line.extend(args.iter().map(|a| format!("'{a}'")));
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
+        .env_remove("PEERVAULT_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Answer one prompt at a time: a terminal discards type-ahead when it switches modes.
+    for answer in input.lines() {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        stdin.write_all(format!("{answer}\r").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn first_interactive_start_on_a_terminal_asks_for_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let Some(text) = run_in_pty(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+            "--key",
+            TEST_KEY,
+            "-interactive",
+        ],
+        "lots\n5GB\nquota\nquit\n",
+    ) else {
+        return;
+    };
+    assert!(
+        text.contains("Enter maximum storage size (e.g., 1GB, 500MB, 10GB):"),
+        "{text}"
+    );
+    assert!(text.contains("invalid size \"lots\""), "{text}");
+    assert!(
+        text.contains("Storage quota set to: 5.00 GB (5368709120 bytes)"),
+        "{text}"
+    );
+    assert!(text.contains("Total:     5.00 GB"), "{text}");
+    let quota: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join(".quota_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(quota["max_storage_bytes"], 5_368_709_120u64);
+    assert_eq!(quota["storage_root"], data.to_str().unwrap());
+}

@@ -1,0 +1,167 @@
+//! `local`: one node, put and get through the control socket, against raw disk I/O.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use peervault::control::proto::Response;
+
+use crate::baseline;
+use crate::data::{RandomReader, write_file};
+use crate::node::NodeProcess;
+use crate::report::{Row, mib, throughput_table};
+
+/// Put and get target ratios (issue: foundation).
+const TARGET_PUT: f64 = 0.6;
+const TARGET_GET: f64 = 0.6;
+/// The peak-RSS budget for a large file.
+const RSS_BUDGET_BYTES: u64 = 64 << 20;
+
+/// Seconds per round of each measurement.
+#[derive(Default)]
+struct Measurements {
+    raw_write: Vec<f64>,
+    put: Vec<f64>,
+    raw_read_cold: Vec<f64>,
+    get_cold: Vec<f64>,
+    raw_read_warm: Vec<f64>,
+    get_warm: Vec<f64>,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+pub struct LocalArgs<'a> {
+    pub bin: &'a Path,
+    pub dir: &'a Path,
+    pub size: u64,
+    pub rss_size: u64,
+    /// Repetitions; medians are reported.
+    pub rounds: usize,
+    /// Whether reads may be measured cold (drops the page cache; needs root).
+    pub drop_caches: bool,
+}
+
+async fn timed_put(node: &NodeProcess, name: &str, path: &Path) -> anyhow::Result<f64> {
+    let file = tokio::fs::File::open(path).await?;
+    let len = file.metadata().await?.len();
+    let start = Instant::now();
+    let reply = node.client.put(name, Some(len), file, &mut |_| {}).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    if !matches!(reply, Response::Stored { .. }) {
+        bail!("unexpected reply to put: {reply:?}");
+    }
+    Ok(seconds)
+}
+
+async fn timed_get(node: &NodeProcess, name: &str) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    node.client
+        .get(name, &mut tokio::io::sink(), &mut |_, _| {})
+        .await?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+pub async fn run(args: LocalArgs<'_>) -> anyhow::Result<()> {
+    let work = tempfile::Builder::new()
+        .prefix("peervault-bench-")
+        .tempdir_in(args.dir)
+        .context("cannot create the benchmark directory")?;
+    let input = work.path().join("input.bin");
+    let raw = work.path().join("raw.bin");
+    let drop_caches = || args.drop_caches && baseline::drop_caches();
+
+    let node = NodeProcess::start(args.bin, &work.path().join("node"))?;
+    // Baselines and PeerVault alternate, round after round, so that drifts of a shared
+    // disk hit both alike; the medians are reported.
+    let mut m = Measurements::default();
+    let mut cold = false;
+    for round in 0..args.rounds {
+        let name = format!("bench-{round}");
+        // New content every round: a repeated put would only deduplicate.
+        write_file(&input, round as u64 + 1, args.size)?;
+        drop_caches();
+        m.raw_write
+            .push(baseline::write_fsync(&input, &raw)?.as_secs_f64());
+        m.put.push(timed_put(&node, &name, &input).await?);
+        cold = drop_caches();
+        m.raw_read_cold.push(baseline::read(&raw)?.as_secs_f64());
+        drop_caches();
+        m.get_cold.push(timed_get(&node, &name).await?);
+        // Warm: everything in the page cache; measures PeerVault's own CPU cost.
+        m.raw_read_warm.push(baseline::read(&raw)?.as_secs_f64());
+        m.get_warm.push(timed_get(&node, &name).await?);
+        std::fs::remove_file(&raw)?;
+    }
+    let peak_main = node.peak_rss()?;
+
+    let mut rows = vec![Row {
+        workload: "local put (until durable)".into(),
+        bytes: args.size,
+        seconds: median(&m.put),
+        baseline: "write + fsync".into(),
+        baseline_seconds: median(&m.raw_write),
+        target: TARGET_PUT,
+    }];
+    let read_label = if cold { "cold" } else { "page cache" };
+    rows.push(Row {
+        workload: format!("local get ({read_label})"),
+        bytes: args.size,
+        seconds: median(&m.get_cold),
+        baseline: "read".into(),
+        baseline_seconds: median(&m.raw_read_cold),
+        target: TARGET_GET,
+    });
+    if cold {
+        rows.push(Row {
+            workload: "local get (page cache)".into(),
+            bytes: args.size,
+            seconds: median(&m.get_warm),
+            baseline: "read".into(),
+            baseline_seconds: median(&m.raw_read_warm),
+            target: TARGET_GET,
+        });
+    }
+    std::fs::remove_file(&input)?;
+
+    let mut rss_lines = vec![format!(
+        "node peak RSS over the {} rounds of {} above: {}",
+        args.rounds,
+        mib(args.size),
+        mib(peak_main)
+    )];
+    if args.rss_size > 0 {
+        for size in [64 << 20, args.rss_size] {
+            node.reset_peak_rss()?;
+            let name = format!("rss-{size}");
+            node.client
+                .put(&name, Some(size), RandomReader::new(2, size), &mut |_| {})
+                .await?;
+            node.client
+                .get(&name, &mut tokio::io::sink(), &mut |_, _| {})
+                .await?;
+            let peak = node.peak_rss()?;
+            rss_lines.push(format!(
+                "node peak RSS for a put and get of {}: {} (budget {}: {})",
+                mib(size),
+                mib(peak),
+                mib(RSS_BUDGET_BYTES),
+                if peak < RSS_BUDGET_BYTES {
+                    "✓"
+                } else {
+                    "✗"
+                }
+            ));
+        }
+    }
+    node.stop()?;
+
+    println!("{}", throughput_table(&rows));
+    for line in rss_lines {
+        println!("{line}");
+    }
+    Ok(())
+}

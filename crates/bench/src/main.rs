@@ -1,0 +1,76 @@
+//! `peervault-bench`: measures PeerVault beside raw baselines taken in the same run
+//! and prints ratios. It never asserts on time: machines are noisy, and the point is
+//! the comparison.
+//!
+//! ```text
+//! cargo build --release --workspace
+//! target/release/peervault-bench local --size 1GiB --rss-size 4GiB
+//! ```
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use peervault_node::parse_size;
+
+mod baseline;
+mod data;
+mod local;
+mod node;
+mod report;
+
+#[derive(Parser)]
+#[command(
+    name = "peervault-bench",
+    about = "Benchmarks PeerVault against raw baselines measured in the same run"
+)]
+struct Args {
+    /// The peervault binary [default: beside this program].
+    #[arg(long, global = true)]
+    peervault: Option<PathBuf>,
+    /// Where to put data dirs and files [default: the system temp dir].
+    #[arg(long, global = true)]
+    dir: Option<PathBuf>,
+    /// Never drop the page cache (reads are then measured warm only).
+    #[arg(long, global = true)]
+    keep_caches: bool,
+    #[command(subcommand)]
+    workload: Workload,
+}
+
+#[derive(Subcommand)]
+enum Workload {
+    /// One node: put and get through the client, against write+fsync and read.
+    Local {
+        /// Bytes to store and read back.
+        #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+        size: u64,
+        /// Also measure the node's peak RSS for a 64 MiB file and a file this large (0 skips).
+        #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+        rss_size: u64,
+        /// Rounds of each measurement (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bin = node::find_binary(args.peervault)?;
+    let dir = args.dir.unwrap_or_else(std::env::temp_dir);
+    let runtime = tokio::runtime::Runtime::new()?;
+    println!("machine: {}", report::machine(&dir));
+    match args.workload {
+        Workload::Local {
+            size,
+            rss_size,
+            rounds,
+        } => runtime.block_on(local::run(local::LocalArgs {
+            bin: &bin,
+            dir: &dir,
+            size,
+            rss_size,
+            rounds: rounds.max(1),
+            drop_caches: !args.keep_caches,
+        })),
+    }
+}
