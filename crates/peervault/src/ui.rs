@@ -160,6 +160,15 @@ pub fn verify_lines(files: &[FileCheck]) -> String {
     out
 }
 
+/// The name a local file gets in the vault when none is given: its file name
+/// (never the path, so `../x/y` is stored as `y`). `hint` says how to give one.
+pub fn vault_name_for(path: &std::path::Path, hint: &str) -> anyhow::Result<String> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("{} has no usable file name; {hint}", path.display()))
+}
+
 /// Asks a yes/no question on the terminal; anything but y/yes is no.
 pub fn confirm(question: &str) -> io::Result<bool> {
     let mut stderr = io::stderr();

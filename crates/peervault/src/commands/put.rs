@@ -8,6 +8,7 @@ use peervault_node::HumanSize;
 
 use crate::control::client::Client;
 use crate::control::proto::Response;
+use crate::ui;
 
 pub async fn run(client: &Client, path: &Path, name: Option<String>) -> anyhow::Result<ExitCode> {
     let reply = if path.as_os_str() == "-" {
@@ -30,16 +31,7 @@ pub async fn run(client: &Client, path: &Path, name: Option<String>) -> anyhow::
         }
         let name = match name {
             Some(name) => name,
-            None => path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(str::to_string)
-                .with_context(|| {
-                    format!(
-                        "{} has no usable file name; give one with --name",
-                        path.display()
-                    )
-                })?,
+            None => ui::vault_name_for(path, "give one with --name")?,
         };
         client
             .put(&name, Some(meta.len()), file, &mut |_| {})

@@ -244,16 +244,7 @@ impl Repl {
         }
         let name = match name {
             Some(name) => name,
-            None => path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(str::to_string)
-                .with_context(|| {
-                    format!(
-                        "{} has no usable name; give one: store <path> <name>",
-                        path.display()
-                    )
-                })?,
+            None => ui::vault_name_for(&path, "give one: store <path> <name>")?,
         };
         let node = self.node.clone();
         let out = self.rt.block_on(async move {
