@@ -160,6 +160,53 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// Multiaddrs to dial for this endpoint: a DNS name is resolved now (through the
+    /// system resolver, so `/etc/hosts` applies), an empty host means this machine.
+    pub async fn resolve_for_dial(&self) -> std::io::Result<Vec<Multiaddr>> {
+        let with_port = |ip: IpAddr| {
+            let mut addr = Multiaddr::empty();
+            addr.push(match ip {
+                IpAddr::V4(v4) => Protocol::Ip4(v4),
+                IpAddr::V6(v6) => Protocol::Ip6(v6),
+            });
+            addr.push(Protocol::Tcp(self.port));
+            addr
+        };
+        Ok(match &self.host {
+            Host::Unspecified => vec![with_port(IpAddr::V4(Ipv4Addr::LOCALHOST))],
+            Host::Ip(ip) => vec![with_port(*ip)],
+            Host::Name(name) => {
+                let mut addrs: Vec<Multiaddr> = tokio::net::lookup_host((name.as_str(), self.port))
+                    .await?
+                    .map(|sa| with_port(sa.ip()))
+                    .collect();
+                addrs.dedup();
+                addrs
+            }
+        })
+    }
+
+    /// The multiaddr to listen on: an empty host means every interface; a DNS name
+    /// is resolved to its first address.
+    pub async fn resolve_for_listen(&self) -> std::io::Result<Multiaddr> {
+        match &self.host {
+            Host::Name(_) => self
+                .resolve_for_dial()
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("{self} resolves to no address"),
+                    )
+                }),
+            _ => Ok(self.to_multiaddr()),
+        }
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.host {
@@ -199,6 +246,27 @@ mod tests {
         let e = Endpoint::parse("/dns4/seed.example.com/tcp/3000").unwrap();
         assert_eq!(e.host, Host::Name("seed.example.com".into()));
         assert!(Endpoint::parse("/ip4/1.2.3.4/udp/3000").is_err());
+    }
+
+    #[tokio::test]
+    async fn resolution_for_dial_and_listen() {
+        let any = Endpoint::parse(":4000").unwrap();
+        assert_eq!(
+            any.resolve_for_dial().await.unwrap()[0].to_string(),
+            "/ip4/127.0.0.1/tcp/4000"
+        );
+        assert_eq!(
+            any.resolve_for_listen().await.unwrap().to_string(),
+            "/ip4/0.0.0.0/tcp/4000"
+        );
+        let local = Endpoint::parse("localhost:4001").unwrap();
+        let addrs = local.resolve_for_dial().await.unwrap();
+        assert!(
+            addrs
+                .iter()
+                .any(|a| a.to_string() == "/ip4/127.0.0.1/tcp/4001"),
+            "{addrs:?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,107 @@
+//! Framing for request-response protocols: a 4-byte big-endian length, then the
+//! message bytes. Messages are opaque here (the node encodes them), so this crate
+//! stays independent of what the vault says; what it enforces is the size limit,
+//! checked before any allocation, so a peer cannot make a node reserve memory it
+//! did not intend to.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use libp2p::request_response;
+
+/// Largest message in either direction: a 16 MiB chunk plus framing and headers.
+pub const MAX_MESSAGE_BYTES: usize = 17 * 1024 * 1024;
+
+/// Length-prefixed opaque messages.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameCodec;
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_MESSAGE_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message of {len} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .ok()
+        .filter(|len| *len as usize <= MAX_MESSAGE_BYTES)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "message too large to send"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+impl request_response::Codec for FrameCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &res).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_oversized_ones_are_refused_before_allocating() {
+        let mut wire = Cursor::new(Vec::new());
+        write_frame(&mut wire, b"hello").await.unwrap();
+        let mut read = Cursor::new(wire.into_inner());
+        assert_eq!(read_frame(&mut read).await.unwrap(), b"hello");
+
+        let mut huge = Cursor::new(u32::MAX.to_be_bytes().to_vec());
+        let err = read_frame(&mut huge).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let mut short = Cursor::new(vec![0, 0, 0, 9, 1, 2]);
+        assert!(read_frame(&mut short).await.is_err());
+    }
+}

@@ -1,0 +1,211 @@
+//! In-process networks on 127.0.0.1: connection, requests, key mismatch, stalled
+//! peers, late bootstrap peers and mesh formation.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use peervault_net::{Endpoint, NetConfig, NetEvent, NetHandle, Network, NodeIdentity, PeerSource};
+
+const KEY: [u8; 32] = [7; 32];
+
+fn config(dir: &std::path::Path, psk: [u8; 32], bootstrap: Vec<Endpoint>) -> NetConfig {
+    NetConfig {
+        identity: NodeIdentity::load_or_create(dir).unwrap(),
+        psk,
+        listen: vec![Endpoint::parse("127.0.0.1:0").unwrap()],
+        advertise: None,
+        bootstrap,
+        public_ip: false,
+        request_timeout: Duration::from_secs(10),
+        max_connections: 64,
+    }
+}
+
+async fn node(psk: [u8; 32], bootstrap: Vec<Endpoint>) -> (Network, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let network = peervault_net::start(config(dir.path(), psk, bootstrap))
+        .await
+        .unwrap();
+    (network, dir)
+}
+
+async fn endpoint_of(handle: &NetHandle) -> Endpoint {
+    let addr = handle.addresses().await.listen[0].clone();
+    Endpoint::parse(&addr.to_string()).unwrap()
+}
+
+/// Answers every request with the request bytes reversed.
+fn echo(mut network: Network) -> NetHandle {
+    let handle = network.handle.clone();
+    tokio::spawn(async move {
+        while let Some(req) = network.inbound.recv().await {
+            let mut bytes = req.bytes;
+            bytes.reverse();
+            let _ = req.reply.send(bytes);
+        }
+    });
+    tokio::spawn(async move { while network.events.recv().await.is_some() {} });
+    handle
+}
+
+async fn wait_for_peers(handle: &NetHandle, n: usize, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if handle.peers().await.len() >= n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn bootstrap_connects_and_requests_are_answered() {
+    let (a, _da) = node(KEY, vec![]).await;
+    let a = echo(a);
+    let (b, _db) = node(KEY, vec![endpoint_of(&a).await]).await;
+    let b = echo(b);
+    assert!(wait_for_peers(&b, 1, Duration::from_secs(10)).await);
+    let peers = b.peers().await;
+    assert_eq!(peers[0].peer_id, a.local_peer_id());
+    assert_eq!(peers[0].source, PeerSource::Bootstrap);
+    let answer = b
+        .request(a.local_peer_id(), b"hello".to_vec(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(answer, b"olleh");
+    // A 4 MiB message crosses too.
+    let big = vec![1u8; 4 << 20];
+    assert_eq!(
+        b.request(a.local_peer_id(), big.clone(), Duration::from_secs(10))
+            .await
+            .unwrap()
+            .len(),
+        big.len()
+    );
+}
+
+#[tokio::test]
+async fn nodes_that_joined_through_one_peer_find_each_other() {
+    let (hub, _dh) = node(KEY, vec![]).await;
+    let hub = echo(hub);
+    let hub_addr = endpoint_of(&hub).await;
+    let (b, _db) = node(KEY, vec![hub_addr.clone()]).await;
+    let b = echo(b);
+    assert!(wait_for_peers(&b, 1, Duration::from_secs(10)).await);
+    let (c, _dc) = node(KEY, vec![hub_addr]).await;
+    let c = echo(c);
+    assert!(
+        wait_for_peers(&c, 2, Duration::from_secs(10)).await,
+        "c should reach b through the hub"
+    );
+    assert!(wait_for_peers(&b, 2, Duration::from_secs(10)).await);
+    let sources: Vec<_> = c.peers().await.into_iter().map(|p| p.source).collect();
+    assert!(sources.contains(&PeerSource::Exchange), "{sources:?}");
+}
+
+async fn wait_mismatch(events: &mut tokio::sync::mpsc::Receiver<NetEvent>) -> bool {
+    loop {
+        match events.recv().await {
+            Some(NetEvent::KeyMismatch { .. }) => return true,
+            Some(NetEvent::Connected(_)) | None => return false,
+            Some(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_different_key_is_detected_on_both_sides_within_seconds() {
+    let (mut a, _da) = node(KEY, vec![]).await;
+    let a_addr = endpoint_of(&a.handle).await;
+    let (mut b, _db) = node([9; 32], vec![a_addr]).await;
+    let started = std::time::Instant::now();
+    let (on_a, on_b) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(5), wait_mismatch(&mut a.events)),
+        tokio::time::timeout(Duration::from_secs(5), wait_mismatch(&mut b.events)),
+    );
+    assert!(
+        on_a.unwrap() && on_b.unwrap(),
+        "both sides must report the mismatch"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(a.handle.peers().await.is_empty());
+    assert!(b.handle.peers().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_stalled_peer_costs_a_timeout_not_a_hang() {
+    // A TCP listener that accepts and never says a word.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stalled_addr = stalled.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = stalled.accept().await {
+            held.push(socket);
+        }
+    });
+    let (a, _da) = node(KEY, vec![]).await;
+    let a = echo(a);
+    let bootstrap = vec![
+        Endpoint::parse(&stalled_addr.to_string()).unwrap(),
+        endpoint_of(&a).await,
+    ];
+    let (b, _db) = node(KEY, bootstrap).await;
+    let b = echo(b);
+    // The good bootstrap peer is reached although the other one stalls.
+    assert!(wait_for_peers(&b, 1, Duration::from_secs(10)).await);
+    let started = std::time::Instant::now();
+    let answer = b
+        .request(a.local_peer_id(), b"x".to_vec(), Duration::from_secs(5))
+        .await;
+    assert!(answer.is_ok());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_bootstrap_peer_that_starts_late_is_reached_without_a_restart() {
+    // Reserve a port, then free it: the bootstrap peer will start there later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap();
+    let (b, _db) = node(KEY, vec![endpoint.clone()]).await;
+    let b = echo(b);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(b.peers().await.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), KEY, vec![]);
+    cfg.listen = vec![endpoint];
+    let a = echo(peervault_net::start(cfg).await.unwrap());
+    assert!(
+        wait_for_peers(&b, 1, Duration::from_secs(40)).await,
+        "no connection after the peer came up"
+    );
+    assert_eq!(b.peers().await[0].peer_id, a.local_peer_id());
+}
+
+#[tokio::test]
+async fn requests_to_unknown_peers_fail_quickly() {
+    let (a, _da) = node(KEY, vec![]).await;
+    let a = echo(a);
+    let stranger = peervault_net::PeerId::random();
+    let started = std::time::Instant::now();
+    assert!(
+        a.request(stranger, b"x".to_vec(), Duration::from_secs(5))
+            .await
+            .is_err()
+    );
+    assert!(started.elapsed() < Duration::from_secs(6));
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), KEY, vec![]);
+    cfg.listen = vec![Endpoint::parse(&taken.local_addr().unwrap().to_string()).unwrap()];
+    let err = peervault_net::start(cfg).await.err().expect("must fail");
+    assert!(err.to_string().contains("cannot listen on"), "{err}");
+}
