@@ -668,33 +668,10 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 cause,
                 ..
-            } => {
-                if num_established == 0 {
-                    if let Some(gone) = self.book.connected.remove(&peer_id) {
-                        tracing::info!(
-                            "disconnected from peer {peer_id}{}",
-                            cause.map(|c| format!(" ({c})")).unwrap_or_default()
-                        );
-                        if !gone.listen_addrs.is_empty() {
-                            self.book
-                                .learn(peer_id, gone.listen_addrs, gone.source, now);
-                        }
-                        if let Some(known) = self.book.known.get_mut(&peer_id) {
-                            known.next_attempt = now + REDIAL_FIRST;
-                            known.pending = false;
-                        }
-                    }
-                    for b in &mut self.book.bootstrap {
-                        if b.peer == Some(peer_id) {
-                            b.next_attempt = now + REDIAL_FIRST;
-                        }
-                    }
-                    self.emit(NetEvent::Disconnected(peer_id));
-                }
-            }
+            } => self.on_disconnected(peer_id, cause.map(|c| c.to_string()), now),
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
                 peer_id,
@@ -749,6 +726,30 @@ impl EventLoop {
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
         }
+    }
+
+    /// The last connection to `peer` closed: remember how to reach it again.
+    fn on_disconnected(&mut self, peer_id: PeerId, cause: Option<String>, now: Instant) {
+        if let Some(gone) = self.book.connected.remove(&peer_id) {
+            tracing::info!(
+                "disconnected from peer {peer_id}{}",
+                cause.map(|c| format!(" ({c})")).unwrap_or_default()
+            );
+            if !gone.listen_addrs.is_empty() {
+                self.book
+                    .learn(peer_id, gone.listen_addrs, gone.source, now);
+            }
+            if let Some(known) = self.book.known.get_mut(&peer_id) {
+                known.next_attempt = now + REDIAL_FIRST;
+                known.pending = false;
+            }
+        }
+        for b in &mut self.book.bootstrap {
+            if b.peer == Some(peer_id) {
+                b.next_attempt = now + REDIAL_FIRST;
+            }
+        }
+        self.emit(NetEvent::Disconnected(peer_id));
     }
 
     fn touch(&mut self, peer: &PeerId) {
