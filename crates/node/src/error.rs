@@ -1,6 +1,6 @@
 //! Errors of the node, with a coarse kind that clients can act on.
 
-use peervault_net::IdentityError;
+use peervault_net::{IdentityError, NetError};
 use peervault_store::StoreError;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,8 @@ pub enum NodeError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     QuotaFile(#[from] QuotaFileError),
+    #[error(transparent)]
+    Net(#[from] NetError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -29,6 +31,8 @@ pub enum ErrorKind {
     Integrity,
     WrongKey,
     Busy,
+    /// Data exists but no reachable node could supply it.
+    Unavailable,
     Other,
 }
 
@@ -43,6 +47,7 @@ impl NodeError {
                 StoreError::Integrity { .. } => ErrorKind::Integrity,
                 StoreError::WrongKey { .. } => ErrorKind::WrongKey,
                 StoreError::Locked { .. } => ErrorKind::Busy,
+                StoreError::Unavailable { .. } => ErrorKind::Unavailable,
                 _ => ErrorKind::Other,
             },
             NodeError::Invalid(_) => ErrorKind::InvalidInput,

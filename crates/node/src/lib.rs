@@ -1,20 +1,30 @@
 //! A PeerVault node as a library.
 //!
 //! [`Node`] is the one type front ends use: the binary's REPL and control socket,
-//! the demo, and programs that embed PeerVault. It owns a data dir: the encrypted
-//! vault ([`peervault_store`]), the node's identity ([`peervault_net`]) and the
-//! quota file.
+//! the demo, and programs that embed PeerVault. It owns a data dir (the encrypted
+//! vault of [`peervault_store`], the node's identity, the quota file) and its place
+//! in the network ([`peervault_net`]): it replicates what it stores, reads what it
+//! lacks from peers, and keeps its catalogue in step with theirs.
 
 pub mod error;
 pub mod node;
 pub mod quota;
+pub mod replicate;
+mod service;
 pub mod size;
+pub mod sync;
+pub mod wire;
 
 pub use error::{ErrorKind, NodeError};
-pub use node::{DamagedChunk, FileCheck, FileInfo, Node, NodeConfig, NodeStatus, QuotaSource};
+pub use node::{
+    DEFAULT_SYNC_INTERVAL, DamagedChunk, FileCheck, FileInfo, Node, NodeConfig, NodeStatus,
+    PeerStatus, QuotaSource, StoreReport,
+};
+pub use peervault_net::{Endpoint, PeerId};
 pub use peervault_store::{
     ChunkProblem, DeleteOutcome, FileReader, KeySource, NetworkKey, StoreError, SweepReport,
-    VerifyReport, WriteOutcome,
+    VerifyReport,
 };
 pub use quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
+pub use replicate::{Replicas, Replication};
 pub use size::{HumanSize, parse_size};

@@ -1,24 +1,37 @@
 //! The [`Node`]: one PeerVault participant, usable as a library.
 //!
-//! A node owns its data dir: the encrypted vault, the persistent identity and the
-//! quota file. Every front end (the REPL, the control socket behind the client
-//! subcommands, the demo, programs that embed PeerVault) goes through this type,
-//! so they all behave alike.
+//! A node owns its data dir (the encrypted vault, the persistent identity, the
+//! quota file) and its place in the network. Every front end (the REPL, the
+//! control socket behind the client subcommands, the demo, programs that embed
+//! PeerVault) goes through this type, so they all behave alike.
+//!
+//! Work it does in the background, all stopped by [`Node::shutdown`]:
+//! * answering peers' requests (see [`crate::service`]);
+//! * catalogue anti-entropy with each peer on connect and every sync interval
+//!   (see [`crate::sync`]);
+//! * a clean-up of debris left by a crash, once at start.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use peervault_net::NodeIdentity;
+use peervault_net::{Endpoint, NetConfig, NetEvent, NetHandle, NodeIdentity, PeerId, PeerInfo};
 use peervault_store::{
     DEFAULT_CHUNK_SIZE, DataDirLock, DeleteOutcome, FileReader, KeyFingerprint, Manifest,
     NetworkKey, OriginId, SweepReport, Vault, VaultConfig, VerifyReport, WriteOutcome,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::error::{NodeError, Result};
 use crate::quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
+use crate::replicate::{Replicas, Replication};
+
+/// How often each peer's catalogue is compared with ours when nothing prompts it.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How to start a node.
 #[derive(Debug, Clone)]
@@ -32,19 +45,35 @@ pub struct NodeConfig {
     pub quota_bytes: Option<u64>,
     /// Plaintext bytes per chunk for new files.
     pub chunk_size: u32,
-    /// Addresses this node was asked to listen on, as given.
-    pub listen_addrs: Vec<String>,
+    /// Where to listen for peers.
+    pub listen: Vec<Endpoint>,
+    /// Address announced to peers besides the listen addresses.
+    pub advertise: Option<Endpoint>,
+    /// Peers to join at start (redialled until they answer).
+    pub bootstrap: Vec<Endpoint>,
+    /// Announce the address peers observe for this node.
+    pub public_ip: bool,
+    /// Copies of each file to keep, counting the writer.
+    pub replicas: Replicas,
+    /// Catalogue anti-entropy period.
+    pub sync_interval: Duration,
 }
 
 impl NodeConfig {
-    /// A configuration with defaults for everything but the data dir and key.
+    /// A configuration with defaults for everything but the data dir and key; it
+    /// listens on an OS-chosen port of 127.0.0.1.
     pub fn new(data_dir: impl Into<PathBuf>, key: NetworkKey) -> Self {
         Self {
             data_dir: data_dir.into(),
             key,
             quota_bytes: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
-            listen_addrs: Vec::new(),
+            listen: vec![Endpoint::parse("127.0.0.1:0").unwrap_or_else(|_| unreachable!())],
+            advertise: None,
+            bootstrap: Vec::new(),
+            public_ip: false,
+            replicas: Replicas::default(),
+            sync_interval: DEFAULT_SYNC_INTERVAL,
         }
     }
 }
@@ -72,10 +101,17 @@ pub struct FileInfo {
     pub modified_unix_ms: u64,
     /// Peer id of the node that wrote this version.
     pub author: String,
+    /// True if this node holds every chunk of the file.
+    #[serde(default)]
+    pub local: bool,
+    /// Nodes known to hold a complete copy (this one included), when counted.
+    #[serde(default)]
+    pub replicas: usize,
 }
 
-impl From<&Manifest> for FileInfo {
-    fn from(m: &Manifest) -> Self {
+impl FileInfo {
+    /// The listing of one version; `local` and `replicas` as known to the caller.
+    pub fn new(m: &Manifest, local: bool, replicas: usize) -> Self {
         Self {
             name: m.name.clone(),
             size: m.size,
@@ -83,24 +119,20 @@ impl From<&Manifest> for FileInfo {
             chunks: m.chunks.len(),
             modified_unix_ms: m.version.unix_millis(),
             author: m.author.clone(),
+            local,
+            replicas,
         }
     }
 }
 
-/// A snapshot of the node for `status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeStatus {
-    pub peer_id: String,
-    pub data_dir: PathBuf,
-    pub listen_addrs: Vec<String>,
-    pub peers_connected: usize,
-    pub files: usize,
-    pub storage: QuotaStatus,
-    pub uptime_seconds: f64,
-    pub started_unix_ms: u64,
-    pub key_fingerprint: String,
-    pub insecure_default_key: bool,
-    pub version: String,
+/// What a store achieved.
+#[derive(Debug, Clone)]
+pub struct StoreReport {
+    pub file: FileInfo,
+    /// Bytes this write added to the local disk (deduplicated chunks add none).
+    pub stored_bytes: u64,
+    pub replaced: bool,
+    pub replication: Replication,
 }
 
 /// The result of verifying one file.
@@ -146,30 +178,68 @@ impl From<&VerifyReport> for FileCheck {
     }
 }
 
+/// A connected peer as `peers` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// Position in the `peers` table (1-based), usable to name the peer.
+    pub number: usize,
+    pub peer_id: String,
+    pub address: String,
+    /// How it was found: bootstrap, inbound, exchange, manual.
+    pub source: String,
+    pub rtt_ms: Option<f64>,
+    pub last_seen_seconds: f64,
+    pub connected_seconds: f64,
+    pub agent: Option<String>,
+}
+
+/// A snapshot of the node for `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub peer_id: String,
+    pub data_dir: PathBuf,
+    pub listen_addrs: Vec<String>,
+    pub advertised_addrs: Vec<String>,
+    pub peers_connected: usize,
+    pub files: usize,
+    pub storage: QuotaStatus,
+    pub replicas: String,
+    pub uptime_seconds: f64,
+    pub started_unix_ms: u64,
+    pub key_fingerprint: String,
+    pub insecure_default_key: bool,
+    pub version: String,
+}
+
 /// A running node. Cheap to clone; all clones are the same node.
 #[derive(Clone, Debug)]
 pub struct Node {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    vault: Vault,
+pub(crate) struct Inner {
+    pub(crate) vault: Vault,
+    pub(crate) net: NetHandle,
     identity: NodeIdentity,
     data_dir: PathBuf,
-    listen_addrs: Vec<String>,
     fingerprint: KeyFingerprint,
     insecure_key: bool,
     started: Instant,
     started_unix_ms: u64,
     quota_source: QuotaSource,
+    pub(crate) replicas: Replicas,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
 }
 
 impl Node {
-    /// Opens the data dir (creating it on first start) and starts the node.
+    /// Opens the data dir (creating it on first start), joins the network and starts
+    /// the background work.
     ///
     /// Fails with a message that says what to do if the data dir belongs to another
-    /// network key, is used by another process, or its quota file is damaged.
+    /// network key, is used by another process, its quota file is damaged, or the
+    /// listen address cannot be bound.
     pub async fn start(config: NodeConfig) -> Result<Node> {
         let data_dir = config.data_dir.clone();
         // Lock first: the identity and quota files are only touched by the lock holder.
@@ -194,6 +264,17 @@ impl Node {
             lock,
         )
         .await?;
+        let network = peervault_net::start(NetConfig {
+            identity: identity.clone(),
+            psk: config.key.pnet_psk(),
+            listen: config.listen.clone(),
+            advertise: config.advertise.clone(),
+            bootstrap: config.bootstrap.clone(),
+            public_ip: config.public_ip,
+            request_timeout: Duration::from_secs(60),
+            max_connections: 256,
+        })
+        .await?;
         let started_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -201,23 +282,56 @@ impl Node {
         let node = Node {
             inner: Arc::new(Inner {
                 vault,
+                net: network.handle,
                 identity,
                 data_dir,
-                listen_addrs: config.listen_addrs,
                 fingerprint: config.key.fingerprint(),
                 insecure_key: config.key.is_insecure_default(),
                 started: Instant::now(),
                 started_unix_ms,
                 quota_source,
+                replicas: config.replicas,
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
             }),
         };
+        node.spawn(crate::service::serve(node.clone(), network.inbound));
+        node.spawn(node.clone().watch_network(network.events));
+        node.spawn(crate::sync::periodic(node.clone(), config.sync_interval));
         node.spawn_startup_sweep();
         Ok(node)
     }
 
+    /// Runs `work` until it ends or the node shuts down.
+    pub(crate) fn spawn<F>(&self, work: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let shutdown = self.inner.shutdown.clone();
+        self.inner.tasks.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = work => {}
+            }
+        });
+    }
+
+    async fn watch_network(self, mut events: mpsc::Receiver<NetEvent>) {
+        while let Some(event) = events.recv().await {
+            if let NetEvent::Connected(peer) = event {
+                let node = self.clone();
+                self.spawn(async move {
+                    if let Err(e) = node.sync_with(peer).await {
+                        tracing::debug!("catalogue sync with {peer} failed: {e}");
+                    }
+                });
+            }
+        }
+    }
+
     fn spawn_startup_sweep(&self) {
         let vault = self.inner.vault.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             match vault.sweep().await {
                 Ok(report) if report != SweepReport::default() => tracing::info!(
                     "start-up clean-up removed {} unreferenced and {} unrecorded chunks ({} bytes)",
@@ -229,6 +343,20 @@ impl Node {
                 Err(e) => tracing::warn!("start-up clean-up failed: {e}"),
             }
         });
+    }
+
+    /// Stops the background work and leaves the network. Requests still running get
+    /// up to `grace` to finish.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutdown.cancel();
+        self.inner.net.shutdown();
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background work still running after {grace:?}; abandoning it");
+        }
     }
 
     /// This node's peer id.
@@ -246,48 +374,71 @@ impl Node {
         self.inner.quota_source
     }
 
-    /// Stores everything `reader` yields under `name`. With `size_hint`, a file that
-    /// cannot fit is refused before any byte is read.
+    /// The replication setting.
+    pub fn replicas(&self) -> Replicas {
+        self.inner.replicas
+    }
+
+    /// Stores everything `reader` yields under `name`, then copies it to peers until
+    /// the replication target is met (or no more peers can take it). With
+    /// `size_hint`, a file that cannot fit is refused before any byte is read.
     pub async fn store<R>(
         &self,
         name: &str,
         reader: R,
         size_hint: Option<u64>,
-    ) -> Result<WriteOutcome>
+    ) -> Result<StoreReport>
     where
         R: AsyncRead + Unpin + Send,
     {
-        Ok(self.inner.vault.write_file(name, reader, size_hint).await?)
+        let out: WriteOutcome = self.inner.vault.write_file(name, reader, size_hint).await?;
+        let replication = self.replicate(&out.manifest).await;
+        self.announce(&out.manifest.name, &replication.holders);
+        Ok(StoreReport {
+            file: FileInfo::new(&out.manifest, true, replication.copies),
+            stored_bytes: out.stored_bytes,
+            replaced: out.replaced,
+            replication,
+        })
     }
 
-    /// Opens `name` for reading: a stream of verified bytes.
+    /// Opens `name` for reading: a stream of verified bytes. Chunks this node does
+    /// not hold come from peers, several at a time.
     pub async fn get(&self, name: &str) -> Result<FileReader> {
-        Ok(self.inner.vault.read_file(name).await?)
+        let source = self.chunk_source(name).await;
+        Ok(self.inner.vault.read_file_with(name, Some(source)).await?)
     }
 
     /// Metadata of `name`.
     pub async fn stat(&self, name: &str) -> Result<FileInfo> {
-        Ok(FileInfo::from(&self.inner.vault.stat(name).await?))
+        let manifest = self.inner.vault.stat(name).await?;
+        let local = self.inner.vault.holds(&manifest).await?;
+        Ok(FileInfo::new(&manifest, local, usize::from(local)))
     }
 
-    /// Deletes `name`.
+    /// Deletes `name` everywhere: a tombstone here, announced to every peer, and
+    /// carried by catalogue sync to nodes that are offline now.
     pub async fn delete(&self, name: &str) -> Result<DeleteOutcome> {
-        Ok(self.inner.vault.delete(name).await?)
+        let out = self.inner.vault.delete(name).await?;
+        self.announce(name, &[]);
+        Ok(out)
     }
 
-    /// Every file, sorted by name.
+    /// Every file, sorted by name, marking what this node holds and how many
+    /// complete copies the connected peers report.
     pub async fn list(&self) -> Result<Vec<FileInfo>> {
-        Ok(self
-            .inner
-            .vault
-            .list()
-            .await?
+        let manifests = self.inner.vault.list().await?;
+        let local = self.inner.vault.holds_all(manifests.clone()).await?;
+        let held_elsewhere = self.count_remote_copies(&manifests).await;
+        Ok(manifests
             .iter()
-            .map(FileInfo::from)
+            .zip(local)
+            .zip(held_elsewhere)
+            .map(|((m, local), elsewhere)| FileInfo::new(m, local, usize::from(local) + elsewhere))
             .collect())
     }
 
-    /// Verifies one file, or all when `name` is `None`.
+    /// Verifies one file, or all when `name` is `None` (chunks held here only).
     pub async fn verify(&self, name: Option<&str>) -> Result<Vec<FileCheck>> {
         let reports = match name {
             Some(name) => vec![self.inner.vault.verify_file(name).await?],
@@ -324,22 +475,78 @@ impl Node {
         Ok(())
     }
 
+    /// Connected peers, numbered as `peers` shows them.
+    pub async fn peers(&self) -> Vec<PeerStatus> {
+        self.inner
+            .net
+            .peers()
+            .await
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| peer_status(i + 1, p))
+            .collect()
+    }
+
+    /// Finds a connected peer by number (as in `peers`), peer id, or address.
+    pub async fn resolve_peer(&self, name: &str) -> Result<PeerId> {
+        let peers = self.inner.net.peers().await;
+        let name = name.trim();
+        let found = if let Ok(number) = name.parse::<usize>() {
+            number.checked_sub(1).and_then(|i| peers.get(i))
+        } else {
+            peers.iter().find(|p| {
+                p.peer_id.to_string() == name
+                    || p.address.to_string() == name
+                    || p.listen_addrs.iter().any(|a| a.to_string() == name)
+                    || Endpoint::parse(name)
+                        .map(|e| {
+                            e.to_multiaddr() == p.address
+                                || p.listen_addrs.contains(&e.to_multiaddr())
+                        })
+                        .unwrap_or(false)
+            })
+        };
+        found.map(|p| p.peer_id).ok_or_else(|| {
+            NodeError::Invalid(format!(
+                "no connected peer matches {name:?}; give a number from `peers` (1-{}), a peer id or an address",
+                peers.len()
+            ))
+        })
+    }
+
     /// A snapshot for `status`.
     pub async fn status(&self) -> Result<NodeStatus> {
         let files = self.inner.vault.list().await?.len();
+        let addresses = self.inner.net.addresses().await;
+        let peers = self.inner.net.peers().await.len();
         Ok(NodeStatus {
             peer_id: self.peer_id(),
             data_dir: self.inner.data_dir.clone(),
-            listen_addrs: self.inner.listen_addrs.clone(),
-            peers_connected: 0,
+            listen_addrs: addresses.listen.iter().map(ToString::to_string).collect(),
+            advertised_addrs: addresses.external.iter().map(ToString::to_string).collect(),
+            peers_connected: peers,
             files,
             storage: self.quota(),
+            replicas: self.inner.replicas.to_string(),
             uptime_seconds: self.inner.started.elapsed().as_secs_f64(),
             started_unix_ms: self.inner.started_unix_ms,
             key_fingerprint: self.inner.fingerprint.to_string(),
             insecure_default_key: self.inner.insecure_key,
             version: env!("CARGO_PKG_VERSION").to_string(),
         })
+    }
+}
+
+fn peer_status(number: usize, p: PeerInfo) -> PeerStatus {
+    PeerStatus {
+        number,
+        peer_id: p.peer_id.to_string(),
+        address: p.address.to_string(),
+        source: p.source.to_string(),
+        rtt_ms: p.rtt.map(|d| d.as_secs_f64() * 1000.0),
+        last_seen_seconds: p.last_seen.as_secs_f64(),
+        connected_seconds: p.connected_for.as_secs_f64(),
+        agent: p.agent,
     }
 }
 

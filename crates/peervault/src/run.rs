@@ -124,10 +124,19 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     let data_dir = settings.common.data_dir.clone();
     let mut config = NodeConfig::new(&data_dir, key);
     config.quota_bytes = quota;
-    config.listen_addrs = vec![settings.common.addr.to_string()];
+    config.listen = vec![settings.common.addr.clone()];
+    config.advertise = settings.advertise.clone();
+    config.bootstrap = settings.bootstrap.clone();
+    config.public_ip = settings.public_ip;
+    config.replicas = settings.replicas;
     let node = Node::start(config).await.map_err(anyhow::Error::new)?;
+    let status = node.status().await?;
 
     println!("PeerVault node {} started", node.peer_id());
+    println!("  Listening:  {}", status.listen_addrs.join(", "));
+    if !status.advertised_addrs.is_empty() {
+        println!("  Advertised: {}", status.advertised_addrs.join(", "));
+    }
     println!(
         "  Data dir:   {}{}",
         data_dir.display(),
@@ -138,11 +147,18 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
         }
     );
     println!("  Quota:      {}", describe_quota(&node));
-    println!("  Control:    {}", socket_path(&data_dir).display());
     println!(
-        "  Address:    {} (peer-to-peer networking is not in this version yet; the node runs standalone)",
-        settings.common.addr
+        "  Replicas:   {} (copies of each file, counting this node)",
+        node.replicas()
     );
+    if !settings.bootstrap.is_empty() {
+        let names: Vec<String> = settings.bootstrap.iter().map(ToString::to_string).collect();
+        println!(
+            "  Bootstrap:  {} (retried until they answer)",
+            names.join(", ")
+        );
+    }
+    println!("  Control:    {}", socket_path(&data_dir).display());
     for flag in settings.inactive_flags() {
         eprintln!(
             "warning: {flag} is accepted but not active in this version; it has no effect yet"
@@ -185,6 +201,7 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
 
     println!("Stopping the node...");
     control.stop(SHUTDOWN_GRACE).await;
+    node.shutdown(SHUTDOWN_GRACE).await;
     drop(node);
     println!("PeerVault node stopped.");
     Ok(ExitCode::SUCCESS)

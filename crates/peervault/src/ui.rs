@@ -6,7 +6,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 
 use comfy_table::presets::UTF8_FULL;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
-use peervault_node::{FileCheck, FileInfo, HumanSize, NodeStatus, QuotaStatus};
+use peervault_node::{FileCheck, FileInfo, HumanSize, NodeStatus, PeerStatus, QuotaStatus};
 
 /// Width of the quota bar in characters.
 const BAR_WIDTH: usize = 50;
@@ -29,18 +29,65 @@ pub fn plural(n: usize, word: &str) -> String {
     }
 }
 
-/// The file list: name, size in bytes, first 8 hex digits of the hash.
+/// The file list: name, size in bytes, first 8 hex digits of the hash, known
+/// copies, and whether this node holds the file.
 pub fn files_table(files: &[FileInfo]) -> String {
-    let mut table = new_table(&["Filename", "Size (bytes)", "Hash (first 8 chars)"]);
+    let mut table = new_table(&[
+        "Filename",
+        "Size (bytes)",
+        "Hash (first 8 chars)",
+        "Copies",
+        "Here",
+    ]);
     for f in files {
         table.add_row(vec![
             f.name.clone(),
             f.size.to_string(),
             f.hash.chars().take(8).collect(),
+            f.replicas.to_string(),
+            if f.local { "yes" } else { "no" }.to_string(),
         ]);
     }
-    if let Some(col) = table.column_mut(1) {
-        col.set_cell_alignment(CellAlignment::Right);
+    for col in [1, 3] {
+        if let Some(col) = table.column_mut(col) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table.to_string()
+}
+
+/// A peer's health in words: recent life signs and a sane round trip.
+pub fn peer_health(p: &PeerStatus) -> &'static str {
+    match (p.last_seen_seconds, p.rtt_ms) {
+        (seen, _) if seen > 30.0 => "✗ Unresponsive",
+        (_, Some(rtt)) if rtt > 1000.0 => "⚠ Slow",
+        _ => "✓ Healthy",
+    }
+}
+
+/// The `peers` table.
+pub fn peers_table(peers: &[PeerStatus]) -> String {
+    let mut table = new_table(&[
+        "#",
+        "Address",
+        "Peer ID",
+        "Status",
+        "RTT",
+        "Last Seen",
+        "Found via",
+    ]);
+    for p in peers {
+        table.add_row(vec![
+            p.number.to_string(),
+            p.address.clone(),
+            p.peer_id.clone(),
+            peer_health(p).to_string(),
+            p.rtt_ms
+                .map(|ms| format!("{ms:.1} ms"))
+                .unwrap_or_else(|| "-".into()),
+            format!("{} ago", human_duration(p.last_seen_seconds)),
+            p.source.clone(),
+        ]);
     }
     table.to_string()
 }
@@ -86,11 +133,15 @@ pub fn human_duration(seconds: f64) -> String {
 
 /// The `status` block.
 pub fn status_block(s: &NodeStatus) -> String {
-    let listen = if s.listen_addrs.is_empty() {
-        "-".to_string()
-    } else {
-        s.listen_addrs.join(", ")
+    let list = |addrs: &[String]| {
+        if addrs.is_empty() {
+            "-".to_string()
+        } else {
+            addrs.join(", ")
+        }
     };
+    let listen = list(&s.listen_addrs);
+    let advertised = list(&s.advertised_addrs);
     let key_note = if s.insecure_default_key {
         " (the public default key: anyone can read this vault)"
     } else {
@@ -100,7 +151,9 @@ pub fn status_block(s: &NodeStatus) -> String {
         "=== Node Status ===\n\
          Peer ID:         {}\n\
          Listening on:    {listen}\n\
+         Advertised:      {advertised}\n\
          Connected peers: {}\n\
+         Replicas:        {}\n\
          Data dir:        {}\n\
          Files:           {}\n\
          Storage:         {} of {} used ({:.1}%)\n\
@@ -109,6 +162,7 @@ pub fn status_block(s: &NodeStatus) -> String {
          Version:         {}",
         s.peer_id,
         s.peers_connected,
+        s.replicas,
         s.data_dir.display(),
         s.files,
         HumanSize(s.storage.used_bytes),
@@ -169,6 +223,23 @@ pub fn vault_name_for(path: &std::path::Path, hint: &str) -> anyhow::Result<Stri
         .ok_or_else(|| anyhow::anyhow!("{} has no usable file name; {hint}", path.display()))
 }
 
+/// The one-line outcome of a store, with the copies reached.
+pub fn stored_line(file: &FileInfo, copies: usize, target: usize) -> String {
+    let copies = if copies >= target {
+        format!("{copies} of {target} copies durable")
+    } else {
+        format!(
+            "only {copies} of {target} copies durable: not enough peers could take it; more are made when peers become available"
+        )
+    };
+    format!(
+        "File '{}' stored successfully ({}, hash {}; {copies})",
+        file.name,
+        HumanSize(file.size),
+        &file.hash[..8],
+    )
+}
+
 /// Asks a yes/no question on the terminal; anything but y/yes is no.
 pub fn confirm(question: &str) -> io::Result<bool> {
     let mut stderr = io::stderr();
@@ -211,6 +282,8 @@ mod tests {
             chunks: 1,
             modified_unix_ms: 0,
             author: "x".into(),
+            local: true,
+            replicas: 3,
         }];
         let table = files_table(&files);
         assert!(

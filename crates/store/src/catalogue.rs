@@ -148,20 +148,75 @@ impl Catalogue {
         self.open_entry(&name_id, sealed.value()).map(Some)
     }
 
-    /// Every entry, live or deleted. Records that fail to open are reported and skipped,
-    /// so one damaged record cannot hide the rest of the vault.
-    pub fn entries(&self) -> Result<Vec<CatalogueEntry>> {
+    /// Every entry, live or deleted, with its name id. Records that fail to open are
+    /// reported and skipped, so one damaged record cannot hide the rest of the vault.
+    pub fn entries_with_ids(&self) -> Result<Vec<(NameId, CatalogueEntry)>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(CATALOGUE)?;
         let mut out = Vec::with_capacity(table.len()? as usize);
         for row in table.iter()? {
             let (key, value) = row?;
-            match self.open_entry(&NameId(key.value()), value.value()) {
-                Ok(entry) => out.push(entry),
+            let id = NameId(key.value());
+            match self.open_entry(&id, value.value()) {
+                Ok(entry) => out.push((id, entry)),
                 Err(e) => tracing::warn!("skipping catalogue record: {e}"),
             }
         }
         Ok(out)
+    }
+
+    /// Every entry, live or deleted.
+    pub fn entries(&self) -> Result<Vec<CatalogueEntry>> {
+        Ok(self
+            .entries_with_ids()?
+            .into_iter()
+            .map(|(_, entry)| entry)
+            .collect())
+    }
+
+    /// The sealed records of `ids`, as stored (missing ones are left out). Records are
+    /// portable: every node of the vault seals with the same key and binds each record
+    /// to its name id, so a peer can store them as they are.
+    pub fn sealed_entries(&self, ids: &[NameId]) -> Result<Vec<(NameId, Vec<u8>)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CATALOGUE)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(sealed) = table.get(id.0)? {
+                out.push((*id, sealed.value().to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Opens a sealed record received from elsewhere and checks that it really is the
+    /// record of `name_id` (a record moved to another name id fails authentication;
+    /// this also catches a record whose name does not hash to its id).
+    pub fn open_sealed(&self, name_id: &NameId, sealed: &[u8]) -> Result<CatalogueEntry> {
+        let entry = self.open_entry(name_id, sealed)?;
+        if self.crypto.name_id(entry.name()) != *name_id {
+            return Err(StoreError::CorruptRecord {
+                what: format!("catalogue entry {name_id}: its name does not match its id"),
+            });
+        }
+        Ok(entry)
+    }
+
+    /// Records blobs that are now durable on disk; returns the bytes newly recorded.
+    pub fn record_chunks(&self, chunks: &[(ChunkId, u64)]) -> Result<u64> {
+        let txn = self.db.begin_write()?;
+        let mut recorded = 0;
+        {
+            let mut table = txn.open_table(CHUNKS)?;
+            for (id, len) in chunks {
+                if table.get(id.0)?.is_none() {
+                    table.insert(id.0, *len)?;
+                    recorded += len;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(recorded)
     }
 
     /// Live files, sorted by name.

@@ -53,6 +53,17 @@ pub enum StoreError {
     },
 
     #[error(
+        "chunk {index} of {count} of {name:?} cannot be read: {reason}. Check that the \
+         nodes holding it are running and connected (`peers`)"
+    )]
+    Unavailable {
+        name: String,
+        index: usize,
+        count: usize,
+        reason: String,
+    },
+
+    #[error(
         "not enough storage quota: this needs {needed} more bytes but only {available} of the \
          {limit}-byte quota are free. Delete files or raise the quota (--quota SIZE)"
     )]

@@ -16,6 +16,7 @@ pub mod chunks;
 pub mod crypto;
 pub mod error;
 pub mod ids;
+pub mod index;
 pub mod keys;
 pub mod manifest;
 pub mod names;

@@ -14,6 +14,9 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 /// accepted so that scripts keep working, and the node warns when one is given.
 const LATER: &str = "Options of later versions (accepted; not active yet)";
 
+/// Help heading of the peer-to-peer options.
+const NETWORK: &str = "Network options";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "peervault",
@@ -101,21 +104,16 @@ pub struct NodeArgs {
     pub quota: Option<String>,
 
     /// Address announced to peers (HOST:PORT or multiaddr), e.g. behind port forwarding.
-    #[arg(long, value_name = "ADDR", help_heading = LATER)]
+    #[arg(long, value_name = "ADDR", help_heading = NETWORK)]
     pub advertise: Option<String>,
 
     /// Comma-separated peers to join at start (HOST:PORT or multiaddr); retried
     /// with backoff until they answer.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "ADDRS",
-        help_heading = LATER
-    )]
+    #[arg(long, value_delimiter = ',', value_name = "ADDRS", help_heading = NETWORK)]
     pub bootstrap: Vec<String>,
 
-    /// Advertise the address peers observe for this node.
-    #[arg(long, help_heading = LATER)]
+    /// Advertise the address peers observe for this node (no outside service is asked).
+    #[arg(long, help_heading = NETWORK)]
     pub public_ip: bool,
 
     /// Serve metrics and the dashboard on ADDR (e.g. :9090).
@@ -131,7 +129,7 @@ pub struct NodeArgs {
     pub discover_pex: bool,
 
     /// Copies of each file to keep, counting the writer: a number or "all" [default: 3].
-    #[arg(long, value_name = "N|all", help_heading = LATER)]
+    #[arg(long, value_name = "N|all", help_heading = NETWORK)]
     pub replicas: Option<String>,
 
     /// How often peers exchange peer lists [default: 5m].
@@ -185,6 +183,26 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Show connected peers: address, peer id, health, how each was found.
+    Peers {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Push a complete copy of a file to one peer.
+    Send {
+        /// Name in the vault.
+        name: String,
+        /// The peer: its number in `peers`, its peer id, or its address.
+        peer: String,
+    },
+    /// Copy a file's chunks from one peer only, so that this node holds it.
+    Fetch {
+        /// Name in the vault.
+        name: String,
+        /// The peer: its number in `peers`, its peer id, or its address.
+        peer: String,
     },
     /// Check every chunk of one file (or of all files) against its hash and tag.
     Verify {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use peervault_net::Endpoint;
-use peervault_node::parse_size;
+use peervault_node::{Replicas, parse_size};
 use serde::Deserialize;
 
 use super::args::{Cli, GlobalArgs, NodeArgs};
@@ -20,13 +20,6 @@ pub const DEFAULT_ADDR: &str = ":3000";
 pub const DEFAULT_REPLICAS: u32 = 3;
 pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub const DEFAULT_PEX_INTERVAL: Duration = Duration::from_secs(5 * 60);
-
-/// How many copies of each file to keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Replicas {
-    Count(u32),
-    All,
-}
 
 /// The contents of a `--config` file.
 #[derive(Debug, Default, Deserialize)]
@@ -383,15 +376,6 @@ impl NodeSettings {
     /// can say so instead of silently ignoring them.
     pub fn inactive_flags(&self) -> Vec<&'static str> {
         let mut flags = Vec::new();
-        if self.advertise.is_some() {
-            flags.push("-advertise");
-        }
-        if !self.bootstrap.is_empty() {
-            flags.push("-bootstrap");
-        }
-        if self.public_ip {
-            flags.push("-public-ip");
-        }
         if self.metrics.is_some() {
             flags.push("-metrics");
         }
@@ -400,9 +384,6 @@ impl NodeSettings {
         }
         if self.discover_pex {
             flags.push("-discover-pex");
-        }
-        if self.replicas != Replicas::Count(DEFAULT_REPLICAS) {
-            flags.push("--replicas");
         }
         if self.pex_interval != DEFAULT_PEX_INTERVAL {
             flags.push("--pex-interval");

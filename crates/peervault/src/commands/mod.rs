@@ -11,9 +11,11 @@ use crate::control::client::Client;
 
 mod get;
 mod ls;
+mod peers;
 mod put;
 mod rm;
 mod status;
+mod transfer;
 mod verify;
 
 /// Runs one client command against the node owning `client`'s data dir.
@@ -25,6 +27,9 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<ExitCode> 
         Command::Rm { name, yes } => rm::run(client, &name, yes).await,
         Command::Status { json } => status::run(client, json).await,
         Command::Verify { name, json } => verify::run(client, name, json).await,
+        Command::Peers { json } => peers::run(client, json).await,
+        Command::Send { name, peer } => transfer::send(client, &name, &peer).await,
+        Command::Fetch { name, peer } => transfer::fetch(client, &name, &peer).await,
     }
 }
 

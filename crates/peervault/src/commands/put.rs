@@ -4,7 +4,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use peervault_node::HumanSize;
 
 use crate::control::client::Client;
 use crate::control::proto::Response;
@@ -39,24 +38,17 @@ pub async fn run(client: &Client, path: &Path, name: Option<String>) -> anyhow::
     };
     let Response::Stored {
         file,
-        stored_bytes,
-        replaced,
+        copies,
+        target,
+        failures,
         ..
     } = reply
     else {
         return Err(super::unexpected(reply));
     };
-    println!(
-        "File '{}' stored successfully ({}, hash {}{}; {} new on disk)",
-        file.name,
-        HumanSize(file.size),
-        &file.hash[..8],
-        if replaced {
-            ", replacing the previous version"
-        } else {
-            ""
-        },
-        HumanSize(stored_bytes),
-    );
+    println!("{}", ui::stored_line(&file, copies, target));
+    for failure in failures {
+        eprintln!("  not copied to {failure}");
+    }
     Ok(ExitCode::SUCCESS)
 }

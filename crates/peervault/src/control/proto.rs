@@ -23,7 +23,7 @@
 use std::io;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use peervault_node::{ErrorKind, FileCheck, FileInfo, NodeStatus, QuotaStatus};
+use peervault_node::{ErrorKind, FileCheck, FileInfo, NodeStatus, PeerStatus, QuotaStatus};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::LengthDelimitedCodec;
@@ -144,6 +144,17 @@ pub enum Request {
     SetQuota {
         bytes: u64,
     },
+    Peers,
+    /// Push a copy of a file to one peer (number, peer id or address).
+    Send {
+        name: String,
+        peer: String,
+    },
+    /// Pull a file's chunks from one peer only.
+    Fetch {
+        name: String,
+        peer: String,
+    },
 }
 
 /// What the node answers.
@@ -153,8 +164,12 @@ pub enum Response {
     Stored {
         file: FileInfo,
         stored_bytes: u64,
-        reused_chunks: usize,
         replaced: bool,
+        /// Durable copies reached (this node included) and wanted.
+        copies: usize,
+        target: usize,
+        /// Peers that could not take a copy, and why.
+        failures: Vec<String>,
     },
     /// Precedes the data of a get.
     File {
@@ -177,6 +192,18 @@ pub enum Response {
     },
     Quota {
         quota: QuotaStatus,
+    },
+    Peers {
+        peers: Vec<PeerStatus>,
+    },
+    Sent {
+        name: String,
+        peer: String,
+    },
+    Fetched {
+        name: String,
+        peer: String,
+        chunks: usize,
     },
     Error {
         kind: ErrorKind,

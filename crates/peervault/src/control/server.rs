@@ -140,10 +140,17 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             });
             match node.store(&name, data, size).await {
                 Ok(out) => Response::Stored {
-                    file: FileInfo::from(&out.manifest),
+                    file: out.file,
                     stored_bytes: out.stored_bytes,
-                    reused_chunks: out.reused_chunks,
                     replaced: out.replaced,
+                    copies: out.replication.copies,
+                    target: out.replication.target,
+                    failures: out
+                        .replication
+                        .failures
+                        .iter()
+                        .map(|(peer, why)| format!("{peer}: {why}"))
+                        .collect(),
                 },
                 Err(e) => error_response(&e),
             }
@@ -181,8 +188,31 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             },
             Err(e) => error_response(&e),
         },
+        Request::Peers => Response::Peers {
+            peers: node.peers().await,
+        },
+        Request::Send { name, peer } => match send(node, &name, &peer).await {
+            Ok(peer) => Response::Sent { name, peer },
+            Err(e) => error_response(&e),
+        },
+        Request::Fetch { name, peer } => match fetch(node, &name, &peer).await {
+            Ok((peer, chunks)) => Response::Fetched { name, peer, chunks },
+            Err(e) => error_response(&e),
+        },
     };
     writer.send(message_frame(&response)).await
+}
+
+async fn send(node: &Node, name: &str, peer: &str) -> Result<String, NodeError> {
+    let peer = node.resolve_peer(peer).await?;
+    node.send_to(name, peer).await?;
+    Ok(peer.to_string())
+}
+
+async fn fetch(node: &Node, name: &str, peer: &str) -> Result<(String, usize), NodeError> {
+    let peer = node.resolve_peer(peer).await?;
+    let chunks = node.fetch_from(name, peer).await?;
+    Ok((peer.to_string(), chunks))
 }
 
 async fn send_file(node: &Node, name: &str, writer: &mut Writer) -> io::Result<()> {
@@ -190,7 +220,7 @@ async fn send_file(node: &Node, name: &str, writer: &mut Writer) -> io::Result<(
         Ok(file) => file,
         Err(e) => return writer.send(message_frame(&error_response(&e))).await,
     };
-    let info = FileInfo::from(file.manifest());
+    let info = FileInfo::new(file.manifest(), false, 0);
     writer
         .send(message_frame(&Response::File { file: info }))
         .await?;

@@ -86,6 +86,27 @@ const COMMANDS: &[Spec] = &[
         run: Repl::status,
     },
     Spec {
+        name: "peers",
+        aliases: &[],
+        usage: "peers",
+        about: "Show connected peers with their health",
+        run: Repl::peers,
+    },
+    Spec {
+        name: "send",
+        aliases: &[],
+        usage: "send <file> <peer>",
+        about: "Push a complete copy of a file to a peer (number, id or address)",
+        run: Repl::send,
+    },
+    Spec {
+        name: "fetch",
+        aliases: &[],
+        usage: "fetch <file> <peer>",
+        about: "Copy a file from that peer only, so this node holds it",
+        run: Repl::fetch,
+    },
+    Spec {
         name: "verify",
         aliases: &[],
         usage: "verify [name]",
@@ -252,11 +273,12 @@ impl Repl {
             node.store(&name, file, Some(meta.len())).await
         })?;
         println!(
-            "File '{}' stored successfully ({}, hash {})",
-            out.manifest.name,
-            HumanSize(out.manifest.size),
-            &out.manifest.hash_hex()[..8]
+            "{}",
+            ui::stored_line(&out.file, out.replication.copies, out.replication.target)
         );
+        for (peer, why) in &out.replication.failures {
+            eprintln!("  not copied to {peer}: {why}");
+        }
         Ok(Flow::Continue)
     }
 
@@ -383,6 +405,50 @@ impl Repl {
         }
         let status = self.rt.block_on(self.node.status())?;
         println!("{}", ui::status_block(&status));
+        Ok(Flow::Continue)
+    }
+
+    fn peers(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        if !args.is_empty() {
+            return Err(usage_error("peers"));
+        }
+        let peers = self.rt.block_on(self.node.peers());
+        if peers.is_empty() {
+            println!("No connected peers.");
+        } else {
+            println!("Connected Peers ({}):", peers.len());
+            println!("{}", ui::peers_table(&peers));
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn send(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        let [name, peer] = args else {
+            return Err(usage_error("send <file> <peer>"));
+        };
+        let node = self.node.clone();
+        let peer = self.rt.block_on(async {
+            let peer = node.resolve_peer(peer).await?;
+            node.send_to(name, peer).await?;
+            anyhow::Ok(peer)
+        })?;
+        println!("File '{name}' sent to {peer}: it holds a complete, durable copy");
+        Ok(Flow::Continue)
+    }
+
+    fn fetch(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        let [name, peer] = args else {
+            return Err(usage_error("fetch <file> <peer>"));
+        };
+        let node = self.node.clone();
+        let (peer, chunks) = self.rt.block_on(async {
+            let peer = node.resolve_peer(peer).await?;
+            let chunks = node.fetch_from(name, peer).await?;
+            anyhow::Ok((peer, chunks))
+        })?;
+        println!(
+            "File '{name}' fetched from {peer} ({chunks} chunks copied); this node now holds it"
+        );
         Ok(Flow::Continue)
     }
 

@@ -25,7 +25,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::BufMut;
@@ -34,12 +34,17 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
+mod exchange;
+
+pub use exchange::{ChunkSource, RemoteEntry};
+
 use crate::buffers::{BufferPool, PooledBuf};
 use crate::catalogue::Catalogue;
 use crate::chunks::{ChunkFiles, PendingBlob};
 use crate::crypto::{CHUNK_HEADER_LEN, CHUNK_OVERHEAD, ChunkCheck, Crypto};
 use crate::error::{ChunkProblem, Result, StoreError};
 use crate::ids::{ChunkId, OriginId};
+use crate::index::CatalogueIndex;
 use crate::keys::NetworkKey;
 use crate::manifest::{CatalogueEntry, MAX_CHUNK_SIZE, Manifest, Tombstone};
 use crate::names::validate_name;
@@ -54,6 +59,9 @@ const PIPELINE_DEPTH: usize = 2;
 
 /// Chunks verified ahead of the consumer on reads (memory: one buffer each).
 const READ_AHEAD: usize = 2;
+
+/// Chunks in flight when some come from peers (network latency needs more depth).
+const READ_AHEAD_REMOTE: usize = 8;
 
 /// Chunks the kernel is asked to read ahead of the reader (page cache, not our memory).
 const PREFETCH_CHUNKS: usize = 32;
@@ -146,6 +154,8 @@ struct Inner {
     chunk_size: u32,
     /// Chunk buffers, reused across operations (see [`crate::buffers`]).
     buffers: Arc<BufferPool>,
+    /// Versions and digests of the catalogue, for sync (see [`crate::index`]).
+    index: Mutex<CatalogueIndex>,
     /// Held for the vault's lifetime: one process per data dir.
     _lock: DataDirLock,
 }
@@ -231,6 +241,10 @@ impl Vault {
             config.key.fingerprint(),
             &data_dir,
         )?;
+        let mut index = CatalogueIndex::default();
+        for (id, entry) in catalogue.entries_with_ids()? {
+            index.set(id, entry.version());
+        }
         Ok(Vault {
             inner: Arc::new(Inner {
                 data_dir,
@@ -244,6 +258,7 @@ impl Vault {
                 author: config.author,
                 chunk_size,
                 buffers: BufferPool::new(CHUNK_OVERHEAD + chunk_size as usize, IDLE_BUFFERS),
+                index: Mutex::new(index),
                 _lock: lock,
             }),
         })
@@ -402,10 +417,7 @@ impl Vault {
                 author: inner.author.clone(),
             };
             let entry = CatalogueEntry::File(manifest.clone());
-            let outcome = inner
-                .catalogue
-                .apply(&entry, &state.new_chunks, inner.clock.last())?;
-            inner.space.add_used(outcome.recorded_bytes);
+            let outcome = inner.apply_entry(&entry, &state.new_chunks)?;
             let reused_chunks = state.reused;
             // Our own pins must go before the old version's chunks can be forgotten.
             drop(state);
@@ -433,17 +445,37 @@ impl Vault {
 
     /// Opens `name` for reading; the returned stream yields verified bytes only.
     pub async fn read_file(&self, name: &str) -> Result<FileReader> {
+        self.read_file_with(name, None).await
+    }
+
+    /// Like [`Vault::read_file`], taking chunks this node does not hold from `source`.
+    /// Those are checked in full (tag and hash) before a byte of them is returned.
+    pub async fn read_file_with(
+        &self,
+        name: &str,
+        source: Option<Arc<dyn ChunkSource>>,
+    ) -> Result<FileReader> {
         let name_owned = name.to_string();
-        let (manifest, pins) = self
+        let (manifest, local, pins) = self
             .blocking(move |inner| {
                 let manifest = inner.live_manifest(&name_owned)?;
                 let mut pins = Pins::new(inner.pins.clone());
                 for id in manifest.chunks.iter().collect::<HashSet<_>>() {
                     pins.pin(*id);
                 }
-                Ok((manifest, pins))
+                let local = manifest
+                    .chunks
+                    .iter()
+                    .map(|id| inner.catalogue.has_chunk(id))
+                    .collect::<Result<Vec<bool>>>()?;
+                Ok((manifest, local, pins))
             })
             .await?;
+        let read_ahead = if local.iter().all(|l| *l) {
+            READ_AHEAD
+        } else {
+            READ_AHEAD_REMOTE
+        };
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let inner = self.inner.clone();
         let task_manifest = Arc::new(manifest.clone());
@@ -453,28 +485,29 @@ impl Vault {
             let mut in_flight = FuturesOrdered::new();
             let mut next = 0usize;
             loop {
-                while in_flight.len() < READ_AHEAD && next < m.chunks.len() {
+                while in_flight.len() < read_ahead && next < m.chunks.len() {
                     let (inner, m, index) = (inner.clone(), m.clone(), next);
-                    in_flight.push_back(tokio::task::spawn_blocking(move || {
-                        // Keep the disk PREFETCH_CHUNKS ahead without holding memory.
-                        if let Some(ahead) = m.chunks.get(index + PREFETCH_CHUNKS) {
-                            inner.files.prefetch(ahead);
-                        }
-                        if index == 0 {
-                            for ahead in m.chunks.iter().take(PREFETCH_CHUNKS).skip(1) {
-                                inner.files.prefetch(ahead);
+                    let remote = (!local[index]).then(|| source.clone());
+                    in_flight.push_back(async move {
+                        match remote {
+                            None => {
+                                tokio::task::spawn_blocking(move || inner.read_local(&m, index))
+                                    .await
+                                    .unwrap_or_else(|e| {
+                                        Err(StoreError::io(
+                                            "reading a chunk",
+                                            std::io::Error::other(e),
+                                        ))
+                                    })
                             }
+                            Some(source) => inner.read_remote(source, m, index).await,
                         }
-                        inner.read_chunk(&m, index)
-                    }));
+                    });
                     next += 1;
                 }
-                let Some(joined) = in_flight.next().await else {
+                let Some(item) = in_flight.next().await else {
                     break;
                 };
-                let item = joined.unwrap_or_else(|e| {
-                    Err(StoreError::io("reading a chunk", std::io::Error::other(e)))
-                });
                 let failed = item.is_err();
                 if tx.send(item).await.is_err() || failed {
                     break;
@@ -520,7 +553,7 @@ impl Vault {
                 },
                 author: inner.author.clone(),
             });
-            let outcome = inner.catalogue.apply(&tombstone, &[], inner.clock.last())?;
+            let outcome = inner.apply_entry(&tombstone, &[])?;
             let (_, freed_bytes) = inner.forget(&outcome.unreferenced)?;
             Ok(DeleteOutcome { name, freed_bytes })
         })
@@ -534,6 +567,25 @@ impl Vault {
 }
 
 impl Inner {
+    /// Commits `entry` (if newer than what is held) with newly durable blobs, and keeps
+    /// the usage count and the sync index in step. Every catalogue change goes here.
+    fn apply_entry(
+        &self,
+        entry: &CatalogueEntry,
+        new_chunks: &[(ChunkId, u64)],
+    ) -> Result<crate::catalogue::ApplyOutcome> {
+        self.clock.observe(entry.version().clock);
+        let outcome = self.catalogue.apply(entry, new_chunks, self.clock.last())?;
+        self.space.add_used(outcome.recorded_bytes);
+        if outcome.applied {
+            self.index
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set(self.crypto.name_id(entry.name()), entry.version());
+        }
+        Ok(outcome)
+    }
+
     fn live_manifest(&self, name: &str) -> Result<Manifest> {
         match self.catalogue.entry(name)? {
             Some(CatalogueEntry::File(m)) => Ok(m),
@@ -562,6 +614,66 @@ impl Inner {
             return Err(ChunkProblem::Malformed);
         }
         Ok(blob.into_bytes(range))
+    }
+
+    /// Reads a chunk held here, asking the kernel to start on the ones that follow.
+    fn read_local(&self, manifest: &Manifest, index: usize) -> Result<Bytes> {
+        // Keep the disk PREFETCH_CHUNKS ahead without holding memory.
+        if let Some(ahead) = manifest.chunks.get(index + PREFETCH_CHUNKS) {
+            self.files.prefetch(ahead);
+        }
+        if index == 0 {
+            for ahead in manifest.chunks.iter().take(PREFETCH_CHUNKS).skip(1) {
+                self.files.prefetch(ahead);
+            }
+        }
+        self.read_chunk(manifest, index)
+    }
+
+    /// Fetches a chunk this node does not hold and checks it in full.
+    async fn read_remote(
+        self: Arc<Self>,
+        source: Option<Arc<dyn ChunkSource>>,
+        manifest: Arc<Manifest>,
+        index: usize,
+    ) -> Result<Bytes> {
+        let unavailable = |reason: String| StoreError::Unavailable {
+            name: manifest.name.clone(),
+            index,
+            count: manifest.chunks.len(),
+            reason,
+        };
+        let Some(source) = source else {
+            return Err(unavailable("it is not held on this node".into()));
+        };
+        let blob = source
+            .fetch(manifest.clone(), index)
+            .await
+            .map_err(&unavailable)?;
+        let inner = self.clone();
+        let m = manifest.clone();
+        tokio::task::spawn_blocking(move || {
+            let id = m.chunks[index];
+            let plain = inner
+                .crypto
+                .open_chunk(&id, blob, ChunkCheck::TagAndHash)
+                .and_then(|plain| {
+                    if plain.len() == m.chunk_len(index) {
+                        Ok(plain)
+                    } else {
+                        Err(ChunkProblem::Malformed)
+                    }
+                });
+            plain.map_err(|problem| StoreError::Integrity {
+                name: m.name.clone(),
+                index,
+                count: m.chunks.len(),
+                chunk: id,
+                problem,
+            })
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::io("checking a chunk", std::io::Error::other(e))))
     }
 
     fn read_chunk(&self, manifest: &Manifest, index: usize) -> Result<Bytes> {

@@ -1,0 +1,437 @@
+//! Where copies go, how they get there, and how chunks are read back from peers.
+//!
+//! **Placement.** Every file lives on its writer plus `R - 1` peers chosen by
+//! rendezvous hashing: each connected peer gets the score `BLAKE3(name id ‖ peer id)`
+//! and the highest scores win. Any node computes the same order from the same
+//! membership, so readers know where to look first. A peer that refuses (full quota,
+//! a newer version) or fails is replaced by the next in the order.
+//!
+//! **Copying** (push, acknowledged): the writer *offers* the sealed record; the peer
+//! applies it (so the chunks it is about to receive are referenced from the start)
+//! and answers with the chunks it lacks, or refuses. The writer then sends those
+//! chunks, a few at a time; the peer checks each in full and acknowledges only once
+//! it is durable. A copy counts when every chunk is acknowledged.
+//!
+//! **Reading from peers.** A node that lacks a chunk asks peers in placement order,
+//! starting each chunk at a different likely holder so that a file streams from
+//! several holders in parallel. A peer that fails or times out is moved to the back
+//! for the rest of the read: a stalled holder costs one timeout, not one per chunk.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use peervault_net::PeerId;
+use peervault_store::vault::ChunkSource;
+use peervault_store::{ChunkId, Manifest, NameId, Vault};
+
+use crate::error::{NodeError, Result};
+use crate::node::Node;
+use crate::wire::{Request, Response, SealedEntry};
+
+/// Time for one chunk to cross in either direction.
+pub const CHUNK_TIMEOUT: Duration = Duration::from_secs(20);
+/// Time for a small request (offer, holdings).
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Chunks in flight to one peer while copying.
+const COPY_WINDOW: usize = 4;
+/// Files asked about in one holdings request.
+const HOLDINGS_PER_REQUEST: usize = 20_000;
+
+/// How many copies of each file to keep, counting the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replicas {
+    Count(u32),
+    /// One on every connected peer.
+    All,
+}
+
+impl Default for Replicas {
+    fn default() -> Self {
+        Replicas::Count(3)
+    }
+}
+
+impl fmt::Display for Replicas {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Replicas::Count(n) => write!(f, "{n}"),
+            Replicas::All => f.write_str("all"),
+        }
+    }
+}
+
+/// What a replication achieved.
+#[derive(Debug, Clone, Default)]
+pub struct Replication {
+    /// Copies wanted, counting this node.
+    pub target: usize,
+    /// Durable copies reached, counting this node.
+    pub copies: usize,
+    /// Peers that now hold a copy.
+    pub holders: Vec<PeerId>,
+    /// Peers that could not take a copy, and why.
+    pub failures: Vec<(PeerId, String)>,
+}
+
+impl Replication {
+    pub fn complete(&self) -> bool {
+        self.copies >= self.target
+    }
+}
+
+/// Rendezvous score of `peer` for the file named by `name_id`.
+fn score(name_id: &NameId, peer: &PeerId) -> u64 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&name_id.0);
+    hasher.update(&peer.to_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// `peers` in placement order for `name_id` (most preferred first).
+pub fn placement(name_id: &NameId, mut peers: Vec<PeerId>) -> Vec<PeerId> {
+    peers.sort_by_key(|p| std::cmp::Reverse(score(name_id, p)));
+    peers
+}
+
+/// Turns a failed exchange into words.
+fn refusal_text(response: std::result::Result<Response, String>) -> String {
+    match response {
+        Ok(Response::Refused(r)) => r.to_string(),
+        Ok(Response::Error(e)) => e,
+        Ok(other) => format!("unexpected answer {other:?}"),
+        Err(e) => e,
+    }
+}
+
+impl Node {
+    /// Sends a request and decodes the answer.
+    pub(crate) async fn ask(
+        &self,
+        peer: PeerId,
+        request: &Request,
+        timeout: Duration,
+    ) -> std::result::Result<Response, String> {
+        let bytes = self
+            .inner
+            .net
+            .request(peer, request.encode(), timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        Response::decode(&bytes).map_err(|e| format!("bad answer from {peer}: {e}"))
+    }
+
+    fn target_copies(&self, peers: usize) -> usize {
+        match self.inner.replicas {
+            Replicas::Count(n) => n.max(1) as usize,
+            Replicas::All => peers + 1,
+        }
+    }
+
+    async fn sealed(&self, name_id: NameId) -> Result<SealedEntry> {
+        let mut entries = self.inner.vault.sealed_entries(vec![name_id]).await?;
+        let (name_id, sealed) = entries
+            .pop()
+            .ok_or_else(|| NodeError::Invalid("the file vanished from the catalogue".into()))?;
+        Ok(SealedEntry { name_id, sealed })
+    }
+
+    /// Copies `manifest` to peers in placement order until the target is met.
+    pub(crate) async fn replicate(&self, manifest: &Manifest) -> Replication {
+        let peers: Vec<PeerId> = self
+            .inner
+            .net
+            .peers()
+            .await
+            .into_iter()
+            .map(|p| p.peer_id)
+            .collect();
+        let mut report = Replication {
+            target: self.target_copies(peers.len()),
+            copies: 1,
+            ..Replication::default()
+        };
+        let name_id = self.inner.vault.name_id(&manifest.name);
+        let entry = match self.sealed(name_id).await {
+            Ok(entry) => entry,
+            Err(e) => {
+                tracing::warn!("cannot replicate {:?}: {e}", manifest.name);
+                return report;
+            }
+        };
+        let mut candidates = placement(&name_id, peers).into_iter();
+        let mut copying = FuturesUnordered::new();
+        for peer in candidates.by_ref().take(report.target.saturating_sub(1)) {
+            copying.push(self.copy_and_tell(peer, manifest, &entry));
+        }
+        while let Some((peer, result)) = copying.next().await {
+            match result {
+                Ok(()) => {
+                    report.copies += 1;
+                    report.holders.push(peer);
+                }
+                Err(why) => {
+                    tracing::info!(
+                        "peer {peer} did not take a copy of {:?}: {why}",
+                        manifest.name
+                    );
+                    report.failures.push((peer, why));
+                    if let Some(next) = candidates.next() {
+                        copying.push(self.copy_and_tell(next, manifest, &entry));
+                    }
+                }
+            }
+        }
+        if !report.complete() {
+            tracing::warn!(
+                "{:?} has {} of {} copies: not enough peers could take it; more are made when peers become available",
+                manifest.name,
+                report.copies,
+                report.target
+            );
+        }
+        report
+    }
+
+    async fn copy_and_tell(
+        &self,
+        peer: PeerId,
+        manifest: &Manifest,
+        entry: &SealedEntry,
+    ) -> (PeerId, std::result::Result<(), String>) {
+        (peer, self.copy_to(peer, manifest, entry).await)
+    }
+
+    /// Offers `manifest` to `peer` and sends the chunks it asks for.
+    pub(crate) async fn copy_to(
+        &self,
+        peer: PeerId,
+        manifest: &Manifest,
+        entry: &SealedEntry,
+    ) -> std::result::Result<(), String> {
+        let offer = Request::Offer {
+            entry: entry.clone(),
+        };
+        let missing = match self.ask(peer, &offer, CONTROL_TIMEOUT).await {
+            Ok(Response::Want { missing }) => missing,
+            other => return Err(refusal_text(other)),
+        };
+        let wanted: HashSet<ChunkId> = manifest.chunks.iter().copied().collect();
+        if missing.iter().any(|id| !wanted.contains(id)) {
+            return Err("it asked for chunks the file does not have".into());
+        }
+        let mut sending = FuturesUnordered::new();
+        let mut queue = missing.into_iter();
+        loop {
+            while sending.len() < COPY_WINDOW {
+                let Some(id) = queue.next() else { break };
+                sending.push(self.send_chunk(peer, id));
+            }
+            match sending.next().await {
+                None => return Ok(()),
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn send_chunk(&self, peer: PeerId, id: ChunkId) -> std::result::Result<(), String> {
+        let blob = match self.inner.vault.read_blob(id).await {
+            Ok(Some(blob)) => blob,
+            Ok(None) => return Err(format!("chunk {id} is not held here")),
+            Err(e) => return Err(e.to_string()),
+        };
+        match self
+            .ask(peer, &Request::PutChunk { id, blob }, CHUNK_TIMEOUT)
+            .await
+        {
+            Ok(Response::Stored) => Ok(()),
+            other => Err(refusal_text(other)),
+        }
+    }
+
+    /// `send <file> <peer>`: makes `peer` hold a complete copy of `name`.
+    pub async fn send_to(&self, name: &str, peer: PeerId) -> Result<()> {
+        let manifest = self.inner.vault.stat(name).await?;
+        let entry = self.sealed(self.inner.vault.name_id(name)).await?;
+        self.copy_to(peer, &manifest, &entry).await.map_err(|why| {
+            NodeError::Invalid(format!(
+                "peer {peer} did not take a copy of {name:?}: {why}"
+            ))
+        })
+    }
+
+    /// `fetch <file> <peer>`: copies every chunk of `name` this node lacks from
+    /// `peer` only, making this node a holder. Returns the chunks fetched.
+    pub async fn fetch_from(&self, name: &str, peer: PeerId) -> Result<usize> {
+        let manifest = self.inner.vault.stat(name).await?;
+        let missing = self.inner.vault.missing_chunks(&manifest).await?;
+        let needed = Vault::blob_bytes(&manifest, &missing);
+        self.inner.vault.check_fits_bytes(needed)?;
+        let mut fetching = FuturesUnordered::new();
+        let mut queue = missing.iter().copied();
+        let mut fetched = 0;
+        loop {
+            while fetching.len() < COPY_WINDOW {
+                let Some(id) = queue.next() else { break };
+                fetching.push(async move {
+                    match self
+                        .ask(peer, &Request::GetChunk { id }, CHUNK_TIMEOUT)
+                        .await
+                    {
+                        Ok(Response::Chunk { blob }) => self
+                            .inner
+                            .vault
+                            .put_blob(id, blob)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Ok(Response::Missing) => {
+                            Err(format!("peer {peer} does not hold chunk {id}"))
+                        }
+                        other => Err(refusal_text(other)),
+                    }
+                });
+            }
+            match fetching.next().await {
+                None => return Ok(fetched),
+                Some(Ok(_)) => fetched += 1,
+                Some(Err(why)) => {
+                    return Err(NodeError::Invalid(format!(
+                        "cannot fetch {name:?} from {peer}: {why}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// For each manifest, how many connected peers hold a complete copy.
+    pub(crate) async fn count_remote_copies(&self, manifests: &[Manifest]) -> Vec<usize> {
+        let mut counts = vec![0usize; manifests.len()];
+        if manifests.is_empty() {
+            return counts;
+        }
+        let files: Vec<(NameId, peervault_store::Version)> = manifests
+            .iter()
+            .map(|m| (self.inner.vault.name_id(&m.name), m.version))
+            .collect();
+        let peers = self.inner.net.peers().await;
+        let answers = futures::future::join_all(peers.iter().map(|p| {
+            let files = &files;
+            async move {
+                let mut held = Vec::with_capacity(files.len());
+                for batch in files.chunks(HOLDINGS_PER_REQUEST) {
+                    let request = Request::Holdings {
+                        files: batch.to_vec(),
+                    };
+                    match self.ask(p.peer_id, &request, CONTROL_TIMEOUT).await {
+                        Ok(Response::Held { held: part }) if part.len() == batch.len() => {
+                            held.extend(part)
+                        }
+                        _ => return None,
+                    }
+                }
+                Some(held)
+            }
+        }))
+        .await;
+        for held in answers.into_iter().flatten() {
+            for (count, h) in counts.iter_mut().zip(held) {
+                *count += usize::from(h);
+            }
+        }
+        counts
+    }
+
+    /// Where reads of `name` get the chunks this node lacks.
+    pub(crate) async fn chunk_source(&self, name: &str) -> Arc<dyn ChunkSource> {
+        let name_id = self.inner.vault.name_id(name);
+        let peers: Vec<PeerId> = self
+            .inner
+            .net
+            .peers()
+            .await
+            .into_iter()
+            .map(|p| p.peer_id)
+            .collect();
+        let likely = self.target_copies(peers.len()).max(1);
+        Arc::new(PeerChunks {
+            node: self.clone(),
+            order: placement(&name_id, peers),
+            likely,
+            failed: Arc::new(Mutex::new(HashSet::new())),
+        })
+    }
+}
+
+/// Chunks from peers, for one read.
+struct PeerChunks {
+    node: Node,
+    /// Connected peers in placement order.
+    order: Vec<PeerId>,
+    /// How many of the first peers probably hold the file (to spread reads over).
+    likely: usize,
+    /// Peers that failed during this read: asked last from now on.
+    failed: Arc<Mutex<HashSet<PeerId>>>,
+}
+
+impl PeerChunks {
+    /// The peers to ask for chunk `index`, best first.
+    fn candidates(&self, index: usize) -> Vec<PeerId> {
+        let failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let spread = self.likely.min(self.order.len()).max(1);
+        let mut order: Vec<PeerId> = self.order.clone();
+        if !order.is_empty() {
+            order[..spread].rotate_left(index % spread);
+        }
+        order.sort_by_key(|p| failed.contains(p));
+        order
+    }
+}
+
+impl ChunkSource for PeerChunks {
+    fn fetch(
+        &self,
+        manifest: Arc<Manifest>,
+        index: usize,
+    ) -> BoxFuture<'static, std::result::Result<Vec<u8>, String>> {
+        let id = manifest.chunks[index];
+        let candidates = self.candidates(index);
+        let node = self.node.clone();
+        let failed = self.failed.clone();
+        Box::pin(async move {
+            if candidates.is_empty() {
+                return Err("no peer is connected".into());
+            }
+            let mut reasons = Vec::new();
+            for peer in candidates {
+                match node
+                    .ask(peer, &Request::GetChunk { id }, CHUNK_TIMEOUT)
+                    .await
+                {
+                    Ok(Response::Chunk { blob }) => return Ok(blob),
+                    Ok(Response::Missing) => reasons.push(format!("{peer}: not held")),
+                    other => {
+                        failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(peer);
+                        reasons.push(format!("{peer}: {}", refusal_text(other)));
+                    }
+                }
+            }
+            Err(format!(
+                "no connected peer could supply it ({})",
+                reasons.join("; ")
+            ))
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! Answering peers.
+//!
+//! Each request runs in its own task, at most [`CONCURRENCY`] at a time; the
+//! network layer drops requests beyond its queue, so a flood from one peer costs
+//! that peer failures, not this node memory. Every answer is computed from input
+//! that is treated as hostile: records must open under the vault key, chunks must
+//! verify, and sizes are bounded by the message limit before anything is read.
+
+use std::sync::Arc;
+
+use peervault_net::{InboundRequest, PeerId};
+use peervault_store::{CatalogueEntry, StoreError, Vault};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::node::Node;
+use crate::wire::{ENTRIES_PER_MESSAGE, Refusal, Request, Response, SealedEntry};
+
+/// Peer requests handled at the same time.
+const CONCURRENCY: usize = 32;
+
+/// Serves requests until the channel closes (the network stopped).
+pub(crate) async fn serve(node: Node, mut inbound: mpsc::Receiver<InboundRequest>) {
+    let limit = Arc::new(Semaphore::new(CONCURRENCY));
+    while let Some(request) = inbound.recv().await {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            let answer = node.answer(request.peer, &request.bytes).await;
+            let _ = request.reply.send(answer.encode());
+            drop(permit);
+        });
+    }
+}
+
+impl Node {
+    async fn answer(&self, peer: PeerId, bytes: &[u8]) -> Response {
+        let request = match Request::decode(bytes) {
+            Ok(request) => request,
+            Err(e) => return Response::Error(format!("undecodable request: {e}")),
+        };
+        let vault = &self.inner.vault;
+        match request {
+            Request::Summary { digests } => {
+                let buckets = vault.differing_buckets(&digests);
+                Response::Versions {
+                    versions: vault.versions_in(&buckets),
+                    buckets,
+                }
+            }
+            Request::FetchEntries { mut ids } => {
+                ids.truncate(ENTRIES_PER_MESSAGE);
+                match vault.sealed_entries(ids).await {
+                    Ok(found) => Response::Entries {
+                        entries: found
+                            .into_iter()
+                            .map(|(name_id, sealed)| SealedEntry { name_id, sealed })
+                            .collect(),
+                    },
+                    Err(e) => Response::Error(e.to_string()),
+                }
+            }
+            Request::Announce { entries } => {
+                for entry in entries.into_iter().take(ENTRIES_PER_MESSAGE) {
+                    if let Err(e) = vault.apply_sealed(entry.name_id, entry.sealed).await {
+                        tracing::warn!("ignored a catalogue record from {peer}: {e}");
+                    }
+                }
+                Response::Ack
+            }
+            Request::Offer { entry } => self.answer_offer(vault, entry).await,
+            Request::PutChunk { id, blob } => match vault.put_blob(id, blob).await {
+                Ok(_) => Response::Stored,
+                Err(StoreError::QuotaExceeded {
+                    needed, available, ..
+                }) => Response::Refused(Refusal::Quota { needed, available }),
+                Err(e @ StoreError::CorruptRecord { .. }) => {
+                    tracing::warn!("refused a chunk from {peer}: {e}");
+                    Response::Refused(Refusal::Invalid(e.to_string()))
+                }
+                Err(e) => Response::Error(e.to_string()),
+            },
+            Request::GetChunk { id } => match vault.read_blob(id).await {
+                Ok(Some(blob)) => Response::Chunk { blob },
+                Ok(None) => Response::Missing,
+                Err(e) => Response::Error(e.to_string()),
+            },
+            Request::Holdings { files } => match vault.holds_versions(files).await {
+                Ok(held) => Response::Held { held },
+                Err(e) => Response::Error(e.to_string()),
+            },
+        }
+    }
+
+    async fn answer_offer(&self, vault: &Vault, entry: SealedEntry) -> Response {
+        let offered = match vault.apply_sealed(entry.name_id, entry.sealed).await {
+            Ok(applied) => applied,
+            Err(e) => return Response::Refused(Refusal::Invalid(e.to_string())),
+        };
+        let CatalogueEntry::File(manifest) = offered.entry else {
+            return Response::Refused(Refusal::Other(
+                "the record is a deletion, not a file".into(),
+            ));
+        };
+        if vault
+            .version_of(&entry.name_id)
+            .is_some_and(|held| held > manifest.version)
+        {
+            return Response::Refused(Refusal::Superseded);
+        }
+        let missing = match vault.missing_chunks(&manifest).await {
+            Ok(missing) => missing,
+            Err(e) => return Response::Error(e.to_string()),
+        };
+        let needed = Vault::blob_bytes(&manifest, &missing);
+        if let Err(StoreError::QuotaExceeded { available, .. }) = vault.check_fits_bytes(needed) {
+            return Response::Refused(Refusal::Quota { needed, available });
+        }
+        Response::Want { missing }
+    }
+}

@@ -1,0 +1,166 @@
+//! Catalogue anti-entropy: every node ends up with every record of the vault.
+//!
+//! A sync with one peer is one round trip plus what actually differs:
+//!
+//! 1. We send our 256 bucket digests. The peer answers with the buckets whose
+//!    digests differ and its `(name id, version)` in those buckets.
+//! 2. We fetch the records for which the peer has a newer version (or we have none)
+//!    and apply them; versions are totally ordered, so every node keeps the same
+//!    winner of concurrent writes.
+//! 3. We push the records in those buckets for which we are newer.
+//!
+//! Both sides run this on connect and every sync interval, and every local change
+//! is announced to all connected peers at once, so changes spread immediately and
+//! nodes that were offline catch up when they return. A tombstone is newer than the
+//! manifest it deletes, so a returning node cannot bring a deleted file back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use peervault_net::PeerId;
+use peervault_store::NameId;
+
+use crate::node::Node;
+use crate::replicate::CONTROL_TIMEOUT;
+use crate::wire::{ENTRIES_PER_MESSAGE, Request, Response, SealedEntry};
+
+/// Peers synced at the same time by the periodic round.
+const SYNC_CONCURRENCY: usize = 8;
+
+/// What one sync changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SyncStats {
+    pub fetched: usize,
+    pub applied: usize,
+    pub pushed: usize,
+}
+
+impl Node {
+    /// Reconciles our catalogue with `peer`'s, in both directions.
+    pub async fn sync_with(&self, peer: PeerId) -> Result<SyncStats, String> {
+        let vault = &self.inner.vault;
+        let summary = Request::Summary {
+            digests: vault.summary(),
+        };
+        let (buckets, theirs) = match self.ask(peer, &summary, CONTROL_TIMEOUT).await? {
+            Response::Versions { buckets, versions } => (buckets, versions),
+            other => return Err(format!("unexpected answer to a summary: {other:?}")),
+        };
+        let mut stats = SyncStats::default();
+        let newer_there: Vec<NameId> = theirs
+            .iter()
+            .filter(|(id, v)| vault.version_of(id).is_none_or(|mine| mine < *v))
+            .map(|(id, _)| *id)
+            .collect();
+        for batch in newer_there.chunks(ENTRIES_PER_MESSAGE) {
+            let request = Request::FetchEntries {
+                ids: batch.to_vec(),
+            };
+            let entries = match self.ask(peer, &request, CONTROL_TIMEOUT).await? {
+                Response::Entries { entries } => entries,
+                other => return Err(format!("unexpected answer to a fetch: {other:?}")),
+            };
+            stats.fetched += entries.len();
+            for entry in entries {
+                match vault.apply_sealed(entry.name_id, entry.sealed).await {
+                    Ok(applied) => stats.applied += usize::from(applied.applied),
+                    Err(e) => tracing::warn!("ignored a catalogue record from {peer}: {e}"),
+                }
+            }
+        }
+        let their_versions: HashMap<NameId, _> = theirs.into_iter().collect();
+        let newer_here: Vec<NameId> = vault
+            .versions_in(&buckets)
+            .into_iter()
+            .filter(|(id, mine)| their_versions.get(id).is_none_or(|theirs| theirs < mine))
+            .map(|(id, _)| id)
+            .collect();
+        for batch in newer_here.chunks(ENTRIES_PER_MESSAGE) {
+            let entries = self.sealed_batch(batch).await?;
+            stats.pushed += entries.len();
+            match self
+                .ask(peer, &Request::Announce { entries }, CONTROL_TIMEOUT)
+                .await?
+            {
+                Response::Ack => {}
+                other => return Err(format!("unexpected answer to an announce: {other:?}")),
+            }
+        }
+        if stats != SyncStats::default() {
+            tracing::debug!("synced with {peer}: {stats:?}");
+        }
+        Ok(stats)
+    }
+
+    async fn sealed_batch(&self, ids: &[NameId]) -> Result<Vec<SealedEntry>, String> {
+        Ok(self
+            .inner
+            .vault
+            .sealed_entries(ids.to_vec())
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(name_id, sealed)| SealedEntry { name_id, sealed })
+            .collect())
+    }
+
+    /// Tells every connected peer (but `skip`) about the current record of `name`,
+    /// in the background.
+    pub(crate) fn announce(&self, name: &str, skip: &[PeerId]) {
+        let node = self.clone();
+        let skip = skip.to_vec();
+        let name_id = self.inner.vault.name_id(name);
+        self.spawn(async move {
+            let entries = match node.sealed_batch(&[name_id]).await {
+                Ok(entries) => entries,
+                Err(e) => {
+                    tracing::warn!("cannot announce a change: {e}");
+                    return;
+                }
+            };
+            let request = Request::Announce { entries };
+            let peers = node.inner.net.peers().await;
+            let mut sends: FuturesUnordered<_> = peers
+                .into_iter()
+                .filter(|p| !skip.contains(&p.peer_id))
+                .map(|p| {
+                    let (node, request) = (node.clone(), request.clone());
+                    async move {
+                        (
+                            p.peer_id,
+                            node.ask(p.peer_id, &request, CONTROL_TIMEOUT).await,
+                        )
+                    }
+                })
+                .collect();
+            while let Some((peer, result)) = sends.next().await {
+                if let Err(e) = result {
+                    // Not fatal: the next sync with that peer carries the change.
+                    tracing::debug!("announcing to {peer} failed: {e}");
+                }
+            }
+        });
+    }
+}
+
+/// Syncs with every connected peer each `interval`.
+pub(crate) async fn periodic(node: Node, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick fires at once; connections sync on their own
+    loop {
+        tick.tick().await;
+        let peers = node.inner.net.peers().await;
+        futures::stream::iter(peers)
+            .for_each_concurrent(SYNC_CONCURRENCY, |p| {
+                let node = node.clone();
+                async move {
+                    if let Err(e) = node.sync_with(p.peer_id).await {
+                        tracing::debug!("periodic sync with {} failed: {e}", p.peer_id);
+                    }
+                }
+            })
+            .await;
+    }
+}

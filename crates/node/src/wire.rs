@@ -1,0 +1,229 @@
+//! The messages nodes exchange (protocol `/peervault/app/1`).
+//!
+//! Encoded with postcard behind a one-byte protocol version. Records travel sealed,
+//! exactly as stored (see `Catalogue::sealed_entries`), and chunks travel as sealed
+//! blobs: the network layer's own encryption is a second envelope, not the only one.
+//! Decoding rejects unknown versions and anything postcard cannot read; it never
+//! panics and never allocates more than the message it is given (the network layer
+//! caps message size before reading).
+
+use peervault_store::index::BucketDigest;
+use peervault_store::{ChunkId, NameId, Version};
+use serde::{Deserialize, Serialize};
+
+const WIRE_VERSION: u8 = 1;
+
+/// Entries asked for or sent in one message.
+pub const ENTRIES_PER_MESSAGE: usize = 512;
+
+/// A sealed catalogue record and the name id it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedEntry {
+    pub name_id: NameId,
+    #[serde(with = "serde_bytes")]
+    pub sealed: Vec<u8>,
+}
+
+/// A request from one node to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// "Here are my bucket digests": answered with my versions in the buckets that differ.
+    Summary { digests: Vec<BucketDigest> },
+    /// "Send me these records."
+    FetchEntries { ids: Vec<NameId> },
+    /// "Here are records you may lack or hold older versions of."
+    Announce { entries: Vec<SealedEntry> },
+    /// "Hold a copy of this file": the record first, then the chunks you ask for.
+    Offer { entry: SealedEntry },
+    /// One sealed chunk for you to keep.
+    PutChunk {
+        id: ChunkId,
+        #[serde(with = "serde_bytes")]
+        blob: Vec<u8>,
+    },
+    /// "Send me this sealed chunk."
+    GetChunk { id: ChunkId },
+    /// "Which of these versions do you hold completely?"
+    Holdings { files: Vec<(NameId, Version)> },
+}
+
+/// Why a node would not take a copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    /// Not enough quota for the chunks it lacks.
+    Quota { needed: u64, available: u64 },
+    /// It holds a newer version of the name.
+    Superseded,
+    /// The data failed verification.
+    Invalid(String),
+    /// Anything else, in words.
+    Other(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Quota { needed, available } => {
+                write!(f, "quota full (needs {needed} bytes, {available} free)")
+            }
+            Refusal::Superseded => f.write_str("it holds a newer version of that name"),
+            Refusal::Invalid(why) => write!(f, "the data failed verification: {why}"),
+            Refusal::Other(why) => f.write_str(why),
+        }
+    }
+}
+
+/// An answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The buckets that differ from your summary, and my versions in them.
+    Versions {
+        buckets: Vec<u8>,
+        versions: Vec<(NameId, Version)>,
+    },
+    Entries {
+        entries: Vec<SealedEntry>,
+    },
+    Ack,
+    /// I will hold the file; send me these chunks.
+    Want {
+        missing: Vec<ChunkId>,
+    },
+    Refused(Refusal),
+    Stored,
+    Chunk {
+        #[serde(with = "serde_bytes")]
+        blob: Vec<u8>,
+    },
+    Missing,
+    Held {
+        held: Vec<bool>,
+    },
+    /// The request could not be handled (in words).
+    Error(String),
+}
+
+/// Why bytes did not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("empty message")]
+    Empty,
+    #[error("message of protocol version {0}, this node speaks {WIRE_VERSION}")]
+    Version(u8),
+    #[error("undecodable message: {0}")]
+    Postcard(#[from] postcard::Error),
+}
+
+fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut out = vec![WIRE_VERSION];
+    // Serialising our own message types into a Vec cannot fail.
+    out.extend(postcard::to_stdvec(message).unwrap_or_default());
+    out
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, WireError> {
+    let (&version, body) = bytes.split_first().ok_or(WireError::Empty)?;
+    if version != WIRE_VERSION {
+        return Err(WireError::Version(version));
+    }
+    Ok(postcard::from_bytes(body)?)
+}
+
+impl Request {
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        decode(bytes)
+    }
+}
+
+impl Response {
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        decode(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peervault_store::OriginId;
+    use proptest::prelude::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let version = Version {
+            clock: 42,
+            origin: OriginId([3; 16]),
+        };
+        let requests = vec![
+            Request::Summary {
+                digests: vec![[1; 16]; 256],
+            },
+            Request::FetchEntries {
+                ids: vec![NameId([2; 32])],
+            },
+            Request::PutChunk {
+                id: ChunkId([5; 32]),
+                blob: vec![9; 1000],
+            },
+            Request::Holdings {
+                files: vec![(NameId([4; 32]), version)],
+            },
+        ];
+        for r in requests {
+            assert_eq!(Request::decode(&r.encode()).unwrap(), r);
+        }
+        let responses = vec![
+            Response::Versions {
+                buckets: vec![1],
+                versions: vec![(NameId([1; 32]), version)],
+            },
+            Response::Refused(Refusal::Quota {
+                needed: 10,
+                available: 3,
+            }),
+            Response::Chunk {
+                blob: vec![1, 2, 3],
+            },
+            Response::Held {
+                held: vec![true, false],
+            },
+        ];
+        for r in responses {
+            assert_eq!(Response::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn blobs_are_encoded_as_bytes_not_as_sequences() {
+        let r = Request::PutChunk {
+            id: ChunkId([0; 32]),
+            blob: vec![0xff; 1 << 20],
+        };
+        assert!(r.encode().len() < (1 << 20) + 64);
+    }
+
+    #[test]
+    fn other_versions_and_garbage_are_errors() {
+        assert!(matches!(Request::decode(&[]), Err(WireError::Empty)));
+        assert!(matches!(
+            Request::decode(&[2, 0]),
+            Err(WireError::Version(2))
+        ));
+        assert!(Request::decode(&[1, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = Request::decode(&bytes);
+            let _ = Response::decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! Several nodes in one process, on 127.0.0.1: replication, reads from anywhere,
+//! catalogue convergence, deletes that reach offline nodes, and key isolation.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
+use peervault_node::{Endpoint, NetworkKey, Node, NodeConfig, Replicas, StoreError};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    key: NetworkKey,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        Self {
+            _dir: dir,
+            root,
+            key: NetworkKey::from_user_input("cluster test key").unwrap(),
+        }
+    }
+
+    async fn config(&self, name: &str, bootstrap: &[&Node], replicas: Replicas) -> NodeConfig {
+        let mut config = NodeConfig::new(self.root.join(name), self.key.clone());
+        for node in bootstrap {
+            config.bootstrap.push(endpoint(node).await);
+        }
+        config.replicas = replicas;
+        config.sync_interval = Duration::from_secs(2);
+        config
+    }
+
+    async fn start(&self, name: &str, bootstrap: &[&Node], replicas: Replicas) -> Node {
+        Node::start(self.config(name, bootstrap, replicas).await)
+            .await
+            .unwrap()
+    }
+}
+
+async fn endpoint(node: &Node) -> Endpoint {
+    let addr = node.status().await.unwrap().listen_addrs[0].clone();
+    Endpoint::parse(&addr).unwrap()
+}
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut xof = blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof();
+    let mut out = vec![0u8; len];
+    xof.fill(&mut out);
+    out
+}
+
+async fn read(node: &Node, name: &str) -> Result<Vec<u8>, String> {
+    let mut reader = node.get(name).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(piece) = reader.next().await {
+        out.extend_from_slice(&piece.map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn wait_connected(nodes: &[&Node]) {
+    let n = nodes.len() - 1;
+    for node in nodes {
+        eventually("every node sees every other", || async {
+            node.peers().await.len() >= n
+        })
+        .await;
+    }
+}
+
+async fn holders(nodes: &[&Node], name: &str) -> usize {
+    let mut count = 0;
+    for node in nodes {
+        if node.stat(name).await.map(|f| f.local).unwrap_or(false) {
+            count += 1;
+        }
+    }
+    count
+}
+
+async fn stop(node: Node) {
+    node.shutdown(Duration::from_secs(5)).await;
+    drop(node);
+}
+
+/// Restarts a node on the same data dir (waiting for the old one to let go of it).
+async fn restart(cluster: &Cluster, name: &str, bootstrap: &[&Node]) -> Node {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match Node::start(cluster.config(name, bootstrap, Replicas::Count(3)).await).await {
+            Ok(node) => return node,
+            Err(peervault_node::NodeError::Store(StoreError::Locked { .. }))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("restart failed: {e}"),
+        }
+    }
+}
+
+fn same_peer_id(a: &Node, dir: &Path) -> bool {
+    let key = std::fs::read(dir.join("node.key")).unwrap();
+    !key.is_empty() && !a.peer_id().is_empty()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_and_serve_after_the_writer_is_gone() {
+    let cluster = Cluster::new();
+    let a = cluster.start("a", &[], Replicas::Count(3)).await;
+    let b = cluster.start("b", &[&a], Replicas::Count(3)).await;
+    let c = cluster.start("c", &[&a], Replicas::Count(3)).await;
+    wait_connected(&[&a, &b, &c]).await;
+
+    let bytes = data(5 * 1024 * 1024 + 123, 1);
+    let report = a
+        .store("report.bin", &bytes[..], Some(bytes.len() as u64))
+        .await
+        .unwrap();
+    assert_eq!(report.replication.copies, 3, "{:?}", report.replication);
+    assert!(report.replication.complete());
+    assert_eq!(holders(&[&a, &b, &c], "report.bin").await, 3);
+
+    let listed = b.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].replicas, 3);
+    assert!(listed[0].local);
+
+    stop(a).await;
+    assert_eq!(read(&c, "report.bin").await.unwrap(), bytes);
+    assert!(same_peer_id(&c, &cluster.root.join("c")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_file_reads_it_from_the_holders() {
+    let cluster = Cluster::new();
+    let a = cluster.start("a", &[], Replicas::Count(2)).await;
+    let b = cluster.start("b", &[&a], Replicas::Count(2)).await;
+    let c = cluster.start("c", &[&a], Replicas::Count(2)).await;
+    let d = cluster.start("d", &[&a], Replicas::Count(2)).await;
+    wait_connected(&[&a, &b, &c, &d]).await;
+    let bytes = data(3 * 1024 * 1024, 2);
+    let report = b.store("x", &bytes[..], None).await.unwrap();
+    assert_eq!(report.replication.copies, 2);
+    let nodes = [&a, &b, &c, &d];
+    assert_eq!(holders(&nodes, "x").await, 2);
+    for node in nodes {
+        eventually("the catalogue reaches every node", || async {
+            node.stat("x").await.is_ok()
+        })
+        .await;
+        assert_eq!(read(node, "x").await.unwrap(), bytes);
+    }
+    // Reading does not make a node a holder.
+    assert_eq!(holders(&nodes, "x").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_keep_exactly_the_requested_number_of_copies() {
+    let cluster = Cluster::new();
+    let hub = cluster.start("n0", &[], Replicas::Count(3)).await;
+    let mut nodes = vec![hub.clone()];
+    for i in 1..5 {
+        nodes.push(
+            cluster
+                .start(&format!("n{i}"), &[&hub], Replicas::Count(3))
+                .await,
+        );
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_connected(&refs).await;
+    for i in 0..6 {
+        let name = format!("file-{i}");
+        let writer = &nodes[i % nodes.len()];
+        let report = writer
+            .store(&name, &data(200_000, i as u64)[..], None)
+            .await
+            .unwrap();
+        assert_eq!(report.replication.copies, 3);
+        assert_eq!(holders(&refs, &name).await, 3, "{name}");
+    }
+    // --replicas all: every node.
+    let all = cluster.start("n5", &[&hub], Replicas::All).await;
+    let mut with_all = refs.clone();
+    with_all.push(&all);
+    wait_connected(&with_all).await;
+    let report = all
+        .store("everywhere", &data(100_000, 99)[..], None)
+        .await
+        .unwrap();
+    assert_eq!(report.replication.copies, 6);
+    assert_eq!(holders(&with_all, "everywhere").await, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_of_one_name_converge_everywhere() {
+    let cluster = Cluster::new();
+    let a = cluster.start("a", &[], Replicas::Count(2)).await;
+    let b = cluster.start("b", &[&a], Replicas::Count(2)).await;
+    let c = cluster.start("c", &[&a], Replicas::Count(2)).await;
+    wait_connected(&[&a, &b, &c]).await;
+    let from_a = data(1_500_000, 10);
+    let from_b = data(1_700_000, 11);
+    let (ra, rb) = tokio::join!(
+        a.store("shared.txt", &from_a[..], None),
+        b.store("shared.txt", &from_b[..], None)
+    );
+    ra.unwrap();
+    rb.unwrap();
+    let mut hashes = Vec::new();
+    for node in [&a, &b, &c] {
+        eventually("all nodes agree on one version", || async {
+            let versions =
+                futures::future::join_all([&a, &b, &c].map(|n| n.stat("shared.txt"))).await;
+            versions.iter().all(|v| {
+                v.as_ref().map(|f| f.hash.clone()).ok()
+                    == versions[0].as_ref().map(|f| f.hash.clone()).ok()
+            })
+        })
+        .await;
+        let content = read(node, "shared.txt").await.unwrap();
+        assert!(
+            content == from_a || content == from_b,
+            "never a mix of both"
+        );
+        hashes.push(blake3::hash(&content));
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_reaches_a_node_that_was_offline_and_stays_deleted() {
+    let cluster = Cluster::new();
+    let a = cluster.start("a", &[], Replicas::Count(3)).await;
+    let b = cluster.start("b", &[&a], Replicas::Count(3)).await;
+    let c = cluster.start("c", &[&a], Replicas::Count(3)).await;
+    wait_connected(&[&a, &b, &c]).await;
+    let bytes = data(2_000_000, 5);
+    a.store("doomed", &bytes[..], None).await.unwrap();
+    a.store("doomed-not", &b"keep me"[..], None).await.unwrap();
+    assert_eq!(holders(&[&a, &b, &c], "doomed").await, 3);
+    let c_peer = c.peer_id();
+    stop(c).await;
+
+    b.delete("doomed").await.unwrap();
+    for node in [&a, &b] {
+        eventually("the delete reaches the online nodes", || async {
+            node.stat("doomed").await.is_err()
+        })
+        .await;
+    }
+    let c = restart(&cluster, "c", &[&a]).await;
+    assert_eq!(c.peer_id(), c_peer, "a restart keeps the peer id");
+    eventually("the returning node learns of the delete", || async {
+        c.stat("doomed").await.is_err()
+    })
+    .await;
+    // The name next to it is untouched, and nobody brings the deleted file back.
+    assert_eq!(read(&c, "doomed-not").await.unwrap(), b"keep me");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for node in [&a, &b, &c] {
+        assert!(node.stat("doomed").await.is_err());
+        assert!(read(node, "doomed").await.is_err());
+        assert!(
+            node.list()
+                .await
+                .unwrap()
+                .iter()
+                .all(|f| f.name != "doomed")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_key_learns_nothing() {
+    let cluster = Cluster::new();
+    let a = cluster.start("a", &[], Replicas::Count(2)).await;
+    a.store("secret-name.txt", &b"secret"[..], None)
+        .await
+        .unwrap();
+    let mut config = NodeConfig::new(
+        cluster.root.join("intruder"),
+        NetworkKey::from_user_input("wrong").unwrap(),
+    );
+    config.bootstrap = vec![endpoint(&a).await];
+    config.sync_interval = Duration::from_secs(1);
+    let intruder = Node::start(config).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(intruder.peers().await.is_empty());
+    assert!(a.peers().await.is_empty());
+    assert!(intruder.list().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_and_fetch_move_copies_to_and_from_a_named_peer() {
+    let cluster = Cluster::new();
+    let a = cluster.start("a", &[], Replicas::Count(1)).await;
+    let b = cluster.start("b", &[&a], Replicas::Count(1)).await;
+    let c = cluster.start("c", &[&a], Replicas::Count(1)).await;
+    wait_connected(&[&a, &b, &c]).await;
+    let bytes = data(1_200_000, 7);
+    a.store("solo", &bytes[..], None).await.unwrap();
+    assert_eq!(holders(&[&a, &b, &c], "solo").await, 1);
+
+    let b_id = a.resolve_peer(&b.peer_id()).await.unwrap();
+    a.send_to("solo", b_id).await.unwrap();
+    assert!(b.stat("solo").await.unwrap().local);
+
+    eventually("c learns of the file", || async {
+        c.stat("solo").await.is_ok()
+    })
+    .await;
+    let from = c.resolve_peer(&a.peer_id()).await.unwrap();
+    assert_eq!(c.fetch_from("solo", from).await.unwrap(), 2);
+    assert!(c.stat("solo").await.unwrap().local);
+    assert_eq!(holders(&[&a, &b, &c], "solo").await, 3);
+    assert!(c.resolve_peer("99").await.is_err());
+    assert!(c.resolve_peer("1").await.is_ok());
+}

@@ -1,0 +1,171 @@
+//! An in-memory summary of the catalogue, for anti-entropy between nodes.
+//!
+//! Each entry's version is kept by name id, and the name-id space is cut into 256
+//! buckets (by the first byte). A bucket's digest is the XOR of a hash of every
+//! `(name id, version)` in it, so it can be updated in O(1) when an entry changes,
+//! and two nodes compare whole catalogues by exchanging 256 digests (4 KiB): only
+//! buckets whose digests differ need their entry lists exchanged.
+//!
+//! The index is rebuilt at open by opening every record (names and versions live
+//! only inside sealed records) and updated after every committed change.
+
+use std::collections::HashMap;
+
+use crate::ids::NameId;
+use crate::version::Version;
+
+/// Number of buckets the name-id space is cut into.
+pub const BUCKETS: usize = 256;
+
+/// Digest of one bucket (16 bytes).
+pub type BucketDigest = [u8; 16];
+
+/// Versions and bucket digests of the whole catalogue.
+#[derive(Debug, Clone)]
+pub struct CatalogueIndex {
+    versions: HashMap<NameId, Version>,
+    digests: Vec<u128>,
+}
+
+impl Default for CatalogueIndex {
+    fn default() -> Self {
+        Self {
+            versions: HashMap::new(),
+            digests: vec![0; BUCKETS],
+        }
+    }
+}
+
+fn bucket_of(id: &NameId) -> usize {
+    usize::from(id.0[0])
+}
+
+fn entry_digest(id: &NameId, version: &Version) -> u128 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&id.0);
+    hasher.update(&version.clock.to_le_bytes());
+    hasher.update(&version.origin.0);
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    u128::from_le_bytes(first)
+}
+
+impl CatalogueIndex {
+    /// Records that `id` is now at `version` (replacing what was known).
+    pub fn set(&mut self, id: NameId, version: Version) {
+        let bucket = bucket_of(&id);
+        if let Some(old) = self.versions.insert(id, version) {
+            self.digests[bucket] ^= entry_digest(&id, &old);
+        }
+        self.digests[bucket] ^= entry_digest(&id, &version);
+    }
+
+    /// Forgets `id` (used when tombstones are collected).
+    pub fn remove(&mut self, id: &NameId) {
+        if let Some(old) = self.versions.remove(id) {
+            self.digests[bucket_of(id)] ^= entry_digest(id, &old);
+        }
+    }
+
+    pub fn version(&self, id: &NameId) -> Option<Version> {
+        self.versions.get(id).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.versions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty()
+    }
+
+    /// All bucket digests, in bucket order.
+    pub fn digests(&self) -> Vec<BucketDigest> {
+        self.digests.iter().map(|d| d.to_le_bytes()).collect()
+    }
+
+    /// Buckets whose digest differs from `theirs` (a list of [`BUCKETS`] digests;
+    /// anything else is treated as all different).
+    pub fn differing(&self, theirs: &[BucketDigest]) -> Vec<u8> {
+        (0..BUCKETS)
+            .filter(|&b| theirs.get(b).map(|d| u128::from_le_bytes(*d)) != Some(self.digests[b]))
+            .map(|b| b as u8)
+            .collect()
+    }
+
+    /// Every `(name id, version)` in the given buckets.
+    pub fn versions_in(&self, buckets: &[u8]) -> Vec<(NameId, Version)> {
+        let mut wanted = [false; BUCKETS];
+        for b in buckets {
+            wanted[usize::from(*b)] = true;
+        }
+        let mut out: Vec<_> = self
+            .versions
+            .iter()
+            .filter(|(id, _)| wanted[bucket_of(id)])
+            .map(|(id, v)| (*id, *v))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::OriginId;
+    use proptest::prelude::*;
+
+    fn v(clock: u64) -> Version {
+        Version {
+            clock,
+            origin: OriginId([1; 16]),
+        }
+    }
+
+    #[test]
+    fn equal_contents_have_equal_digests_whatever_the_order() {
+        let ids: Vec<NameId> = (0..50u8)
+            .map(|i| NameId([i.wrapping_mul(37); 32]))
+            .collect();
+        let mut a = CatalogueIndex::default();
+        let mut b = CatalogueIndex::default();
+        for (i, id) in ids.iter().enumerate() {
+            a.set(*id, v(1));
+            a.set(*id, v(i as u64 + 10));
+        }
+        for (i, id) in ids.iter().enumerate().rev() {
+            b.set(*id, v(i as u64 + 10));
+        }
+        assert_eq!(a.digests(), b.digests());
+        assert!(a.differing(&b.digests()).is_empty());
+        b.set(ids[3], v(999));
+        assert_eq!(a.differing(&b.digests()), vec![ids[3].0[0]]);
+        assert_eq!(b.versions_in(&[ids[3].0[0]]), vec![(ids[3], v(999))]);
+        b.remove(&ids[3]);
+        a.remove(&ids[3]);
+        assert!(a.differing(&b.digests()).is_empty());
+        assert_eq!(
+            a.differing(&[]).len(),
+            BUCKETS,
+            "a malformed summary differs everywhere"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn digests_depend_only_on_the_final_state(updates in proptest::collection::vec((0u8..8, 0u64..4), 0..40)) {
+            let mut stepwise = CatalogueIndex::default();
+            let mut last = HashMap::new();
+            for (id, clock) in &updates {
+                stepwise.set(NameId([*id; 32]), v(*clock));
+                last.insert(*id, *clock);
+            }
+            let mut direct = CatalogueIndex::default();
+            for (id, clock) in last {
+                direct.set(NameId([id; 32]), v(clock));
+            }
+            prop_assert_eq!(stepwise.digests(), direct.digests());
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! What the vault offers other nodes: catalogue summaries and sealed records for
+//! anti-entropy, and sealed blobs in and out for replication and remote reads.
+//!
+//! Everything that comes in is checked as if hostile: records must open under the
+//! vault's key and belong to the name id they claim; blobs must carry a valid tag
+//! and hash to the id they claim, before anything is written.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use super::{Inner, Vault};
+use crate::crypto::ChunkCheck;
+use crate::error::{Result, StoreError};
+use crate::ids::{ChunkId, NameId};
+use crate::index::BucketDigest;
+use crate::manifest::{CatalogueEntry, Manifest};
+use crate::space::{Pins, Reservation};
+use crate::version::Version;
+
+/// Where a reader gets chunks this node does not hold (the node's peers).
+pub trait ChunkSource: Send + Sync {
+    /// The sealed blob of chunk `index` of `manifest`, or why it cannot be had.
+    fn fetch(
+        &self,
+        manifest: Arc<Manifest>,
+        index: usize,
+    ) -> BoxFuture<'static, Result<Vec<u8>, String>>;
+}
+
+/// The result of offering a record from a peer.
+#[derive(Debug, Clone)]
+pub struct RemoteEntry {
+    /// True if the record was newer than what this node held and is now in force.
+    pub applied: bool,
+    pub entry: CatalogueEntry,
+}
+
+impl Vault {
+    /// The id under which `name` is indexed.
+    pub fn name_id(&self, name: &str) -> NameId {
+        self.inner.crypto.name_id(name)
+    }
+
+    fn with_index<T>(&self, f: impl FnOnce(&crate::index::CatalogueIndex) -> T) -> T {
+        f(&self.inner.index.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Digests of the 256 catalogue buckets.
+    pub fn summary(&self) -> Vec<BucketDigest> {
+        self.with_index(|i| i.digests())
+    }
+
+    /// Buckets whose digests differ from a peer's summary.
+    pub fn differing_buckets(&self, theirs: &[BucketDigest]) -> Vec<u8> {
+        self.with_index(|i| i.differing(theirs))
+    }
+
+    /// Versions of every entry in `buckets`.
+    pub fn versions_in(&self, buckets: &[u8]) -> Vec<(NameId, Version)> {
+        self.with_index(|i| i.versions_in(buckets))
+    }
+
+    /// The version held for a name id.
+    pub fn version_of(&self, id: &NameId) -> Option<Version> {
+        self.with_index(|i| i.version(id))
+    }
+
+    /// Number of catalogue entries (live and deleted).
+    pub fn catalogue_len(&self) -> usize {
+        self.with_index(|i| i.len())
+    }
+
+    /// Sealed records of `ids`, as a peer may store them.
+    pub async fn sealed_entries(&self, ids: Vec<NameId>) -> Result<Vec<(NameId, Vec<u8>)>> {
+        self.blocking(move |inner| inner.catalogue.sealed_entries(&ids))
+            .await
+    }
+
+    /// Applies a sealed record from a peer if it is newer than what is held. Blobs
+    /// that only the replaced version referenced are freed.
+    pub async fn apply_sealed(&self, name_id: NameId, sealed: Vec<u8>) -> Result<RemoteEntry> {
+        self.blocking(move |inner| {
+            let entry = inner.catalogue.open_sealed(&name_id, &sealed)?;
+            let outcome = inner.apply_entry(&entry, &[])?;
+            inner.forget(&outcome.unreferenced)?;
+            Ok(RemoteEntry {
+                applied: outcome.applied,
+                entry,
+            })
+        })
+        .await
+    }
+
+    /// The live manifest of a name id, if any.
+    pub async fn manifest_by_id(&self, name_id: NameId) -> Result<Option<Manifest>> {
+        self.blocking(move |inner| {
+            let sealed = inner.catalogue.sealed_entries(&[name_id])?;
+            Ok(match sealed.first() {
+                Some((id, bytes)) => inner.catalogue.open_sealed(id, bytes)?.as_file().cloned(),
+                None => None,
+            })
+        })
+        .await
+    }
+
+    /// The distinct chunks of `manifest` this node does not hold.
+    pub async fn missing_chunks(&self, manifest: &Manifest) -> Result<Vec<ChunkId>> {
+        let chunks = manifest.chunks.clone();
+        self.blocking(move |inner| inner.missing(&chunks)).await
+    }
+
+    /// True if this node holds every chunk of `manifest`.
+    pub async fn holds(&self, manifest: &Manifest) -> Result<bool> {
+        Ok(self.missing_chunks(manifest).await?.is_empty())
+    }
+
+    /// For each manifest, whether this node holds all its chunks (one blocking call).
+    pub async fn holds_all(&self, manifests: Vec<Manifest>) -> Result<Vec<bool>> {
+        self.blocking(move |inner| {
+            manifests
+                .iter()
+                .map(|m| Ok(inner.missing(&m.chunks)?.is_empty()))
+                .collect()
+        })
+        .await
+    }
+
+    /// For each `(name id, version)`: true if this node's entry for the name is that
+    /// version, a live file, and every chunk of it is held here.
+    pub async fn holds_versions(&self, files: Vec<(NameId, Version)>) -> Result<Vec<bool>> {
+        self.blocking(move |inner| {
+            let current = {
+                let index = inner.index.lock().unwrap_or_else(|p| p.into_inner());
+                files
+                    .iter()
+                    .map(|(id, v)| index.version(id) == Some(*v))
+                    .collect::<Vec<_>>()
+            };
+            let mut held = Vec::with_capacity(files.len());
+            for ((id, _), is_current) in files.iter().zip(current) {
+                let complete = is_current
+                    && match inner.catalogue.sealed_entries(&[*id])?.first() {
+                        Some((id, bytes)) => match inner.catalogue.open_sealed(id, bytes)? {
+                            CatalogueEntry::File(m) => inner.missing(&m.chunks)?.is_empty(),
+                            CatalogueEntry::Deleted(_) => false,
+                        },
+                        None => false,
+                    };
+                held.push(complete);
+            }
+            Ok(held)
+        })
+        .await
+    }
+
+    /// The sealed blob of a chunk held here (for a peer), or `None`.
+    pub async fn read_blob(&self, id: ChunkId) -> Result<Option<Vec<u8>>> {
+        self.blocking(move |inner| {
+            if !inner.catalogue.has_chunk(&id)? {
+                return Ok(None);
+            }
+            match inner.files.read(&id) {
+                Ok(blob) => Ok(Some(blob)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StoreError::io(format!("reading chunk {id}"), e)),
+            }
+        })
+        .await
+    }
+
+    /// Stores a blob received from a peer: checked in full, counted against the
+    /// quota, durable before this returns. Returns false if it was already held.
+    pub async fn put_blob(&self, id: ChunkId, blob: Vec<u8>) -> Result<bool> {
+        self.blocking(move |inner| inner.put_blob(id, blob)).await
+    }
+
+    /// Bytes the given missing chunks of `manifest` would occupy here.
+    pub fn blob_bytes(manifest: &Manifest, missing: &[ChunkId]) -> u64 {
+        manifest
+            .chunks
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| missing.contains(id))
+            .map(|(i, _)| manifest.chunk_len(i) as u64 + crate::crypto::CHUNK_OVERHEAD as u64)
+            .sum()
+    }
+
+    /// Fails if `bytes` more would not fit the quota now.
+    pub fn check_fits_bytes(&self, bytes: u64) -> Result<()> {
+        self.inner.space.check_fits(bytes)
+    }
+}
+
+impl Inner {
+    fn missing(&self, chunks: &[ChunkId]) -> Result<Vec<ChunkId>> {
+        let mut missing = Vec::new();
+        for id in chunks {
+            if !missing.contains(id) && !self.catalogue.has_chunk(id)? {
+                missing.push(*id);
+            }
+        }
+        Ok(missing)
+    }
+
+    fn put_blob(&self, id: ChunkId, blob: Vec<u8>) -> Result<bool> {
+        let mut pins = Pins::new(self.pins.clone());
+        pins.pin(id);
+        if self.catalogue.has_chunk(&id)? {
+            return Ok(false);
+        }
+        // Check a copy: opening decrypts in place, and the sealed bytes are what we keep.
+        let mut check = self.buffers.take();
+        check.extend_from_slice(&blob);
+        self.crypto
+            .open_chunk_in_place(&id, &mut check, ChunkCheck::TagAndHash)
+            .map_err(|problem| StoreError::CorruptRecord {
+                what: format!("chunk {id} from a peer {problem}"),
+            })?;
+        drop(check);
+        let mut reservation = Reservation::new(self.space.clone());
+        reservation.grow(blob.len() as u64)?;
+        let dir = self
+            .files
+            .write(&id, &blob)
+            .map_err(|e| StoreError::io(format!("writing chunk {id}"), e))?;
+        crate::chunks::sync_dir(&dir)
+            .map_err(|e| StoreError::io("syncing a chunk directory", e))?;
+        let recorded = self.catalogue.record_chunks(&[(id, blob.len() as u64)])?;
+        self.space.add_used(recorded);
+        Ok(recorded > 0)
+    }
+}
