@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use peervault_node::parse_size;
 
 mod baseline;
+mod cluster;
 mod data;
 mod local;
 mod node;
@@ -51,6 +52,13 @@ enum Workload {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Four nodes: a put with 3 replicas, and a get on a node holding nothing,
+    /// against plain loopback TCP.
+    Cluster {
+        /// Bytes to store and read back.
+        #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+        size: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +79,11 @@ fn main() -> anyhow::Result<()> {
             rss_size,
             rounds: rounds.max(1),
             drop_caches: !args.keep_caches,
+        })),
+        Workload::Cluster { size } => runtime.block_on(cluster::run(cluster::ClusterArgs {
+            bin: &bin,
+            dir: &dir,
+            size,
         })),
     }
 }

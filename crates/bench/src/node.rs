@@ -14,6 +14,11 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     pub fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(bin, data_dir, &[])
+    }
+
+    /// Starts a node with extra flags.
+    pub fn start_with(bin: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let log = std::fs::File::create(data_dir.with_extension("log"))?;
         let child = Command::new(bin)
@@ -26,6 +31,7 @@ impl NodeProcess {
                 "--quota",
                 "1TB",
             ])
+            .args(extra)
             .env_remove("PEERVAULT_KEY")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod identity;
 pub mod network;
 pub mod peers;
+pub mod private;
 pub mod transport;
 
 pub use addr::{AddrError, Endpoint, Host};

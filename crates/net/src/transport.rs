@@ -1,13 +1,14 @@
 //! The transport: TCP, then the private-network layer, then a key check, then
 //! Noise and Yamux.
 //!
-//! **Private network.** libp2p's pnet wraps every TCP connection in XSalsa20 under
-//! a pre-shared key derived from the network key, so a node without the key cannot
-//! even read the protocol negotiation, let alone learn anything about the vault.
+//! **Private network.** Every TCP connection is encrypted under a pre-shared key
+//! derived from the network key ([`crate::private`]: libp2p's pnet design with AES
+//! instead of XSalsa20), so a node without the key cannot even read the protocol
+//! negotiation, let alone learn anything about the vault.
 //!
-//! **Key check.** With mismatched keys pnet itself does not fail: each side just
+//! **Key check.** With mismatched keys the private layer itself does not fail: each side just
 //! decrypts garbage, and the connection dies later in protocol negotiation with an
-//! error that says nothing useful, or hangs. So right after the pnet handshake each
+//! error that says nothing useful, or hangs. So right after the nonce exchange each
 //! side sends a fixed 16-byte marker through the encrypted stream and reads the
 //! other's. A marker that decrypts wrongly means the keys differ: both sides fail
 //! with [`HandshakeError::KeyMismatch`] at once, and the node logs it in plain words.
@@ -23,10 +24,10 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::Boxed;
 use libp2p::core::transport::upgrade::Version;
-use libp2p::pnet::{PnetConfig, PnetError, PreSharedKey};
+
 use libp2p::{PeerId, Transport, identity::Keypair, noise, tcp, yamux};
 
-/// Limit for the TCP-level handshake: pnet nonces and the key check.
+/// Limit for the TCP-level handshake: private-network nonces and the key check.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Limit for the complete connection upgrade (adds Noise and Yamux).
@@ -45,8 +46,7 @@ pub enum HandshakeError {
     KeyMismatch,
     #[error("the peer did not complete the handshake within {0:?}")]
     Timeout(Duration),
-    #[error("private-network handshake failed: {0}")]
-    Pnet(#[from] PnetError),
+
     #[error("handshake failed: {0}")]
     Io(#[from] io::Error),
 }
@@ -81,15 +81,14 @@ fn in_source_chain(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// TCP + pnet + key check + Noise + Yamux.
+/// TCP + private-network layer + key check + Noise + Yamux.
 pub fn build(keypair: &Keypair, psk: [u8; 32]) -> io::Result<Boxed<(PeerId, StreamMuxerBox)>> {
-    let psk = PreSharedKey::new(psk);
     let noise = noise::Config::new(keypair).map_err(io::Error::other)?;
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
     Ok(tcp
         .and_then(move |socket, _| async move {
             let checked = async {
-                let mut stream = PnetConfig::new(psk).handshake(socket).await?;
+                let mut stream = crate::private::handshake(socket, &psk).await?;
                 stream.write_all(KEY_CHECK_MARKER).await?;
                 stream.flush().await?;
                 let mut marker = [0u8; KEY_CHECK_MARKER.len()];

@@ -15,6 +15,7 @@ pub mod catalogue;
 pub mod chunks;
 pub mod crypto;
 pub mod error;
+pub mod group;
 pub mod ids;
 pub mod index;
 pub mod keys;

@@ -72,7 +72,12 @@ impl TestNode {
         let log_file = std::fs::File::create(&log).expect("node log");
         let child = command()
             .args(["--data-dir", data_dir.to_str().expect("utf-8 path")])
-            .args(["--addr", "127.0.0.1:0", "--key", key])
+            .args(if extra.contains(&"--addr") {
+                &[][..]
+            } else {
+                &["--addr", "127.0.0.1:0"][..]
+            })
+            .args(["--key", key])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
@@ -153,6 +158,52 @@ impl TestNode {
         stdout(&out)
     }
 
+    /// The TCP port the node listens on (from `status --json`).
+    pub fn port(&self) -> u16 {
+        let status: serde_json::Value =
+            serde_json::from_str(&self.ok(&["status", "--json"])).expect("status json");
+        let addr = status["listen_addrs"][0]
+            .as_str()
+            .expect("a listen address")
+            .to_string();
+        addr.rsplit('/')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a tcp port")
+    }
+
+    /// Peer id from `status --json`.
+    pub fn peer_id(&self) -> String {
+        let status: serde_json::Value =
+            serde_json::from_str(&self.ok(&["status", "--json"])).expect("status json");
+        status["peer_id"].as_str().expect("peer id").to_string()
+    }
+
+    /// Number of connected peers.
+    pub fn peer_count(&self) -> usize {
+        let peers: Vec<serde_json::Value> =
+            serde_json::from_str(&self.ok(&["peers", "--json"])).expect("peers json");
+        peers.len()
+    }
+
+    /// Waits until the node has at least `n` peers.
+    pub fn wait_peers(&self, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.peer_count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} peers after {within:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The `ls --json` entries.
+    pub fn ls(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.ok(&["ls", "--json"])).expect("ls json")
+    }
+
     /// Runs a client command with bytes on its stdin.
     pub fn cli_with_input(&self, args: &[&str], input: &[u8]) -> Output {
         let mut child = command()
@@ -205,6 +256,26 @@ impl Drop for TestNode {
             let _ = child.wait();
         }
     }
+}
+
+/// Polls `check` until it is true or `within` has passed.
+pub fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// Writes `len` bytes of incompressible, reproducible data to `path` (BLAKE3 XOF).

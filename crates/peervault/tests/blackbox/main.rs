@@ -7,4 +7,5 @@ mod harness;
 mod cli;
 mod crash;
 mod files;
+mod network;
 mod repl;

@@ -224,10 +224,23 @@ impl Inner {
             .files
             .write(&id, &blob)
             .map_err(|e| StoreError::io(format!("writing chunk {id}"), e))?;
-        crate::chunks::sync_dir(&dir)
-            .map_err(|e| StoreError::io("syncing a chunk directory", e))?;
-        let recorded = self.catalogue.record_chunks(&[(id, blob.len() as u64)])?;
-        self.space.add_used(recorded);
-        Ok(recorded > 0)
+        // The directory fsync and the record join those of concurrent arrivals.
+        self.blob_commits
+            .commit((id, blob.len() as u64, dir), |batch| {
+                let dirs = batch.iter().map(|(_, _, dir)| dir.clone()).collect();
+                self.files
+                    .sync_dirs(&dirs)
+                    .map_err(|e| format!("syncing chunk directories: {e}"))?;
+                let records: Vec<(ChunkId, u64)> =
+                    batch.iter().map(|(id, len, _)| (*id, *len)).collect();
+                let recorded = self
+                    .catalogue
+                    .record_chunks(&records)
+                    .map_err(|e| e.to_string())?;
+                self.space.add_used(recorded);
+                Ok(())
+            })
+            .map_err(|e| StoreError::io("storing a chunk", std::io::Error::other(e)))?;
+        Ok(true)
     }
 }

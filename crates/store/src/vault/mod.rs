@@ -43,6 +43,7 @@ use crate::catalogue::Catalogue;
 use crate::chunks::{ChunkFiles, PendingBlob};
 use crate::crypto::{CHUNK_HEADER_LEN, CHUNK_OVERHEAD, ChunkCheck, Crypto};
 use crate::error::{ChunkProblem, Result, StoreError};
+use crate::group::GroupCommit;
 use crate::ids::{ChunkId, OriginId};
 use crate::index::CatalogueIndex;
 use crate::keys::NetworkKey;
@@ -156,6 +157,8 @@ struct Inner {
     buffers: Arc<BufferPool>,
     /// Versions and digests of the catalogue, for sync (see [`crate::index`]).
     index: Mutex<CatalogueIndex>,
+    /// Blobs from peers, made durable and recorded in batches (see [`crate::group`]).
+    blob_commits: GroupCommit<(ChunkId, u64, PathBuf)>,
     /// Held for the vault's lifetime: one process per data dir.
     _lock: DataDirLock,
 }
@@ -259,6 +262,7 @@ impl Vault {
                 chunk_size,
                 buffers: BufferPool::new(CHUNK_OVERHEAD + chunk_size as usize, IDLE_BUFFERS),
                 index: Mutex::new(index),
+                blob_commits: GroupCommit::default(),
                 _lock: lock,
             }),
         })

@@ -1,0 +1,270 @@
+//! Real node processes on 127.0.0.1 forming one vault.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::harness::{
+    TEST_KEY, TestNode, command, eventually, free_port, hash_file, stderr, stdout,
+    write_random_file,
+};
+
+const MIB: u64 = 1024 * 1024;
+const CONNECT: Duration = Duration::from_secs(30);
+
+fn bootstrap_to(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(|p| format!("localhost:{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Starts a node that joins the nodes listening on `ports`.
+fn join(data: &std::path::Path, ports: &[u16], extra: &[&str]) -> TestNode {
+    let bootstrap = bootstrap_to(ports);
+    let mut args = vec!["-bootstrap", bootstrap.as_str()];
+    args.extend_from_slice(extra);
+    TestNode::start_with(data, TEST_KEY, &args)
+}
+
+fn lists(node: &TestNode, name: &str) -> bool {
+    node.ls().iter().any(|f| f["name"] == name)
+}
+
+#[test]
+fn three_nodes_serve_a_file_after_the_writer_dies_and_a_delete_reaches_an_offline_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::start(&dir.path().join("a"));
+    let pa = a.port();
+    let b = join(&dir.path().join("b"), &[pa], &[]);
+    let pb = b.port();
+    let c = join(&dir.path().join("c"), &[pa], &[]);
+    for node in [&a, &b, &c] {
+        node.wait_peers(2, CONNECT);
+    }
+
+    let input = dir.path().join("big.bin");
+    let hash = write_random_file(&input, 100 * MIB, 1);
+    let out = a.ok(&["put", input.to_str().unwrap()]);
+    assert!(out.contains("3 of 3 copies durable"), "{out}");
+    let listed = b.ls();
+    assert_eq!(listed[0]["replicas"], 3);
+    assert_eq!(listed[0]["local"], true);
+
+    a.kill9();
+    let copy = dir.path().join("copy.bin");
+    c.ok(&["get", "big.bin", "-o", copy.to_str().unwrap()]);
+    assert_eq!(hash_file(&copy), hash);
+
+    // Delete on B while C is down; C must drop the file when it returns.
+    let c_peer = c.peer_id();
+    c.stop();
+    b.ok(&["rm", "big.bin", "--yes"]);
+    assert!(!lists(&b, "big.bin"));
+    let c = join(&dir.path().join("c"), &[pa, pb], &[]);
+    assert_eq!(c.peer_id(), c_peer, "a restart keeps the peer id");
+    eventually(
+        "the returning node forgets the deleted file",
+        Duration::from_secs(30),
+        || !lists(&c, "big.bin"),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    for node in [&b, &c] {
+        assert!(!lists(node, "big.bin"), "the file came back");
+        let get = node.cli(&["get", "big.bin"]);
+        assert!(!get.status.success());
+        assert!(stderr(&get).contains("no file named"), "{}", stderr(&get));
+    }
+}
+
+#[test]
+fn five_nodes_keep_three_copies_and_all_means_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = TestNode::start(&dir.path().join("n0"));
+    let port = hub.port();
+    let mut nodes = vec![hub];
+    for i in 1..5 {
+        nodes.push(join(&dir.path().join(format!("n{i}")), &[port], &[]));
+    }
+    for node in &nodes {
+        node.wait_peers(4, CONNECT);
+    }
+    let input = dir.path().join("f.bin");
+    write_random_file(&input, 3 * MIB, 2);
+    nodes[2].ok(&["put", input.to_str().unwrap(), "--name", "three"]);
+    let holders = nodes.iter().filter(|n| n.ls()[0]["local"] == true).count();
+    assert_eq!(holders, 3);
+    let everywhere = join(&dir.path().join("n5"), &[port], &["--replicas", "all"]);
+    everywhere.wait_peers(5, CONNECT);
+    let out = everywhere.ok(&["put", input.to_str().unwrap(), "--name", "all"]);
+    assert!(out.contains("6 of 6 copies durable"), "{out}");
+    nodes.push(everywhere);
+    for node in &nodes {
+        let entry = node.ls().into_iter().find(|f| f["name"] == "all").unwrap();
+        assert_eq!(entry["local"], true);
+        assert_eq!(entry["replicas"], 6);
+    }
+}
+
+#[test]
+fn a_node_with_another_key_is_refused_both_logs_say_why_and_it_learns_no_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::start(&dir.path().join("a"));
+    let secret = dir.path().join("secret-name.txt");
+    std::fs::write(&secret, b"for members only").unwrap();
+    a.ok(&["put", secret.to_str().unwrap()]);
+    let bootstrap = bootstrap_to(&[a.port()]);
+    let intruder = TestNode::start_with(
+        &dir.path().join("x"),
+        "some other key",
+        &["-bootstrap", &bootstrap],
+    );
+    let started = Instant::now();
+    eventually(
+        "both sides log the mismatch",
+        Duration::from_secs(10),
+        || {
+            a.log().contains("network key mismatch")
+                && intruder.log().contains("network key mismatch")
+        },
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert_eq!(intruder.peer_count(), 0);
+    assert_eq!(a.peer_count(), 0);
+    assert!(intruder.ls().is_empty());
+    for path in crate::harness::files_under(&dir.path().join("x")) {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            !bytes.windows(11).any(|w| w == b"secret-name"),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn a_bootstrap_peer_started_ten_seconds_late_is_joined_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let b = join(&dir.path().join("b"), &[port], &[]);
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(b.peer_count(), 0);
+    let addr = format!("127.0.0.1:{port}");
+    let a = TestNode::start_with(&dir.path().join("a"), TEST_KEY, &["--addr", &addr]);
+    b.wait_peers(1, Duration::from_secs(40));
+    a.wait_peers(1, Duration::from_secs(5));
+    assert!(
+        b.log().contains("cannot reach bootstrap peer"),
+        "{}",
+        b.log()
+    );
+}
+
+#[test]
+fn a_stalled_peer_does_not_stall_puts_gets_or_the_prompt() {
+    // Accepts TCP connections and never says a word.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stalled_port = stalled.local_addr().unwrap().port();
+    let _keeper = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in stalled.incoming().take(64) {
+            held.push(conn);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestNode::start(&dir.path().join("b"));
+    let a = join(&dir.path().join("a"), &[stalled_port, b.port()], &[]);
+    a.wait_peers(1, CONNECT);
+    let input = dir.path().join("f.bin");
+    let hash = write_random_file(&input, 8 * MIB, 3);
+    let started = Instant::now();
+    let out = a.ok(&["put", input.to_str().unwrap()]);
+    assert!(out.contains("2 of 3 copies"), "{out}");
+    let copy = dir.path().join("copy.bin");
+    b.ok(&["get", "f.bin", "-o", copy.to_str().unwrap()]);
+    assert_eq!(hash_file(&copy), hash);
+    assert!(a.ok(&["status"]).contains("Connected peers: 1"));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_holder_vanishing_mid_transfer_does_not_stall_puts_or_gets() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::start_with(&dir.path().join("a"), TEST_KEY, &["--replicas", "2"]);
+    let pa = a.port();
+    let b = join(&dir.path().join("b"), &[pa], &["--replicas", "2"]);
+    let c = join(&dir.path().join("c"), &[pa], &["--replicas", "2"]);
+    let d = join(&dir.path().join("d"), &[pa], &["--replicas", "2"]);
+    for node in [&a, &b, &c, &d] {
+        node.wait_peers(3, CONNECT);
+    }
+    let input = dir.path().join("f.bin");
+    let hash = write_random_file(&input, 150 * MIB, 4);
+    a.ok(&["put", input.to_str().unwrap()]);
+    let others = [b, c, d];
+    let holder = others
+        .iter()
+        .position(|n| n.ls()[0]["local"] == true)
+        .expect("a second holder");
+    let reader = others
+        .iter()
+        .position(|n| n.ls()[0]["local"] == false)
+        .expect("a non-holder");
+
+    // A get on a node holding nothing, while the writer (one of two holders) dies.
+    let copy = dir.path().join("copy.bin");
+    let started = Instant::now();
+    let get = command()
+        .args(["--data-dir", others[reader].data_dir.to_str().unwrap()])
+        .args(["get", "f.bin", "-o", copy.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    a.kill9();
+    let out = get.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(hash_file(&copy), hash);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "get took {:?}",
+        started.elapsed()
+    );
+
+    // A put whose target peer may die in the middle still finishes, on the others.
+    let mut others: Vec<TestNode> = others.into_iter().collect();
+    let writer = others.remove(holder);
+    let input2 = dir.path().join("g.bin");
+    write_random_file(&input2, 150 * MIB, 5);
+    let put = command()
+        .args(["--data-dir", writer.data_dir.to_str().unwrap()])
+        .args(["put", input2.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let started = Instant::now();
+    others.remove(0).kill9();
+    let out = put.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).contains("copies durable"), "{}", stdout(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "put took {:?}",
+        started.elapsed()
+    );
+}
