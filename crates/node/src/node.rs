@@ -391,7 +391,22 @@ impl Node {
     where
         R: AsyncRead + Unpin + Send,
     {
-        let out: WriteOutcome = self.inner.vault.write_file(name, reader, size_hint).await?;
+        let holders = self.holders_for(name).await;
+        let (tap, streaming) = if holders.is_empty() {
+            (None, None)
+        } else {
+            let (tap, task) = self.stream_to(holders);
+            (Some(tap), Some(task))
+        };
+        let written = self
+            .inner
+            .vault
+            .write_file_tapped(name, reader, size_hint, tap)
+            .await;
+        if let Some(task) = streaming {
+            let _ = task.await;
+        }
+        let out: WriteOutcome = written?;
         let replication = self.replicate(&out.manifest).await;
         self.announce(&out.manifest.name, &replication.holders);
         Ok(StoreReport {

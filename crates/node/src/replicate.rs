@@ -6,6 +6,11 @@
 //! membership, so readers know where to look first. A peer that refuses (full quota,
 //! a newer version) or fails is replaced by the next in the order.
 //!
+//! **Streaming.** While a file is being stored, each new sealed chunk is sent at
+//! once to the peers that placement picks, so that the copies grow with the
+//! original instead of after it. Those chunks arrive before the record that names
+//! them; the offer that follows (below) asks for anything that did not make it.
+//!
 //! **Copying** (push, acknowledged): the writer *offers* the sealed record; the peer
 //! applies it (so the chunks it is about to receive are referenced from the start)
 //! and answers with the chunks it lacks, or refuses. The writer then sends those
@@ -22,11 +27,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
+use peervault_store::BlobTap;
 use peervault_store::vault::ChunkSource;
 use peervault_store::{ChunkId, Manifest, NameId, Vault};
+use tokio::sync::mpsc;
 
 use crate::error::{NodeError, Result};
 use crate::node::Node;
@@ -40,6 +48,10 @@ pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 const COPY_WINDOW: usize = 4;
 /// Files asked about in one holdings request.
 const HOLDINGS_PER_REQUEST: usize = 20_000;
+/// Blobs queued per peer while a write streams to its holders.
+const STREAM_QUEUE: usize = 2;
+/// Blobs in flight per peer while a write streams to its holders.
+const STREAM_WINDOW: usize = 3;
 
 /// How many copies of each file to keep, counting the writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +264,78 @@ impl Node {
         {
             Ok(Response::Stored) => Ok(()),
             other => Err(refusal_text(other)),
+        }
+    }
+
+    /// The peers a new file named `name` will be copied to, best first.
+    pub(crate) async fn holders_for(&self, name: &str) -> Vec<PeerId> {
+        let peers: Vec<PeerId> = self
+            .inner
+            .net
+            .peers()
+            .await
+            .into_iter()
+            .map(|p| p.peer_id)
+            .collect();
+        let wanted = self.target_copies(peers.len()).saturating_sub(1);
+        let mut order = placement(&self.inner.vault.name_id(name), peers);
+        order.truncate(wanted);
+        order
+    }
+
+    /// Starts streaming the blobs of a write to `peers` while it is being stored.
+    /// Returns the tap to give the write, and a task that ends when every blob has
+    /// been acknowledged or a peer has failed (the offer that follows the write
+    /// sends whatever did not arrive).
+    pub(crate) fn stream_to(&self, peers: Vec<PeerId>) -> (BlobTap, tokio::task::JoinHandle<()>) {
+        let (tap, mut blobs) = mpsc::channel::<(ChunkId, Bytes)>(STREAM_QUEUE);
+        let node = self.clone();
+        let task = tokio::spawn(async move {
+            let mut queues = Vec::new();
+            let mut workers = Vec::new();
+            for peer in peers {
+                let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+                queues.push(tx);
+                workers.push(tokio::spawn(node.clone().stream_worker(peer, rx)));
+            }
+            while let Some((id, blob)) = blobs.recv().await {
+                for queue in &queues {
+                    // A worker that gave up has dropped its queue: skip it.
+                    let _ = queue.send((id, blob.clone())).await;
+                }
+            }
+            drop(queues);
+            for worker in workers {
+                let _ = worker.await;
+            }
+        });
+        (tap, task)
+    }
+
+    async fn stream_worker(self, peer: PeerId, mut blobs: mpsc::Receiver<(ChunkId, Bytes)>) {
+        let mut sending = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                next = blobs.recv(), if sending.len() < STREAM_WINDOW => match next {
+                    Some((id, blob)) => {
+                        let request = Request::PutChunk { id, blob: blob.to_vec() };
+                        let node = self.clone();
+                        sending.push(async move { node.ask(peer, &request, CHUNK_TIMEOUT).await });
+                    }
+                    None => break,
+                },
+                Some(answer) = sending.next(), if !sending.is_empty() => {
+                    if !matches!(answer, Ok(Response::Stored)) {
+                        tracing::debug!("streaming to {peer} stopped: {}", refusal_text(answer));
+                        return;
+                    }
+                }
+            }
+        }
+        while let Some(answer) = sending.next().await {
+            if !matches!(answer, Ok(Response::Stored)) {
+                return;
+            }
         }
     }
 

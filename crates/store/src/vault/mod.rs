@@ -52,6 +52,9 @@ use crate::names::validate_name;
 use crate::space::{PinSet, Pins, Reservation, Space, Usage};
 use crate::version::{HybridClock, Version};
 
+/// Receives `(chunk id, sealed blob)` of each new chunk of a write.
+pub type BlobTap = mpsc::Sender<(ChunkId, Bytes)>;
+
 /// Default plaintext bytes per chunk.
 pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
 
@@ -312,8 +315,25 @@ impl Vault {
     pub async fn write_file<R>(
         &self,
         name: &str,
+        reader: R,
+        size_hint: Option<u64>,
+    ) -> Result<WriteOutcome>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        self.write_file_tapped(name, reader, size_hint, None).await
+    }
+
+    /// Like [`Vault::write_file`], also handing every new sealed blob to `tap` as soon
+    /// as it is written, so that it can travel to other nodes while the rest of the
+    /// file is still being stored. Back-pressure from the tap slows the write; a
+    /// dropped tap receiver is ignored.
+    pub async fn write_file_tapped<R>(
+        &self,
+        name: &str,
         mut reader: R,
         size_hint: Option<u64>,
+        tap: Option<BlobTap>,
     ) -> Result<WriteOutcome>
     where
         R: AsyncRead + Unpin + Send,
@@ -328,7 +348,7 @@ impl Vault {
         let inner = self.inner.clone();
         let sealer = tokio::task::spawn_blocking(move || seal_stage(&inner, plain_rx, blob_tx));
         let inner = self.inner.clone();
-        let writer = tokio::task::spawn_blocking(move || write_stage(&inner, blob_rx));
+        let writer = tokio::task::spawn_blocking(move || write_stage(&inner, blob_rx, tap));
 
         let mut size = 0u64;
         let mut read_error = None;
@@ -832,6 +852,7 @@ fn seal_stage(
 fn write_stage(
     inner: &Inner,
     mut blob_rx: mpsc::Receiver<(ChunkId, PooledBuf)>,
+    tap: Option<BlobTap>,
 ) -> Result<BTreeSet<PathBuf>> {
     let (pending_tx, pending_rx) = std::sync::mpsc::sync_channel::<PendingBlob>(SYNC_DEPTH);
     let pending_rx = std::sync::Mutex::new(pending_rx);
@@ -855,13 +876,22 @@ fn write_stage(
             })
             .collect();
         let written = (|| {
+            let mut tap = tap;
             while let Some((id, blob)) = blob_rx.blocking_recv() {
+                let len = blob.len();
+                let blob = blob.into_bytes(0..len);
                 let pending = inner
                     .files
                     .start_write(&id, &blob)
                     .map_err(|e| StoreError::io(format!("writing chunk {id}"), e))?;
                 if pending_tx.send(pending).is_err() {
                     break; // every syncer failed; their error is reported
+                }
+                // Hand the sealed blob on (to replication); a closed tap is simply dropped.
+                if let Some(t) = &tap
+                    && t.blocking_send((id, blob)).is_err()
+                {
+                    tap = None;
                 }
             }
             Ok(())
