@@ -272,18 +272,38 @@ fn a_holder_vanishing_mid_transfer_does_not_stall_puts_or_gets() {
 #[test]
 fn advertise_and_public_ip_set_the_addresses_given_to_peers() {
     let dir = tempfile::tempdir().unwrap();
-    let a = TestNode::start_with(&dir.path().join("a"), TEST_KEY, &["-advertise", "203.0.113.5:3000", "-public-ip"]);
+    let a = TestNode::start_with(
+        &dir.path().join("a"),
+        TEST_KEY,
+        &["-advertise", "203.0.113.5:3000", "-public-ip"],
+    );
     let status: serde_json::Value = serde_json::from_str(&a.ok(&["status", "--json"])).unwrap();
-    let advertised: Vec<String> = serde_json::from_value(status["advertised_addrs"].clone()).unwrap();
-    assert!(advertised.contains(&"/ip4/203.0.113.5/tcp/3000".to_string()), "{advertised:?}");
-    assert!(a.ok(&["status"]).contains("Advertised:      /ip4/203.0.113.5/tcp/3000"));
+    let advertised: Vec<String> =
+        serde_json::from_value(status["advertised_addrs"].clone()).unwrap();
+    assert!(
+        advertised.contains(&"/ip4/203.0.113.5/tcp/3000".to_string()),
+        "{advertised:?}"
+    );
+    assert!(
+        a.ok(&["status"])
+            .contains("Advertised:      /ip4/203.0.113.5/tcp/3000")
+    );
     let b = join(&dir.path().join("b"), &[a.port()], &[]);
     b.wait_peers(1, CONNECT);
-    eventually("the observed address is detected and printed", Duration::from_secs(15), || {
-        a.log().contains("public address detected: /ip4/127.0.0.1/tcp/")
-    });
+    eventually(
+        "the observed address is detected and printed",
+        Duration::from_secs(15),
+        || {
+            a.log()
+                .contains("public address detected: /ip4/127.0.0.1/tcp/")
+        },
+    );
     let status: serde_json::Value = serde_json::from_str(&a.ok(&["status", "--json"])).unwrap();
-    assert_eq!(status["advertised_addrs"].as_array().unwrap().len(), 2, "{status}");
+    assert_eq!(
+        status["advertised_addrs"].as_array().unwrap().len(),
+        2,
+        "{status}"
+    );
     // The peer sees the advertised address among A's addresses.
     let peers: Vec<serde_json::Value> = serde_json::from_str(&b.ok(&["peers", "--json"])).unwrap();
     assert_eq!(peers[0]["peer_id"], a.peer_id());
@@ -302,8 +322,21 @@ fn the_repl_lists_peers_and_sends_and_fetches_copies() {
         input = input.display()
     );
     let mut child = command()
-        .args(["--data-dir", dir.path().join("a").to_str().unwrap(), "--addr", "127.0.0.1:0"])
-        .args(["--key", TEST_KEY, "--replicas", "1", "-bootstrap", &bootstrap, "-interactive"])
+        .args([
+            "--data-dir",
+            dir.path().join("a").to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--key",
+            TEST_KEY,
+            "--replicas",
+            "1",
+            "-bootstrap",
+            &bootstrap,
+            "-interactive",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -316,13 +349,27 @@ fn the_repl_lists_peers_and_sends_and_fetches_copies() {
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     let text = stdout(&out);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    for expected in ["Connected Peers (1):", "✓ Healthy", "1 of 1 copies durable", "sent to", "Connected peers: 1"] {
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "Connected Peers (1):",
+        "✓ Healthy",
+        "1 of 1 copies durable",
+        "sent to",
+        "Connected peers: 1",
+    ] {
         assert!(text.contains(expected), "missing {expected:?}:\n{text}");
     }
     assert_eq!(b.ls()[0]["local"], true, "b received the copy");
     let fetched = b.cli(&["fetch", "solo.txt", "1"]);
     // The REPL node has stopped, so b cannot fetch from it: a clear error, not a hang.
     assert!(!fetched.status.success());
-    assert!(stderr(&fetched).contains("no connected peer matches"), "{}", stderr(&fetched));
+    assert!(
+        stderr(&fetched).contains("no connected peer matches"),
+        "{}",
+        stderr(&fetched)
+    );
 }
