@@ -201,7 +201,7 @@ impl Node {
         }
         if !report.complete() {
             tracing::warn!(
-                "{:?} has {} of {} copies: not enough peers could take it; more are made when peers become available",
+                "{:?} has {} of {} copies: not enough peers could take it; copy it later with `send` when more peers are up",
                 manifest.name,
                 report.copies,
                 report.target

@@ -229,7 +229,7 @@ pub fn stored_line(file: &FileInfo, copies: usize, target: usize) -> String {
         format!("{copies} of {target} copies durable")
     } else {
         format!(
-            "only {copies} of {target} copies durable: not enough peers could take it; more are made when peers become available"
+            "only {copies} of {target} copies durable: not enough peers could take it; copy it later with `send <file> <peer>` when more peers are up"
         )
     };
     format!(
