@@ -7,6 +7,7 @@
 
 pub mod addr;
 pub mod codec;
+mod event_loop;
 pub mod identity;
 pub mod network;
 pub mod peers;
@@ -19,4 +20,4 @@ pub use libp2p::{Multiaddr, PeerId};
 pub use network::{
     Addresses, InboundRequest, NetConfig, NetError, NetEvent, NetHandle, Network, start,
 };
-pub use peers::{PeerInfo, PeerSource};
+pub use peers::{Discovery, KnownPeer, PeerInfo, PeerSource};

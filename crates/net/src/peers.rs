@@ -1,12 +1,13 @@
 //! What the node knows about other nodes: who is connected, how each was found,
-//! how healthy the link is, and whom to dial again.
+//! how healthy the link is, whom to dial again, and whom to forget.
 //!
 //! Three kinds of entries:
 //! * **connected** peers, with their address, round-trip time and last sign of life;
 //! * **bootstrap** endpoints from `-bootstrap`, dialled without knowing their peer id
 //!   and redialled with exponential backoff for as long as the node runs;
-//! * **known** peers learnt from other peers (or seen before), redialled a bounded
-//!   number of times after they disconnect.
+//! * **known** peers (the address book), learnt from mDNS, peer exchange, the DHT or
+//!   earlier connections. They are dialled while the node has fewer connections than
+//!   it aims for, and forgotten when nobody has seen them for [`STALE_AFTER`].
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -21,8 +22,12 @@ use crate::addr::Endpoint;
 pub const REDIAL_FIRST: Duration = Duration::from_secs(1);
 /// Longest pause between redials of a bootstrap endpoint.
 pub const REDIAL_MAX: Duration = Duration::from_secs(30);
-/// Redials of a lost (non-bootstrap) peer before giving up on it.
+/// Dials of a known (non-bootstrap) peer before giving up on it until it is seen again.
 pub const REDIAL_ATTEMPTS: u32 = 8;
+/// A peer nobody has seen for this long is dropped from the address book.
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// Peers named in one peer-exchange message.
+pub const PEX_LIMIT: usize = 20;
 
 /// How a peer came to be known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -30,10 +35,14 @@ pub const REDIAL_ATTEMPTS: u32 = 8;
 pub enum PeerSource {
     /// Named in `-bootstrap`.
     Bootstrap,
+    /// Found on the local network by mDNS.
+    Mdns,
+    /// Named by another peer (peer exchange).
+    Pex,
+    /// Found through the DHT.
+    Dht,
     /// It connected to us.
     Inbound,
-    /// Another peer told us about it.
-    Exchange,
     /// Dialled on request.
     Manual,
 }
@@ -42,8 +51,10 @@ impl std::fmt::Display for PeerSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             PeerSource::Bootstrap => "bootstrap",
+            PeerSource::Mdns => "mdns",
+            PeerSource::Pex => "pex",
+            PeerSource::Dht => "dht",
             PeerSource::Inbound => "inbound",
-            PeerSource::Exchange => "exchange",
             PeerSource::Manual => "manual",
         })
     }
@@ -66,8 +77,38 @@ pub struct PeerInfo {
     pub agent: Option<String>,
 }
 
+/// An address-book entry as shown by `discover`.
+#[derive(Debug, Clone)]
+pub struct KnownPeer {
+    pub peer_id: PeerId,
+    pub addrs: Vec<Multiaddr>,
+    pub source: PeerSource,
+    /// Time since anyone last saw it.
+    pub last_seen: Duration,
+    pub connected: bool,
+    /// This node has been connected to it at some point.
+    pub met: bool,
+    /// A connection failed because it has another network key.
+    pub key_mismatch: bool,
+}
+
+/// What `discover` shows.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    pub mdns_enabled: bool,
+    pub pex_enabled: bool,
+    /// Peers mDNS currently reports on the local network.
+    pub mdns: Vec<KnownPeer>,
+    /// The whole address book, connected peers included.
+    pub known: Vec<KnownPeer>,
+    /// Peers in the DHT routing table.
+    pub dht_routing_table: usize,
+}
+
 #[derive(Debug)]
 pub(crate) struct Connected {
+    /// Last request or answer of the node's own protocol with this peer.
+    pub last_used: Instant,
     pub remote: Multiaddr,
     pub dialed: bool,
     pub source: PeerSource,
@@ -93,9 +134,22 @@ pub(crate) struct Bootstrap {
 pub(crate) struct Known {
     pub addrs: Vec<Multiaddr>,
     pub source: PeerSource,
+    pub last_seen: Instant,
     pub attempts: u32,
     pub next_attempt: Instant,
     pub pending: bool,
+    pub key_mismatch: bool,
+    /// This node has been connected to it at some point.
+    pub met: bool,
+}
+
+/// One peer as named in a peer-exchange message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PexEntry {
+    pub peer: Vec<u8>,
+    pub addrs: Vec<Vec<u8>>,
+    pub source: PeerSource,
+    pub seen_secs_ago: u64,
 }
 
 /// All peer state of the event loop.
@@ -104,12 +158,13 @@ pub(crate) struct PeerBook {
     pub connected: HashMap<PeerId, Connected>,
     pub bootstrap: Vec<Bootstrap>,
     pub known: HashMap<PeerId, Known>,
+    /// Peers mDNS reports now, with their addresses.
+    pub mdns: HashMap<PeerId, Vec<Multiaddr>>,
 }
 
 impl PeerBook {
     pub fn new(bootstrap: Vec<Endpoint>, now: Instant) -> Self {
         Self {
-            connected: HashMap::new(),
             bootstrap: bootstrap
                 .into_iter()
                 .map(|endpoint| Bootstrap {
@@ -122,7 +177,7 @@ impl PeerBook {
                     failures: 0,
                 })
                 .collect(),
-            known: HashMap::new(),
+            ..Self::default()
         }
     }
 
@@ -153,34 +208,165 @@ impl PeerBook {
         pause
     }
 
-    /// Known peers due for a redial now.
-    pub fn due_known(&self, now: Instant) -> Vec<PeerId> {
-        self.known
+    /// Known peers due for a dial now, at most `budget` of them, most recently seen first.
+    pub fn due_known(&self, now: Instant, budget: usize) -> Vec<PeerId> {
+        let mut due: Vec<(&PeerId, &Known)> = self
+            .known
             .iter()
             .filter(|(peer, k)| {
                 !self.connected.contains_key(peer)
                     && !k.pending
+                    && !k.key_mismatch
                     && k.attempts < REDIAL_ATTEMPTS
                     && k.next_attempt <= now
                     && !k.addrs.is_empty()
             })
+            .collect();
+        due.sort_by_key(|(_, k)| std::cmp::Reverse(k.last_seen));
+        due.into_iter()
+            .take(budget)
             .map(|(peer, _)| *peer)
             .collect()
     }
 
-    /// Remembers a peer worth dialling, without downgrading what is already known.
-    pub fn learn(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, source: PeerSource, now: Instant) {
+    /// Remembers a peer, merging addresses. A peer seen again becomes worth dialling
+    /// again; the first source it was found through is kept.
+    pub fn learn(
+        &mut self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        source: PeerSource,
+        seen: Instant,
+        now: Instant,
+    ) {
         let entry = self.known.entry(peer).or_insert(Known {
             addrs: Vec::new(),
             source,
+            last_seen: seen,
             attempts: 0,
             next_attempt: now,
             pending: false,
+            key_mismatch: false,
+            met: false,
         });
+        if seen > entry.last_seen {
+            entry.last_seen = seen;
+            entry.attempts = 0;
+        }
         for addr in addrs {
             if !entry.addrs.contains(&addr) {
                 entry.addrs.push(addr);
             }
+        }
+    }
+
+    /// Drops address-book entries nobody has seen for [`STALE_AFTER`] (connected peers
+    /// and bootstrap endpoints stay). Returns how many went.
+    pub fn age_out(&mut self, now: Instant) -> usize {
+        let connected = &self.connected;
+        let before = self.known.len();
+        self.known.retain(|peer, k| {
+            connected.contains_key(peer) || now.saturating_duration_since(k.last_seen) < STALE_AFTER
+        });
+        before - self.known.len()
+    }
+
+    /// When `peer` was last seen: now if connected, else from the address book.
+    fn last_seen(&self, peer: &PeerId, now: Instant) -> Option<Instant> {
+        if self.connected.contains_key(peer) {
+            return Some(now);
+        }
+        self.known.get(peer).map(|k| k.last_seen)
+    }
+
+    /// Up to [`PEX_LIMIT`] peers to tell `to` about, most recently seen first; only
+    /// peers with addresses and without a key mismatch.
+    pub fn pex_entries(&self, to: &PeerId, now: Instant) -> Vec<PexEntry> {
+        let mut candidates: Vec<(PeerId, Vec<Multiaddr>, PeerSource, Instant)> = Vec::new();
+        for (peer, c) in &self.connected {
+            if peer != to && !c.listen_addrs.is_empty() {
+                candidates.push((*peer, c.listen_addrs.clone(), c.source, now));
+            }
+        }
+        for (peer, k) in &self.known {
+            if peer != to
+                && !self.connected.contains_key(peer)
+                && !k.key_mismatch
+                && !k.addrs.is_empty()
+            {
+                candidates.push((*peer, k.addrs.clone(), k.source, k.last_seen));
+            }
+        }
+        candidates.sort_by_key(|(_, _, _, seen)| std::cmp::Reverse(*seen));
+        candidates
+            .into_iter()
+            .take(PEX_LIMIT)
+            .map(|(peer, addrs, source, seen)| PexEntry {
+                peer: peer.to_bytes(),
+                addrs: addrs.iter().map(|a| a.to_vec()).collect(),
+                source,
+                seen_secs_ago: now.saturating_duration_since(seen).as_secs(),
+            })
+            .collect()
+    }
+
+    fn known_peer(&self, peer: &PeerId, now: Instant) -> KnownPeer {
+        let known = self.known.get(peer);
+        let connected = self.connected.get(peer);
+        KnownPeer {
+            peer_id: *peer,
+            addrs: connected
+                .map(|c| c.listen_addrs.clone())
+                .filter(|a| !a.is_empty())
+                .or_else(|| known.map(|k| k.addrs.clone()))
+                .or_else(|| self.mdns.get(peer).cloned())
+                .unwrap_or_default(),
+            source: connected
+                .map(|c| c.source)
+                .or(known.map(|k| k.source))
+                .unwrap_or(PeerSource::Mdns),
+            last_seen: self
+                .last_seen(peer, now)
+                .map(|t| now.saturating_duration_since(t))
+                .unwrap_or_default(),
+            connected: connected.is_some(),
+            met: connected.is_some() || known.is_some_and(|k| k.met),
+            key_mismatch: known.is_some_and(|k| k.key_mismatch),
+        }
+    }
+
+    /// Peers to disconnect so that at most `keep` connections remain: the longest
+    /// unused first, never a bootstrap peer and never one used within `recent`.
+    pub fn to_trim(&self, keep: usize, recent: Duration, now: Instant) -> Vec<PeerId> {
+        let excess = self.connected.len().saturating_sub(keep);
+        let mut idle: Vec<(&PeerId, &Connected)> = self
+            .connected
+            .iter()
+            .filter(|(_, c)| {
+                c.source != PeerSource::Bootstrap
+                    && now.saturating_duration_since(c.last_used) >= recent
+            })
+            .collect();
+        idle.sort_by_key(|(_, c)| c.last_used);
+        idle.into_iter().take(excess).map(|(p, _)| *p).collect()
+    }
+
+    /// The `discover` view (without the DHT figure, which the swarm knows).
+    pub fn discovery(&self, now: Instant) -> Discovery {
+        let mut peers: Vec<PeerId> = self
+            .known
+            .keys()
+            .chain(self.connected.keys())
+            .copied()
+            .collect();
+        peers.sort_by_key(|p| p.to_base58());
+        peers.dedup();
+        let mut mdns: Vec<KnownPeer> = self.mdns.keys().map(|p| self.known_peer(p, now)).collect();
+        mdns.sort_by_key(|k| k.peer_id.to_base58());
+        Discovery {
+            mdns,
+            known: peers.iter().map(|p| self.known_peer(p, now)).collect(),
+            ..Discovery::default()
         }
     }
 
@@ -226,6 +412,10 @@ fn best_address(c: &Connected) -> Multiaddr {
 mod tests {
     use super::*;
 
+    fn addr(port: u16) -> Multiaddr {
+        format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
+    }
+
     #[test]
     fn bootstrap_backoff_doubles_up_to_the_cap() {
         let now = Instant::now();
@@ -241,15 +431,72 @@ mod tests {
     }
 
     #[test]
-    fn learning_merges_addresses() {
+    fn learning_merges_addresses_and_keeps_the_first_source() {
         let now = Instant::now();
         let mut book = PeerBook::new(Vec::new(), now);
         let peer = PeerId::random();
-        let a: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
-        let b: Multiaddr = "/ip4/127.0.0.1/tcp/2".parse().unwrap();
-        book.learn(peer, vec![a.clone()], PeerSource::Exchange, now);
-        book.learn(peer, vec![a, b], PeerSource::Exchange, now);
+        book.learn(peer, vec![addr(1)], PeerSource::Mdns, now, now);
+        book.learn(peer, vec![addr(1), addr(2)], PeerSource::Pex, now, now);
         assert_eq!(book.known[&peer].addrs.len(), 2);
-        assert_eq!(book.due_known(now), vec![peer]);
+        assert_eq!(book.known[&peer].source, PeerSource::Mdns);
+        assert_eq!(book.due_known(now, 10), vec![peer]);
+        assert!(
+            book.due_known(now, 0).is_empty(),
+            "no dialling beyond the budget"
+        );
+    }
+
+    #[test]
+    fn stale_peers_age_out_after_thirty_minutes() {
+        let start = Instant::now();
+        let mut book = PeerBook::new(Vec::new(), start);
+        let (old, fresh) = (PeerId::random(), PeerId::random());
+        book.learn(old, vec![addr(1)], PeerSource::Pex, start, start);
+        let later = start + Duration::from_secs(20 * 60);
+        book.learn(fresh, vec![addr(2)], PeerSource::Pex, later, later);
+        assert_eq!(book.age_out(later), 0);
+        let much_later = start + STALE_AFTER + Duration::from_secs(1);
+        assert_eq!(book.age_out(much_later), 1);
+        assert!(book.known.contains_key(&fresh) && !book.known.contains_key(&old));
+        // Being seen again (reported by a peer) resets the clock.
+        book.learn(fresh, vec![], PeerSource::Pex, much_later, much_later);
+        assert_eq!(book.age_out(much_later + Duration::from_secs(29 * 60)), 0);
+    }
+
+    #[test]
+    fn pex_names_at_most_twenty_recent_peers_and_never_the_receiver() {
+        let now = Instant::now();
+        let mut book = PeerBook::new(Vec::new(), now);
+        let receiver = PeerId::random();
+        book.learn(receiver, vec![addr(9)], PeerSource::Pex, now, now);
+        for i in 0..30u64 {
+            let seen = now - Duration::from_secs(i);
+            book.learn(
+                PeerId::random(),
+                vec![addr(1000 + i as u16)],
+                PeerSource::Pex,
+                seen,
+                now,
+            );
+        }
+        let entries = book.pex_entries(&receiver, now);
+        assert_eq!(entries.len(), PEX_LIMIT);
+        assert!(entries.iter().all(|e| e.peer != receiver.to_bytes()));
+        assert!(
+            entries
+                .windows(2)
+                .all(|w| w[0].seen_secs_ago <= w[1].seen_secs_ago)
+        );
+    }
+
+    #[test]
+    fn a_key_mismatch_stops_dialling() {
+        let now = Instant::now();
+        let mut book = PeerBook::new(Vec::new(), now);
+        let peer = PeerId::random();
+        book.learn(peer, vec![addr(1)], PeerSource::Mdns, now, now);
+        book.known.get_mut(&peer).unwrap().key_mismatch = true;
+        assert!(book.due_known(now, 10).is_empty());
+        assert!(book.discovery(now).known[0].key_mismatch);
     }
 }

@@ -9,16 +9,14 @@ use peervault_net::{Endpoint, NetConfig, NetEvent, NetHandle, Network, NodeIdent
 const KEY: [u8; 32] = [7; 32];
 
 fn config(dir: &std::path::Path, psk: [u8; 32], bootstrap: Vec<Endpoint>) -> NetConfig {
-    NetConfig {
-        identity: NodeIdentity::load_or_create(dir).unwrap(),
+    let mut config = NetConfig::new(
+        NodeIdentity::load_or_create(dir).unwrap(),
         psk,
-        listen: vec![Endpoint::parse("127.0.0.1:0").unwrap()],
-        advertise: None,
-        bootstrap,
-        public_ip: false,
-        request_timeout: Duration::from_secs(10),
-        max_connections: 64,
-    }
+        vec![Endpoint::parse("127.0.0.1:0").unwrap()],
+    );
+    config.bootstrap = bootstrap;
+    config.request_timeout = Duration::from_secs(10);
+    config
 }
 
 async fn node(psk: [u8; 32], bootstrap: Vec<Endpoint>) -> (Network, tempfile::TempDir) {
@@ -101,7 +99,7 @@ async fn nodes_that_joined_through_one_peer_find_each_other() {
     );
     assert!(wait_for_peers(&b, 2, Duration::from_secs(10)).await);
     let sources: Vec<_> = c.peers().await.into_iter().map(|p| p.source).collect();
-    assert!(sources.contains(&PeerSource::Exchange), "{sources:?}");
+    assert!(sources.contains(&PeerSource::Pex), "{sources:?}");
 }
 
 async fn wait_mismatch(events: &mut tokio::sync::mpsc::Receiver<NetEvent>) -> bool {
@@ -208,4 +206,107 @@ async fn a_port_in_use_is_a_clear_error() {
     cfg.listen = vec![Endpoint::parse(&taken.local_addr().unwrap().to_string()).unwrap()];
     let err = peervault_net::start(cfg).await.err().expect("must fail");
     assert!(err.to_string().contains("cannot listen on"), "{err}");
+}
+
+async fn node_with(config: NetConfig) -> NetHandle {
+    echo(peervault_net::start(config).await.unwrap())
+}
+
+#[tokio::test]
+async fn the_originals_pex_chain_ends_fully_connected() {
+    // bootstrap; A and B join the bootstrap; C knows only A.
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let pex = |dir: &tempfile::TempDir, bootstrap: Vec<Endpoint>| {
+        let mut c = config(dir.path(), KEY, bootstrap);
+        c.discover_pex = true;
+        c.pex_interval = Duration::from_millis(500);
+        c
+    };
+    let boot = node_with(pex(&dirs[0], vec![])).await;
+    let boot_addr = endpoint_of(&boot).await;
+    let a = node_with(pex(&dirs[1], vec![boot_addr.clone()])).await;
+    let b = node_with(pex(&dirs[2], vec![boot_addr])).await;
+    let c = node_with(pex(&dirs[3], vec![endpoint_of(&a).await])).await;
+    let started = std::time::Instant::now();
+    for node in [&boot, &a, &b, &c] {
+        assert!(wait_for_peers(node, 3, Duration::from_secs(10)).await);
+    }
+    eprintln!("PEX chain fully connected after {:?}", started.elapsed());
+    let ids: Vec<_> = c.peers().await.into_iter().map(|p| p.peer_id).collect();
+    assert!(ids.contains(&b.local_peer_id()) && ids.contains(&boot.local_peer_id()));
+    let discovery = c.discovery().await;
+    assert!(discovery.pex_enabled);
+    assert!(discovery.known.iter().any(|k| k.source == PeerSource::Pex));
+    assert!(
+        discovery
+            .known
+            .iter()
+            .any(|k| k.source == PeerSource::Bootstrap)
+    );
+}
+
+#[tokio::test]
+async fn a_node_dials_no_more_learnt_peers_than_its_target() {
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub = node_with(config(hub_dir.path(), KEY, vec![])).await;
+    let hub_addr = endpoint_of(&hub).await;
+    let mut others = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        others.push(node_with(config(dir.path(), KEY, vec![hub_addr.clone()])).await);
+        dirs.push(dir);
+    }
+    assert!(wait_for_peers(&hub, 5, Duration::from_secs(10)).await);
+    let dir = tempfile::tempdir().unwrap();
+    let mut limited = config(dir.path(), KEY, vec![hub_addr]);
+    limited.max_peers = 3;
+    let limited = node_with(limited).await;
+    assert!(wait_for_peers(&limited, 3, Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // It learnt of six peers but dialled only up to its target; the rest may dial it.
+    let dialled = limited
+        .peers()
+        .await
+        .into_iter()
+        .filter(|p| p.source != PeerSource::Inbound)
+        .count();
+    assert!(dialled <= 3, "dialled {dialled} peers");
+    assert!(limited.discovery().await.known.len() >= 6);
+}
+
+#[tokio::test]
+async fn the_dht_finds_a_provider_the_asker_was_never_connected_to() {
+    // A line: p - x - q. q asks for what p provides; p and q were never connected.
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let line = |dir: &tempfile::TempDir, bootstrap: Vec<Endpoint>| {
+        let mut c = config(dir.path(), KEY, bootstrap);
+        c.max_peers = 1;
+        c
+    };
+    let x = node_with(line(&dirs[0], vec![])).await;
+    let x_addr = endpoint_of(&x).await;
+    let p = node_with(line(&dirs[1], vec![x_addr.clone()])).await;
+    assert!(wait_for_peers(&p, 1, Duration::from_secs(10)).await);
+    let q = node_with(line(&dirs[2], vec![x_addr])).await;
+    assert!(wait_for_peers(&q, 1, Duration::from_secs(10)).await);
+    assert!(
+        q.peers()
+            .await
+            .iter()
+            .all(|peer| peer.peer_id != p.local_peer_id())
+    );
+    p.provide(b"some-file".to_vec()).await;
+    let started = std::time::Instant::now();
+    let mut found = Vec::new();
+    while found.is_empty() && started.elapsed() < Duration::from_secs(15) {
+        found = q.find_providers(b"some-file".to_vec()).await;
+    }
+    eprintln!("DHT lookup found {found:?} after {:?}", started.elapsed());
+    assert_eq!(found, vec![p.local_peer_id()]);
+    // And the provider can be asked directly now.
+    let answer = q
+        .request(p.local_peer_id(), b"ping".to_vec(), Duration::from_secs(5))
+        .await;
+    assert_eq!(answer.unwrap(), b"gnip");
 }

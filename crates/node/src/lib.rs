@@ -17,8 +17,8 @@ pub mod wire;
 
 pub use error::{ErrorKind, NodeError};
 pub use node::{
-    DEFAULT_SYNC_INTERVAL, DamagedChunk, FileCheck, FileInfo, Node, NodeConfig, NodeStatus,
-    PeerStatus, QuotaSource, StoreReport,
+    DEFAULT_MAX_PEERS, DEFAULT_SYNC_INTERVAL, DamagedChunk, DiscoveredPeer, DiscoveryStatus,
+    FileCheck, FileInfo, Node, NodeConfig, NodeStatus, PeerStatus, QuotaSource, StoreReport,
 };
 pub use peervault_net::{Endpoint, PeerId};
 pub use peervault_store::{

@@ -33,6 +33,10 @@ use crate::replicate::{Replicas, Replication};
 /// How often each peer's catalogue is compared with ours when nothing prompts it.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(30);
 
+/// Connections a node opens by itself: enough for a small vault to be one mesh,
+/// few enough that a large one stays sparse (the DHT finds the rest).
+pub const DEFAULT_MAX_PEERS: usize = 32;
+
 /// How to start a node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -57,6 +61,13 @@ pub struct NodeConfig {
     pub replicas: Replicas,
     /// Catalogue anti-entropy period.
     pub sync_interval: Duration,
+    /// Find peers on the local link (mDNS).
+    pub discover_local: bool,
+    /// Exchange peer lists every `pex_interval` (they are always exchanged on connect).
+    pub discover_pex: bool,
+    pub pex_interval: Duration,
+    /// Connections the node opens to peers it learns about (more may dial it).
+    pub max_peers: usize,
 }
 
 impl NodeConfig {
@@ -74,6 +85,10 @@ impl NodeConfig {
             public_ip: false,
             replicas: Replicas::default(),
             sync_interval: DEFAULT_SYNC_INTERVAL,
+            discover_local: false,
+            discover_pex: false,
+            pex_interval: Duration::from_secs(5 * 60),
+            max_peers: DEFAULT_MAX_PEERS,
         }
     }
 }
@@ -193,6 +208,61 @@ pub struct PeerStatus {
     pub agent: Option<String>,
 }
 
+/// One peer found by discovery, as `discover` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiscoveredPeer {
+    pub peer_id: String,
+    pub addresses: Vec<String>,
+    /// bootstrap, mdns, pex, dht, inbound or manual.
+    pub source: String,
+    pub last_seen_seconds: f64,
+    pub connected: bool,
+    /// This node has been connected to it at some point.
+    pub met: bool,
+    /// A connection failed because it uses another network key.
+    pub key_mismatch: bool,
+}
+
+/// What `discover` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiscoveryStatus {
+    pub mdns_enabled: bool,
+    pub pex_enabled: bool,
+    /// Peers mDNS reports on the local network now.
+    pub mdns: Vec<DiscoveredPeer>,
+    /// Every peer in the address book, connected or not.
+    pub known: Vec<DiscoveredPeer>,
+    /// Peers in the DHT routing table.
+    pub dht_routing_table: usize,
+    /// Distinct peers discovered (the `peervault_peers_discovered` figure).
+    pub peers_discovered: usize,
+}
+
+fn discovered(p: &peervault_net::KnownPeer) -> DiscoveredPeer {
+    DiscoveredPeer {
+        peer_id: p.peer_id.to_string(),
+        addresses: p.addrs.iter().map(ToString::to_string).collect(),
+        source: p.source.to_string(),
+        last_seen_seconds: p.last_seen.as_secs_f64(),
+        connected: p.connected,
+        met: p.met,
+        key_mismatch: p.key_mismatch,
+    }
+}
+
+impl From<peervault_net::Discovery> for DiscoveryStatus {
+    fn from(d: peervault_net::Discovery) -> Self {
+        Self {
+            mdns_enabled: d.mdns_enabled,
+            pex_enabled: d.pex_enabled,
+            mdns: d.mdns.iter().map(discovered).collect(),
+            peers_discovered: d.known.len(),
+            known: d.known.iter().map(discovered).collect(),
+            dht_routing_table: d.dht_routing_table,
+        }
+    }
+}
+
 /// A snapshot of the node for `status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
@@ -264,17 +334,19 @@ impl Node {
             lock,
         )
         .await?;
-        let network = peervault_net::start(NetConfig {
-            identity: identity.clone(),
-            psk: config.key.pnet_psk(),
-            listen: config.listen.clone(),
-            advertise: config.advertise.clone(),
-            bootstrap: config.bootstrap.clone(),
-            public_ip: config.public_ip,
-            request_timeout: Duration::from_secs(60),
-            max_connections: 256,
-        })
-        .await?;
+        let mut net_config = NetConfig::new(
+            identity.clone(),
+            config.key.pnet_psk(),
+            config.listen.clone(),
+        );
+        net_config.advertise = config.advertise.clone();
+        net_config.bootstrap = config.bootstrap.clone();
+        net_config.public_ip = config.public_ip;
+        net_config.max_peers = config.max_peers;
+        net_config.discover_local = config.discover_local;
+        net_config.discover_pex = config.discover_pex;
+        net_config.pex_interval = config.pex_interval;
+        let network = peervault_net::start(net_config).await?;
         let started_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -299,6 +371,7 @@ impl Node {
         node.spawn(node.clone().watch_network(network.events));
         node.spawn(crate::sync::periodic(node.clone(), config.sync_interval));
         node.spawn_startup_sweep();
+        node.spawn(node.clone().provide_held_files());
         Ok(node)
     }
 
@@ -407,6 +480,7 @@ impl Node {
             let _ = task.await;
         }
         let out: WriteOutcome = written?;
+        self.provide(&out.manifest.name).await;
         let replication = self.replicate(&out.manifest).await;
         self.announce(&out.manifest.name, &replication.holders);
         Ok(StoreReport {
@@ -435,6 +509,7 @@ impl Node {
     /// carried by catalogue sync to nodes that are offline now.
     pub async fn delete(&self, name: &str) -> Result<DeleteOutcome> {
         let out = self.inner.vault.delete(name).await?;
+        self.stop_providing(name).await;
         self.announce(name, &[]);
         Ok(out)
     }
@@ -527,6 +602,11 @@ impl Node {
                 peers.len()
             ))
         })
+    }
+
+    /// What discovery knows (for `discover`).
+    pub async fn discovery(&self) -> DiscoveryStatus {
+        DiscoveryStatus::from(self.inner.net.discovery().await)
     }
 
     /// A snapshot for `status`.

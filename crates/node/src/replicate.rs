@@ -52,6 +52,8 @@ const HOLDINGS_PER_REQUEST: usize = 20_000;
 const STREAM_QUEUE: usize = 2;
 /// Blobs in flight per peer while a write streams to its holders.
 const STREAM_WINDOW: usize = 3;
+/// Pause between provider announcements at start.
+const PROVIDE_PACE: Duration = Duration::from_millis(50);
 
 /// How many copies of each file to keep, counting the writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,6 +239,9 @@ impl Node {
         if missing.iter().any(|id| !wanted.contains(id)) {
             return Err("it asked for chunks the file does not have".into());
         }
+        if missing.is_empty() {
+            return Ok(());
+        }
         let mut sending = FuturesUnordered::new();
         let mut queue = missing.into_iter();
         loop {
@@ -245,10 +250,19 @@ impl Node {
                 sending.push(self.send_chunk(peer, id));
             }
             match sending.next().await {
-                None => return Ok(()),
+                None => break,
                 Some(Ok(())) => {}
                 Some(Err(e)) => return Err(e),
             }
+        }
+        // Offer again: the peer confirms it now lacks nothing (and announces itself
+        // as a holder), which is the acknowledgement that the copy is complete.
+        match self.ask(peer, &offer, CONTROL_TIMEOUT).await {
+            Ok(Response::Want { missing }) if missing.is_empty() => Ok(()),
+            Ok(Response::Want { missing }) => {
+                Err(format!("it still lacks {} chunks", missing.len()))
+            }
+            other => Err(refusal_text(other)),
         }
     }
 
@@ -382,13 +396,49 @@ impl Node {
                 });
             }
             match fetching.next().await {
-                None => return Ok(fetched),
+                None => {
+                    self.provide(name).await;
+                    return Ok(fetched);
+                }
                 Some(Ok(_)) => fetched += 1,
                 Some(Err(why)) => {
                     return Err(NodeError::Invalid(format!(
                         "cannot fetch {name:?} from {peer}: {why}"
                     )));
                 }
+            }
+        }
+    }
+
+    /// Announces in the DHT that this node holds `name` (so that nodes not connected
+    /// to it can find it).
+    pub(crate) async fn provide(&self, name: &str) {
+        self.inner
+            .net
+            .provide(self.inner.vault.name_id(name).0.to_vec())
+            .await;
+    }
+
+    pub(crate) async fn stop_providing(&self, name: &str) {
+        self.inner
+            .net
+            .stop_providing(self.inner.vault.name_id(name).0.to_vec())
+            .await;
+    }
+
+    /// At start: announce every file held here in the DHT, a few at a time (provider
+    /// records live in memory and are gone after a restart).
+    pub(crate) async fn provide_held_files(self) {
+        let Ok(files) = self.inner.vault.list().await else {
+            return;
+        };
+        let Ok(held) = self.inner.vault.holds_all(files.clone()).await else {
+            return;
+        };
+        for (file, held) in files.iter().zip(held) {
+            if held {
+                self.provide(&file.name).await;
+                tokio::time::sleep(PROVIDE_PACE).await;
             }
         }
     }
@@ -445,9 +495,11 @@ impl Node {
         let likely = self.target_copies(peers.len()).max(1);
         Arc::new(PeerChunks {
             node: self.clone(),
+            name_id,
             order: placement(&name_id, peers),
             likely,
             failed: Arc::new(Mutex::new(HashSet::new())),
+            providers: Arc::new(tokio::sync::OnceCell::new()),
         })
     }
 }
@@ -461,6 +513,10 @@ struct PeerChunks {
     likely: usize,
     /// Peers that failed during this read: asked last from now on.
     failed: Arc<Mutex<HashSet<PeerId>>>,
+    name_id: NameId,
+    /// Holders found through the DHT, looked up once per read when connected peers
+    /// cannot supply a chunk.
+    providers: Arc<tokio::sync::OnceCell<Vec<PeerId>>>,
 }
 
 impl PeerChunks {
@@ -491,12 +547,13 @@ impl ChunkSource for PeerChunks {
         let candidates = self.candidates(index);
         let node = self.node.clone();
         let failed = self.failed.clone();
+        let providers = self.providers.clone();
+        let key = self.name_id.0.to_vec();
         Box::pin(async move {
-            if candidates.is_empty() {
-                return Err("no peer is connected".into());
-            }
             let mut reasons = Vec::new();
+            let mut asked = HashSet::new();
             for peer in candidates {
+                asked.insert(peer);
                 match node
                     .ask(peer, &Request::GetChunk { id }, CHUNK_TIMEOUT)
                     .await
@@ -512,10 +569,23 @@ impl ChunkSource for PeerChunks {
                     }
                 }
             }
-            Err(format!(
-                "no connected peer could supply it ({})",
-                reasons.join("; ")
-            ))
+            // None of the connected peers has it: ask the DHT who holds the file.
+            let found = providers
+                .get_or_init(|| async { node.inner.net.find_providers(key).await })
+                .await;
+            for peer in found.iter().filter(|p| !asked.contains(p)) {
+                match node
+                    .ask(*peer, &Request::GetChunk { id }, CHUNK_TIMEOUT)
+                    .await
+                {
+                    Ok(Response::Chunk { blob }) => return Ok(blob),
+                    other => reasons.push(format!("{peer} (via the DHT): {}", refusal_text(other))),
+                }
+            }
+            if reasons.is_empty() {
+                return Err("no peer is connected and the DHT knows no holder".into());
+            }
+            Err(format!("no peer could supply it ({})", reasons.join("; ")))
         })
     }
 }

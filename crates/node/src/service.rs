@@ -63,8 +63,12 @@ impl Node {
             }
             Request::Announce { entries } => {
                 for entry in entries.into_iter().take(ENTRIES_PER_MESSAGE) {
-                    if let Err(e) = vault.apply_sealed(entry.name_id, entry.sealed).await {
-                        tracing::warn!("ignored a catalogue record from {peer}: {e}");
+                    match vault.apply_sealed(entry.name_id, entry.sealed).await {
+                        Ok(applied) if applied.applied => {
+                            self.on_new_entry(&applied.entry, Some(peer)).await
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("ignored a catalogue record from {peer}: {e}"),
                     }
                 }
                 Response::Ack
@@ -113,6 +117,9 @@ impl Node {
             Ok(missing) => missing,
             Err(e) => return Response::Error(e.to_string()),
         };
+        if missing.is_empty() {
+            self.provide(&manifest.name).await;
+        }
         let needed = Vault::blob_bytes(&manifest, &missing);
         if let Err(StoreError::QuotaExceeded { available, .. }) = vault.check_fits_bytes(needed) {
             return Response::Refused(Refusal::Quota { needed, available });

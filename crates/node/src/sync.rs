@@ -19,14 +19,17 @@ use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
-use peervault_store::NameId;
+use peervault_store::{CatalogueEntry, NameId};
 
 use crate::node::Node;
 use crate::replicate::CONTROL_TIMEOUT;
 use crate::wire::{ENTRIES_PER_MESSAGE, Request, Response, SealedEntry};
 
-/// Peers synced at the same time by the periodic round.
-const SYNC_CONCURRENCY: usize = 8;
+/// Peers synced by one periodic round, chosen at random. Changes also spread by
+/// announcements (forwarded once by every node that applies them), so the rounds
+/// only repair what announcements missed; syncing with every peer every round would
+/// also keep every connection, including those a DHT query opened once, busy for ever.
+const SYNC_FANOUT: usize = 4;
 
 /// What one sync changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +67,11 @@ impl Node {
             stats.fetched += entries.len();
             for entry in entries {
                 match vault.apply_sealed(entry.name_id, entry.sealed).await {
-                    Ok(applied) => stats.applied += usize::from(applied.applied),
+                    Ok(applied) if applied.applied => {
+                        stats.applied += 1;
+                        self.on_new_entry(&applied.entry, Some(peer)).await;
+                    }
+                    Ok(_) => {}
                     Err(e) => tracing::warn!("ignored a catalogue record from {peer}: {e}"),
                 }
             }
@@ -103,6 +110,17 @@ impl Node {
             .into_iter()
             .map(|(name_id, sealed)| SealedEntry { name_id, sealed })
             .collect())
+    }
+
+    /// A record from a peer took effect here: pass it on to the other peers (so that
+    /// changes cross networks that are not fully connected: each node forwards a
+    /// version once, when it first applies it), and stop announcing a deleted file.
+    pub(crate) async fn on_new_entry(&self, entry: &CatalogueEntry, from: Option<PeerId>) {
+        if matches!(entry, CatalogueEntry::Deleted(_)) {
+            self.stop_providing(entry.name()).await;
+        }
+        let skip: Vec<PeerId> = from.into_iter().collect();
+        self.announce(entry.name(), &skip);
     }
 
     /// Tells every connected peer (but `skip`) about the current record of `name`,
@@ -151,9 +169,11 @@ pub(crate) async fn periodic(node: Node, interval: Duration) {
     tick.tick().await; // the first tick fires at once; connections sync on their own
     loop {
         tick.tick().await;
-        let peers = node.inner.net.peers().await;
+        let mut peers = node.inner.net.peers().await;
+        shuffle(&mut peers);
+        peers.truncate(SYNC_FANOUT);
         futures::stream::iter(peers)
-            .for_each_concurrent(SYNC_CONCURRENCY, |p| {
+            .for_each_concurrent(SYNC_FANOUT, |p| {
                 let node = node.clone();
                 async move {
                     if let Err(e) = node.sync_with(p.peer_id).await {
@@ -162,5 +182,17 @@ pub(crate) async fn periodic(node: Node, interval: Duration) {
                 }
             })
             .await;
+    }
+}
+
+/// Fisher-Yates with the OS's randomness (a failure just leaves the order as is).
+fn shuffle<T>(items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        let mut bytes = [0u8; 8];
+        if getrandom::fill(&mut bytes).is_err() {
+            return;
+        }
+        let j = (u64::from_le_bytes(bytes) % (i as u64 + 1)) as usize;
+        items.swap(i, j);
     }
 }

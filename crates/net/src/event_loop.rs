@@ -1,0 +1,861 @@
+//! The task that owns the swarm (see [`crate::network`] for what it does and why).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identify, kad, mdns, ping};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::FrameCodec;
+use crate::network::{Addresses, Command, InboundRequest, NetConfig, NetError, NetEvent};
+use crate::peers::{
+    Connected, PEX_LIMIT, PeerBook, PeerSource, PexEntry, REDIAL_FIRST, REDIAL_MAX, STALE_AFTER,
+};
+use crate::transport::is_key_mismatch;
+
+/// How often due redials are looked for.
+const REDIAL_TICK: Duration = Duration::from_millis(250);
+/// How often the address book is aged.
+const AGEING_TICK: Duration = Duration::from_secs(60);
+/// A key mismatch from one address is logged at most this often.
+const MISMATCH_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the number of connections is checked against the target.
+const TRIM_TICK: Duration = Duration::from_secs(5);
+/// A connection unused for this long may be closed when there are too many.
+const TRIM_UNUSED_FOR: Duration = Duration::from_secs(30);
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub pex: request_response::Behaviour<FrameCodec>,
+    pub app: request_response::Behaviour<FrameCodec>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PexMessage {
+    peers: Vec<PexEntry>,
+}
+
+type Responding = BoxFuture<
+    'static,
+    (
+        ResponseChannel<Vec<u8>>,
+        Result<Vec<u8>, oneshot::error::RecvError>,
+    ),
+>;
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    command_tx: mpsc::Sender<Command>,
+    inbound: mpsc::Sender<InboundRequest>,
+    events: mpsc::Sender<NetEvent>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetError>>>,
+    responding: FuturesUnordered<Responding>,
+    providers: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
+    book: PeerBook,
+    public_ip: bool,
+    max_peers: usize,
+    discover_pex: bool,
+    pex_interval: Duration,
+    listen: Vec<Multiaddr>,
+    mismatch_logged: HashMap<String, Instant>,
+    shutdown: CancellationToken,
+}
+
+fn encode_pex(peers: Vec<PexEntry>) -> Vec<u8> {
+    postcard::to_stdvec(&PexMessage { peers }).unwrap_or_default()
+}
+
+/// Peers named in a peer-exchange message, with when they were last seen.
+fn decode_pex(bytes: &[u8], now: Instant) -> Vec<(PeerId, Vec<Multiaddr>, Instant)> {
+    let Ok(message) = postcard::from_bytes::<PexMessage>(bytes) else {
+        return Vec::new();
+    };
+    message
+        .peers
+        .into_iter()
+        .take(PEX_LIMIT)
+        .filter(|e| Duration::from_secs(e.seen_secs_ago) < STALE_AFTER)
+        .filter_map(|e| {
+            let peer = PeerId::from_bytes(&e.peer).ok()?;
+            let addrs: Vec<Multiaddr> = e
+                .addrs
+                .into_iter()
+                .filter_map(|a| Multiaddr::try_from(a).ok())
+                .collect();
+            let seen = now.checked_sub(Duration::from_secs(e.seen_secs_ago))?;
+            Some((peer, addrs, seen))
+        })
+        .collect()
+}
+
+/// Our listen port on the observed IP: what a peer behind the same NAT view would dial.
+fn public_candidate(observed: &Multiaddr, listen: &[Multiaddr]) -> Option<Multiaddr> {
+    let ip = observed.iter().next()?;
+    if !matches!(ip, Protocol::Ip4(_) | Protocol::Ip6(_)) {
+        return None;
+    }
+    let port = listen.iter().find_map(|a| {
+        a.iter().find_map(|p| match p {
+            Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+    })?;
+    Some(Multiaddr::empty().with(ip).with(Protocol::Tcp(port)))
+}
+
+impl EventLoop {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        swarm: Swarm<Behaviour>,
+        config: &NetConfig,
+        listen: Vec<Multiaddr>,
+        commands: mpsc::Receiver<Command>,
+        command_tx: mpsc::Sender<Command>,
+        inbound: mpsc::Sender<InboundRequest>,
+        events: mpsc::Sender<NetEvent>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            swarm,
+            commands,
+            command_tx,
+            inbound,
+            events,
+            pending: HashMap::new(),
+            responding: FuturesUnordered::new(),
+            providers: HashMap::new(),
+            book: PeerBook::new(config.bootstrap.clone(), Instant::now()),
+            public_ip: config.public_ip,
+            max_peers: config.max_peers.max(1),
+            discover_pex: config.discover_pex,
+            pex_interval: config.pex_interval,
+            listen,
+            mismatch_logged: HashMap::new(),
+            shutdown,
+        }
+    }
+
+    pub async fn run(mut self) {
+        let mut redial = tokio::time::interval(REDIAL_TICK);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ageing = tokio::time::interval(AGEING_TICK);
+        let mut trim = tokio::time::interval(TRIM_TICK);
+        let mut pex = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.pex_interval,
+            self.pex_interval,
+        );
+        pex.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(command) = self.commands.recv() => self.on_command(command),
+                Some((channel, answer)) = self.responding.next(), if !self.responding.is_empty() => {
+                    if let Ok(bytes) = answer {
+                        let _ = self.swarm.behaviour_mut().app.send_response(channel, bytes);
+                    }
+                }
+                _ = redial.tick() => self.redial(),
+                _ = ageing.tick() => {
+                    let gone = self.book.age_out(Instant::now());
+                    if gone > 0 {
+                        tracing::debug!("forgot {gone} peers nobody has seen for 30 minutes");
+                    }
+                }
+                                _ = pex.tick(), if self.discover_pex => self.exchange_with_all(),
+                _ = trim.tick() => self.trim(),
+            }
+        }
+        for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Err(NetError::Stopped));
+        }
+    }
+
+    fn emit(&self, event: NetEvent) {
+        if self.events.try_send(event).is_err() {
+            tracing::debug!("network event dropped: the node is not keeping up");
+        }
+    }
+
+    /// Connections the node may still open to peers it learns about (dials under
+    /// way count as connections).
+    fn dial_budget(&self) -> usize {
+        let dialling = self.book.known.values().filter(|k| k.pending).count();
+        self.max_peers
+            .saturating_sub(self.book.connected.len() + dialling)
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Request { peer, bytes, reply } => {
+                self.touch_used(&peer);
+                let id = self.swarm.behaviour_mut().app.send_request(&peer, bytes);
+                self.pending.insert(id, reply);
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.book.snapshot(Instant::now()));
+            }
+            Command::Discovery(reply) => {
+                let mut discovery = self.book.discovery(Instant::now());
+                discovery.mdns_enabled = self.swarm.behaviour().mdns.is_enabled();
+                discovery.pex_enabled = self.discover_pex;
+                discovery.dht_routing_table = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .kbuckets()
+                    .map(|b| b.num_entries())
+                    .sum();
+                let _ = reply.send(discovery);
+            }
+            Command::Addresses(reply) => {
+                let _ = reply.send(Addresses {
+                    listen: self.swarm.listeners().cloned().collect(),
+                    external: self.swarm.external_addresses().cloned().collect(),
+                });
+            }
+            Command::Dial { addrs, reply } => {
+                let result = match addrs.first() {
+                    None => Err(NetError::Dial {
+                        addr: String::new(),
+                        reason: "no address given".into(),
+                    }),
+                    Some(addr) => {
+                        let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+                        self.swarm.dial(opts).map_err(|e| NetError::Dial {
+                            addr: addr.to_string(),
+                            reason: e.to_string(),
+                        })
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::Resolved { index, result } => self.dial_bootstrap(index, result),
+            Command::Provide(key) => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .start_providing(kad::RecordKey::new(&key))
+                {
+                    tracing::debug!("cannot announce a provider record: {e}");
+                }
+            }
+            Command::StopProviding(key) => {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .stop_providing(&kad::RecordKey::new(&key));
+            }
+            Command::FindProviders { key, reply } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_providers(kad::RecordKey::new(&key));
+                self.providers.insert(id, (Vec::new(), reply));
+            }
+        }
+    }
+
+    /// Dials every bootstrap endpoint and known peer whose time has come.
+    fn redial(&mut self) {
+        let now = Instant::now();
+        for index in self.book.due_bootstraps(now) {
+            let entry = &mut self.book.bootstrap[index];
+            entry.resolving = true;
+            let endpoint = entry.endpoint.clone();
+            let commands = self.command_tx.clone();
+            tokio::spawn(async move {
+                let result = endpoint.resolve_for_dial().await;
+                let _ = commands.send(Command::Resolved { index, result }).await;
+            });
+        }
+        for peer in self.book.due_known(now, self.dial_budget()) {
+            self.dial_known(peer, now);
+        }
+    }
+
+    fn dial_known(&mut self, peer: PeerId, now: Instant) {
+        let Some(known) = self.book.known.get_mut(&peer) else {
+            return;
+        };
+        known.pending = true;
+        known.attempts += 1;
+        let opts = DialOpts::peer_id(peer)
+            .addresses(known.addrs.clone())
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!("cannot dial {peer}: {e}");
+            known.pending = false;
+            known.next_attempt = now + REDIAL_FIRST * 2u32.pow(known.attempts.min(5));
+        }
+    }
+
+    fn dial_bootstrap(&mut self, index: usize, resolved: std::io::Result<Vec<Multiaddr>>) {
+        let now = Instant::now();
+        let Some(entry) = self.book.bootstrap.get_mut(index) else {
+            return;
+        };
+        entry.resolving = false;
+        let addrs = match resolved {
+            Ok(addrs) if !addrs.is_empty() => addrs,
+            Ok(_) => return self.bootstrap_failed(index, "the name resolves to no address".into()),
+            Err(e) => return self.bootstrap_failed(index, e.to_string()),
+        };
+        // With several addresses (127.0.0.1 and ::1 for localhost), rotate through
+        // them from one attempt to the next.
+        let addr = addrs[entry.failures as usize % addrs.len()].clone();
+        let opts = DialOpts::unknown_peer_id().address(addr).build();
+        entry.pending = Some(opts.connection_id());
+        entry.next_attempt = now;
+        if let Err(e) = self.swarm.dial(opts) {
+            self.bootstrap_failed(index, e.to_string());
+        }
+    }
+
+    fn bootstrap_failed(&mut self, index: usize, reason: String) {
+        let pause = self.book.bootstrap_failed(index, Instant::now());
+        let entry = &self.book.bootstrap[index];
+        if entry.failures == 1 {
+            tracing::warn!(
+                "cannot reach bootstrap peer {} ({reason}); retrying every {}s at most, until it answers",
+                entry.endpoint,
+                REDIAL_MAX.as_secs()
+            );
+        } else {
+            tracing::debug!(
+                "bootstrap {} still unreachable ({reason}); next try in {pause:?}",
+                entry.endpoint
+            );
+        }
+    }
+
+    fn log_key_mismatch(&mut self, address: &Multiaddr, inbound: bool) {
+        let key = address
+            .iter()
+            .next()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let now = Instant::now();
+        let recently = self
+            .mismatch_logged
+            .get(&key)
+            .is_some_and(|t| now.duration_since(*t) < MISMATCH_LOG_INTERVAL);
+        if !recently {
+            self.mismatch_logged.insert(key, now);
+            let direction = if inbound { "from" } else { "to" };
+            tracing::warn!(
+                "network key mismatch: refused the connection {direction} {address}; that node uses a different network key (check --key / PEERVAULT_KEY on both sides)"
+            );
+        }
+        self.emit(NetEvent::KeyMismatch {
+            address: address.clone(),
+        });
+    }
+
+    /// Sends our peer list to `peer` (its answer carries its list).
+    fn exchange_with(&mut self, peer: PeerId) {
+        let entries = self.book.pex_entries(&peer, Instant::now());
+        self.swarm
+            .behaviour_mut()
+            .pex
+            .send_request(&peer, encode_pex(entries));
+    }
+
+    fn exchange_with_all(&mut self) {
+        let peers: Vec<PeerId> = self.book.connected.keys().copied().collect();
+        tracing::debug!("peer exchange round with {} peers", peers.len());
+        for peer in peers {
+            self.exchange_with(peer);
+        }
+    }
+
+    /// Learns the peers a peer told us about and dials new ones within the budget.
+    fn learn_from_pex(&mut self, from: PeerId, bytes: &[u8]) {
+        let now = Instant::now();
+        let local = *self.swarm.local_peer_id();
+        let mut new = 0;
+        for (peer, addrs, seen) in decode_pex(bytes, now) {
+            if peer == local {
+                continue;
+            }
+            if !self.book.known.contains_key(&peer) && !self.book.connected.contains_key(&peer) {
+                new += 1;
+            }
+            for addr in &addrs {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
+            }
+            self.book.learn(peer, addrs, PeerSource::Pex, seen, now);
+        }
+        if new > 0 {
+            tracing::debug!("learnt of {new} peers from {from}");
+        }
+        for peer in self.book.due_known(now, self.dial_budget()) {
+            self.dial_known(peer, now);
+        }
+    }
+
+    fn on_connected(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: libp2p::swarm::ConnectionId,
+        endpoint: ConnectedPoint,
+    ) {
+        let now = Instant::now();
+        let bootstrap = self
+            .book
+            .bootstrap
+            .iter_mut()
+            .find(|b| b.pending == Some(connection_id) || b.peer == Some(peer_id));
+        let source = match (&bootstrap, &endpoint) {
+            (Some(_), _) => PeerSource::Bootstrap,
+            (None, ConnectedPoint::Listener { .. }) => PeerSource::Inbound,
+            (None, ConnectedPoint::Dialer { .. }) => self
+                .book
+                .known
+                .get(&peer_id)
+                .map(|k| k.source)
+                .unwrap_or(PeerSource::Manual),
+        };
+        if let Some(b) = bootstrap {
+            if b.failures > 0 {
+                tracing::info!(
+                    "reached bootstrap peer {} after {} failed attempts",
+                    b.endpoint,
+                    b.failures
+                );
+            }
+            b.peer = Some(peer_id);
+            b.pending = None;
+            b.failures = 0;
+            b.backoff = REDIAL_FIRST;
+        }
+        if let Some(known) = self.book.known.get_mut(&peer_id) {
+            known.pending = false;
+            known.attempts = 0;
+            known.last_seen = now;
+        }
+        let (remote, dialed) = match &endpoint {
+            ConnectedPoint::Dialer { address, .. } => (address.clone(), true),
+            ConnectedPoint::Listener { send_back_addr, .. } => (send_back_addr.clone(), false),
+        };
+        tracing::info!("connected to peer {peer_id} at {remote} ({source})");
+        self.book.connected.insert(
+            peer_id,
+            Connected {
+                remote,
+                dialed,
+                source,
+                rtt: None,
+                last_seen: now,
+                last_used: now,
+                since: now,
+                agent: None,
+                listen_addrs: Vec::new(),
+            },
+        );
+        self.exchange_with(peer_id);
+        self.emit(NetEvent::Connected(peer_id));
+    }
+
+    /// The last connection to `peer` closed: remember how to reach it again.
+    fn on_disconnected(&mut self, peer_id: PeerId, cause: Option<String>, now: Instant) {
+        if let Some(gone) = self.book.connected.remove(&peer_id) {
+            tracing::info!(
+                "disconnected from peer {peer_id}{}",
+                cause.map(|c| format!(" ({c})")).unwrap_or_default()
+            );
+            let addrs = if gone.listen_addrs.is_empty() && gone.dialed {
+                vec![gone.remote.clone()]
+            } else {
+                gone.listen_addrs
+            };
+            self.book.learn(peer_id, addrs, gone.source, now, now);
+            if let Some(known) = self.book.known.get_mut(&peer_id) {
+                known.next_attempt = now + REDIAL_FIRST;
+                known.pending = false;
+                known.met = true;
+            }
+        }
+        for b in &mut self.book.bootstrap {
+            if b.peer == Some(peer_id) {
+                b.next_attempt = now + REDIAL_FIRST;
+            }
+        }
+        self.emit(NetEvent::Disconnected(peer_id));
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        let now = Instant::now();
+        match event {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } if num_established.get() == 1 => self.on_connected(peer_id, connection_id, endpoint),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                cause,
+                ..
+            } => self.on_disconnected(peer_id, cause.map(|c| c.to_string()), now),
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                let mismatch = is_key_mismatch(&error);
+                if let Some(index) = self
+                    .book
+                    .bootstrap
+                    .iter()
+                    .position(|b| b.pending == Some(connection_id))
+                {
+                    let address = self.book.bootstrap[index].endpoint.to_multiaddr();
+                    if mismatch {
+                        self.log_key_mismatch(&address, false);
+                    }
+                    self.bootstrap_failed(index, error.to_string());
+                } else if let Some(peer) = peer_id {
+                    let mut address = Multiaddr::empty();
+                    if let Some(known) = self.book.known.get_mut(&peer) {
+                        known.pending = false;
+                        known.next_attempt = now + REDIAL_FIRST * 2u32.pow(known.attempts.min(5));
+                        // Another key never becomes ours: stop dialling it.
+                        known.key_mismatch |= mismatch;
+                        address = known
+                            .addrs
+                            .first()
+                            .cloned()
+                            .unwrap_or_else(Multiaddr::empty);
+                    }
+                    if mismatch {
+                        self.log_key_mismatch(&address, false);
+                    }
+                    tracing::debug!("dial to {peer} failed: {error}");
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                if is_key_mismatch(&error) {
+                    self.log_key_mismatch(&send_back_addr, true);
+                } else {
+                    tracing::debug!("incoming connection from {send_back_addr} failed: {error}");
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::debug!("listening on {address}");
+                if !self.listen.contains(&address) {
+                    self.listen.push(address);
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn touch(&mut self, peer: &PeerId) {
+        if let Some(c) = self.book.connected.get_mut(peer) {
+            c.last_seen = Instant::now();
+        }
+    }
+
+    /// Like [`EventLoop::touch`], and marks the connection as in use (not to be trimmed).
+    fn touch_used(&mut self, peer: &PeerId) {
+        if let Some(c) = self.book.connected.get_mut(peer) {
+            let now = Instant::now();
+            c.last_seen = now;
+            c.last_used = now;
+        }
+    }
+
+    /// Keeps the number of connections near the target: beyond twice `max_peers`,
+    /// connections nobody has used for a while (DHT lookups open many) are closed.
+    fn trim(&mut self) {
+        let high = self.max_peers * 2;
+        if self.book.connected.len() <= high {
+            return;
+        }
+        let now = Instant::now();
+        for peer in self.book.to_trim(self.max_peers, TRIM_UNUSED_FOR, now) {
+            tracing::debug!("closing the unused connection to {peer} (over the connection target)");
+            if let Some(known) = self.book.known.get_mut(&peer) {
+                // Not worth redialling at once: it was closed on purpose.
+                known.next_attempt = now + TRIM_UNUSED_FOR;
+            }
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Limits(never) => match never {},
+            BehaviourEvent::Ping(ping::Event { peer, result, .. }) => {
+                if let Ok(rtt) = result
+                    && let Some(c) = self.book.connected.get_mut(&peer)
+                {
+                    c.rtt = Some(rtt);
+                    c.last_seen = Instant::now();
+                }
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                self.on_identified(peer_id, info)
+            }
+            BehaviourEvent::Identify(_) => {}
+            BehaviourEvent::Pex(event) => self.on_pex(event),
+            BehaviourEvent::App(event) => self.on_app(event),
+            BehaviourEvent::Mdns(event) => self.on_mdns(event),
+            BehaviourEvent::Kad(event) => self.on_kad(event),
+        }
+    }
+
+    fn on_identified(&mut self, peer_id: PeerId, info: identify::Info) {
+        for addr in &info.listen_addrs {
+            self.swarm.add_peer_address(peer_id, addr.clone());
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer_id, addr.clone());
+        }
+        if let Some(c) = self.book.connected.get_mut(&peer_id) {
+            c.agent = Some(info.agent_version.clone());
+            c.listen_addrs = info.listen_addrs.clone();
+        }
+        if self.public_ip
+            && let Some(candidate) = public_candidate(&info.observed_addr, &self.listen)
+            && !self.swarm.external_addresses().any(|a| *a == candidate)
+        {
+            tracing::info!("public address detected: {candidate} (as seen by peer {peer_id})");
+            self.swarm.add_external_address(candidate);
+        }
+    }
+
+    fn on_pex(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        if let request_response::Event::Message { peer, message, .. } = event {
+            self.touch(&peer);
+            match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let answer = encode_pex(self.book.pex_entries(&peer, Instant::now()));
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .pex
+                        .send_response(channel, answer);
+                    self.learn_from_pex(peer, &request);
+                }
+                request_response::Message::Response { response, .. } => {
+                    self.learn_from_pex(peer, &response)
+                }
+            }
+        }
+    }
+
+    fn on_app(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => {
+                self.touch_used(&peer);
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        let (reply, answer) = oneshot::channel();
+                        let inbound = InboundRequest {
+                            peer,
+                            bytes: request,
+                            reply,
+                        };
+                        if self.inbound.try_send(inbound).is_err() {
+                            tracing::debug!("dropped a request from {peer}: the node is saturated");
+                            return;
+                        }
+                        self.responding
+                            .push(Box::pin(async move { (channel, answer.await) }));
+                    }
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(reply) = self.pending.remove(&request_id) {
+                            let _ = reply.send(Ok(response));
+                        }
+                    }
+                }
+            }
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let error = match error {
+                        request_response::OutboundFailure::Timeout => NetError::Timeout { peer },
+                        request_response::OutboundFailure::DialFailure => NetError::Unreachable {
+                            peer,
+                            reason: "not connected and could not dial it".into(),
+                        },
+                        other => NetError::Failed {
+                            peer,
+                            reason: other.to_string(),
+                        },
+                    };
+                    let _ = reply.send(Err(error));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_mdns(&mut self, event: mdns::Event) {
+        let now = Instant::now();
+        let local = *self.swarm.local_peer_id();
+        match event {
+            mdns::Event::Discovered(found) => {
+                for (peer, addr) in found {
+                    if peer == local {
+                        continue;
+                    }
+                    let addrs = self.book.mdns.entry(peer).or_default();
+                    if !addrs.contains(&addr) {
+                        tracing::debug!("mDNS found {peer} at {addr}");
+                        addrs.push(addr.clone());
+                    }
+                    self.book
+                        .learn(peer, vec![addr], PeerSource::Mdns, now, now);
+                }
+                for peer in self.book.due_known(now, self.dial_budget()) {
+                    self.dial_known(peer, now);
+                }
+            }
+            mdns::Event::Expired(gone) => {
+                for (peer, addr) in gone {
+                    if let Some(addrs) = self.book.mdns.get_mut(&peer) {
+                        addrs.retain(|a| *a != addr);
+                        if addrs.is_empty() {
+                            self.book.mdns.remove(&peer);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_kad(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => {
+                let kad::QueryResult::GetProviders(result) = result else {
+                    return;
+                };
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
+                    let now = Instant::now();
+                    for provider in providers {
+                        if provider == *self.swarm.local_peer_id() {
+                            continue;
+                        }
+                        // Dial now, while the query still knows the provider's addresses.
+                        if !self.book.connected.contains_key(&provider) {
+                            let opts = DialOpts::peer_id(provider)
+                                .condition(PeerCondition::DisconnectedAndNotDialing)
+                                .build();
+                            let _ = self.swarm.dial(opts);
+                            self.book
+                                .learn(provider, Vec::new(), PeerSource::Dht, now, now);
+                        }
+                        if let Some((found, _)) = self.providers.get_mut(&id)
+                            && !found.contains(&provider)
+                        {
+                            found.push(provider);
+                        }
+                    }
+                }
+                if step.last
+                    && let Some((found, reply)) = self.providers.remove(&id)
+                {
+                    let _ = reply.send(found);
+                }
+            }
+            kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            } => {
+                // Remember DHT peers in the address book, without dialling them all.
+                let now = Instant::now();
+                if !self.book.connected.contains_key(&peer) && !self.book.known.contains_key(&peer)
+                {
+                    self.book
+                        .learn(peer, addresses.into_vec(), PeerSource::Dht, now, now);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pex_messages_round_trip_and_garbage_is_ignored() {
+        let now = Instant::now();
+        let peer = PeerId::random();
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4000".parse().unwrap();
+        let bytes = encode_pex(vec![
+            PexEntry {
+                peer: peer.to_bytes(),
+                addrs: vec![addr.to_vec()],
+                source: PeerSource::Mdns,
+                seen_secs_ago: 5,
+            },
+            PexEntry {
+                peer: PeerId::random().to_bytes(),
+                addrs: vec![addr.to_vec()],
+                source: PeerSource::Pex,
+                seen_secs_ago: STALE_AFTER.as_secs() + 1,
+            },
+        ]);
+        let decoded = decode_pex(&bytes, now);
+        assert_eq!(decoded.len(), 1, "stale entries are not learnt");
+        assert_eq!((decoded[0].0, decoded[0].1.clone()), (peer, vec![addr]));
+        assert!(decode_pex(b"\xff\xff garbage", now).is_empty());
+    }
+
+    #[test]
+    fn the_public_candidate_uses_our_listen_port() {
+        let observed: Multiaddr = "/ip4/203.0.113.5/tcp/51234".parse().unwrap();
+        let listen: Vec<Multiaddr> = vec!["/ip4/0.0.0.0/tcp/3000".parse().unwrap()];
+        assert_eq!(
+            public_candidate(&observed, &listen).unwrap().to_string(),
+            "/ip4/203.0.113.5/tcp/3000"
+        );
+    }
+}

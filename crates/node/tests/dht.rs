@@ -1,0 +1,144 @@
+//! A sparse network of twenty nodes: a file is read on a node that was never
+//! connected to any of its holders, which find each other through the DHT.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use peervault_node::{Endpoint, NetworkKey, Node, NodeConfig, Replicas};
+
+const NODES: usize = 30;
+/// Nodes that each store a file before the reader joins.
+const WRITERS: usize = 8;
+
+async fn endpoint(node: &Node) -> Endpoint {
+    Endpoint::parse(&node.status().await.unwrap().listen_addrs[0]).unwrap()
+}
+
+async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_finds_holders_it_was_never_connected_to_through_the_dht() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = NetworkKey::from_user_input("dht test key").unwrap();
+    let config = |i: usize, max_peers: usize| {
+        let mut config = NodeConfig::new(dir.path().join(format!("n{i}")), key.clone());
+        // One copy: the only holder is the writer.
+        config.replicas = Replicas::Count(1);
+        config.max_peers = max_peers;
+        config.sync_interval = Duration::from_secs(2);
+        config
+    };
+    // A fixed pseudo-random choice of "one earlier node" for each bootstrap.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |below: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below as u64) as usize
+    };
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..NODES - 1 {
+        let mut c = config(i, 2);
+        if i > 0 {
+            c.bootstrap = vec![endpoint(&nodes[next(i)]).await];
+        }
+        nodes.push(Node::start(c).await.unwrap());
+    }
+    for node in &nodes {
+        eventually("every node has a peer", Duration::from_secs(30), || async {
+            !node.peers().await.is_empty()
+        })
+        .await;
+    }
+
+    // Several nodes store one file each (one copy: the writer is the only holder),
+    // the least connected ones first.
+    let degrees: Vec<usize> = futures::future::join_all(nodes.iter().map(|n| n.peers()))
+        .await
+        .iter()
+        .map(Vec::len)
+        .collect();
+    let mut writers: Vec<usize> = (0..nodes.len()).collect();
+    writers.sort_by_key(|i| degrees[*i]);
+    writers.truncate(WRITERS);
+    let mut xof = blake3::Hasher::new().update(b"dht").finalize_xof();
+    let mut bytes = vec![0u8; 2 * 1024 * 1024 + 17];
+    xof.fill(&mut bytes);
+    for (i, w) in writers.iter().enumerate() {
+        let report = nodes[*w]
+            .store(&format!("far-{i}.bin"), &bytes[..], None)
+            .await
+            .unwrap();
+        assert_eq!(
+            report.replication.copies, 1,
+            "the writer is the only holder"
+        );
+    }
+
+    // The reader joins last, through one earlier node, opening one connection itself.
+    let mut c = config(NODES - 1, 1);
+    c.bootstrap = vec![endpoint(&nodes[next(nodes.len())]).await];
+    let reader = Node::start(c).await.unwrap();
+    for i in 0..WRITERS {
+        let name = format!("far-{i}.bin");
+        eventually(
+            "the reader learns of every file",
+            Duration::from_secs(90),
+            || async { reader.stat(&name).await.is_ok() },
+        )
+        .await;
+    }
+    // Kademlia's own lookups connect a newcomer to many nodes in a network this small;
+    // pick a writer it has never been connected to.
+    let met: Vec<String> = reader
+        .discovery()
+        .await
+        .known
+        .into_iter()
+        .filter(|k| k.met || k.connected)
+        .map(|k| k.peer_id)
+        .collect();
+    let (i, _) = writers
+        .iter()
+        .enumerate()
+        .find(|(_, w)| !met.contains(&nodes[**w].peer_id()))
+        .expect("some writer was never connected to the reader");
+    eprintln!(
+        "the reader has met {} of {} nodes; reading file {i}",
+        met.len(),
+        NODES - 1
+    );
+    let name = format!("far-{i}.bin");
+    assert!(!reader.stat(&name).await.unwrap().local);
+    let started = Instant::now();
+    let mut stream = reader.get(&name).await.unwrap();
+    let mut read = Vec::new();
+    while let Some(piece) = stream.next().await {
+        read.extend_from_slice(&piece.unwrap());
+    }
+    eprintln!(
+        "{NODES} nodes: the reader found a holder it had never met through the DHT and read the file in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(blake3::hash(&read), blake3::hash(&bytes));
+
+    assert!(reader.discovery().await.dht_routing_table >= 1);
+    reader.shutdown(Duration::from_secs(2)).await;
+    for node in nodes {
+        node.shutdown(Duration::from_secs(2)).await;
+    }
+}
