@@ -151,7 +151,12 @@ impl EventLoop {
         }
     }
 
-    pub async fn run(mut self) {
+    /// Runs until shutdown, first handling the events that arrived while the
+    /// listeners were starting.
+    pub async fn run(mut self, early: Vec<SwarmEvent<BehaviourEvent>>) {
+        for event in early {
+            self.on_swarm_event(event);
+        }
         let mut redial = tokio::time::interval(REDIAL_TICK);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ageing = tokio::time::interval(AGEING_TICK);

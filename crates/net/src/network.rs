@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::addr::Endpoint;
 use crate::codec::FrameCodec;
-use crate::event_loop::{Behaviour, EventLoop};
+use crate::event_loop::{Behaviour, BehaviourEvent, EventLoop};
 use crate::identity::NodeIdentity;
 use crate::peers::{Discovery, PeerInfo};
 use crate::transport;
@@ -353,7 +353,7 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
         .build();
 
-    let listen = listen_all(&mut swarm, &config.listen).await?;
+    let (listen, early) = listen_all(&mut swarm, &config.listen).await?;
     if let Some(advertise) = &config.advertise {
         swarm.add_external_address(advertise.to_multiaddr());
     }
@@ -372,7 +372,7 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
         events_tx,
         shutdown.clone(),
     );
-    tokio::spawn(event_loop.run());
+    tokio::spawn(event_loop.run(early));
     Ok(Network {
         handle: NetHandle {
             commands: command_tx,
@@ -386,10 +386,14 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
 }
 
 /// Listens on every endpoint and waits until each listener is up or has failed.
+///
+/// Returns the listen addresses and every other event the swarm produced
+/// meanwhile (an mDNS answer, an inbound connection), which the event loop
+/// handles first: dropping them would lose a peer found during start-up.
 async fn listen_all(
     swarm: &mut Swarm<Behaviour>,
     endpoints: &[Endpoint],
-) -> Result<Vec<Multiaddr>, NetError> {
+) -> Result<(Vec<Multiaddr>, Vec<SwarmEvent<BehaviourEvent>>), NetError> {
     use futures::StreamExt;
     use std::collections::HashMap;
     let mut waiting = HashMap::new();
@@ -406,6 +410,7 @@ async fn listen_all(
         waiting.insert(id, endpoint.to_string());
     }
     let mut addresses = Vec::new();
+    let mut early = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !waiting.is_empty() {
         let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
@@ -440,14 +445,17 @@ async fn listen_all(
                     });
                 }
             }
-            _ => {}
+            other => early.push(other),
         }
     }
     // A listener on 0.0.0.0 reports each interface; give the rest a moment.
-    while let Ok(SwarmEvent::NewListenAddr { address, .. }) =
+    while let Ok(event) =
         tokio::time::timeout(Duration::from_millis(50), swarm.select_next_some()).await
     {
-        addresses.push(address);
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => addresses.push(address),
+            other => early.push(other),
+        }
     }
-    Ok(addresses)
+    Ok((addresses, early))
 }

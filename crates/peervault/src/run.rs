@@ -129,6 +129,11 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     config.bootstrap = settings.bootstrap.clone();
     config.public_ip = settings.public_ip;
     config.replicas = settings.replicas;
+    config.discover_local = settings.discover_local;
+    config.discover_pex = settings.discover_pex;
+    config.pex_interval = settings.pex_interval;
+    config.max_peers = settings.max_peers;
+    config.sync_interval = settings.sync_interval;
     let node = Node::start(config).await.map_err(anyhow::Error::new)?;
     let status = node.status().await?;
 
@@ -158,6 +163,18 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
             names.join(", ")
         );
     }
+    let mut discovery = Vec::new();
+    if settings.discover_local {
+        discovery.push("mDNS on the local network".to_string());
+    }
+    if settings.discover_pex {
+        discovery.push(format!(
+            "peer exchange every {}",
+            humantime::format_duration(settings.pex_interval)
+        ));
+    }
+    discovery.push("DHT".to_string());
+    println!("  Discovery:  {}", discovery.join(", "));
     println!("  Control:    {}", socket_path(&data_dir).display());
     for flag in settings.inactive_flags() {
         eprintln!(

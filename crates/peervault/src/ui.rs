@@ -6,7 +6,9 @@ use std::io::{self, BufRead, IsTerminal, Write};
 
 use comfy_table::presets::UTF8_FULL;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
-use peervault_node::{FileCheck, FileInfo, HumanSize, NodeStatus, PeerStatus, QuotaStatus};
+use peervault_node::{
+    DiscoveryStatus, FileCheck, FileInfo, HumanSize, NodeStatus, PeerStatus, QuotaStatus,
+};
 
 /// Width of the quota bar in characters.
 const BAR_WIDTH: usize = 50;
@@ -221,6 +223,57 @@ pub fn vault_name_for(path: &std::path::Path, hint: &str) -> anyhow::Result<Stri
         .and_then(|n| n.to_str())
         .map(str::to_string)
         .ok_or_else(|| anyhow::anyhow!("{} has no usable file name; {hint}", path.display()))
+}
+
+/// The `discover` block, in the original's layout.
+pub fn discovery_block(d: &DiscoveryStatus) -> String {
+    let mut out = String::from("=== Peer Discovery Status ===\n");
+    if d.mdns_enabled {
+        out.push_str(&format!("mDNS Discovered Peers: {}\n", d.mdns.len()));
+        for p in &d.mdns {
+            let addr = p.addresses.first().cloned().unwrap_or_else(|| "-".into());
+            let note = if p.key_mismatch {
+                " [network key mismatch: not connected]"
+            } else if p.connected {
+                " [connected]"
+            } else {
+                ""
+            };
+            out.push_str(&format!("  - {addr} ({}){note}\n", short_id(&p.peer_id)));
+        }
+    } else {
+        out.push_str("mDNS: off (start the node with -discover-local)\n");
+    }
+    let exchange = if d.pex_enabled {
+        "on connect and periodically"
+    } else {
+        "on connect only; -discover-pex adds periodic rounds"
+    };
+    out.push_str(&format!(
+        "\nPeer Exchange (PEX): {} ({exchange})\n",
+        plural(d.known.len(), "known peer")
+    ));
+    for source in ["bootstrap", "mdns", "pex", "dht", "inbound", "manual"] {
+        let n = d.known.iter().filter(|p| p.source == source).count();
+        if n > 0 {
+            out.push_str(&format!("  {source}: {}\n", plural(n, "peer")));
+        }
+    }
+    out.push_str(&format!(
+        "\nDHT: {} in the routing table",
+        plural(d.dht_routing_table, "peer")
+    ));
+    out
+}
+
+/// The first characters of a peer id, enough to tell peers apart on screen.
+fn short_id(peer_id: &str) -> &str {
+    let end = peer_id
+        .char_indices()
+        .nth(16)
+        .map(|(i, _)| i)
+        .unwrap_or(peer_id.len());
+    &peer_id[..end]
 }
 
 /// The one-line outcome of a store, with the copies reached.

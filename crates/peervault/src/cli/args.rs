@@ -120,20 +120,31 @@ pub struct NodeArgs {
     #[arg(long, value_name = "ADDR", help_heading = LATER)]
     pub metrics: Option<String>,
 
-    /// Find peers on the local network with mDNS.
-    #[arg(long, help_heading = LATER)]
+    /// Find peers on the local network with mDNS (they connect only if they share
+    /// the network key).
+    #[arg(long, help_heading = NETWORK)]
     pub discover_local: bool,
 
-    /// Learn peers from peers (peer exchange).
-    #[arg(long, help_heading = LATER)]
+    /// Exchange peer lists with peers every --pex-interval (lists are always
+    /// exchanged when a connection opens).
+    #[arg(long, help_heading = NETWORK)]
     pub discover_pex: bool,
+
+    /// Connections this node opens by itself; more may dial it, and unused ones beyond
+    /// twice this are closed [default: 32].
+    #[arg(long, value_name = "N", help_heading = NETWORK)]
+    pub max_peers: Option<usize>,
+
+    /// How often the catalogue is compared with a few random peers [default: 30s].
+    #[arg(long, value_name = "DURATION", help_heading = NETWORK)]
+    pub sync_interval: Option<String>,
 
     /// Copies of each file to keep, counting the writer: a number or "all" [default: 3].
     #[arg(long, value_name = "N|all", help_heading = NETWORK)]
     pub replicas: Option<String>,
 
-    /// How often peers exchange peer lists [default: 5m].
-    #[arg(long, value_name = "DURATION", help_heading = LATER)]
+    /// How often peers exchange peer lists with -discover-pex [default: 5m].
+    #[arg(long, value_name = "DURATION", help_heading = NETWORK)]
     pub pex_interval: Option<String>,
 
     /// How often the integrity check and clean-up runs [default: 1h].
@@ -187,6 +198,12 @@ pub enum Command {
     /// Show connected peers: address, peer id, health, how each was found.
     Peers {
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what discovery found: mDNS, peer exchange by source, the DHT.
+    Discover {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use peervault_net::Endpoint;
-use peervault_node::{Replicas, parse_size};
+use peervault_node::{DEFAULT_MAX_PEERS, DEFAULT_SYNC_INTERVAL, Replicas, parse_size};
 use serde::Deserialize;
 
 use super::args::{Cli, GlobalArgs, NodeArgs};
@@ -42,6 +42,8 @@ pub struct ConfigFile {
     pub replicas: Option<Scalar>,
     pub pex_interval: Option<String>,
     pub gc_interval: Option<String>,
+    pub max_peers: Option<usize>,
+    pub sync_interval: Option<String>,
 }
 
 /// `bootstrap = ["a:1", "b:2"]` or `bootstrap = "a:1,b:2"`.
@@ -87,6 +89,8 @@ pub struct NodeSettings {
     pub replicas: Replicas,
     pub pex_interval: Duration,
     pub gc_interval: Duration,
+    pub max_peers: usize,
+    pub sync_interval: Duration,
     pub demo: bool,
     /// Where the config file came from, for messages.
     pub config_path: Option<PathBuf>,
@@ -352,6 +356,25 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         Some((text, origin)) => parse_duration(&origin, &text)?,
         None => DEFAULT_GC_INTERVAL,
     };
+    let sync_interval = match pick(
+        node.sync_interval.clone(),
+        file.sync_interval.clone(),
+        "sync-interval",
+        config,
+    ) {
+        Some((text, origin)) => parse_duration(&origin, &text)?,
+        None => DEFAULT_SYNC_INTERVAL,
+    };
+    let max_peers = match pick(node.max_peers, file.max_peers, "max-peers", config) {
+        Some((0, origin)) => {
+            return Err(invalid(
+                &origin,
+                "at least 1 peer is needed to join a vault",
+            ));
+        }
+        Some((n, _)) => n,
+        None => DEFAULT_MAX_PEERS,
+    };
     Ok(NodeSettings {
         common,
         key: node.key.clone().or(file.key),
@@ -366,6 +389,8 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         replicas,
         pex_interval,
         gc_interval,
+        max_peers,
+        sync_interval,
         demo: node.demo,
         config_path,
     })
@@ -379,15 +404,7 @@ impl NodeSettings {
         if self.metrics.is_some() {
             flags.push("-metrics");
         }
-        if self.discover_local {
-            flags.push("-discover-local");
-        }
-        if self.discover_pex {
-            flags.push("-discover-pex");
-        }
-        if self.pex_interval != DEFAULT_PEX_INTERVAL {
-            flags.push("--pex-interval");
-        }
+
         if self.gc_interval != DEFAULT_GC_INTERVAL {
             flags.push("--gc-interval");
         }

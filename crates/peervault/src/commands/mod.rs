@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use crate::cli::args::Command;
 use crate::control::client::Client;
 
+mod discover;
 mod get;
 mod ls;
 mod peers;
@@ -28,6 +29,7 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<ExitCode> 
         Command::Status { json } => status::run(client, json).await,
         Command::Verify { name, json } => verify::run(client, name, json).await,
         Command::Peers { json } => peers::run(client, json).await,
+        Command::Discover { json } => discover::run(client, json).await,
         Command::Send { name, peer } => transfer::send(client, &name, &peer).await,
         Command::Fetch { name, peer } => transfer::fetch(client, &name, &peer).await,
     }

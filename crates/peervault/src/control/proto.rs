@@ -23,7 +23,9 @@
 use std::io;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use peervault_node::{ErrorKind, FileCheck, FileInfo, NodeStatus, PeerStatus, QuotaStatus};
+use peervault_node::{
+    DiscoveryStatus, ErrorKind, FileCheck, FileInfo, NodeStatus, PeerStatus, QuotaStatus,
+};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::LengthDelimitedCodec;
@@ -145,6 +147,7 @@ pub enum Request {
         bytes: u64,
     },
     Peers,
+    Discover,
     /// Push a copy of a file to one peer (number, peer id or address).
     Send {
         name: String,
@@ -195,6 +198,9 @@ pub enum Response {
     },
     Peers {
         peers: Vec<PeerStatus>,
+    },
+    Discovery {
+        discovery: DiscoveryStatus,
     },
     Sent {
         name: String,

@@ -191,6 +191,9 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
         Request::Peers => Response::Peers {
             peers: node.peers().await,
         },
+        Request::Discover => Response::Discovery {
+            discovery: node.discovery().await,
+        },
         Request::Send { name, peer } => match send(node, &name, &peer).await {
             Ok(peer) => Response::Sent { name, peer },
             Err(e) => error_response(&e),

@@ -93,6 +93,13 @@ const COMMANDS: &[Spec] = &[
         run: Repl::peers,
     },
     Spec {
+        name: "discover",
+        aliases: &[],
+        usage: "discover",
+        about: "Show what discovery found: mDNS, peer exchange, the DHT",
+        run: Repl::discover,
+    },
+    Spec {
         name: "send",
         aliases: &[],
         usage: "send <file> <peer>",
@@ -419,6 +426,15 @@ impl Repl {
             println!("Connected Peers ({}):", peers.len());
             println!("{}", ui::peers_table(&peers));
         }
+        Ok(Flow::Continue)
+    }
+
+    fn discover(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        if !args.is_empty() {
+            return Err(usage_error("discover"));
+        }
+        let discovery = self.rt.block_on(self.node.discovery());
+        println!("{}", ui::discovery_block(&discovery));
         Ok(Flow::Continue)
     }
 

@@ -65,12 +65,28 @@ impl TestNode {
 
     /// Spawns without waiting (for tests of start-up failures).
     pub fn spawn(data_dir: &Path, key: &str, extra: &[&str]) -> TestNode {
+        Self::spawn_with(command(), data_dir, key, extra)
+    }
+
+    /// Starts a node inside a network namespace and waits until it answers.
+    pub fn start_in_netns(netns: &str, data_dir: &Path, key: &str, extra: &[&str]) -> TestNode {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns, bin()])
+            .env_remove("PEERVAULT_KEY")
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1");
+        let mut node = Self::spawn_with(cmd, data_dir, key, extra);
+        node.wait_ready();
+        node
+    }
+
+    fn spawn_with(mut cmd: Command, data_dir: &Path, key: &str, extra: &[&str]) -> TestNode {
         let log = data_dir.with_extension("log");
         if let Some(parent) = log.parent() {
             std::fs::create_dir_all(parent).expect("log dir");
         }
         let log_file = std::fs::File::create(&log).expect("node log");
-        let child = command()
+        let child = cmd
             .args(["--data-dir", data_dir.to_str().expect("utf-8 path")])
             .args(if extra.contains(&"--addr") {
                 &[][..]

@@ -7,5 +7,6 @@ mod harness;
 mod cli;
 mod crash;
 mod files;
+mod mdns;
 mod network;
 mod repl;

@@ -92,13 +92,30 @@ fn five_nodes_keep_three_copies_and_all_means_all() {
     let input = dir.path().join("f.bin");
     write_random_file(&input, 3 * MIB, 2);
     nodes[2].ok(&["put", input.to_str().unwrap(), "--name", "three"]);
-    let holders = nodes.iter().filter(|n| n.ls()[0]["local"] == true).count();
+    // The put returns once three copies are durable; the other nodes learn
+    // the name by gossip a moment later.
+    let local = |n: &TestNode, name: &str| {
+        n.ls()
+            .into_iter()
+            .find(|f| f["name"] == name)
+            .map(|f| f["local"] == true)
+    };
+    eventually("every node lists the file", CONNECT, || {
+        nodes.iter().all(|n| local(n, "three").is_some())
+    });
+    let holders = nodes
+        .iter()
+        .filter(|n| local(n, "three") == Some(true))
+        .count();
     assert_eq!(holders, 3);
     let everywhere = join(&dir.path().join("n5"), &[port], &["--replicas", "all"]);
     everywhere.wait_peers(5, CONNECT);
     let out = everywhere.ok(&["put", input.to_str().unwrap(), "--name", "all"]);
     assert!(out.contains("6 of 6 copies durable"), "{out}");
     nodes.push(everywhere);
+    eventually("every node lists the second file", CONNECT, || {
+        nodes.iter().all(|n| local(n, "all").is_some())
+    });
     for node in &nodes {
         let entry = node.ls().into_iter().find(|f| f["name"] == "all").unwrap();
         assert_eq!(entry["local"], true);
@@ -372,4 +389,41 @@ fn the_repl_lists_peers_and_sends_and_fetches_copies() {
         "{}",
         stderr(&fetched)
     );
+}
+
+#[test]
+fn the_originals_pex_chain_connects_c_to_everyone_and_discover_says_how() {
+    // Bootstrap; A and B join it; C knows only A.
+    let dir = tempfile::tempdir().unwrap();
+    let pex = ["-discover-pex", "--pex-interval", "1s"];
+    let boot = TestNode::start_with(&dir.path().join("boot"), TEST_KEY, &pex);
+    let a = join(&dir.path().join("a"), &[boot.port()], &pex);
+    let b = join(&dir.path().join("b"), &[boot.port()], &pex);
+    a.wait_peers(1, CONNECT);
+    b.wait_peers(1, CONNECT);
+    let c = join(&dir.path().join("c"), &[a.port()], &pex);
+    for node in [&boot, &a, &b, &c] {
+        node.wait_peers(3, CONNECT);
+    }
+    let d: serde_json::Value = serde_json::from_str(&c.ok(&["discover", "--json"])).unwrap();
+    assert_eq!(d["pex_enabled"], true);
+    let source_of = |peer: &str| {
+        d["known"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["peer_id"] == peer)
+            .map(|k| k["source"].as_str().unwrap().to_string())
+    };
+    assert_eq!(source_of(&a.peer_id()).as_deref(), Some("bootstrap"), "{d}");
+    assert_eq!(source_of(&b.peer_id()).as_deref(), Some("pex"), "{d}");
+    assert_eq!(source_of(&boot.peer_id()).as_deref(), Some("pex"), "{d}");
+    let text = c.ok(&["discover"]);
+    assert!(
+        text.contains("Peer Exchange (PEX): 3 known peers"),
+        "{text}"
+    );
+    assert!(text.contains("  bootstrap: 1 peer\n"), "{text}");
+    assert!(text.contains("  pex: 2 peers\n"), "{text}");
+    assert!(text.contains("mDNS: off"), "{text}");
 }
