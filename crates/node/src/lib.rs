@@ -7,6 +7,8 @@
 //! lacks from peers, and keeps its catalogue in step with theirs.
 
 pub mod error;
+pub mod maintenance;
+pub mod metrics;
 pub mod node;
 pub mod quota;
 pub mod replicate;
@@ -16,14 +18,16 @@ pub mod sync;
 pub mod wire;
 
 pub use error::{ErrorKind, NodeError};
+pub use maintenance::{GcSummary, MaintenanceConfig, RepairRound};
+pub use metrics::Metrics;
 pub use node::{
     DEFAULT_MAX_PEERS, DEFAULT_SYNC_INTERVAL, DamagedChunk, DiscoveredPeer, DiscoveryStatus,
     FileCheck, FileInfo, Node, NodeConfig, NodeStatus, PeerStatus, QuotaSource, StoreReport,
 };
 pub use peervault_net::{Endpoint, PeerId};
 pub use peervault_store::{
-    ChunkProblem, DeleteOutcome, FileReader, KeySource, NetworkKey, StoreError, SweepReport,
-    VerifyReport,
+    ChunkProblem, DEFAULT_TOMBSTONE_RETENTION, DeleteOutcome, FileReader, KeySource, NetworkKey,
+    StoreError, SweepReport, VerifyReport,
 };
 pub use quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
 pub use replicate::{Replicas, Replication};

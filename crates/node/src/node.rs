@@ -9,7 +9,10 @@
 //! * answering peers' requests (see [`crate::service`]);
 //! * catalogue anti-entropy with each peer on connect and every sync interval
 //!   (see [`crate::sync`]);
-//! * a clean-up of debris left by a crash, once at start.
+//! * the integrity GC and the repair worker (see [`crate::maintenance`]).
+//!
+//! Debris a crash left (blobs nobody recorded or references) is removed at start,
+//! before the node serves anything.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{NodeError, Result};
+use crate::maintenance::{MaintenanceConfig, MaintenanceState};
+use crate::metrics::Metrics;
 use crate::quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
 use crate::replicate::{Replicas, Replication};
 
@@ -68,6 +73,10 @@ pub struct NodeConfig {
     pub pex_interval: Duration,
     /// Connections the node opens to peers it learns about (more may dial it).
     pub max_peers: usize,
+    /// GC and repair timing.
+    pub maintenance: MaintenanceConfig,
+    /// How long deletions are remembered.
+    pub tombstone_retention: Duration,
 }
 
 impl NodeConfig {
@@ -89,6 +98,8 @@ impl NodeConfig {
             discover_pex: false,
             pex_interval: Duration::from_secs(5 * 60),
             max_peers: DEFAULT_MAX_PEERS,
+            maintenance: MaintenanceConfig::default(),
+            tombstone_retention: peervault_store::DEFAULT_TOMBSTONE_RETENTION,
         }
     }
 }
@@ -295,12 +306,19 @@ pub(crate) struct Inner {
     data_dir: PathBuf,
     fingerprint: KeyFingerprint,
     insecure_key: bool,
-    started: Instant,
+    pub(crate) started: Instant,
     started_unix_ms: u64,
     quota_source: QuotaSource,
     pub(crate) replicas: Replicas,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    pub(crate) metrics: Metrics,
+    pub(crate) maintenance_config: MaintenanceConfig,
+    pub(crate) maintenance: std::sync::Mutex<MaintenanceState>,
+    /// One GC run at a time.
+    pub(crate) gc_lock: tokio::sync::Mutex<()>,
+    /// Standing in the vault, for the tombstone rule (see [`crate::sync`]).
+    pub(crate) membership: std::sync::Mutex<crate::sync::Membership>,
 }
 
 impl Node {
@@ -346,6 +364,20 @@ impl Node {
         net_config.discover_local = config.discover_local;
         net_config.discover_pex = config.discover_pex;
         net_config.pex_interval = config.pex_interval;
+        vault.set_tombstone_retention(config.tombstone_retention);
+        // Debris of the previous run goes before anything can use it: no write is
+        // in flight yet, so no grace period is needed.
+        match vault.sweep().await {
+            Ok(report) if report != SweepReport::default() => tracing::info!(
+                "start-up clean-up removed {} unreferenced and {} unrecorded chunks ({} bytes)",
+                report.unreferenced_removed,
+                report.unrecorded_removed,
+                report.bytes_freed
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("start-up clean-up failed: {e}"),
+        }
+        let membership = crate::sync::Membership::load(&vault).await;
         let network = peervault_net::start(net_config).await?;
         let started_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -365,13 +397,20 @@ impl Node {
                 replicas: config.replicas,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                metrics: Metrics::new(),
+                maintenance_config: config.maintenance.clone(),
+                maintenance: std::sync::Mutex::new(MaintenanceState::default()),
+                gc_lock: tokio::sync::Mutex::new(()),
+                membership: std::sync::Mutex::new(membership),
             }),
         };
         node.spawn(crate::service::serve(node.clone(), network.inbound));
         node.spawn(node.clone().watch_network(network.events));
         node.spawn(crate::sync::periodic(node.clone(), config.sync_interval));
-        node.spawn_startup_sweep();
+
         node.spawn(node.clone().provide_held_files());
+        node.spawn(node.clone().gc_worker());
+        node.spawn(node.clone().repair_worker());
         Ok(node)
     }
 
@@ -391,31 +430,20 @@ impl Node {
 
     async fn watch_network(self, mut events: mpsc::Receiver<NetEvent>) {
         while let Some(event) = events.recv().await {
-            if let NetEvent::Connected(peer) = event {
-                let node = self.clone();
-                self.spawn(async move {
-                    if let Err(e) = node.sync_with(peer).await {
-                        tracing::debug!("catalogue sync with {peer} failed: {e}");
-                    }
-                });
+            match event {
+                NetEvent::Connected(peer) => {
+                    self.state().peer_connected(&peer);
+                    let node = self.clone();
+                    self.spawn(async move {
+                        if let Err(e) = node.sync_with(peer).await {
+                            tracing::debug!("catalogue sync with {peer} failed: {e}");
+                        }
+                    });
+                }
+                NetEvent::Disconnected(peer) => self.state().peer_departed(peer),
+                NetEvent::KeyMismatch { .. } => {}
             }
         }
-    }
-
-    fn spawn_startup_sweep(&self) {
-        let vault = self.inner.vault.clone();
-        self.spawn(async move {
-            match vault.sweep().await {
-                Ok(report) if report != SweepReport::default() => tracing::info!(
-                    "start-up clean-up removed {} unreferenced and {} unrecorded chunks ({} bytes)",
-                    report.unreferenced_removed,
-                    report.unrecorded_removed,
-                    report.bytes_freed
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!("start-up clean-up failed: {e}"),
-            }
-        });
     }
 
     /// Stops the background work and leaves the network. Requests still running get

@@ -140,14 +140,14 @@ impl Node {
         Response::decode(&bytes).map_err(|e| format!("bad answer from {peer}: {e}"))
     }
 
-    fn target_copies(&self, peers: usize) -> usize {
+    pub(crate) fn target_copies(&self, peers: usize) -> usize {
         match self.inner.replicas {
             Replicas::Count(n) => n.max(1) as usize,
             Replicas::All => peers + 1,
         }
     }
 
-    async fn sealed(&self, name_id: NameId) -> Result<SealedEntry> {
+    pub(crate) async fn sealed(&self, name_id: NameId) -> Result<SealedEntry> {
         let mut entries = self.inner.vault.sealed_entries(vec![name_id]).await?;
         let (name_id, sealed) = entries
             .pop()
@@ -203,7 +203,7 @@ impl Node {
         }
         if !report.complete() {
             tracing::warn!(
-                "{:?} has {} of {} copies: not enough peers could take it; copy it later with `send` when more peers are up",
+                "{:?} has {} of {} copies: not enough peers could take it; the repair worker makes the rest when more peers are up",
                 manifest.name,
                 report.copies,
                 report.target
@@ -212,7 +212,7 @@ impl Node {
         report
     }
 
-    async fn copy_and_tell(
+    pub(crate) async fn copy_and_tell(
         &self,
         peer: PeerId,
         manifest: &Manifest,
@@ -445,16 +445,37 @@ impl Node {
 
     /// For each manifest, how many connected peers hold a complete copy.
     pub(crate) async fn count_remote_copies(&self, manifests: &[Manifest]) -> Vec<usize> {
-        let mut counts = vec![0usize; manifests.len()];
+        let peers: Vec<PeerId> = self
+            .inner
+            .net
+            .peers()
+            .await
+            .into_iter()
+            .map(|p| p.peer_id)
+            .collect();
+        self.remote_holders(manifests, &peers)
+            .await
+            .iter()
+            .map(Vec::len)
+            .collect()
+    }
+
+    /// For each manifest, which of `peers` hold a complete copy of that version. A
+    /// peer that does not answer counts as holding nothing.
+    pub(crate) async fn remote_holders(
+        &self,
+        manifests: &[Manifest],
+        peers: &[PeerId],
+    ) -> Vec<Vec<PeerId>> {
+        let mut holders = vec![Vec::new(); manifests.len()];
         if manifests.is_empty() {
-            return counts;
+            return holders;
         }
         let files: Vec<(NameId, peervault_store::Version)> = manifests
             .iter()
             .map(|m| (self.inner.vault.name_id(&m.name), m.version))
             .collect();
-        let peers = self.inner.net.peers().await;
-        let answers = futures::future::join_all(peers.iter().map(|p| {
+        let answers = futures::future::join_all(peers.iter().map(|peer| {
             let files = &files;
             async move {
                 let mut held = Vec::with_capacity(files.len());
@@ -462,23 +483,25 @@ impl Node {
                     let request = Request::Holdings {
                         files: batch.to_vec(),
                     };
-                    match self.ask(p.peer_id, &request, CONTROL_TIMEOUT).await {
+                    match self.ask(*peer, &request, CONTROL_TIMEOUT).await {
                         Ok(Response::Held { held: part }) if part.len() == batch.len() => {
                             held.extend(part)
                         }
                         _ => return None,
                     }
                 }
-                Some(held)
+                Some((*peer, held))
             }
         }))
         .await;
-        for held in answers.into_iter().flatten() {
-            for (count, h) in counts.iter_mut().zip(held) {
-                *count += usize::from(h);
+        for (peer, held) in answers.into_iter().flatten() {
+            for (list, h) in holders.iter_mut().zip(held) {
+                if h {
+                    list.push(peer);
+                }
             }
         }
-        counts
+        holders
     }
 
     /// Where reads of `name` get the chunks this node lacks.

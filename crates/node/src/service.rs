@@ -43,10 +43,24 @@ impl Node {
         let vault = &self.inner.vault;
         match request {
             Request::Summary { digests } => {
-                let buckets = vault.differing_buckets(&digests);
-                Response::Versions {
-                    versions: vault.versions_in(&buckets),
-                    buckets,
+                let membership = self.membership();
+                if membership.resyncing {
+                    // Our records may include files deleted while we were away;
+                    // offer none until our own sync has re-checked them.
+                    Response::Versions {
+                        buckets: Vec::new(),
+                        versions: Vec::new(),
+                        member_since_ms: membership.member_since_ms,
+                        resyncing: true,
+                    }
+                } else {
+                    let buckets = vault.differing_buckets(&digests);
+                    Response::Versions {
+                        versions: vault.versions_in(&buckets),
+                        buckets,
+                        member_since_ms: membership.member_since_ms,
+                        resyncing: false,
+                    }
                 }
             }
             Request::FetchEntries { mut ids } => {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
-use peervault_store::{CatalogueEntry, NameId};
+use peervault_store::{CatalogueEntry, NameId, Version};
 
 use crate::node::Node;
 use crate::replicate::CONTROL_TIMEOUT;
@@ -37,6 +37,8 @@ pub struct SyncStats {
     pub fetched: usize,
     pub applied: usize,
     pub pushed: usize,
+    /// Records dropped because the vault deleted them while this node was away.
+    pub forgotten: usize,
 }
 
 impl Node {
@@ -46,10 +48,17 @@ impl Node {
         let summary = Request::Summary {
             digests: vault.summary(),
         };
-        let (buckets, theirs) = match self.ask(peer, &summary, CONTROL_TIMEOUT).await? {
-            Response::Versions { buckets, versions } => (buckets, versions),
-            other => return Err(format!("unexpected answer to a summary: {other:?}")),
-        };
+        let (buckets, theirs, their_start, they_resync) =
+            match self.ask(peer, &summary, CONTROL_TIMEOUT).await? {
+                Response::Versions {
+                    buckets,
+                    versions,
+                    member_since_ms,
+                    resyncing,
+                } => (buckets, versions, member_since_ms, resyncing),
+                other => return Err(format!("unexpected answer to a summary: {other:?}")),
+            };
+        let me = self.membership();
         let mut stats = SyncStats::default();
         let newer_there: Vec<NameId> = theirs
             .iter()
@@ -77,12 +86,33 @@ impl Node {
             }
         }
         let their_versions: HashMap<NameId, _> = theirs.into_iter().collect();
-        let newer_here: Vec<NameId> = vault
+        let mut newer_here: Vec<(NameId, Version)> = vault
             .versions_in(&buckets)
             .into_iter()
             .filter(|(id, mine)| their_versions.get(id).is_none_or(|theirs| theirs < mine))
-            .map(|(id, _)| id)
             .collect();
+        // Back after longer than the tombstone retention: a record this peer lacks
+        // that is older than our last sync was deleted while we were away (its
+        // tombstone is gone), if the peer was already a member then. Forget such
+        // records rather than bring the files back.
+        let judge = me.resyncing && !they_resync && their_start != 0;
+        if judge && their_start < me.last_synced_ms {
+            let mut kept = Vec::with_capacity(newer_here.len());
+            for (id, version) in newer_here {
+                let gone_there =
+                    !their_versions.contains_key(&id) && version.unix_millis() < me.last_synced_ms;
+                if !gone_there {
+                    kept.push((id, version));
+                    continue;
+                }
+                match vault.forget_entry(id).await {
+                    Ok(()) => stats.forgotten += 1,
+                    Err(e) => tracing::warn!("could not forget a deleted record: {e}"),
+                }
+            }
+            newer_here = kept;
+        }
+        let newer_here: Vec<NameId> = newer_here.into_iter().map(|(id, _)| id).collect();
         for batch in newer_here.chunks(ENTRIES_PER_MESSAGE) {
             let entries = self.sealed_batch(batch).await?;
             stats.pushed += entries.len();
@@ -97,6 +127,13 @@ impl Node {
         if stats != SyncStats::default() {
             tracing::debug!("synced with {peer}: {stats:?}");
         }
+        if judge {
+            tracing::info!(
+                "catalogue re-synced with {peer} after a long absence: {} records of files deleted meanwhile forgotten",
+                stats.forgotten
+            );
+        }
+        self.synced(!they_resync).await;
         Ok(stats)
     }
 
@@ -194,5 +231,87 @@ fn shuffle<T>(items: &mut [T]) {
         }
         let j = (u64::from_le_bytes(bytes) % (i as u64 + 1)) as usize;
         items.swap(i, j);
+    }
+}
+
+/// Meta keys under which the membership times are kept with the vault.
+const META_MEMBER_SINCE: &str = "member_since_ms";
+const META_LAST_SYNCED: &str = "last_synced_ms";
+
+/// This node's standing in the vault, for the tombstone rule.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Membership {
+    /// First sync with any peer (Unix ms; 0 = never).
+    pub member_since_ms: u64,
+    /// Last completed sync (Unix ms; 0 = never).
+    pub last_synced_ms: u64,
+    /// Away longer than the tombstone retention and not yet re-synced.
+    pub resyncing: bool,
+}
+
+impl Membership {
+    /// Reads the times kept with the vault and decides whether the node must
+    /// re-sync before it offers its records to anyone.
+    pub(crate) async fn load(vault: &peervault_store::Vault) -> Membership {
+        let read = |key| async move { vault.meta_u64(key).await.ok().flatten().unwrap_or(0) };
+        let member_since_ms = read(META_MEMBER_SINCE).await;
+        let last_synced_ms = read(META_LAST_SYNCED).await;
+        let away = peervault_store::version::unix_millis_now().saturating_sub(last_synced_ms);
+        let resyncing = last_synced_ms != 0
+            && away > vault.tombstone_retention().as_millis() as u64
+            && vault.catalogue_len() > 0;
+        if resyncing {
+            tracing::warn!(
+                "this node was away for {} days, longer than deletions are remembered ({} days): it re-syncs its catalogue before offering it to peers",
+                away / 86_400_000,
+                vault.tombstone_retention().as_secs() / 86_400
+            );
+        }
+        Membership {
+            member_since_ms,
+            last_synced_ms,
+            resyncing,
+        }
+    }
+}
+
+impl Node {
+    /// This node's standing (see [`Membership`]).
+    pub(crate) fn membership(&self) -> Membership {
+        *self
+            .inner
+            .membership
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a completed sync; `trusted` if the peer was not re-syncing itself.
+    /// The time is written down every time: the re-sync rule treats every record
+    /// older than it as known to the vault, so it must not lag behind.
+    async fn synced(&self, trusted: bool) {
+        let now = peervault_store::version::unix_millis_now();
+        let first = {
+            let mut m = self
+                .inner
+                .membership
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if trusted {
+                m.resyncing = false;
+            }
+            let first = m.member_since_ms == 0;
+            if first {
+                m.member_since_ms = now;
+            }
+            m.last_synced_ms = now;
+            first
+        };
+        let vault = &self.inner.vault;
+        if first && let Err(e) = vault.set_meta_u64(META_MEMBER_SINCE, now).await {
+            tracing::warn!("could not record the membership time: {e}");
+        }
+        if let Err(e) = vault.set_meta_u64(META_LAST_SYNCED, now).await {
+            tracing::warn!("could not record the sync time: {e}");
+        }
     }
 }

@@ -80,6 +80,11 @@ pub enum Response {
     Versions {
         buckets: Vec<u8>,
         versions: Vec<(NameId, Version)>,
+        /// When the answering node first synced with the vault (Unix ms; 0 = never).
+        member_since_ms: u64,
+        /// The answering node is re-syncing after a long absence: its catalogue is
+        /// not to be trusted yet (it answers with no versions).
+        resyncing: bool,
     },
     Entries {
         entries: Vec<SealedEntry>,
@@ -183,6 +188,8 @@ mod tests {
             Response::Versions {
                 buckets: vec![1],
                 versions: vec![(NameId([1; 32]), version)],
+                member_since_ms: 7,
+                resyncing: false,
             },
             Response::Refused(Refusal::Quota {
                 needed: 10,

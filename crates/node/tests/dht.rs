@@ -2,33 +2,17 @@
 //! connected to any of its holders, which find each other through the DHT.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{endpoint, eventually_within as eventually};
 use futures::StreamExt;
-use peervault_node::{Endpoint, NetworkKey, Node, NodeConfig, Replicas};
+use peervault_node::{NetworkKey, Node, NodeConfig, Replicas};
 
 const NODES: usize = 30;
 /// Nodes that each store a file before the reader joins.
 const WRITERS: usize = 8;
-
-async fn endpoint(node: &Node) -> Endpoint {
-    Endpoint::parse(&node.status().await.unwrap().listen_addrs[0]).unwrap()
-}
-
-async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_finds_holders_it_was_never_connected_to_through_the_dht() {

@@ -134,6 +134,8 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     config.pex_interval = settings.pex_interval;
     config.max_peers = settings.max_peers;
     config.sync_interval = settings.sync_interval;
+    config.maintenance = settings.maintenance.clone();
+    config.tombstone_retention = settings.tombstone_retention;
     let node = Node::start(config).await.map_err(anyhow::Error::new)?;
     let status = node.status().await?;
 
@@ -175,6 +177,13 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     }
     discovery.push("DHT".to_string());
     println!("  Discovery:  {}", discovery.join(", "));
+    let m = &settings.maintenance;
+    println!(
+        "  GC:         first in {}, then every {}; repair after {} without a holder",
+        humantime::format_duration(m.gc_delay),
+        humantime::format_duration(m.gc_interval),
+        humantime::format_duration(m.repair_delay)
+    );
     println!("  Control:    {}", socket_path(&data_dir).display());
     for flag in settings.inactive_flags() {
         eprintln!(

@@ -7,18 +7,26 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use comfy_table::presets::UTF8_FULL;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 use peervault_node::{
-    DiscoveryStatus, FileCheck, FileInfo, HumanSize, NodeStatus, PeerStatus, QuotaStatus,
+    DiscoveryStatus, FileCheck, FileInfo, GcSummary, HumanSize, NodeStatus, PeerStatus, QuotaStatus,
 };
 
 /// Width of the quota bar in characters.
 const BAR_WIDTH: usize = 50;
 
+/// Narrower than this, a terminal's reported width is not believed (a pseudo
+/// terminal without a size reports 0), and tables keep their natural width.
+const MIN_TABLE_WIDTH: u16 = 40;
+
 fn new_table(header: &[&str]) -> Table {
     let mut table = Table::new();
-    table
-        .load_style(UTF8_FULL)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.to_vec());
+    table.load_style(UTF8_FULL).set_header(header.to_vec());
+    // Wrap cells to fit a real terminal; never squash a table into a window
+    // that only claims to be a few columns wide.
+    let arrangement = match table.width() {
+        Some(width) if width >= MIN_TABLE_WIDTH => ContentArrangement::Dynamic,
+        _ => ContentArrangement::Disabled,
+    };
+    table.set_content_arrangement(arrangement);
     table
 }
 
@@ -56,6 +64,49 @@ pub fn files_table(files: &[FileInfo]) -> String {
         }
     }
     table.to_string()
+}
+
+/// Files offered for deletion when a store does not fit: number, name, size,
+/// first 8 hex digits of the hash (the original's layout).
+pub fn deletion_table(files: &[FileInfo]) -> String {
+    let mut table = new_table(&["#", "Filename", "Size", "Hash (first 8)"]);
+    for (i, f) in files.iter().enumerate() {
+        table.add_row(vec![
+            (i + 1).to_string(),
+            f.name.clone(),
+            HumanSize(f.size).to_string(),
+            f.hash.chars().take(8).collect(),
+        ]);
+    }
+    for col in [0, 2] {
+        if let Some(col) = table.column_mut(col) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table.to_string()
+}
+
+/// Parses "1,3, 5" into distinct indexes into a list of `count` (1-based input).
+pub fn parse_choices(answer: &str, count: usize) -> Result<Vec<usize>, String> {
+    let mut chosen = Vec::new();
+    for part in answer.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.parse::<usize>() {
+            Ok(n) if (1..=count).contains(&n) => {
+                if !chosen.contains(&(n - 1)) {
+                    chosen.push(n - 1);
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{part:?} is not a number from the list (1-{count})"
+                ));
+            }
+        }
+    }
+    if chosen.is_empty() {
+        return Err("no file numbers given".into());
+    }
+    Ok(chosen)
 }
 
 /// A peer's health in words: recent life signs and a sane round trip.
@@ -266,6 +317,21 @@ pub fn discovery_block(d: &DiscoveryStatus) -> String {
     out
 }
 
+/// The result of a GC run: the original's summary line, then the details.
+pub fn gc_block(s: &GcSummary) -> String {
+    let mut out = s.line();
+    if s.corrupted > s.repaired {
+        out.push_str(&format!(
+            "\n{} damaged chunks could not be restored from any peer (moved to quarantine/); `verify` names the files affected",
+            s.corrupted - s.repaired
+        ));
+    }
+    if s.bytes_freed > 0 {
+        out.push_str(&format!("\n{} freed", HumanSize(s.bytes_freed)));
+    }
+    out
+}
+
 /// The first characters of a peer id, enough to tell peers apart on screen.
 fn short_id(peer_id: &str) -> &str {
     let end = peer_id
@@ -282,7 +348,7 @@ pub fn stored_line(file: &FileInfo, copies: usize, target: usize) -> String {
         format!("{copies} of {target} copies durable")
     } else {
         format!(
-            "only {copies} of {target} copies durable: not enough peers could take it; copy it later with `send <file> <peer>` when more peers are up"
+            "only {copies} of {target} copies durable: not enough peers could take it; the repair worker makes the rest when more peers are up"
         )
     };
     format!(

@@ -337,6 +337,126 @@ impl Catalogue {
         Ok(forgotten)
     }
 
+    /// Forgets the records of `ids`, referenced or not (a damaged blob, or a copy
+    /// this node gives up). Returns the bytes they accounted for.
+    pub fn forget_chunks(&self, ids: &[ChunkId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let txn = self.db.begin_write()?;
+        let mut freed = 0;
+        {
+            let mut chunks = txn.open_table(CHUNKS)?;
+            for id in ids {
+                if let Some(len) = chunks.remove(id.0)? {
+                    freed += len.value();
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(freed)
+    }
+
+    /// Those of `ids` (deduplicated) that exactly one live manifest references.
+    pub fn referenced_once(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>> {
+        let txn = self.db.begin_read()?;
+        let refs = txn.open_table(CHUNK_REFS)?;
+        let mut out = Vec::new();
+        for id in distinct(ids) {
+            if refs.get(id.0)?.map(|v| v.value()) == Some(1) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes tombstones whose deletion happened before `cutoff` (Unix ms).
+    /// Returns the name ids removed.
+    pub fn remove_tombstones_before(&self, cutoff: u64) -> Result<Vec<NameId>> {
+        let expired: Vec<NameId> = self
+            .entries_with_ids()?
+            .into_iter()
+            .filter(|(_, e)| crate::vault::is_expired_tombstone(e, cutoff))
+            .map(|(id, _)| id)
+            .collect();
+        self.remove_expired(expired, cutoff)
+    }
+
+    /// Removes the entries of `ids` that are tombstones older than `cutoff`.
+    pub fn remove_expired(&self, expired: Vec<NameId>, cutoff: u64) -> Result<Vec<NameId>> {
+        if expired.is_empty() {
+            return Ok(expired);
+        }
+        let txn = self.db.begin_write()?;
+        let mut removed = Vec::new();
+        {
+            let mut catalogue = txn.open_table(CATALOGUE)?;
+            for id in expired {
+                // Checked again inside the transaction: a newer entry may have come.
+                let still = match catalogue.get(id.0)? {
+                    Some(v) => crate::vault::is_expired_tombstone(
+                        &self.open_entry(&id, v.value())?,
+                        cutoff,
+                    ),
+                    None => false,
+                };
+                if still {
+                    catalogue.remove(id.0)?;
+                    removed.push(id);
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    /// A number kept in the meta table (`None` if never set).
+    pub fn meta_u64(&self, key: &str) -> Result<Option<u64>> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta
+            .get(key)?
+            .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+            .map(u64::from_le_bytes))
+    }
+
+    /// Sets a number in the meta table.
+    pub fn set_meta_u64(&self, key: &str, value: u64) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(key, value.to_le_bytes().as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Removes the record of `name_id` whatever it is (a record the rest of the
+    /// vault no longer has). Returns the chunks that lost their last reference.
+    pub fn remove_entry(&self, name_id: &NameId) -> Result<Vec<ChunkId>> {
+        let txn = self.db.begin_write()?;
+        let mut unreferenced = Vec::new();
+        {
+            let mut catalogue = txn.open_table(CATALOGUE)?;
+            let previous = match catalogue.remove(name_id.0)? {
+                Some(v) => Some(self.open_entry(name_id, v.value())?),
+                None => None,
+            };
+            if let Some(CatalogueEntry::File(old)) = previous {
+                let mut refs = txn.open_table(CHUNK_REFS)?;
+                for id in distinct(&old.chunks) {
+                    let count = refs.get(id.0)?.map(|v| v.value()).unwrap_or(0);
+                    if count <= 1 {
+                        refs.remove(id.0)?;
+                        unreferenced.push(id);
+                    } else {
+                        refs.insert(id.0, count - 1)?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(unreferenced)
+    }
+
     /// Recorded blobs that no live manifest references.
     pub fn unreferenced_chunks(&self) -> Result<Vec<ChunkId>> {
         let txn = self.db.begin_read()?;

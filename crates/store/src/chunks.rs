@@ -223,6 +223,32 @@ impl ChunkFiles {
         Ok(removed)
     }
 
+    /// Removes temporary files last modified at least `age` ago (debris of writes
+    /// that died). Returns how many and their bytes.
+    pub fn clear_tmp_older_than(&self, age: std::time::Duration) -> io::Result<(usize, u64)> {
+        let now = std::time::SystemTime::now();
+        let (mut removed, mut bytes) = (0, 0);
+        for entry in fs::read_dir(&self.tmp_dir)? {
+            let entry = entry?;
+            let Ok(meta) = entry.metadata() else { continue };
+            let old = meta
+                .modified()
+                .map(|t| now.duration_since(t).unwrap_or_default() >= age)
+                .unwrap_or(false);
+            if meta.is_file() && old {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        removed += 1;
+                        bytes += meta.len();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok((removed, bytes))
+    }
+
     /// Ids of every blob file present, whether recorded or not.
     pub fn list(&self) -> io::Result<Vec<ChunkId>> {
         let mut ids = Vec::new();

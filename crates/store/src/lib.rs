@@ -32,7 +32,8 @@ pub use manifest::{CatalogueEntry, Manifest, Tombstone};
 pub use names::{MAX_NAME_BYTES, NameError, validate_name};
 pub use space::Usage;
 pub use vault::{
-    BlobTap, DEFAULT_CHUNK_SIZE, DataDirLock, DeleteOutcome, FileReader, SweepReport, Vault,
-    VaultConfig, VerifyReport, WriteOutcome, stored_size_of,
+    BlobTap, DEFAULT_CHUNK_SIZE, DEFAULT_TOMBSTONE_RETENTION, DataDirLock, DeleteOutcome,
+    FileReader, GcReport, SweepReport, Vault, VaultConfig, VerifyReport, WriteOutcome,
+    stored_size_of,
 };
 pub use version::Version;

@@ -443,3 +443,81 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test]
+async fn gc_keeps_a_young_streamed_blob_and_removes_it_once_old() {
+    // A blob that arrives ahead of its file's record (replication streams chunks
+    // first) is recorded but unreferenced: GC must wait for the grace period.
+    let (src_dir, dst_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src = open(src_dir.path(), SMALL_CHUNK).await;
+    src.write_file("f", &data(3000, 1)[..], None).await.unwrap();
+    let manifest = src.stat("f").await.unwrap();
+    let blob = src.read_blob(manifest.chunks[0]).await.unwrap().unwrap();
+    let dst = open(dst_dir.path(), SMALL_CHUNK).await;
+    assert!(dst.put_blob(manifest.chunks[0], blob).await.unwrap());
+    let used = dst.usage().used_bytes;
+    assert!(used > 0);
+
+    let young = dst
+        .collect_garbage(std::time::Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!((young.checked, young.orphaned, young.removed), (1, 1, 0));
+    assert_eq!(dst.usage().used_bytes, used);
+
+    let old = dst
+        .collect_garbage(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((old.orphaned, old.removed), (1, 1));
+    assert_eq!(old.bytes_freed, used);
+    assert_eq!(dst.usage().used_bytes, 0);
+    assert!(chunk_files(dst_dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn release_drops_a_copy_but_keeps_the_record_and_shared_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open(dir.path(), SMALL_CHUNK).await;
+    let shared = data(SMALL_CHUNK as usize, 9);
+    let mut a = shared.clone();
+    a.extend_from_slice(&data(5000, 10));
+    vault.write_file("a", &a[..], None).await.unwrap();
+    vault.write_file("b", &shared[..], None).await.unwrap();
+    let freed = vault.release("a").await.unwrap();
+    assert!(freed > 0);
+    let a_manifest = vault.stat("a").await.unwrap();
+    assert!(
+        !vault.holds(&a_manifest).await.unwrap(),
+        "a is no longer held"
+    );
+    assert_eq!(
+        read_all(&vault, "b").await.unwrap(),
+        shared,
+        "b keeps its chunk"
+    );
+    assert_eq!(
+        vault.list().await.unwrap().len(),
+        2,
+        "both are still listed"
+    );
+}
+
+#[tokio::test]
+async fn tombstones_are_collected_after_the_retention_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open(dir.path(), SMALL_CHUNK).await;
+    vault.write_file("gone", &b"x"[..], None).await.unwrap();
+    vault.delete("gone").await.unwrap();
+    let before = vault.catalogue_len();
+    assert_eq!(
+        vault.collect_tombstones().await.unwrap(),
+        0,
+        "default: 30 days"
+    );
+    vault.set_tombstone_retention(std::time::Duration::ZERO);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(vault.collect_tombstones().await.unwrap(), 1);
+    assert_eq!(vault.catalogue_len(), before - 1);
+    assert!(vault.stat("gone").await.is_err());
+}

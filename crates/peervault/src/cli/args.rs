@@ -17,6 +17,9 @@ const LATER: &str = "Options of later versions (accepted; not active yet)";
 /// Help heading of the peer-to-peer options.
 const NETWORK: &str = "Network options";
 
+/// Help heading of the GC, repair and retention options.
+const MAINTENANCE: &str = "Maintenance options";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "peervault",
@@ -147,13 +150,43 @@ pub struct NodeArgs {
     #[arg(long, value_name = "DURATION", help_heading = NETWORK)]
     pub pex_interval: Option<String>,
 
-    /// How often the integrity check and clean-up runs [default: 1h].
-    #[arg(long, value_name = "DURATION", help_heading = LATER)]
+    /// How often the integrity GC runs: checks every chunk, restores damaged ones
+    /// from peers, removes orphans [default: 1h].
+    #[arg(long, value_name = "DURATION", help_heading = MAINTENANCE)]
     pub gc_interval: Option<String>,
+
+    /// When the first GC run starts after the node does [default: 5m].
+    #[arg(long, value_name = "DURATION", help_heading = MAINTENANCE)]
+    pub gc_delay: Option<String>,
+
+    /// Unreferenced chunks and temporary files younger than this are kept
+    /// [default: 10m].
+    #[arg(long, value_name = "DURATION", help_heading = MAINTENANCE)]
+    pub gc_grace: Option<String>,
+
+    /// How long a holder may be gone before its files are copied to other nodes
+    /// [default: 10m].
+    #[arg(long, value_name = "DURATION", help_heading = MAINTENANCE)]
+    pub repair_delay: Option<String>,
+
+    /// How long deletions are remembered; a node away longer re-syncs before it
+    /// offers its catalogue [default: 30d].
+    #[arg(long, value_name = "DURATION", help_heading = MAINTENANCE)]
+    pub tombstone_retention: Option<String>,
 
     /// Run a self-contained demonstration of three nodes, then exit.
     #[arg(long, help_heading = LATER)]
     pub demo: bool,
+}
+
+/// `quota set SIZE`.
+#[derive(Debug, Subcommand)]
+pub enum QuotaAction {
+    /// Change the quota now and save it to .quota_config.json (e.g. 5GB, 500MB).
+    Set {
+        /// The new quota.
+        size: String,
+    },
 }
 
 /// Client commands: each talks to the node owning --data-dir.
@@ -203,6 +236,21 @@ pub enum Command {
     },
     /// Show what discovery found: mDNS, peer exchange by source, the DHT.
     Discover {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the storage quota, or change it with `quota set SIZE`.
+    Quota {
+        #[command(subcommand)]
+        action: Option<QuotaAction>,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Run the integrity GC now: check every chunk, restore damaged ones from
+    /// peers, remove orphans; prints the summary.
+    Gc {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

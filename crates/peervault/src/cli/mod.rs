@@ -16,8 +16,13 @@ pub const EXIT_NOT_RUNNING: u8 = 3;
 /// Exit code for a bad command line or setting.
 pub const EXIT_USAGE: u8 = 2;
 
+/// Library chatter that is normal for a node and says nothing a user can act on:
+/// the DHT warns on every periodic bootstrap while a node has no peers yet.
+const QUIET: &str = "libp2p_kad::behaviour=error";
+
 fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+    // The user's directive wins where it names the same target.
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{QUIET},{filter}"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use peervault_net::Endpoint;
-use peervault_node::{DEFAULT_MAX_PEERS, DEFAULT_SYNC_INTERVAL, Replicas, parse_size};
+use peervault_node::{
+    DEFAULT_MAX_PEERS, DEFAULT_SYNC_INTERVAL, DEFAULT_TOMBSTONE_RETENTION, MaintenanceConfig,
+    Replicas, parse_size,
+};
 use serde::Deserialize;
 
 use super::args::{Cli, GlobalArgs, NodeArgs};
@@ -18,7 +21,6 @@ use super::args::{Cli, GlobalArgs, NodeArgs};
 pub const DEFAULT_ADDR: &str = ":3000";
 /// Copies kept of each file when not configured (counting the writer).
 pub const DEFAULT_REPLICAS: u32 = 3;
-pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub const DEFAULT_PEX_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// The contents of a `--config` file.
@@ -42,6 +44,10 @@ pub struct ConfigFile {
     pub replicas: Option<Scalar>,
     pub pex_interval: Option<String>,
     pub gc_interval: Option<String>,
+    pub gc_delay: Option<String>,
+    pub gc_grace: Option<String>,
+    pub repair_delay: Option<String>,
+    pub tombstone_retention: Option<String>,
     pub max_peers: Option<usize>,
     pub sync_interval: Option<String>,
 }
@@ -88,7 +94,9 @@ pub struct NodeSettings {
     pub discover_pex: bool,
     pub replicas: Replicas,
     pub pex_interval: Duration,
-    pub gc_interval: Duration,
+    /// GC and repair timing.
+    pub maintenance: MaintenanceConfig,
+    pub tombstone_retention: Duration,
     pub max_peers: usize,
     pub sync_interval: Duration,
     pub demo: bool,
@@ -338,33 +346,60 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         Some((value, origin)) => parse_replicas(&origin, &value)?,
         None => Replicas::Count(DEFAULT_REPLICAS),
     };
-    let pex_interval = match pick(
-        node.pex_interval.clone(),
-        file.pex_interval.clone(),
+    let duration = |cli: &Option<String>, file: &Option<String>, flag: &str, default| match pick(
+        cli.clone(),
+        file.clone(),
+        flag,
+        config,
+    ) {
+        Some((text, origin)) => parse_duration(&origin, &text),
+        None => Ok(default),
+    };
+    let defaults = MaintenanceConfig::default();
+    let pex_interval = duration(
+        &node.pex_interval,
+        &file.pex_interval,
         "pex-interval",
-        config,
-    ) {
-        Some((text, origin)) => parse_duration(&origin, &text)?,
-        None => DEFAULT_PEX_INTERVAL,
-    };
-    let gc_interval = match pick(
-        node.gc_interval.clone(),
-        file.gc_interval.clone(),
-        "gc-interval",
-        config,
-    ) {
-        Some((text, origin)) => parse_duration(&origin, &text)?,
-        None => DEFAULT_GC_INTERVAL,
-    };
-    let sync_interval = match pick(
-        node.sync_interval.clone(),
-        file.sync_interval.clone(),
+        DEFAULT_PEX_INTERVAL,
+    )?;
+    let sync_interval = duration(
+        &node.sync_interval,
+        &file.sync_interval,
         "sync-interval",
-        config,
-    ) {
-        Some((text, origin)) => parse_duration(&origin, &text)?,
-        None => DEFAULT_SYNC_INTERVAL,
+        DEFAULT_SYNC_INTERVAL,
+    )?;
+    let maintenance = MaintenanceConfig {
+        gc_interval: duration(
+            &node.gc_interval,
+            &file.gc_interval,
+            "gc-interval",
+            defaults.gc_interval,
+        )?,
+        gc_delay: duration(
+            &node.gc_delay,
+            &file.gc_delay,
+            "gc-delay",
+            defaults.gc_delay,
+        )?,
+        gc_grace: duration(
+            &node.gc_grace,
+            &file.gc_grace,
+            "gc-grace",
+            defaults.gc_grace,
+        )?,
+        repair_delay: duration(
+            &node.repair_delay,
+            &file.repair_delay,
+            "repair-delay",
+            defaults.repair_delay,
+        )?,
     };
+    let tombstone_retention = duration(
+        &node.tombstone_retention,
+        &file.tombstone_retention,
+        "tombstone-retention",
+        DEFAULT_TOMBSTONE_RETENTION,
+    )?;
     let max_peers = match pick(node.max_peers, file.max_peers, "max-peers", config) {
         Some((0, origin)) => {
             return Err(invalid(
@@ -388,7 +423,8 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         discover_pex: flag(node.discover_pex, file.discover_pex),
         replicas,
         pex_interval,
-        gc_interval,
+        maintenance,
+        tombstone_retention,
         max_peers,
         sync_interval,
         demo: node.demo,
@@ -403,10 +439,6 @@ impl NodeSettings {
         let mut flags = Vec::new();
         if self.metrics.is_some() {
             flags.push("-metrics");
-        }
-
-        if self.gc_interval != DEFAULT_GC_INTERVAL {
-            flags.push("--gc-interval");
         }
         flags
     }
@@ -429,7 +461,8 @@ mod tests {
         assert!(s.common.data_dir.ends_with("peervault/node_port_3000"));
         assert!(s.common.data_dir_is_default);
         assert_eq!(s.replicas, Replicas::Count(3));
-        assert_eq!(s.gc_interval, Duration::from_secs(3600));
+        assert_eq!(s.maintenance.gc_interval, Duration::from_secs(3600));
+        assert_eq!(s.maintenance.repair_delay, Duration::from_secs(600));
         assert!(s.inactive_flags().is_empty());
     }
 

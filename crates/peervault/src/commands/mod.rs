@@ -12,6 +12,7 @@ use crate::control::client::Client;
 mod discover;
 mod get;
 mod ls;
+mod maintenance;
 mod peers;
 mod put;
 mod rm;
@@ -30,6 +31,8 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<ExitCode> 
         Command::Verify { name, json } => verify::run(client, name, json).await,
         Command::Peers { json } => peers::run(client, json).await,
         Command::Discover { json } => discover::run(client, json).await,
+        Command::Quota { action, json } => maintenance::quota(client, action, json).await,
+        Command::Gc { json } => maintenance::gc(client, json).await,
         Command::Send { name, peer } => transfer::send(client, &name, &peer).await,
         Command::Fetch { name, peer } => transfer::fetch(client, &name, &peer).await,
     }

@@ -24,7 +24,7 @@ use std::io;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use peervault_node::{
-    DiscoveryStatus, ErrorKind, FileCheck, FileInfo, NodeStatus, PeerStatus, QuotaStatus,
+    DiscoveryStatus, ErrorKind, FileCheck, FileInfo, GcSummary, NodeStatus, PeerStatus, QuotaStatus,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -148,6 +148,8 @@ pub enum Request {
     },
     Peers,
     Discover,
+    /// Run the integrity GC now.
+    Gc,
     /// Push a copy of a file to one peer (number, peer id or address).
     Send {
         name: String,
@@ -201,6 +203,9 @@ pub enum Response {
     },
     Discovery {
         discovery: DiscoveryStatus,
+    },
+    Gc {
+        summary: GcSummary,
     },
     Sent {
         name: String,

@@ -194,6 +194,10 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
         Request::Discover => Response::Discovery {
             discovery: node.discovery().await,
         },
+        Request::Gc => match node.collect_garbage().await {
+            Ok(summary) => Response::Gc { summary },
+            Err(e) => error_response(&e),
+        },
         Request::Send { name, peer } => match send(node, &name, &peer).await {
             Ok(peer) => Response::Sent { name, peer },
             Err(e) => error_response(&e),

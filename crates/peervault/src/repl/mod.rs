@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use peervault_node::{HumanSize, Node, parse_size};
+use peervault_node::{FileInfo, HumanSize, Node, NodeError, StoreError, parse_size};
 use rustyline::DefaultEditor;
 use rustyline::config::Configurer;
 use rustyline::error::ReadlineError;
@@ -98,6 +98,13 @@ const COMMANDS: &[Spec] = &[
         usage: "discover",
         about: "Show what discovery found: mDNS, peer exchange, the DHT",
         run: Repl::discover,
+    },
+    Spec {
+        name: "gc",
+        aliases: &[],
+        usage: "gc",
+        about: "Check every chunk now, restore damaged ones from peers, remove orphans",
+        run: Repl::gc,
     },
     Spec {
         name: "send",
@@ -274,6 +281,9 @@ impl Repl {
             Some(name) => name,
             None => ui::vault_name_for(&path, "give one: store <path> <name>")?,
         };
+        if !self.make_room(meta.len())? {
+            return Ok(Flow::Continue);
+        }
         let node = self.node.clone();
         let out = self.rt.block_on(async move {
             let file = tokio::fs::File::from_std(file);
@@ -287,6 +297,69 @@ impl Repl {
             eprintln!("  not copied to {peer}: {why}");
         }
         Ok(Flow::Continue)
+    }
+
+    /// Before a store that would not fit the quota: the original's prompt to free
+    /// space by deleting files held here. Returns false if the user cancelled (or
+    /// nothing can be deleted); then nothing was stored and nothing deleted that the
+    /// user did not pick.
+    fn make_room(&mut self, size: u64) -> anyhow::Result<bool> {
+        loop {
+            let (needed, available) = match self.node.check_fits(size) {
+                Ok(()) => return Ok(true),
+                Err(NodeError::Store(StoreError::QuotaExceeded {
+                    needed, available, ..
+                })) => (needed, available),
+                Err(e) => return Err(e.into()),
+            };
+            let files: Vec<FileInfo> = self
+                .rt
+                .block_on(self.node.list())?
+                .into_iter()
+                .filter(|f| f.local)
+                .collect();
+            println!("⚠️  Insufficient storage space!");
+            println!(
+                "Required: {}, Available: {} (Need to free: {})",
+                HumanSize(needed),
+                HumanSize(available),
+                HumanSize(needed.saturating_sub(available))
+            );
+            if files.is_empty() {
+                println!(
+                    "No file held on this node can be deleted to make room; raise the quota with: quota set <size>"
+                );
+                return Ok(false);
+            }
+            println!("\nFiles available for deletion (a deleted file is removed from every node):");
+            println!("{}", ui::deletion_table(&files));
+            let prompt =
+                "Enter file numbers to delete (comma-separated, e.g., 1,3,5) or 'cancel': ";
+            let answer = match self.editor.readline(prompt) {
+                Ok(answer) => answer.trim().to_string(),
+                Err(ReadlineError::Interrupted | ReadlineError::Eof) => String::new(),
+                Err(e) => return Err(e.into()),
+            };
+            if answer.is_empty() || answer.eq_ignore_ascii_case("cancel") {
+                println!("Store cancelled; nothing was deleted.");
+                return Ok(false);
+            }
+            let chosen = match ui::parse_choices(&answer, files.len()) {
+                Ok(chosen) => chosen,
+                Err(why) => {
+                    eprintln!("error: {why}");
+                    continue;
+                }
+            };
+            for i in chosen {
+                let name = &files[i].name;
+                let out = self.rt.block_on(self.node.delete(name))?;
+                println!(
+                    "File '{name}' deleted successfully ({} freed on this node)",
+                    HumanSize(out.freed_bytes)
+                );
+            }
+        }
     }
 
     fn get(&mut self, args: &[String]) -> anyhow::Result<Flow> {
@@ -435,6 +508,16 @@ impl Repl {
         }
         let discovery = self.rt.block_on(self.node.discovery());
         println!("{}", ui::discovery_block(&discovery));
+        Ok(Flow::Continue)
+    }
+
+    fn gc(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        if !args.is_empty() {
+            return Err(usage_error("gc"));
+        }
+        println!("Running garbage collection (checking every chunk)...");
+        let summary = self.rt.block_on(self.node.collect_garbage())?;
+        println!("{}", ui::gc_block(&summary));
         Ok(Flow::Continue)
     }
 

@@ -263,4 +263,46 @@ fn quota_refuses_a_file_that_does_not_fit_and_keeps_the_rest() {
     assert_eq!(hash_file(&back), small_hash);
     let listed: Vec<serde_json::Value> = serde_json::from_str(&node.ok(&["ls", "--json"])).unwrap();
     assert_eq!(listed.len(), 1);
+
+    // `quota` shows and changes it live; the change is saved.
+    let q: serde_json::Value = serde_json::from_str(&node.ok(&["quota", "--json"])).unwrap();
+    assert_eq!(q["total_bytes"], 10u64 << 20);
+    assert!(q["used_bytes"].as_u64().unwrap() > 2 * CHUNK);
+    let out = node.ok(&["quota", "set", "64MB"]);
+    assert!(out.contains("Quota set to 64.00 MB"), "{out}");
+    assert!(out.contains("=== Storage Quota ==="), "{out}");
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("node/.quota_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved["max_storage_bytes"], 64u64 << 20);
+    node.ok(&["put", big.to_str().unwrap()]);
+    let bad = node.cli(&["quota", "set", "lots"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("not a size"), "{}", stderr(&bad));
+}
+
+#[test]
+fn gc_on_a_lone_node_reports_damage_it_cannot_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&dir.path().join("node"));
+    let input = dir.path().join("f.bin");
+    write_random_file(&input, 3 * CHUNK, 5);
+    node.ok(&["put", input.to_str().unwrap()]);
+    let healthy = node.ok(&["gc"]);
+    assert!(
+        healthy.starts_with("Garbage collection completed in ")
+            && healthy.contains(": 0 corrupted, 0 orphaned, 0 removed"),
+        "{healthy}"
+    );
+    let blobs = files_under(&dir.path().join("node/chunks"));
+    std::fs::write(&blobs[0], b"garbage").unwrap();
+    let out = node.cli(&["gc", "--json"]);
+    assert!(!out.status.success(), "unrepaired damage fails the command");
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(summary["corrupted"], 1);
+    assert_eq!(summary["repaired"], 0);
+    assert!(node.log().contains("Garbage collection completed in"));
+    let verify = node.cli(&["verify"]);
+    assert!(!verify.status.success());
 }

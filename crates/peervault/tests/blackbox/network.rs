@@ -427,3 +427,44 @@ fn the_originals_pex_chain_connects_c_to_everyone_and_discover_says_how() {
     assert!(text.contains("  pex: 2 peers\n"), "{text}");
     assert!(text.contains("mDNS: off"), "{text}");
 }
+
+#[test]
+fn gc_restores_a_damaged_chunk_from_a_peer_and_get_is_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::start(&dir.path().join("a"));
+    let b = join(&dir.path().join("b"), &[a.port()], &[]);
+    let c = join(&dir.path().join("c"), &[a.port()], &[]);
+    for node in [&a, &b, &c] {
+        node.wait_peers(2, CONNECT);
+    }
+    let input = dir.path().join("doc.bin");
+    let hash = write_random_file(&input, 3 * MIB, 9);
+    a.ok(&["put", input.to_str().unwrap()]);
+    let blobs = crate::harness::files_under(&dir.path().join("b/chunks"));
+    assert_eq!(blobs.len(), 3);
+    let mut bytes = std::fs::read(&blobs[2]).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 1;
+    std::fs::write(&blobs[2], &bytes).unwrap();
+    let peers_before: Vec<Vec<u8>> = ["a", "c"]
+        .iter()
+        .flat_map(|n| crate::harness::files_under(&dir.path().join(n).join("chunks")))
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+
+    let out = b.ok(&["gc"]);
+    assert!(
+        out.contains(": 1 corrupted, 0 orphaned, 0 removed (1 repaired"),
+        "{out}"
+    );
+    let copy = dir.path().join("copy.bin");
+    b.ok(&["get", "doc.bin", "-o", copy.to_str().unwrap()]);
+    assert_eq!(hash_file(&copy), hash);
+    b.ok(&["verify"]);
+    let peers_after: Vec<Vec<u8>> = ["a", "c"]
+        .iter()
+        .flat_map(|n| crate::harness::files_under(&dir.path().join(n).join("chunks")))
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(peers_before, peers_after, "no peer's copy was touched");
+}

@@ -171,3 +171,64 @@ fn first_interactive_start_on_a_terminal_asks_for_the_quota() {
     assert_eq!(quota["max_storage_bytes"], 5_368_709_120u64);
     assert_eq!(quota["storage_root"], data.to_str().unwrap());
 }
+
+#[test]
+fn a_store_over_quota_offers_files_to_delete_by_number_or_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let mib = 1024 * 1024;
+    let mut paths = Vec::new();
+    for (name, size) in [
+        ("a.bin", 3 * mib),
+        ("b.bin", 4 * mib),
+        ("c.bin", 5 * mib),
+        ("d.bin", 6 * mib),
+    ] {
+        let path = dir.path().join(name);
+        crate::harness::write_random_file(&path, size, size);
+        paths.push(path.to_str().unwrap().to_string());
+    }
+    let input = format!(
+        "store {a}\nstore {b}\nstore {c}\n7\n2\nstore {d}\ncancel\nlist\nquit\n",
+        a = paths[0],
+        b = paths[1],
+        c = paths[2],
+        d = paths[3]
+    );
+    let Some(text) = run_in_pty(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+            "--key",
+            TEST_KEY,
+            "--quota",
+            "10MB",
+            "-interactive",
+        ],
+        &input,
+    ) else {
+        return;
+    };
+    assert!(text.contains("Insufficient storage space!"), "{text}");
+    assert!(text.contains("Need to free:"), "{text}");
+    assert!(
+        text.contains("Enter file numbers to delete (comma-separated, e.g., 1,3,5) or 'cancel':"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"7\" is not a number from the list (1-2)"),
+        "{text}"
+    );
+    assert!(text.contains("File 'b.bin' deleted successfully"), "{text}");
+    assert!(text.contains("File 'c.bin' stored successfully"), "{text}");
+    assert!(
+        text.contains("Store cancelled; nothing was deleted."),
+        "{text}"
+    );
+    // a and c remain; d was not stored and nothing else went.
+    let list = text.rsplit("Files in the vault").next().unwrap();
+    assert!(list.contains("a.bin") && list.contains("c.bin"), "{list}");
+    assert!(!list.contains("b.bin") && !list.contains("d.bin"), "{list}");
+}

@@ -84,6 +84,16 @@ impl Vault {
             let entry = inner.catalogue.open_sealed(&name_id, &sealed)?;
             let outcome = inner.apply_entry(&entry, &[])?;
             inner.forget(&outcome.unreferenced)?;
+            // A deletion older than the retention period still deletes what it
+            // supersedes, but is not kept: this node would only be collecting it.
+            let cutoff = super::gc::expiry_cutoff(inner.tombstone_retention());
+            if outcome.applied && super::is_expired_tombstone(&entry, cutoff) {
+                let removed = inner.catalogue.remove_expired(vec![name_id], cutoff)?;
+                let mut index = inner.index.lock().unwrap_or_else(|p| p.into_inner());
+                for id in &removed {
+                    index.remove(id);
+                }
+            }
             Ok(RemoteEntry {
                 applied: outcome.applied,
                 entry,

@@ -35,6 +35,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 mod exchange;
+mod gc;
+
+pub(crate) use gc::is_expired_tombstone;
+pub use gc::{DEFAULT_TOMBSTONE_RETENTION, GcReport};
 
 pub use exchange::{ChunkSource, RemoteEntry};
 
@@ -162,6 +166,8 @@ struct Inner {
     index: Mutex<CatalogueIndex>,
     /// Blobs from peers, made durable and recorded in batches (see [`crate::group`]).
     blob_commits: GroupCommit<(ChunkId, u64, PathBuf)>,
+    /// How long tombstones are kept, in ms (see [`gc`]).
+    tombstone_retention_ms: std::sync::atomic::AtomicU64,
     /// Held for the vault's lifetime: one process per data dir.
     _lock: DataDirLock,
 }
@@ -266,6 +272,9 @@ impl Vault {
                 buffers: BufferPool::new(CHUNK_OVERHEAD + chunk_size as usize, IDLE_BUFFERS),
                 index: Mutex::new(index),
                 blob_commits: GroupCommit::default(),
+                tombstone_retention_ms: std::sync::atomic::AtomicU64::new(
+                    gc::DEFAULT_TOMBSTONE_RETENTION.as_millis() as u64,
+                ),
                 _lock: lock,
             }),
         })

@@ -1,0 +1,398 @@
+//! The data looks after itself: the integrity GC finds and repairs damage and
+//! removes only what nothing uses; the repair worker restores the replica count
+//! when a holder goes, and drops the surplus when it returns; deletions outlive a
+//! node that was away longer than they are remembered.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use peervault_node::{Node, NodeConfig, Replicas};
+
+const MIB: usize = 1024 * 1024;
+
+fn no_grace(config: &mut NodeConfig) {
+    config.maintenance.gc_grace = Duration::ZERO;
+    // Only the explicit runs below.
+    config.maintenance.gc_delay = Duration::from_secs(3600);
+}
+
+fn quick_repair(config: &mut NodeConfig) {
+    config.maintenance.repair_delay = Duration::from_secs(2);
+    config.maintenance.gc_delay = Duration::from_secs(3600);
+}
+
+fn short_memory(config: &mut NodeConfig) {
+    config.tombstone_retention = Duration::from_secs(3);
+    config.maintenance.gc_delay = Duration::from_secs(3600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_restores_a_damaged_chunk_from_a_peer_and_leaves_peers_alone() {
+    let cluster = Cluster::with(no_grace);
+    let a = cluster.start("a", &[], Replicas::Count(3)).await;
+    let b = cluster.start("b", &[&a], Replicas::Count(3)).await;
+    let c = cluster.start("c", &[&a], Replicas::Count(3)).await;
+    wait_connected(&[&a, &b, &c]).await;
+    let original = data(3 * MIB + 123, 7);
+    let report = a.store("photo.raw", &original[..], None).await.unwrap();
+    assert_eq!(report.replication.copies, 3);
+
+    // Flip bytes in the middle of one blob on b.
+    let blobs = chunk_files(b.data_dir());
+    assert_eq!(blobs.len(), 4);
+    let (victim, bytes) = &blobs[1];
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
+    damaged[middle + 1] ^= 0x5a;
+    std::fs::write(victim, &damaged).unwrap();
+    let peers_before = (chunk_files(a.data_dir()), chunk_files(c.data_dir()));
+
+    let summary = b.collect_garbage().await.unwrap();
+    assert_eq!(summary.checked, 4, "{summary:?}");
+    assert_eq!(summary.corrupted, 1, "{summary:?}");
+    assert_eq!(summary.repaired, 1, "{summary:?}");
+    assert_eq!(summary.removed, 0, "{summary:?}");
+    assert!(
+        summary
+            .line()
+            .starts_with("Garbage collection completed in ")
+    );
+    assert!(
+        summary
+            .line()
+            .contains(": 1 corrupted, 0 orphaned, 0 removed")
+    );
+
+    // The damaged blob went to quarantine; the good one is back in its place.
+    assert_eq!(std::fs::read(victim).unwrap(), *bytes);
+    let quarantined = std::fs::read_dir(b.data_dir().join("quarantine"))
+        .unwrap()
+        .count();
+    assert_eq!(quarantined, 1);
+    assert_eq!(read(&b, "photo.raw").await.unwrap(), original);
+    assert!(b.verify(None).await.unwrap().iter().all(|f| f.is_ok()));
+    assert_eq!(
+        (chunk_files(a.data_dir()), chunk_files(c.data_dir())),
+        peers_before,
+        "no peer's copy was touched"
+    );
+        // A second run finds nothing wrong.
+    let again = b.collect_garbage().await.unwrap();
+    assert_eq!((again.corrupted, again.removed), (0, 0), "{again:?}");
+    // The metrics say what happened.
+    let text = b.metrics_text().await;
+    for line in [
+        "peervault_gc_runs_total 2",
+        "peervault_chunks_checked_total 8",
+        "peervault_chunks_corrupted_total 1",
+        "peervault_chunks_quarantined_total 1",
+        "peervault_chunks_restored_total 1",
+        "peervault_chunks_removed_total 0",
+        "peervault_peers_connected 2",
+        "peervault_peers_discovered 2",
+        "peervault_gc_duration_seconds_count 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_chunk_no_peer_has_is_quarantined_and_reported() {
+    let cluster = Cluster::with(no_grace);
+    let a = cluster.start("a", &[], Replicas::Count(1)).await;
+    let original = data(2 * MIB, 3);
+    a.store("only-here", &original[..], None).await.unwrap();
+    let blobs = chunk_files(a.data_dir());
+    std::fs::write(&blobs[0].0, b"not a blob at all").unwrap();
+    let summary = a.collect_garbage().await.unwrap();
+    assert_eq!((summary.corrupted, summary.repaired), (1, 0), "{summary:?}");
+    // The file is listed but no longer complete here; reading says why.
+    let info = a.stat("only-here").await.unwrap();
+    assert!(!info.local);
+    let err = read(&a, "only-here").await.unwrap_err();
+    assert!(err.contains("not held") || err.contains("no peer"), "{err}");
+    // Usage no longer counts the quarantined blob.
+    let usage = a.quota().used_bytes;
+    assert_eq!(usage, std::fs::metadata(&blobs[1].0).unwrap().len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_removes_orphans_and_stale_temp_files_and_nothing_a_file_uses() {
+    let cluster = Cluster::with(no_grace);
+    let a = cluster.start("a", &[], Replicas::Count(1)).await;
+    let mut files = Vec::new();
+    for i in 0..5u64 {
+        let bytes = data(300_000 + i as usize * 100_000, i);
+        a.store(&format!("f{i}"), &bytes[..], None).await.unwrap();
+        files.push(bytes);
+    }
+    // Two files sharing content: one chunk, two references.
+    a.store("copy-of-f0", &files[0][..], None).await.unwrap();
+    a.delete("f1").await.unwrap();
+    let used_before = a.quota().used_bytes;
+    let blobs_before = chunk_files(a.data_dir());
+
+    // An unrecorded blob (as a crash between write and record leaves) and an old
+    // temporary file.
+    let orphan = a.data_dir().join("chunks/ab").join("ab".repeat(32));
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"left over").unwrap();
+    let tmp = a.data_dir().join("tmp/dead.0123.tmp");
+    std::fs::write(&tmp, b"half a blob").unwrap();
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    // A fresh temporary file belongs to a write in flight: it stays.
+    let fresh_tmp = a.data_dir().join("tmp/live.4567.tmp");
+    std::fs::write(&fresh_tmp, b"being written").unwrap();
+
+    let summary = a.collect_garbage().await.unwrap();
+    assert_eq!(summary.corrupted, 0, "{summary:?}");
+    assert_eq!(summary.orphaned, 1, "{summary:?}");
+    assert_eq!(summary.removed, 1, "{summary:?}");
+    assert_eq!(summary.temp_removed, 1, "{summary:?}");
+    assert!(!orphan.exists() && !tmp.exists() && fresh_tmp.exists());
+    assert_eq!(
+        chunk_files(a.data_dir()),
+        blobs_before,
+        "no live blob removed"
+    );
+    assert_eq!(a.quota().used_bytes, used_before);
+    for (i, bytes) in files.iter().enumerate() {
+        if i != 1 {
+            assert_eq!(read(&a, &format!("f{i}")).await.unwrap(), *bytes);
+        }
+    }
+    assert_eq!(read(&a, "copy-of-f0").await.unwrap(), files[0]);
+    assert!(a.verify(None).await.unwrap().iter().all(|f| f.is_ok()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn young_orphans_wait_for_the_grace_period() {
+    let cluster = Cluster::new(); // default grace: 10 minutes
+    let a = cluster.start("a", &[], Replicas::Count(1)).await;
+    let orphan = a.data_dir().join("chunks/cd").join("cd".repeat(32));
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"streamed ahead of its record").unwrap();
+    let summary = a.collect_garbage().await.unwrap();
+    assert_eq!((summary.orphaned, summary.removed), (1, 0), "{summary:?}");
+    assert!(orphan.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_racing_gc_runs_lose_nothing() {
+    let cluster = Cluster::with(no_grace);
+    let a = cluster.start("a", &[], Replicas::Count(1)).await;
+    let gc = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut runs = 0;
+            // Bounded: stops by itself even if the writer fails.
+            for _ in 0..200 {
+                a.collect_garbage().await.unwrap();
+                runs += 1;
+                if a.stat("race-27").await.is_ok() {
+                    break;
+                }
+            }
+            runs
+        })
+    };
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..28u64 {
+        // Every third file repeats an earlier one, so writes reuse chunks that a
+        // GC run may be looking at; every fourth step deletes an earlier file, so
+        // chunks become orphans while other writes use them.
+        let bytes = if i % 3 == 2 {
+            data(700_000, i - 1)
+        } else {
+            data(700_000, i)
+        };
+        let name = format!("race-{i}");
+        a.store(&name, &bytes[..], None).await.unwrap();
+        expected.insert(name, bytes);
+        if i % 4 == 3 {
+            let old = format!("race-{}", i - 3);
+            a.delete(&old).await.unwrap();
+            expected.remove(&old);
+        }
+    }
+    let runs = gc.await.unwrap();
+    assert!(runs >= 1);
+    let last = a.collect_garbage().await.unwrap();
+    assert_eq!(last.corrupted, 0, "{last:?}");
+    assert_eq!(a.list().await.unwrap().len(), expected.len());
+    for (name, bytes) in &expected {
+        assert_eq!(read(&a, name).await.unwrap(), *bytes, "{name}");
+    }
+    assert!(a.verify(None).await.unwrap().iter().all(|f| f.is_ok()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_holder_is_replaced_and_its_surplus_copy_dropped_when_it_returns() {
+    let cluster = Cluster::with(quick_repair);
+    let hub = cluster.start("n0", &[], Replicas::Count(3)).await;
+    let mut nodes = vec![hub.clone()];
+    for i in 1..5 {
+        nodes.push(
+            cluster
+                .start(&format!("n{i}"), &[&hub], Replicas::Count(3))
+                .await,
+        );
+    }
+    wait_connected(&nodes.iter().collect::<Vec<_>>()).await;
+    let original = data(2 * MIB, 11);
+    nodes[1]
+        .store("keep-me", &original[..], None)
+        .await
+        .unwrap();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    assert_eq!(holders(&refs, "keep-me").await, 3);
+
+    // Stop a holder that is not the writer (and not the hub everyone joined).
+    let mut victim = None;
+    for (i, node) in nodes.iter().enumerate().skip(2) {
+        if node.stat("keep-me").await.is_ok_and(|f| f.local) {
+            victim = Some(i);
+            break;
+        }
+    }
+    let victim = victim.expect("a holder besides the writer");
+    let victim_name = format!("n{victim}");
+    let gone = nodes.remove(victim);
+    stop(gone).await;
+    let started = std::time::Instant::now();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    eventually("three live copies again", || async {
+        holders(&refs, "keep-me").await == 3
+    })
+    .await;
+    eprintln!(
+        "repair: 3 live copies again {:?} after a holder stopped (repair delay 2 s)",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "waited for the delay"
+    );
+    for node in &nodes {
+        assert_eq!(read(node, "keep-me").await.unwrap(), original);
+    }
+
+    // The old holder returns: four copies, until the surplus one is dropped.
+    let back = restart(&cluster, &victim_name, &[&hub]).await;
+    nodes.push(back);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_connected(&refs).await;
+    eventually("exactly three copies again", || async {
+        holders(&refs, "keep-me").await == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(holders(&refs, "keep-me").await, 3, "stable at three");
+    for node in &nodes {
+        assert_eq!(read(node, "keep-me").await.unwrap(), original);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_away_longer_than_deletions_are_remembered_does_not_bring_them_back() {
+    let cluster = Cluster::with(short_memory);
+    let a = cluster.start("a", &[], Replicas::Count(3)).await;
+    let b = cluster.start("b", &[&a], Replicas::Count(3)).await;
+    let c = cluster.start("c", &[&a], Replicas::Count(3)).await;
+    wait_connected(&[&a, &b, &c]).await;
+    a.store("secret-plan", &data(10_000, 1)[..], None)
+        .await
+        .unwrap();
+    a.store("keeper", &data(10_000, 2)[..], None).await.unwrap();
+    eventually("c has both files", || async {
+        c.stat("secret-plan").await.is_ok() && c.stat("keeper").await.is_ok()
+    })
+    .await;
+    // Let c sync once more after both files exist, then take it away.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop(c).await;
+    a.delete("secret-plan").await.unwrap();
+    eventually("b saw the delete", || async {
+        b.stat("secret-plan").await.is_err()
+    })
+    .await;
+    // Past the retention: the tombstones are collected everywhere.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for node in [&a, &b] {
+        let summary = node.collect_garbage().await.unwrap();
+        assert_eq!(summary.tombstones_collected, 1, "{summary:?}");
+    }
+    // c comes back with its old catalogue, still naming the deleted file.
+    let c = restart(&cluster, "c", &[&a]).await;
+    wait_connected(&[&a, &b, &c]).await;
+    eventually("c forgets the deleted file", || async {
+        c.stat("secret-plan").await.is_err()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await; // several sync rounds
+    for node in [&a, &b, &c] {
+        assert!(
+            node.stat("secret-plan").await.is_err(),
+            "the file came back"
+        );
+        assert!(node.stat("keeper").await.is_ok(), "a live file was lost");
+    }
+    // A file written after c left is still offered normally.
+    a.store("new-after", &data(5_000, 3)[..], None)
+        .await
+        .unwrap();
+    eventually("c learns new files", || async {
+        c.stat("new-after").await.is_ok()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_refuses_a_replica_and_the_next_node_takes_it() {
+    let cluster = Cluster::new();
+    let hub = cluster.start("n0", &[], Replicas::Count(3)).await;
+    let mut small = cluster.config("small", &[&hub], Replicas::Count(3)).await;
+    small.quota_bytes = Some(MIB as u64);
+    let small = Node::start(small).await.unwrap();
+    let n2 = cluster.start("n2", &[&hub], Replicas::Count(3)).await;
+    let n3 = cluster.start("n3", &[&hub], Replicas::Count(3)).await;
+    let all = [&hub, &small, &n2, &n3];
+    wait_connected(&all).await;
+    let original = data(3 * MIB, 21);
+    // Write from each node in turn until the full node was one of the chosen
+    // (placement is random per name: it is chosen with probability 2/3 each time).
+    let mut refused = false;
+    let writers = [&hub, &n2, &n3];
+    for i in 0..12 {
+        if refused {
+            break;
+        }
+        let writer = writers[i % writers.len()];
+        let name = format!("big-{i}");
+        let report = writer.store(&name, &original[..], None).await.unwrap();
+        assert_eq!(report.replication.copies, 3, "{:?}", report.replication);
+        let small_id = small.peer_id();
+        refused |= report
+            .replication
+            .failures
+            .iter()
+            .any(|(peer, why)| peer.to_string() == small_id && why.contains("quota"));
+        assert!(!small.stat(&name).await.is_ok_and(|f| f.local));
+        assert_eq!(holders(&all, &name).await, 3);
+    }
+    assert!(
+        refused,
+        "the full node was never asked; the test proves nothing"
+    );
+    assert!(small.quota().used_bytes <= MIB as u64);
+}
