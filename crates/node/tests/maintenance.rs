@@ -80,7 +80,7 @@ async fn gc_restores_a_damaged_chunk_from_a_peer_and_leaves_peers_alone() {
         peers_before,
         "no peer's copy was touched"
     );
-        // A second run finds nothing wrong.
+    // A second run finds nothing wrong.
     let again = b.collect_garbage().await.unwrap();
     assert_eq!((again.corrupted, again.removed), (0, 0), "{again:?}");
     // The metrics say what happened.

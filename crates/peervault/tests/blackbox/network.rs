@@ -468,3 +468,48 @@ fn gc_restores_a_damaged_chunk_from_a_peer_and_get_is_byte_identical() {
         .collect();
     assert_eq!(peers_before, peers_after, "no peer's copy was touched");
 }
+
+#[test]
+fn a_killed_holder_is_replaced_after_the_repair_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = ["--repair-delay", "2s"];
+    let hub = TestNode::start_with(&dir.path().join("n0"), TEST_KEY, &quick);
+    let port = hub.port();
+    let mut nodes = vec![hub];
+    for i in 1..5 {
+        nodes.push(join(&dir.path().join(format!("n{i}")), &[port], &quick));
+    }
+    for node in &nodes {
+        node.wait_peers(4, CONNECT);
+    }
+    let input = dir.path().join("precious.bin");
+    let hash = write_random_file(&input, 2 * MIB, 77);
+    nodes[1].ok(&["put", input.to_str().unwrap()]);
+    let local = |n: &TestNode| {
+        n.ls()
+            .iter()
+            .any(|f| f["name"] == "precious.bin" && f["local"] == true)
+    };
+    let victim = (2..5)
+        .find(|&i| local(&nodes[i]))
+        .expect("a holder besides the writer");
+    nodes.remove(victim).kill9();
+    let killed = Instant::now();
+    eventually("three live copies again", Duration::from_secs(60), || {
+        nodes.iter().filter(|n| local(n)).count() == 3
+    });
+    eprintln!(
+        "kill -9 of a holder: 3 live copies again after {:?} (repair delay 2 s)",
+        killed.elapsed()
+    );
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n.log().contains("repair: copied \"precious.bin\""))
+    );
+    for node in &nodes {
+        let copy = dir.path().join("copy.bin");
+        node.ok(&["get", "precious.bin", "-o", copy.to_str().unwrap()]);
+        assert_eq!(hash_file(&copy), hash);
+    }
+}
