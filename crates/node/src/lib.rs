@@ -19,7 +19,7 @@ pub mod wire;
 
 pub use error::{ErrorKind, NodeError};
 pub use maintenance::{GcSummary, MaintenanceConfig, RepairRound};
-pub use metrics::Metrics;
+pub use metrics::{Health, Metrics, MetricsSnapshot};
 pub use node::{
     DEFAULT_MAX_PEERS, DEFAULT_SYNC_INTERVAL, DamagedChunk, DiscoveredPeer, DiscoveryStatus,
     FileCheck, FileInfo, Node, NodeConfig, NodeStatus, PeerStatus, QuotaSource, StoreReport,

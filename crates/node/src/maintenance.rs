@@ -44,6 +44,9 @@ pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(10 * 60);
 /// How long a departed holder is waited for before its files are copied elsewhere.
 pub const DEFAULT_REPAIR_DELAY: Duration = Duration::from_secs(10 * 60);
 
+/// When the repair worker first looks after start (at the latest).
+const FIRST_REPAIR_ROUND: Duration = Duration::from_secs(5);
+
 /// How often the repair worker looks: often enough to act soon after the delay,
 /// never more than once a minute's worth of work in a large vault.
 pub fn repair_tick(repair_delay: Duration) -> Duration {
@@ -228,8 +231,11 @@ impl Node {
     /// The repair worker (see the module docs).
     pub(crate) async fn repair_worker(self) {
         let tick = repair_tick(self.inner.maintenance_config.repair_delay);
+        // The first look comes soon, so that the figures are known early.
+        let mut wait = tick.min(FIRST_REPAIR_ROUND);
         loop {
-            tokio::time::sleep(tick).await;
+            tokio::time::sleep(wait).await;
+            wait = tick;
             match self.repair_round().await {
                 Ok(round) => {
                     if round.copies_made > 0 || round.copies_dropped > 0 {

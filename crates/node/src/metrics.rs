@@ -8,19 +8,41 @@
 
 use std::sync::atomic::AtomicU64;
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use serde::{Deserialize, Serialize};
+
 use crate::maintenance::GcSummary;
-use crate::node::Node;
+use crate::node::{Node, PeerStatus};
+
+/// The label of per-peer metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabel {
+    pub peer: String,
+}
 
 /// Every metric of one node.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    pub(crate) files_stored: Counter,
+    pub(crate) files_retrieved: Counter,
+    pub(crate) files_deleted: Counter,
+    pub(crate) bytes_sent: Counter,
+    pub(crate) bytes_received: Counter,
+    pub(crate) errors: Counter,
+    pub(crate) replicas_accepted: Counter,
+    pub(crate) peer_request_failures: Counter,
+    pub(crate) request_duration: Histogram,
+    pub(crate) chunk_transfer_duration: Histogram,
+    pub(crate) peer_rtt: Family<PeerLabel, Gauge<f64, AtomicU64>>,
+    pub(crate) peer_healthy: Family<PeerLabel, Gauge>,
     pub(crate) peers_connected: Gauge,
     pub(crate) peers_discovered: Gauge,
     pub(crate) storage_used_bytes: Gauge,
@@ -49,6 +71,18 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let m = Self {
+            files_stored: Counter::default(),
+            files_retrieved: Counter::default(),
+            files_deleted: Counter::default(),
+            bytes_sent: Counter::default(),
+            bytes_received: Counter::default(),
+            errors: Counter::default(),
+            replicas_accepted: Counter::default(),
+            peer_request_failures: Counter::default(),
+            request_duration: Histogram::new(exponential_buckets(0.0005, 4.0, 10)),
+            chunk_transfer_duration: Histogram::new(exponential_buckets(0.0005, 4.0, 10)),
+            peer_rtt: Family::default(),
+            peer_healthy: Family::default(),
             peers_connected: Gauge::default(),
             peers_discovered: Gauge::default(),
             storage_used_bytes: Gauge::default(),
@@ -68,6 +102,66 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
+        r.register(
+            "peervault_files_stored",
+            "Files stored through this node",
+            m.files_stored.clone(),
+        );
+        r.register(
+            "peervault_files_retrieved",
+            "Files read through this node",
+            m.files_retrieved.clone(),
+        );
+        r.register(
+            "peervault_files_deleted",
+            "Files deleted through this node",
+            m.files_deleted.clone(),
+        );
+        r.register(
+            "peervault_bytes_sent",
+            "Chunk bytes (encrypted) sent to peers",
+            m.bytes_sent.clone(),
+        );
+        r.register(
+            "peervault_bytes_received",
+            "Chunk bytes (encrypted) received from peers",
+            m.bytes_received.clone(),
+        );
+        r.register(
+            "peervault_errors",
+            "Operations that failed: stores, reads, deletes asked of this node, and damage GC could not repair",
+            m.errors.clone(),
+        );
+        r.register(
+            "peervault_replicas_accepted",
+            "Copies of files this node agreed to hold for peers",
+            m.replicas_accepted.clone(),
+        );
+        r.register(
+            "peervault_peer_request_failures",
+            "Requests to peers that failed or timed out",
+            m.peer_request_failures.clone(),
+        );
+        r.register(
+            "peervault_peer_request_duration_seconds",
+            "Round trip of requests to peers",
+            m.request_duration.clone(),
+        );
+        r.register(
+            "peervault_chunk_transfer_duration_seconds",
+            "Time to send one chunk to a peer or fetch one from it",
+            m.chunk_transfer_duration.clone(),
+        );
+        r.register(
+            "peervault_peer_rtt_seconds",
+            "Ping round trip per connected peer",
+            m.peer_rtt.clone(),
+        );
+        r.register(
+            "peervault_peer_healthy",
+            "1 if the connected peer answered recently and fast, else 0",
+            m.peer_healthy.clone(),
+        );
         r.register(
             "peervault_peers_connected",
             "Current number of connected peers",
@@ -162,6 +256,14 @@ impl Metrics {
             .inc_by((s.removed + s.temp_removed) as u64);
         self.tombstones_collected
             .inc_by(s.tombstones_collected as u64);
+        if s.corrupted > s.repaired {
+            self.errors.inc();
+        }
+    }
+
+    /// Counts one failed operation.
+    pub(crate) fn error(&self) {
+        self.errors.inc();
     }
 
     pub(crate) fn copies_repaired(&self, n: usize) {
@@ -181,21 +283,241 @@ impl Metrics {
     }
 }
 
+/// The original's JSON shape (`/metrics/json`), with what an operator needs
+/// beyond it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetricsSnapshot {
+    pub files: FileCounts,
+    pub network: NetworkFigures,
+    pub storage: StorageFigures,
+    pub errors: ErrorCount,
+    pub system: SystemFigures,
+    pub node: NodeFigures,
+    pub replication: ReplicationFigures,
+    pub gc: GcFigures,
+    pub peers: Vec<PeerStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileCounts {
+    pub stored: u64,
+    pub retrieved: u64,
+    pub deleted: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkFigures {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub peers_connected: usize,
+    pub peers_discovered: usize,
+    pub request_failures: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageFigures {
+    pub used_bytes: u64,
+    pub total_bytes: u64,
+    pub utilization_percent: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorCount {
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SystemFigures {
+    pub uptime_seconds: f64,
+    /// RFC 3339, UTC.
+    pub start_time: String,
+    /// When these figures were read (RFC 3339, UTC).
+    pub last_update: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeFigures {
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicationFigures {
+    /// The replica setting ("3" or "all").
+    pub target: String,
+    pub files_held: usize,
+    /// Files held here short of copies after the last repair round.
+    pub under_replicated: usize,
+    pub copies_repaired: u64,
+    pub replicas_accepted: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GcFigures {
+    pub runs: u64,
+    pub chunks_corrupted: u64,
+    pub chunks_restored: u64,
+    pub chunks_removed: u64,
+    pub last: Option<GcSummary>,
+}
+
+/// `/health`: healthy, or degraded with the reasons.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    /// "healthy" or "degraded".
+    pub status: String,
+    pub uptime_seconds: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub reasons: Vec<String>,
+}
+
+impl Health {
+    pub fn is_healthy(&self) -> bool {
+        self.reasons.is_empty()
+    }
+}
+
+fn rfc3339(unix_ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 impl Node {
-    /// Every metric in the Prometheus text format, with the state figures (peers,
-    /// storage, uptime) read just now.
-    pub async fn metrics_text(&self) -> String {
+    /// Sets the state figures (peers, storage, uptime) from their sources.
+    async fn refresh_metrics(&self) -> (Vec<PeerStatus>, usize) {
         let m = &self.inner.metrics;
+        let peers = self.peers().await;
         let discovery = self.inner.net.discovery().await;
-        m.peers_connected
-            .set(discovery.known.iter().filter(|p| p.connected).count() as i64);
+        m.peers_connected.set(peers.len() as i64);
         m.peers_discovered.set(discovery.known.len() as i64);
+        m.peer_rtt.clear();
+        m.peer_healthy.clear();
+        for p in &peers {
+            let label = PeerLabel {
+                peer: p.peer_id.clone(),
+            };
+            if let Some(rtt) = p.rtt_ms {
+                m.peer_rtt.get_or_create(&label).set(rtt / 1000.0);
+            }
+            m.peer_healthy
+                .get_or_create(&label)
+                .set(i64::from(p.is_healthy()));
+        }
         let quota = self.quota();
         m.storage_used_bytes.set(quota.used_bytes as i64);
         m.storage_total_bytes.set(quota.total_bytes as i64);
         m.storage_utilization.set(quota.utilization_percent);
         m.uptime_seconds
             .set(self.inner.started.elapsed().as_secs_f64());
-        m.encode()
+        (peers, discovery.known.len())
+    }
+
+    /// Every metric in the Prometheus text format, with the state figures read
+    /// just now.
+    pub async fn metrics_text(&self) -> String {
+        self.refresh_metrics().await;
+        self.inner.metrics.encode()
+    }
+
+    /// The metrics as `/metrics/json` and `metrics --json` show them.
+    pub async fn metrics_snapshot(&self) -> MetricsSnapshot {
+        let (peers, discovered) = self.refresh_metrics().await;
+        let m = &self.inner.metrics;
+        let quota = self.quota();
+        let (last_gc, last_repair) = {
+            let state = self.state();
+            (state.last_gc.clone(), state.last_repair.clone())
+        };
+        let addresses = self.inner.net.addresses().await;
+        MetricsSnapshot {
+            files: FileCounts {
+                stored: m.files_stored.get(),
+                retrieved: m.files_retrieved.get(),
+                deleted: m.files_deleted.get(),
+            },
+            network: NetworkFigures {
+                bytes_sent: m.bytes_sent.get(),
+                bytes_received: m.bytes_received.get(),
+                peers_connected: peers.len(),
+                peers_discovered: discovered,
+                request_failures: m.peer_request_failures.get(),
+            },
+            storage: StorageFigures {
+                used_bytes: quota.used_bytes,
+                total_bytes: quota.total_bytes,
+                utilization_percent: quota.utilization_percent,
+            },
+            errors: ErrorCount {
+                total: m.errors.get(),
+            },
+            system: SystemFigures {
+                uptime_seconds: self.inner.started.elapsed().as_secs_f64(),
+                start_time: rfc3339(self.inner.started_unix_ms),
+                last_update: rfc3339(peervault_store::version::unix_millis_now()),
+            },
+            node: NodeFigures {
+                peer_id: self.peer_id(),
+                listen_addrs: addresses.listen.iter().map(ToString::to_string).collect(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            replication: ReplicationFigures {
+                target: self.replicas().to_string(),
+                files_held: last_repair.as_ref().map_or(0, |r| r.checked),
+                under_replicated: m.files_under_replicated.get().max(0) as usize,
+                copies_repaired: m.files_repaired.get(),
+                replicas_accepted: m.replicas_accepted.get(),
+            },
+            gc: GcFigures {
+                runs: m.gc_runs.get(),
+                chunks_corrupted: m.chunks_corrupted.get(),
+                chunks_restored: m.chunks_restored.get(),
+                chunks_removed: m.chunks_removed.get(),
+                last: last_gc,
+            },
+            peers,
+        }
+    }
+
+    /// `/health`: degraded, with reasons, when the node lacks the peers it
+    /// expects, holds files short of copies, or has damage it could not repair.
+    pub async fn health(&self) -> Health {
+        let m = &self.inner.metrics;
+        let mut reasons = Vec::new();
+        let peers = self.inner.net.peers().await.len();
+        if peers == 0 && self.inner.expects_peers() {
+            reasons.push(
+                "no peers connected (this node has bootstrap peers or has been part of a vault)"
+                    .to_string(),
+            );
+        }
+        let short = m.files_under_replicated.get();
+        if short > 0 {
+            reasons.push(format!(
+                "{short} files held here have fewer copies than the replica target"
+            ));
+        }
+        let unrepaired = {
+            let state = self.state();
+            state
+                .last_gc
+                .as_ref()
+                .map_or(0, |gc| gc.corrupted.saturating_sub(gc.repaired))
+        };
+        if unrepaired > 0 {
+            reasons.push(format!(
+                "{unrepaired} damaged chunks could not be restored at the last integrity check"
+            ));
+        }
+        Health {
+            status: if reasons.is_empty() {
+                "healthy"
+            } else {
+                "degraded"
+            }
+            .to_string(),
+            uptime_seconds: self.inner.started.elapsed().as_secs_f64(),
+            reasons,
+        }
     }
 }

@@ -249,6 +249,22 @@ pub struct DiscoveryStatus {
     pub peers_discovered: usize,
 }
 
+impl PeerStatus {
+    /// Heard from within 30 s, with a round trip under a second.
+    pub fn is_healthy(&self) -> bool {
+        self.last_seen_seconds <= 30.0 && self.rtt_ms.is_none_or(|rtt| rtt <= 1000.0)
+    }
+
+    /// Health in words, as the `peers` table and the dashboard show it.
+    pub fn health(&self) -> &'static str {
+        match (self.last_seen_seconds, self.rtt_ms) {
+            (seen, _) if seen > 30.0 => "✗ Unresponsive",
+            (_, Some(rtt)) if rtt > 1000.0 => "⚠ Slow",
+            _ => "✓ Healthy",
+        }
+    }
+}
+
 fn discovered(p: &peervault_net::KnownPeer) -> DiscoveredPeer {
     DiscoveredPeer {
         peer_id: p.peer_id.to_string(),
@@ -307,7 +323,7 @@ pub(crate) struct Inner {
     fingerprint: KeyFingerprint,
     insecure_key: bool,
     pub(crate) started: Instant,
-    started_unix_ms: u64,
+    pub(crate) started_unix_ms: u64,
     quota_source: QuotaSource,
     pub(crate) replicas: Replicas,
     shutdown: CancellationToken,
@@ -319,6 +335,22 @@ pub(crate) struct Inner {
     pub(crate) gc_lock: tokio::sync::Mutex<()>,
     /// Standing in the vault, for the tombstone rule (see [`crate::sync`]).
     pub(crate) membership: std::sync::Mutex<crate::sync::Membership>,
+    /// Bootstrap peers were given.
+    has_bootstrap: bool,
+}
+
+impl Inner {
+    /// True if having no peers is a problem: bootstrap peers were given, or this
+    /// node has been part of a vault.
+    pub(crate) fn expects_peers(&self) -> bool {
+        self.has_bootstrap
+            || self
+                .membership
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .member_since_ms
+                != 0
+    }
 }
 
 impl Node {
@@ -402,6 +434,7 @@ impl Node {
                 maintenance: std::sync::Mutex::new(MaintenanceState::default()),
                 gc_lock: tokio::sync::Mutex::new(()),
                 membership: std::sync::Mutex::new(membership),
+                has_bootstrap: !config.bootstrap.is_empty(),
             }),
         };
         node.spawn(crate::service::serve(node.clone(), network.inbound));
@@ -507,7 +540,8 @@ impl Node {
         if let Some(task) = streaming {
             let _ = task.await;
         }
-        let out: WriteOutcome = written?;
+        let out: WriteOutcome = written.inspect_err(|_| self.inner.metrics.error())?;
+        self.inner.metrics.files_stored.inc();
         self.provide(&out.manifest.name).await;
         let replication = self.replicate(&out.manifest).await;
         self.announce(&out.manifest.name, &replication.holders);
@@ -523,7 +557,14 @@ impl Node {
     /// not hold come from peers, several at a time.
     pub async fn get(&self, name: &str) -> Result<FileReader> {
         let source = self.chunk_source(name).await;
-        Ok(self.inner.vault.read_file_with(name, Some(source)).await?)
+        let reader = self
+            .inner
+            .vault
+            .read_file_with(name, Some(source))
+            .await
+            .inspect_err(|_| self.inner.metrics.error())?;
+        self.inner.metrics.files_retrieved.inc();
+        Ok(reader)
     }
 
     /// Metadata of `name`.
@@ -536,7 +577,13 @@ impl Node {
     /// Deletes `name` everywhere: a tombstone here, announced to every peer, and
     /// carried by catalogue sync to nodes that are offline now.
     pub async fn delete(&self, name: &str) -> Result<DeleteOutcome> {
-        let out = self.inner.vault.delete(name).await?;
+        let out = self
+            .inner
+            .vault
+            .delete(name)
+            .await
+            .inspect_err(|_| self.inner.metrics.error())?;
+        self.inner.metrics.files_deleted.inc();
         self.stop_providing(name).await;
         self.announce(name, &[]);
         Ok(out)

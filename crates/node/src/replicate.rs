@@ -131,13 +131,35 @@ impl Node {
         request: &Request,
         timeout: Duration,
     ) -> std::result::Result<Response, String> {
-        let bytes = self
+        let started = std::time::Instant::now();
+        let m = &self.inner.metrics;
+        let answer = self
             .inner
             .net
             .request(peer, request.encode(), timeout)
             .await
-            .map_err(|e| e.to_string())?;
-        Response::decode(&bytes).map_err(|e| format!("bad answer from {peer}: {e}"))
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                Response::decode(&bytes).map_err(|e| format!("bad answer from {peer}: {e}"))
+            });
+        let took = started.elapsed().as_secs_f64();
+        m.request_duration.observe(took);
+        // Chunk bytes count once they have arrived: acknowledged or received.
+        match (request, &answer) {
+            (Request::PutChunk { blob, .. }, Ok(Response::Stored)) => {
+                m.bytes_sent.inc_by(blob.len() as u64);
+                m.chunk_transfer_duration.observe(took);
+            }
+            (Request::GetChunk { .. }, Ok(Response::Chunk { blob })) => {
+                m.bytes_received.inc_by(blob.len() as u64);
+                m.chunk_transfer_duration.observe(took);
+            }
+            (_, Err(_)) => {
+                m.peer_request_failures.inc();
+            }
+            _ => {}
+        }
+        answer
     }
 
     pub(crate) fn target_copies(&self, peers: usize) -> usize {

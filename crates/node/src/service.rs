@@ -88,19 +88,28 @@ impl Node {
                 Response::Ack
             }
             Request::Offer { entry } => self.answer_offer(vault, entry).await,
-            Request::PutChunk { id, blob } => match vault.put_blob(id, blob).await {
-                Ok(_) => Response::Stored,
-                Err(StoreError::QuotaExceeded {
-                    needed, available, ..
-                }) => Response::Refused(Refusal::Quota { needed, available }),
-                Err(e @ StoreError::CorruptRecord { .. }) => {
-                    tracing::warn!("refused a chunk from {peer}: {e}");
-                    Response::Refused(Refusal::Invalid(e.to_string()))
+            Request::PutChunk { id, blob } => {
+                let len = blob.len() as u64;
+                match vault.put_blob(id, blob).await {
+                    Ok(_) => {
+                        self.inner.metrics.bytes_received.inc_by(len);
+                        Response::Stored
+                    }
+                    Err(StoreError::QuotaExceeded {
+                        needed, available, ..
+                    }) => Response::Refused(Refusal::Quota { needed, available }),
+                    Err(e @ StoreError::CorruptRecord { .. }) => {
+                        tracing::warn!("refused a chunk from {peer}: {e}");
+                        Response::Refused(Refusal::Invalid(e.to_string()))
+                    }
+                    Err(e) => Response::Error(e.to_string()),
                 }
-                Err(e) => Response::Error(e.to_string()),
-            },
+            }
             Request::GetChunk { id } => match vault.read_blob(id).await {
-                Ok(Some(blob)) => Response::Chunk { blob },
+                Ok(Some(blob)) => {
+                    self.inner.metrics.bytes_sent.inc_by(blob.len() as u64);
+                    Response::Chunk { blob }
+                }
                 Ok(None) => Response::Missing,
                 Err(e) => Response::Error(e.to_string()),
             },
@@ -132,6 +141,8 @@ impl Node {
             Err(e) => return Response::Error(e.to_string()),
         };
         if missing.is_empty() {
+            // The writer's closing offer: this node now holds a complete copy.
+            self.inner.metrics.replicas_accepted.inc();
             self.provide(&manifest.name).await;
         }
         let needed = Vault::blob_bytes(&manifest, &missing);

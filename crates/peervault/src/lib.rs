@@ -8,6 +8,7 @@ pub mod atomic_file;
 pub mod cli;
 mod commands;
 pub mod control;
+pub mod http;
 mod repl;
 mod run;
 pub mod ui;

@@ -185,11 +185,14 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
         humantime::format_duration(m.repair_delay)
     );
     println!("  Control:    {}", socket_path(&data_dir).display());
-    for flag in settings.inactive_flags() {
-        eprintln!(
-            "warning: {flag} is accepted but not active in this version; it has no effect yet"
+    let http_stop = tokio_util::sync::CancellationToken::new();
+    if let Some(endpoint) = &settings.metrics {
+        let bound = crate::http::serve(node.clone(), endpoint, http_stop.clone()).await?;
+        println!(
+            "  Metrics:    http://{bound}/ (dashboard), /metrics, /metrics/json, /metrics/human, /health"
         );
     }
+
     if !settings.interactive {
         println!(
             "Use `peervault put|get|ls|rm|status` from another terminal; Ctrl-C stops the node."
@@ -226,6 +229,7 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     }
 
     println!("Stopping the node...");
+    http_stop.cancel();
     control.stop(SHUTDOWN_GRACE).await;
     node.shutdown(SHUTDOWN_GRACE).await;
     drop(node);

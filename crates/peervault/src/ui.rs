@@ -7,7 +7,8 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use comfy_table::presets::UTF8_FULL;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 use peervault_node::{
-    DiscoveryStatus, FileCheck, FileInfo, GcSummary, HumanSize, NodeStatus, PeerStatus, QuotaStatus,
+    DiscoveryStatus, FileCheck, FileInfo, GcSummary, HumanSize, MetricsSnapshot, NodeStatus,
+    PeerStatus, QuotaStatus,
 };
 
 /// Width of the quota bar in characters.
@@ -184,6 +185,63 @@ pub fn human_duration(seconds: f64) -> String {
     }
 }
 
+/// The `metrics` block: the original's layout, then what it did not show.
+pub fn metrics_block(m: &MetricsSnapshot) -> String {
+    let started = m.system.start_time.replace('T', " ").replace('Z', " UTC");
+    let mut out = format!(
+        "=== PeerVault Metrics ===\n\n\
+         File Operations:\n\
+         \x20 Stored:     {}\n\
+         \x20 Retrieved:  {}\n\
+         \x20 Deleted:    {}\n\n\
+         Network:\n\
+         \x20 Bytes Sent:     {}\n\
+         \x20 Bytes Received: {}\n\
+         \x20 Peers Connected: {}\n\
+         \x20 Peers Discovered: {}\n\n\
+         Storage:\n\
+         \x20 Used:        {}\n\
+         \x20 Total:       {}\n\
+         \x20 Utilization: {:.1}%\n\n\
+         Replication:\n\
+         \x20 Target copies:     {}\n\
+         \x20 Under-replicated:  {}\n\
+         \x20 Copies repaired:   {}\n\
+         \x20 Replicas accepted: {}\n\n\
+         Integrity GC:\n\
+         \x20 Runs:      {}\n\
+         \x20 Corrupted: {} ({} restored)\n\
+         \x20 Removed:   {}\n",
+        m.files.stored,
+        m.files.retrieved,
+        m.files.deleted,
+        HumanSize(m.network.bytes_sent),
+        HumanSize(m.network.bytes_received),
+        m.network.peers_connected,
+        m.network.peers_discovered,
+        HumanSize(m.storage.used_bytes),
+        HumanSize(m.storage.total_bytes),
+        m.storage.utilization_percent,
+        m.replication.target,
+        m.replication.under_replicated,
+        m.replication.copies_repaired,
+        m.replication.replicas_accepted,
+        m.gc.runs,
+        m.gc.chunks_corrupted,
+        m.gc.chunks_restored,
+        m.gc.chunks_removed,
+    );
+    if let Some(last) = &m.gc.last {
+        out.push_str(&format!("  Last run:  {}\n", last.line()));
+    }
+    out.push_str(&format!(
+        "\nSystem:\n  Errors:  {}\n  Uptime:  {}\n  Started: {started}",
+        m.errors.total,
+        human_duration(m.system.uptime_seconds),
+    ));
+    out
+}
+
 /// The `status` block.
 pub fn status_block(s: &NodeStatus) -> String {
     let list = |addrs: &[String]| {
@@ -200,8 +258,24 @@ pub fn status_block(s: &NodeStatus) -> String {
     } else {
         ""
     };
+    // The original's first three lines, then the rest.
+    let local_ip = s
+        .listen_addrs
+        .iter()
+        .filter_map(|a| a.split('/').nth(2))
+        .find(|ip| *ip != "127.0.0.1" && *ip != "::1")
+        .or_else(|| s.listen_addrs.first().and_then(|a| a.split('/').nth(2)))
+        .unwrap_or("-");
+    let port = s
+        .listen_addrs
+        .first()
+        .and_then(|a| a.rsplit('/').next())
+        .unwrap_or("-");
     format!(
         "=== Node Status ===\n\
+         Server listening on: :{port}\n\
+         Local IP: {local_ip}\n\
+         Connected peers: {}\n\n\
          Peer ID:         {}\n\
          Listening on:    {listen}\n\
          Advertised:      {advertised}\n\
@@ -213,6 +287,7 @@ pub fn status_block(s: &NodeStatus) -> String {
          Uptime:          {}\n\
          Key fingerprint: {}{key_note}\n\
          Version:         {}",
+        s.peers_connected,
         s.peer_id,
         s.peers_connected,
         s.replicas,

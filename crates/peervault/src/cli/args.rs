@@ -73,6 +73,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// Log lines as text, or as one JSON object per line for log shippers
+    /// [default: text].
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
     /// Log at debug level (same as -debug).
     #[arg(long, global = true)]
     pub verbose: bool,
@@ -119,8 +124,9 @@ pub struct NodeArgs {
     #[arg(long, help_heading = NETWORK)]
     pub public_ip: bool,
 
-    /// Serve metrics and the dashboard on ADDR (e.g. :9090).
-    #[arg(long, value_name = "ADDR", help_heading = LATER)]
+    /// Serve the dashboard, Prometheus metrics (/metrics, also /metrics/json and
+    /// /metrics/human) and /health over HTTP on ADDR (e.g. :9090).
+    #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
 
     /// Find peers on the local network with mDNS (they connect only if they share
@@ -177,6 +183,15 @@ pub struct NodeArgs {
     /// Run a self-contained demonstration of three nodes, then exit.
     #[arg(long, help_heading = LATER)]
     pub demo: bool,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `quota set SIZE`.
@@ -246,6 +261,12 @@ pub enum Command {
         action: Option<QuotaAction>,
         /// Print JSON instead of text.
         #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Show the node's metrics: files, network, storage, replication, GC, errors.
+    Metrics {
+        /// Print JSON (the shape of /metrics/json) instead of text.
+        #[arg(long)]
         json: bool,
     },
     /// Run the integrity GC now: check every chunk, restore damaged ones from

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::cli::args::LogFormat;
 use crate::control::client::{Client, ClientError};
 
 /// Exit code when no node answers on the control socket.
@@ -20,15 +21,18 @@ pub const EXIT_USAGE: u8 = 2;
 /// the DHT warns on every periodic bootstrap while a node has no peers yet.
 const QUIET: &str = "libp2p_kad::behaviour=error";
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: LogFormat) {
     // The user's directive wins where it names the same target.
     let filter = tracing_subscriber::EnvFilter::try_new(format!("{QUIET},{filter}"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_target(false).try_init(),
+        // One JSON object per line, with the target, for log shippers.
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 fn report(error: &anyhow::Error) -> ExitCode {
@@ -76,7 +80,7 @@ pub fn main() -> ExitCode {
             } else {
                 "warn".to_string()
             };
-            init_logging(&filter);
+            init_logging(&filter, settings.log_format);
             let client = Client::new(&settings.data_dir);
             let command = cli.command.unwrap_or_else(|| unreachable!());
             runtime.block_on(crate::commands::run(command, &client))
@@ -89,7 +93,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(EXIT_USAGE);
                 }
             };
-            init_logging(&settings.common.log_filter);
+            init_logging(&settings.common.log_filter, settings.common.log_format);
             runtime.block_on(crate::run::run_node(settings))
         }
     };

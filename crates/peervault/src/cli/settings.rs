@@ -15,7 +15,7 @@ use peervault_node::{
 };
 use serde::Deserialize;
 
-use super::args::{Cli, GlobalArgs, NodeArgs};
+use super::args::{Cli, GlobalArgs, LogFormat, NodeArgs};
 
 /// Listen address when none is given.
 pub const DEFAULT_ADDR: &str = ":3000";
@@ -30,6 +30,7 @@ pub struct ConfigFile {
     pub addr: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
     pub verbose: Option<bool>,
     pub debug: Option<bool>,
     pub key: Option<String>,
@@ -77,6 +78,7 @@ pub struct CommonSettings {
     pub data_dir_is_default: bool,
     /// Log filter directive.
     pub log_filter: String,
+    pub log_format: LogFormat,
 }
 
 /// Everything a node needs to start.
@@ -256,7 +258,9 @@ fn common(
             _ => "info".to_string(),
         },
     };
+    let log_format = global.log_format.or(file.log_format).unwrap_or_default();
     Ok(CommonSettings {
+        log_format,
         addr,
         data_dir,
         data_dir_is_default,
@@ -432,18 +436,6 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
     })
 }
 
-impl NodeSettings {
-    /// Flags that were given but whose feature is not in this build, so the node
-    /// can say so instead of silently ignoring them.
-    pub fn inactive_flags(&self) -> Vec<&'static str> {
-        let mut flags = Vec::new();
-        if self.metrics.is_some() {
-            flags.push("-metrics");
-        }
-        flags
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,7 +455,6 @@ mod tests {
         assert_eq!(s.replicas, Replicas::Count(3));
         assert_eq!(s.maintenance.gc_interval, Duration::from_secs(3600));
         assert_eq!(s.maintenance.repair_delay, Duration::from_secs(600));
-        assert!(s.inactive_flags().is_empty());
     }
 
     #[test]

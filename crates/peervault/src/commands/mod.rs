@@ -33,6 +33,7 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<ExitCode> 
         Command::Discover { json } => discover::run(client, json).await,
         Command::Quota { action, json } => maintenance::quota(client, action, json).await,
         Command::Gc { json } => maintenance::gc(client, json).await,
+        Command::Metrics { json } => status::metrics(client, json).await,
         Command::Send { name, peer } => transfer::send(client, &name, &peer).await,
         Command::Fetch { name, peer } => transfer::fetch(client, &name, &peer).await,
     }

@@ -1,4 +1,4 @@
-//! `peervault status [--json]`
+//! `peervault status [--json]` and `peervault metrics [--json]`
 
 use std::process::ExitCode;
 
@@ -15,6 +15,20 @@ pub async fn run(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         println!("{}", ui::status_block(&status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `peervault metrics [--json]`
+pub async fn metrics(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
+    let reply = client.call(&Request::Metrics).await?;
+    let Response::Metrics { metrics } = reply else {
+        return Err(super::unexpected(reply));
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&metrics)?);
+    } else {
+        println!("{}", ui::metrics_block(&metrics));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -24,7 +24,8 @@ use std::io;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use peervault_node::{
-    DiscoveryStatus, ErrorKind, FileCheck, FileInfo, GcSummary, NodeStatus, PeerStatus, QuotaStatus,
+    DiscoveryStatus, ErrorKind, FileCheck, FileInfo, GcSummary, MetricsSnapshot, NodeStatus,
+    PeerStatus, QuotaStatus,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -150,6 +151,7 @@ pub enum Request {
     Discover,
     /// Run the integrity GC now.
     Gc,
+    Metrics,
     /// Push a copy of a file to one peer (number, peer id or address).
     Send {
         name: String,
@@ -206,6 +208,9 @@ pub enum Response {
     },
     Gc {
         summary: GcSummary,
+    },
+    Metrics {
+        metrics: Box<MetricsSnapshot>,
     },
     Sent {
         name: String,

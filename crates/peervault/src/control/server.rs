@@ -194,6 +194,9 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
         Request::Discover => Response::Discovery {
             discovery: node.discovery().await,
         },
+        Request::Metrics => Response::Metrics {
+            metrics: Box::new(node.metrics_snapshot().await),
+        },
         Request::Gc => match node.collect_garbage().await {
             Ok(summary) => Response::Gc { summary },
             Err(e) => error_response(&e),

@@ -100,6 +100,13 @@ const COMMANDS: &[Spec] = &[
         run: Repl::discover,
     },
     Spec {
+        name: "metrics",
+        aliases: &[],
+        usage: "metrics",
+        about: "Show the node's metrics: files, network, storage, replication, GC",
+        run: Repl::metrics,
+    },
+    Spec {
         name: "gc",
         aliases: &[],
         usage: "gc",
@@ -508,6 +515,15 @@ impl Repl {
         }
         let discovery = self.rt.block_on(self.node.discovery());
         println!("{}", ui::discovery_block(&discovery));
+        Ok(Flow::Continue)
+    }
+
+    fn metrics(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        if !args.is_empty() {
+            return Err(usage_error("metrics"));
+        }
+        let snapshot = self.rt.block_on(self.node.metrics_snapshot());
+        println!("{}", ui::metrics_block(&snapshot));
         Ok(Flow::Continue)
     }
 

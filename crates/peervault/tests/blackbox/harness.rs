@@ -188,6 +188,17 @@ impl TestNode {
             .expect("a tcp port")
     }
 
+    /// The base URL of the node's HTTP server (`-metrics`), from its start-up lines.
+    pub fn metrics_url(&self) -> String {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Metrics:"))
+            .expect("the node prints its metrics address");
+        let url = line.split_whitespace().next().expect("a URL");
+        url.trim_end_matches('/').to_string()
+    }
+
     /// Peer id from `status --json`.
     pub fn peer_id(&self) -> String {
         let status: serde_json::Value =
@@ -339,6 +350,89 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
                 out.push(p);
             }
         }
+    }
+    out
+}
+
+/// A plain HTTP/1.1 GET: status code and body.
+pub fn http_get(url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to the HTTP server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    // Read until the response is complete: some servers keep the connection open.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    let (split, head) = loop {
+        let n = stream.read(&mut buf).expect("read response");
+        assert!(n > 0, "the connection closed before the headers");
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break (
+                split,
+                String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase(),
+            );
+        }
+    };
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = head.contains("transfer-encoding: chunked");
+    loop {
+        let body = &raw[split + 4..];
+        let done = match length {
+            Some(len) => body.len() >= len,
+            None if chunked => body.ends_with(b"0\r\n\r\n"),
+            None => false,
+        };
+        if done {
+            break;
+        }
+        let n = stream.read(&mut buf).expect("read response");
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let body = &raw[split + 4..];
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
+    (code, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&body[..eol]).trim().to_string();
+        let Ok(n) = usize::from_str_radix(&size, 16) else {
+            break;
+        };
+        let rest = &body[eol + 2..];
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.extend_from_slice(&rest[..n]);
+        body = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
     }
     out
 }

@@ -9,4 +9,5 @@ mod crash;
 mod files;
 mod mdns;
 mod network;
+mod observability;
 mod repl;

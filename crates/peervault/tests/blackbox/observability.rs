@@ -1,0 +1,475 @@
+//! The HTTP side of a node (`-metrics`): exact counters in all three formats,
+//! Prometheus' own checker, health, the contrib files, and the dashboard in a
+//! real (headless) browser.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::harness::{TEST_KEY, TestNode, eventually, http_get, write_random_file};
+
+const MIB: u64 = 1024 * 1024;
+
+/// A tool the test needs: its path, or `None` after saying why it is skipped
+/// (a failure under `CI=true`).
+fn tool(names: &[&str], package: &str) -> Option<PathBuf> {
+    for name in names {
+        if let Ok(out) = Command::new("which").arg(name).output()
+            && out.status.success()
+        {
+            let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            return Some(PathBuf::from(path));
+        }
+    }
+    let why = format!("{} is not installed (Debian package {package})", names[0]);
+    assert!(std::env::var_os("CI").is_none(), "{why}");
+    eprintln!("skipping: {why}");
+    None
+}
+
+fn start_with_metrics(dir: &Path, extra: &[&str]) -> TestNode {
+    let mut args = vec!["-metrics", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    TestNode::start_with(dir, TEST_KEY, &args)
+}
+
+fn json(url: &str) -> serde_json::Value {
+    let (code, body) = http_get(url);
+    assert_eq!(code, 200, "{url}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The value of one sample line of the Prometheus text.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn counters_are_exact_after_a_known_sequence_in_all_three_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_with_metrics(&dir.path().join("a"), &["--replicas", "2"]);
+    let bootstrap = format!("localhost:{}", a.port());
+    let b = start_with_metrics(
+        &dir.path().join("b"),
+        &["--replicas", "2", "-bootstrap", &bootstrap],
+    );
+    a.wait_peers(1, Duration::from_secs(30));
+    b.wait_peers(1, Duration::from_secs(30));
+    let (one, two) = (dir.path().join("one.bin"), dir.path().join("two.bin"));
+    write_random_file(&one, 3 * MIB + 5, 1);
+    write_random_file(&two, MIB / 2, 2);
+    // 2 puts on a, each copied to b.
+    a.ok(&["put", one.to_str().unwrap()]);
+    a.ok(&["put", two.to_str().unwrap()]);
+    let quota: serde_json::Value = serde_json::from_str(&a.ok(&["quota", "--json"])).unwrap();
+    let moved = quota["used_bytes"].as_u64().unwrap();
+    // 1 get, 1 delete on a.
+    let out = dir.path().join("back.bin");
+    a.ok(&["get", "one.bin", "-o", out.to_str().unwrap()]);
+    a.ok(&["rm", "two.bin", "--yes"]);
+    eventually("b forgets two.bin", Duration::from_secs(30), || {
+        !b.ls().iter().any(|f| f["name"] == "two.bin")
+    });
+
+    let expect = [
+        // (node, stored, retrieved, deleted, sent, received)
+        (&a, 2, 1, 1, moved, 0),
+        (&b, 0, 0, 0, 0, moved),
+    ];
+    for (node, stored, retrieved, deleted, sent, received) in expect {
+        let base = node.metrics_url();
+        let m = json(&format!("{base}/metrics/json"));
+        assert_eq!(m["files"]["stored"], stored, "{m}");
+        assert_eq!(m["files"]["retrieved"], retrieved, "{m}");
+        assert_eq!(m["files"]["deleted"], deleted, "{m}");
+        assert_eq!(m["network"]["bytes_sent"], sent, "{m}");
+        assert_eq!(m["network"]["bytes_received"], received, "{m}");
+        assert_eq!(m["network"]["peers_connected"], 1, "{m}");
+        assert_eq!(m["network"]["peers_discovered"], 1, "{m}");
+        assert_eq!(m["errors"]["total"], 0, "{m}");
+        assert!(m["storage"]["used_bytes"].as_u64().unwrap() > 3 * MIB);
+        assert_eq!(m["storage"]["total_bytes"], 10u64 << 30);
+        assert!(m["system"]["uptime_seconds"].as_f64().unwrap() > 0.0);
+        assert!(m["system"]["start_time"].as_str().unwrap().ends_with('Z'));
+        assert!(m["system"]["last_update"].as_str().unwrap().ends_with('Z'));
+
+        let (code, text) = http_get(&format!("{base}/metrics"));
+        assert_eq!(code, 200);
+        for (name, value) in [
+            ("peervault_files_stored_total", stored as f64),
+            ("peervault_files_retrieved_total", retrieved as f64),
+            ("peervault_files_deleted_total", deleted as f64),
+            ("peervault_bytes_sent_total", sent as f64),
+            ("peervault_bytes_received_total", received as f64),
+            ("peervault_peers_connected", 1.0),
+            ("peervault_peers_discovered", 1.0),
+            ("peervault_errors_total", 0.0),
+        ] {
+            assert_eq!(sample(&text, name), Some(value), "{name} in\n{text}");
+        }
+        for name in [
+            "peervault_storage_used_bytes",
+            "peervault_storage_total_bytes",
+            "peervault_storage_utilization",
+            "peervault_uptime_seconds",
+        ] {
+            assert!(sample(&text, name).is_some(), "{name} missing");
+        }
+
+        let (code, human) = http_get(&format!("{base}/metrics/human"));
+        assert_eq!(code, 200);
+        for line in [
+            format!("  Stored:     {stored}"),
+            format!("  Retrieved:  {retrieved}"),
+            format!("  Deleted:    {deleted}"),
+            "  Peers Connected: 1".to_string(),
+            "  Errors:  0".to_string(),
+        ] {
+            assert!(human.lines().any(|l| l == line), "{line:?} in\n{human}");
+        }
+        // The client command shows the same figures.
+        let cli: serde_json::Value =
+            serde_json::from_str(&node.ok(&["metrics", "--json"])).unwrap();
+        assert_eq!(cli["files"], m["files"]);
+        assert_eq!(cli["network"]["bytes_sent"], m["network"]["bytes_sent"]);
+    }
+    assert_eq!(
+        json(&format!("{}/metrics/json", b.metrics_url()))["replication"]["replicas_accepted"],
+        2
+    );
+}
+
+#[test]
+fn metrics_pass_promtool_and_the_contrib_files_are_valid() {
+    let Some(promtool) = tool(&["promtool"], "prometheus") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_with_metrics(&dir.path().join("n"), &[]);
+    // A peer, so that the per-peer metrics have samples too.
+    let bootstrap = format!("localhost:{}", node.port());
+    let _peer = TestNode::start_with(&dir.path().join("p"), TEST_KEY, &["-bootstrap", &bootstrap]);
+    node.wait_peers(1, Duration::from_secs(30));
+    let file = dir.path().join("f.bin");
+    write_random_file(&file, MIB, 3);
+    node.ok(&["put", file.to_str().unwrap()]);
+    node.ok(&["gc"]);
+    // Wait for a ping, so the peer's round trip is known.
+    eventually("a round trip is measured", Duration::from_secs(30), || {
+        http_get(&format!("{}/metrics", node.metrics_url()))
+            .1
+            .contains("peervault_peer_rtt_seconds{")
+    });
+    let (_, text) = http_get(&format!("{}/metrics", node.metrics_url()));
+    let scraped = dir.path().join("scrape.txt");
+    std::fs::write(&scraped, &text).unwrap();
+    let check = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&scraped).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/prometheus");
+    for (what, file) in [("rules", "alerts.yml"), ("config", "prometheus.yml")] {
+        let out = Command::new(&promtool)
+            .args(["check", what])
+            .arg(contrib.join(file))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check {what} {file}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The Grafana dashboard only uses metrics the node exports.
+    let grafana = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/grafana/peervault.json"),
+    )
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&grafana).unwrap();
+    let mut exprs = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            exprs += 1;
+            let named = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("peervault_"));
+            for name in named {
+                let base = name.trim_end_matches("_bucket");
+                assert!(text.contains(base), "{name} (in {expr}) is not exported");
+            }
+        }
+    }
+    assert!(exprs >= 8, "the dashboard has {exprs} queries");
+}
+
+#[test]
+fn health_is_degraded_with_a_reason_when_the_peers_are_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_with_metrics(&dir.path().join("a"), &[]);
+    let (code, body) = http_get(&format!("{}/health", a.metrics_url()));
+    assert_eq!(code, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "healthy");
+    assert!(health["uptime_seconds"].as_f64().unwrap() > 0.0);
+
+    let bootstrap = format!("localhost:{}", a.port());
+    let b = TestNode::start_with(&dir.path().join("b"), TEST_KEY, &["-bootstrap", &bootstrap]);
+    a.wait_peers(1, Duration::from_secs(30));
+    b.stop();
+    eventually("a notices b left", Duration::from_secs(30), || {
+        a.peer_count() == 0
+    });
+    let (code, body) = http_get(&format!("{}/health", a.metrics_url()));
+    assert_eq!(code, 503, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert!(
+        health["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("no peers connected"),
+        "{health}"
+    );
+}
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze() {
+    let Some(analyze) = tool(&["systemd-analyze"], "systemd") else {
+        return;
+    };
+    // `verify` wants the binary it starts to exist: point the unit at ours.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/systemd/peervault.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/peervault"));
+    assert!(unit.contains("Restart=always"));
+    assert!(unit.contains("EnvironmentFile="));
+    assert!(unit.contains("User=peervault"));
+    let unit = unit.replace("/usr/local/bin/peervault", crate::harness::bin());
+    let path = dir.path().join("peervault.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new(analyze)
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without a running systemd (containers) verify cannot finish; say so.
+    if text.contains("System has not been booted with systemd")
+        || text.contains("Failed to connect to bus")
+    {
+        eprintln!("systemd-analyze cannot run here (no systemd): {text}");
+        return;
+    }
+    let problems: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("peervault.service"))
+        .collect();
+    assert!(out.status.success() && problems.is_empty(), "{text}");
+}
+
+/// A headless Chromium driven over the DevTools protocol.
+struct Browser {
+    child: std::process::Child,
+    ws: tungstenite::WebSocket<std::net::TcpStream>,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn launch(chromium: &Path) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let child = Command::new(chromium)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                "--window-size=1280,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start chromium");
+        let port_file = profile.path().join("DevToolsActivePort");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            if let Some(port) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|t| t.lines().next().and_then(|p| p.parse::<u16>().ok()))
+            {
+                break port;
+            }
+            assert!(Instant::now() < deadline, "chromium did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let (_, list) = http_get(&format!("http://127.0.0.1:{port}/json/list"));
+        let targets: serde_json::Value = serde_json::from_str(&list).unwrap();
+        let page = targets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == "page")
+            .expect("a page target");
+        let url = page["webSocketDebuggerUrl"].as_str().unwrap().to_string();
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let (ws, _) = tungstenite::client::client(url.as_str(), stream).expect("DevTools socket");
+        Browser {
+            child,
+            ws,
+            next_id: 0,
+            _profile: profile,
+        }
+    }
+
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let message = serde_json::json!({"id": id, "method": method, "params": params});
+        self.ws
+            .send(tungstenite::Message::text(message.to_string()))
+            .unwrap();
+        loop {
+            let reply = self.ws.read().expect("DevTools reply");
+            let Ok(text) = reply.to_text() else { continue };
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            if value["id"] == id {
+                assert!(value.get("error").is_none(), "{method}: {value}");
+                return value["result"].clone();
+            }
+        }
+    }
+
+    fn eval(&mut self, expression: &str) -> serde_json::Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": expression, "returnByValue": true}),
+        );
+        result["result"]["value"].clone()
+    }
+
+    fn screenshot(&mut self, width: u32, path: &Path) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            serde_json::json!({
+                "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600
+            }),
+        );
+        std::thread::sleep(Duration::from_millis(1500)); // a poll and a redraw
+        let shot = self.call(
+            "Page.captureScreenshot",
+            serde_json::json!({"format": "png", "captureBeyondViewport": true}),
+        );
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_dashboard_updates_live_in_a_browser() {
+    let Some(chromium) = tool(
+        &["chromium", "chromium-browser", "google-chrome"],
+        "chromium",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_with_metrics(&dir.path().join("n"), &[]);
+    let mut browser = Browser::launch(&chromium);
+    browser.call("Page.enable", serde_json::json!({}));
+    browser.call(
+        "Page.navigate",
+        serde_json::json!({"url": format!("{}/", node.metrics_url())}),
+    );
+    let read = |b: &mut Browser, id: &str| -> String {
+        b.eval(&format!(
+            "(document.getElementById('{id}') || {{}}).textContent || ''"
+        ))
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read(&mut browser, "files-stored") != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard never showed the counters"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(read(&mut browser, "health"), "healthy");
+    assert_eq!(read(&mut browser, "node-id"), node.peer_id());
+    // Mark this page: a reload would lose the mark.
+    browser.eval("window.__same_page = 42");
+
+    let file = dir.path().join("report.pdf");
+    write_random_file(&file, 2 * MIB, 4);
+    node.ok(&["put", file.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while read(&mut browser, "files-stored") != "1" || read(&mut browser, "file-count") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard did not update by itself"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        browser.eval("window.__same_page"),
+        42,
+        "the page was reloaded"
+    );
+    assert!(read(&mut browser, "storage-used").contains("MB"));
+    assert!(read(&mut browser, "files").contains("report.pdf"));
+
+    // Screenshots at laptop and phone widths, kept with the test (and copied to
+    // PEERVAULT_SCREENSHOTS if set, to look at).
+    for width in [1280, 390] {
+        let path = dir.path().join(format!("dashboard-{width}.png"));
+        browser.screenshot(width, &path);
+        let scroll_width = browser.eval("document.documentElement.scrollWidth");
+        assert!(
+            scroll_width.as_u64().unwrap() <= u64::from(width),
+            "the page is wider ({scroll_width}) than the {width} px window"
+        );
+        if let Some(keep) = std::env::var_os("PEERVAULT_SCREENSHOTS") {
+            std::fs::create_dir_all(&keep).unwrap();
+            std::fs::copy(&path, Path::new(&keep).join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
