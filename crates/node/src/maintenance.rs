@@ -130,6 +130,7 @@ impl Node {
     /// Runs the integrity GC now (waiting for a run in progress to end first).
     pub async fn collect_garbage(&self) -> Result<GcSummary> {
         let _one_at_a_time = self.inner.gc_lock.lock().await;
+        tracing::info!("Running garbage collection...");
         let started = Instant::now();
         let report = self
             .inner

@@ -278,8 +278,7 @@ pub fn status_block(s: &NodeStatus) -> String {
          Connected peers: {}\n\n\
          Peer ID:         {}\n\
          Listening on:    {listen}\n\
-         Advertised:      {advertised}\n\
-         Connected peers: {}\n\
+                  Advertised:      {advertised}\n\
          Replicas:        {}\n\
          Data dir:        {}\n\
          Files:           {}\n\
@@ -289,7 +288,6 @@ pub fn status_block(s: &NodeStatus) -> String {
          Version:         {}",
         s.peers_connected,
         s.peer_id,
-        s.peers_connected,
         s.replicas,
         s.data_dir.display(),
         s.files,

@@ -223,6 +223,9 @@ fn a_holder_vanishing_mid_transfer_does_not_stall_puts_or_gets() {
     let hash = write_random_file(&input, 150 * MIB, 4);
     a.ok(&["put", input.to_str().unwrap()]);
     let others = [b, c, d];
+    eventually("every node lists the file", CONNECT, || {
+        others.iter().all(|n| !n.ls().is_empty())
+    });
     let holder = others
         .iter()
         .position(|n| n.ls()[0]["local"] == true)
