@@ -5,6 +5,37 @@
 //! vault of [`peervault_store`], the node's identity, the quota file) and its place
 //! in the network ([`peervault_net`]): it replicates what it stores, reads what it
 //! lacks from peers, and keeps its catalogue in step with theirs.
+//!
+//! ```
+//! use peervault_node::{NetworkKey, Node, NodeConfig};
+//! use tokio::io::AsyncReadExt;
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let data_dir = dir.path().join("vault");
+//! // Every node of one vault shares the key: 64 hex digits or a passphrase.
+//! let key = NetworkKey::from_user_input("correct horse battery staple")?;
+//! let config = NodeConfig::new(&data_dir, key)
+//!     .enable_local_discovery() // find nodes on the LAN with mDNS
+//!     .enable_peer_exchange(); // learn nodes from nodes
+//! let node = Node::start(config).await?;
+//!
+//! // Store from any AsyncRead; read back as an AsyncRead.
+//! node.store("greeting.txt", &b"Hello, PeerVault!"[..], None).await?;
+//! let mut text = String::new();
+//! node.get_reader("greeting.txt").await?.read_to_string(&mut text).await?;
+//! assert_eq!(text, "Hello, PeerVault!");
+//!
+//! let quota = node.quota();
+//! println!("{} files, {} of {} bytes used", node.list().await?.len(), quota.used_bytes, quota.total_bytes);
+//! println!("files stored: {}", node.metrics_snapshot().await.files.stored);
+//!
+//! node.delete("greeting.txt").await?;
+//! node.stop().await;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod error;
 pub mod maintenance;
@@ -18,7 +49,7 @@ pub mod sync;
 pub mod wire;
 
 pub use error::{ErrorKind, NodeError};
-pub use maintenance::{GcSummary, MaintenanceConfig, RepairRound};
+pub use maintenance::{CleanReport, GcSummary, MaintenanceConfig, RepairRound};
 pub use metrics::{Health, Metrics, MetricsSnapshot};
 pub use node::{
     DEFAULT_MAX_PEERS, DEFAULT_SYNC_INTERVAL, DamagedChunk, DiscoveredPeer, DiscoveryStatus,

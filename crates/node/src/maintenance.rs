@@ -92,6 +92,16 @@ impl GcSummary {
     }
 }
 
+/// What `clean` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanReport {
+    /// Files this node held completely before.
+    pub files: Vec<String>,
+    /// Chunk blobs removed (also of files held only in part).
+    pub chunks: usize,
+    pub bytes_freed: u64,
+}
+
 /// What the repair worker did in one round.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepairRound {
@@ -215,6 +225,32 @@ impl Node {
             }
         }
         restored
+    }
+
+    /// `clean`: drops this node's copies of every file (the catalogue and other
+    /// nodes' copies stay; the repair worker makes new copies where the vault
+    /// needs them). Returns what was removed.
+    pub async fn clean(&self) -> Result<CleanReport> {
+        let files = self.inner.vault.list().await?;
+        let held = self.inner.vault.holds_all(files.clone()).await?;
+        let names: Vec<String> = files
+            .into_iter()
+            .zip(held)
+            .filter_map(|(m, h)| h.then_some(m.name))
+            .collect();
+        let (chunks, bytes_freed) = self.inner.vault.drop_all_copies().await?;
+        for name in &names {
+            self.stop_providing(name).await;
+        }
+        tracing::info!(
+            "clean: dropped this node's copies of {} files ({chunks} chunks, {bytes_freed} bytes)",
+            names.len()
+        );
+        Ok(CleanReport {
+            files: names,
+            chunks,
+            bytes_freed,
+        })
     }
 
     /// GC in the background: after `gc_delay`, then every `gc_interval`.

@@ -80,6 +80,18 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// Finds peers on the local network with mDNS (as `-discover-local`).
+    pub fn enable_local_discovery(mut self) -> Self {
+        self.discover_local = true;
+        self
+    }
+
+    /// Exchanges peer lists with peers every `pex_interval` (as `-discover-pex`).
+    pub fn enable_peer_exchange(mut self) -> Self {
+        self.discover_pex = true;
+        self
+    }
+
     /// A configuration with defaults for everything but the data dir and key; it
     /// listens on an OS-chosen port of 127.0.0.1.
     pub fn new(data_dir: impl Into<PathBuf>, key: NetworkKey) -> Self {
@@ -493,6 +505,11 @@ impl Node {
         }
     }
 
+    /// Stops the node, giving running requests a few seconds to finish.
+    pub async fn stop(&self) {
+        self.shutdown(Duration::from_secs(5)).await;
+    }
+
     /// This node's peer id.
     pub fn peer_id(&self) -> String {
         self.inner.identity.peer_id().to_string()
@@ -565,6 +582,23 @@ impl Node {
             .inspect_err(|_| self.inner.metrics.error())?;
         self.inner.metrics.files_retrieved.inc();
         Ok(reader)
+    }
+
+    /// The names of every file in the vault, sorted, from the local catalogue
+    /// (no network round trip).
+    pub async fn names(&self) -> Result<Vec<String>> {
+        let files = self.inner.vault.list().await?;
+        Ok(files.into_iter().map(|m| m.name).collect())
+    }
+
+    /// Opens `name` for reading as an [`AsyncRead`]: verified bytes, fetched from
+    /// peers where this node lacks them. A failure midway is an I/O error.
+    pub async fn get_reader(&self, name: &str) -> Result<impl AsyncRead + Send + Unpin + use<>> {
+        let reader = self.get(name).await?;
+        Ok(tokio_util::io::StreamReader::new(futures::StreamExt::map(
+            reader,
+            |piece| piece.map_err(std::io::Error::other),
+        )))
     }
 
     /// Metadata of `name`.

@@ -396,3 +396,32 @@ async fn a_full_node_refuses_a_replica_and_the_next_node_takes_it() {
     );
     assert!(small.quota().used_bytes <= MIB as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_drops_only_this_nodes_copies_and_repair_brings_them_back() {
+    let cluster = Cluster::with(quick_repair);
+    let a = cluster.start("a", &[], Replicas::Count(2)).await;
+    let b = cluster.start("b", &[&a], Replicas::Count(2)).await;
+    wait_connected(&[&a, &b]).await;
+    let one = data(2 * MIB, 31);
+    let two = data(300_000, 32);
+    a.store("one", &one[..], None).await.unwrap();
+    a.store("two", &two[..], None).await.unwrap();
+    let b_blobs = chunk_files(b.data_dir());
+
+    let report = a.clean().await.unwrap();
+    assert_eq!(report.files, vec!["one".to_string(), "two".to_string()]);
+    assert_eq!(report.chunks, 3);
+    assert!(report.bytes_freed > 2 * MIB as u64);
+    assert_eq!(a.quota().used_bytes, 0);
+    assert!(chunk_files(a.data_dir()).is_empty());
+    // The catalogue stays, b keeps its copies, and reads on a come from b.
+    assert_eq!(a.names().await.unwrap(), vec!["one", "two"]);
+    assert_eq!(chunk_files(b.data_dir()), b_blobs);
+    assert_eq!(read(&a, "one").await.unwrap(), one);
+    // With two copies wanted and two nodes, the repair worker copies them back.
+    eventually("a holds both files again", || async {
+        holders(&[&a], "one").await == 1 && holders(&[&a], "two").await == 1
+    })
+    .await;
+}

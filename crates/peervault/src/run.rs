@@ -111,10 +111,7 @@ async fn wait_for_signal() {
 /// Runs a node until it is told to stop.
 pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     if settings.demo {
-        anyhow::bail!(
-            "the -demo mode needs several networked nodes and is not in this version yet; \
-             run a node with `peervault -addr :3000 -interactive` instead"
-        );
+        return crate::demo::run().await;
     }
     let key = resolve_key(&settings).await?;
     let quota = match settings.quota {

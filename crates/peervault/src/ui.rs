@@ -7,8 +7,8 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use comfy_table::presets::UTF8_FULL;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 use peervault_node::{
-    DiscoveryStatus, FileCheck, FileInfo, GcSummary, HumanSize, MetricsSnapshot, NodeStatus,
-    PeerStatus, QuotaStatus,
+    CleanReport, DiscoveryStatus, FileCheck, FileInfo, GcSummary, HumanSize, MetricsSnapshot,
+    NodeStatus, PeerStatus, QuotaStatus,
 };
 
 /// Width of the quota bar in characters.
@@ -387,6 +387,23 @@ pub fn discovery_block(d: &DiscoveryStatus) -> String {
         "\nDHT: {} in the routing table",
         plural(d.dht_routing_table, "peer")
     ));
+    out
+}
+
+/// What `clean` did, exactly.
+pub fn clean_lines(r: &CleanReport) -> String {
+    let mut out = format!(
+        "Removed this node's copies of {} ({} chunks, {} freed).",
+        plural(r.files.len(), "file"),
+        r.chunks,
+        HumanSize(r.bytes_freed)
+    );
+    for name in &r.files {
+        out.push_str(&format!("\n  - {name}"));
+    }
+    out.push_str(
+        "\nThe vault still lists every file and other nodes keep their copies; reads here fetch from them.",
+    );
     out
 }
 

@@ -10,10 +10,6 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-/// Help heading of options whose feature is not in this version yet; they are
-/// accepted so that scripts keep working, and the node warns when one is given.
-const LATER: &str = "Options of later versions (accepted; not active yet)";
-
 /// Help heading of the peer-to-peer options.
 const NETWORK: &str = "Network options";
 
@@ -180,8 +176,9 @@ pub struct NodeArgs {
     #[arg(long, value_name = "DURATION", help_heading = MAINTENANCE)]
     pub tombstone_retention: Option<String>,
 
-    /// Run a self-contained demonstration of three nodes, then exit.
-    #[arg(long, help_heading = LATER)]
+    /// Run three nodes in this process with a temporary vault and show what
+    /// PeerVault does (store, replicate, lose a node, read, delete, metrics), then exit.
+    #[arg(long)]
     pub demo: bool,
 }
 
@@ -214,6 +211,9 @@ pub enum Command {
         /// Name in the vault [default: the file's name].
         #[arg(long)]
         name: Option<String>,
+        /// No progress bar.
+        #[arg(long, short = 'q')]
+        quiet: bool,
     },
     /// Read a file from the vault.
     Get {
@@ -222,6 +222,9 @@ pub enum Command {
         /// Where to write it; - or nothing for standard output.
         #[arg(short = 'o', long, value_name = "PATH")]
         output: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short = 'q')]
+        quiet: bool,
     },
     /// List the files in the vault.
     Ls {
@@ -262,6 +265,20 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long, global = true)]
         json: bool,
+    },
+    /// Print a shell completion script: peervault completions bash > /etc/bash_completion.d/peervault
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): peervault man > /usr/local/share/man/man1/peervault.1
+    Man,
+    /// Drop this node's copies of every file; the vault and other nodes' copies
+    /// stay, and the repair worker makes new copies where needed.
+    Clean {
+        /// Do not ask for confirmation (required when not on a terminal).
+        #[arg(long)]
+        yes: bool,
     },
     /// Show the node's metrics: files, network, storage, replication, GC, errors.
     Metrics {

@@ -5,9 +5,10 @@
 pub mod args;
 pub mod settings;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::cli::args::LogFormat;
 use crate::control::client::{Client, ClientError};
@@ -25,8 +26,12 @@ fn init_logging(filter: &str, format: LogFormat) {
     // The user's directive wins where it names the same target.
     let filter = tracing_subscriber::EnvFilter::try_new(format!("{QUIET},{filter}"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal, and never when NO_COLOR is set (no-color.org).
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.with_target(false).try_init(),
@@ -54,6 +59,22 @@ pub fn main() -> ExitCode {
             return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
+    // Commands about the program itself need neither a node nor a runtime.
+    match &cli.command {
+        Some(args::Command::Completions { shell }) => {
+            let mut command = args::Cli::command();
+            clap_complete::generate(*shell, &mut command, "peervault", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(args::Command::Man) => {
+            let page = clap_mangen::Man::new(args::Cli::command());
+            return match page.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => report(&e.into()),
+            };
+        }
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

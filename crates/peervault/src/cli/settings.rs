@@ -287,7 +287,8 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
     };
     let node: &NodeArgs = &cli.node;
     let interactive = node.interactive || file.interactive == Some(true);
-    let common = common(&cli.global, &file, config, interactive)?;
+    // The prompt and the demo's story are the output: logs default to warnings.
+    let common = common(&cli.global, &file, config, interactive || node.demo)?;
     let flag = |cli_set: bool, file_value: Option<bool>| cli_set || file_value == Some(true);
 
     let quota = match pick(node.quota.clone(), file.quota.clone(), "quota", config) {

@@ -23,10 +23,15 @@ mod verify;
 /// Runs one client command against the node owning `client`'s data dir.
 pub async fn run(command: Command, client: &Client) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Put { path, name } => put::run(client, &path, name).await,
-        Command::Get { name, output } => get::run(client, &name, output.as_deref()).await,
+        Command::Put { path, name, quiet } => put::run(client, &path, name, quiet).await,
+        Command::Get {
+            name,
+            output,
+            quiet,
+        } => get::run(client, &name, output.as_deref(), quiet).await,
         Command::Ls { json } => ls::run(client, json).await,
         Command::Rm { name, yes } => rm::run(client, &name, yes).await,
+        Command::Clean { yes } => rm::clean(client, yes).await,
         Command::Status { json } => status::run(client, json).await,
         Command::Verify { name, json } => verify::run(client, name, json).await,
         Command::Peers { json } => peers::run(client, json).await,
@@ -34,6 +39,9 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<ExitCode> 
         Command::Quota { action, json } => maintenance::quota(client, action, json).await,
         Command::Gc { json } => maintenance::gc(client, json).await,
         Command::Metrics { json } => status::metrics(client, json).await,
+        Command::Completions { .. } | Command::Man => {
+            anyhow::bail!("completions and man need no node; this path is never taken")
+        }
         Command::Send { name, peer } => transfer::send(client, &name, &peer).await,
         Command::Fetch { name, peer } => transfer::fetch(client, &name, &peer).await,
     }

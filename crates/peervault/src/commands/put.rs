@@ -7,15 +7,22 @@ use anyhow::{Context, bail};
 
 use crate::control::client::Client;
 use crate::control::proto::Response;
+use crate::progress::Progress;
 use crate::ui;
 
-pub async fn run(client: &Client, path: &Path, name: Option<String>) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    client: &Client,
+    path: &Path,
+    name: Option<String>,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
     let reply = if path.as_os_str() == "-" {
         let Some(name) = name else {
             bail!("reading standard input needs a name: peervault put - --name NAME");
         };
+        let bar = Progress::bytes(None, &format!("storing {name}"), quiet);
         client
-            .put(&name, None, tokio::io::stdin(), &mut |_| {})
+            .put(&name, None, tokio::io::stdin(), &mut |sent| bar.set(sent))
             .await?
     } else {
         let file = tokio::fs::File::open(path)
@@ -32,8 +39,15 @@ pub async fn run(client: &Client, path: &Path, name: Option<String>) -> anyhow::
             Some(name) => name,
             None => ui::vault_name_for(path, "give one with --name")?,
         };
+        let bar = Progress::bytes(Some(meta.len()), &format!("storing {name}"), quiet);
+        let size = meta.len();
         client
-            .put(&name, Some(meta.len()), file, &mut |_| {})
+            .put(&name, Some(size), file, &mut |sent| {
+                bar.set(sent);
+                if sent == size {
+                    bar.note("stored; copying to peers");
+                }
+            })
             .await?
     };
     let Response::Stored {

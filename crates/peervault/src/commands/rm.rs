@@ -1,4 +1,4 @@
-//! `peervault rm <name> [--yes]`
+//! `peervault rm <name> [--yes]` and `peervault clean [--yes]`
 
 use std::process::ExitCode;
 
@@ -39,5 +39,26 @@ pub async fn run(client: &Client, name: &str, yes: bool) -> anyhow::Result<ExitC
         "File '{name}' deleted successfully ({} freed on this node)",
         HumanSize(freed_bytes)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `peervault clean [--yes]`
+pub async fn clean(client: &Client, yes: bool) -> anyhow::Result<ExitCode> {
+    if !yes {
+        if !ui::stdin_is_terminal() {
+            bail!("refusing to clean without confirmation: pass --yes when not on a terminal");
+        }
+        if !ui::confirm(
+            "Remove this node's copies of every file? The vault and other nodes' copies stay.",
+        )? {
+            println!("Nothing removed.");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let reply = client.call(&Request::Clean).await?;
+    let Response::Cleaned { report } = reply else {
+        return Err(super::unexpected(reply));
+    };
+    println!("{}", ui::clean_lines(&report));
     Ok(ExitCode::SUCCESS)
 }

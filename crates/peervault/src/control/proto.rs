@@ -24,8 +24,8 @@ use std::io;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use peervault_node::{
-    DiscoveryStatus, ErrorKind, FileCheck, FileInfo, GcSummary, MetricsSnapshot, NodeStatus,
-    PeerStatus, QuotaStatus,
+    CleanReport, DiscoveryStatus, ErrorKind, FileCheck, FileInfo, GcSummary, MetricsSnapshot,
+    NodeStatus, PeerStatus, QuotaStatus,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -151,6 +151,8 @@ pub enum Request {
     Discover,
     /// Run the integrity GC now.
     Gc,
+    /// Drop this node's copies of every file.
+    Clean,
     Metrics,
     /// Push a copy of a file to one peer (number, peer id or address).
     Send {
@@ -208,6 +210,9 @@ pub enum Response {
     },
     Gc {
         summary: GcSummary,
+    },
+    Cleaned {
+        report: CleanReport,
     },
     Metrics {
         metrics: Box<MetricsSnapshot>,

@@ -197,6 +197,10 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
         Request::Metrics => Response::Metrics {
             metrics: Box::new(node.metrics_snapshot().await),
         },
+        Request::Clean => match node.clean().await {
+            Ok(report) => Response::Cleaned { report },
+            Err(e) => error_response(&e),
+        },
         Request::Gc => match node.collect_garbage().await {
             Ok(summary) => Response::Gc { summary },
             Err(e) => error_response(&e),

@@ -11,13 +11,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use peervault_node::{FileInfo, HumanSize, Node, NodeError, StoreError, parse_size};
-use rustyline::DefaultEditor;
+use rustyline::Editor;
 use rustyline::config::Configurer;
 use rustyline::error::ReadlineError;
+use rustyline::history::DefaultHistory;
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 
 use crate::atomic_file::AtomicFile;
+use crate::progress::{Counted, Progress};
 use crate::ui;
 
 /// The prompt, as in the original.
@@ -98,6 +100,13 @@ const COMMANDS: &[Spec] = &[
         usage: "discover",
         about: "Show what discovery found: mDNS, peer exchange, the DHT",
         run: Repl::discover,
+    },
+    Spec {
+        name: "clean",
+        aliases: &[],
+        usage: "clean",
+        about: "Drop this node's copies of every file (the vault and other nodes keep them)",
+        run: Repl::clean,
     },
     Spec {
         name: "metrics",
@@ -201,15 +210,28 @@ fn is_printable_text(bytes: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+mod complete;
+
 struct Repl {
     node: Node,
     rt: Handle,
-    editor: DefaultEditor,
+    editor: Editor<complete::ReplHelper, DefaultHistory>,
 }
 
 /// Runs the prompt until `quit`, Ctrl-D or Ctrl-C. History lives in `history`.
 pub fn run(node: Node, rt: Handle, history: &Path) -> anyhow::Result<()> {
-    let mut editor = DefaultEditor::new().context("cannot start the line editor")?;
+    let mut editor: Editor<complete::ReplHelper, DefaultHistory> =
+        Editor::new().context("cannot start the line editor")?;
+    let names = COMMANDS
+        .iter()
+        .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().copied()))
+        .collect();
+    editor.set_helper(Some(complete::ReplHelper::new(
+        node.clone(),
+        rt.clone(),
+        names,
+    )));
+    editor.set_completion_type(rustyline::CompletionType::List);
     let _ = editor.set_max_history_size(HISTORY_ENTRIES);
     let _ = editor.load_history(history);
     let mut repl = Repl { node, rt, editor };
@@ -292,9 +314,11 @@ impl Repl {
             return Ok(Flow::Continue);
         }
         let node = self.node.clone();
+        let size = meta.len();
+        let bar = Progress::bytes(Some(size), &format!("storing {name}"), false);
         let out = self.rt.block_on(async move {
-            let file = tokio::fs::File::from_std(file);
-            node.store(&name, file, Some(meta.len())).await
+            let file = Counted::new(tokio::fs::File::from_std(file), Some(size), bar);
+            node.store(&name, file, Some(size)).await
         })?;
         println!(
             "{}",
@@ -384,9 +408,15 @@ impl Repl {
                         .with_context(|| format!("cannot write {}", dest.display()))?;
                     let mut reader = node.get(&name).await?;
                     let size = reader.manifest().size;
+                    let bar = Progress::bytes(Some(size), &format!("reading {name}"), false);
+                    let mut done = 0u64;
                     while let Some(piece) = reader.next().await {
-                        target.file().write_all(&piece?).await?;
+                        let piece = piece?;
+                        target.file().write_all(&piece).await?;
+                        done += piece.len() as u64;
+                        bar.set(done);
                     }
+                    bar.finish();
                     target.commit().await?;
                     anyhow::Ok(size)
                 })?;
@@ -515,6 +545,30 @@ impl Repl {
         }
         let discovery = self.rt.block_on(self.node.discovery());
         println!("{}", ui::discovery_block(&discovery));
+        Ok(Flow::Continue)
+    }
+
+    fn clean(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        if !args.is_empty() {
+            return Err(usage_error("clean"));
+        }
+        let held: Vec<FileInfo> = self
+            .rt
+            .block_on(self.node.list())?
+            .into_iter()
+            .filter(|f| f.local)
+            .collect();
+        let bytes = self.node.quota().used_bytes;
+        if !self.ask(&format!(
+            "Remove this node's copies of {} ({} on disk)? The vault still lists them and other nodes keep theirs.",
+            ui::plural(held.len(), "file"),
+            HumanSize(bytes)
+        ))? {
+            println!("Nothing removed.");
+            return Ok(Flow::Continue);
+        }
+        let report = self.rt.block_on(self.node.clean())?;
+        println!("{}", ui::clean_lines(&report));
         Ok(Flow::Continue)
     }
 

@@ -205,3 +205,59 @@ fn a_long_data_dir_path_still_gets_a_control_socket() {
     let node = TestNode::start(&deep);
     assert!(node.ok(&["status"]).contains("Peer ID"));
 }
+
+#[test]
+fn the_demo_tells_its_story_and_exits_zero() {
+    let out = crate::harness::run(&["-demo"]);
+    let text = crate::harness::stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        crate::harness::stderr(&out)
+    );
+    for expected in [
+        "==> Starting three nodes on 127.0.0.1",
+        "all three are connected to each other",
+        "2 of 2 copies durable",
+        "its BLAKE3 hash matches",
+        "no longer lists it",
+        "=== PeerVault Metrics ===",
+        "  Retrieved:  1",
+        "  Deleted:    1",
+        "Demo complete.",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    // The temporary vault is gone.
+    let dir = text
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(" a vault in ").next())
+        .unwrap();
+    assert!(!std::path::Path::new(dir).exists(), "{dir} was left behind");
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_definition() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = crate::harness::run(&["completions", shell]);
+        assert!(out.status.success());
+        let script = crate::harness::stdout(&out);
+        for word in ["discover", "replicas", "gc-interval", "metrics"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let out = crate::harness::run(&["man"]);
+    assert!(out.status.success());
+    let page = crate::harness::stdout(&out);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH peervault 1"),
+        "{page}"
+    );
+    assert!(
+        page.contains("discover\\-local"),
+        "the flags are documented"
+    );
+    let bad = crate::harness::run(&["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -232,3 +232,203 @@ fn a_store_over_quota_offers_files_to_delete_by_number_or_cancel() {
     assert!(list.contains("a.bin") && list.contains("c.bin"), "{list}");
     assert!(!list.contains("b.bin") && !list.contains("d.bin"), "{list}");
 }
+
+/// A REPL running in a tmux pane, with everything the pane ever showed logged.
+struct Tmux {
+    session: String,
+    log: std::path::PathBuf,
+}
+
+impl Tmux {
+    /// Starts `peervault` in a detached 160x50 tmux session, or explains why not.
+    fn start(tag: &str, dir: &std::path::Path, args: &[&str]) -> Option<Tmux> {
+        if std::process::Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            let msg = "tmux is not installed: cannot drive the REPL like a user";
+            assert!(std::env::var_os("CI").is_none(), "{msg}");
+            eprintln!("skipping: {msg}");
+            return None;
+        }
+        let session = format!("pv{tag}{}", std::process::id());
+        let log = dir.join(format!("{tag}.pane.log"));
+        let mut line = format!("NO_COLOR=1 {}", crate::harness::bin());
+        for a in args {
+            line.push_str(&format!(" '{a}'"));
+        }
+        let ok = std::process::Command::new("tmux")
+            .args(["new-session", "-d", "-x", "160", "-y", "50", "-s", &session])
+            .arg(format!("{line}; sleep 30"))
+            .env_remove("PEERVAULT_KEY")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux new-session failed");
+        let t = Tmux { session, log };
+        t.tmux(&[
+            "pipe-pane",
+            "-o",
+            "-t",
+            &t.session,
+            &format!("cat >> '{}'", t.log.display()),
+        ]);
+        Some(t)
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// What the pane shows now.
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", &self.session])
+    }
+
+    /// Everything written to the pane so far (bars included, escapes and all).
+    fn history(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    /// Types `keys` (tmux key names, e.g. "Tab", "Enter", "C-c", or literal text).
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.session];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    fn text(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", &self.session, "-l", text]);
+    }
+
+    fn wait_for(&self, what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !self.screen().contains(what) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pane never showed {what:?}:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.tmux(&["kill-session", "-t", &self.session]);
+    }
+}
+
+fn repl_args(data: &std::path::Path) -> Vec<String> {
+    [
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--addr",
+        "127.0.0.1:0",
+        "--key",
+        TEST_KEY,
+        "--quota",
+        "1GB",
+        "-interactive",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn a_user_at_the_prompt_completes_recalls_watches_progress_and_confirms() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("notes-for-monday.txt"), "remember the milk\n").unwrap();
+    crate::harness::write_random_file(&files.join("big.bin"), 50 * 1024 * 1024, 5);
+    let args = repl_args(&data);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let Some(t) = Tmux::start("a", dir.path(), &args) else {
+        return;
+    };
+    t.wait_for("PeerVault>");
+
+    // Command and path completion.
+    t.text("sto");
+    t.keys(&["Tab"]);
+    t.wait_for("PeerVault> store");
+    t.text(&format!("{}/notes-fo", files.display()));
+    t.keys(&["Tab"]);
+    t.wait_for("notes-for-monday.txt");
+    t.keys(&["Enter"]);
+    t.wait_for("File 'notes-for-monday.txt' stored successfully");
+
+    // Vault name completion, then history.
+    t.text("get notes-f");
+    t.keys(&["Tab"]);
+    t.wait_for("PeerVault> get notes-for-monday.txt");
+    t.keys(&["Enter"]);
+    t.wait_for("remember the milk");
+    t.keys(&["C-l"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while t.screen().contains("remember the milk") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "C-l did not clear the screen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    t.keys(&["Up"]);
+    t.wait_for("PeerVault> get notes-for-monday.txt");
+    t.keys(&["C-u"]);
+
+    // A 50 MiB store shows a progress bar while it runs.
+    t.text(&format!("store {}/big.bin", files.display()));
+    t.keys(&["Enter"]);
+    t.wait_for("File 'big.bin' stored successfully");
+    let seen = t.history();
+    assert!(
+        seen.contains("storing big.bin") && seen.contains("MiB"),
+        "no progress bar was drawn:\n{seen}"
+    );
+
+    // Delete asks first; "n" keeps the file, "y" deletes it.
+    t.text("delete big.bin");
+    t.keys(&["Enter"]);
+    t.wait_for("(y/N)");
+    t.text("n");
+    t.keys(&["Enter"]);
+    t.wait_for("Kept 'big.bin'.");
+    t.text("delete big.bin");
+    t.keys(&["Enter"]);
+    t.wait_for("Every node will drop its copy. (y/N)");
+    t.text("y");
+    t.keys(&["Enter"]);
+    t.wait_for("File 'big.bin' deleted successfully");
+
+    // quit leaves cleanly and the history is kept in the data dir.
+    t.text("quit");
+    t.keys(&["Enter"]);
+    t.wait_for("PeerVault node stopped.");
+    let history = std::fs::read_to_string(data.join("repl_history")).unwrap();
+    assert!(history.contains("get notes-for-monday.txt"), "{history}");
+}
+
+#[test]
+fn ctrl_c_and_ctrl_d_at_the_prompt_stop_the_node_cleanly() {
+    for (tag, key) in [("c", "C-c"), ("d", "C-d")] {
+        let dir = tempfile::tempdir().unwrap();
+        let args = repl_args(&dir.path().join("node"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let Some(t) = Tmux::start(tag, dir.path(), &args) else {
+            return;
+        };
+        t.wait_for("PeerVault>");
+        t.keys(&[key]);
+        t.wait_for("PeerVault node stopped.");
+    }
+}

@@ -87,6 +87,21 @@ impl Vault {
         self.inner.tombstone_retention()
     }
 
+    /// Drops every blob held here that no write is using: this node's copies of
+    /// everything (the catalogue stays). Returns the blobs removed and bytes freed.
+    pub async fn drop_all_copies(&self) -> Result<(usize, u64)> {
+        self.blocking(|inner| {
+            let ids: Vec<ChunkId> = inner
+                .catalogue
+                .chunk_records()?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            inner.forget_chunks(&ids)
+        })
+        .await
+    }
+
     /// Removes tombstones of deletions older than the retention period. Returns how
     /// many.
     pub async fn collect_tombstones(&self) -> Result<usize> {
