@@ -224,7 +224,7 @@ impl Node {
             }
         }
         if !report.complete() {
-            tracing::warn!(
+            tracing::info!(
                 "{:?} has {} of {} copies: not enough peers could take it; the repair worker makes the rest when more peers are up",
                 manifest.name,
                 report.copies,

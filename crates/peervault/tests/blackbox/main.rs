@@ -10,4 +10,5 @@ mod files;
 mod mdns;
 mod network;
 mod observability;
+mod readme;
 mod repl;
