@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use peervault::control::proto::{Request, Response};
+use peervault::control::proto::Response;
 
 use crate::data::write_file;
-use crate::node::NodeProcess;
+use crate::node::{NodeProcess, listen_port, peers, start_three};
 use crate::report::{Row, mib, throughput_table};
 
 const TARGET: f64 = 0.6;
@@ -128,27 +128,6 @@ fn tcp_fan_in(input: &Path, out: &Path, senders: usize) -> anyhow::Result<f64> {
     Ok(seconds)
 }
 
-async fn listen_port(node: &NodeProcess) -> anyhow::Result<u16> {
-    let Response::Status { status } = node.client.call(&Request::Status).await? else {
-        bail!("unexpected status reply");
-    };
-    let addr = status
-        .listen_addrs
-        .first()
-        .context("the node has no listen address")?;
-    addr.rsplit('/')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .context("no port in the listen address")
-}
-
-async fn peers(node: &NodeProcess) -> anyhow::Result<usize> {
-    match node.client.call(&Request::Peers).await? {
-        Response::Peers { peers } => Ok(peers.len()),
-        other => bail!("unexpected peers reply: {other:?}"),
-    }
-}
-
 pub async fn run(args: ClusterArgs<'_>) -> anyhow::Result<()> {
     let work = tempfile::Builder::new()
         .prefix("peervault-bench-")
@@ -158,22 +137,9 @@ pub async fn run(args: ClusterArgs<'_>) -> anyhow::Result<()> {
     let input = dir("input.bin");
     write_file(&input, 7, args.size)?;
 
-    let replicas = ["--replicas", "3"];
-    let a = NodeProcess::start_with(args.bin, &dir("a"), &replicas)?;
+    let [a, b, c] = start_three(args.bin, work.path()).await?;
     let bootstrap = format!("127.0.0.1:{}", listen_port(&a).await?);
     let join = ["--replicas", "3", "-bootstrap", bootstrap.as_str()];
-    let b = NodeProcess::start_with(args.bin, &dir("b"), &join)?;
-    let c = NodeProcess::start_with(args.bin, &dir("c"), &join)?;
-    let nodes = [&a, &b, &c];
-    let deadline = Instant::now() + std::time::Duration::from_secs(30);
-    for node in nodes {
-        while peers(node).await? < 2 {
-            if Instant::now() > deadline {
-                bail!("the nodes did not connect within 30 s");
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    }
 
     let raw_put = tcp_fan_out(&input, work.path(), 2)?;
     let file = tokio::fs::File::open(&input).await?;

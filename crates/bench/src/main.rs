@@ -18,6 +18,7 @@ mod data;
 mod local;
 mod node;
 mod report;
+mod small;
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +60,13 @@ enum Workload {
         #[arg(long, default_value = "1GiB", value_parser = parse_size)]
         size: u64,
     },
+    /// Three nodes: many 4 KiB files with 3 copies each, against raw
+    /// create+write+fsync of three times as many files.
+    Small {
+        /// How many files to store.
+        #[arg(long, default_value_t = 10_000)]
+        files: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -84,6 +92,11 @@ fn main() -> anyhow::Result<()> {
             bin: &bin,
             dir: &dir,
             size,
+        })),
+        Workload::Small { files } => runtime.block_on(small::run(small::SmallArgs {
+            bin: &bin,
+            dir: &dir,
+            files: files.max(1),
         })),
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use peervault::control::client::Client;
+use peervault::control::proto::{Request, Response};
 
 pub struct NodeProcess {
     child: Child,
@@ -109,4 +110,46 @@ impl Drop for NodeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The TCP port a node listens on.
+pub async fn listen_port(node: &NodeProcess) -> anyhow::Result<u16> {
+    let Response::Status { status } = node.client.call(&Request::Status).await? else {
+        bail!("unexpected status reply");
+    };
+    let addr = status
+        .listen_addrs
+        .first()
+        .context("the node has no listen address")?;
+    addr.rsplit('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .context("no port in the listen address")
+}
+
+pub async fn peers(node: &NodeProcess) -> anyhow::Result<usize> {
+    match node.client.call(&Request::Peers).await? {
+        Response::Peers { peers } => Ok(peers.len()),
+        other => bail!("unexpected peers reply: {other:?}"),
+    }
+}
+
+/// Three nodes with `--replicas 3` (data dirs `a`, `b`, `c` under `dir`), connected
+/// to each other.
+pub async fn start_three(bin: &Path, dir: &Path) -> anyhow::Result<[NodeProcess; 3]> {
+    let a = NodeProcess::start_with(bin, &dir.join("a"), &["--replicas", "3"])?;
+    let bootstrap = format!("127.0.0.1:{}", listen_port(&a).await?);
+    let join = ["--replicas", "3", "-bootstrap", bootstrap.as_str()];
+    let b = NodeProcess::start_with(bin, &dir.join("b"), &join)?;
+    let c = NodeProcess::start_with(bin, &dir.join("c"), &join)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for node in [&a, &b, &c] {
+        while peers(node).await? < 2 {
+            if Instant::now() > deadline {
+                bail!("the nodes did not connect within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok([a, b, c])
 }
