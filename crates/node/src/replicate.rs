@@ -52,6 +52,11 @@ const HOLDINGS_PER_REQUEST: usize = 20_000;
 const STREAM_QUEUE: usize = 2;
 /// Blobs in flight per peer while a write streams to its holders.
 const STREAM_WINDOW: usize = 3;
+/// Tries per DHT provider before a read gives up on it.
+const DHT_ATTEMPTS: usize = 3;
+/// Pause between those tries.
+const DHT_RETRY_PAUSE: Duration = Duration::from_millis(300);
+
 /// Pause between provider announcements at start.
 const PROVIDE_PACE: Duration = Duration::from_millis(50);
 
@@ -619,12 +624,23 @@ impl ChunkSource for PeerChunks {
                 .get_or_init(|| async { node.inner.net.find_providers(key).await })
                 .await;
             for peer in found.iter().filter(|p| !asked.contains(p)) {
-                match node
-                    .ask(*peer, &Request::GetChunk { id }, CHUNK_TIMEOUT)
-                    .await
-                {
-                    Ok(Response::Chunk { blob }) => return Ok(blob),
-                    other => reasons.push(format!("{peer} (via the DHT): {}", refusal_text(other))),
+                // A provider is a fresh connection, often dialled just now; one that
+                // breaks while it settles gets a second chance.
+                for attempt in 1..=DHT_ATTEMPTS {
+                    match node
+                        .ask(*peer, &Request::GetChunk { id }, CHUNK_TIMEOUT)
+                        .await
+                    {
+                        Ok(Response::Chunk { blob }) => return Ok(blob),
+                        Ok(Response::Missing) => {
+                            reasons.push(format!("{peer} (via the DHT): not held"));
+                            break;
+                        }
+                        other if attempt == DHT_ATTEMPTS => {
+                            reasons.push(format!("{peer} (via the DHT): {}", refusal_text(other)))
+                        }
+                        _ => tokio::time::sleep(DHT_RETRY_PAUSE).await,
+                    }
                 }
             }
             if reasons.is_empty() {
