@@ -116,10 +116,13 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     }
 
     step("Listing the vault on charlie");
-    until("charlie knows the file", || async {
-        nodes[2].stat(FILE_NAME).await.is_ok()
-    })
-    .await?;
+        // Holders know at once; the others hear of the file a moment later.
+    for node in &nodes {
+        until("every node knows the file", || async {
+            node.stat(FILE_NAME).await.is_ok()
+        })
+        .await?;
+    }
     println!("{}", ui::files_table(&nodes[2].list().await?));
 
     // Stop the writer; read on a node that holds no copy, so the bytes must come
