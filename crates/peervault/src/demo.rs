@@ -116,7 +116,7 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     }
 
     step("Listing the vault on charlie");
-        // Holders know at once; the others hear of the file a moment later.
+    // Holders know at once; the others hear of the file a moment later.
     for node in &nodes {
         until("every node knows the file", || async {
             node.stat(FILE_NAME).await.is_ok()
