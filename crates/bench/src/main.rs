@@ -66,6 +66,9 @@ enum Workload {
         /// How many files to store.
         #[arg(long, default_value_t = 10_000)]
         files: usize,
+        /// Puts in flight at once (each on its own connection).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
     },
 }
 
@@ -93,10 +96,11 @@ fn main() -> anyhow::Result<()> {
             dir: &dir,
             size,
         })),
-        Workload::Small { files } => runtime.block_on(small::run(small::SmallArgs {
+        Workload::Small { files, concurrency } => runtime.block_on(small::run(small::SmallArgs {
             bin: &bin,
             dir: &dir,
             files: files.max(1),
+            concurrency,
         })),
     }
 }

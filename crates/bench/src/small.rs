@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use futures::StreamExt;
 use peervault::control::proto::Response;
 
 use crate::node::start_three;
@@ -19,6 +20,7 @@ pub struct SmallArgs<'a> {
     pub bin: &'a Path,
     pub dir: &'a Path,
     pub files: usize,
+    pub concurrency: usize,
 }
 
 /// Creates, writes and fsyncs `count` files of `FILE_BYTES`, one after another.
@@ -54,29 +56,39 @@ pub async fn run(args: SmallArgs<'_>) -> anyhow::Result<()> {
     let nodes = start_three(args.bin, work.path()).await?;
     let raw = raw_files(&work.path().join("raw"), 3 * args.files)?;
 
+    // Up to `concurrency` puts in flight, each on its own control connection, as a
+    // backup script storing a directory would do.
+    let client = &nodes[0].client;
     let start = Instant::now();
-    for i in 0..args.files {
-        let body = contents(i);
-        let reply = nodes[0]
-            .client
-            .put(
-                &format!("small-{i}"),
-                Some(FILE_BYTES as u64),
-                &body[..],
-                &mut |_| {},
-            )
-            .await?;
-        match reply {
-            Response::Stored { copies, .. } if copies >= 3 => {}
-            other => bail!("file {i} was not stored with 3 copies: {other:?}"),
-        }
-    }
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..args.files)
+        .map(|i| async move {
+            let body = contents(i);
+            let reply = client
+                .put(
+                    &format!("small-{i}"),
+                    Some(FILE_BYTES as u64),
+                    &body[..],
+                    &mut |_| {},
+                )
+                .await?;
+            match reply {
+                Response::Stored { copies, .. } if copies >= 3 => Ok(()),
+                other => bail!("file {i} was not stored with 3 copies: {other:?}"),
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     let put = start.elapsed().as_secs_f64();
     let bytes = (args.files * FILE_BYTES) as u64;
     println!(
         "{}",
         throughput_table(&[Row {
-            workload: format!("small files ({} × 4 KiB, 3 copies)", args.files),
+            workload: format!(
+                "small files ({} × 4 KiB, 3 copies, {} at a time)",
+                args.files, args.concurrency
+            ),
             bytes,
             seconds: put,
             baseline: format!("{} × create+write+fsync", 3 * args.files),
