@@ -18,6 +18,7 @@ mod data;
 mod local;
 mod node;
 mod report;
+mod scale;
 mod small;
 
 #[derive(Parser)]
@@ -70,6 +71,13 @@ enum Workload {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// One node filled with many tiny files: `ls`, restart and a new node's
+    /// catalogue sync, per catalogue size, to show how they grow.
+    Scale {
+        /// Catalogue sizes to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        entries: Vec<usize>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -95,6 +103,11 @@ fn main() -> anyhow::Result<()> {
             bin: &bin,
             dir: &dir,
             size,
+        })),
+        Workload::Scale { entries } => runtime.block_on(scale::run(scale::ScaleArgs {
+            bin: &bin,
+            dir: &dir,
+            entries,
         })),
         Workload::Small { files, concurrency } => runtime.block_on(small::run(small::SmallArgs {
             bin: &bin,

@@ -33,6 +33,7 @@ fn every_workload_runs_on_small_sizes() {
         ][..],
         &["cluster", "--size", "3MiB"][..],
         &["small", "--files", "20"][..],
+        &["scale", "--entries", "20,40"][..],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_peervault-bench"))
             .arg("--peervault")

@@ -75,16 +75,9 @@ impl Node {
                     Err(e) => Response::Error(e.to_string()),
                 }
             }
-            Request::Announce { entries } => {
-                for entry in entries.into_iter().take(ENTRIES_PER_MESSAGE) {
-                    match vault.apply_sealed(entry.name_id, entry.sealed).await {
-                        Ok(applied) if applied.applied => {
-                            self.on_new_entry(&applied.entry, Some(peer)).await
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!("ignored a catalogue record from {peer}: {e}"),
-                    }
-                }
+            Request::Announce { mut entries } => {
+                entries.truncate(ENTRIES_PER_MESSAGE);
+                self.apply_from(peer, entries).await;
                 Response::Ack
             }
             Request::Offer { entry } => self.answer_offer(vault, entry).await,

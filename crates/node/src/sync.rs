@@ -74,16 +74,7 @@ impl Node {
                 other => return Err(format!("unexpected answer to a fetch: {other:?}")),
             };
             stats.fetched += entries.len();
-            for entry in entries {
-                match vault.apply_sealed(entry.name_id, entry.sealed).await {
-                    Ok(applied) if applied.applied => {
-                        stats.applied += 1;
-                        self.on_new_entry(&applied.entry, Some(peer)).await;
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("ignored a catalogue record from {peer}: {e}"),
-                }
-            }
+            stats.applied += self.apply_from(peer, entries).await;
         }
         let their_versions: HashMap<NameId, _> = theirs.into_iter().collect();
         let mut newer_here: Vec<(NameId, Version)> = vault
@@ -135,6 +126,31 @@ impl Node {
         }
         self.synced(!they_resync).await;
         Ok(stats)
+    }
+
+    /// Applies records `peer` sent, in one metadata transaction, and passes on
+    /// those that took effect. Returns how many did.
+    pub(crate) async fn apply_from(&self, peer: PeerId, entries: Vec<SealedEntry>) -> usize {
+        let records = entries.into_iter().map(|e| (e.name_id, e.sealed)).collect();
+        let results = match self.inner.vault.apply_sealed_many(records).await {
+            Ok(results) => results,
+            Err(e) => {
+                tracing::warn!("could not apply catalogue records from {peer}: {e}");
+                return 0;
+            }
+        };
+        let mut applied = 0;
+        for result in results {
+            match result {
+                Ok(remote) if remote.applied => {
+                    applied += 1;
+                    self.on_new_entry(&remote.entry, Some(peer)).await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("ignored a catalogue record from {peer}: {e}"),
+            }
+        }
+        applied
     }
 
     async fn sealed_batch(&self, ids: &[NameId]) -> Result<Vec<SealedEntry>, String> {

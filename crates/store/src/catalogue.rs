@@ -259,56 +259,78 @@ impl Catalogue {
         new_chunks: &[(ChunkId, u64)],
         clock: u64,
     ) -> Result<ApplyOutcome> {
+        let txn = self.db.begin_write()?;
+        let outcome = self.apply_in(&txn, entry, new_chunks)?;
+        txn.open_table(META)?
+            .insert(META_CLOCK, clock.to_le_bytes().as_slice())?;
+        txn.commit()?;
+        Ok(outcome)
+    }
+
+    /// Offers several entries from peers in one transaction (one fsync for a whole
+    /// batch of a sync instead of one per record).
+    pub fn apply_many(&self, entries: &[CatalogueEntry], clock: u64) -> Result<Vec<ApplyOutcome>> {
+        let txn = self.db.begin_write()?;
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for entry in entries {
+            outcomes.push(self.apply_in(&txn, entry, &[])?);
+        }
+        txn.open_table(META)?
+            .insert(META_CLOCK, clock.to_le_bytes().as_slice())?;
+        txn.commit()?;
+        Ok(outcomes)
+    }
+
+    fn apply_in(
+        &self,
+        txn: &redb::WriteTransaction,
+        entry: &CatalogueEntry,
+        new_chunks: &[(ChunkId, u64)],
+    ) -> Result<ApplyOutcome> {
         let name_id = self.crypto.name_id(entry.name());
         let sealed = self
             .crypto
             .seal_record(&catalogue_context(&name_id), &entry.encode())
             .map_err(|e| StoreError::io("sealing a catalogue entry", std::io::Error::other(e)))?;
-        let txn = self.db.begin_write()?;
         let mut outcome = ApplyOutcome::default();
-        {
-            let mut chunks = txn.open_table(CHUNKS)?;
-            for (id, len) in new_chunks {
-                if chunks.get(id.0)?.is_none() {
-                    chunks.insert(id.0, *len)?;
-                    outcome.recorded_bytes += len;
-                }
+        let mut chunks = txn.open_table(CHUNKS)?;
+        for (id, len) in new_chunks {
+            if chunks.get(id.0)?.is_none() {
+                chunks.insert(id.0, *len)?;
+                outcome.recorded_bytes += len;
             }
-            let mut catalogue = txn.open_table(CATALOGUE)?;
-            let previous = match catalogue.get(name_id.0)? {
-                Some(v) => Some(self.open_entry(&name_id, v.value())?),
-                None => None,
-            };
-            let newer = previous
-                .as_ref()
-                .is_none_or(|p| p.version() < entry.version());
-            if newer {
-                catalogue.insert(name_id.0, sealed.as_slice())?;
-                let mut refs = txn.open_table(CHUNK_REFS)?;
-                if let CatalogueEntry::File(m) = entry {
-                    for id in distinct(&m.chunks) {
-                        let count = refs.get(id.0)?.map(|v| v.value()).unwrap_or(0);
-                        refs.insert(id.0, count.saturating_add(1))?;
-                    }
-                }
-                if let Some(CatalogueEntry::File(old)) = previous.as_ref() {
-                    for id in distinct(&old.chunks) {
-                        let count = refs.get(id.0)?.map(|v| v.value()).unwrap_or(0);
-                        if count <= 1 {
-                            refs.remove(id.0)?;
-                            outcome.unreferenced.push(id);
-                        } else {
-                            refs.insert(id.0, count - 1)?;
-                        }
-                    }
-                }
-                outcome.applied = true;
-                outcome.previous = previous;
-            }
-            let mut meta = txn.open_table(META)?;
-            meta.insert(META_CLOCK, clock.to_le_bytes().as_slice())?;
         }
-        txn.commit()?;
+        let mut catalogue = txn.open_table(CATALOGUE)?;
+        let previous = match catalogue.get(name_id.0)? {
+            Some(v) => Some(self.open_entry(&name_id, v.value())?),
+            None => None,
+        };
+        let newer = previous
+            .as_ref()
+            .is_none_or(|p| p.version() < entry.version());
+        if newer {
+            catalogue.insert(name_id.0, sealed.as_slice())?;
+            let mut refs = txn.open_table(CHUNK_REFS)?;
+            if let CatalogueEntry::File(m) = entry {
+                for id in distinct(&m.chunks) {
+                    let count = refs.get(id.0)?.map(|v| v.value()).unwrap_or(0);
+                    refs.insert(id.0, count.saturating_add(1))?;
+                }
+            }
+            if let Some(CatalogueEntry::File(old)) = previous.as_ref() {
+                for id in distinct(&old.chunks) {
+                    let count = refs.get(id.0)?.map(|v| v.value()).unwrap_or(0);
+                    if count <= 1 {
+                        refs.remove(id.0)?;
+                        outcome.unreferenced.push(id);
+                    } else {
+                        refs.insert(id.0, count - 1)?;
+                    }
+                }
+            }
+            outcome.applied = true;
+            outcome.previous = previous;
+        }
         Ok(outcome)
     }
 

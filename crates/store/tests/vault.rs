@@ -521,3 +521,31 @@ async fn tombstones_are_collected_after_the_retention_period() {
     assert_eq!(vault.catalogue_len(), before - 1);
     assert!(vault.stat("gone").await.is_err());
 }
+
+#[tokio::test]
+async fn a_batch_of_peer_records_applies_in_one_go_and_a_bad_one_spoils_nothing() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(a_dir.path(), SMALL_CHUNK).await;
+    for name in ["x", "y", "z"] {
+        a.write_file(name, name.as_bytes(), None).await.unwrap();
+    }
+    let ids: Vec<_> = ["x", "y", "z"].iter().map(|n| a.name_id(n)).collect();
+    let mut records = a.sealed_entries(ids.clone()).await.unwrap();
+    records.insert(1, (ids[1], b"not a sealed record".to_vec()));
+    let b = open(b_dir.path(), SMALL_CHUNK).await;
+    let results = b.apply_sealed_many(records).await.unwrap();
+    let ok: Vec<bool> = results
+        .iter()
+        .map(|r| r.as_ref().is_ok_and(|e| e.applied))
+        .collect();
+    assert_eq!(ok, [true, false, true, true]);
+    let names: Vec<String> = b
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, ["x", "y", "z"]);
+    assert_eq!(b.summary(), a.summary(), "the sync index agrees");
+}

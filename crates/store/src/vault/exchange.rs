@@ -80,24 +80,74 @@ impl Vault {
     /// Applies a sealed record from a peer if it is newer than what is held. Blobs
     /// that only the replaced version referenced are freed.
     pub async fn apply_sealed(&self, name_id: NameId, sealed: Vec<u8>) -> Result<RemoteEntry> {
+        self.apply_sealed_many(vec![(name_id, sealed)])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Database("a record went missing".into())))
+    }
+
+    /// Applies records from a peer in one metadata transaction (a sync brings
+    /// hundreds at a time; one commit each made syncing a new node cost a
+    /// millisecond per record). Each record gets its own result: one that fails to
+    /// open is reported and the others still apply.
+    pub async fn apply_sealed_many(
+        &self,
+        records: Vec<(NameId, Vec<u8>)>,
+    ) -> Result<Vec<Result<RemoteEntry>>> {
         self.blocking(move |inner| {
-            let entry = inner.catalogue.open_sealed(&name_id, &sealed)?;
-            let outcome = inner.apply_entry(&entry, &[])?;
-            inner.forget(&outcome.unreferenced)?;
-            // A deletion older than the retention period still deletes what it
-            // supersedes, but is not kept: this node would only be collecting it.
+            let opened: Vec<Result<CatalogueEntry>> = records
+                .iter()
+                .map(|(id, sealed)| inner.catalogue.open_sealed(id, sealed))
+                .collect();
+            let valid: Vec<CatalogueEntry> = opened
+                .iter()
+                .filter_map(|r| r.as_ref().ok().cloned())
+                .collect();
+            for entry in &valid {
+                inner.clock.observe(entry.version().clock);
+            }
+            let outcomes = inner.catalogue.apply_many(&valid, inner.clock.last())?;
             let cutoff = super::gc::expiry_cutoff(inner.tombstone_retention());
-            if outcome.applied && super::is_expired_tombstone(&entry, cutoff) {
-                let removed = inner.catalogue.remove_expired(vec![name_id], cutoff)?;
+            let mut unreferenced = Vec::new();
+            let mut expired = Vec::new();
+            {
+                let mut index = inner.index.lock().unwrap_or_else(|p| p.into_inner());
+                for (entry, outcome) in valid.iter().zip(&outcomes) {
+                    if outcome.applied {
+                        let id = inner.crypto.name_id(entry.name());
+                        index.set(id, entry.version());
+                        // A deletion older than the retention period still deletes
+                        // what it supersedes, but is not kept.
+                        if super::is_expired_tombstone(entry, cutoff) {
+                            expired.push(id);
+                        }
+                    }
+                    unreferenced.extend_from_slice(&outcome.unreferenced);
+                }
+            }
+            inner.forget(&unreferenced)?;
+            if !expired.is_empty() {
+                let removed = inner.catalogue.remove_expired(expired, cutoff)?;
                 let mut index = inner.index.lock().unwrap_or_else(|p| p.into_inner());
                 for id in &removed {
                     index.remove(id);
                 }
             }
-            Ok(RemoteEntry {
-                applied: outcome.applied,
-                entry,
-            })
+            let mut applied = outcomes.into_iter().zip(valid);
+            Ok(opened
+                .into_iter()
+                .map(|r| {
+                    r.and_then(|_| {
+                        let (outcome, entry) = applied
+                            .next()
+                            .ok_or_else(|| StoreError::Database("a record went missing".into()))?;
+                        Ok(RemoteEntry {
+                            applied: outcome.applied,
+                            entry,
+                        })
+                    })
+                })
+                .collect())
         })
         .await
     }
