@@ -21,19 +21,23 @@ fn peervault() -> PathBuf {
 fn every_workload_runs_on_small_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let peervault = peervault();
-    for workload in [
-        &[
-            "local",
-            "--size",
-            "3MiB",
-            "--rss-size",
-            "0",
-            "--rounds",
-            "1",
-        ][..],
-        &["cluster", "--size", "3MiB"][..],
-        &["small", "--files", "20"][..],
-        &["scale", "--entries", "20,40"][..],
+    // Each workload with a word its table's header must contain.
+    for (workload, header) in [
+        (
+            &[
+                "local",
+                "--size",
+                "3MiB",
+                "--rss-size",
+                "0",
+                "--rounds",
+                "1",
+            ][..],
+            "ratio",
+        ),
+        (&["cluster", "--size", "3MiB"][..], "ratio"),
+        (&["small", "--files", "20"][..], "ratio"),
+        (&["scale", "--entries", "20,40"][..], "sync to a new node"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_peervault-bench"))
             .arg("--peervault")
@@ -51,7 +55,7 @@ fn every_workload_runs_on_small_sizes() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(
-            text.contains("ratio"),
+            text.contains(header) && text.contains('┌'),
             "{workload:?} printed no table:\n{text}"
         );
     }
