@@ -1,6 +1,6 @@
 //! The task that owns the swarm (see [`crate::network`] for what it does and why).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -74,6 +74,11 @@ pub(crate) struct EventLoop {
     pex_interval: Duration,
     listen: Vec<Multiaddr>,
     mismatch_logged: HashMap<String, Instant>,
+    /// Dials asked for by address (`send`/`fetch`), until they connect or fail.
+    manual_dials: HashSet<libp2p::swarm::ConnectionId>,
+    /// Peer lists received, and peers first learnt of from them.
+    pex_received: u64,
+    pex_learnt: u64,
     shutdown: CancellationToken,
 }
 
@@ -102,6 +107,18 @@ fn decode_pex(bytes: &[u8], now: Instant) -> Vec<(PeerId, Vec<Multiaddr>, Instan
             Some((peer, addrs, seen))
         })
         .collect()
+}
+
+/// An error with every cause it wraps, for logs ("denied: connection limit ...").
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Our listen port on the observed IP: what a peer behind the same NAT view would dial.
@@ -147,6 +164,9 @@ impl EventLoop {
             pex_interval: config.pex_interval,
             listen,
             mismatch_logged: HashMap::new(),
+            manual_dials: HashSet::new(),
+            pex_received: 0,
+            pex_learnt: 0,
             shutdown,
         }
     }
@@ -220,6 +240,8 @@ impl EventLoop {
                 let mut discovery = self.book.discovery(Instant::now());
                 discovery.mdns_enabled = self.swarm.behaviour().mdns.is_enabled();
                 discovery.pex_enabled = self.discover_pex;
+                discovery.pex_received = self.pex_received;
+                discovery.pex_learnt = self.pex_learnt;
                 discovery.dht_routing_table = self
                     .swarm
                     .behaviour_mut()
@@ -243,10 +265,16 @@ impl EventLoop {
                     }),
                     Some(addr) => {
                         let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
-                        self.swarm.dial(opts).map_err(|e| NetError::Dial {
-                            addr: addr.to_string(),
-                            reason: e.to_string(),
-                        })
+                        let connection = opts.connection_id();
+                        self.swarm
+                            .dial(opts)
+                            .map(|()| {
+                                self.manual_dials.insert(connection);
+                            })
+                            .map_err(|e| NetError::Dial {
+                                addr: addr.to_string(),
+                                reason: e.to_string(),
+                            })
                     }
                 };
                 let _ = reply.send(result);
@@ -413,6 +441,8 @@ impl EventLoop {
             }
             self.book.learn(peer, addrs, PeerSource::Pex, seen, now);
         }
+        self.pex_received += 1;
+        self.pex_learnt += new;
         if new > 0 {
             tracing::debug!("learnt of {new} peers from {from}");
         }
@@ -436,12 +466,17 @@ impl EventLoop {
         let source = match (&bootstrap, &endpoint) {
             (Some(_), _) => PeerSource::Bootstrap,
             (None, ConnectedPoint::Listener { .. }) => PeerSource::Inbound,
+            (None, ConnectedPoint::Dialer { .. }) if self.manual_dials.remove(&connection_id) => {
+                PeerSource::Manual
+            }
+            // Not asked for by this node's own logic: Kademlia's lookups dial the
+            // peers they learn of.
             (None, ConnectedPoint::Dialer { .. }) => self
                 .book
                 .known
                 .get(&peer_id)
                 .map(|k| k.source)
-                .unwrap_or(PeerSource::Manual),
+                .unwrap_or(PeerSource::Dht),
         };
         if let Some(b) = bootstrap {
             if b.failures > 0 {
@@ -532,6 +567,7 @@ impl EventLoop {
                 peer_id,
                 error,
             } => {
+                self.manual_dials.remove(&connection_id);
                 let mismatch = is_key_mismatch(&error);
                 if let Some(index) = self
                     .book
@@ -571,7 +607,10 @@ impl EventLoop {
                 if is_key_mismatch(&error) {
                     self.log_key_mismatch(&send_back_addr, true);
                 } else {
-                    tracing::debug!("incoming connection from {send_back_addr} failed: {error}");
+                    tracing::debug!(
+                        "incoming connection from {send_back_addr} failed: {}",
+                        error_chain(&error)
+                    );
                 }
             }
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -776,10 +815,25 @@ impl EventLoop {
     fn on_kad(&mut self, event: kad::Event) {
         match event {
             kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
+                id,
+                result,
+                step,
+                stats,
             } => {
-                let kad::QueryResult::GetProviders(result) = result else {
-                    return;
+                let result = match result {
+                    kad::QueryResult::GetProviders(result) => result,
+                    kad::QueryResult::StartProviding(result) => {
+                        match result {
+                            Ok(_) => tracing::debug!(
+                                "DHT: provider record stored on {} of {} peers asked",
+                                stats.num_successes(),
+                                stats.num_requests()
+                            ),
+                            Err(e) => tracing::debug!("DHT: provider record not stored: {e}"),
+                        }
+                        return;
+                    }
+                    _ => return,
                 };
                 if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
                     let now = Instant::now();
@@ -806,6 +860,16 @@ impl EventLoop {
                 if step.last
                     && let Some((found, reply)) = self.providers.remove(&id)
                 {
+                    tracing::info!(
+                        "DHT lookup: {} found after {} requests ({} answered) in {} ms",
+                        match found.len() {
+                            1 => "1 provider".to_string(),
+                            n => format!("{n} providers"),
+                        },
+                        stats.num_requests(),
+                        stats.num_successes(),
+                        stats.duration().unwrap_or_default().as_millis()
+                    );
                     let _ = reply.send(found);
                 }
             }

@@ -287,10 +287,12 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
         .with_max_concurrent_streams(256);
     let pex_config =
         request_response::Config::default().with_request_timeout(Duration::from_secs(10));
-    // A hard cap well above the dialling target: other nodes' dials and DHT queries
-    // add connections beyond the ones this node opens itself; unused ones close after
-    // the idle timeout, and the cap bounds the rest in a large network.
-    let max_connections = (config.max_peers * 3 + 32) as u32;
+    // A hard cap far above the dialling target, only against floods: other nodes'
+    // dials and DHT lookups add connections beyond the ones this node opens itself
+    // (two per peer when both dial at once); unused ones are trimmed and close after
+    // the idle timeout. A cap near the target made busy nodes refuse newcomers,
+    // which then could not read files only those nodes held.
+    let max_connections = (config.max_peers * 8 + 128) as u32;
     let discover_local = config.discover_local;
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()

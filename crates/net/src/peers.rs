@@ -103,6 +103,10 @@ pub struct Discovery {
     pub known: Vec<KnownPeer>,
     /// Peers in the DHT routing table.
     pub dht_routing_table: usize,
+    /// Peer lists received from peers since start (on connect and in rounds).
+    pub pex_received: u64,
+    /// Peers first learnt of from those lists.
+    pub pex_learnt: u64,
 }
 
 #[derive(Debug)]
@@ -487,6 +491,44 @@ mod tests {
                 .windows(2)
                 .all(|w| w[0].seen_secs_ago <= w[1].seen_secs_ago)
         );
+    }
+
+    fn connected(source: PeerSource, last_used: Instant) -> Connected {
+        Connected {
+            last_used,
+            remote: addr(1),
+            dialed: false,
+            source,
+            rtt: None,
+            last_seen: last_used,
+            since: last_used,
+            agent: None,
+            listen_addrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn trimming_closes_the_longest_unused_and_spares_bootstrap_and_busy_peers() {
+        let start = Instant::now();
+        let now = start + Duration::from_secs(120);
+        let mut book = PeerBook::new(Vec::new(), start);
+        let oldest = PeerId::random();
+        let older = PeerId::random();
+        let busy = PeerId::random();
+        let bootstrap = PeerId::random();
+        let inbound = |s| connected(PeerSource::Inbound, start + Duration::from_secs(s));
+        book.connected.insert(oldest, inbound(0));
+        book.connected.insert(older, inbound(10));
+        book.connected.insert(busy, inbound(110));
+        book.connected
+            .insert(bootstrap, connected(PeerSource::Bootstrap, start));
+        let recent = Duration::from_secs(30);
+        // Four connections, keep two: the two longest unused go.
+        assert_eq!(book.to_trim(2, recent, now), vec![oldest, older]);
+        // Keep one: still only those two, since the bootstrap peer and the one
+        // used 10 s ago are never closed.
+        assert_eq!(book.to_trim(1, recent, now), vec![oldest, older]);
+        assert!(book.to_trim(4, recent, now).is_empty());
     }
 
     #[test]

@@ -259,6 +259,11 @@ pub struct DiscoveryStatus {
     pub dht_routing_table: usize,
     /// Distinct peers discovered (the `peervault_peers_discovered` figure).
     pub peers_discovered: usize,
+    /// Peer lists received since start, and peers first learnt of from them.
+    #[serde(default)]
+    pub pex_received: u64,
+    #[serde(default)]
+    pub pex_learnt: u64,
 }
 
 impl PeerStatus {
@@ -298,6 +303,8 @@ impl From<peervault_net::Discovery> for DiscoveryStatus {
             peers_discovered: d.known.len(),
             known: d.known.iter().map(discovered).collect(),
             dht_routing_table: d.dht_routing_table,
+            pex_received: d.pex_received,
+            pex_learnt: d.pex_learnt,
         }
     }
 }

@@ -16,6 +16,12 @@ const WRITERS: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_finds_holders_it_was_never_connected_to_through_the_dht() {
+    // The DHT lookup's figures (requests, time) are logged; show them with the
+    // test's output (`--nocapture`).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("peervault_net::event_loop=info")
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let key = NetworkKey::from_user_input("dht test key").unwrap();
     let config = |i: usize, max_peers: usize| {

@@ -377,6 +377,11 @@ pub fn discovery_block(d: &DiscoveryStatus) -> String {
         "\nPeer Exchange (PEX): {} ({exchange})\n",
         plural(d.known.len(), "known peer")
     ));
+    out.push_str(&format!(
+        "  {} received, {} learnt from them\n",
+        plural(d.pex_received as usize, "peer list"),
+        plural(d.pex_learnt as usize, "new peer")
+    ));
     for source in ["bootstrap", "mdns", "pex", "dht", "inbound", "manual"] {
         let n = d.known.iter().filter(|p| p.source == source).count();
         if n > 0 {

@@ -12,3 +12,4 @@ mod network;
 mod observability;
 mod readme;
 mod repl;
+mod transfers;

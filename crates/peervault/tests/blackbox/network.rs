@@ -178,7 +178,7 @@ fn a_bootstrap_peer_started_ten_seconds_late_is_joined_without_a_restart() {
 }
 
 #[test]
-fn a_stalled_peer_does_not_stall_puts_gets_or_the_prompt() {
+fn a_stalled_peer_does_not_stall_puts_or_gets() {
     // Accepts TCP connections and never says a word.
     let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let stalled_port = stalled.local_addr().unwrap().port();
@@ -514,5 +514,56 @@ fn a_killed_holder_is_replaced_after_the_repair_delay() {
         let copy = dir.path().join("copy.bin");
         node.ok(&["get", "precious.bin", "-o", copy.to_str().unwrap()]);
         assert_eq!(hash_file(&copy), hash);
+    }
+}
+
+#[test]
+fn a_stalled_bootstrap_peer_does_not_stall_the_prompt() {
+    use std::io::Write;
+    // Accepts TCP connections and never says a word.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stalled_port = stalled.local_addr().unwrap().port();
+    let _keeper = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in stalled.incoming().take(64) {
+            held.push(conn);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("note.txt");
+    std::fs::write(&input, b"written while a peer stalls").unwrap();
+    let bootstrap = bootstrap_to(&[stalled_port]);
+    let mut child = command()
+        .args(["--data-dir", dir.path().join("a").to_str().unwrap()])
+        .args(["--addr", "127.0.0.1:0", "--key", TEST_KEY])
+        .args(["-bootstrap", &bootstrap, "-interactive", "--quota", "1GB"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let started = Instant::now();
+    let script = format!(
+        "status\npeers\nstore {}\nlist\nget note.txt\nquit\n",
+        input.display()
+    );
+    stdin.write_all(script.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the prompt took {:?}",
+        started.elapsed()
+    );
+    for expected in [
+        "Connected peers: 0",
+        "No connected peers",
+        "stored successfully",
+        "written while a peer stalls",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?}:\n{text}");
     }
 }
