@@ -494,7 +494,9 @@ impl Node {
         let short = m.files_under_replicated.get();
         if short > 0 {
             reasons.push(format!(
-                "{short} files held here have fewer copies than the replica target"
+                "{} held here {} fewer copies than the replica target",
+                plural(short as u64, "file"),
+                if short == 1 { "has" } else { "have" }
             ));
         }
         let unrepaired = {
@@ -506,7 +508,8 @@ impl Node {
         };
         if unrepaired > 0 {
             reasons.push(format!(
-                "{unrepaired} damaged chunks could not be restored at the last integrity check"
+                "{} could not be restored at the last integrity check",
+                plural(unrepaired as u64, "damaged chunk")
             ));
         }
         Health {
@@ -519,5 +522,13 @@ impl Node {
             uptime_seconds: self.inner.started.elapsed().as_secs_f64(),
             reasons,
         }
+    }
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
     }
 }

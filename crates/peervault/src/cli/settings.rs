@@ -455,6 +455,8 @@ mod tests {
         assert!(s.common.data_dir_is_default);
         assert_eq!(s.replicas, Replicas::Count(3));
         assert_eq!(s.maintenance.gc_interval, Duration::from_secs(3600));
+        assert_eq!(s.maintenance.gc_delay, Duration::from_secs(300));
+        assert_eq!(s.maintenance.gc_grace, Duration::from_secs(600));
         assert_eq!(s.maintenance.repair_delay, Duration::from_secs(600));
     }
 

@@ -1,6 +1,7 @@
 //! Storing, listing, reading and deleting real files through the CLI.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::harness::{TestNode, files_under, hash_file, stderr, stdout, write_random_file};
 
@@ -305,4 +306,50 @@ fn gc_on_a_lone_node_reports_damage_it_cannot_repair() {
     assert!(node.log().contains("Garbage collection completed in"));
     let verify = node.cli(&["verify"]);
     assert!(!verify.status.success());
+}
+
+#[test]
+fn the_gc_worker_runs_by_itself_after_its_delay_and_then_every_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let node = TestNode::start_with(
+        &data,
+        crate::harness::TEST_KEY,
+        &["--gc-delay", "2s", "--gc-interval", "1s", "--gc-grace", "1s"],
+    );
+    let input = dir.path().join("kept.bin");
+    let hash = write_random_file(&input, 2 * CHUNK + 5, 6);
+    node.ok(&["put", input.to_str().unwrap()]);
+    // A blob nobody recorded (what a crash mid-write leaves), next to the real ones.
+    let blobs = files_under(&data.join("chunks"));
+    assert_eq!(blobs.len(), 3);
+    std::fs::create_dir_all(data.join("chunks/00")).unwrap();
+    let orphan = data.join("chunks/00").join("00".repeat(32));
+    std::fs::copy(&blobs[0], &orphan).unwrap();
+    let runs = |node: &TestNode| {
+        let m: serde_json::Value = serde_json::from_str(&node.ok(&["metrics", "--json"])).unwrap();
+        m["gc"]["runs"].as_u64().unwrap()
+    };
+    assert_eq!(runs(&node), 0, "no run before the delay");
+    crate::harness::eventually(
+        "the first run removes the orphan",
+        Duration::from_secs(20),
+        || !orphan.exists(),
+    );
+    assert!(
+        node.log()
+            .contains(": 0 corrupted, 1 orphaned, 1 removed"),
+        "{}",
+        node.log()
+    );
+    crate::harness::eventually(
+        "further runs every interval",
+        Duration::from_secs(20),
+        || runs(&node) >= 3,
+    );
+    // Nothing a live file uses was touched.
+    assert_eq!(files_under(&data.join("chunks")).len(), 3);
+    let copy = dir.path().join("copy.bin");
+    node.ok(&["get", "kept.bin", "-o", copy.to_str().unwrap()]);
+    assert_eq!(hash_file(&copy), hash);
 }

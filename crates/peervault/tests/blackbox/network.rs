@@ -475,7 +475,7 @@ fn gc_restores_a_damaged_chunk_from_a_peer_and_get_is_byte_identical() {
 #[test]
 fn a_killed_holder_is_replaced_after_the_repair_delay() {
     let dir = tempfile::tempdir().unwrap();
-    let quick = ["--repair-delay", "2s"];
+    let quick = ["--repair-delay", "3s"];
     let hub = TestNode::start_with(&dir.path().join("n0"), TEST_KEY, &quick);
     let port = hub.port();
     let mut nodes = vec![hub];
@@ -498,11 +498,39 @@ fn a_killed_holder_is_replaced_after_the_repair_delay() {
         .expect("a holder besides the writer");
     nodes.remove(victim).kill9();
     let killed = Instant::now();
+    let replication = |n: &TestNode| {
+        let m: serde_json::Value = serde_json::from_str(&n.ok(&["metrics", "--json"])).unwrap();
+        m["replication"].clone()
+    };
+    // While the repair delay runs, the remaining holders count the file short.
+    eventually(
+        "a holder reports the file under-replicated",
+        Duration::from_secs(3),
+        || {
+            nodes
+                .iter()
+                .any(|n| replication(n)["under_replicated"] == 1)
+        },
+    );
     eventually("three live copies again", Duration::from_secs(60), || {
         nodes.iter().filter(|n| local(n)).count() == 3
     });
+    let repaired: u64 = nodes
+        .iter()
+        .map(|n| replication(n)["copies_repaired"].as_u64().unwrap())
+        .sum();
+    assert_eq!(repaired, 1, "one new copy was made");
+    eventually(
+        "no node counts the file short any more",
+        Duration::from_secs(10),
+        || {
+            nodes
+                .iter()
+                .all(|n| replication(n)["under_replicated"] == 0)
+        },
+    );
     eprintln!(
-        "kill -9 of a holder: 3 live copies again after {:?} (repair delay 2 s)",
+        "kill -9 of a holder: 3 live copies again after {:?} (repair delay 3 s)",
         killed.elapsed()
     );
     assert!(

@@ -125,14 +125,23 @@ fn counters_are_exact_after_a_known_sequence_in_all_three_formats() {
             format!("  Deleted:    {deleted}"),
             "  Peers Connected: 1".to_string(),
             "  Errors:  0".to_string(),
+            format!("  Bytes Sent:     {}", peervault_node::HumanSize(sent)),
+            format!("  Bytes Received: {}", peervault_node::HumanSize(received)),
         ] {
             assert!(human.lines().any(|l| l == line), "{line:?} in\n{human}");
         }
-        // The client command shows the same figures.
+        // The client command shows the same figures, as JSON and in the
+        // original's layout.
         let cli: serde_json::Value =
             serde_json::from_str(&node.ok(&["metrics", "--json"])).unwrap();
         assert_eq!(cli["files"], m["files"]);
         assert_eq!(cli["network"]["bytes_sent"], m["network"]["bytes_sent"]);
+        let text = node.ok(&["metrics"]);
+        assert!(text.starts_with("=== PeerVault Metrics ==="), "{text}");
+        assert!(
+            text.lines().any(|l| l == format!("  Stored:     {stored}")),
+            "{text}"
+        );
     }
     assert_eq!(
         json(&format!("{}/metrics/json", b.metrics_url()))["replication"]["replicas_accepted"],
@@ -212,34 +221,88 @@ fn metrics_pass_promtool_and_the_contrib_files_are_valid() {
     assert!(exprs >= 8, "the dashboard has {exprs} queries");
 }
 
+fn health(node: &TestNode) -> (u16, serde_json::Value) {
+    let (code, body) = http_get(&format!("{}/health", node.metrics_url()));
+    (code, serde_json::from_str(&body).unwrap())
+}
+
 #[test]
-fn health_is_degraded_with_a_reason_when_the_peers_are_gone() {
+fn health_is_degraded_with_reasons_when_peers_are_gone_and_files_are_short() {
     let dir = tempfile::tempdir().unwrap();
-    let a = start_with_metrics(&dir.path().join("a"), &[]);
-    let (code, body) = http_get(&format!("{}/health", a.metrics_url()));
-    assert_eq!(code, 200, "{body}");
-    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(health["status"], "healthy");
-    assert!(health["uptime_seconds"].as_f64().unwrap() > 0.0);
+    let two = ["--replicas", "2", "--repair-delay", "1s"];
+    let a = start_with_metrics(&dir.path().join("a"), &two);
+    let (code, h) = health(&a);
+    assert_eq!(code, 200, "{h}");
+    assert_eq!(h["status"], "healthy");
+    assert!(h["uptime_seconds"].as_f64().unwrap() > 0.0);
 
     let bootstrap = format!("localhost:{}", a.port());
-    let b = TestNode::start_with(&dir.path().join("b"), TEST_KEY, &["-bootstrap", &bootstrap]);
+    let mut args = vec!["-bootstrap", bootstrap.as_str()];
+    args.extend_from_slice(&two);
+    let b = TestNode::start_with(&dir.path().join("b"), TEST_KEY, &args);
     a.wait_peers(1, Duration::from_secs(30));
+    let input = dir.path().join("pair.bin");
+    write_random_file(&input, MIB, 3);
+    let out = a.ok(&["put", input.to_str().unwrap()]);
+    assert!(out.contains("2 of 2 copies durable"), "{out}");
+    assert_eq!(health(&a).0, 200);
     b.stop();
     eventually("a notices b left", Duration::from_secs(30), || {
         a.peer_count() == 0
     });
-    let (code, body) = http_get(&format!("{}/health", a.metrics_url()));
-    assert_eq!(code, 503, "{body}");
-    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(health["status"], "degraded");
-    assert!(
-        health["reasons"][0]
-            .as_str()
-            .unwrap()
-            .contains("no peers connected"),
-        "{health}"
+    // The repair worker finds no peer to copy to, and says the file is short.
+    eventually(
+        "health names both problems",
+        Duration::from_secs(20),
+        || health(&a).1["reasons"].as_array().is_some_and(|r| r.len() == 2),
     );
+    let (code, h) = health(&a);
+    assert_eq!(code, 503, "{h}");
+    assert_eq!(h["status"], "degraded");
+    let reasons: Vec<&str> = h["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(reasons[0].contains("no peers connected"), "{h}");
+    assert!(
+        reasons[1].contains("1 file held here has fewer copies than the replica target"),
+        "{h}"
+    );
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start_with(
+        &dir.path().join("a"),
+        TEST_KEY,
+        &["--log-format", "json", "--log-level", "info"],
+    );
+    let input = dir.path().join("x.txt");
+    std::fs::write(&input, b"logged").unwrap();
+    node.ok(&["put", input.to_str().unwrap()]);
+    let log = node.stop();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(records.len() >= 2, "{log}");
+    for r in &records {
+        assert!(r["timestamp"].is_string(), "{r}");
+        assert!(r["level"].is_string(), "{r}");
+        assert!(r["target"].is_string(), "{r}");
+    }
+    assert!(
+        records.iter().any(|r| r["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"x.txt\" has 1 of 3 copies"))),
+        "{log}"
+    );
+    // The key never appears in logs.
+    assert!(!log.contains(TEST_KEY));
 }
 
 #[test]
