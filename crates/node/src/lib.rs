@@ -61,5 +61,5 @@ pub use peervault_store::{
     StoreError, SweepReport, VerifyReport,
 };
 pub use quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
-pub use replicate::{Replicas, Replication};
+pub use replicate::{CopyProgress, Replicas, Replication};
 pub use size::{HumanSize, parse_size};

@@ -33,7 +33,7 @@ use crate::error::{NodeError, Result};
 use crate::maintenance::{MaintenanceConfig, MaintenanceState};
 use crate::metrics::Metrics;
 use crate::quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
-use crate::replicate::{Replicas, Replication};
+use crate::replicate::{CopyProgress, Replicas, Replication};
 
 /// How often each peer's catalogue is compared with ours when nothing prompts it.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(30);
@@ -549,6 +549,21 @@ impl Node {
     where
         R: AsyncRead + Unpin + Send,
     {
+        self.store_watched(name, reader, size_hint, None).await
+    }
+
+    /// [`Node::store`], telling `progress` each time another copy is durable
+    /// (after the local write: first 1 of the target, then one per holder).
+    pub async fn store_watched<R>(
+        &self,
+        name: &str,
+        reader: R,
+        size_hint: Option<u64>,
+        progress: Option<&tokio::sync::watch::Sender<CopyProgress>>,
+    ) -> Result<StoreReport>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
         let holders = self.holders_for(name).await;
         let (tap, streaming) = if holders.is_empty() {
             (None, None)
@@ -567,7 +582,7 @@ impl Node {
         let out: WriteOutcome = written.inspect_err(|_| self.inner.metrics.error())?;
         self.inner.metrics.files_stored.inc();
         self.provide(&out.manifest.name).await;
-        let replication = self.replicate(&out.manifest).await;
+        let replication = self.replicate(&out.manifest, progress).await;
         self.announce(&out.manifest.name, &replication.holders);
         Ok(StoreReport {
             file: FileInfo::new(&out.manifest, true, replication.copies),

@@ -102,6 +102,15 @@ impl Replication {
     }
 }
 
+/// Copies of a file being stored, as they become durable (for progress displays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CopyProgress {
+    /// Durable copies so far, counting this node.
+    pub copies: usize,
+    /// Copies wanted, counting this node.
+    pub target: usize,
+}
+
 /// Rendezvous score of `peer` for the file named by `name_id`.
 fn score(name_id: &NameId, peer: &PeerId) -> u64 {
     let mut hasher = blake3::Hasher::new();
@@ -183,7 +192,11 @@ impl Node {
     }
 
     /// Copies `manifest` to peers in placement order until the target is met.
-    pub(crate) async fn replicate(&self, manifest: &Manifest) -> Replication {
+    pub(crate) async fn replicate(
+        &self,
+        manifest: &Manifest,
+        progress: Option<&tokio::sync::watch::Sender<CopyProgress>>,
+    ) -> Replication {
         let peers: Vec<PeerId> = self
             .inner
             .net
@@ -205,6 +218,15 @@ impl Node {
                 return report;
             }
         };
+        let tell = |report: &Replication| {
+            if let Some(progress) = progress {
+                progress.send_replace(CopyProgress {
+                    copies: report.copies,
+                    target: report.target,
+                });
+            }
+        };
+        tell(&report);
         let mut candidates = placement(&name_id, peers).into_iter();
         let mut copying = FuturesUnordered::new();
         for peer in candidates.by_ref().take(report.target.saturating_sub(1)) {
@@ -215,6 +237,7 @@ impl Node {
                 Ok(()) => {
                     report.copies += 1;
                     report.holders.push(peer);
+                    tell(&report);
                 }
                 Err(why) => {
                     tracing::info!(

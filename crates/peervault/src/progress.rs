@@ -5,6 +5,7 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use peervault_node::CopyProgress;
 
 /// Transfers smaller than this finish before a bar would be readable.
 const MIN_BYTES: u64 = 1024 * 1024;
@@ -50,6 +51,14 @@ impl Progress {
         }
     }
 
+    /// Shows the copies of a stored file durable so far.
+    pub fn copies(&self, progress: CopyProgress) {
+        self.note(&format!(
+            "stored; {} of {} copies durable",
+            progress.copies, progress.target
+        ));
+    }
+
     /// Removes the bar, leaving the line for the result.
     pub fn finish(&self) {
         if let Some(bar) = &self.0 {
@@ -66,15 +75,15 @@ impl Drop for Progress {
 
 /// A reader that moves a progress bar as bytes are read from it, and says
 /// "copying to peers" once they all are (replication follows the local write).
-pub struct Counted<R> {
+pub struct Counted<'a, R> {
     inner: R,
     done: u64,
     total: Option<u64>,
-    bar: Progress,
+    bar: &'a Progress,
 }
 
-impl<R> Counted<R> {
-    pub fn new(inner: R, total: Option<u64>, bar: Progress) -> Self {
+impl<'a, R> Counted<'a, R> {
+    pub fn new(inner: R, total: Option<u64>, bar: &'a Progress) -> Self {
         Self {
             inner,
             done: 0,
@@ -84,7 +93,7 @@ impl<R> Counted<R> {
     }
 }
 
-impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<R> {
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<'_, R> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,

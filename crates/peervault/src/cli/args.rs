@@ -182,6 +182,26 @@ pub struct NodeArgs {
     pub demo: bool,
 }
 
+/// The node-only flags given on the command line (not through the environment),
+/// spelled `--flag`.
+pub fn node_flags_given(matches: &clap::ArgMatches) -> Vec<String> {
+    let command = Cli::command();
+    let global: std::collections::HashSet<&str> = command
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.get_id().as_str())
+        .collect();
+    command
+        .get_arguments()
+        .filter(|a| !global.contains(a.get_id().as_str()) && a.get_long().is_some())
+        .filter(|a| {
+            matches.value_source(a.get_id().as_str())
+                == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect()
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -8,7 +8,7 @@ pub mod settings;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use crate::cli::args::LogFormat;
 use crate::control::client::{Client, ClientError};
@@ -51,14 +51,46 @@ fn report(error: &anyhow::Error) -> ExitCode {
 /// Runs `peervault` with the process's arguments.
 pub fn main() -> ExitCode {
     let argv = args::normalise_args(std::env::args_os());
-    let cli = match args::Cli::try_parse_from(argv) {
-        Ok(cli) => cli,
+    let parsed = args::Cli::command()
+        .try_get_matches_from(argv)
+        .and_then(|matches| {
+            use clap::FromArgMatches;
+            args::Cli::from_arg_matches(&matches).map(|cli| (cli, matches))
+        });
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             // Prints help/version to stdout (exit 0) and errors to stderr (exit 2).
             let _ = e.print();
             return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
+    let ignored = args::node_flags_given(&matches);
+    if let Some(command) = matches.subcommand_name()
+        && !ignored.is_empty()
+    {
+        // A node setting given to a client command would silently do nothing.
+        eprintln!(
+            "error: {} {} a node setting and does nothing for `{command}`; give it when \
+             starting the node (peervault [FLAGS] without a command)",
+            ignored.join(", "),
+            if ignored.len() == 1 { "is" } else { "are" }
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if cli.node.demo {
+        let ignored: Vec<&String> = ignored.iter().filter(|f| *f != "--demo").collect();
+        if !ignored.is_empty() {
+            eprintln!(
+                "note: -demo runs its own three nodes with a temporary vault; ignoring {}",
+                ignored
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
     // Commands about the program itself need neither a node nor a runtime.
     match &cli.command {
         Some(args::Command::Completions { shell }) => {

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::control::client::Client;
+use peervault_node::CopyProgress;
+
+use crate::control::client::{Client, PutProgress};
 use crate::control::proto::Response;
 use crate::progress::Progress;
 use crate::ui;
@@ -22,7 +24,9 @@ pub async fn run(
         };
         let bar = Progress::bytes(None, &format!("storing {name}"), quiet);
         client
-            .put(&name, None, tokio::io::stdin(), &mut |sent| bar.set(sent))
+            .put(&name, None, tokio::io::stdin(), &mut |p| {
+                show(&bar, p, None)
+            })
             .await?
     } else {
         let file = tokio::fs::File::open(path)
@@ -42,12 +46,7 @@ pub async fn run(
         let bar = Progress::bytes(Some(meta.len()), &format!("storing {name}"), quiet);
         let size = meta.len();
         client
-            .put(&name, Some(size), file, &mut |sent| {
-                bar.set(sent);
-                if sent == size {
-                    bar.note("stored; copying to peers");
-                }
-            })
+            .put(&name, Some(size), file, &mut |p| show(&bar, p, Some(size)))
             .await?
     };
     let Response::Stored {
@@ -65,4 +64,17 @@ pub async fn run(
         eprintln!("  not copied to {failure}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Moves the bar: bytes while uploading, then the copies as they become durable.
+fn show(bar: &Progress, progress: PutProgress, size: Option<u64>) {
+    match progress {
+        PutProgress::Sent(sent) => {
+            bar.set(sent);
+            if Some(sent) == size {
+                bar.note("stored; copying to peers");
+            }
+        }
+        PutProgress::Copies { copies, target } => bar.copies(CopyProgress { copies, target }),
+    }
 }

@@ -52,6 +52,15 @@ fn ok(response: Response) -> Result<Response, ClientError> {
     }
 }
 
+/// How far a put has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutProgress {
+    /// Bytes uploaded to the node so far.
+    Sent(u64),
+    /// Durable copies reached so far (this node's included) and wanted.
+    Copies { copies: usize, target: usize },
+}
+
 async fn read_message(reader: &mut Reader) -> Result<Response, ClientError> {
     match reader.next().await {
         Some(frame) => Ok(Frame::decode(frame?)?.message()?),
@@ -107,13 +116,14 @@ impl Client {
         ok(read_message(&mut reader).await?)
     }
 
-    /// Uploads `source` as `name`. `progress` is told the bytes sent so far.
+    /// Uploads `source` as `name`. `progress` is told the bytes sent so far, then
+    /// the durable copies reached and wanted as the node replicates.
     pub async fn put<R: AsyncRead + Unpin>(
         &self,
         name: &str,
         size: Option<u64>,
         mut source: R,
-        progress: &mut dyn FnMut(u64),
+        progress: &mut dyn FnMut(PutProgress),
     ) -> Result<Response, ClientError> {
         let (mut reader, mut writer) = self.connect().await?;
         let request = Request::Put {
@@ -131,13 +141,20 @@ impl Client {
                 }
                 write_data_frame(writer.get_mut(), &buf[..n]).await?;
                 sent += n as u64;
-                progress(sent);
+                progress(PutProgress::Sent(sent));
             }
             writer.send(end_frame()).await
         }
         .await;
         match upload {
-            Ok(()) => ok(read_message(&mut reader).await?),
+            Ok(()) => loop {
+                match ok(read_message(&mut reader).await?)? {
+                    Response::Replicating { copies, target } => {
+                        progress(PutProgress::Copies { copies, target })
+                    }
+                    answer => return Ok(answer),
+                }
+            },
             // The node may have refused early (quota) and closed: its reply explains.
             Err(send_error) => match read_message(&mut reader).await {
                 Ok(response) => ok(response),

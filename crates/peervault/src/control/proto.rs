@@ -170,6 +170,12 @@ pub enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Response {
+    /// Sent during a put, each time another copy is durable; the final answer
+    /// (`Stored` or an error) follows.
+    Replicating {
+        copies: usize,
+        target: usize,
+    },
     Stored {
         file: FileInfo,
         stored_bytes: u64,

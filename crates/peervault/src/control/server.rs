@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, Stream, StreamExt};
-use peervault_node::{FileInfo, Node, NodeError};
+use peervault_node::{CopyProgress, FileInfo, Node, NodeError};
 use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Semaphore;
@@ -138,7 +138,24 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
                 reader,
                 done: false,
             });
-            match node.store(&name, data, size).await {
+            let (progress, mut copies) = tokio::sync::watch::channel(CopyProgress::default());
+            let store = node.store_watched(&name, data, size, Some(&progress));
+            tokio::pin!(store);
+            let stored = loop {
+                tokio::select! {
+                    stored = &mut store => break stored,
+                    Ok(()) = copies.changed() => {
+                        let now = *copies.borrow_and_update();
+                        let message = Response::Replicating {
+                            copies: now.copies,
+                            target: now.target,
+                        };
+                        // A client that stopped listening loses only the progress.
+                        let _ = writer.send(message_frame(&message)).await;
+                    }
+                }
+            };
+            match stored {
                 Ok(out) => Response::Stored {
                     file: out.file,
                     stored_bytes: out.stored_bytes,

@@ -316,10 +316,21 @@ impl Repl {
         let node = self.node.clone();
         let size = meta.len();
         let bar = Progress::bytes(Some(size), &format!("storing {name}"), false);
-        let out = self.rt.block_on(async move {
-            let file = Counted::new(tokio::fs::File::from_std(file), Some(size), bar);
-            node.store(&name, file, Some(size)).await
-        })?;
+        let out = self.rt.block_on(async {
+            let file = Counted::new(tokio::fs::File::from_std(file), Some(size), &bar);
+            let (progress, mut copies) =
+                tokio::sync::watch::channel(peervault_node::CopyProgress::default());
+            let store = node.store_watched(&name, file, Some(size), Some(&progress));
+            tokio::pin!(store);
+            loop {
+                tokio::select! {
+                    stored = &mut store => break stored,
+                    Ok(()) = copies.changed() => bar.copies(*copies.borrow_and_update()),
+                }
+            }
+        });
+        bar.finish();
+        let out = out?;
         println!(
             "{}",
             ui::stored_line(&out.file, out.replication.copies, out.replication.target)

@@ -43,6 +43,12 @@ fn bad_values_and_unknown_flags_exit_non_zero_naming_the_problem() {
         (&["--quota", "12XB"][..], "--quota"),
         (&["--replicas", "none"][..], "--replicas"),
         (&["-frobnicate"][..], "frobnicate"),
+        // A node setting before a client command would do nothing: refused.
+        (
+            &["--replicas", "1", "-interactive", "ls"][..],
+            "--interactive, --replicas are a node setting",
+        ),
+        (&["-key", "secret", "ls"][..], "--key is a node setting"),
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
@@ -208,11 +214,17 @@ fn a_long_data_dir_path_still_gets_a_control_socket() {
 
 #[test]
 fn the_demo_tells_its_story_and_exits_zero() {
-    let out = crate::harness::run(&["-demo"]);
+    let out = crate::harness::run(&["-demo", "--replicas", "5"]);
     let text = crate::harness::stdout(&out);
     assert!(
         out.status.success(),
         "{text}\n{}",
+        crate::harness::stderr(&out)
+    );
+    assert!(
+        crate::harness::stderr(&out)
+            .contains("-demo runs its own three nodes with a temporary vault; ignoring --replicas"),
+        "{}",
         crate::harness::stderr(&out)
     );
     for expected in [

@@ -315,7 +315,14 @@ fn the_gc_worker_runs_by_itself_after_its_delay_and_then_every_interval() {
     let node = TestNode::start_with(
         &data,
         crate::harness::TEST_KEY,
-        &["--gc-delay", "2s", "--gc-interval", "1s", "--gc-grace", "1s"],
+        &[
+            "--gc-delay",
+            "2s",
+            "--gc-interval",
+            "1s",
+            "--gc-grace",
+            "1s",
+        ],
     );
     let input = dir.path().join("kept.bin");
     let hash = write_random_file(&input, 2 * CHUNK + 5, 6);
@@ -337,8 +344,7 @@ fn the_gc_worker_runs_by_itself_after_its_delay_and_then_every_interval() {
         || !orphan.exists(),
     );
     assert!(
-        node.log()
-            .contains(": 0 corrupted, 1 orphaned, 1 removed"),
+        node.log().contains(": 0 corrupted, 1 orphaned, 1 removed"),
         "{}",
         node.log()
     );

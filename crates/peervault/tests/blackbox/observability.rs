@@ -254,7 +254,11 @@ fn health_is_degraded_with_reasons_when_peers_are_gone_and_files_are_short() {
     eventually(
         "health names both problems",
         Duration::from_secs(20),
-        || health(&a).1["reasons"].as_array().is_some_and(|r| r.len() == 2),
+        || {
+            health(&a).1["reasons"]
+                .as_array()
+                .is_some_and(|r| r.len() == 2)
+        },
     );
     let (code, h) = health(&a);
     assert_eq!(code, 503, "{h}");

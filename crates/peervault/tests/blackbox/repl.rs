@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::process::Stdio;
+use std::time::Duration;
 
 use crate::harness::{TEST_KEY, command, stdout};
 
@@ -104,6 +105,11 @@ fn end_of_input_leaves_the_repl_cleanly() {
 
 /// Runs `peervault` under a pseudo-terminal (util-linux `script`), feeding `input`.
 fn run_in_pty(args: &[&str], input: &str) -> Option<String> {
+    run_in_pty_with(&[], args, input)
+}
+
+/// [`run_in_pty`] with a command prefix (`env NO_COLOR=1`, `timeout 2`).
+fn run_in_pty_with(prefix: &[&str], args: &[&str], input: &str) -> Option<String> {
     if std::process::Command::new("script")
         .arg("--version")
         .output()
@@ -114,7 +120,8 @@ fn run_in_pty(args: &[&str], input: &str) -> Option<String> {
         eprintln!("skipping: {msg}");
         return None;
     }
-    let mut line = vec![crate::harness::bin().to_string()];
+    let mut line: Vec<String> = prefix.iter().map(|p| p.to_string()).collect();
+    line.push(crate::harness::bin().to_string());
     line.extend(args.iter().map(|a| format!("'{a}'")));
     let mut child = std::process::Command::new("script")
         .args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
@@ -431,4 +438,162 @@ fn ctrl_c_and_ctrl_d_at_the_prompt_stop_the_node_cleanly() {
         t.keys(&[key]);
         t.wait_for("PeerVault node stopped.");
     }
+}
+
+#[test]
+fn a_user_with_peers_completes_peer_ids_asks_for_help_and_cleans_up() {
+    use crate::harness::{TestNode, eventually};
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestNode::start(&dir.path().join("b"));
+    let bootstrap = format!("localhost:{}", b.port());
+    let c = TestNode::start_with(
+        &dir.path().join("c"),
+        TEST_KEY,
+        &["-bootstrap", bootstrap.as_str()],
+    );
+    let data = dir.path().join("node");
+    let mut args = repl_args(&data);
+    args.extend(["-bootstrap".to_string(), bootstrap.clone()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let Some(t) = Tmux::start("p", dir.path(), &args) else {
+        return;
+    };
+    t.wait_for("PeerVault>");
+    let peer_b = b.peer_id();
+    eventually(
+        "the prompt's node meets both peers",
+        Duration::from_secs(30),
+        || b.peer_count() == 2 && c.peer_count() == 2,
+    );
+
+    // `help <command>` explains one command.
+    t.text("help fetch");
+    t.keys(&["Enter"]);
+    t.wait_for("Copy a file from that peer only");
+
+    // A 3 MiB file: the bar ends with the copies made, then the result line.
+    let input = dir.path().join("shared.bin");
+    crate::harness::write_random_file(&input, 3 * 1024 * 1024, 8);
+    t.text(&format!("store {}", input.display()));
+    t.keys(&["Enter"]);
+    t.wait_for("File 'shared.bin' stored successfully");
+    assert!(
+        t.screen().contains("3 of 3 copies durable"),
+        "{}",
+        t.screen()
+    );
+    assert!(
+        t.history().contains("copies durable"),
+        "the bar showed no copy count:\n{}",
+        t.history()
+    );
+
+    // Peer ids complete from the connected peers.
+    let written = c.ls();
+    assert_eq!(written.len(), 1);
+    t.keys(&["C-l"]);
+    t.text(&format!("send shared.bin {}", &peer_b[..peer_b.len() - 6]));
+    t.keys(&["Tab"]);
+    t.wait_for(&format!("send shared.bin {peer_b}"));
+    t.keys(&["C-u"]);
+
+    // metrics, discover and gc in the original's layout.
+    t.keys(&["C-l"]);
+    t.text("metrics");
+    t.keys(&["Enter"]);
+    t.wait_for("=== PeerVault Metrics ===");
+    t.wait_for("Stored:     1");
+    t.keys(&["C-l"]);
+    t.text("discover");
+    t.keys(&["Enter"]);
+    t.wait_for("=== Peer Discovery Status ===");
+    t.wait_for("DHT:");
+    t.keys(&["C-l"]);
+    t.text("gc");
+    t.keys(&["Enter"]);
+    t.wait_for("0 corrupted, 0 orphaned, 0 removed");
+
+    // clean asks, says what it removed, and leaves the vault's listing alone.
+    t.keys(&["C-l"]);
+    t.text("clean");
+    t.keys(&["Enter"]);
+    t.wait_for("Remove this node's copies of 1 file");
+    t.text("y");
+    t.keys(&["Enter"]);
+    t.wait_for("Removed this node's copies of 1 file (3 chunks");
+    t.keys(&["C-l"]);
+    t.text("list");
+    t.keys(&["Enter"]);
+    t.wait_for("shared.bin");
+    t.wait_for(" no ");
+
+    // fetch brings this node's copy back from one peer.
+    t.keys(&["C-l"]);
+    t.text("fetch shared.bin 1");
+    t.keys(&["Enter"]);
+    t.wait_for("fetched from");
+    t.text("quit");
+    t.keys(&["Enter"]);
+    t.wait_for("PeerVault node stopped.");
+}
+
+#[test]
+fn progress_bars_and_colours_appear_only_on_a_terminal() {
+    use crate::harness::{TestNode, stderr};
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&dir.path().join("n"));
+    let data = node.data_dir.to_str().unwrap().to_string();
+    let big = dir.path().join("big.bin");
+    crate::harness::write_random_file(&big, 5 * 1024 * 1024, 9);
+    let big = big.to_str().unwrap();
+
+    let Some(shown) = run_in_pty(&["--data-dir", &data, "put", big], "") else {
+        return;
+    };
+    assert!(shown.contains("storing big.bin"), "{shown}");
+    assert!(shown.contains("stored successfully"), "{shown}");
+    let quiet = run_in_pty(&["--data-dir", &data, "put", big, "--quiet"], "").unwrap();
+    assert!(!quiet.contains("storing big.bin"), "{quiet}");
+    assert!(quiet.contains("stored successfully"), "{quiet}");
+    let piped = node.cli(&["put", big]);
+    assert!(piped.status.success());
+    assert!(!stderr(&piped).contains("storing"), "{}", stderr(&piped));
+
+    // Log lines are coloured on a terminal, unless NO_COLOR is set.
+    let lone = |tag: &str| {
+        let data = dir.path().join(tag);
+        vec![
+            "--data-dir".to_string(),
+            data.to_str().unwrap().to_string(),
+            "--addr".into(),
+            "127.0.0.1:0".into(),
+            "--key".into(),
+            TEST_KEY.into(),
+            "--log-level".into(),
+            "debug".into(),
+        ]
+    };
+    let args = lone("colour");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let coloured = run_in_pty_with(
+        &["env", "-u", "NO_COLOR", "timeout", "-s", "INT", "2"],
+        &args,
+        "",
+    )
+    .unwrap();
+    assert!(coloured.contains("DEBUG"), "{coloured}");
+    assert!(
+        coloured.contains("\x1b["),
+        "no colour on a terminal:\n{coloured}"
+    );
+    let args = lone("plain");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let plain = run_in_pty_with(
+        &["env", "NO_COLOR=1", "timeout", "-s", "INT", "2"],
+        &args,
+        "",
+    )
+    .unwrap();
+    assert!(plain.contains("DEBUG"), "{plain}");
+    assert!(!plain.contains('\x1b'), "colour despite NO_COLOR:\n{plain}");
 }
