@@ -10,18 +10,13 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use peervault::control::proto::Response;
 
+use crate::baseline;
 use crate::data::write_file;
 use crate::node::{NodeProcess, listen_port, peers, start_three};
-use crate::report::{Row, mib, throughput_table};
+use crate::report::{Row, median, mib, throughput_table};
 
 const TARGET: f64 = 0.6;
 const BUF: usize = 1 << 20;
-
-pub struct ClusterArgs<'a> {
-    pub bin: &'a Path,
-    pub dir: &'a Path,
-    pub size: u64,
-}
 
 /// Sends `input` over loopback TCP to `receivers` receivers that each write it to a
 /// file and fsync it: the raw cost of what a replicated put must do.
@@ -78,19 +73,23 @@ fn tcp_fan_out(input: &Path, out_dir: &Path, receivers: usize) -> anyhow::Result
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// Reads `input` from `senders` senders in parallel (each sends its share) and writes
-/// it to one file: the raw cost of a get from several holders.
+/// Reads `input` from `senders` senders in parallel (each sends its share over its
+/// own connection) into one file, each share written at its offset by its own
+/// receiving thread: the raw cost of a get from several holders.
 fn tcp_fan_in(input: &Path, out: &Path, senders: usize) -> anyhow::Result<f64> {
+    use std::os::unix::fs::FileExt;
     let len = std::fs::metadata(input)?.len();
     let share = len.div_ceil(senders as u64);
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
+    let out_file = std::sync::Arc::new(std::fs::File::create(out)?);
     let start = Instant::now();
     let threads: Vec<_> = (0..senders)
         .map(|i| {
             let input = input.to_path_buf();
             std::thread::spawn(move || -> std::io::Result<()> {
                 let mut socket = TcpStream::connect(("127.0.0.1", port))?;
+                socket.write_all(&(i as u64).to_be_bytes())?;
                 let mut file = std::fs::File::open(input)?;
                 std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(i as u64 * share))?;
                 let mut left = share.min(len.saturating_sub(i as u64 * share));
@@ -107,25 +106,96 @@ fn tcp_fan_in(input: &Path, out: &Path, senders: usize) -> anyhow::Result<f64> {
             })
         })
         .collect();
-    let mut out_file = std::fs::File::create(out)?;
-    let mut buf = vec![0u8; BUF];
+    let mut receivers = Vec::new();
     for _ in 0..senders {
         let (mut socket, _) = listener.accept()?;
-        loop {
-            let n = socket.read(&mut buf)?;
-            if n == 0 {
-                break;
+        let out_file = out_file.clone();
+        receivers.push(std::thread::spawn(move || -> std::io::Result<()> {
+            let mut index = [0u8; 8];
+            socket.read_exact(&mut index)?;
+            let mut offset = u64::from_be_bytes(index) * share;
+            let mut buf = vec![0u8; BUF];
+            loop {
+                let n = socket.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                out_file.write_all_at(&buf[..n], offset)?;
+                offset += n as u64;
             }
-            out_file.write_all(&buf[..n])?;
-        }
+        }));
     }
-    for t in threads {
-        t.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    for t in threads.into_iter().chain(receivers) {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a baseline thread panicked"))??;
     }
-    out_file.flush()?;
     let seconds = start.elapsed().as_secs_f64();
     std::fs::remove_file(out)?;
     Ok(seconds)
+}
+
+pub struct ClusterArgs<'a> {
+    pub bin: &'a Path,
+    pub dir: &'a Path,
+    pub size: u64,
+    /// Repetitions; medians are reported.
+    pub rounds: usize,
+    /// Also measure every node's peak RSS for a 64 MiB file and one this large (0 skips).
+    pub rss_size: u64,
+    /// Whether the page cache may be dropped before each get (needs root), so that
+    /// holders and baseline senders both read from disk.
+    pub drop_caches: bool,
+}
+
+async fn timed_put(a: &NodeProcess, name: &str, input: &Path, size: u64) -> anyhow::Result<f64> {
+    let file = tokio::fs::File::open(input).await?;
+    let start = Instant::now();
+    let reply = a.client.put(name, Some(size), file, &mut |_| {}).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    let Response::Stored { copies, .. } = reply else {
+        bail!("unexpected put reply: {reply:?}");
+    };
+    if copies < 3 {
+        bail!("only {copies} copies were made");
+    }
+    Ok(seconds)
+}
+
+/// Reads `name` on `d` into a file (as the baseline does), retrying while `d` may
+/// not have the catalogue entry yet.
+async fn timed_get(d: &NodeProcess, name: &str, out: &Path, size: u64) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let got = loop {
+        let mut file = tokio::fs::File::create(out).await?;
+        match d.client.get(name, &mut file, &mut |_, _| {}).await {
+            Ok(info) => break info,
+            Err(e) if start.elapsed().as_secs() < 30 && e.to_string().contains("no file named") => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    std::fs::remove_file(out)?;
+    if got.size != size {
+        bail!("the get returned {} bytes", got.size);
+    }
+    Ok(seconds)
+}
+
+/// D joins after the puts, so it holds none of the files.
+async fn join_reader(bin: &Path, work: &Path, a: &NodeProcess) -> anyhow::Result<NodeProcess> {
+    let bootstrap = format!("127.0.0.1:{}", listen_port(a).await?);
+    let join = ["--replicas", "3", "-bootstrap", bootstrap.as_str()];
+    let d = NodeProcess::start_with(bin, &work.join("d"), &join)?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while peers(&d).await? < 3 {
+        if Instant::now() > deadline {
+            bail!("node D did not connect within 30 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(d)
 }
 
 pub async fn run(args: ClusterArgs<'_>) -> anyhow::Result<()> {
@@ -135,79 +205,88 @@ pub async fn run(args: ClusterArgs<'_>) -> anyhow::Result<()> {
         .context("cannot create the benchmark directory")?;
     let dir = |name: &str| -> PathBuf { work.path().join(name) };
     let input = dir("input.bin");
-    write_file(&input, 7, args.size)?;
+    let drop_caches = || args.drop_caches && baseline::drop_caches();
 
     let [a, b, c] = start_three(args.bin, work.path()).await?;
-    let bootstrap = format!("127.0.0.1:{}", listen_port(&a).await?);
-    let join = ["--replicas", "3", "-bootstrap", bootstrap.as_str()];
-
-    let raw_put = tcp_fan_out(&input, work.path(), 2)?;
-    let file = tokio::fs::File::open(&input).await?;
-    let start = Instant::now();
-    let reply = a
-        .client
-        .put("bench", Some(args.size), file, &mut |_| {})
-        .await?;
-    let put = start.elapsed().as_secs_f64();
-    let Response::Stored { copies, .. } = reply else {
-        bail!("unexpected put reply: {reply:?}");
-    };
-    if copies < 3 {
-        bail!("only {copies} copies were made");
+    // Baselines and PeerVault alternate round after round, so that drifts of the
+    // shared disk and cores hit both alike; medians are reported.
+    let (mut raw_put, mut put) = (Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        // New content every round: a repeated put would only deduplicate.
+        write_file(&input, 7 + round as u64, args.size)?;
+        raw_put.push(tcp_fan_out(&input, work.path(), 2)?);
+        put.push(timed_put(&a, &format!("bench-{round}"), &input, args.size).await?);
     }
-
-    // D joins after the put, so it holds none of the file.
-    let d = NodeProcess::start_with(args.bin, &dir("d"), &join)?;
-    let deadline = Instant::now() + std::time::Duration::from_secs(30);
-    while peers(&d).await? < 3 {
-        if Instant::now() > deadline {
-            bail!("node D did not connect within 30 s");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let d = join_reader(args.bin, work.path(), &a).await?;
+    let (mut raw_get, mut get) = (Vec::new(), Vec::new());
+    let mut cold = false;
+    for round in 0..args.rounds {
+        cold = drop_caches();
+        raw_get.push(tcp_fan_in(&input, &dir("fanin.bin"), 2)?);
+        drop_caches();
+        get.push(timed_get(&d, &format!("bench-{round}"), &dir("got.bin"), args.size).await?);
     }
-    let raw_get = tcp_fan_in(&input, &dir("fanin.bin"), 2)?;
-    let start = Instant::now();
-    let got = loop {
-        match d
-            .client
-            .get("bench", &mut tokio::io::sink(), &mut |_, _| {})
-            .await
-        {
-            Ok(info) => break info,
-            // D may not have the catalogue entry yet.
-            Err(e) if start.elapsed().as_secs() < 30 && e.to_string().contains("no file named") => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let get = start.elapsed().as_secs_f64();
-    if got.size != args.size {
-        bail!("the get returned {} bytes", got.size);
-    }
-
+    let reads = if cold { "cold" } else { "page cache" };
     let rows = [
         Row {
             workload: "replicated put (3 copies, until all durable)".into(),
             bytes: args.size,
-            seconds: put,
+            seconds: median(&put),
             baseline: "TCP to 2 receivers + fsync".into(),
-            baseline_seconds: raw_put,
+            baseline_seconds: median(&raw_put),
             target: TARGET,
         },
         Row {
-            workload: "remote get (node holding nothing)".into(),
+            workload: format!("remote get (node holding nothing, {reads})"),
             bytes: args.size,
-            seconds: get,
+            seconds: median(&get),
             baseline: "TCP from 2 senders to a file".into(),
-            baseline_seconds: raw_get,
+            baseline_seconds: median(&raw_get),
             target: TARGET,
         },
     ];
     println!("{}", throughput_table(&rows));
+    println!(
+        "medians of {} rounds; the put baseline writes 2 copies, PeerVault 3",
+        args.rounds
+    );
     for (name, node) in [("A (writer)", &a), ("B", &b), ("C", &c), ("D (reader)", &d)] {
         println!("node {name} peak RSS: {}", mib(node.peak_rss()?));
     }
+    for node in [a, b, c, d] {
+        node.stop()?;
+    }
+    std::fs::remove_file(&input)?;
+    if args.rss_size > 0 {
+        for size in [64 << 20, args.rss_size] {
+            rss_run(&args, size).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Fresh nodes, one replicated put and one remote get of `size` bytes: every
+/// node's peak RSS, the figure the memory budget is about.
+async fn rss_run(args: &ClusterArgs<'_>, size: u64) -> anyhow::Result<()> {
+    let work = tempfile::Builder::new()
+        .prefix("peervault-bench-rss-")
+        .tempdir_in(args.dir)?;
+    let input = work.path().join("input.bin");
+    write_file(&input, 99, size)?;
+    let [a, b, c] = start_three(args.bin, work.path()).await?;
+    timed_put(&a, "rss", &input, size).await?;
+    std::fs::remove_file(&input)?;
+    let d = join_reader(args.bin, work.path(), &a).await?;
+    timed_get(&d, "rss", &work.path().join("got.bin"), size).await?;
+    let peaks: Vec<String> = [("A", &a), ("B", &b), ("C", &c), ("D", &d)]
+        .iter()
+        .map(|(name, node)| Ok(format!("{name} {}", mib(node.peak_rss()?))))
+        .collect::<anyhow::Result<_>>()?;
+    println!(
+        "peak RSS for a {} put and get: {} (budget 64 MiB)",
+        mib(size),
+        peaks.join(", ")
+    );
     for node in [a, b, c, d] {
         node.stop()?;
     }

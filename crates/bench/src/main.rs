@@ -60,6 +60,13 @@ enum Workload {
         /// Bytes to store and read back.
         #[arg(long, default_value = "1GiB", value_parser = parse_size)]
         size: u64,
+        /// Rounds of each measurement (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Also measure every node's peak RSS for a 64 MiB file and a file this
+        /// large, on fresh nodes (0 skips).
+        #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+        rss_size: u64,
     },
     /// Three nodes: many 4 KiB files with 3 copies each, against raw
     /// create+write+fsync of three times as many files.
@@ -99,10 +106,17 @@ fn main() -> anyhow::Result<()> {
             rounds: rounds.max(1),
             drop_caches: !args.keep_caches,
         })),
-        Workload::Cluster { size } => runtime.block_on(cluster::run(cluster::ClusterArgs {
+        Workload::Cluster {
+            size,
+            rounds,
+            rss_size,
+        } => runtime.block_on(cluster::run(cluster::ClusterArgs {
             bin: &bin,
             dir: &dir,
             size,
+            rounds: rounds.max(1),
+            rss_size,
+            drop_caches: !args.keep_caches,
         })),
         Workload::Scale { entries } => runtime.block_on(scale::run(scale::ScaleArgs {
             bin: &bin,

@@ -13,6 +13,13 @@ pub struct Row {
     pub target: f64,
 }
 
+/// The middle value (the upper one of two); NaN for none.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 pub fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
     bytes as f64 / 1_000_000.0 / seconds.max(1e-9)
 }

@@ -35,7 +35,18 @@ fn every_workload_runs_on_small_sizes() {
             ][..],
             "ratio",
         ),
-        (&["cluster", "--size", "3MiB"][..], "ratio"),
+        (
+            &[
+                "cluster",
+                "--size",
+                "3MiB",
+                "--rounds",
+                "2",
+                "--rss-size",
+                "3MiB",
+            ][..],
+            "ratio",
+        ),
         (&["small", "--files", "20"][..], "ratio"),
         (&["scale", "--entries", "20,40"][..], "sync to a new node"),
     ] {

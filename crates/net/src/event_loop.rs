@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::core::ConnectedPoint;
@@ -410,7 +411,7 @@ impl EventLoop {
         self.swarm
             .behaviour_mut()
             .pex
-            .send_request(&peer, encode_pex(entries));
+            .send_request(&peer, encode_pex(entries).into());
     }
 
     fn exchange_with_all(&mut self) {
@@ -700,7 +701,7 @@ impl EventLoop {
         }
     }
 
-    fn on_pex(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+    fn on_pex(&mut self, event: request_response::Event<Bytes, Vec<u8>>) {
         if let request_response::Event::Message { peer, message, .. } = event {
             self.touch(&peer);
             match message {
@@ -722,7 +723,7 @@ impl EventLoop {
         }
     }
 
-    fn on_app(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+    fn on_app(&mut self, event: request_response::Event<Bytes, Vec<u8>>) {
         match event {
             request_response::Event::Message { peer, message, .. } => {
                 self.touch_used(&peer);

@@ -6,12 +6,12 @@
 //! opaque bytes at this level; the node defines and decodes them.
 
 pub mod addr;
+pub mod channel;
 pub mod codec;
 mod event_loop;
 pub mod identity;
 pub mod network;
 pub mod peers;
-pub mod private;
 pub mod transport;
 
 pub use addr::{AddrError, Endpoint, Host};

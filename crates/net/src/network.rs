@@ -25,6 +25,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -138,7 +140,7 @@ pub enum NetEvent {
 #[derive(Debug)]
 pub struct InboundRequest {
     pub peer: PeerId,
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
     pub reply: oneshot::Sender<Vec<u8>>,
 }
 
@@ -152,7 +154,7 @@ pub struct Addresses {
 pub(crate) enum Command {
     Request {
         peer: PeerId,
-        bytes: Vec<u8>,
+        bytes: Bytes,
         reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
     },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
@@ -220,9 +222,10 @@ impl NetHandle {
     pub async fn request(
         &self,
         peer: PeerId,
-        bytes: Vec<u8>,
+        bytes: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<Vec<u8>, NetError> {
+        let bytes = bytes.into();
         let asked = self.ask(|reply| Command::Request { peer, bytes, reply });
         match tokio::time::timeout(timeout.min(self.request_timeout), asked).await {
             Ok(result) => result?,

@@ -1,40 +1,34 @@
-//! The transport: TCP, then the private-network layer, then a key check, then
-//! Noise and Yamux.
+//! The transport: TCP, then the private channel ([`crate::channel`]: membership,
+//! encryption, integrity and both peers' identities in one layer), then Yamux.
 //!
-//! **Private network.** Every TCP connection is encrypted under a pre-shared key
-//! derived from the network key ([`crate::private`]: libp2p's pnet design with AES
-//! instead of XSalsa20), so a node without the key cannot even read the protocol
-//! negotiation, let alone learn anything about the vault.
+//! The channel runs before any libp2p negotiation, so a node without the network
+//! key sees nothing but random bytes and cannot even start multistream-select.
+//! Yamux is then negotiated inside the channel, as libp2p would after its own
+//! security upgrade.
 //!
-//! **Key check.** With mismatched keys the private layer itself does not fail: each side just
-//! decrypts garbage, and the connection dies later in protocol negotiation with an
-//! error that says nothing useful, or hangs. So right after the nonce exchange each
-//! side sends a fixed 16-byte marker through the encrypted stream and reads the
-//! other's. A marker that decrypts wrongly means the keys differ: both sides fail
-//! with [`HandshakeError::KeyMismatch`] at once, and the node logs it in plain words.
-//!
-//! **Time limits.** Everything up to and including the key check must finish within
+//! **Time limits.** The channel handshake must finish within
 //! [`HANDSHAKE_TIMEOUT`]; the whole upgrade, within [`UPGRADE_TIMEOUT`]. A peer that
 //! accepts TCP and then says nothing costs one timer, not a stuck connection.
 
 use std::io;
 use std::time::Duration;
 
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::{AsyncRead, AsyncWrite};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::Boxed;
-use libp2p::core::transport::upgrade::Version;
+use libp2p::core::transport::timeout::TransportTimeout;
+use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade};
+use libp2p::core::{ConnectedPoint, Endpoint};
+use libp2p::{PeerId, Transport, identity::Keypair, tcp, yamux};
+use multistream_select::Version;
 
-use libp2p::{PeerId, Transport, identity::Keypair, noise, tcp, yamux};
-
-/// Limit for the TCP-level handshake: private-network nonces and the key check.
+/// Limit for the channel handshake (hello, keys, identities).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Limit for the complete connection upgrade (adds Noise and Yamux).
+/// Limit for the complete connection upgrade (adds Yamux).
 pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// What each side sends through the private-network stream to prove its key.
-const KEY_CHECK_MARKER: &[u8; 16] = b"peervault/pnet/1";
+const YAMUX: &str = "/yamux/1.0.0";
 
 /// Why the private-network handshake failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,32 +75,53 @@ fn in_source_chain(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// TCP + private-network layer + key check + Noise + Yamux.
-pub fn build(keypair: &Keypair, psk: [u8; 32]) -> io::Result<Boxed<(PeerId, StreamMuxerBox)>> {
-    let noise = noise::Config::new(keypair).map_err(io::Error::other)?;
-    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
-    Ok(tcp
-        .and_then(move |socket, _| async move {
-            let checked = async {
-                let mut stream = crate::private::handshake(socket, &psk).await?;
-                stream.write_all(KEY_CHECK_MARKER).await?;
-                stream.flush().await?;
-                let mut marker = [0u8; KEY_CHECK_MARKER.len()];
-                stream.read_exact(&mut marker).await?;
-                if &marker != KEY_CHECK_MARKER {
-                    return Err(HandshakeError::KeyMismatch);
-                }
-                Ok(stream)
-            };
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, checked)
+/// Upgrades a raw connection: the channel, then Yamux negotiated inside it.
+/// `endpoint` says which side proposes the multiplexer (with a role override, as
+/// hole punching uses, the override decides).
+pub async fn secure_and_multiplex<S>(
+    socket: S,
+    endpoint: &ConnectedPoint,
+    psk: &[u8; 32],
+    identity: &Keypair,
+) -> Result<(PeerId, StreamMuxerBox), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let channel = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        crate::channel::handshake(socket, psk, identity),
+    )
+    .await
+    .map_err(|_| HandshakeError::Timeout(HANDSHAKE_TIMEOUT))??;
+    let peer = channel.remote_peer();
+    let config = yamux::Config::default();
+    let muxer = match endpoint.to_endpoint() {
+        Endpoint::Dialer => {
+            let (protocol, io) =
+                multistream_select::dialer_select_proto(channel, [YAMUX], Version::V1Lazy)
+                    .await
+                    .map_err(io::Error::other)?;
+            config.upgrade_outbound(io, protocol).await?
+        }
+        Endpoint::Listener => {
+            let (protocol, io) = multistream_select::listener_select_proto(channel, [YAMUX])
                 .await
-                .map_err(|_| HandshakeError::Timeout(HANDSHAKE_TIMEOUT))?
-        })
-        .upgrade(Version::V1Lazy)
-        .authenticate(noise)
-        .multiplex(yamux::Config::default())
-        .timeout(UPGRADE_TIMEOUT)
-        .boxed())
+                .map_err(io::Error::other)?;
+            config.upgrade_inbound(io, protocol).await?
+        }
+    };
+    Ok((peer, StreamMuxerBox::new(muxer)))
+}
+
+/// TCP + private channel + Yamux.
+pub fn build(keypair: &Keypair, psk: [u8; 32]) -> io::Result<Boxed<(PeerId, StreamMuxerBox)>> {
+    let keypair = keypair.clone();
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let secured = tcp.and_then(move |socket, endpoint| {
+        let keypair = keypair.clone();
+        async move { secure_and_multiplex(socket, &endpoint, &psk, &keypair).await }
+    });
+    Ok(TransportTimeout::new(secured, UPGRADE_TIMEOUT).boxed())
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ fn echo(mut network: Network) -> NetHandle {
     let handle = network.handle.clone();
     tokio::spawn(async move {
         while let Some(req) = network.inbound.recv().await {
-            let mut bytes = req.bytes;
+            let mut bytes = req.bytes.to_vec();
             bytes.reverse();
             let _ = req.reply.send(bytes);
         }

@@ -27,7 +27,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
@@ -102,6 +102,14 @@ impl Replication {
     }
 }
 
+/// What a request was, for counting its bytes once it succeeds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Asked {
+    PutChunk { bytes: usize },
+    GetChunk,
+    Other,
+}
+
 /// Copies of a file being stored, as they become durable (for progress displays).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CopyProgress {
@@ -145,35 +153,92 @@ impl Node {
         request: &Request,
         timeout: Duration,
     ) -> std::result::Result<Response, String> {
+        let kind = match request {
+            Request::PutChunk { blob, .. } => Asked::PutChunk { bytes: blob.len() },
+            Request::GetChunk { .. } => Asked::GetChunk,
+            _ => Asked::Other,
+        };
+        self.ask_encoded(peer, Bytes::from(request.encode()), kind, timeout)
+            .await
+    }
+
+    /// [`Node::ask`] with the request already encoded (one encoding can go to
+    /// several peers); `kind` says what it was, for the metrics.
+    pub(crate) async fn ask_encoded(
+        &self,
+        peer: PeerId,
+        request: Bytes,
+        kind: Asked,
+        timeout: Duration,
+    ) -> std::result::Result<Response, String> {
         let started = std::time::Instant::now();
         let m = &self.inner.metrics;
         let answer = self
-            .inner
-            .net
-            .request(peer, request.encode(), timeout)
+            .ask_raw(peer, request, timeout)
             .await
-            .map_err(|e| e.to_string())
             .and_then(|bytes| {
                 Response::decode(&bytes).map_err(|e| format!("bad answer from {peer}: {e}"))
             });
         let took = started.elapsed().as_secs_f64();
-        m.request_duration.observe(took);
         // Chunk bytes count once they have arrived: acknowledged or received.
-        match (request, &answer) {
-            (Request::PutChunk { blob, .. }, Ok(Response::Stored)) => {
-                m.bytes_sent.inc_by(blob.len() as u64);
+        match (kind, &answer) {
+            (Asked::PutChunk { bytes }, Ok(Response::Stored)) => {
+                m.bytes_sent.inc_by(bytes as u64);
                 m.chunk_transfer_duration.observe(took);
             }
-            (Request::GetChunk { .. }, Ok(Response::Chunk { blob })) => {
+            (Asked::GetChunk, Ok(Response::Chunk { blob })) => {
                 m.bytes_received.inc_by(blob.len() as u64);
                 m.chunk_transfer_duration.observe(took);
-            }
-            (_, Err(_)) => {
-                m.peer_request_failures.inc();
             }
             _ => {}
         }
         answer
+    }
+
+    /// Sends an encoded request; the answer's bytes, undecoded.
+    async fn ask_raw(
+        &self,
+        peer: PeerId,
+        request: Bytes,
+        timeout: Duration,
+    ) -> std::result::Result<Vec<u8>, String> {
+        let started = std::time::Instant::now();
+        let answer = self.inner.net.request(peer, request, timeout).await;
+        let m = &self.inner.metrics;
+        m.request_duration.observe(started.elapsed().as_secs_f64());
+        answer.map_err(|e| {
+            m.peer_request_failures.inc();
+            e.to_string()
+        })
+    }
+
+    /// Asks `peer` for a sealed chunk: `None` if it does not hold it. The blob is
+    /// taken out of the answer without copying (reads move most bytes this way).
+    pub(crate) async fn ask_chunk(
+        &self,
+        peer: PeerId,
+        id: ChunkId,
+    ) -> std::result::Result<Option<BytesMut>, String> {
+        let started = std::time::Instant::now();
+        let request = Bytes::from(Request::GetChunk { id }.encode());
+        let answer = self.ask_raw(peer, request, CHUNK_TIMEOUT).await?;
+        if let Some(blob) = crate::wire::chunk_in_response(&answer) {
+            let m = &self.inner.metrics;
+            m.bytes_received.inc_by(blob.len() as u64);
+            m.chunk_transfer_duration
+                .observe(started.elapsed().as_secs_f64());
+            // The answer's only owner: the conversion takes its memory as it is.
+            let mut message = Bytes::from(answer)
+                .try_into_mut()
+                .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+            message.advance(blob.start);
+            return Ok(Some(message));
+        }
+        match Response::decode(&answer) {
+            Ok(Response::Missing) => Ok(None),
+            Ok(other) => Err(refusal_text(Ok(other))),
+            Err(e) => Err(format!("bad answer from {peer}: {e}")),
+        }
     }
 
     pub(crate) fn target_copies(&self, peers: usize) -> usize {
@@ -363,9 +428,13 @@ impl Node {
                 workers.push(tokio::spawn(node.clone().stream_worker(peer, rx)));
             }
             while let Some((id, blob)) = blobs.recv().await {
+                // Encoded once for every holder.
+                let message = Bytes::from(crate::wire::encode_put_chunk(&id, &blob));
+                let bytes = blob.len();
+                drop(blob);
                 for queue in &queues {
                     // A worker that gave up has dropped its queue: skip it.
-                    let _ = queue.send((id, blob.clone())).await;
+                    let _ = queue.send((bytes, message.clone())).await;
                 }
             }
             drop(queues);
@@ -376,15 +445,19 @@ impl Node {
         (tap, task)
     }
 
-    async fn stream_worker(self, peer: PeerId, mut blobs: mpsc::Receiver<(ChunkId, Bytes)>) {
+    /// Sends encoded `PutChunk` requests (with their blob sizes) to `peer`, a few
+    /// in flight, until the queue ends or the peer fails one.
+    async fn stream_worker(self, peer: PeerId, mut blobs: mpsc::Receiver<(usize, Bytes)>) {
         let mut sending = FuturesUnordered::new();
         loop {
             tokio::select! {
                 next = blobs.recv(), if sending.len() < STREAM_WINDOW => match next {
-                    Some((id, blob)) => {
-                        let request = Request::PutChunk { id, blob: blob.to_vec() };
+                    Some((bytes, message)) => {
                         let node = self.clone();
-                        sending.push(async move { node.ask(peer, &request, CHUNK_TIMEOUT).await });
+                        sending.push(async move {
+                            node.ask_encoded(peer, message, Asked::PutChunk { bytes }, CHUNK_TIMEOUT)
+                                .await
+                        });
                     }
                     None => break,
                 },
@@ -615,7 +688,7 @@ impl ChunkSource for PeerChunks {
         &self,
         manifest: Arc<Manifest>,
         index: usize,
-    ) -> BoxFuture<'static, std::result::Result<Vec<u8>, String>> {
+    ) -> BoxFuture<'static, std::result::Result<BytesMut, String>> {
         let id = manifest.chunks[index];
         let candidates = self.candidates(index);
         let node = self.node.clone();
@@ -627,18 +700,15 @@ impl ChunkSource for PeerChunks {
             let mut asked = HashSet::new();
             for peer in candidates {
                 asked.insert(peer);
-                match node
-                    .ask(peer, &Request::GetChunk { id }, CHUNK_TIMEOUT)
-                    .await
-                {
-                    Ok(Response::Chunk { blob }) => return Ok(blob),
-                    Ok(Response::Missing) => reasons.push(format!("{peer}: not held")),
-                    other => {
+                match node.ask_chunk(peer, id).await {
+                    Ok(Some(blob)) => return Ok(blob),
+                    Ok(None) => reasons.push(format!("{peer}: not held")),
+                    Err(why) => {
                         failed
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .insert(peer);
-                        reasons.push(format!("{peer}: {}", refusal_text(other)));
+                        reasons.push(format!("{peer}: {why}"));
                     }
                 }
             }
@@ -650,19 +720,16 @@ impl ChunkSource for PeerChunks {
                 // A provider is a fresh connection, often dialled just now; one that
                 // breaks while it settles gets a second chance.
                 for attempt in 1..=DHT_ATTEMPTS {
-                    match node
-                        .ask(*peer, &Request::GetChunk { id }, CHUNK_TIMEOUT)
-                        .await
-                    {
-                        Ok(Response::Chunk { blob }) => return Ok(blob),
-                        Ok(Response::Missing) => {
+                    match node.ask_chunk(*peer, id).await {
+                        Ok(Some(blob)) => return Ok(blob),
+                        Ok(None) => {
                             reasons.push(format!("{peer} (via the DHT): not held"));
                             break;
                         }
-                        other if attempt == DHT_ATTEMPTS => {
-                            reasons.push(format!("{peer} (via the DHT): {}", refusal_text(other)))
+                        Err(why) if attempt == DHT_ATTEMPTS => {
+                            reasons.push(format!("{peer} (via the DHT): {why}"))
                         }
-                        _ => tokio::time::sleep(DHT_RETRY_PAUSE).await,
+                        Err(_) => tokio::time::sleep(DHT_RETRY_PAUSE).await,
                     }
                 }
             }

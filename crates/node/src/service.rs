@@ -27,14 +27,36 @@ pub(crate) async fn serve(node: Node, mut inbound: mpsc::Receiver<InboundRequest
         };
         let node = node.clone();
         tokio::spawn(async move {
-            let answer = node.answer(request.peer, &request.bytes).await;
-            let _ = request.reply.send(answer.encode());
+            let answer = node.answer_encoded(request.peer, &request.bytes).await;
+            let _ = request.reply.send(answer);
             drop(permit);
         });
     }
 }
 
 impl Node {
+    /// The encoded answer to a request. Chunks, most of the bytes a node serves,
+    /// are read from disk straight into their message.
+    async fn answer_encoded(&self, peer: PeerId, bytes: &[u8]) -> Vec<u8> {
+        if let Ok(Request::GetChunk { id }) = Request::decode(bytes) {
+            let read = self
+                .inner
+                .vault
+                .read_blob_after(id, crate::wire::chunk_response_prefix)
+                .await;
+            return match read {
+                Ok(Some(message)) => {
+                    let blob = crate::wire::chunk_in_response(&message).map_or(0, |r| r.len());
+                    self.inner.metrics.bytes_sent.inc_by(blob as u64);
+                    message
+                }
+                Ok(None) => Response::Missing.encode(),
+                Err(e) => Response::Error(e.to_string()).encode(),
+            };
+        }
+        self.answer(peer, bytes).await.encode()
+    }
+
     async fn answer(&self, peer: PeerId, bytes: &[u8]) -> Response {
         let request = match Request::decode(bytes) {
             Ok(request) => request,

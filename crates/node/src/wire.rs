@@ -134,6 +134,72 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, WireError> {
     Ok(postcard::from_bytes(body)?)
 }
 
+/// Position of `PutChunk` among [`Request`]'s variants (postcard encodes the index).
+const PUT_CHUNK_VARIANT: u32 = 4;
+
+/// `PutChunk` over borrowed bytes: the same encoding as [`Request::PutChunk`]
+/// without first copying the blob into a request.
+struct PutChunkRef<'a> {
+    id: &'a ChunkId,
+    blob: &'a [u8],
+}
+
+impl Serialize for PutChunkRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        let mut variant =
+            serializer.serialize_struct_variant("Request", PUT_CHUNK_VARIANT, "PutChunk", 2)?;
+        variant.serialize_field("id", self.id)?;
+        variant.serialize_field("blob", serde_bytes::Bytes::new(self.blob))?;
+        variant.end()
+    }
+}
+
+/// Position of `Chunk` among [`Response`]'s variants.
+const CHUNK_VARIANT: u8 = 6;
+
+/// The start of an encoded `Response::Chunk` carrying `blob_len` bytes: the blob
+/// itself follows (so a holder reads it from disk straight into the message).
+pub fn chunk_response_prefix(blob_len: usize) -> Vec<u8> {
+    let mut out = vec![WIRE_VERSION, CHUNK_VARIANT];
+    let mut len = blob_len as u64;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Where the blob lies in `message` if it is an encoded `Response::Chunk` (so a
+/// reader can take it without copying); `None` for any other message.
+pub fn chunk_in_response(message: &[u8]) -> Option<std::ops::Range<usize>> {
+    match message {
+        [WIRE_VERSION, CHUNK_VARIANT, rest @ ..] => {
+            let (mut len, mut shift) = (0u64, 0u32);
+            for (i, byte) in rest.iter().enumerate().take(10) {
+                len |= u64::from(byte & 0x7f) << shift;
+                if byte & 0x80 == 0 {
+                    let start = 2 + i + 1;
+                    let end = start.checked_add(usize::try_from(len).ok()?)?;
+                    return (end == message.len()).then_some(start..end);
+                }
+                shift += 7;
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// The encoded `PutChunk` request for a blob, made once and sent to every holder.
+pub fn encode_put_chunk(id: &ChunkId, blob: &[u8]) -> Vec<u8> {
+    encode(&PutChunkRef { id, blob })
+}
+
 impl Request {
     pub fn encode(&self) -> Vec<u8> {
         encode(self)
@@ -159,6 +225,58 @@ mod tests {
     use super::*;
     use peervault_store::OriginId;
     use proptest::prelude::*;
+
+    #[test]
+    fn chunk_responses_can_be_built_and_read_without_copying_the_blob() {
+        for len in [0usize, 1, 127, 128, 16_383, 16_384, 1 << 20] {
+            let blob: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let encoded = Response::Chunk { blob: blob.clone() }.encode();
+            let mut built = chunk_response_prefix(len);
+            built.extend_from_slice(&blob);
+            assert_eq!(built, encoded, "blob of {len} bytes");
+            let range = chunk_in_response(&encoded).unwrap();
+            assert_eq!(&encoded[range], &blob[..]);
+        }
+        assert_eq!(chunk_in_response(&Response::Missing.encode()), None);
+        assert_eq!(chunk_in_response(&[]), None);
+        let mut short = chunk_response_prefix(10);
+        short.extend_from_slice(&[0; 9]);
+        assert_eq!(chunk_in_response(&short), None, "a blob shorter than said");
+        assert_eq!(
+            chunk_in_response(&[WIRE_VERSION, CHUNK_VARIANT, 0xff, 0xff]),
+            None
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn chunk_in_response_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = chunk_in_response(&bytes);
+            let mut tagged = vec![WIRE_VERSION, CHUNK_VARIANT];
+            tagged.extend_from_slice(&bytes);
+            if let Some(range) = chunk_in_response(&tagged) {
+                prop_assert!(range.end == tagged.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_borrowed_put_chunk_encodes_exactly_as_the_request() {
+        for len in [0usize, 1, 127, 128, 70_000] {
+            let id = ChunkId([len as u8; 32]);
+            let blob: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let owned = Request::PutChunk {
+                id,
+                blob: blob.clone(),
+            }
+            .encode();
+            assert_eq!(encode_put_chunk(&id, &blob), owned, "blob of {len} bytes");
+            assert_eq!(
+                Request::decode(&owned).unwrap(),
+                Request::PutChunk { id, blob }
+            );
+        }
+    }
 
     #[test]
     fn messages_round_trip() {

@@ -20,7 +20,10 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::crypto::CHUNK_OVERHEAD;
 use crate::ids::ChunkId;
@@ -29,13 +32,35 @@ use crate::manifest::MAX_CHUNK_SIZE;
 /// Largest blob the store will read: anything bigger is damage, not data.
 pub const MAX_BLOB_LEN: u64 = MAX_CHUNK_SIZE as u64 + CHUNK_OVERHEAD as u64;
 
+/// Alignment of memory, offsets and lengths that `O_DIRECT` writes need (the
+/// largest logical block size in common use).
+const DIRECT_ALIGN: usize = 4096;
+
+/// Aligned staging buffers kept for reuse: one per write in flight, a few idle.
+const DIRECT_BUFFERS_IDLE: usize = 4;
+
 /// The chunk directories of one data dir.
+///
+/// Blobs are written with `O_DIRECT` where the file system allows it (all but the
+/// last partial block, which goes through the page cache). Every blob is fsynced
+/// before it counts, so the page cache buys a write nothing, and filling it was
+/// the largest single cost of storing data: measured on the development VM,
+/// 512 fsynced 1 MiB files took 0.18-1.3 s of CPU buffered and 0.06 s direct.
+/// File systems that refuse `O_DIRECT` (tmpfs) get buffered writes.
 #[derive(Debug)]
 pub struct ChunkFiles {
     chunks_dir: PathBuf,
     tmp_dir: PathBuf,
     quarantine_dir: PathBuf,
+    /// False once the file system refused a direct write.
+    direct: AtomicBool,
+    /// Idle staging buffers, always at full length (refilling them with zeros at
+    /// every write showed up in profiles).
+    staging: Mutex<Vec<Vec<u8>>>,
 }
+
+/// Length of a staging buffer: the largest blob, plus room to align its start.
+const STAGING_LEN: usize = MAX_BLOB_LEN as usize + DIRECT_ALIGN;
 
 /// A blob written to a temporary file but not yet durable nor in place. Dropping it
 /// removes the temporary file.
@@ -73,6 +98,8 @@ impl ChunkFiles {
             chunks_dir: data_dir.join("chunks"),
             tmp_dir: data_dir.join("tmp"),
             quarantine_dir: data_dir.join("quarantine"),
+            direct: AtomicBool::new(true),
+            staging: Mutex::new(Vec::new()),
         };
         for dir in [&files.chunks_dir, &files.tmp_dir, &files.quarantine_dir] {
             fs::create_dir_all(dir)?;
@@ -104,6 +131,18 @@ impl ChunkFiles {
         let tmp_path = self
             .tmp_dir
             .join(format!("{}.{}.tmp", id.to_hex(), random_suffix()));
+        if self.direct.load(Ordering::Relaxed) && blob.len() >= DIRECT_ALIGN {
+            match self.start_direct_write(id, blob, &tmp_path) {
+                Ok(pending) => return Ok(pending),
+                // The file system does not do direct I/O: never try again.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                    self.direct.store(false, Ordering::Relaxed);
+                    // Some file systems refuse at open, after creating the file.
+                    let _ = fs::remove_file(&tmp_path);
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -118,6 +157,53 @@ impl ChunkFiles {
             file.write_all(blob)?;
         }
         Ok(pending)
+    }
+
+    /// The whole blocks of `blob` bypass the page cache (from an aligned copy); the
+    /// tail goes through it. A refusal of direct I/O comes back as `EINVAL` with the
+    /// temporary file removed.
+    fn start_direct_write(
+        &self,
+        id: &ChunkId,
+        blob: &[u8],
+        tmp_path: &Path,
+    ) -> io::Result<PendingBlob> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+            .open(tmp_path)?;
+        let mut pending = PendingBlob {
+            id: *id,
+            file: Some(file),
+            tmp_path: tmp_path.to_path_buf(),
+        };
+        let whole = blob.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+        let mut staging = self
+            .staging
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(|| vec![0u8; STAGING_LEN]);
+        let written = (|| {
+            let start = staging.as_ptr().align_offset(DIRECT_ALIGN);
+            let aligned = staging
+                .get_mut(start..start + whole)
+                .ok_or_else(|| io::Error::other("cannot align a staging buffer"))?;
+            aligned.copy_from_slice(&blob[..whole]);
+            if let Some(file) = pending.file.as_mut() {
+                file.write_all(aligned)?;
+                rustix::fs::fcntl_setfl(&*file, rustix::fs::OFlags::empty())?;
+                file.write_all(&blob[whole..])?;
+            }
+            Ok::<(), io::Error>(())
+        })();
+        let mut idle = self.staging.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < DIRECT_BUFFERS_IDLE {
+            idle.push(staging);
+        }
+        drop(idle);
+        written.map(|()| pending)
     }
 
     /// Second half of [`ChunkFiles::write`]: fsync, then rename into place. Returns the
@@ -153,6 +239,18 @@ impl ChunkFiles {
     /// Reads a whole blob into `buf` (replacing its contents), refusing implausible
     /// sizes before reading.
     pub fn read_into(&self, id: &ChunkId, buf: &mut Vec<u8>) -> io::Result<()> {
+        buf.clear();
+        self.read_after(id, |_| std::mem::take(buf))
+            .map(|read| *buf = read)
+    }
+
+    /// Reads a whole blob behind a prefix that `prefix` makes from the blob's length
+    /// (a message header, so that the blob is read into its message with no copy).
+    pub fn read_after(
+        &self,
+        id: &ChunkId,
+        prefix: impl FnOnce(usize) -> Vec<u8>,
+    ) -> io::Result<Vec<u8>> {
         let path = self.path_of(id);
         let mut file = File::open(&path)?;
         let len = file.metadata()?.len();
@@ -165,10 +263,10 @@ impl ChunkFiles {
                 ),
             ));
         }
-        buf.clear();
-        buf.reserve(len as usize);
-        file.read_to_end(buf)?;
-        Ok(())
+        let mut buf = prefix(len as usize);
+        buf.reserve_exact(len as usize);
+        file.read_to_end(&mut buf)?;
+        Ok(buf)
     }
 
     /// Reads a whole blob.
@@ -290,6 +388,38 @@ mod tests {
         files.remove(&id).unwrap();
         files.remove(&id).unwrap();
         assert!(!files.exists(&id));
+    }
+
+    #[test]
+    fn blobs_of_every_alignment_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ChunkFiles::open(dir.path()).unwrap();
+        let sizes = [
+            0,
+            1,
+            4095,
+            4096,
+            4097,
+            8191,
+            65536 + 7,
+            MAX_BLOB_LEN as usize,
+        ];
+        for (i, size) in sizes.into_iter().enumerate() {
+            let blob: Vec<u8> = (0..size).map(|b| (b * 31 + i) as u8).collect();
+            let id = ChunkId([i as u8 + 10; 32]);
+            // From a deliberately misaligned slice: the staging copy aligns it.
+            let mut padded = vec![0u8; size + 1];
+            padded[1..].copy_from_slice(&blob);
+            let shard = files.write(&id, &padded[1..]).unwrap();
+            files.sync_dirs(&BTreeSet::from([shard])).unwrap();
+            assert_eq!(files.read(&id).unwrap(), blob, "size {size}");
+        }
+        assert!(
+            fs::read_dir(dir.path().join("tmp"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub trait ChunkSource: Send + Sync {
         &self,
         manifest: Arc<Manifest>,
         index: usize,
-    ) -> BoxFuture<'static, Result<Vec<u8>, String>>;
+    ) -> BoxFuture<'static, Result<bytes::BytesMut, String>>;
 }
 
 /// The result of offering a record from a peer.
@@ -216,11 +216,21 @@ impl Vault {
 
     /// The sealed blob of a chunk held here (for a peer), or `None`.
     pub async fn read_blob(&self, id: ChunkId) -> Result<Option<Vec<u8>>> {
+        self.read_blob_after(id, |_| Vec::new()).await
+    }
+
+    /// [`Vault::read_blob`] behind a prefix made from the blob's length (a message
+    /// header): the blob is read straight into the message that carries it.
+    pub async fn read_blob_after(
+        &self,
+        id: ChunkId,
+        prefix: impl FnOnce(usize) -> Vec<u8> + Send + 'static,
+    ) -> Result<Option<Vec<u8>>> {
         self.blocking(move |inner| {
             if !inner.catalogue.has_chunk(&id)? {
                 return Ok(None);
             }
-            match inner.files.read(&id) {
+            match inner.files.read_after(&id, prefix) {
                 Ok(blob) => Ok(Some(blob)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(StoreError::io(format!("reading chunk {id}"), e)),

@@ -679,7 +679,7 @@ impl Inner {
         let Some(source) = source else {
             return Err(unavailable("it is not held on this node".into()));
         };
-        let blob = source
+        let mut blob = source
             .fetch(manifest.clone(), index)
             .await
             .map_err(&unavailable)?;
@@ -687,12 +687,13 @@ impl Inner {
         let m = manifest.clone();
         tokio::task::spawn_blocking(move || {
             let id = m.chunks[index];
+            // Opened where it arrived: the plaintext shares the message's memory.
             let plain = inner
                 .crypto
-                .open_chunk(&id, blob, ChunkCheck::TagAndHash)
-                .and_then(|plain| {
-                    if plain.len() == m.chunk_len(index) {
-                        Ok(plain)
+                .open_chunk_in_place(&id, &mut blob, ChunkCheck::TagAndHash)
+                .and_then(|range| {
+                    if range.len() == m.chunk_len(index) {
+                        Ok(blob.freeze().slice(range))
                     } else {
                         Err(ChunkProblem::Malformed)
                     }
