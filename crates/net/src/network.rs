@@ -73,6 +73,9 @@ pub struct NetConfig {
     pub listen: Vec<Endpoint>,
     /// Address announced to peers in addition to the listen addresses.
     pub advertise: Option<Endpoint>,
+    /// Announce only `advertise` (and addresses peers confirm), never the listen
+    /// addresses: behind a proxy or port forwarding those are unreachable.
+    pub advertise_only: bool,
     pub bootstrap: Vec<Endpoint>,
     /// Announce the address peers observe for us.
     pub public_ip: bool,
@@ -95,6 +98,7 @@ impl NetConfig {
             psk,
             listen,
             advertise: None,
+            advertise_only: false,
             bootstrap: Vec::new(),
             public_ip: false,
             request_timeout: Duration::from_secs(60),
@@ -297,6 +301,7 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
     // which then could not read files only those nodes held.
     let max_connections = (config.max_peers * 8 + 128) as u32;
     let discover_local = config.discover_local;
+    let hide_listen = config.advertise_only;
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_other_transport(|key| {
@@ -337,7 +342,8 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
                 ),
                 identify: identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
-                        .with_agent_version(format!("peervault/{}", env!("CARGO_PKG_VERSION"))),
+                        .with_agent_version(format!("peervault/{}", env!("CARGO_PKG_VERSION")))
+                        .with_hide_listen_addrs(hide_listen),
                 ),
                 ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
                 pex: request_response::Behaviour::with_codec(

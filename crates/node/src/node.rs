@@ -58,6 +58,8 @@ pub struct NodeConfig {
     pub listen: Vec<Endpoint>,
     /// Address announced to peers besides the listen addresses.
     pub advertise: Option<Endpoint>,
+    /// Announce only `advertise`, not the listen addresses.
+    pub advertise_only: bool,
     /// Peers to join at start (redialled until they answer).
     pub bootstrap: Vec<Endpoint>,
     /// Announce the address peers observe for this node.
@@ -102,6 +104,7 @@ impl NodeConfig {
             chunk_size: DEFAULT_CHUNK_SIZE,
             listen: vec![Endpoint::parse("127.0.0.1:0").unwrap_or_else(|_| unreachable!())],
             advertise: None,
+            advertise_only: false,
             bootstrap: Vec::new(),
             public_ip: false,
             replicas: Replicas::default(),
@@ -178,6 +181,9 @@ pub struct StoreReport {
 pub struct FileCheck {
     pub name: String,
     pub chunks: usize,
+    /// False if this node holds none of it (only other nodes do): not checked here.
+    #[serde(default = "held_by_default")]
+    pub held: bool,
     /// Chunks that are missing or fail their hash or tag.
     pub damaged: Vec<DamagedChunk>,
 }
@@ -198,11 +204,16 @@ impl FileCheck {
     }
 }
 
+fn held_by_default() -> bool {
+    true
+}
+
 impl From<&VerifyReport> for FileCheck {
     fn from(r: &VerifyReport) -> Self {
         Self {
             name: r.name.clone(),
             chunks: r.chunks,
+            held: r.held,
             damaged: r
                 .damaged
                 .iter()
@@ -409,6 +420,7 @@ impl Node {
             config.listen.clone(),
         );
         net_config.advertise = config.advertise.clone();
+        net_config.advertise_only = config.advertise_only;
         net_config.bootstrap = config.bootstrap.clone();
         net_config.public_ip = config.public_ip;
         net_config.max_peers = config.max_peers;

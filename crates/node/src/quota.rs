@@ -83,7 +83,16 @@ impl QuotaConfig {
         let tmp = data_dir.join(format!("{QUOTA_FILE}.tmp"));
         let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
         text.push('\n');
-        let mut file = fs::File::create(&tmp).map_err(|e| io_err("create", e))?;
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| io_err("create", e))?
+        };
         file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(|e| io_err("write", e))?;

@@ -123,6 +123,7 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     config.quota_bytes = quota;
     config.listen = vec![settings.common.addr.clone()];
     config.advertise = settings.advertise.clone();
+    config.advertise_only = settings.advertise_only;
     config.bootstrap = settings.bootstrap.clone();
     config.public_ip = settings.public_ip;
     config.replicas = settings.replicas;
@@ -212,7 +213,7 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
             .name("repl".into())
             .spawn(move || {
                 if let Err(e) = repl::run(repl_node, rt, &history) {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", crate::ui::error_text(&e));
                 }
                 let _ = done_tx.send(());
             })

@@ -32,6 +32,20 @@ fn new_table(header: &[&str]) -> Table {
 }
 
 /// "1 file" / "3 files".
+/// An error with its causes, each said once: most of our errors already name
+/// their cause in their own message, which anyhow's `{:#}` would repeat.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 pub fn plural(n: usize, word: &str) -> String {
     if n == 1 {
         format!("{n} {word}")
@@ -304,7 +318,13 @@ pub fn status_block(s: &NodeStatus) -> String {
 pub fn verify_lines(files: &[FileCheck]) -> String {
     let mut out = String::new();
     for f in files {
-        if f.is_ok() {
+        if !f.held {
+            out.push_str(&format!(
+                "ELSEWHERE {} ({}; not held on this node)\n",
+                f.name,
+                plural(f.chunks, "chunk")
+            ));
+        } else if f.is_ok() {
             out.push_str(&format!(
                 "OK       {} ({})\n",
                 f.name,
@@ -328,13 +348,21 @@ pub fn verify_lines(files: &[FileCheck]) -> String {
         }
     }
     let damaged = files.iter().filter(|f| !f.is_ok()).count();
+    let held = files.iter().filter(|f| f.held).count();
+    let elsewhere = match files.len() - held {
+        0 => String::new(),
+        n => format!(" ({} held only by other nodes)", plural(n, "more file")),
+    };
     if damaged == 0 {
-        out.push_str(&format!("All {} verified.", plural(files.len(), "file")));
+        out.push_str(&format!(
+            "All {} held here verified{elsewhere}.",
+            plural(held, "file")
+        ));
     } else {
         out.push_str(&format!(
-            "{} of {} damaged.",
+            "{} of {} held here damaged{elsewhere}.",
             plural(damaged, "file"),
-            plural(files.len(), "file")
+            plural(held, "file")
         ));
     }
     out

@@ -83,6 +83,12 @@ impl Catalogue {
         data_dir: &Path,
     ) -> Result<(Self, OpenState)> {
         let db = Database::create(path)?;
+        // redb creates its file with the default mode; the metadata is the owner's only.
+        std::fs::set_permissions(
+            path,
+            std::os::unix::fs::PermissionsExt::from_mode(crate::chunks::PRIVATE_FILE),
+        )
+        .map_err(|e| StoreError::io(format!("protecting {}", path.display()), e))?;
         let txn = db.begin_write()?;
         let state = {
             let mut meta = txn.open_table(META)?;

@@ -79,6 +79,18 @@ impl Drop for PendingBlob {
     }
 }
 
+/// Mode of every file the store creates: the owner's only.
+pub const PRIVATE_FILE: u32 = 0o600;
+
+/// Creates `dir` (and missing parents) readable by the owner only.
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// fsyncs a directory so that entries created or renamed in it survive a crash.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -102,7 +114,7 @@ impl ChunkFiles {
             staging: Mutex::new(Vec::new()),
         };
         for dir in [&files.chunks_dir, &files.tmp_dir, &files.quarantine_dir] {
-            fs::create_dir_all(dir)?;
+            private_dir(dir)?;
         }
         sync_dir(data_dir)?;
         Ok(files)
@@ -146,6 +158,7 @@ impl ChunkFiles {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(PRIVATE_FILE)
             .open(&tmp_path)?;
         // From here on the guard removes the temporary file if anything fails.
         let mut pending = PendingBlob {
@@ -171,6 +184,7 @@ impl ChunkFiles {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(PRIVATE_FILE)
             .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
             .open(tmp_path)?;
         let mut pending = PendingBlob {
@@ -219,7 +233,7 @@ impl ChunkFiles {
                 return Err(e);
             }
             // First blob of this shard: create it (durably) and retry.
-            fs::create_dir_all(&shard)?;
+            private_dir(&shard)?;
             sync_dir(&self.chunks_dir)?;
             fs::rename(&pending.tmp_path, shard.join(id.to_hex()))?;
         }

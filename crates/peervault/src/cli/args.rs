@@ -111,6 +111,12 @@ pub struct NodeArgs {
     #[arg(long, value_name = "ADDR", help_heading = NETWORK)]
     pub advertise: Option<String>,
 
+    /// Announce only the --advertise address, not the addresses this node listens
+    /// on (behind port forwarding or a proxy, where the listen addresses are not
+    /// reachable from peers).
+    #[arg(long, requires = "advertise", help_heading = NETWORK)]
+    pub advertise_only: bool,
+
     /// Comma-separated peers to join at start (HOST:PORT or multiaddr); retried
     /// with backoff until they answer.
     #[arg(long, value_delimiter = ',', value_name = "ADDRS", help_heading = NETWORK)]

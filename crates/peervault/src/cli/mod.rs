@@ -41,7 +41,7 @@ fn init_logging(filter: &str, format: LogFormat) {
 }
 
 fn report(error: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {error:#}");
+    eprintln!("error: {}", crate::ui::error_text(error));
     match error.downcast_ref::<ClientError>() {
         Some(ClientError::NotRunning { .. }) => ExitCode::from(EXIT_NOT_RUNNING),
         _ => ExitCode::FAILURE,

@@ -37,6 +37,7 @@ pub struct ConfigFile {
     pub interactive: Option<bool>,
     pub quota: Option<String>,
     pub advertise: Option<String>,
+    pub advertise_only: Option<bool>,
     pub bootstrap: Option<StringList>,
     pub public_ip: Option<bool>,
     pub metrics: Option<String>,
@@ -89,6 +90,8 @@ pub struct NodeSettings {
     pub interactive: bool,
     pub quota: Option<u64>,
     pub advertise: Option<Endpoint>,
+    /// Announce only `advertise`, not the listen addresses.
+    pub advertise_only: bool,
     pub bootstrap: Vec<Endpoint>,
     pub public_ip: bool,
     pub metrics: Option<Endpoint>,
@@ -417,9 +420,34 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
     };
     Ok(NodeSettings {
         common,
-        key: node.key.clone().or(file.key),
+        key: match (node.key.clone(), file.key) {
+            (Some(key), _) if key.trim().is_empty() => {
+                return Err(invalid(
+                    "--key (or PEERVAULT_KEY)",
+                    "the network key is empty: give 64 hex digits or a passphrase",
+                ));
+            }
+            (Some(key), _) => Some(key),
+            (None, Some(key)) if key.trim().is_empty() => {
+                return Err(invalid(
+                    &origin("key", false, config),
+                    "the network key is empty: give 64 hex digits or a passphrase",
+                ));
+            }
+            (None, key) => key,
+        },
         interactive,
         quota,
+        advertise_only: {
+            let only = flag(node.advertise_only, file.advertise_only);
+            if only && advertise.is_none() {
+                return Err(invalid(
+                    &origin("advertise-only", node.advertise_only, config),
+                    "it needs an address to announce: give --advertise too",
+                ));
+            }
+            only
+        },
         advertise,
         bootstrap,
         public_ip: flag(node.public_ip, file.public_ip),

@@ -12,9 +12,9 @@ pub async fn run(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
         return Err(super::unexpected(reply));
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&discovery)?);
+        say!("{}", serde_json::to_string_pretty(&discovery)?);
     } else {
-        println!("{}", ui::discovery_block(&discovery));
+        say!("{}", ui::discovery_block(&discovery));
     }
     Ok(ExitCode::SUCCESS)
 }

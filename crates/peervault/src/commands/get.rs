@@ -40,7 +40,7 @@ pub async fn run(
                 .commit()
                 .await
                 .with_context(|| format!("cannot write {}", dest.display()))?;
-            println!(
+            say!(
                 "File '{}' retrieved successfully to {} ({})",
                 info.name,
                 dest.display(),

@@ -12,12 +12,12 @@ pub async fn run(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
         return Err(super::unexpected(reply));
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&files)?);
+        say!("{}", serde_json::to_string_pretty(&files)?);
     } else if files.is_empty() {
-        println!("The vault is empty. Store a file with: peervault put <path>");
+        say!("The vault is empty. Store a file with: peervault put <path>");
     } else {
-        println!("Files in the vault ({}):", ui::plural(files.len(), "file"));
-        println!("{}", ui::files_table(&files));
+        say!("Files in the vault ({}):", ui::plural(files.len(), "file"));
+        say!("{}", ui::files_table(&files));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -27,16 +27,16 @@ pub async fn quota(
         return Err(super::unexpected(reply));
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&quota)?);
+        say!("{}", serde_json::to_string_pretty(&quota)?);
     } else {
         if action.is_some() {
-            println!(
+            say!(
                 "Quota set to {} ({} bytes) and saved to .quota_config.json",
                 HumanSize(quota.total_bytes),
                 quota.total_bytes
             );
         }
-        println!("{}", ui::quota_block(&quota));
+        say!("{}", ui::quota_block(&quota));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -47,9 +47,9 @@ pub async fn gc(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
         return Err(super::unexpected(reply));
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        say!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        println!("{}", ui::gc_block(&summary));
+        say!("{}", ui::gc_block(&summary));
     }
     // Damage that could not be repaired is a failure scripts should notice.
     Ok(if summary.corrupted > summary.repaired {

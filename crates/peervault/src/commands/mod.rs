@@ -9,6 +9,26 @@ use std::process::ExitCode;
 use crate::cli::args::Command;
 use crate::control::client::Client;
 
+/// `println!` for command output, except that a closed pipe (`peervault ls | head`)
+/// ends the command quietly, as it does other Unix tools, instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::commands::say_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line of output; exits quietly (status 141, as a SIGPIPE would) when
+/// nobody reads it any more.
+pub(crate) fn say_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{args}").and_then(|()| out.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(141);
+    }
+}
+
 mod discover;
 mod get;
 mod ls;

@@ -12,14 +12,14 @@ pub async fn run(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
         return Err(super::unexpected(reply));
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&peers)?);
+        say!("{}", serde_json::to_string_pretty(&peers)?);
     } else if peers.is_empty() {
-        println!(
+        say!(
             "No connected peers. Join a network with -bootstrap HOST:PORT when starting the node."
         );
     } else {
-        println!("Connected Peers ({}):", peers.len());
-        println!("{}", ui::peers_table(&peers));
+        say!("Connected Peers ({}):", peers.len());
+        say!("{}", ui::peers_table(&peers));
     }
     Ok(ExitCode::SUCCESS)
 }

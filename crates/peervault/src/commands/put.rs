@@ -59,7 +59,7 @@ pub async fn run(
     else {
         return Err(super::unexpected(reply));
     };
-    println!("{}", ui::stored_line(&file, copies, target));
+    say!("{}", ui::stored_line(&file, copies, target));
     for failure in failures {
         eprintln!("  not copied to {failure}");
     }

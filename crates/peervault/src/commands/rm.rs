@@ -23,7 +23,7 @@ pub async fn run(client: &Client, name: &str, yes: bool) -> anyhow::Result<ExitC
             );
         }
         if !ui::confirm(&format!("Delete '{name}' from the vault?"))? {
-            println!("Kept '{name}'.");
+            say!("Kept '{name}'.");
             return Ok(ExitCode::SUCCESS);
         }
     }
@@ -35,7 +35,7 @@ pub async fn run(client: &Client, name: &str, yes: bool) -> anyhow::Result<ExitC
     let Response::Deleted { name, freed_bytes } = reply else {
         return Err(super::unexpected(reply));
     };
-    println!(
+    say!(
         "File '{name}' deleted successfully ({} freed on this node)",
         HumanSize(freed_bytes)
     );
@@ -51,7 +51,7 @@ pub async fn clean(client: &Client, yes: bool) -> anyhow::Result<ExitCode> {
         if !ui::confirm(
             "Remove this node's copies of every file? The vault and other nodes' copies stay.",
         )? {
-            println!("Nothing removed.");
+            say!("Nothing removed.");
             return Ok(ExitCode::SUCCESS);
         }
     }
@@ -59,6 +59,6 @@ pub async fn clean(client: &Client, yes: bool) -> anyhow::Result<ExitCode> {
     let Response::Cleaned { report } = reply else {
         return Err(super::unexpected(reply));
     };
-    println!("{}", ui::clean_lines(&report));
+    say!("{}", ui::clean_lines(&report));
     Ok(ExitCode::SUCCESS)
 }

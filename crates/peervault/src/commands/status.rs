@@ -12,9 +12,9 @@ pub async fn run(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
         return Err(super::unexpected(reply));
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        say!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        println!("{}", ui::status_block(&status));
+        say!("{}", ui::status_block(&status));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -26,9 +26,9 @@ pub async fn metrics(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
         return Err(super::unexpected(reply));
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&metrics)?);
+        say!("{}", serde_json::to_string_pretty(&metrics)?);
     } else {
-        println!("{}", ui::metrics_block(&metrics));
+        say!("{}", ui::metrics_block(&metrics));
     }
     Ok(ExitCode::SUCCESS)
 }

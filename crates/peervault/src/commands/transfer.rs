@@ -15,7 +15,7 @@ pub async fn send(client: &Client, name: &str, peer: &str) -> anyhow::Result<Exi
     let Response::Sent { name, peer } = reply else {
         return Err(super::unexpected(reply));
     };
-    println!("File '{name}' sent to {peer}: it holds a complete, durable copy");
+    say!("File '{name}' sent to {peer}: it holds a complete, durable copy");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -28,6 +28,6 @@ pub async fn fetch(client: &Client, name: &str, peer: &str) -> anyhow::Result<Ex
     let Response::Fetched { name, peer, chunks } = reply else {
         return Err(super::unexpected(reply));
     };
-    println!("File '{name}' fetched from {peer} ({chunks} chunks copied); this node now holds it");
+    say!("File '{name}' fetched from {peer} ({chunks} chunks copied); this node now holds it");
     Ok(ExitCode::SUCCESS)
 }

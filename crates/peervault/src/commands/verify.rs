@@ -12,9 +12,9 @@ pub async fn run(client: &Client, name: Option<String>, json: bool) -> anyhow::R
         return Err(super::unexpected(reply));
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&files)?);
+        say!("{}", serde_json::to_string_pretty(&files)?);
     } else {
-        println!("{}", ui::verify_lines(&files));
+        say!("{}", ui::verify_lines(&files));
     }
     Ok(if files.iter().all(|f| f.is_ok()) {
         ExitCode::SUCCESS

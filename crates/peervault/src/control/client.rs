@@ -123,7 +123,7 @@ impl Client {
         name: &str,
         size: Option<u64>,
         mut source: R,
-        progress: &mut dyn FnMut(PutProgress),
+        progress: &mut (dyn FnMut(PutProgress) + Send),
     ) -> Result<Response, ClientError> {
         let (mut reader, mut writer) = self.connect().await?;
         let request = Request::Put {
@@ -169,7 +169,7 @@ impl Client {
         &self,
         name: &str,
         sink: &mut W,
-        progress: &mut dyn FnMut(u64, &FileInfo),
+        progress: &mut (dyn FnMut(u64, &FileInfo) + Send),
     ) -> Result<FileInfo, ClientError> {
         let (mut reader, mut writer) = self.connect().await?;
         writer

@@ -269,12 +269,14 @@ pub fn run(node: Node, rt: Handle, history: &Path) -> anyhow::Result<()> {
         match (spec.run)(&mut repl, &words[1..]) {
             Ok(Flow::Continue) => {}
             Ok(Flow::Quit) => break,
-            Err(e) => eprintln!("error: {e:#}"),
+            Err(e) => eprintln!("error: {}", ui::error_text(&e)),
         }
     }
     if let Err(e) = repl.editor.save_history(history) {
         tracing::debug!("could not save the REPL history: {e}");
     }
+    // What was typed may name private files: the owner's only, like the data dir.
+    let _ = std::fs::set_permissions(history, std::os::unix::fs::PermissionsExt::from_mode(0o600));
     Ok(())
 }
 

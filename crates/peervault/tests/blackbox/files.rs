@@ -138,7 +138,10 @@ fn a_corrupted_chunk_fails_get_writes_no_wrong_bytes_and_verify_reports_it() {
     let input = dir.path().join("precious.bin");
     let hash = write_random_file(&input, 3 * CHUNK, 9);
     node.ok(&["put", input.to_str().unwrap()]);
-    assert!(node.ok(&["verify"]).contains("All 1 file verified"));
+    assert!(
+        node.ok(&["verify"])
+            .contains("All 1 file held here verified")
+    );
 
     // Flip one byte in the middle chunk's ciphertext. Chunk ids are not listed by the
     // CLI, so find the blob files on disk: three, one per chunk.

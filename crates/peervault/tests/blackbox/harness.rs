@@ -107,6 +107,13 @@ impl TestNode {
         }
     }
 
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     /// What the node printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -356,6 +363,11 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// A plain HTTP/1.1 GET: status code and body.
 pub fn http_get(url: &str) -> (u16, String) {
+    http_request("GET", url)
+}
+
+/// A plain HTTP/1.1 request without a body: status code and body.
+pub fn http_request(method: &str, url: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("an http:// URL");
     let (host, path) = match rest.find('/') {
@@ -368,7 +380,7 @@ pub fn http_get(url: &str) -> (u16, String) {
         .expect("timeout");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("send request");
     // Read until the response is complete: some servers keep the connection open.

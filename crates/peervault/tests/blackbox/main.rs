@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod badinput;
 mod cli;
 mod crash;
 mod files;
@@ -12,4 +13,5 @@ mod network;
 mod observability;
 mod readme;
 mod repl;
+mod security;
 mod transfers;

@@ -56,7 +56,7 @@ fn the_repl_stores_lists_reads_and_quits() {
         "Total:     1.00 GB",
         "Quota set to 2.00 GB",
         "=== Node Status ===",
-        "All 2 files verified.",
+        "All 2 files held here verified.",
         "File 'notes.txt' deleted successfully",
         "Files in the vault (1 file):",
         "PeerVault node stopped.",

@@ -122,6 +122,9 @@ pub struct DeleteOutcome {
 pub struct VerifyReport {
     pub name: String,
     pub chunks: usize,
+    /// False when this node holds no chunk of the file (other nodes do): then
+    /// nothing was checked and nothing counts as damaged.
+    pub held: bool,
     /// `(index, id, problem)` of every chunk that failed.
     pub damaged: Vec<(usize, ChunkId, ChunkProblem)>,
 }
@@ -189,19 +192,25 @@ pub struct DataDirLock {
 impl DataDirLock {
     /// Creates the data dir (owner-only permissions) if needed and locks it.
     pub fn acquire(data_dir: &Path) -> Result<Self> {
-        use std::os::unix::fs::DirBuilderExt;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .map_err(|e| {
-                StoreError::io(format!("creating the data dir {}", data_dir.display()), e)
-            })?;
+        if data_dir.exists() && !data_dir.is_dir() {
+            return Err(StoreError::io(
+                format!(
+                    "the data dir {} is not a directory; choose another --data-dir",
+                    data_dir.display()
+                ),
+                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            ));
+        }
+        crate::chunks::private_dir(data_dir).map_err(|e| {
+            StoreError::io(format!("creating the data dir {}", data_dir.display()), e)
+        })?;
         let path = data_dir.join("LOCK");
+        use std::os::unix::fs::OpenOptionsExt;
         let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(crate::chunks::PRIVATE_FILE)
             .open(&path)
             .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
         match file.try_lock() {
@@ -722,6 +731,22 @@ impl Inner {
     }
 
     fn verify_manifest(&self, manifest: &Manifest) -> VerifyReport {
+        // In a vault of several nodes most files live elsewhere: a file with no
+        // chunk recorded here is not held here, which is not damage. (A file whose
+        // every chunk was quarantined is reported by the GC and by `/health`.)
+        let held = manifest.chunks.is_empty()
+            || manifest
+                .chunks
+                .iter()
+                .any(|id| self.catalogue.has_chunk(id).unwrap_or(true));
+        if !held {
+            return VerifyReport {
+                name: manifest.name.clone(),
+                chunks: manifest.chunks.len(),
+                held,
+                damaged: Vec::new(),
+            };
+        }
         let damaged = (0..manifest.chunks.len())
             .filter_map(|i| {
                 self.load_chunk(manifest, i, ChunkCheck::TagAndHash)
@@ -732,6 +757,7 @@ impl Inner {
         VerifyReport {
             name: manifest.name.clone(),
             chunks: manifest.chunks.len(),
+            held,
             damaged,
         }
     }
