@@ -12,7 +12,9 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identify, kad, mdns, ping};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, allow_block_list, connection_limits, identify, kad, mdns, ping,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -37,6 +39,8 @@ const TRIM_UNUSED_FOR: Duration = Duration::from_secs(30);
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Peers banned for misbehaving: their connections close, new ones are denied.
+    pub banned: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub limits: connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
@@ -80,6 +84,8 @@ pub(crate) struct EventLoop {
     /// Peer lists received, and peers first learnt of from them.
     pex_received: u64,
     pex_learnt: u64,
+    /// Banned peers and when their bans end.
+    bans: HashMap<PeerId, Instant>,
     shutdown: CancellationToken,
 }
 
@@ -168,6 +174,7 @@ impl EventLoop {
             manual_dials: HashSet::new(),
             pex_received: 0,
             pex_learnt: 0,
+            bans: HashMap::new(),
             shutdown,
         }
     }
@@ -205,7 +212,10 @@ impl EventLoop {
                     }
                 }
                                 _ = pex.tick(), if self.discover_pex => self.exchange_with_all(),
-                _ = trim.tick() => self.trim(),
+                _ = trim.tick() => {
+                    self.trim();
+                    self.lift_bans();
+                }
             }
         }
         for (_, reply) in self.pending.drain() {
@@ -242,6 +252,12 @@ impl EventLoop {
                 discovery.mdns_enabled = self.swarm.behaviour().mdns.is_enabled();
                 discovery.pex_enabled = self.discover_pex;
                 discovery.pex_received = self.pex_received;
+                let now = Instant::now();
+                discovery.banned = self
+                    .bans
+                    .iter()
+                    .map(|(peer, until)| (*peer, until.saturating_duration_since(now)))
+                    .collect();
                 discovery.pex_learnt = self.pex_learnt;
                 discovery.dht_routing_table = self
                     .swarm
@@ -281,6 +297,15 @@ impl EventLoop {
                 let _ = reply.send(result);
             }
             Command::Resolved { index, result } => self.dial_bootstrap(index, result),
+            Command::Ban { peer, until } => {
+                tracing::warn!(
+                    "banned peer {peer} for {} s: it kept sending invalid data",
+                    until.saturating_duration_since(Instant::now()).as_secs()
+                );
+                self.swarm.behaviour_mut().banned.block_peer(peer);
+                self.bans.insert(peer, until);
+                self.book.known.remove(&peer);
+            }
             Command::Provide(key) => {
                 if let Err(e) = self
                     .swarm
@@ -640,6 +665,22 @@ impl EventLoop {
         }
     }
 
+    /// Lets banned peers back in once their bans are over.
+    fn lift_bans(&mut self) {
+        let now = Instant::now();
+        let over: Vec<PeerId> = self
+            .bans
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in over {
+            self.bans.remove(&peer);
+            self.swarm.behaviour_mut().banned.unblock_peer(peer);
+            tracing::info!("the ban of peer {peer} is over");
+        }
+    }
+
     /// Keeps the number of connections near the target: beyond twice `max_peers`,
     /// connections nobody has used for a while (DHT lookups open many) are closed.
     fn trim(&mut self) {
@@ -753,6 +794,18 @@ impl EventLoop {
                         }
                     }
                 }
+            }
+            request_response::Event::InboundFailure {
+                peer,
+                error: request_response::InboundFailure::Io(error),
+                ..
+            } if error.kind() == std::io::ErrorKind::InvalidData => {
+                // Only our own codec reports InvalidData: an oversized or
+                // malformed frame, which no honest node sends.
+                self.emit(NetEvent::Misbehaved {
+                    peer,
+                    what: format!("a malformed request ({error})"),
+                });
             }
             request_response::Event::OutboundFailure {
                 peer,

@@ -31,8 +31,8 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, connection_limits, identify, kad, mdns,
-    ping,
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits,
+    identify, kad, mdns, ping,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -138,6 +138,11 @@ pub enum NetEvent {
     KeyMismatch {
         address: Multiaddr,
     },
+    /// A peer broke the protocol in a way no honest node does.
+    Misbehaved {
+        peer: PeerId,
+        what: String,
+    },
 }
 
 /// A request from a peer; answer through `reply` (dropping it fails the request).
@@ -171,6 +176,10 @@ pub(crate) enum Command {
     Resolved {
         index: usize,
         result: std::io::Result<Vec<Multiaddr>>,
+    },
+    Ban {
+        peer: PeerId,
+        until: std::time::Instant,
     },
     Provide(Vec<u8>),
     StopProviding(Vec<u8>),
@@ -257,6 +266,12 @@ impl NetHandle {
         self.ask(|reply| Command::Dial { addrs, reply }).await?
     }
 
+    /// Disconnects `peer` and refuses it for `duration`.
+    pub async fn ban(&self, peer: PeerId, duration: Duration) {
+        let until = std::time::Instant::now() + duration;
+        let _ = self.commands.send(Command::Ban { peer, until }).await;
+    }
+
     /// Announces in the DHT that this node holds what `key` names.
     pub async fn provide(&self, key: Vec<u8>) {
         let _ = self.commands.send(Command::Provide(key)).await;
@@ -291,7 +306,9 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
     let psk = config.psk;
     let app_config = request_response::Config::default()
         .with_request_timeout(config.request_timeout)
-        .with_max_concurrent_streams(256);
+        // Each inbound request may hold up to a message's worth of memory while it
+        // arrives; this bounds what one peer's connection can make the node hold.
+        .with_max_concurrent_streams(64);
     let pex_config =
         request_response::Config::default().with_request_timeout(Duration::from_secs(10));
     // A hard cap far above the dialling target, only against floods: other nodes'
@@ -334,6 +351,7 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
             // public address before answering DHT queries.
             kad.set_mode(Some(kad::Mode::Server));
             Ok(Behaviour {
+                banned: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(
                     connection_limits::ConnectionLimits::default()
                         .with_max_established_per_peer(Some(2))

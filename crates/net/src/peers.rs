@@ -105,6 +105,8 @@ pub struct Discovery {
     pub dht_routing_table: usize,
     /// Peer lists received from peers since start (on connect and in rounds).
     pub pex_received: u64,
+    /// Peers banned for misbehaving, with the time left.
+    pub banned: Vec<(PeerId, Duration)>,
     /// Peers first learnt of from those lists.
     pub pex_learnt: u64,
 }

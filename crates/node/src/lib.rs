@@ -37,7 +37,8 @@
 //! # }
 //! ```
 
-pub mod error;
+pub mod conduct;
+mod error;
 pub mod maintenance;
 pub mod metrics;
 pub mod node;

@@ -27,6 +27,12 @@ pub struct PeerLabel {
     pub peer: String,
 }
 
+/// Label of the offence counter: what kind of invalid data a peer sent.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OffenceLabel {
+    pub kind: String,
+}
+
 /// Every metric of one node.
 #[derive(Debug)]
 pub struct Metrics {
@@ -59,6 +65,9 @@ pub struct Metrics {
     tombstones_collected: Counter,
     files_repaired: Counter,
     files_under_replicated: Gauge,
+    pub(crate) peer_offences: Family<OffenceLabel, Counter>,
+    pub(crate) peer_bans: Counter,
+    pub(crate) stale_records: Counter,
 }
 
 impl Default for Metrics {
@@ -99,6 +108,9 @@ impl Metrics {
             tombstones_collected: Counter::default(),
             files_repaired: Counter::default(),
             files_under_replicated: Gauge::default(),
+            peer_offences: Family::default(),
+            peer_bans: Counter::default(),
+            stale_records: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -242,6 +254,21 @@ impl Metrics {
             "Files held here with fewer live copies than the target, after the last repair round",
             m.files_under_replicated.clone(),
         );
+        r.register(
+            "peervault_peer_offences",
+            "Invalid data received from peers and refused (bad_chunk, bad_record, malformed)",
+            m.peer_offences.clone(),
+        );
+        r.register(
+            "peervault_peer_bans",
+            "Peers disconnected and banned for a while after repeated offences",
+            m.peer_bans.clone(),
+        );
+        r.register(
+            "peervault_stale_records",
+            "Catalogue records from peers older than the version held here (ignored)",
+            m.stale_records.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -312,6 +339,11 @@ pub struct NetworkFigures {
     pub peers_connected: usize,
     pub peers_discovered: usize,
     pub request_failures: u64,
+    /// Invalid data refused from peers, and bans that followed.
+    #[serde(default)]
+    pub offences: u64,
+    #[serde(default)]
+    pub bans: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -442,6 +474,17 @@ impl Node {
                 peers_connected: peers.len(),
                 peers_discovered: discovered,
                 request_failures: m.peer_request_failures.get(),
+                offences: ["bad_chunk", "bad_record", "malformed"]
+                    .iter()
+                    .map(|kind| {
+                        m.peer_offences
+                            .get_or_create(&OffenceLabel {
+                                kind: kind.to_string(),
+                            })
+                            .get()
+                    })
+                    .sum(),
+                bans: m.peer_bans.get(),
             },
             storage: StorageFigures {
                 used_bytes: quota.used_bytes,

@@ -275,6 +275,9 @@ pub struct DiscoveryStatus {
     pub pex_received: u64,
     #[serde(default)]
     pub pex_learnt: u64,
+    /// Peers banned for sending invalid data, with the seconds their bans have left.
+    #[serde(default)]
+    pub banned: Vec<(String, u64)>,
 }
 
 impl PeerStatus {
@@ -316,6 +319,11 @@ impl From<peervault_net::Discovery> for DiscoveryStatus {
             dht_routing_table: d.dht_routing_table,
             pex_received: d.pex_received,
             pex_learnt: d.pex_learnt,
+            banned: d
+                .banned
+                .iter()
+                .map(|(peer, left)| (peer.to_string(), left.as_secs()))
+                .collect(),
         }
     }
 }
@@ -367,6 +375,8 @@ pub(crate) struct Inner {
     pub(crate) membership: std::sync::Mutex<crate::sync::Membership>,
     /// Bootstrap peers were given.
     has_bootstrap: bool,
+    /// Recent offences of peers (see [`crate::conduct`]).
+    pub(crate) conduct: std::sync::Mutex<crate::conduct::Conduct>,
 }
 
 impl Inner {
@@ -466,6 +476,7 @@ impl Node {
                 gc_lock: tokio::sync::Mutex::new(()),
                 membership: std::sync::Mutex::new(membership),
                 has_bootstrap: !config.bootstrap.is_empty(),
+                conduct: std::sync::Mutex::new(crate::conduct::Conduct::default()),
             }),
         };
         node.spawn(crate::service::serve(node.clone(), network.inbound));
@@ -506,6 +517,10 @@ impl Node {
                 }
                 NetEvent::Disconnected(peer) => self.state().peer_departed(peer),
                 NetEvent::KeyMismatch { .. } => {}
+                NetEvent::Misbehaved { peer, what } => {
+                    self.offence(peer, crate::conduct::Offence::Malformed, &what)
+                        .await;
+                }
             }
         }
     }

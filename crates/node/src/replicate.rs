@@ -22,7 +22,7 @@
 //! several holders in parallel. A peer that fails or times out is moved to the back
 //! for the rest of the read: a stalled holder costs one timeout, not one per chunk.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,7 +33,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
 use peervault_store::BlobTap;
 use peervault_store::vault::ChunkSource;
-use peervault_store::{ChunkId, Manifest, NameId, Vault};
+use peervault_store::{ChunkId, ChunkProblem, Manifest, NameId, Vault};
 use tokio::sync::mpsc;
 
 use crate::error::{NodeError, Result};
@@ -646,6 +646,8 @@ impl Node {
             likely,
             failed: Arc::new(Mutex::new(HashSet::new())),
             providers: Arc::new(tokio::sync::OnceCell::new()),
+            served: Arc::new(Mutex::new(HashMap::new())),
+            liars: Arc::new(Mutex::new(HashSet::new())),
         })
     }
 }
@@ -663,6 +665,11 @@ struct PeerChunks {
     /// Holders found through the DHT, looked up once per read when connected peers
     /// cannot supply a chunk.
     providers: Arc<tokio::sync::OnceCell<Vec<PeerId>>>,
+    /// Who supplied each chunk, until the store has checked it.
+    served: Arc<Mutex<HashMap<usize, PeerId>>>,
+    /// Peers that supplied a chunk that failed its check: never asked again
+    /// during this read.
+    liars: Arc<Mutex<HashSet<PeerId>>>,
 }
 
 impl PeerChunks {
@@ -679,6 +686,8 @@ impl PeerChunks {
             order[..spread].rotate_left(index % spread);
         }
         order.sort_by_key(|p| failed.contains(p));
+        let liars = self.liars.lock().unwrap_or_else(|p| p.into_inner());
+        order.retain(|p| !liars.contains(p));
         order
     }
 }
@@ -695,13 +704,21 @@ impl ChunkSource for PeerChunks {
         let failed = self.failed.clone();
         let providers = self.providers.clone();
         let key = self.name_id.0.to_vec();
+        let (served, liars) = (self.served.clone(), self.liars.clone());
+        let supplied = move |peer: PeerId, blob: BytesMut| {
+            served
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(index, peer);
+            Ok(blob)
+        };
         Box::pin(async move {
             let mut reasons = Vec::new();
             let mut asked = HashSet::new();
             for peer in candidates {
                 asked.insert(peer);
                 match node.ask_chunk(peer, id).await {
-                    Ok(Some(blob)) => return Ok(blob),
+                    Ok(Some(blob)) => return supplied(peer, blob),
                     Ok(None) => reasons.push(format!("{peer}: not held")),
                     Err(why) => {
                         failed
@@ -716,12 +733,16 @@ impl ChunkSource for PeerChunks {
             let found = providers
                 .get_or_init(|| async { node.inner.net.find_providers(key).await })
                 .await;
-            for peer in found.iter().filter(|p| !asked.contains(p)) {
+            let liars = liars.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            for peer in found
+                .iter()
+                .filter(|p| !asked.contains(p) && !liars.contains(p))
+            {
                 // A provider is a fresh connection, often dialled just now; one that
                 // breaks while it settles gets a second chance.
                 for attempt in 1..=DHT_ATTEMPTS {
                     match node.ask_chunk(*peer, id).await {
-                        Ok(Some(blob)) => return Ok(blob),
+                        Ok(Some(blob)) => return supplied(*peer, blob),
                         Ok(None) => {
                             reasons.push(format!("{peer} (via the DHT): not held"));
                             break;
@@ -738,5 +759,26 @@ impl ChunkSource for PeerChunks {
             }
             Err(format!("no peer could supply it ({})", reasons.join("; ")))
         })
+    }
+
+    fn rejected(&self, manifest: &Manifest, index: usize, problem: &ChunkProblem) {
+        let Some(peer) = self
+            .served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&index)
+        else {
+            return;
+        };
+        self.liars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer);
+        let node = self.node.clone();
+        let what = format!("chunk {index} of {:?}, which {problem}", manifest.name);
+        tokio::spawn(async move {
+            node.offence(peer, crate::conduct::Offence::BadChunk, &what)
+                .await
+        });
     }
 }

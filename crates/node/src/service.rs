@@ -12,6 +12,8 @@ use peervault_net::{InboundRequest, PeerId};
 use peervault_store::{CatalogueEntry, StoreError, Vault};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::conduct::{BAN_AFTER, BAN_FOR, Offence};
+use crate::metrics::OffenceLabel;
 use crate::node::Node;
 use crate::wire::{ENTRIES_PER_MESSAGE, Refusal, Request, Response, SealedEntry};
 
@@ -35,6 +37,35 @@ pub(crate) async fn serve(node: Node, mut inbound: mpsc::Receiver<InboundRequest
 }
 
 impl Node {
+    /// Counts an offence of `peer` (invalid data, refused), and bans it when
+    /// offences repeat (see [`crate::conduct`]).
+    pub(crate) async fn offence(&self, peer: PeerId, offence: Offence, what: &str) {
+        let m = &self.inner.metrics;
+        m.peer_offences
+            .get_or_create(&OffenceLabel {
+                kind: offence.label().to_string(),
+            })
+            .inc();
+        let now = std::time::Instant::now();
+        let (ban, count) = {
+            let mut conduct = self.inner.conduct.lock().unwrap_or_else(|p| p.into_inner());
+            let ban = conduct.offend(peer, now);
+            (ban, conduct.count(&peer, now))
+        };
+        if ban {
+            m.peer_bans.inc();
+            tracing::warn!(
+                "peer {peer} sent {what}; {BAN_AFTER} offences: banned for {} min",
+                BAN_FOR.as_secs() / 60
+            );
+            self.inner.net.ban(peer, BAN_FOR).await;
+        } else {
+            tracing::warn!(
+                "peer {peer} sent {what}, refused (offence {count} of {BAN_AFTER} before a ban)"
+            );
+        }
+    }
+
     /// The encoded answer to a request. Chunks, most of the bytes a node serves,
     /// are read from disk straight into their message.
     async fn answer_encoded(&self, peer: PeerId, bytes: &[u8]) -> Vec<u8> {
@@ -60,7 +91,15 @@ impl Node {
     async fn answer(&self, peer: PeerId, bytes: &[u8]) -> Response {
         let request = match Request::decode(bytes) {
             Ok(request) => request,
-            Err(e) => return Response::Error(format!("undecodable request: {e}")),
+            Err(e) => {
+                self.offence(
+                    peer,
+                    Offence::Malformed,
+                    &format!("an undecodable request ({e})"),
+                )
+                .await;
+                return Response::Error(format!("undecodable request: {e}"));
+            }
         };
         let vault = &self.inner.vault;
         match request {
@@ -102,7 +141,7 @@ impl Node {
                 self.apply_from(peer, entries).await;
                 Response::Ack
             }
-            Request::Offer { entry } => self.answer_offer(vault, entry).await,
+            Request::Offer { entry } => self.answer_offer(peer, vault, entry).await,
             Request::PutChunk { id, blob } => {
                 let len = blob.len() as u64;
                 match vault.put_blob(id, blob).await {
@@ -114,7 +153,8 @@ impl Node {
                         needed, available, ..
                     }) => Response::Refused(Refusal::Quota { needed, available }),
                     Err(e @ StoreError::CorruptRecord { .. }) => {
-                        tracing::warn!("refused a chunk from {peer}: {e}");
+                        self.offence(peer, Offence::BadChunk, &format!("an invalid chunk ({e})"))
+                            .await;
                         Response::Refused(Refusal::Invalid(e.to_string()))
                     }
                     Err(e) => Response::Error(e.to_string()),
@@ -135,10 +175,18 @@ impl Node {
         }
     }
 
-    async fn answer_offer(&self, vault: &Vault, entry: SealedEntry) -> Response {
+    async fn answer_offer(&self, peer: PeerId, vault: &Vault, entry: SealedEntry) -> Response {
         let offered = match vault.apply_sealed(entry.name_id, entry.sealed).await {
             Ok(applied) => applied,
-            Err(e) => return Response::Refused(Refusal::Invalid(e.to_string())),
+            Err(e) => {
+                self.offence(
+                    peer,
+                    Offence::BadRecord,
+                    &format!("an invalid record ({e})"),
+                )
+                .await;
+                return Response::Refused(Refusal::Invalid(e.to_string()));
+            }
         };
         let CatalogueEntry::File(manifest) = offered.entry else {
             return Response::Refused(Refusal::Other(

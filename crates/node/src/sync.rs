@@ -146,8 +146,26 @@ impl Node {
                     applied += 1;
                     self.on_new_entry(&remote.entry, Some(peer)).await;
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("ignored a catalogue record from {peer}: {e}"),
+                Ok(remote) => {
+                    let name_id = self.inner.vault.name_id(remote.entry.name());
+                    if self
+                        .inner
+                        .vault
+                        .version_of(&name_id)
+                        .is_some_and(|held| held > remote.entry.version())
+                    {
+                        // An old version (a replay, or a peer far behind): ignored.
+                        self.inner.metrics.stale_records.inc();
+                    }
+                }
+                Err(e) => {
+                    self.offence(
+                        peer,
+                        crate::conduct::Offence::BadRecord,
+                        &format!("an invalid catalogue record ({e})"),
+                    )
+                    .await;
+                }
             }
         }
         applied

@@ -420,6 +420,15 @@ pub fn discovery_block(d: &DiscoveryStatus) -> String {
         "\nDHT: {} in the routing table",
         plural(d.dht_routing_table, "peer")
     ));
+    if !d.banned.is_empty() {
+        out.push_str(&format!(
+            "\n\nBanned for sending invalid data: {}",
+            plural(d.banned.len(), "peer")
+        ));
+        for (peer, left) in &d.banned {
+            out.push_str(&format!("\n  {peer} ({left} s left)"));
+        }
+    }
     out
 }
 

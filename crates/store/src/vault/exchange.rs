@@ -26,6 +26,10 @@ pub trait ChunkSource: Send + Sync {
         manifest: Arc<Manifest>,
         index: usize,
     ) -> BoxFuture<'static, Result<bytes::BytesMut, String>>;
+
+    /// The blob last fetched for chunk `index` failed its check: the source
+    /// should not offer it (or its supplier) again during this read.
+    fn rejected(&self, _manifest: &Manifest, _index: usize, _problem: &crate::ChunkProblem) {}
 }
 
 /// The result of offering a record from a peer.

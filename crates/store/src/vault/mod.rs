@@ -68,6 +68,10 @@ const PIPELINE_DEPTH: usize = 2;
 /// Chunks verified ahead of the consumer on reads (memory: one buffer each).
 const READ_AHEAD: usize = 2;
 
+/// Fetches of one chunk from peers before a read gives up on blobs that fail
+/// their check.
+const REMOTE_ATTEMPTS: usize = 3;
+
 /// Chunks in flight when some come from peers (network latency needs more depth).
 const READ_AHEAD_REMOTE: usize = 8;
 
@@ -672,7 +676,9 @@ impl Inner {
         self.read_chunk(manifest, index)
     }
 
-    /// Fetches a chunk this node does not hold and checks it in full.
+    /// Fetches a chunk this node does not hold and checks it in full. A blob that
+    /// fails its check is refused and fetched again (from another peer) a few times,
+    /// so one bad peer cannot fail a read that others can serve.
     async fn read_remote(
         self: Arc<Self>,
         source: Option<Arc<dyn ChunkSource>>,
@@ -688,35 +694,47 @@ impl Inner {
         let Some(source) = source else {
             return Err(unavailable("it is not held on this node".into()));
         };
-        let mut blob = source
-            .fetch(manifest.clone(), index)
-            .await
-            .map_err(&unavailable)?;
-        let inner = self.clone();
-        let m = manifest.clone();
-        tokio::task::spawn_blocking(move || {
-            let id = m.chunks[index];
-            // Opened where it arrived: the plaintext shares the message's memory.
-            let plain = inner
-                .crypto
-                .open_chunk_in_place(&id, &mut blob, ChunkCheck::TagAndHash)
-                .and_then(|range| {
-                    if range.len() == m.chunk_len(index) {
-                        Ok(blob.freeze().slice(range))
-                    } else {
-                        Err(ChunkProblem::Malformed)
-                    }
-                });
-            plain.map_err(|problem| StoreError::Integrity {
-                name: m.name.clone(),
-                index,
-                count: m.chunks.len(),
-                chunk: id,
-                problem,
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut blob = source
+                .fetch(manifest.clone(), index)
+                .await
+                .map_err(&unavailable)?;
+            let inner = self.clone();
+            let m = manifest.clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                let id = m.chunks[index];
+                // Opened where it arrived: the plaintext shares the message's memory.
+                inner
+                    .crypto
+                    .open_chunk_in_place(&id, &mut blob, ChunkCheck::TagAndHash)
+                    .and_then(|range| {
+                        if range.len() == m.chunk_len(index) {
+                            Ok(blob.freeze().slice(range))
+                        } else {
+                            Err(ChunkProblem::Malformed)
+                        }
+                    })
             })
-        })
-        .await
-        .unwrap_or_else(|e| Err(StoreError::io("checking a chunk", std::io::Error::other(e))))
+            .await
+            .map_err(|e| StoreError::io("checking a chunk", std::io::Error::other(e)))?;
+            match checked {
+                Ok(plain) => return Ok(plain),
+                Err(problem) => {
+                    source.rejected(&manifest, index, &problem);
+                    if attempts >= REMOTE_ATTEMPTS {
+                        return Err(StoreError::Integrity {
+                            name: manifest.name.clone(),
+                            index,
+                            count: manifest.chunks.len(),
+                            chunk: manifest.chunks[index],
+                            problem,
+                        });
+                    }
+                }
+            }
+        }
     }
 
     fn read_chunk(&self, manifest: &Manifest, index: usize) -> Result<Bytes> {
