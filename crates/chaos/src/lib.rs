@@ -13,4 +13,5 @@
 
 pub mod checker;
 pub mod cluster;
+pub mod fuzz;
 pub mod proxy;

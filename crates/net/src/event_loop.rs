@@ -94,7 +94,7 @@ fn encode_pex(peers: Vec<PexEntry>) -> Vec<u8> {
 }
 
 /// Peers named in a peer-exchange message, with when they were last seen.
-fn decode_pex(bytes: &[u8], now: Instant) -> Vec<(PeerId, Vec<Multiaddr>, Instant)> {
+pub(crate) fn decode_pex(bytes: &[u8], now: Instant) -> Vec<(PeerId, Vec<Multiaddr>, Instant)> {
     let Ok(message) = postcard::from_bytes::<PexMessage>(bytes) else {
         return Vec::new();
     };

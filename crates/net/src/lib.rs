@@ -14,6 +14,26 @@ pub mod network;
 pub mod peers;
 pub mod transport;
 
+/// Entry points for the fuzz targets (`fuzz/`) and their corpus replay, for
+/// decoders that are private to this crate. Each takes arbitrary bytes and must
+/// neither panic nor hang.
+pub mod fuzzing {
+    /// A peer-exchange message, as received.
+    pub fn pex_message(bytes: &[u8]) -> usize {
+        crate::event_loop::decode_pex(bytes, std::time::Instant::now()).len()
+    }
+
+    /// The identity message inside a channel handshake.
+    pub fn channel_identity(bytes: &[u8]) -> bool {
+        crate::channel::parse_identity(bytes).is_some()
+    }
+
+    /// Channel frames as they arrive from the wire, read under a fixed key.
+    pub fn channel_frames(bytes: &[u8]) -> usize {
+        crate::channel::read_all_under_test_key(bytes)
+    }
+}
+
 pub use addr::{AddrError, Endpoint, Host};
 pub use identity::{IdentityError, NodeIdentity};
 pub use libp2p::{Multiaddr, PeerId};

@@ -68,6 +68,8 @@ pub struct Metrics {
     pub(crate) peer_offences: Family<OffenceLabel, Counter>,
     pub(crate) peer_bans: Counter,
     pub(crate) stale_records: Counter,
+    /// The last failure of the disk and when it happened.
+    last_disk_error: std::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
 impl Default for Metrics {
@@ -111,6 +113,7 @@ impl Metrics {
             peer_offences: Family::default(),
             peer_bans: Counter::default(),
             stale_records: Counter::default(),
+            last_disk_error: std::sync::Mutex::new(None),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -288,9 +291,17 @@ impl Metrics {
         }
     }
 
-    /// Counts one failed operation.
-    pub(crate) fn error(&self) {
+    /// Counts one failed operation; a failure of the disk is also remembered
+    /// for `/health`.
+    pub(crate) fn failed(&self, error: &peervault_store::StoreError) {
         self.errors.inc();
+        if error.is_disk_error() {
+            *self
+                .last_disk_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) =
+                Some((std::time::Instant::now(), error.to_string()));
+        }
     }
 
     pub(crate) fn copies_repaired(&self, n: usize) {
@@ -549,6 +560,19 @@ impl Node {
                 .as_ref()
                 .map_or(0, |gc| gc.corrupted.saturating_sub(gc.repaired))
         };
+        let disk = m
+            .last_disk_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some((when, what)) = disk
+            && when.elapsed() < DISK_ERROR_MEMORY
+        {
+            reasons.push(format!(
+                "disk error {} s ago: {what}",
+                when.elapsed().as_secs()
+            ));
+        }
         if unrepaired > 0 {
             reasons.push(format!(
                 "{} could not be restored at the last integrity check",
@@ -567,6 +591,9 @@ impl Node {
         }
     }
 }
+
+/// How long a disk error keeps `/health` degraded after the last one.
+const DISK_ERROR_MEMORY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 fn plural(n: u64, word: &str) -> String {
     if n == 1 {

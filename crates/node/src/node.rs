@@ -439,8 +439,24 @@ impl Node {
         net_config.pex_interval = config.pex_interval;
         vault.set_tombstone_retention(config.tombstone_retention);
         // Debris of the previous run goes before anything can use it: no write is
-        // in flight yet, so no grace period is needed.
-        match vault.sweep().await {
+        // in flight yet, so no grace period is needed. Not so under a new catalogue
+        // (its database was moved aside to be rebuilt from peers): the blobs on
+        // disk belong to files it will learn of, so only the GC's grace decides.
+        let rebuilding = vault.catalogue_created()
+            && std::fs::read_dir(config.data_dir.join("chunks"))
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+        if rebuilding {
+            tracing::warn!(
+                "new metadata database beside existing chunk files: the catalogue is rebuilt \
+                 from peers, and chunk files no file uses are removed by the GC after its grace"
+            );
+        }
+        match if rebuilding {
+            Ok(SweepReport::default())
+        } else {
+            vault.sweep().await
+        } {
             Ok(report) if report != SweepReport::default() => tracing::info!(
                 "start-up clean-up removed {} unreferenced and {} unrecorded chunks ({} bytes)",
                 report.unreferenced_removed,
@@ -606,7 +622,7 @@ impl Node {
         if let Some(task) = streaming {
             let _ = task.await;
         }
-        let out: WriteOutcome = written.inspect_err(|_| self.inner.metrics.error())?;
+        let out: WriteOutcome = written.inspect_err(|e| self.inner.metrics.failed(e))?;
         self.inner.metrics.files_stored.inc();
         self.provide(&out.manifest.name).await;
         let replication = self.replicate(&out.manifest, progress).await;
@@ -628,7 +644,7 @@ impl Node {
             .vault
             .read_file_with(name, Some(source))
             .await
-            .inspect_err(|_| self.inner.metrics.error())?;
+            .inspect_err(|e| self.inner.metrics.failed(e))?;
         self.inner.metrics.files_retrieved.inc();
         Ok(reader)
     }
@@ -665,7 +681,7 @@ impl Node {
             .vault
             .delete(name)
             .await
-            .inspect_err(|_| self.inner.metrics.error())?;
+            .inspect_err(|e| self.inner.metrics.failed(e))?;
         self.inner.metrics.files_deleted.inc();
         self.stop_providing(name).await;
         self.announce(name, &[]);

@@ -425,3 +425,41 @@ async fn clean_drops_only_this_nodes_copies_and_repair_brings_them_back() {
     })
     .await;
 }
+
+/// Regression (found by the workload checker, seed 1201): a node whose own copy
+/// of a chunk was damaged failed every read of that file until the next GC, while
+/// its peers held good copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_of_a_locally_damaged_chunk_is_served_by_a_peer_and_repairs_the_copy() {
+    let cluster = Cluster::new();
+    let a = cluster.start("a", &[], Replicas::Count(2)).await;
+    let b = cluster.start("b", &[&a], Replicas::Count(2)).await;
+    wait_connected(&[&a, &b]).await;
+    let original = data(2 * MIB + 5, 11);
+    let report = a.store("doc.bin", &original[..], None).await.unwrap();
+    assert_eq!(report.replication.copies, 2);
+    let blobs = chunk_files(a.data_dir());
+    let (victim, bytes) = &blobs[0];
+    let mut damaged = bytes.clone();
+    damaged[100] ^= 0x01;
+    std::fs::write(victim, &damaged).unwrap();
+
+    assert_eq!(read(&a, "doc.bin").await.unwrap(), original);
+    // The good copy replaced the damaged one at once, without a GC run.
+    let checks = a.verify(Some("doc.bin")).await.unwrap();
+    assert!(checks[0].is_ok(), "{checks:?}");
+    assert_eq!(chunk_files(a.data_dir()).len(), blobs.len());
+    // Alone, the same damage is an integrity error (and no wrong byte is returned).
+    stop(b).await;
+    let blobs = chunk_files(a.data_dir());
+    let (victim, bytes) = &blobs[1];
+    let mut damaged = bytes.clone();
+    damaged[7] ^= 0x80;
+    std::fs::write(victim, &damaged).unwrap();
+    eventually("a notices b is gone", || async {
+        a.peers().await.is_empty()
+    })
+    .await;
+    let err = read(&a, "doc.bin").await.unwrap_err();
+    assert!(err.contains("integrity"), "{err}");
+}

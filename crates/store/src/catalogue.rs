@@ -43,6 +43,8 @@ pub struct OpenState {
     pub clock: u64,
     /// Total bytes of recorded blobs.
     pub used_bytes: u64,
+    /// The database was created just now.
+    pub created: bool,
 }
 
 /// Result of offering an entry to the catalogue.
@@ -82,6 +84,10 @@ impl Catalogue {
         fingerprint: KeyFingerprint,
         data_dir: &Path,
     ) -> Result<(Self, OpenState)> {
+        // Every database this code creates records its key fingerprint in its first
+        // transaction; a file that exists without one was damaged or replaced, and
+        // taking it for a new vault would disown every chunk on disk.
+        let existed = path.exists();
         let db = Database::create(path)?;
         // redb creates its file with the default mode; the metadata is the owner's only.
         std::fs::set_permissions(
@@ -108,6 +114,11 @@ impl Catalogue {
                         });
                     }
                 }
+                None if existed => {
+                    return Err(StoreError::Database(
+                        "it holds no vault records (no key fingerprint)".into(),
+                    ));
+                }
                 None => {
                     meta.insert(META_FINGERPRINT, fingerprint.0.as_slice())?;
                     meta.insert(META_FORMAT, FORMAT.to_le_bytes().as_slice())?;
@@ -125,7 +136,11 @@ impl Catalogue {
             for row in chunks.iter()? {
                 used_bytes += row?.1.value();
             }
-            OpenState { clock, used_bytes }
+            OpenState {
+                clock,
+                used_bytes,
+                created: !existed,
+            }
         };
         txn.commit()?;
         Ok((Self { db, crypto }, state))

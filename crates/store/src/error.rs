@@ -112,10 +112,26 @@ pub enum ChunkProblem {
 
 impl StoreError {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
-        StoreError::Io {
-            context: context.into(),
-            source,
+        let mut context = context.into();
+        // The two disk conditions an operator can fix get words that say how.
+        match source.raw_os_error() {
+            Some(28) => context.push_str(
+                " (the disk holding the data dir is full: free space on it, or lower --quota \
+                 below what the disk can hold)",
+            ),
+            Some(30) => context.push_str(
+                " (the data dir is on a read-only file system: remount it read-write, or \
+                 choose another --data-dir)",
+            ),
+            _ => {}
         }
+        StoreError::Io { context, source }
+    }
+
+    /// True for failures of the disk or the database (not of the caller's input):
+    /// what `/health` reports as disk errors.
+    pub fn is_disk_error(&self) -> bool {
+        matches!(self, StoreError::Io { .. } | StoreError::Database(_))
     }
 }
 

@@ -277,7 +277,7 @@ impl Inner {
         Ok(missing)
     }
 
-    fn put_blob(&self, id: ChunkId, blob: Vec<u8>) -> Result<bool> {
+    pub(crate) fn put_blob(&self, id: ChunkId, blob: Vec<u8>) -> Result<bool> {
         let mut pins = Pins::new(self.pins.clone());
         pins.pin(id);
         if self.catalogue.has_chunk(&id)? {

@@ -176,6 +176,8 @@ struct Inner {
     /// How long tombstones are kept, in ms (see [`gc`]).
     tombstone_retention_ms: std::sync::atomic::AtomicU64,
     /// Held for the vault's lifetime: one process per data dir.
+    /// The metadata database was created at this start.
+    catalogue_created: bool,
     _lock: DataDirLock,
 }
 
@@ -260,14 +262,24 @@ impl Vault {
             tracing::info!("removed {debris} temporary files left by an interrupted write");
         }
         let crypto = Arc::new(Crypto::new(&config.key.store_keys()));
-        let (catalogue, state) = Catalogue::open(
-            &data_dir.join("meta.redb"),
-            crypto.clone(),
-            config.key.fingerprint(),
-            &data_dir,
-        )?;
+        let meta = data_dir.join("meta.redb");
+        // A damaged database is not something to guess around: say what to do.
+        let damaged = |e: StoreError| match e {
+            StoreError::Database(why) => StoreError::Database(format!(
+                "{} cannot be read ({why}). If the file is damaged, move it aside \
+                 (mv {} {}.damaged) and start again: the node then re-syncs the catalogue \
+                 from its peers, and the repair worker restores the copies it held",
+                meta.display(),
+                meta.display(),
+                meta.display()
+            )),
+            other => other,
+        };
+        let (catalogue, state) =
+            Catalogue::open(&meta, crypto.clone(), config.key.fingerprint(), &data_dir)
+                .map_err(damaged)?;
         let mut index = CatalogueIndex::default();
-        for (id, entry) in catalogue.entries_with_ids()? {
+        for (id, entry) in catalogue.entries_with_ids().map_err(damaged)? {
             index.set(id, entry.version());
         }
         Ok(Vault {
@@ -288,6 +300,7 @@ impl Vault {
                 tombstone_retention_ms: std::sync::atomic::AtomicU64::new(
                     gc::DEFAULT_TOMBSTONE_RETENTION.as_millis() as u64,
                 ),
+                catalogue_created: state.created,
                 _lock: lock,
             }),
         })
@@ -534,18 +547,10 @@ impl Vault {
                 while in_flight.len() < read_ahead && next < m.chunks.len() {
                     let (inner, m, index) = (inner.clone(), m.clone(), next);
                     let remote = (!local[index]).then(|| source.clone());
+                    let fallback = source.clone();
                     in_flight.push_back(async move {
                         match remote {
-                            None => {
-                                tokio::task::spawn_blocking(move || inner.read_local(&m, index))
-                                    .await
-                                    .unwrap_or_else(|e| {
-                                        Err(StoreError::io(
-                                            "reading a chunk",
-                                            std::io::Error::other(e),
-                                        ))
-                                    })
-                            }
+                            None => inner.read_local_or_repair(fallback, m, index).await,
                             Some(source) => inner.read_remote(source, m, index).await,
                         }
                     });
@@ -609,6 +614,12 @@ impl Vault {
     /// Removes blobs no live file references and blob files that were never recorded.
     pub async fn sweep(&self) -> Result<SweepReport> {
         self.blocking(|inner| inner.sweep()).await
+    }
+
+    /// True if the metadata database was created at this start (a new vault, or
+    /// one whose database was moved aside to be rebuilt from peers).
+    pub fn catalogue_created(&self) -> bool {
+        self.inner.catalogue_created
     }
 }
 
@@ -676,6 +687,62 @@ impl Inner {
         self.read_chunk(manifest, index)
     }
 
+    /// Reads a chunk held here. If the local copy turns out damaged and peers can
+    /// be asked, the chunk comes from a peer instead (checked in full), the
+    /// damaged blob goes to quarantine and the good one takes its place: a bit
+    /// flipped on this disk costs a read nothing, and does not wait for the GC.
+    async fn read_local_or_repair(
+        self: Arc<Self>,
+        source: Option<Arc<dyn ChunkSource>>,
+        manifest: Arc<Manifest>,
+        index: usize,
+    ) -> Result<Bytes> {
+        let (inner, m) = (self.clone(), manifest.clone());
+        let local = tokio::task::spawn_blocking(move || inner.read_local(&m, index))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::io("reading a chunk", std::io::Error::other(e))));
+        let problem = match (&local, &source) {
+            (Err(StoreError::Integrity { problem, .. }), Some(_)) => *problem,
+            _ => return local,
+        };
+        let id = manifest.chunks[index];
+        tracing::warn!(
+            "chunk {index} of {:?} is damaged here ({problem}); reading it from a peer and restoring it",
+            manifest.name
+        );
+        // No peer with a good copy: the damage is the answer (and the GC's to handle).
+        let Ok((plain, sealed)) = self
+            .clone()
+            .fetch_checked(source, manifest.clone(), index, true)
+            .await
+        else {
+            return local;
+        };
+        let inner = self.clone();
+        let restored = tokio::task::spawn_blocking(move || {
+            inner.quarantine_one(&id)?;
+            match sealed {
+                Some(sealed) => inner.put_blob(id, sealed).map(|_| ()),
+                None => Ok(()),
+            }
+        })
+        .await;
+        if !matches!(restored, Ok(Ok(()))) {
+            tracing::warn!("could not restore chunk {id} here; the next GC will");
+        }
+        Ok(plain)
+    }
+
+    /// Moves one damaged blob to quarantine and forgets its record.
+    fn quarantine_one(&self, id: &ChunkId) -> Result<()> {
+        self.files
+            .quarantine(id)
+            .map_err(|e| StoreError::io(format!("quarantining chunk {id}"), e))?;
+        let freed = self.catalogue.forget_chunks(&[*id])?;
+        self.space.sub_used(freed);
+        Ok(())
+    }
+
     /// Fetches a chunk this node does not hold and checks it in full. A blob that
     /// fails its check is refused and fetched again (from another peer) a few times,
     /// so one bad peer cannot fail a read that others can serve.
@@ -685,6 +752,18 @@ impl Inner {
         manifest: Arc<Manifest>,
         index: usize,
     ) -> Result<Bytes> {
+        Ok(self.fetch_checked(source, manifest, index, false).await?.0)
+    }
+
+    /// [`Inner::read_remote`], also returning the sealed blob when `keep_sealed`
+    /// (to put it back on disk).
+    async fn fetch_checked(
+        self: Arc<Self>,
+        source: Option<Arc<dyn ChunkSource>>,
+        manifest: Arc<Manifest>,
+        index: usize,
+        keep_sealed: bool,
+    ) -> Result<(Bytes, Option<Vec<u8>>)> {
         let unavailable = |reason: String| StoreError::Unavailable {
             name: manifest.name.clone(),
             index,
@@ -703,6 +782,7 @@ impl Inner {
                 .map_err(&unavailable)?;
             let inner = self.clone();
             let m = manifest.clone();
+            let sealed = keep_sealed.then(|| blob.to_vec());
             let checked = tokio::task::spawn_blocking(move || {
                 let id = m.chunks[index];
                 // Opened where it arrived: the plaintext shares the message's memory.
@@ -720,7 +800,7 @@ impl Inner {
             .await
             .map_err(|e| StoreError::io("checking a chunk", std::io::Error::other(e)))?;
             match checked {
-                Ok(plain) => return Ok(plain),
+                Ok(plain) => return Ok((plain, sealed)),
                 Err(problem) => {
                     source.rejected(&manifest, index, &problem);
                     if attempts >= REMOTE_ATTEMPTS {
