@@ -13,7 +13,8 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, allow_block_list, connection_limits, identify, kad, mdns, ping,
+    Multiaddr, PeerId, Swarm, allow_block_list, autonat, connection_limits, dcutr, identify, kad,
+    mdns, ping, relay,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -22,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::FrameCodec;
 use crate::network::{Addresses, Command, InboundRequest, NetConfig, NetError, NetEvent};
 use crate::peers::{
-    Connected, PEX_LIMIT, PeerBook, PeerSource, PexEntry, REDIAL_FIRST, REDIAL_MAX, STALE_AFTER,
+    Connected, ConnectionPath, PEX_LIMIT, PeerBook, PeerSource, PexEntry, REDIAL_FIRST, REDIAL_MAX,
+    STALE_AFTER,
 };
 use crate::transport::is_key_mismatch;
 
@@ -48,6 +50,14 @@ pub(crate) struct Behaviour {
     pub app: request_response::Behaviour<FrameCodec>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Reservations on relays and circuits through them, when behind NAT.
+    pub relay_client: relay::client::Behaviour,
+    /// A relay for peers behind NAT (`--relay`).
+    pub relay_server: Toggle<relay::Behaviour>,
+    /// Hole punching: direct connections made over relayed ones.
+    pub dcutr: dcutr::Behaviour,
+    /// Whether this node is reachable from outside (absent with `-advertise`).
+    pub autonat: Toggle<autonat::Behaviour>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -86,6 +96,12 @@ pub(crate) struct EventLoop {
     pex_learnt: u64,
     /// Banned peers and when their bans end.
     bans: HashMap<PeerId, Instant>,
+    /// Every open connection: its peer and how it runs.
+    paths: HashMap<libp2p::swarm::ConnectionId, (PeerId, ConnectionPath)>,
+    /// What AutoNAT concluded about this node.
+    reachability: Reachability,
+    /// Listeners on relays (reservations), by the relay they use.
+    relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
     shutdown: CancellationToken,
 }
 
@@ -114,6 +130,33 @@ pub(crate) fn decode_pex(bytes: &[u8], now: Instant) -> Vec<(PeerId, Vec<Multiad
             Some((peer, addrs, seen))
         })
         .collect()
+}
+
+/// The protocol a relay (circuit relay v2) serves, as identify lists it.
+const RELAY_HOP_PROTOCOL: &str = "/libp2p/circuit/relay/0.2.0/hop";
+
+/// Relays a node behind NAT keeps a reservation on.
+const RELAY_RESERVATIONS: usize = 2;
+
+/// Whether peers can reach this node directly, as AutoNAT found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reachability {
+    /// Not known yet (or `-advertise` was given, and it is not checked).
+    Unknown,
+    /// Peers could dial this address back.
+    Public(Multiaddr),
+    /// Peers could not dial back: behind NAT or a firewall.
+    Private,
+}
+
+impl std::fmt::Display for Reachability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reachability::Unknown => f.write_str("unknown"),
+            Reachability::Public(addr) => write!(f, "public at {addr}"),
+            Reachability::Private => f.write_str("private (behind NAT or a firewall)"),
+        }
+    }
 }
 
 /// An error with every cause it wraps, for logs ("denied: connection limit ...").
@@ -175,6 +218,9 @@ impl EventLoop {
             pex_received: 0,
             pex_learnt: 0,
             bans: HashMap::new(),
+            paths: HashMap::new(),
+            reachability: Reachability::Unknown,
+            relay_listeners: HashMap::new(),
             shutdown,
         }
     }
@@ -270,8 +316,21 @@ impl EventLoop {
             }
             Command::Addresses(reply) => {
                 let _ = reply.send(Addresses {
-                    listen: self.swarm.listeners().cloned().collect(),
+                    listen: self
+                        .swarm
+                        .listeners()
+                        .filter(|a| !a.iter().any(|p| p == Protocol::P2pCircuit))
+                        .cloned()
+                        .collect(),
                     external: self.swarm.external_addresses().cloned().collect(),
+                    relayed: self
+                        .swarm
+                        .listeners()
+                        .filter(|a| a.iter().any(|p| p == Protocol::P2pCircuit))
+                        .cloned()
+                        .collect(),
+                    reachability: self.reachability.to_string(),
+                    relay_service: self.swarm.behaviour().relay_server.is_enabled(),
                 });
             }
             Command::Dial { addrs, reply } => {
@@ -539,6 +598,8 @@ impl EventLoop {
                 since: now,
                 agent: None,
                 listen_addrs: Vec::new(),
+                path: ConnectionPath::Direct,
+                relay: false,
             },
         );
         self.exchange_with(peer_id);
@@ -581,13 +642,49 @@ impl EventLoop {
                 endpoint,
                 num_established,
                 ..
-            } if num_established.get() == 1 => self.on_connected(peer_id, connection_id, endpoint),
+            } => {
+                let relayed = endpoint
+                    .get_remote_address()
+                    .iter()
+                    .any(|p| p == Protocol::P2pCircuit);
+                let path = if relayed {
+                    ConnectionPath::Relayed
+                } else {
+                    ConnectionPath::Direct
+                };
+                self.paths.insert(connection_id, (peer_id, path));
+                if num_established.get() == 1 {
+                    self.on_connected(peer_id, connection_id, endpoint);
+                }
+                self.update_path(peer_id);
+            }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 cause,
                 ..
-            } => self.on_disconnected(peer_id, cause.map(|c| c.to_string()), now),
+            } => {
+                self.paths.remove(&connection_id);
+                if num_established == 0 {
+                    self.on_disconnected(peer_id, cause.map(|c| c.to_string()), now);
+                } else {
+                    self.update_path(peer_id);
+                }
+            }
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } if self.relay_listeners.contains_key(&listener_id) => {
+                tracing::info!("reachable through a relay at {address}");
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. }
+                if self.relay_listeners.contains_key(&listener_id) =>
+            {
+                if let Some(relay) = self.relay_listeners.remove(&listener_id) {
+                    tracing::info!("the reservation on relay {relay} ended");
+                }
+            }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
                 peer_id,
@@ -665,6 +762,101 @@ impl EventLoop {
         }
     }
 
+    /// Recomputes the best path to `peer` from its open connections.
+    fn update_path(&mut self, peer: PeerId) {
+        let best = self
+            .paths
+            .values()
+            .filter(|(p, _)| *p == peer)
+            .map(|(_, path)| *path)
+            .max();
+        if let (Some(best), Some(c)) = (best, self.book.connected.get_mut(&peer)) {
+            c.path = best;
+        }
+    }
+
+    /// Behind NAT: holds a reservation on up to [`RELAY_RESERVATIONS`] connected
+    /// relays, so that peers can reach this node through them.
+    fn reserve_relays(&mut self) {
+        if self.reachability != Reachability::Private {
+            return;
+        }
+        let reserved: std::collections::HashSet<PeerId> =
+            self.relay_listeners.values().copied().collect();
+        let candidates: Vec<(PeerId, Multiaddr)> = self
+            .book
+            .connected
+            .iter()
+            .filter(|(peer, c)| {
+                c.relay && c.path != ConnectionPath::Relayed && !reserved.contains(*peer)
+            })
+            .map(|(peer, c)| (*peer, crate::peers::dialable_address(c)))
+            .collect();
+        for (relay, addr) in candidates
+            .into_iter()
+            .take(RELAY_RESERVATIONS.saturating_sub(reserved.len()))
+        {
+            let circuit = addr
+                .with_p2p(relay)
+                .unwrap_or_else(|a| a)
+                .with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(id) => {
+                    tracing::info!("behind NAT: asking relay {relay} for a reservation");
+                    self.relay_listeners.insert(id, relay);
+                }
+                Err(e) => tracing::debug!("cannot listen on {circuit}: {e}"),
+            }
+        }
+    }
+
+    fn on_relay_client(&mut self, event: relay::client::Event) {
+        match event {
+            relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } => {
+                tracing::debug!("relay {relay_peer_id} accepted a reservation");
+            }
+            other => tracing::debug!("relay client: {other:?}"),
+        }
+    }
+
+    fn on_dcutr(&mut self, event: dcutr::Event) {
+        let peer = event.remote_peer_id;
+        match event.result {
+            Ok(connection) => {
+                tracing::info!(
+                    "hole punched to {peer}: a direct connection replaces the relayed one"
+                );
+                if let Some(entry) = self.paths.get_mut(&connection) {
+                    entry.1 = ConnectionPath::HolePunched;
+                }
+                // Prefer the direct path: the relay's circuit is no longer needed.
+                let relayed: Vec<_> = self
+                    .paths
+                    .iter()
+                    .filter(|(_, (p, path))| *p == peer && *path == ConnectionPath::Relayed)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in relayed {
+                    self.swarm.close_connection(id);
+                }
+                self.update_path(peer);
+            }
+            Err(e) => tracing::info!("hole punching to {peer} failed ({e}); staying relayed"),
+        }
+    }
+
+    fn on_autonat(&mut self, event: autonat::Event) {
+        if let autonat::Event::StatusChanged { new, .. } = event {
+            self.reachability = match new {
+                autonat::NatStatus::Public(addr) => Reachability::Public(addr),
+                autonat::NatStatus::Private => Reachability::Private,
+                autonat::NatStatus::Unknown => Reachability::Unknown,
+            };
+            tracing::info!("reachability: {}", self.reachability);
+            self.reserve_relays();
+        }
+    }
+
     /// Lets banned peers back in once their bans are over.
     fn lift_bans(&mut self) {
         let now = Instant::now();
@@ -718,6 +910,12 @@ impl EventLoop {
             BehaviourEvent::App(event) => self.on_app(event),
             BehaviourEvent::Mdns(event) => self.on_mdns(event),
             BehaviourEvent::Kad(event) => self.on_kad(event),
+            BehaviourEvent::RelayClient(event) => self.on_relay_client(event),
+            BehaviourEvent::RelayServer(event) => {
+                tracing::debug!("relay service: {event:?}");
+            }
+            BehaviourEvent::Dcutr(event) => self.on_dcutr(event),
+            BehaviourEvent::Autonat(event) => self.on_autonat(event),
         }
     }
 
@@ -732,7 +930,12 @@ impl EventLoop {
         if let Some(c) = self.book.connected.get_mut(&peer_id) {
             c.agent = Some(info.agent_version.clone());
             c.listen_addrs = info.listen_addrs.clone();
+            c.relay = info
+                .protocols
+                .iter()
+                .any(|p| p.as_ref() == RELAY_HOP_PROTOCOL);
         }
+        self.reserve_relays();
         if self.public_ip
             && let Some(candidate) = public_candidate(&info.observed_addr, &self.listen)
             && !self.swarm.external_addresses().any(|a| *a == candidate)

@@ -40,4 +40,4 @@ pub use libp2p::{Multiaddr, PeerId};
 pub use network::{
     Addresses, InboundRequest, NetConfig, NetError, NetEvent, NetHandle, Network, start,
 };
-pub use peers::{Discovery, KnownPeer, PeerInfo, PeerSource};
+pub use peers::{ConnectionPath, Discovery, KnownPeer, PeerInfo, PeerSource};

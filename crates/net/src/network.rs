@@ -31,8 +31,8 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits,
-    identify, kad, mdns, ping,
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, autonat,
+    connection_limits, dcutr, identify, kad, mdns, ping, relay,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -64,6 +64,33 @@ const DHT_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// record put makes the provider connect to that many nodes.
 const DHT_REPLICATION: usize = 8;
 
+/// AutoNAT: the first reachability probe soon after start, retries while unsure,
+/// and a fresh check now and then once sure.
+const AUTONAT_BOOT_DELAY: Duration = Duration::from_secs(3);
+const AUTONAT_RETRY: Duration = Duration::from_secs(15);
+const AUTONAT_REFRESH: Duration = Duration::from_secs(15 * 60);
+
+/// What a relay grants to peers behind NAT: enough for a vault's transfers, few
+/// enough that relaying cannot take over the node. Each circuit carries at most
+/// [`RELAY_CIRCUIT_BYTES`] for at most an hour, then the peers open another (or,
+/// mostly, have hole-punched a direct connection long before).
+pub const RELAY_CIRCUIT_BYTES: u64 = 1 << 30;
+const RELAY_MAX_CIRCUITS: usize = 64;
+const RELAY_MAX_RESERVATIONS: usize = 64;
+
+fn relay_limits() -> relay::Config {
+    relay::Config {
+        max_reservations: RELAY_MAX_RESERVATIONS,
+        max_reservations_per_peer: 4,
+        reservation_duration: Duration::from_secs(60 * 60),
+        max_circuits: RELAY_MAX_CIRCUITS,
+        max_circuits_per_peer: 8,
+        max_circuit_duration: Duration::from_secs(60 * 60),
+        max_circuit_bytes: RELAY_CIRCUIT_BYTES,
+        ..relay::Config::default()
+    }
+}
+
 /// How to start the network.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -88,6 +115,8 @@ pub struct NetConfig {
     /// Exchange peer lists periodically (they are always exchanged on connect).
     pub discover_pex: bool,
     pub pex_interval: Duration,
+    /// Offer a relay (circuit relay v2, with limits) to peers behind NAT.
+    pub relay_server: bool,
 }
 
 impl NetConfig {
@@ -106,6 +135,7 @@ impl NetConfig {
             discover_local: false,
             discover_pex: false,
             pex_interval: Duration::from_secs(5 * 60),
+            relay_server: false,
         }
     }
 }
@@ -158,6 +188,12 @@ pub struct InboundRequest {
 pub struct Addresses {
     pub listen: Vec<Multiaddr>,
     pub external: Vec<Multiaddr>,
+    /// Addresses through relays (held while behind NAT).
+    pub relayed: Vec<Multiaddr>,
+    /// What AutoNAT found: public, private or unknown.
+    pub reachability: String,
+    /// This node relays for peers behind NAT (`--relay`).
+    pub relay_service: bool,
 }
 
 pub(crate) enum Command {
@@ -319,10 +355,16 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
     let max_connections = (config.max_peers * 8 + 128) as u32;
     let discover_local = config.discover_local;
     let hide_listen = config.advertise_only;
+    let relay_server = config.relay_server;
+    // Reachability is detected only when no address was set by hand (manual
+    // settings win).
+    let detect_reachability = config.advertise.is_none();
+    let (relay_transport, relay_client) = libp2p::relay::client::new(local_peer_id);
+    let mut relay_client = Some(relay_client);
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_other_transport(|key| {
-            transport::build(key, psk)
+            transport::build(key, psk, relay_transport)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| NetError::Setup(e.to_string()))?
@@ -350,11 +392,35 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
             // Every node of a private vault can be asked: no waiting for a confirmed
             // public address before answering DHT queries.
             kad.set_mode(Some(kad::Mode::Server));
+            let relay_client = relay_client
+                .take()
+                .ok_or_else(|| std::io::Error::other("the relay client was taken twice"))?;
+            let relay_server = relay_server.then(|| relay::Behaviour::new(peer_id, relay_limits()));
+            let autonat = detect_reachability.then(|| {
+                autonat::Behaviour::new(
+                    peer_id,
+                    autonat::Config {
+                        boot_delay: AUTONAT_BOOT_DELAY,
+                        retry_interval: AUTONAT_RETRY,
+                        refresh_interval: AUTONAT_REFRESH,
+                        confidence_max: 1,
+                        // A private vault lives on private addresses as often as not.
+                        only_global_ips: false,
+                        ..autonat::Config::default()
+                    },
+                )
+            });
             Ok(Behaviour {
                 banned: allow_block_list::Behaviour::default(),
+                relay_client,
+                relay_server: Toggle::from(relay_server),
+                dcutr: dcutr::Behaviour::new(peer_id),
+                autonat: Toggle::from(autonat),
                 limits: connection_limits::Behaviour::new(
                     connection_limits::ConnectionLimits::default()
-                        .with_max_established_per_peer(Some(2))
+                        // Two dials crossing, plus an AutoNAT dial-back or a
+                        // hole-punched connection beside a relayed one.
+                        .with_max_established_per_peer(Some(3))
                         .with_max_established(Some(max_connections))
                         .with_max_pending_incoming(Some(64)),
                 ),

@@ -75,6 +75,30 @@ pub struct PeerInfo {
     pub last_seen: Duration,
     pub connected_for: Duration,
     pub agent: Option<String>,
+    /// How the best open connection to it runs.
+    pub path: ConnectionPath,
+}
+
+/// How a connection reaches its peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum ConnectionPath {
+    /// Through a relay (circuit relay v2): both ends behind NAT, or not yet punched.
+    Relayed,
+    /// A plain connection: one side dialled the other's address.
+    #[default]
+    Direct,
+    /// A direct connection made by hole punching (DCUtR) over a relayed one.
+    HolePunched,
+}
+
+impl std::fmt::Display for ConnectionPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConnectionPath::Relayed => "relayed",
+            ConnectionPath::Direct => "direct",
+            ConnectionPath::HolePunched => "hole-punched",
+        })
+    }
 }
 
 /// An address-book entry as shown by `discover`.
@@ -123,6 +147,10 @@ pub(crate) struct Connected {
     pub since: Instant,
     pub agent: Option<String>,
     pub listen_addrs: Vec<Multiaddr>,
+    /// The best path among its open connections.
+    pub path: ConnectionPath,
+    /// It offers a relay (circuit relay v2 hop) to peers behind NAT.
+    pub relay: bool,
 }
 
 #[derive(Debug)]
@@ -390,6 +418,7 @@ impl PeerBook {
                 last_seen: now.saturating_duration_since(c.last_seen),
                 connected_for: now.saturating_duration_since(c.since),
                 agent: c.agent.clone(),
+                path: c.path,
             })
             .collect();
         peers.sort_by(|a, b| {
@@ -398,6 +427,12 @@ impl PeerBook {
         });
         peers
     }
+}
+
+/// An address to reach a connected peer by again: the one we dialled, or one it
+/// announced on the IP it connected from.
+pub(crate) fn dialable_address(c: &Connected) -> Multiaddr {
+    best_address(c)
 }
 
 /// The address to show for a connected peer: where we dialled it, or the listen
@@ -506,6 +541,8 @@ mod tests {
             since: last_used,
             agent: None,
             listen_addrs: Vec::new(),
+            path: ConnectionPath::Direct,
+            relay: false,
         }
     }
 

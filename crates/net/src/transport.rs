@@ -113,11 +113,19 @@ where
     Ok((peer, StreamMuxerBox::new(muxer)))
 }
 
-/// TCP + private channel + Yamux.
-pub fn build(keypair: &Keypair, psk: [u8; 32]) -> io::Result<Boxed<(PeerId, StreamMuxerBox)>> {
+/// TCP, and circuits through relays, each secured by the private channel and
+/// multiplexed by Yamux. A circuit runs the channel end to end: the relay carries
+/// bytes it cannot read, as any router would.
+pub fn build(
+    keypair: &Keypair,
+    psk: [u8; 32],
+    relay: libp2p::relay::client::Transport,
+) -> io::Result<Boxed<(PeerId, StreamMuxerBox)>> {
     let keypair = keypair.clone();
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
-    let secured = tcp.and_then(move |socket, endpoint| {
+    // Circuit addresses go to the relay transport; TCP refuses them, and the
+    // relay transport refuses everything else.
+    let secured = relay.or_transport(tcp).and_then(move |socket, endpoint| {
         let keypair = keypair.clone();
         async move { secure_and_multiplex(socket, &endpoint, &psk, &keypair).await }
     });

@@ -60,6 +60,8 @@ pub struct NodeConfig {
     pub advertise: Option<Endpoint>,
     /// Announce only `advertise`, not the listen addresses.
     pub advertise_only: bool,
+    /// Relay for peers behind NAT (give it on nodes that peers can reach).
+    pub relay_server: bool,
     /// Peers to join at start (redialled until they answer).
     pub bootstrap: Vec<Endpoint>,
     /// Announce the address peers observe for this node.
@@ -105,6 +107,7 @@ impl NodeConfig {
             listen: vec![Endpoint::parse("127.0.0.1:0").unwrap_or_else(|_| unreachable!())],
             advertise: None,
             advertise_only: false,
+            relay_server: false,
             bootstrap: Vec::new(),
             public_ip: false,
             replicas: Replicas::default(),
@@ -240,6 +243,9 @@ pub struct PeerStatus {
     pub last_seen_seconds: f64,
     pub connected_seconds: f64,
     pub agent: Option<String>,
+    /// How the connection runs: direct, relayed or hole-punched.
+    #[serde(default)]
+    pub path: String,
 }
 
 /// One peer found by discovery, as `discover` shows it.
@@ -344,6 +350,15 @@ pub struct NodeStatus {
     pub key_fingerprint: String,
     pub insecure_default_key: bool,
     pub version: String,
+    /// Whether peers can dial this node: public, private (behind NAT) or unknown.
+    #[serde(default)]
+    pub reachability: String,
+    /// Addresses through relays, held while behind NAT.
+    #[serde(default)]
+    pub relayed_addrs: Vec<String>,
+    /// This node relays for peers behind NAT (`--relay`).
+    #[serde(default)]
+    pub relay_service: bool,
 }
 
 /// A running node. Cheap to clone; all clones are the same node.
@@ -377,6 +392,8 @@ pub(crate) struct Inner {
     has_bootstrap: bool,
     /// Recent offences of peers (see [`crate::conduct`]).
     pub(crate) conduct: std::sync::Mutex<crate::conduct::Conduct>,
+    /// An address was given with `-advertise` (reachability is then not checked).
+    advertised: bool,
 }
 
 impl Inner {
@@ -431,6 +448,7 @@ impl Node {
         );
         net_config.advertise = config.advertise.clone();
         net_config.advertise_only = config.advertise_only;
+        net_config.relay_server = config.relay_server;
         net_config.bootstrap = config.bootstrap.clone();
         net_config.public_ip = config.public_ip;
         net_config.max_peers = config.max_peers;
@@ -493,6 +511,7 @@ impl Node {
                 membership: std::sync::Mutex::new(membership),
                 has_bootstrap: !config.bootstrap.is_empty(),
                 conduct: std::sync::Mutex::new(crate::conduct::Conduct::default()),
+                advertised: config.advertise.is_some(),
             }),
         };
         node.spawn(crate::service::serve(node.clone(), network.inbound));
@@ -802,6 +821,13 @@ impl Node {
             key_fingerprint: self.inner.fingerprint.to_string(),
             insecure_default_key: self.inner.insecure_key,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            reachability: if self.inner.advertised {
+                "as advertised (-advertise: not checked)".to_string()
+            } else {
+                addresses.reachability.clone()
+            },
+            relayed_addrs: addresses.relayed.iter().map(ToString::to_string).collect(),
+            relay_service: addresses.relay_service,
         })
     }
 }
@@ -816,6 +842,7 @@ fn peer_status(number: usize, p: PeerInfo) -> PeerStatus {
         last_seen_seconds: p.last_seen.as_secs_f64(),
         connected_seconds: p.connected_for.as_secs_f64(),
         agent: p.agent,
+        path: p.path.to_string(),
     }
 }
 

@@ -124,6 +124,7 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     config.listen = vec![settings.common.addr.clone()];
     config.advertise = settings.advertise.clone();
     config.advertise_only = settings.advertise_only;
+    config.relay_server = settings.relay;
     config.bootstrap = settings.bootstrap.clone();
     config.public_ip = settings.public_ip;
     config.replicas = settings.replicas;

@@ -143,6 +143,7 @@ pub fn peers_table(peers: &[PeerStatus]) -> String {
         "RTT",
         "Last Seen",
         "Found via",
+        "Path",
     ]);
     for p in peers {
         table.add_row(vec![
@@ -155,6 +156,7 @@ pub fn peers_table(peers: &[PeerStatus]) -> String {
                 .unwrap_or_else(|| "-".into()),
             format!("{} ago", human_duration(p.last_seen_seconds)),
             p.source.clone(),
+            p.path.clone(),
         ]);
     }
     table.to_string()
@@ -267,6 +269,16 @@ pub fn status_block(s: &NodeStatus) -> String {
     };
     let listen = list(&s.listen_addrs);
     let advertised = list(&s.advertised_addrs);
+    let relayed = if s.relayed_addrs.is_empty() {
+        String::new()
+    } else {
+        format!("\nRelayed at:      {}", list(&s.relayed_addrs))
+    };
+    let relaying = if s.relay_service {
+        "\nRelay service:   on (for peers behind NAT)"
+    } else {
+        ""
+    };
     let key_note = if s.insecure_default_key {
         " (the public default key: anyone can read this vault)"
     } else {
@@ -293,6 +305,7 @@ pub fn status_block(s: &NodeStatus) -> String {
          Peer ID:         {}\n\
          Listening on:    {listen}\n\
                   Advertised:      {advertised}\n\
+         Reachability:    {}{relayed}{relaying}\n\
          Replicas:        {}\n\
          Data dir:        {}\n\
          Files:           {}\n\
@@ -302,6 +315,7 @@ pub fn status_block(s: &NodeStatus) -> String {
          Version:         {}",
         s.peers_connected,
         s.peer_id,
+        s.reachability,
         s.replicas,
         s.data_dir.display(),
         s.files,

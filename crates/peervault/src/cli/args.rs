@@ -111,6 +111,12 @@ pub struct NodeArgs {
     #[arg(long, value_name = "ADDR", help_heading = NETWORK)]
     pub advertise: Option<String>,
 
+    /// Relay connections for peers behind NAT (circuit relay v2, with limits), so
+    /// they can reach each other and punch holes for direct connections. Give it
+    /// on nodes that peers can reach directly.
+    #[arg(long, help_heading = NETWORK)]
+    pub relay: bool,
+
     /// Announce only the --advertise address, not the addresses this node listens
     /// on (behind port forwarding or a proxy, where the listen addresses are not
     /// reachable from peers).

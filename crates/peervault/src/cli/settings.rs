@@ -38,6 +38,7 @@ pub struct ConfigFile {
     pub quota: Option<String>,
     pub advertise: Option<String>,
     pub advertise_only: Option<bool>,
+    pub relay: Option<bool>,
     pub bootstrap: Option<StringList>,
     pub public_ip: Option<bool>,
     pub metrics: Option<String>,
@@ -92,6 +93,8 @@ pub struct NodeSettings {
     pub advertise: Option<Endpoint>,
     /// Announce only `advertise`, not the listen addresses.
     pub advertise_only: bool,
+    /// Relay for peers behind NAT.
+    pub relay: bool,
     pub bootstrap: Vec<Endpoint>,
     pub public_ip: bool,
     pub metrics: Option<Endpoint>,
@@ -449,6 +452,7 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
             only
         },
         advertise,
+        relay: flag(node.relay, file.relay),
         bootstrap,
         public_ip: flag(node.public_ip, file.public_ip),
         metrics,
