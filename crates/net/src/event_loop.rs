@@ -416,8 +416,22 @@ impl EventLoop {
         };
         known.pending = true;
         known.attempts += 1;
+        let mut addrs = known.addrs.clone();
+        // A peer behind NAT is reachable only through the relay it reserved on:
+        // try the connected relays too (a relay refuses peers it holds no
+        // reservation for, at the cost of one request).
+        for (relay, c) in &self.book.connected {
+            if c.relay && *relay != peer {
+                let circuit = crate::peers::dialable_address(c)
+                    .with_p2p(*relay)
+                    .unwrap_or_else(|a| a)
+                    .with(Protocol::P2pCircuit)
+                    .with(Protocol::P2p(peer));
+                addrs.push(circuit);
+            }
+        }
         let opts = DialOpts::peer_id(peer)
-            .addresses(known.addrs.clone())
+            .addresses(addrs)
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();
         if let Err(e) = self.swarm.dial(opts) {
@@ -643,10 +657,9 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
-                let relayed = endpoint
-                    .get_remote_address()
-                    .iter()
-                    .any(|p| p == Protocol::P2pCircuit);
+                // The dialling side sees the circuit in the address it dialled, the
+                // listening side in its own (relayed) listen address.
+                let relayed = endpoint.is_relayed();
                 let path = if relayed {
                     ConnectionPath::Relayed
                 } else {

@@ -427,7 +427,9 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
                 identify: identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
                         .with_agent_version(format!("peervault/{}", env!("CARGO_PKG_VERSION")))
-                        .with_hide_listen_addrs(hide_listen),
+                        .with_hide_listen_addrs(hide_listen)
+                        // A reservation on a relay adds an address: tell peers at once.
+                        .with_push_listen_addr_updates(true),
                 ),
                 ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
                 pex: request_response::Behaviour::with_codec(

@@ -95,7 +95,13 @@ where
     .map_err(|_| HandshakeError::Timeout(HANDSHAKE_TIMEOUT))??;
     let peer = channel.remote_peer();
     let config = yamux::Config::default();
-    let muxer = match endpoint.to_endpoint() {
+    // `to_endpoint` ignores the override that hole punching sets on one of the two
+    // dialling sides: that side must act as the listener here.
+    let role = match endpoint {
+        ConnectedPoint::Dialer { role_override, .. } => *role_override,
+        ConnectedPoint::Listener { .. } => Endpoint::Listener,
+    };
+    let muxer = match role {
         Endpoint::Dialer => {
             let (protocol, io) =
                 multistream_select::dialer_select_proto(channel, [YAMUX], Version::V1Lazy)

@@ -10,6 +10,8 @@ mod crash;
 mod faults;
 mod files;
 mod mdns;
+mod nat;
+mod netlab;
 mod network;
 mod observability;
 mod readme;

@@ -7,48 +7,15 @@
 //! touches the host's own interfaces. It needs root and `ip` (iproute2); without
 //! them it fails under `CI=true` and is skipped (saying why) elsewhere.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::{TEST_KEY, TestNode};
+use crate::netlab::{ip, missing_capability};
 
 /// Namespaces made by one test, removed when dropped (which removes their links).
 struct Lab {
     namespaces: Vec<String>,
     prefix: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Why this machine cannot run the test, if it cannot.
-fn missing_capability(tag: &str) -> Option<String> {
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("`ip` (iproute2) is not installed".into());
-    }
-    let probe = format!("pv{tag}{}probe", std::process::id());
-    match ip(&["netns", "add", &probe]) {
-        Ok(()) => {
-            let _ = ip(&["netns", "del", &probe]);
-            None
-        }
-        Err(e) => Some(format!(
-            "cannot create network namespaces (root is needed): {e}"
-        )),
-    }
 }
 
 impl Lab {
@@ -104,7 +71,7 @@ impl Drop for Lab {
 
 /// Builds the lab, or explains why not (failing under CI).
 fn lab(tag: &str, nodes: usize) -> Option<Lab> {
-    if let Some(why) = missing_capability(tag) {
+    if let Some(why) = missing_capability(tag, &[]) {
         assert!(
             std::env::var_os("CI").is_none(),
             "mDNS test cannot run: {why}"
