@@ -411,10 +411,12 @@ fn corrupt_a_chunk(data_dir: &std::path::Path, rng: &mut Rng) {
 
 /// Listing of a node: name -> content hash (hex).
 async fn listing(client: &Client) -> anyhow::Result<BTreeMap<String, String>> {
-    match client.call(&Request::List).await? {
-        Response::Files { files } => Ok(files.into_iter().map(|f| (f.name, f.hash)).collect()),
-        other => bail!("unexpected reply to ls: {other:?}"),
-    }
+    Ok(client
+        .list()
+        .await?
+        .into_iter()
+        .map(|f| (f.name, f.hash))
+        .collect())
 }
 
 /// The states a name may end in, given its history: the writes and deletes that
@@ -523,10 +525,8 @@ async fn check(
     let want = config.cluster.replicas.min(cluster.nodes.len());
     let deadline = Instant::now() + SETTLE;
     loop {
-        let short = match cluster.nodes[0].client.call(&Request::List).await? {
-            Response::Files { files } => files.iter().filter(|f| f.replicas < want).count(),
-            other => bail!("unexpected reply to ls: {other:?}"),
-        };
+        let files = cluster.nodes[0].client.list().await?;
+        let short = files.iter().filter(|f| f.replicas < want).count();
         if short == 0 || Instant::now() > deadline {
             report.under_replicated = short;
             if short > 0 {

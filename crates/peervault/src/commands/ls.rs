@@ -3,14 +3,10 @@
 use std::process::ExitCode;
 
 use crate::control::client::Client;
-use crate::control::proto::{Request, Response};
 use crate::ui;
 
 pub async fn run(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
-    let reply = client.call(&Request::List).await?;
-    let Response::Files { files } = reply else {
-        return Err(super::unexpected(reply));
-    };
+    let files = client.list().await?;
     if json {
         say!("{}", serde_json::to_string_pretty(&files)?);
     } else if files.is_empty() {

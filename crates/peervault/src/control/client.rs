@@ -116,6 +116,20 @@ impl Client {
         ok(read_message(&mut reader).await?)
     }
 
+    /// Every file in the vault (the node sends them in batches).
+    pub async fn list(&self) -> Result<Vec<FileInfo>, ClientError> {
+        let (mut reader, mut writer) = self.connect().await?;
+        writer.send(message_frame(&Request::List)).await?;
+        let mut files = Vec::new();
+        loop {
+            match ok(read_message(&mut reader).await?)? {
+                Response::Files { files: batch } => files.extend(batch),
+                Response::Done => return Ok(files),
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
+        }
+    }
+
     /// Uploads `source` as `name`. `progress` is told the bytes sent so far, then
     /// the durable copies reached and wanted as the node replicates.
     pub async fn put<R: AsyncRead + Unpin>(

@@ -12,6 +12,8 @@
 //! ```text
 //! put:   client J(Put) D* E        node J(Stored | Error)   (Error may come early)
 //! get:   client J(Get)             node J(File) D* J(Done | Error)
+//! list:  client J(List)            node J(Files)* J(Done | Error)   (batches: a
+//!                                  vault of any size fits the frame limit)
 //! other: client J(request)         node J(response | Error)
 //! ```
 //!
@@ -32,7 +34,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::LengthDelimitedCodec;
 
 /// Largest frame either side accepts.
-pub const MAX_FRAME_BYTES: usize = 8 << 20;
+// Room for one JSON answer about a large vault (`verify --json` over 100,000
+// files is ~10 MB); listings come in batches anyway. Only the node's owner can
+// connect, so this bounds mistakes, not attacks.
+pub const MAX_FRAME_BYTES: usize = 64 << 20;
 
 /// File bytes per data frame.
 pub const DATA_FRAME_BYTES: usize = 1 << 20;

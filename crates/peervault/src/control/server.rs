@@ -118,6 +118,9 @@ impl ControlServer {
     }
 }
 
+/// Files per frame of a listing (a few hundred KB of JSON).
+const LIST_BATCH: usize = 1000;
+
 fn error_response(e: &NodeError) -> Response {
     Response::Error {
         kind: e.kind(),
@@ -178,7 +181,15 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             Err(e) => error_response(&e),
         },
         Request::List => match node.list().await {
-            Ok(files) => Response::Files { files },
+            Ok(files) => {
+                for batch in files.chunks(LIST_BATCH) {
+                    let message = Response::Files {
+                        files: batch.to_vec(),
+                    };
+                    writer.send(message_frame(&message)).await?;
+                }
+                Response::Done
+            }
             Err(e) => error_response(&e),
         },
         Request::Delete { name } => match node.delete(&name).await {

@@ -362,3 +362,46 @@ fn the_gc_worker_runs_by_itself_after_its_delay_and_then_every_interval() {
     node.ok(&["get", "kept.bin", "-o", copy.to_str().unwrap()]);
     assert_eq!(hash_file(&copy), hash);
 }
+
+/// Regression: `ls` on a vault of about 30,000 files or more failed ("the node
+/// closed the connection without answering"): the whole listing was one frame,
+/// over the control socket's frame limit. Listings now come in batches.
+#[test]
+fn a_listing_of_many_batches_arrives_whole_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start_with(
+        &dir.path().join("n"),
+        crate::harness::TEST_KEY,
+        &["--replicas", "1"],
+    );
+    let client = peervault::control::client::Client::new(&node.data_dir);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    const FILES: usize = 2_500;
+    runtime.block_on(async {
+        use futures::StreamExt;
+        let puts = futures::stream::iter(0..FILES).map(|i| {
+            let client = &client;
+            async move {
+                let body = format!("file {i}");
+                client
+                    .put(
+                        &format!("many-{i:05}"),
+                        Some(body.len() as u64),
+                        body.as_bytes(),
+                        &mut |_| {},
+                    )
+                    .await
+                    .unwrap();
+            }
+        });
+        puts.buffer_unordered(16).collect::<Vec<()>>().await;
+    });
+    let listed = ls_json(&node);
+    assert_eq!(listed.len(), FILES);
+    let names: Vec<&str> = listed.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "sorted by name");
+    assert_eq!(names[0], "many-00000");
+    assert_eq!(names[FILES - 1], format!("many-{:05}", FILES - 1));
+}
