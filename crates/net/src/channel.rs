@@ -125,6 +125,22 @@ impl<S> std::fmt::Debug for Channel<S> {
 }
 
 impl<S> Channel<S> {
+    fn new(inner: S, remote: PeerId, send: Direction, recv: Direction) -> Self {
+        Channel {
+            inner,
+            remote,
+            send,
+            recv,
+            plain: Vec::with_capacity(MAX_PAYLOAD),
+            out: Vec::new(),
+            out_written: 0,
+            frame: Vec::new(),
+            frame_filled: 0,
+            opened: Vec::new(),
+            opened_read: 0,
+        }
+    }
+
     /// The peer at the other end, proven by its signature.
     pub fn remote_peer(&self) -> PeerId {
         self.remote
@@ -179,19 +195,12 @@ where
             counter: 0,
         })
     };
-    let mut channel = Channel {
-        inner: socket,
-        remote: PeerId::from(identity.public()),
-        send: direction(&ours[..HELLO_NONCE])?,
-        recv: direction(&theirs[..HELLO_NONCE])?,
-        plain: Vec::with_capacity(MAX_PAYLOAD),
-        out: Vec::new(),
-        out_written: 0,
-        frame: Vec::new(),
-        frame_filled: 0,
-        opened: Vec::new(),
-        opened_read: 0,
-    };
+    let mut channel = Channel::new(
+        socket,
+        PeerId::from(identity.public()),
+        direction(&ours[..HELLO_NONCE])?,
+        direction(&theirs[..HELLO_NONCE])?,
+    );
 
     // Identities, inside the channel: both sides send at once, then read.
     let signed = [LABEL_IDENTITY, &transcript, &ours[..HELLO_NONCE]].concat();
@@ -279,25 +288,16 @@ fn length_prefixed(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
 /// the plaintext bytes read (for the fuzz targets: framing must never panic).
 pub(crate) fn read_all_under_test_key(wire: &[u8]) -> usize {
     let Ok(key) = aead(&[7; 32]) else { return 0 };
-    let mut channel = Channel {
-        inner: futures::io::Cursor::new(wire.to_vec()),
-        remote: PeerId::random(),
-        send: Direction {
-            key: match aead(&[8; 32]) {
-                Ok(k) => k,
-                Err(_) => return 0,
-            },
+    let Ok(send) = aead(&[8; 32]) else { return 0 };
+    let mut channel = Channel::new(
+        futures::io::Cursor::new(wire.to_vec()),
+        PeerId::random(),
+        Direction {
+            key: send,
             counter: 0,
         },
-        recv: Direction { key, counter: 0 },
-        plain: Vec::new(),
-        out: Vec::new(),
-        out_written: 0,
-        frame: Vec::new(),
-        frame_filled: 0,
-        opened: Vec::new(),
-        opened_read: 0,
-    };
+        Direction { key, counter: 0 },
+    );
     let mut out = Vec::new();
     let _ = futures::executor::block_on(channel.read_to_end(&mut out));
     out.len()
@@ -456,25 +456,11 @@ mod tests {
     use tokio_util::compat::TokioAsyncReadCompatExt;
 
     fn channel_over<S>(inner: S, send: [u8; 32], recv: [u8; 32]) -> Channel<S> {
-        Channel {
-            inner,
-            remote: PeerId::random(),
-            send: Direction {
-                key: aead(&send).unwrap(),
-                counter: 0,
-            },
-            recv: Direction {
-                key: aead(&recv).unwrap(),
-                counter: 0,
-            },
-            plain: Vec::with_capacity(MAX_PAYLOAD),
-            out: Vec::new(),
-            out_written: 0,
-            frame: Vec::new(),
-            frame_filled: 0,
-            opened: Vec::new(),
-            opened_read: 0,
-        }
+        let direction = |key: [u8; 32]| Direction {
+            key: aead(&key).unwrap(),
+            counter: 0,
+        };
+        Channel::new(inner, PeerId::random(), direction(send), direction(recv))
     }
 
     fn message(len: usize) -> Vec<u8> {

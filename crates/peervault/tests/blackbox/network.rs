@@ -177,17 +177,23 @@ fn a_bootstrap_peer_started_ten_seconds_late_is_joined_without_a_restart() {
     );
 }
 
-#[test]
-fn a_stalled_peer_does_not_stall_puts_or_gets() {
-    // Accepts TCP connections and never says a word.
+/// A port that accepts TCP connections and never says a word (up to 64 of them,
+/// held until the test process ends).
+fn stalled_peer() -> u16 {
     let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let stalled_port = stalled.local_addr().unwrap().port();
-    let _keeper = std::thread::spawn(move || {
+    let port = stalled.local_addr().unwrap().port();
+    std::thread::spawn(move || {
         let mut held = Vec::new();
         for conn in stalled.incoming().take(64) {
             held.push(conn);
         }
     });
+    port
+}
+
+#[test]
+fn a_stalled_peer_does_not_stall_puts_or_gets() {
+    let stalled_port = stalled_peer();
     let dir = tempfile::tempdir().unwrap();
     let b = TestNode::start(&dir.path().join("b"));
     let a = join(&dir.path().join("a"), &[stalled_port, b.port()], &[]);
@@ -548,15 +554,7 @@ fn a_killed_holder_is_replaced_after_the_repair_delay() {
 #[test]
 fn a_stalled_bootstrap_peer_does_not_stall_the_prompt() {
     use std::io::Write;
-    // Accepts TCP connections and never says a word.
-    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let stalled_port = stalled.local_addr().unwrap().port();
-    let _keeper = std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in stalled.incoming().take(64) {
-            held.push(conn);
-        }
-    });
+    let stalled_port = stalled_peer();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("note.txt");
     std::fs::write(&input, b"written while a peer stalls").unwrap();
