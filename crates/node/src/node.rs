@@ -359,6 +359,9 @@ pub struct NodeStatus {
     /// This node relays for peers behind NAT (`--relay`).
     #[serde(default)]
     pub relay_service: bool,
+    /// Connected peers by how their connection runs: direct, relayed, hole-punched.
+    #[serde(default)]
+    pub paths: std::collections::BTreeMap<String, usize>,
 }
 
 /// A running node. Cheap to clone; all clones are the same node.
@@ -806,7 +809,12 @@ impl Node {
     pub async fn status(&self) -> Result<NodeStatus> {
         let files = self.inner.vault.list().await?.len();
         let addresses = self.inner.net.addresses().await;
-        let peers = self.inner.net.peers().await.len();
+        let connected = self.inner.net.peers().await;
+        let peers = connected.len();
+        let mut paths = std::collections::BTreeMap::new();
+        for peer in &connected {
+            *paths.entry(peer.path.to_string()).or_insert(0) += 1;
+        }
         Ok(NodeStatus {
             peer_id: self.peer_id(),
             data_dir: self.inner.data_dir.clone(),
@@ -828,6 +836,7 @@ impl Node {
             },
             relayed_addrs: addresses.relayed.iter().map(ToString::to_string).collect(),
             relay_service: addresses.relay_service,
+            paths,
         })
     }
 }

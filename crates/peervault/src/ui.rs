@@ -274,6 +274,12 @@ pub fn status_block(s: &NodeStatus) -> String {
     } else {
         format!("\nRelayed at:      {}", list(&s.relayed_addrs))
     };
+    let paths = if s.paths.is_empty() {
+        String::new()
+    } else {
+        let parts: Vec<String> = s.paths.iter().map(|(path, n)| format!("{n} {path}")).collect();
+        format!("\nConnections:     {}", parts.join(", "))
+    };
     let relaying = if s.relay_service {
         "\nRelay service:   on (for peers behind NAT)"
     } else {
@@ -305,7 +311,7 @@ pub fn status_block(s: &NodeStatus) -> String {
          Peer ID:         {}\n\
          Listening on:    {listen}\n\
                   Advertised:      {advertised}\n\
-         Reachability:    {}{relayed}{relaying}\n\
+         Reachability:    {}{relayed}{relaying}{paths}\n\
          Replicas:        {}\n\
          Data dir:        {}\n\
          Files:           {}\n\

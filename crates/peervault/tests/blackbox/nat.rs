@@ -279,7 +279,23 @@ fn homes_exchange_files(tag: &str, nat: Nat, settle_on: &str) -> String {
             .into_iter()
             .find(|f| f["name"] == name.as_str());
         assert_eq!(entry.unwrap()["local"], false, "the reader holds no copy");
+        // Replication crosses the same path: the writer copies the file to the
+        // other home, which then holds it.
+        let sent = homes[writer].ok(&["send", &name, &ids[reader]]);
+        assert!(sent.contains("sent to"), "{sent}");
+        let entry = homes[reader]
+            .ls()
+            .into_iter()
+            .find(|f| f["name"] == name.as_str());
+        assert_eq!(entry.unwrap()["local"], true, "the copy arrived");
     }
+    let status: serde_json::Value =
+        serde_json::from_str(&homes[0].ok(&["status", "--json"])).unwrap();
+    assert!(
+        status["paths"][&path].as_u64().unwrap_or(0) >= 1,
+        "{status}"
+    );
+    assert!(homes[0].ok(&["status"]).contains("Connections:"));
     path
 }
 
