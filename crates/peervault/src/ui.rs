@@ -277,7 +277,11 @@ pub fn status_block(s: &NodeStatus) -> String {
     let paths = if s.paths.is_empty() {
         String::new()
     } else {
-        let parts: Vec<String> = s.paths.iter().map(|(path, n)| format!("{n} {path}")).collect();
+        let parts: Vec<String> = s
+            .paths
+            .iter()
+            .map(|(path, n)| format!("{n} {path}"))
+            .collect();
         format!("\nConnections:     {}", parts.join(", "))
     };
     let relaying = if s.relay_service {
