@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -161,13 +162,14 @@ async fn timed_put(a: &NodeProcess, name: &str, input: &Path, size: u64) -> anyh
     Ok(seconds)
 }
 
-/// Reads `name` on `d` into a file (as the baseline does), retrying while `d` may
+/// Reads `name` on `d` into a file (as the baseline does, and as `peervault get -o`
+/// does: the node writes into the file), retrying while `d` may
 /// not have the catalogue entry yet.
 async fn timed_get(d: &NodeProcess, name: &str, out: &Path, size: u64) -> anyhow::Result<f64> {
     let start = Instant::now();
     let got = loop {
-        let mut file = tokio::fs::File::create(out).await?;
-        match d.client.get(name, &mut file, &mut |_, _| {}).await {
+        let file = std::fs::File::create(out)?;
+        match d.client.get_into(name, file.as_fd(), &mut |_, _| {}).await {
             Ok(info) => break info,
             Err(e) if start.elapsed().as_secs() < 30 && e.to_string().contains("no file named") => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -59,6 +59,11 @@ impl AtomicFile {
         &mut self.file
     }
 
+    /// The temporary file's descriptor, for a writer in another process.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.file)
+    }
+
     /// Makes the written bytes durable and moves them into place.
     pub async fn commit(mut self) -> io::Result<()> {
         self.file.sync_all().await?;

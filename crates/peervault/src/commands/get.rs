@@ -1,5 +1,6 @@
 //! `peervault get <name> [-o PATH]`
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -24,15 +25,21 @@ pub async fn run(
         .set(done)
     };
     match output.filter(|p| p.as_os_str() != "-") {
+        // Standard output redirected to a file: the node writes into it directly.
+        None if stdout_is_a_file() => {
+            client
+                .get_into(name, std::io::stdout().as_fd(), &mut show)
+                .await?;
+        }
         None => {
             let mut stdout = tokio::io::stdout();
             client.get(name, &mut stdout, &mut show).await?;
         }
         Some(dest) => {
-            let mut target = AtomicFile::create(dest)
+            let target = AtomicFile::create(dest)
                 .await
                 .with_context(|| format!("cannot write {}", dest.display()))?;
-            let info = client.get(name, target.file(), &mut show).await?;
+            let info = client.get_into(name, target.fd(), &mut show).await?;
             if let Some(bar) = &bar {
                 bar.finish();
             }
@@ -49,4 +56,14 @@ pub async fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether standard output is a regular file (`get name > file`), which the node
+/// can be given to write into; pipes and terminals are streamed to.
+fn stdout_is_a_file() -> bool {
+    rustix::fs::fstat(std::io::stdout())
+        .map(|stat| {
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
+        })
+        .unwrap_or(false)
 }

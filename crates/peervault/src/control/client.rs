@@ -1,6 +1,7 @@
 //! The client side of the control socket, used by the subcommands and the benchmark.
 
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use futures::{SinkExt, StreamExt};
@@ -14,7 +15,7 @@ use super::proto::{
     DATA_FRAME_BYTES, Frame, ProtocolError, Request, Response, codec, end_frame, message_frame,
     write_data_frame,
 };
-use super::socket::{socket_address, socket_path};
+use super::socket::{send_fd, socket_address, socket_path};
 
 type Reader = FramedRead<OwnedReadHalf, LengthDelimitedCodec>;
 type Writer = FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>;
@@ -224,5 +225,45 @@ impl Client {
         }
         sink.flush().await?;
         Ok(info)
+    }
+
+    /// Downloads `name` into `file`, which must be a regular file open for writing:
+    /// the node writes the verified bytes into it directly (at its current offset),
+    /// so they cross no socket. Same guarantees as [`Client::get`]; on error, `file`
+    /// may hold a verified prefix. The bytes are written, not yet made durable.
+    pub async fn get_into(
+        &self,
+        name: &str,
+        file: BorrowedFd<'_>,
+        progress: &mut (dyn FnMut(u64, &FileInfo) + Send),
+    ) -> Result<FileInfo, ClientError> {
+        let (mut reader, mut writer) = self.connect().await?;
+        writer
+            .send(message_frame(&Request::GetInto {
+                name: name.to_string(),
+            }))
+            .await?;
+        let info = match ok(read_message(&mut reader).await?)? {
+            Response::File { file } => file,
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        send_fd(writer.get_ref().as_ref(), file).await?;
+        let mut written = 0u64;
+        loop {
+            match ok(read_message(&mut reader).await?)? {
+                Response::Written { bytes } => {
+                    written = bytes;
+                    progress(written, &info);
+                }
+                Response::Done if written == info.size => return Ok(info),
+                Response::Done => {
+                    return Err(ClientError::Unexpected(format!(
+                        "the node wrote {written} of {} bytes",
+                        info.size
+                    )));
+                }
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
+        }
     }
 }

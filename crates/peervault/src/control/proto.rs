@@ -12,6 +12,9 @@
 //! ```text
 //! put:   client J(Put) D* E        node J(Stored | Error)   (Error may come early)
 //! get:   client J(Get)             node J(File) D* J(Done | Error)
+//! get into a file:
+//!        client J(GetInto)         node J(File | Error)
+//!        client passes its file    node J(Written)* J(Done | Error)
 //! list:  client J(List)            node J(Files)* J(Done | Error)   (batches: a
 //!                                  vault of any size fits the frame limit)
 //! other: client J(request)         node J(response | Error)
@@ -21,6 +24,14 @@
 //! file is explicit: a client that dies mid-upload can never be mistaken for a
 //! short file, and a read that fails an integrity check mid-way is reported as an
 //! error after the bytes that were verified.
+//!
+//! `GetInto` is the fast form of `get` for a destination that is a regular file:
+//! after `File`, the client passes the open file over the socket (one byte with
+//! `SCM_RIGHTS`, see [`super::socket::send_fd`]) and the node writes the verified
+//! bytes straight into it, reporting how many with `Written`. The bytes then cross
+//! no socket between the processes: on the 2-core benchmark machine the old path
+//! cost the reader and the client about a sixth of all CPU of a remote get. A
+//! failure mid-way leaves a verified prefix, as with `Get`.
 
 use std::io;
 
@@ -137,6 +148,10 @@ pub enum Request {
     Get {
         name: String,
     },
+    /// Like `Get`, into a regular file the client passes after `File`.
+    GetInto {
+        name: String,
+    },
     Stat {
         name: String,
     },
@@ -197,6 +212,10 @@ pub enum Response {
     },
     /// Follows the data of a complete get.
     Done,
+    /// During a `GetInto`: bytes written into the client's file so far.
+    Written {
+        bytes: u64,
+    },
     Files {
         files: Vec<FileInfo>,
     },

@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use super::proto::{
     DATA_FRAME_BYTES, Frame, Request, Response, codec, message_frame, write_data_frame,
 };
-use super::socket::{socket_address, socket_path};
+use super::socket::{recv_fd, socket_address, socket_path};
 
 /// Requests served concurrently.
 const MAX_CONNECTIONS: usize = 64;
@@ -176,6 +176,7 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             }
         }
         Request::Get { name } => return send_file(node, &name, writer).await,
+        Request::GetInto { name } => return write_file_into(node, &name, reader, writer).await,
         Request::Stat { name } => match node.stat(&name).await {
             Ok(file) => Response::File { file },
             Err(e) => error_response(&e),
@@ -278,6 +279,72 @@ async fn send_file(node: &Node, name: &str, writer: &mut Writer) -> io::Result<(
                 return writer.send(message_frame(&response)).await;
             }
         }
+    }
+    writer.send(message_frame(&Response::Done)).await
+}
+
+/// Writes `name` into the regular file the client passes after `File`, reporting
+/// progress with `Written` (see the protocol's docs for why).
+async fn write_file_into(
+    node: &Node,
+    name: &str,
+    reader: &mut Reader,
+    writer: &mut Writer,
+) -> io::Result<()> {
+    let mut file = match node.get(name).await {
+        Ok(file) => file,
+        Err(e) => return writer.send(message_frame(&error_response(&e))).await,
+    };
+    let size = file.manifest().size;
+    let info = FileInfo::new(file.manifest(), false, 0);
+    writer
+        .send(message_frame(&Response::File { file: info }))
+        .await?;
+    // The client sends nothing between its request and the descriptor, so a byte
+    // already buffered by the codec would be a confused client.
+    if !reader.read_buffer().is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bytes arrived where the client's output file was expected",
+        ));
+    }
+    let mut out = std::fs::File::from(recv_fd(reader.get_ref().as_ref()).await?);
+    // Blocking writes into a pipe or a terminal could hold a thread for as long as
+    // its reader likes; those destinations use the streamed `Get`.
+    if !out.metadata()?.file_type().is_file() {
+        let refusal = NodeError::Invalid("the passed output is not a regular file".into());
+        return writer.send(message_frame(&error_response(&refusal))).await;
+    }
+    let mut written = 0u64;
+    while let Some(piece) = file.next().await {
+        let bytes = match piece {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let response = error_response(&NodeError::from(e));
+                return writer.send(message_frame(&response)).await;
+            }
+        };
+        let len = bytes.len() as u64;
+        let wrote = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            out.write_all(&bytes).map(|()| out)
+        })
+        .await
+        .map_err(io::Error::other)?;
+        out = match wrote {
+            Ok(out) => out,
+            Err(e) => {
+                let what = format!(
+                    "cannot write into the output file after {written} of {size} bytes: {e}"
+                );
+                let response = error_response(&NodeError::Invalid(what));
+                return writer.send(message_frame(&response)).await;
+            }
+        };
+        written += len;
+        writer
+            .send(message_frame(&Response::Written { bytes: written }))
+            .await?;
     }
     writer.send(message_frame(&Response::Done)).await
 }

@@ -181,6 +181,24 @@ fn a_corrupted_chunk_fails_get_writes_no_wrong_bytes_and_verify_reports_it() {
         "stdout holds only verified bytes"
     );
     assert!(piped.stdout.len() < original.len());
+    // The same into a redirected standard output, which the node writes itself.
+    let redirected = dir.path().join("redirected.bin");
+    let got = crate::harness::command()
+        .args(["--data-dir", data.to_str().unwrap(), "get", "precious.bin"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&redirected).unwrap())
+        .output()
+        .unwrap();
+    assert!(!got.status.success());
+    assert!(
+        stderr(&got).contains("integrity check failed"),
+        "{}",
+        stderr(&got)
+    );
+    let prefix = std::fs::read(&redirected).unwrap();
+    assert!(original.starts_with(&prefix), "only verified bytes");
+    assert!(prefix.len() < original.len());
+    std::fs::remove_file(&redirected).unwrap();
 
     let verify = node.cli(&["verify"]);
     assert_eq!(verify.status.code(), Some(1));
@@ -404,4 +422,77 @@ fn a_listing_of_many_batches_arrives_whole_and_in_order() {
     assert_eq!(names, sorted, "sorted by name");
     assert_eq!(names[0], "many-00000");
     assert_eq!(names[FILES - 1], format!("many-{:05}", FILES - 1));
+}
+
+/// `get` into a regular file hands the file to the node, which writes the bytes
+/// itself (the control protocol's `GetInto`): at the file's own offset, only
+/// verified bytes, and never into a pipe or terminal, which are streamed to.
+#[test]
+fn the_node_writes_a_get_into_the_clients_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start_with(
+        &dir.path().join("n"),
+        crate::harness::TEST_KEY,
+        &["--replicas", "1"],
+    );
+    let input = dir.path().join("in.bin");
+    let hash = write_random_file(&input, 3 * 1024 * 1024 + 77, 9);
+    node.ok(&["put", input.to_str().unwrap(), "--name", "x.bin"]);
+
+    // `get x.bin >> out`: the bytes land after what the file already held.
+    let out = dir.path().join("out.bin");
+    std::fs::write(&out, b"kept: ").unwrap();
+    let append = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+    let got = crate::harness::command()
+        .args([
+            "--data-dir",
+            node.data_dir.to_str().unwrap(),
+            "get",
+            "x.bin",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(append)
+        .output()
+        .unwrap();
+    assert!(got.status.success(), "{}", stderr(&got));
+    let written = std::fs::read(&out).unwrap();
+    assert_eq!(&written[..6], b"kept: ");
+    assert_eq!(blake3::hash(&written[6..]), hash);
+
+    // Through the library: a pipe is refused with a reason; a file gets progress.
+    let client = peervault::control::client::Client::new(&node.data_dir);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use std::os::fd::AsFd;
+        let (_read, write) = std::io::pipe().unwrap();
+        let refused = client
+            .get_into("x.bin", write.as_fd(), &mut |_, _| {})
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("not a regular file"),
+            "{refused}"
+        );
+        let file = std::fs::File::create(dir.path().join("lib.bin")).unwrap();
+        let mut seen = Vec::new();
+        let info = client
+            .get_into("x.bin", file.as_fd(), &mut |done, _| seen.push(done))
+            .await
+            .unwrap();
+        assert_eq!(seen.last(), Some(&info.size));
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        let missing = client
+            .get_into("nothing.bin", file.as_fd(), &mut |_, _| {})
+            .await
+            .unwrap_err();
+        assert!(missing.to_string().contains("no file named"), "{missing}");
+    });
+    assert_eq!(hash_file(&dir.path().join("lib.bin")), hash);
+    // The node is unharmed by all of it.
+    node.ok(&[
+        "get",
+        "x.bin",
+        "-o",
+        dir.path().join("again.bin").to_str().unwrap(),
+    ]);
 }
