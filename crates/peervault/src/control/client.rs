@@ -178,6 +178,19 @@ impl Client {
         }
     }
 
+    /// Sends a read request and takes the `File` answer that opens every read.
+    async fn open_file(
+        &self,
+        request: &Request,
+    ) -> Result<(Reader, Writer, FileInfo), ClientError> {
+        let (mut reader, mut writer) = self.connect().await?;
+        writer.send(message_frame(request)).await?;
+        match ok(read_message(&mut reader).await?)? {
+            Response::File { file } => Ok((reader, writer, file)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Downloads `name` into `sink`; returns its metadata once every byte arrived
     /// verified. On error, `sink` may hold a verified prefix of the file.
     pub async fn get<W: AsyncWrite + Unpin>(
@@ -186,16 +199,10 @@ impl Client {
         sink: &mut W,
         progress: &mut (dyn FnMut(u64, &FileInfo) + Send),
     ) -> Result<FileInfo, ClientError> {
-        let (mut reader, mut writer) = self.connect().await?;
-        writer
-            .send(message_frame(&Request::Get {
-                name: name.to_string(),
-            }))
-            .await?;
-        let info = match ok(read_message(&mut reader).await?)? {
-            Response::File { file } => file,
-            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        let request = Request::Get {
+            name: name.to_string(),
         };
+        let (mut reader, _writer, info) = self.open_file(&request).await?;
         let mut received = 0u64;
         loop {
             let Some(frame) = reader.next().await else {
@@ -237,16 +244,10 @@ impl Client {
         file: BorrowedFd<'_>,
         progress: &mut (dyn FnMut(u64, &FileInfo) + Send),
     ) -> Result<FileInfo, ClientError> {
-        let (mut reader, mut writer) = self.connect().await?;
-        writer
-            .send(message_frame(&Request::GetInto {
-                name: name.to_string(),
-            }))
-            .await?;
-        let info = match ok(read_message(&mut reader).await?)? {
-            Response::File { file } => file,
-            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        let request = Request::GetInto {
+            name: name.to_string(),
         };
+        let (mut reader, writer, info) = self.open_file(&request).await?;
         send_fd(writer.get_ref().as_ref(), file).await?;
         let mut written = 0u64;
         loop {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, Stream, StreamExt};
-use peervault_node::{CopyProgress, FileInfo, Node, NodeError};
+use peervault_node::{CopyProgress, FileInfo, FileReader, Node, NodeError};
 use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Semaphore;
@@ -258,15 +258,26 @@ async fn fetch(node: &Node, name: &str, peer: &str) -> Result<(String, usize), N
     Ok((peer.to_string(), chunks))
 }
 
-async fn send_file(node: &Node, name: &str, writer: &mut Writer) -> io::Result<()> {
-    let mut file = match node.get(name).await {
+/// Opens `name` for a read and answers `File`; `None` once the refusal is sent.
+async fn open_file(node: &Node, name: &str, writer: &mut Writer) -> io::Result<Option<FileReader>> {
+    let file = match node.get(name).await {
         Ok(file) => file,
-        Err(e) => return writer.send(message_frame(&error_response(&e))).await,
+        Err(e) => {
+            writer.send(message_frame(&error_response(&e))).await?;
+            return Ok(None);
+        }
     };
     let info = FileInfo::new(file.manifest(), false, 0);
     writer
         .send(message_frame(&Response::File { file: info }))
         .await?;
+    Ok(Some(file))
+}
+
+async fn send_file(node: &Node, name: &str, writer: &mut Writer) -> io::Result<()> {
+    let Some(mut file) = open_file(node, name, writer).await? else {
+        return Ok(());
+    };
     while let Some(piece) = file.next().await {
         match piece {
             Ok(bytes) => {
@@ -291,15 +302,10 @@ async fn write_file_into(
     reader: &mut Reader,
     writer: &mut Writer,
 ) -> io::Result<()> {
-    let mut file = match node.get(name).await {
-        Ok(file) => file,
-        Err(e) => return writer.send(message_frame(&error_response(&e))).await,
+    let Some(mut file) = open_file(node, name, writer).await? else {
+        return Ok(());
     };
     let size = file.manifest().size;
-    let info = FileInfo::new(file.manifest(), false, 0);
-    writer
-        .send(message_frame(&Response::File { file: info }))
-        .await?;
     // The client sends nothing between its request and the descriptor, so a byte
     // already buffered by the codec would be a confused client.
     if !reader.read_buffer().is_empty() {
