@@ -183,12 +183,10 @@ fn a_corrupted_chunk_fails_get_writes_no_wrong_bytes_and_verify_reports_it() {
     assert!(piped.stdout.len() < original.len());
     // The same into a redirected standard output, which the node writes itself.
     let redirected = dir.path().join("redirected.bin");
-    let got = crate::harness::command()
-        .args(["--data-dir", data.to_str().unwrap(), "get", "precious.bin"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(&redirected).unwrap())
-        .output()
-        .unwrap();
+    let got = node.cli_into(
+        &["get", "precious.bin"],
+        std::fs::File::create(&redirected).unwrap(),
+    );
     assert!(!got.status.success());
     assert!(
         stderr(&got).contains("integrity check failed"),
@@ -443,17 +441,7 @@ fn the_node_writes_a_get_into_the_clients_own_file() {
     let out = dir.path().join("out.bin");
     std::fs::write(&out, b"kept: ").unwrap();
     let append = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
-    let got = crate::harness::command()
-        .args([
-            "--data-dir",
-            node.data_dir.to_str().unwrap(),
-            "get",
-            "x.bin",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(append)
-        .output()
-        .unwrap();
+    let got = node.cli_into(&["get", "x.bin"], append);
     assert!(got.status.success(), "{}", stderr(&got));
     let written = std::fs::read(&out).unwrap();
     assert_eq!(&written[..6], b"kept: ");

@@ -159,12 +159,27 @@ impl TestNode {
         }
     }
 
+    /// A client command against this node, not yet run.
+    fn client(&self, args: &[&str]) -> Command {
+        let mut cmd = command();
+        cmd.args(["--data-dir", self.data_dir.to_str().expect("utf-8 path")])
+            .args(args);
+        cmd
+    }
+
     /// Runs a client command against this node.
     pub fn cli(&self, args: &[&str]) -> Output {
-        command()
-            .args(["--data-dir", self.data_dir.to_str().expect("utf-8 path")])
-            .args(args)
+        self.client(args)
             .stdin(Stdio::null())
+            .output()
+            .expect("run client")
+    }
+
+    /// Runs a client command with its standard output redirected to `file`.
+    pub fn cli_into(&self, args: &[&str], file: std::fs::File) -> Output {
+        self.client(args)
+            .stdin(Stdio::null())
+            .stdout(file)
             .output()
             .expect("run client")
     }
@@ -240,9 +255,8 @@ impl TestNode {
 
     /// Runs a client command with bytes on its stdin.
     pub fn cli_with_input(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = command()
-            .args(["--data-dir", self.data_dir.to_str().expect("utf-8 path")])
-            .args(args)
+        let mut child = self
+            .client(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
