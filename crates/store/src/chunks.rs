@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use rustix::fs::OFlags;
+
 use crate::crypto::CHUNK_OVERHEAD;
 use crate::ids::ChunkId;
 use crate::manifest::MAX_CHUNK_SIZE;
@@ -76,6 +78,24 @@ impl Drop for PendingBlob {
         if self.file.is_some() {
             let _ = fs::remove_file(&self.tmp_path);
         }
+    }
+}
+
+impl PendingBlob {
+    /// Creates the temporary file (owner-only, with extra open `flags`); from here
+    /// on dropping the guard removes it if anything fails.
+    fn create(id: &ChunkId, tmp_path: &Path, flags: OFlags) -> io::Result<PendingBlob> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(PRIVATE_FILE)
+            .custom_flags(flags.bits() as i32)
+            .open(tmp_path)?;
+        Ok(PendingBlob {
+            id: *id,
+            file: Some(file),
+            tmp_path: tmp_path.to_path_buf(),
+        })
     }
 }
 
@@ -155,17 +175,7 @@ impl ChunkFiles {
                 Err(e) => return Err(e),
             }
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(PRIVATE_FILE)
-            .open(&tmp_path)?;
-        // From here on the guard removes the temporary file if anything fails.
-        let mut pending = PendingBlob {
-            id: *id,
-            file: Some(file),
-            tmp_path,
-        };
+        let mut pending = PendingBlob::create(id, &tmp_path, OFlags::empty())?;
         if let Some(file) = pending.file.as_mut() {
             file.write_all(blob)?;
         }
@@ -181,17 +191,7 @@ impl ChunkFiles {
         blob: &[u8],
         tmp_path: &Path,
     ) -> io::Result<PendingBlob> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(PRIVATE_FILE)
-            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-            .open(tmp_path)?;
-        let mut pending = PendingBlob {
-            id: *id,
-            file: Some(file),
-            tmp_path: tmp_path.to_path_buf(),
-        };
+        let mut pending = PendingBlob::create(id, tmp_path, OFlags::DIRECT)?;
         let whole = blob.len() / DIRECT_ALIGN * DIRECT_ALIGN;
         let mut staging = self
             .staging
@@ -207,7 +207,7 @@ impl ChunkFiles {
             aligned.copy_from_slice(&blob[..whole]);
             if let Some(file) = pending.file.as_mut() {
                 file.write_all(aligned)?;
-                rustix::fs::fcntl_setfl(&*file, rustix::fs::OFlags::empty())?;
+                rustix::fs::fcntl_setfl(&*file, OFlags::empty())?;
                 file.write_all(&blob[whole..])?;
             }
             Ok::<(), io::Error>(())
