@@ -161,38 +161,21 @@ const CHUNK_VARIANT: u8 = 6;
 /// The start of an encoded `Response::Chunk` carrying `blob_len` bytes: the blob
 /// itself follows (so a holder reads it from disk straight into the message).
 pub fn chunk_response_prefix(blob_len: usize) -> Vec<u8> {
-    let mut out = vec![WIRE_VERSION, CHUNK_VARIANT];
-    let mut len = blob_len as u64;
-    loop {
-        let byte = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
+    // The blob's length, as postcard writes that of any byte string (into a Vec,
+    // which cannot fail).
+    let header = vec![WIRE_VERSION, CHUNK_VARIANT];
+    postcard::to_extend(&(blob_len as u64), header).unwrap_or_default()
 }
 
 /// Where the blob lies in `message` if it is an encoded `Response::Chunk` (so a
 /// reader can take it without copying); `None` for any other message.
 pub fn chunk_in_response(message: &[u8]) -> Option<std::ops::Range<usize>> {
-    match message {
-        [WIRE_VERSION, CHUNK_VARIANT, rest @ ..] => {
-            let (mut len, mut shift) = (0u64, 0u32);
-            for (i, byte) in rest.iter().enumerate().take(10) {
-                len |= u64::from(byte & 0x7f) << shift;
-                if byte & 0x80 == 0 {
-                    let start = 2 + i + 1;
-                    let end = start.checked_add(usize::try_from(len).ok()?)?;
-                    return (end == message.len()).then_some(start..end);
-                }
-                shift += 7;
-            }
-            None
-        }
-        _ => None,
-    }
+    let [WIRE_VERSION, CHUNK_VARIANT, rest @ ..] = message else {
+        return None;
+    };
+    let (len, blob) = postcard::take_from_bytes::<u64>(rest).ok()?;
+    let start = message.len() - blob.len();
+    (usize::try_from(len).ok()? == blob.len()).then_some(start..message.len())
 }
 
 /// The encoded `PutChunk` request for a blob, made once and sent to every holder.
