@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use peervault_net::{InboundRequest, PeerId};
-use peervault_store::{CatalogueEntry, StoreError, Vault};
+use peervault_store::{CatalogueEntry, ChunkId, StoreError, Vault};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::conduct::{BAN_AFTER, BAN_FOR, Offence};
@@ -66,31 +66,12 @@ impl Node {
         }
     }
 
-    /// The encoded answer to a request. Chunks, most of the bytes a node serves,
-    /// are read from disk straight into their message.
+    /// The encoded answer to a request, decoded once here. Chunks, most of the
+    /// bytes a node serves, are read from disk straight into their message.
     async fn answer_encoded(&self, peer: PeerId, bytes: &[u8]) -> Vec<u8> {
-        if let Ok(Request::GetChunk { id }) = Request::decode(bytes) {
-            let read = self
-                .inner
-                .vault
-                .read_blob_after(id, crate::wire::chunk_response_prefix)
-                .await;
-            return match read {
-                Ok(Some(message)) => {
-                    let blob = crate::wire::chunk_in_response(&message).map_or(0, |r| r.len());
-                    self.inner.metrics.bytes_sent.inc_by(blob as u64);
-                    message
-                }
-                Ok(None) => Response::Missing.encode(),
-                Err(e) => Response::Error(e.to_string()).encode(),
-            };
-        }
-        self.answer(peer, bytes).await.encode()
-    }
-
-    async fn answer(&self, peer: PeerId, bytes: &[u8]) -> Response {
-        let request = match Request::decode(bytes) {
-            Ok(request) => request,
+        match Request::decode(bytes) {
+            Ok(Request::GetChunk { id }) => self.serve_chunk(id).await,
+            Ok(request) => self.answer(peer, request).await.encode(),
             Err(e) => {
                 self.offence(
                     peer,
@@ -98,9 +79,31 @@ impl Node {
                     &format!("an undecodable request ({e})"),
                 )
                 .await;
-                return Response::Error(format!("undecodable request: {e}"));
+                Response::Error(format!("undecodable request: {e}")).encode()
             }
-        };
+        }
+    }
+
+    /// An encoded `Chunk` (or `Missing`) answer, the blob read into the message.
+    async fn serve_chunk(&self, id: ChunkId) -> Vec<u8> {
+        let read = self
+            .inner
+            .vault
+            .read_blob_after(id, crate::wire::chunk_response_prefix)
+            .await;
+        match read {
+            Ok(Some(message)) => {
+                let blob = crate::wire::chunk_in_response(&message).map_or(0, |r| r.len());
+                self.inner.metrics.bytes_sent.inc_by(blob as u64);
+                message
+            }
+            Ok(None) => Response::Missing.encode(),
+            Err(e) => Response::Error(e.to_string()).encode(),
+        }
+    }
+
+    /// The answer to every request but `GetChunk` (see [`Node::serve_chunk`]).
+    async fn answer(&self, peer: PeerId, request: Request) -> Response {
         let vault = &self.inner.vault;
         match request {
             Request::Summary { digests } => {
@@ -160,14 +163,10 @@ impl Node {
                     Err(e) => Response::Error(e.to_string()),
                 }
             }
-            Request::GetChunk { id } => match vault.read_blob(id).await {
-                Ok(Some(blob)) => {
-                    self.inner.metrics.bytes_sent.inc_by(blob.len() as u64);
-                    Response::Chunk { blob }
-                }
-                Ok(None) => Response::Missing,
-                Err(e) => Response::Error(e.to_string()),
-            },
+            // Served before this match, by `serve_chunk`.
+            Request::GetChunk { id } => {
+                Response::Error(format!("chunk {id} was asked for by the wrong path"))
+            }
             Request::Holdings { files } => match vault.holds_versions(files).await {
                 Ok(held) => Response::Held { held },
                 Err(e) => Response::Error(e.to_string()),
