@@ -102,11 +102,11 @@ impl Replication {
     }
 }
 
-/// What a request was, for counting its bytes once it succeeds.
+/// What a request was, for counting its bytes once it succeeds (chunk reads go
+/// through [`Node::ask_chunk`], which counts its own).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Asked {
     PutChunk { bytes: usize },
-    GetChunk,
     Other,
 }
 
@@ -155,7 +155,6 @@ impl Node {
     ) -> std::result::Result<Response, String> {
         let kind = match request {
             Request::PutChunk { blob, .. } => Asked::PutChunk { bytes: blob.len() },
-            Request::GetChunk { .. } => Asked::GetChunk,
             _ => Asked::Other,
         };
         self.ask_encoded(peer, Bytes::from(request.encode()), kind, timeout)
@@ -180,17 +179,10 @@ impl Node {
                 Response::decode(&bytes).map_err(|e| format!("bad answer from {peer}: {e}"))
             });
         let took = started.elapsed().as_secs_f64();
-        // Chunk bytes count once they have arrived: acknowledged or received.
-        match (kind, &answer) {
-            (Asked::PutChunk { bytes }, Ok(Response::Stored)) => {
-                m.bytes_sent.inc_by(bytes as u64);
-                m.chunk_transfer_duration.observe(took);
-            }
-            (Asked::GetChunk, Ok(Response::Chunk { blob })) => {
-                m.bytes_received.inc_by(blob.len() as u64);
-                m.chunk_transfer_duration.observe(took);
-            }
-            _ => {}
+        // Chunk bytes count once the holder has acknowledged them.
+        if let (Asked::PutChunk { bytes }, Ok(Response::Stored)) = (kind, &answer) {
+            m.bytes_sent.inc_by(bytes as u64);
+            m.chunk_transfer_duration.observe(took);
         }
         answer
     }
@@ -501,20 +493,14 @@ impl Node {
             while fetching.len() < COPY_WINDOW {
                 let Some(id) = queue.next() else { break };
                 fetching.push(async move {
-                    match self
-                        .ask(peer, &Request::GetChunk { id }, CHUNK_TIMEOUT)
-                        .await
-                    {
-                        Ok(Response::Chunk { blob }) => self
+                    match self.ask_chunk(peer, id).await? {
+                        Some(blob) => self
                             .inner
                             .vault
-                            .put_blob(id, blob)
+                            .put_blob(id, blob.into())
                             .await
                             .map_err(|e| e.to_string()),
-                        Ok(Response::Missing) => {
-                            Err(format!("peer {peer} does not hold chunk {id}"))
-                        }
-                        other => Err(refusal_text(other)),
+                        None => Err(format!("peer {peer} does not hold chunk {id}")),
                     }
                 });
             }
