@@ -59,9 +59,11 @@ async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> 
 
 impl request_response::Codec for FrameCodec {
     type Protocol = StreamProtocol;
-    /// Requests are shared buffers, so one encoded message can go to several peers.
+    /// Requests are shared buffers, so one encoded message can go to several peers;
+    /// responses too, so that a message can start inside its buffer (a chunk read
+    /// from disk with `O_DIRECT` sits at an aligned address behind its header).
     type Request = Bytes;
-    type Response = Vec<u8>;
+    type Response = Bytes;
 
     async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Bytes>
     where
@@ -70,11 +72,11 @@ impl request_response::Codec for FrameCodec {
         read_frame(io).await.map(Bytes::from)
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Bytes>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io).await
+        read_frame(io).await.map(Bytes::from)
     }
 
     async fn write_request<T>(
@@ -93,7 +95,7 @@ impl request_response::Codec for FrameCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        res: Vec<u8>,
+        res: Bytes,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,

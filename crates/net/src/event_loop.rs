@@ -68,8 +68,8 @@ struct PexMessage {
 type Responding = BoxFuture<
     'static,
     (
-        ResponseChannel<Vec<u8>>,
-        Result<Vec<u8>, oneshot::error::RecvError>,
+        ResponseChannel<Bytes>,
+        Result<Bytes, oneshot::error::RecvError>,
     ),
 >;
 
@@ -79,7 +79,7 @@ pub(crate) struct EventLoop {
     command_tx: mpsc::Sender<Command>,
     inbound: mpsc::Sender<InboundRequest>,
     events: mpsc::Sender<NetEvent>,
-    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetError>>>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Bytes, NetError>>>,
     responding: FuturesUnordered<Responding>,
     providers: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
     book: PeerBook,
@@ -958,7 +958,7 @@ impl EventLoop {
         }
     }
 
-    fn on_pex(&mut self, event: request_response::Event<Bytes, Vec<u8>>) {
+    fn on_pex(&mut self, event: request_response::Event<Bytes, Bytes>) {
         if let request_response::Event::Message { peer, message, .. } = event {
             self.touch(&peer);
             match message {
@@ -970,7 +970,7 @@ impl EventLoop {
                         .swarm
                         .behaviour_mut()
                         .pex
-                        .send_response(channel, answer);
+                        .send_response(channel, Bytes::from(answer));
                     self.learn_from_pex(peer, &request);
                 }
                 request_response::Message::Response { response, .. } => {
@@ -980,7 +980,7 @@ impl EventLoop {
         }
     }
 
-    fn on_app(&mut self, event: request_response::Event<Bytes, Vec<u8>>) {
+    fn on_app(&mut self, event: request_response::Event<Bytes, Bytes>) {
         match event {
             request_response::Event::Message { peer, message, .. } => {
                 self.touch_used(&peer);

@@ -180,7 +180,7 @@ pub enum NetEvent {
 pub struct InboundRequest {
     pub peer: PeerId,
     pub bytes: Bytes,
-    pub reply: oneshot::Sender<Vec<u8>>,
+    pub reply: oneshot::Sender<Bytes>,
 }
 
 /// The node's own addresses.
@@ -200,7 +200,7 @@ pub(crate) enum Command {
     Request {
         peer: PeerId,
         bytes: Bytes,
-        reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
+        reply: oneshot::Sender<Result<Bytes, NetError>>,
     },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Discovery(oneshot::Sender<Discovery>),
@@ -273,7 +273,7 @@ impl NetHandle {
         peer: PeerId,
         bytes: impl Into<Bytes>,
         timeout: Duration,
-    ) -> Result<Vec<u8>, NetError> {
+    ) -> Result<Bytes, NetError> {
         let bytes = bytes.into();
         let asked = self.ask(|reply| Command::Request { peer, bytes, reply });
         match tokio::time::timeout(timeout.min(self.request_timeout), asked).await {

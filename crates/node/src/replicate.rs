@@ -193,7 +193,7 @@ impl Node {
         peer: PeerId,
         request: Bytes,
         timeout: Duration,
-    ) -> std::result::Result<Vec<u8>, String> {
+    ) -> std::result::Result<Bytes, String> {
         let started = std::time::Instant::now();
         let answer = self.inner.net.request(peer, request, timeout).await;
         let m = &self.inner.metrics;
@@ -220,7 +220,7 @@ impl Node {
             m.chunk_transfer_duration
                 .observe(started.elapsed().as_secs_f64());
             // The answer's only owner: the conversion takes its memory as it is.
-            let mut message = Bytes::from(answer)
+            let mut message = answer
                 .try_into_mut()
                 .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
             message.advance(blob.start);

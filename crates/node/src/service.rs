@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use peervault_net::{InboundRequest, PeerId};
 use peervault_store::{CatalogueEntry, ChunkId, StoreError, Vault};
 use tokio::sync::{Semaphore, mpsc};
@@ -68,10 +70,10 @@ impl Node {
 
     /// The encoded answer to a request, decoded once here. Chunks, most of the
     /// bytes a node serves, are read from disk straight into their message.
-    async fn answer_encoded(&self, peer: PeerId, bytes: &[u8]) -> Vec<u8> {
+    async fn answer_encoded(&self, peer: PeerId, bytes: &[u8]) -> Bytes {
         match Request::decode(bytes) {
             Ok(Request::GetChunk { id }) => self.serve_chunk(id).await,
-            Ok(request) => self.answer(peer, request).await.encode(),
+            Ok(request) => self.answer(peer, request).await.encode().into(),
             Err(e) => {
                 self.offence(
                     peer,
@@ -79,13 +81,15 @@ impl Node {
                     &format!("an undecodable request ({e})"),
                 )
                 .await;
-                Response::Error(format!("undecodable request: {e}")).encode()
+                Response::Error(format!("undecodable request: {e}"))
+                    .encode()
+                    .into()
             }
         }
     }
 
     /// An encoded `Chunk` (or `Missing`) answer, the blob read into the message.
-    async fn serve_chunk(&self, id: ChunkId) -> Vec<u8> {
+    async fn serve_chunk(&self, id: ChunkId) -> Bytes {
         let read = self
             .inner
             .vault
@@ -97,8 +101,8 @@ impl Node {
                 self.inner.metrics.bytes_sent.inc_by(blob as u64);
                 message
             }
-            Ok(None) => Response::Missing.encode(),
-            Err(e) => Response::Error(e.to_string()).encode(),
+            Ok(None) => Response::Missing.encode().into(),
+            Err(e) => Response::Error(e.to_string()).encode().into(),
         }
     }
 

@@ -51,7 +51,7 @@ impl Rogue {
                     },
                     _ => Response::Missing,
                 };
-                let _ = request.reply.send(answer.encode());
+                let _ = request.reply.send(answer.encode().into());
             }
         });
         tokio::spawn(async move { while network.events.recv().await.is_some() {} });

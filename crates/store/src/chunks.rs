@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bytes::Bytes;
 use rustix::fs::OFlags;
 
 use crate::crypto::CHUNK_OVERHEAD;
@@ -250,23 +251,14 @@ impl ChunkFiles {
         Ok(())
     }
 
-    /// Reads a whole blob into `buf` (replacing its contents), refusing implausible
-    /// sizes before reading.
-    pub fn read_into(&self, id: &ChunkId, buf: &mut Vec<u8>) -> io::Result<()> {
-        buf.clear();
-        self.read_after(id, |_| std::mem::take(buf))
-            .map(|read| *buf = read)
-    }
-
-    /// Reads a whole blob behind a prefix that `prefix` makes from the blob's length
-    /// (a message header, so that the blob is read into its message with no copy).
-    pub fn read_after(
-        &self,
-        id: &ChunkId,
-        prefix: impl FnOnce(usize) -> Vec<u8>,
-    ) -> io::Result<Vec<u8>> {
+    /// Opens a blob file (with extra `flags`) and checks that its size is one a
+    /// blob can have.
+    fn open_blob(&self, id: &ChunkId, flags: OFlags) -> io::Result<(File, usize)> {
         let path = self.path_of(id);
-        let mut file = File::open(&path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits() as i32)
+            .open(&path)?;
         let len = file.metadata()?.len();
         if len > MAX_BLOB_LEN {
             return Err(io::Error::new(
@@ -277,10 +269,61 @@ impl ChunkFiles {
                 ),
             ));
         }
-        let mut buf = prefix(len as usize);
-        buf.reserve_exact(len as usize);
-        file.read_to_end(&mut buf)?;
-        Ok(buf)
+        Ok((file, len as usize))
+    }
+
+    /// Reads a whole blob into `buf` (replacing its contents), refusing implausible
+    /// sizes before reading.
+    pub fn read_into(&self, id: &ChunkId, buf: &mut Vec<u8>) -> io::Result<()> {
+        buf.clear();
+        let (mut file, len) = self.open_blob(id, OFlags::empty())?;
+        buf.reserve_exact(len);
+        file.read_to_end(buf)?;
+        Ok(())
+    }
+
+    /// Reads a whole blob for a peer, behind a prefix that `prefix` makes from the
+    /// blob's length (a message header): the blob is read into its message, which
+    /// is returned.
+    ///
+    /// Read with `O_DIRECT` where the file system allows it, as blobs are written.
+    /// A blob served to a peer is read once in a long while, so the page cache
+    /// keeps nothing worth keeping, and copying out of it was the largest single
+    /// cost of serving: on the development VM, 0.1 s of CPU per 341 MiB a holder
+    /// served, a quarter of all it spent.
+    pub fn read_message(
+        &self,
+        id: &ChunkId,
+        prefix: impl FnOnce(usize) -> Vec<u8>,
+    ) -> io::Result<Bytes> {
+        let (mut file, len) = if self.direct.load(Ordering::Relaxed) {
+            match self.open_blob(id, OFlags::DIRECT) {
+                Ok(opened) => opened,
+                // The file system does not do direct I/O: never try again.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                    self.direct.store(false, Ordering::Relaxed);
+                    self.open_blob(id, OFlags::empty())?
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            self.open_blob(id, OFlags::empty())?
+        };
+        let header = prefix(len);
+        if self.direct.load(Ordering::Relaxed) {
+            match read_direct(&file, len, &header) {
+                Ok(message) => return Ok(message),
+                // Refused after all: read it through the page cache.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                    file = self.open_blob(id, OFlags::empty())?.0;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut message = header;
+        message.reserve_exact(len);
+        file.read_to_end(&mut message)?;
+        Ok(Bytes::from(message))
     }
 
     /// Reads a whole blob.
@@ -380,6 +423,37 @@ impl ChunkFiles {
     }
 }
 
+/// Reads the `len` bytes of a file opened with `O_DIRECT` into a new message
+/// behind `header`: the blob's first byte lands on an aligned address, and whole
+/// aligned blocks are asked for (the last read stops at the end of the file).
+fn read_direct(file: &File, len: usize, header: &[u8]) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let whole = len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+    let mut buf = vec![0u8; header.len() + DIRECT_ALIGN + whole];
+    let blob_at = header.len() + buf[header.len()..].as_ptr().align_offset(DIRECT_ALIGN);
+    let message_at = blob_at - header.len();
+    buf[message_at..blob_at].copy_from_slice(header);
+    let mut filled = 0;
+    while filled < len {
+        // Full reads return whole blocks until the end of the file, so every
+        // offset asked for stays aligned.
+        let read = file.read_at(&mut buf[blob_at + filled..blob_at + whole], filled as u64)?;
+        if read == 0 {
+            break;
+        }
+        filled += read;
+    }
+    if filled != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("a chunk file changed size while it was read ({len} bytes, then {filled})"),
+        ));
+    }
+    let mut message = Bytes::from(buf);
+    message.truncate(blob_at + len);
+    Ok(message.slice(message_at..))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,6 +501,12 @@ mod tests {
             let shard = files.write(&id, &padded[1..]).unwrap();
             files.sync_dirs(&BTreeSet::from([shard])).unwrap();
             assert_eq!(files.read(&id).unwrap(), blob, "size {size}");
+            // As a peer's message: the header, then the blob (read direct here,
+            // where the file system allows it).
+            let message = files
+                .read_message(&id, |len| format!("{len}:").into_bytes())
+                .unwrap();
+            assert_eq!(message, [format!("{size}:").as_bytes(), &blob].concat());
         }
         assert!(
             fs::read_dir(dir.path().join("tmp"))
@@ -451,6 +531,25 @@ mod tests {
             files.read(&id).unwrap_err().kind(),
             io::ErrorKind::InvalidData
         );
+        let refused = files.read_message(&id, |_| Vec::new()).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_direct_read_puts_the_blob_at_an_aligned_address_behind_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ChunkFiles::open(dir.path()).unwrap();
+        let blob: Vec<u8> = (0..3 * DIRECT_ALIGN + 5).map(|b| b as u8).collect();
+        let id = ChunkId([2; 32]);
+        files.write(&id, &blob).unwrap();
+        for header_len in [0, 1, 3, 17] {
+            let message = files.read_message(&id, |_| vec![7; header_len]).unwrap();
+            assert_eq!(&message[header_len..], &blob[..]);
+            if files.direct.load(Ordering::Relaxed) {
+                let blob_at = message[header_len..].as_ptr() as usize;
+                assert_eq!(blob_at % DIRECT_ALIGN, 0, "header of {header_len} bytes");
+            }
+        }
     }
 
     #[test]

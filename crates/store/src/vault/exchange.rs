@@ -7,9 +7,11 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use super::{Inner, Vault};
+use crate::chunks::ChunkFiles;
 use crate::crypto::ChunkCheck;
 use crate::error::{Result, StoreError};
 use crate::ids::{ChunkId, NameId};
@@ -218,29 +220,27 @@ impl Vault {
         .await
     }
 
-    /// The sealed blob of a chunk held here (for a peer), or `None`.
+    /// The sealed blob of a chunk held here (to copy to a peer), or `None`.
     pub async fn read_blob(&self, id: ChunkId) -> Result<Option<Vec<u8>>> {
-        self.read_blob_after(id, |_| Vec::new()).await
+        self.blocking(move |inner| {
+            held(inner, &id, |files| {
+                let mut blob = Vec::new();
+                files.read_into(&id, &mut blob).map(|()| blob)
+            })
+        })
+        .await
     }
 
-    /// [`Vault::read_blob`] behind a prefix made from the blob's length (a message
-    /// header): the blob is read straight into the message that carries it.
+    /// [`Vault::read_blob`] for a peer that asked, behind a prefix made from the
+    /// blob's length (a message header): the blob is read straight into the
+    /// message that carries it (see [`crate::chunks::ChunkFiles::read_message`]).
     pub async fn read_blob_after(
         &self,
         id: ChunkId,
         prefix: impl FnOnce(usize) -> Vec<u8> + Send + 'static,
-    ) -> Result<Option<Vec<u8>>> {
-        self.blocking(move |inner| {
-            if !inner.catalogue.has_chunk(&id)? {
-                return Ok(None);
-            }
-            match inner.files.read_after(&id, prefix) {
-                Ok(blob) => Ok(Some(blob)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(StoreError::io(format!("reading chunk {id}"), e)),
-            }
-        })
-        .await
+    ) -> Result<Option<Bytes>> {
+        self.blocking(move |inner| held(inner, &id, |files| files.read_message(&id, prefix)))
+            .await
     }
 
     /// Stores a blob received from a peer: checked in full, counted against the
@@ -316,5 +316,22 @@ impl Inner {
             })
             .map_err(|e| StoreError::io("storing a chunk", std::io::Error::other(e)))?;
         Ok(true)
+    }
+}
+
+/// Runs `read` on the blob of `id` if the catalogue records it: `None` if this
+/// node does not hold it (or its file has gone, which the GC will notice).
+fn held<T>(
+    inner: &Inner,
+    id: &ChunkId,
+    read: impl FnOnce(&ChunkFiles) -> std::io::Result<T>,
+) -> Result<Option<T>> {
+    if !inner.catalogue.has_chunk(id)? {
+        return Ok(None);
+    }
+    match read(&inner.files) {
+        Ok(read) => Ok(Some(read)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io(format!("reading chunk {id}"), e)),
     }
 }
