@@ -75,6 +75,13 @@ const REMOTE_ATTEMPTS: usize = 3;
 /// Chunks in flight when some come from peers (network latency needs more depth).
 const READ_AHEAD_REMOTE: usize = 8;
 
+/// Largest chunk from a peer that is checked (AES-GCM and BLAKE3, ~0.3 ms for
+/// 1 MiB) on the task that received it; larger ones go to a blocking thread.
+/// Handing a default-size chunk to a blocking thread and back cost more than the
+/// check: measured on the development VM, the CPU of a 1 GiB remote get across all
+/// four nodes fell from 2.42 to 2.32 s and its time from 1.38 to 1.34 s inline.
+const INLINE_CHECK_MAX: usize = DEFAULT_CHUNK_SIZE as usize + crate::crypto::CHUNK_OVERHEAD;
+
 /// Chunks the kernel is asked to read ahead of the reader (page cache, not our memory).
 const PREFETCH_CHUNKS: usize = 32;
 
@@ -780,15 +787,14 @@ impl Inner {
                 .fetch(manifest.clone(), index)
                 .await
                 .map_err(&unavailable)?;
-            let inner = self.clone();
-            let m = manifest.clone();
+            let blob_len = blob.len();
             let sealed = keep_sealed.then(|| blob.to_vec());
-            let checked = tokio::task::spawn_blocking(move || {
-                let id = m.chunks[index];
-                // Opened where it arrived: the plaintext shares the message's memory.
+            let (inner, m) = (self.clone(), manifest.clone());
+            // Opened where it arrived: the plaintext shares the message's memory.
+            let check = move || {
                 inner
                     .crypto
-                    .open_chunk_in_place(&id, &mut blob, ChunkCheck::TagAndHash)
+                    .open_chunk_in_place(&m.chunks[index], &mut blob, ChunkCheck::TagAndHash)
                     .and_then(|range| {
                         if range.len() == m.chunk_len(index) {
                             Ok(blob.freeze().slice(range))
@@ -796,9 +802,14 @@ impl Inner {
                             Err(ChunkProblem::Malformed)
                         }
                     })
-            })
-            .await
-            .map_err(|e| StoreError::io("checking a chunk", std::io::Error::other(e)))?;
+            };
+            let checked = if blob_len <= INLINE_CHECK_MAX {
+                check()
+            } else {
+                tokio::task::spawn_blocking(check)
+                    .await
+                    .map_err(|e| StoreError::io("checking a chunk", std::io::Error::other(e)))?
+            };
             match checked {
                 Ok(plain) => return Ok((plain, sealed)),
                 Err(problem) => {
