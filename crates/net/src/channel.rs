@@ -499,6 +499,54 @@ mod tests {
         assert_eq!(open([3; 32], wire).await.unwrap(), data);
     }
 
+    /// Hands out its bytes in pieces of the given sizes, in turn.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        pieces: Vec<usize>,
+        turn: usize,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = &mut *self;
+            let piece = this.pieces[this.turn % this.pieces.len()];
+            this.turn += 1;
+            let n = piece.min(buf.len()).min(this.data.len() - this.at);
+            buf[..n].copy_from_slice(&this.data[this.at..this.at + n]);
+            this.at += n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_split_anywhere_by_the_socket_are_read_whole() {
+        let data = message(5 * MAX_PAYLOAD + 333);
+        let wire = sealed([6; 32], &data).await;
+        // Pieces that end inside headers, right after them and inside bodies.
+        for pieces in [
+            vec![1],
+            vec![2, 3],
+            vec![MAX_FRAME + 1, 1, 5],
+            vec![MAX_FRAME + 3],
+        ] {
+            let trickle = Trickle {
+                data: wire.clone(),
+                at: 0,
+                pieces: pieces.clone(),
+                turn: 0,
+            };
+            let mut reader = channel_over(trickle, [0; 32], [6; 32]);
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).await.unwrap();
+            assert!(out == data, "pieces {pieces:?}");
+        }
+    }
+
     #[tokio::test]
     async fn a_changed_dropped_reordered_or_cut_frame_fails() {
         let data = message(3 * MAX_PAYLOAD);
