@@ -216,7 +216,7 @@ impl Node {
                 }
             };
             // put_blob checks tag and hash before a byte is kept.
-            match self.inner.vault.put_blob(id, blob.to_vec()).await {
+            match self.inner.vault.put_blob(id, blob).await {
                 Ok(_) => {
                     tracing::info!("restored chunk {id} of {:?} from a peer", manifest.name);
                     restored += 1;

@@ -497,7 +497,7 @@ impl Node {
                         Some(blob) => self
                             .inner
                             .vault
-                            .put_blob(id, blob.into())
+                            .put_blob(id, blob)
                             .await
                             .map_err(|e| e.to_string()),
                         None => Err(format!("peer {peer} does not hold chunk {id}")),

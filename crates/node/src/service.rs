@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use peervault_net::{InboundRequest, PeerId};
 use peervault_store::{CatalogueEntry, ChunkId, StoreError, Vault};
@@ -31,7 +31,7 @@ pub(crate) async fn serve(node: Node, mut inbound: mpsc::Receiver<InboundRequest
         };
         let node = node.clone();
         tokio::spawn(async move {
-            let answer = node.answer_encoded(request.peer, &request.bytes).await;
+            let answer = node.answer_encoded(request.peer, request.bytes).await;
             let _ = request.reply.send(answer);
             drop(permit);
         });
@@ -70,8 +70,18 @@ impl Node {
 
     /// The encoded answer to a request, decoded once here. Chunks, most of the
     /// bytes a node serves, are read from disk straight into their message.
-    async fn answer_encoded(&self, peer: PeerId, bytes: &[u8]) -> Bytes {
-        match Request::decode(bytes) {
+    async fn answer_encoded(&self, peer: PeerId, bytes: Bytes) -> Bytes {
+        // A chunk to store is checked and written where it arrived.
+        if let Some((id, range)) = crate::wire::put_chunk_in_request(&bytes) {
+            let blob = bytes.slice(range);
+            drop(bytes);
+            // Now the message's only owner: the conversion takes its memory as it is.
+            let blob = blob
+                .try_into_mut()
+                .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+            return self.store_chunk(peer, id, blob).await.encode().into();
+        }
+        match Request::decode(&bytes) {
             Ok(Request::GetChunk { id }) => self.serve_chunk(id).await,
             Ok(request) => self.answer(peer, request).await.encode().into(),
             Err(e) => {
@@ -85,6 +95,26 @@ impl Node {
                     .encode()
                     .into()
             }
+        }
+    }
+
+    /// Checks and stores a chunk a peer sent.
+    async fn store_chunk(&self, peer: PeerId, id: ChunkId, blob: BytesMut) -> Response {
+        let len = blob.len() as u64;
+        match self.inner.vault.put_blob(id, blob).await {
+            Ok(_) => {
+                self.inner.metrics.bytes_received.inc_by(len);
+                Response::Stored
+            }
+            Err(StoreError::QuotaExceeded {
+                needed, available, ..
+            }) => Response::Refused(Refusal::Quota { needed, available }),
+            Err(e @ StoreError::CorruptRecord { .. }) => {
+                self.offence(peer, Offence::BadChunk, &format!("an invalid chunk ({e})"))
+                    .await;
+                Response::Refused(Refusal::Invalid(e.to_string()))
+            }
+            Err(e) => Response::Error(e.to_string()),
         }
     }
 
@@ -149,23 +179,9 @@ impl Node {
                 Response::Ack
             }
             Request::Offer { entry } => self.answer_offer(peer, vault, entry).await,
+            // `answer_encoded` normally stores a chunk straight from its message.
             Request::PutChunk { id, blob } => {
-                let len = blob.len() as u64;
-                match vault.put_blob(id, blob).await {
-                    Ok(_) => {
-                        self.inner.metrics.bytes_received.inc_by(len);
-                        Response::Stored
-                    }
-                    Err(StoreError::QuotaExceeded {
-                        needed, available, ..
-                    }) => Response::Refused(Refusal::Quota { needed, available }),
-                    Err(e @ StoreError::CorruptRecord { .. }) => {
-                        self.offence(peer, Offence::BadChunk, &format!("an invalid chunk ({e})"))
-                            .await;
-                        Response::Refused(Refusal::Invalid(e.to_string()))
-                    }
-                    Err(e) => Response::Error(e.to_string()),
-                }
+                self.store_chunk(peer, id, Bytes::from(blob).into()).await
             }
             // Served before this match, by `serve_chunk`.
             Request::GetChunk { id } => {

@@ -119,12 +119,17 @@ pub enum WireError {
     Postcard(#[from] postcard::Error),
 }
 
-fn encode<T: Serialize>(message: &T) -> Vec<u8> {
-    let mut out = vec![WIRE_VERSION];
+/// Appends the encoding of `message` to `out`, whose capacity should fit it: a
+/// message with a blob is then written in one pass, with no regrowth (each
+/// regrowth copied the whole message so far).
+fn encode_into<T: Serialize>(message: &T, mut out: Vec<u8>) -> Vec<u8> {
+    out.push(WIRE_VERSION);
     // Serialising our own message types into a Vec cannot fail.
-    out.extend(postcard::to_stdvec(message).unwrap_or_default());
-    out
+    postcard::to_extend(message, out).unwrap_or_default()
 }
+
+/// Room for a message's header beside its blob.
+const HEADER_ROOM: usize = 64;
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, WireError> {
     let (&version, body) = bytes.split_first().ok_or(WireError::Empty)?;
@@ -180,12 +185,39 @@ pub fn chunk_in_response(message: &[u8]) -> Option<std::ops::Range<usize>> {
 
 /// The encoded `PutChunk` request for a blob, made once and sent to every holder.
 pub fn encode_put_chunk(id: &ChunkId, blob: &[u8]) -> Vec<u8> {
-    encode(&PutChunkRef { id, blob })
+    encode_into(
+        &PutChunkRef { id, blob },
+        Vec::with_capacity(blob.len() + HEADER_ROOM),
+    )
+}
+
+/// The chunk id and where the blob lies in `message` if it is an encoded
+/// `Request::PutChunk` (so a holder can check and store it without copying it out
+/// of the message); `None` for any other message.
+pub fn put_chunk_in_request(message: &[u8]) -> Option<(ChunkId, std::ops::Range<usize>)> {
+    let [WIRE_VERSION, rest @ ..] = message else {
+        return None;
+    };
+    let (variant, rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
+    if variant != PUT_CHUNK_VARIANT {
+        return None;
+    }
+    let (id, rest) = postcard::take_from_bytes::<ChunkId>(rest).ok()?;
+    let (blob, rest) = postcard::take_from_bytes::<&[u8]>(rest).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let start = message.len() - blob.len();
+    Some((id, start..message.len()))
 }
 
 impl Request {
     pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+        let room = match self {
+            Request::PutChunk { blob, .. } => blob.len() + HEADER_ROOM,
+            _ => 0,
+        };
+        encode_into(self, Vec::with_capacity(room))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
@@ -195,7 +227,11 @@ impl Request {
 
 impl Response {
     pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+        let room = match self {
+            Response::Chunk { blob } => blob.len() + HEADER_ROOM,
+            _ => 0,
+        };
+        encode_into(self, Vec::with_capacity(room))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
@@ -244,6 +280,33 @@ mod tests {
     }
 
     #[test]
+    fn only_a_whole_put_chunk_is_taken_for_one() {
+        let other = Request::GetChunk {
+            id: ChunkId([1; 32]),
+        }
+        .encode();
+        assert_eq!(put_chunk_in_request(&other), None);
+        let mut put = encode_put_chunk(&ChunkId([2; 32]), &[5; 300]);
+        put.push(0);
+        assert_eq!(put_chunk_in_request(&put), None, "a trailing byte");
+        put.truncate(put.len() - 2);
+        assert_eq!(put_chunk_in_request(&put), None, "a blob shorter than said");
+        assert_eq!(put_chunk_in_request(&[]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn put_chunk_in_request_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = put_chunk_in_request(&bytes);
+            let mut tagged = vec![WIRE_VERSION, PUT_CHUNK_VARIANT as u8];
+            tagged.extend_from_slice(&bytes);
+            if let Some((_, range)) = put_chunk_in_request(&tagged) {
+                prop_assert!(range.end == tagged.len());
+            }
+        }
+    }
+
+    #[test]
     fn a_borrowed_put_chunk_encodes_exactly_as_the_request() {
         for len in [0usize, 1, 127, 128, 70_000] {
             let id = ChunkId([len as u8; 32]);
@@ -254,6 +317,8 @@ mod tests {
             }
             .encode();
             assert_eq!(encode_put_chunk(&id, &blob), owned, "blob of {len} bytes");
+            let (found, range) = put_chunk_in_request(&owned).unwrap();
+            assert_eq!((found, &owned[range]), (id, &blob[..]));
             assert_eq!(
                 Request::decode(&owned).unwrap(),
                 Request::PutChunk { id, blob }

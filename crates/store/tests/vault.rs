@@ -454,6 +454,7 @@ async fn gc_keeps_a_young_streamed_blob_and_removes_it_once_old() {
     let manifest = src.stat("f").await.unwrap();
     let blob = src.read_blob(manifest.chunks[0]).await.unwrap().unwrap();
     let dst = open(dst_dir.path(), SMALL_CHUNK).await;
+    let blob = bytes::BytesMut::from(&blob[..]);
     assert!(dst.put_blob(manifest.chunks[0], blob).await.unwrap());
     let used = dst.usage().used_bytes;
     assert!(used > 0);

@@ -729,7 +729,7 @@ impl Inner {
         let restored = tokio::task::spawn_blocking(move || {
             inner.quarantine_one(&id)?;
             match sealed {
-                Some(sealed) => inner.put_blob(id, sealed).map(|_| ()),
+                Some(sealed) => inner.put_blob(id, Bytes::from(sealed).into()).map(|_| ()),
                 None => Ok(()),
             }
         })
