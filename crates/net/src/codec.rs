@@ -25,11 +25,45 @@ pub struct FrameCodec;
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_MESSAGE_BYTES {
+    read_body(io, u32::from_be_bytes(len) as usize, MAX_MESSAGE_BYTES).await
+}
+
+/// Reads one message of a stream that carries many (a chunk stream), refusing
+/// any longer than `limit`; `None` at a clean end of the stream.
+pub async fn read_message<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    limit: usize,
+) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    if io.read(&mut len[..1]).await? == 0 {
+        return Ok(None);
+    }
+    io.read_exact(&mut len[1..]).await?;
+    read_body(io, u32::from_be_bytes(len) as usize, limit)
+        .await
+        .map(Some)
+}
+
+/// Writes one message of a stream that carries many, and flushes it.
+pub async fn write_message<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    bytes: &[u8],
+) -> io::Result<()> {
+    io.write_all(&frame_len(bytes)?.to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.flush().await
+}
+
+/// A message of `len` bytes after its length.
+async fn read_body<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    len: usize,
+    limit: usize,
+) -> io::Result<Vec<u8>> {
+    if len > limit {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("message of {len} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit"),
+            format!("message of {len} bytes exceeds the {limit}-byte limit"),
         ));
     }
     // Trust the length only up to one default chunk's message, and grow beyond it
@@ -47,12 +81,15 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u
     Ok(buf)
 }
 
-async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(bytes.len())
+fn frame_len(bytes: &[u8]) -> io::Result<u32> {
+    u32::try_from(bytes.len())
         .ok()
         .filter(|len| *len as usize <= MAX_MESSAGE_BYTES)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "message too large to send"))?;
-    io.write_all(&len.to_be_bytes()).await?;
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "message too large to send"))
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    io.write_all(&frame_len(bytes)?.to_be_bytes()).await?;
     io.write_all(bytes).await?;
     io.close().await
 }
@@ -121,5 +158,30 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         let mut short = Cursor::new(vec![0, 0, 0, 9, 1, 2]);
         assert!(read_frame(&mut short).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_stream_carries_many_messages_and_ends_cleanly_only_between_them() {
+        let mut wire = Cursor::new(Vec::new());
+        for message in [&b"one"[..], b"", b"three"] {
+            write_message(&mut wire, message).await.unwrap();
+        }
+        let bytes = wire.into_inner();
+        let mut read = Cursor::new(bytes.clone());
+        for message in [&b"one"[..], b"", b"three"] {
+            let got = read_message(&mut read, 10).await.unwrap();
+            assert_eq!(got.as_deref(), Some(message));
+        }
+        assert_eq!(read_message(&mut read, 10).await.unwrap(), None);
+        // Cut inside a message: an error, never a clean end.
+        let mut cut = Cursor::new(bytes[..bytes.len() - 2].to_vec());
+        for _ in 0..2 {
+            read_message(&mut cut, 10).await.unwrap();
+        }
+        assert!(read_message(&mut cut, 10).await.is_err());
+        // Longer than the limit: refused before it is read.
+        let mut long = Cursor::new(bytes);
+        let refused = read_message(&mut long, 2).await.unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidData);
     }
 }

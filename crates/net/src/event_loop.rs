@@ -58,6 +58,8 @@ pub(crate) struct Behaviour {
     pub dcutr: dcutr::Behaviour,
     /// Whether this node is reachable from outside (absent with `-advertise`).
     pub autonat: Toggle<autonat::Behaviour>,
+    /// Long-lived streams for chunk reads (see [`crate::network::CHUNK_PROTOCOL`]).
+    pub stream: libp2p_stream::Behaviour,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -929,6 +931,7 @@ impl EventLoop {
             }
             BehaviourEvent::Dcutr(event) => self.on_dcutr(event),
             BehaviourEvent::Autonat(event) => self.on_autonat(event),
+            BehaviourEvent::Stream(()) => {}
         }
     }
 

@@ -36,7 +36,8 @@ pub mod fuzzing {
 
 pub use addr::{AddrError, Endpoint, Host};
 pub use identity::{IdentityError, NodeIdentity};
-pub use libp2p::{Multiaddr, PeerId};
+pub use libp2p::{Multiaddr, PeerId, Stream};
+pub use libp2p_stream::IncomingStreams;
 pub use network::{
     Addresses, InboundRequest, NetConfig, NetError, NetEvent, NetHandle, Network, start,
 };

@@ -236,7 +236,13 @@ pub struct Network {
     pub handle: NetHandle,
     pub inbound: mpsc::Receiver<InboundRequest>,
     pub events: mpsc::Receiver<NetEvent>,
+    /// Chunk streams peers open to this node ([`CHUNK_PROTOCOL`]).
+    pub chunk_streams: libp2p_stream::IncomingStreams,
 }
+
+/// The protocol of long-lived chunk streams: length-prefixed `GetChunk` requests
+/// one way and their answers, in the same order, the other (see the node's lanes).
+pub const CHUNK_PROTOCOL: StreamProtocol = StreamProtocol::new("/peervault/chunks/1");
 
 /// Cheap to clone; all clones drive the same network.
 #[derive(Debug, Clone)]
@@ -245,6 +251,17 @@ pub struct NetHandle {
     local_peer_id: PeerId,
     shutdown: CancellationToken,
     request_timeout: Duration,
+    streams: Streams,
+}
+
+/// Opens streams of protocols outside the swarm's behaviours.
+#[derive(Clone)]
+struct Streams(libp2p_stream::Control);
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Streams")
+    }
 }
 
 impl NetHandle {
@@ -278,6 +295,21 @@ impl NetHandle {
         let asked = self.ask(|reply| Command::Request { peer, bytes, reply });
         match tokio::time::timeout(timeout.min(self.request_timeout), asked).await {
             Ok(result) => result?,
+            Err(_) => Err(NetError::Timeout { peer }),
+        }
+    }
+
+    /// Opens a chunk stream ([`CHUNK_PROTOCOL`]) to `peer`, over its connection
+    /// (dialling it if needed), within the network's request limit.
+    pub async fn open_chunk_stream(&self, peer: PeerId) -> Result<libp2p::Stream, NetError> {
+        let mut control = self.streams.0.clone();
+        let opening = control.open_stream(peer, CHUNK_PROTOCOL);
+        match tokio::time::timeout(self.request_timeout, opening).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(NetError::Failed {
+                peer,
+                reason: e.to_string(),
+            }),
             Err(_) => Err(NetError::Timeout { peer }),
         }
     }
@@ -444,12 +476,17 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
                 ),
                 mdns: Toggle::from(mdns),
                 kad,
+                stream: libp2p_stream::Behaviour::new(),
             })
         })
         .map_err(|e| NetError::Setup(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
         .build();
 
+    let mut streams = swarm.behaviour().stream.new_control();
+    let chunk_streams = streams
+        .accept(CHUNK_PROTOCOL)
+        .map_err(|e| NetError::Setup(format!("{CHUNK_PROTOCOL}: {e:?}")))?;
     let (listen, early) = listen_all(&mut swarm, &config.listen).await?;
     if let Some(advertise) = &config.advertise {
         swarm.add_external_address(advertise.to_multiaddr());
@@ -476,9 +513,11 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
             local_peer_id,
             shutdown,
             request_timeout: config.request_timeout,
+            streams: Streams(streams),
         },
         inbound,
         events,
+        chunk_streams,
     })
 }
 

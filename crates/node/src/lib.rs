@@ -39,6 +39,7 @@
 
 pub mod conduct;
 mod error;
+mod lanes;
 pub mod maintenance;
 pub mod metrics;
 pub mod node;

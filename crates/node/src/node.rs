@@ -397,6 +397,8 @@ pub(crate) struct Inner {
     pub(crate) conduct: std::sync::Mutex<crate::conduct::Conduct>,
     /// An address was given with `-advertise` (reachability is then not checked).
     advertised: bool,
+    /// Long-lived streams chunks are read through (see [`crate::lanes`]).
+    pub(crate) lanes: crate::lanes::Lanes,
 }
 
 impl Inner {
@@ -515,9 +517,11 @@ impl Node {
                 has_bootstrap: !config.bootstrap.is_empty(),
                 conduct: std::sync::Mutex::new(crate::conduct::Conduct::default()),
                 advertised: config.advertise.is_some(),
+                lanes: crate::lanes::Lanes::default(),
             }),
         };
         node.spawn(crate::service::serve(node.clone(), network.inbound));
+        node.spawn(crate::lanes::serve(node.clone(), network.chunk_streams));
         node.spawn(node.clone().watch_network(network.events));
         node.spawn(crate::sync::periodic(node.clone(), config.sync_interval));
 

@@ -204,6 +204,38 @@ impl Node {
         })
     }
 
+    /// Sends a chunk request on the lane to `peer` (see [`crate::lanes`]), or
+    /// through request-response when no lane can be opened.
+    async fn ask_on_lane(
+        &self,
+        peer: PeerId,
+        request: Bytes,
+    ) -> std::result::Result<Bytes, String> {
+        let started = std::time::Instant::now();
+        let net = &self.inner.net;
+        let asked = self.inner.lanes.ask(net, peer, request.clone());
+        let m = &self.inner.metrics;
+        let failed = |why: String| {
+            m.peer_request_failures.inc();
+            why
+        };
+        match tokio::time::timeout(CHUNK_TIMEOUT, asked).await {
+            Ok(Ok(answer)) => {
+                m.request_duration.observe(started.elapsed().as_secs_f64());
+                Ok(answer)
+            }
+            Ok(Err(crate::lanes::LaneError::Unavailable(why))) => {
+                tracing::debug!("no chunk lane to {peer} ({why}): asking the usual way");
+                self.ask_raw(peer, request, CHUNK_TIMEOUT).await
+            }
+            Ok(Err(crate::lanes::LaneError::Failed(why))) => Err(failed(why)),
+            Err(_) => Err(failed(format!(
+                "peer {peer} did not answer within {} s",
+                CHUNK_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
     /// Asks `peer` for a sealed chunk: `None` if it does not hold it. The blob is
     /// taken out of the answer without copying (reads move most bytes this way).
     pub(crate) async fn ask_chunk(
@@ -213,7 +245,7 @@ impl Node {
     ) -> std::result::Result<Option<BytesMut>, String> {
         let started = std::time::Instant::now();
         let request = Bytes::from(Request::GetChunk { id }.encode());
-        let answer = self.ask_raw(peer, request, CHUNK_TIMEOUT).await?;
+        let answer = self.ask_on_lane(peer, request).await?;
         if let Some(blob) = crate::wire::chunk_in_response(&answer) {
             let m = &self.inner.metrics;
             m.bytes_received.inc_by(blob.len() as u64);

@@ -119,7 +119,7 @@ impl Node {
     }
 
     /// An encoded `Chunk` (or `Missing`) answer, the blob read into the message.
-    async fn serve_chunk(&self, id: ChunkId) -> Bytes {
+    pub(crate) async fn serve_chunk(&self, id: ChunkId) -> Bytes {
         let read = self
             .inner
             .vault

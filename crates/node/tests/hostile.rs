@@ -355,3 +355,79 @@ async fn a_read_skips_a_peer_that_serves_forged_chunks_and_returns_the_real_byte
     assert!(offences >= 1, "the forgeries were noticed");
     assert_eq!(reader.quota().used_bytes, 0, "reading keeps nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_lane_answers_in_order_and_a_hostile_one_is_closed_and_counted() {
+    use peervault_net::codec::{read_message, write_message};
+    let cluster = Cluster::new();
+    let target = cluster.start("target", &[], Replicas::Count(1)).await;
+    let rogue = Rogue::join(&cluster, &target, false).await;
+    let peer: PeerId = target.peer_id().parse().unwrap();
+    // Three real chunks on the target, stored the usual way.
+    let mut stored = Vec::new();
+    for i in 0..3u8 {
+        let (id, blob) = rogue.crypto.seal_chunk(&vec![i; 70_000]).unwrap();
+        let answer = rogue
+            .ask(
+                &target,
+                &Request::PutChunk {
+                    id,
+                    blob: blob.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(matches!(answer, Response::Stored), "{answer:?}");
+        stored.push((id, blob));
+    }
+    let missing = rogue.crypto.chunk_id(b"never stored");
+
+    // Requests sent back to back come back in order, the held and the missing.
+    let mut lane = rogue.net.open_chunk_stream(peer).await.unwrap();
+    let asked: Vec<ChunkId> = [stored[2].0, missing, stored[0].0, stored[1].0].into();
+    for id in &asked {
+        write_message(&mut lane, &Request::GetChunk { id: *id }.encode())
+            .await
+            .unwrap();
+    }
+    for id in &asked {
+        let answer = read_message(&mut lane, 2 << 20).await.unwrap().unwrap();
+        match stored.iter().find(|(held, _)| held == id) {
+            Some((_, blob)) => {
+                assert_eq!(
+                    Response::decode(&answer).unwrap(),
+                    Response::Chunk { blob: blob.clone() }
+                )
+            }
+            None => assert_eq!(Response::decode(&answer).unwrap(), Response::Missing),
+        }
+    }
+    assert_eq!(offences(&target).await, (0, 0));
+
+    // Anything but GetChunk closes the lane and counts; so does an oversized request.
+    let summary = Request::Summary {
+        digests: Vec::new(),
+    }
+    .encode();
+    write_message(&mut lane, &summary).await.unwrap();
+    assert!(matches!(
+        read_message(&mut lane, 2 << 20).await,
+        Ok(None) | Err(_)
+    ));
+    let mut lane = rogue.net.open_chunk_stream(peer).await.unwrap();
+    // The target may close the lane before the whole request is written.
+    let _ = write_message(&mut lane, &vec![0u8; 100_000]).await;
+    assert!(matches!(
+        read_message(&mut lane, 2 << 20).await,
+        Ok(None) | Err(_)
+    ));
+    eventually("both offences are counted", WAIT, || async {
+        offences(&target).await == (2, 0)
+    })
+    .await;
+    // The target still serves lanes to others: it read nothing it should not have.
+    assert_eq!(
+        target.quota().used_bytes,
+        stored.iter().map(|(_, b)| b.len() as u64).sum::<u64>()
+    );
+}

@@ -1,0 +1,255 @@
+//! Chunk lanes: one long-lived stream to each peer that chunks are read from.
+//!
+//! Why: asked through request-response, every 1 MiB chunk opened a yamux
+//! substream, negotiated its protocol, armed timers (each wakes a timer thread)
+//! and passed through the swarm's event loop on both sides. A profile of a remote
+//! get put that per-request work at a sixth of the reader's CPU. A lane is opened
+//! once per peer ([`peervault_net::network::CHUNK_PROTOCOL`]): `GetChunk` requests
+//! go out back to back and the answers come back in the same order, the holder
+//! reading up to [`LANE_READS_AHEAD`] blobs ahead of the one it sends.
+//!
+//! A lane that cannot be opened (a peer without them, a connection that is not
+//! up) leaves the chunk to request-response, as before. A lane that breaks fails
+//! the requests waiting on it; the next request opens a new one. A lane idle for
+//! [`LANE_IDLE`] closes, so that it does not keep an unused connection open.
+//!
+//! The holder's side treats the stream as hostile like any other input: requests
+//! longer than [`LANE_REQUEST_LIMIT`] or other than `GetChunk` close the lane and
+//! count as an offence, at most [`LANES_PER_PEER`] lanes per peer are served, and
+//! the blobs read for all lanes together are bounded by one semaphore.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{AsyncReadExt, StreamExt};
+use peervault_net::codec::{MAX_MESSAGE_BYTES, read_message, write_message};
+use peervault_net::{NetHandle, PeerId, Stream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+use crate::conduct::Offence;
+use crate::node::Node;
+use crate::wire::Request;
+
+/// Blobs a holder reads ahead of the one it is sending, per lane.
+pub const LANE_READS_AHEAD: usize = 4;
+/// A lane with no request for this long is closed.
+pub const LANE_IDLE: Duration = Duration::from_secs(30);
+/// Largest request on a lane (a `GetChunk` is under 40 bytes).
+pub const LANE_REQUEST_LIMIT: usize = 256;
+/// Lanes served to one peer at once.
+pub const LANES_PER_PEER: usize = 4;
+/// Blobs read for all lanes at once, and held until sent.
+const LANE_READS: usize = 32;
+/// Requests queued on one lane before askers wait.
+const LANE_QUEUE: usize = 64;
+
+type Reply = oneshot::Sender<Result<Bytes, String>>;
+
+/// The answer to a request a closing lane never sent.
+const NOT_SENT: &str = "the lane had closed";
+
+#[derive(Debug)]
+struct Ask {
+    request: Bytes,
+    reply: Reply,
+}
+
+/// The reading side: one lane per peer, opened on first use.
+#[derive(Debug, Default)]
+pub(crate) struct Lanes {
+    open: Mutex<HashMap<PeerId, Slot>>,
+}
+
+/// The lane to one peer, if one is open; locked while one is being opened.
+type Slot = Arc<tokio::sync::Mutex<Option<mpsc::Sender<Ask>>>>;
+
+/// Why a lane did not answer.
+#[derive(Debug)]
+pub(crate) enum LaneError {
+    /// No lane could be opened: ask another way.
+    Unavailable(String),
+    /// The lane took the request and then broke.
+    Failed(String),
+}
+
+impl Lanes {
+    /// Sends an encoded request on the lane to `peer` (opening one if there is
+    /// none) and waits for its answer.
+    pub(crate) async fn ask(
+        &self,
+        net: &NetHandle,
+        peer: PeerId,
+        request: Bytes,
+    ) -> Result<Bytes, LaneError> {
+        let slot = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(peer)
+            .or_default()
+            .clone();
+        let sender = {
+            let mut lane = slot.lock().await;
+            match lane.as_ref().filter(|sender| !sender.is_closed()) {
+                Some(sender) => sender.clone(),
+                None => {
+                    let stream = net
+                        .open_chunk_stream(peer)
+                        .await
+                        .map_err(|e| LaneError::Unavailable(e.to_string()))?;
+                    let (sender, asks) = mpsc::channel(LANE_QUEUE);
+                    tokio::spawn(run_lane(stream, asks));
+                    *lane = Some(sender.clone());
+                    sender
+                }
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Ask { request, reply })
+            .await
+            .map_err(|_| LaneError::Unavailable("the lane had just closed".into()))?;
+        match answer.await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(why)) if why == NOT_SENT => Err(LaneError::Unavailable(why)),
+            Ok(Err(why)) => Err(LaneError::Failed(why)),
+            Err(_) => Err(LaneError::Failed("the lane closed".into())),
+        }
+    }
+}
+
+/// Writes requests as they come and reads the answers, matching them in order.
+async fn run_lane(stream: Stream, mut asks: mpsc::Receiver<Ask>) {
+    let (mut reader, mut writer) = stream.split();
+    let waiting: Arc<Mutex<VecDeque<Reply>>> = Arc::default();
+    let answers = {
+        let waiting = waiting.clone();
+        tokio::spawn(async move {
+            let why = loop {
+                match read_message(&mut reader, MAX_MESSAGE_BYTES).await {
+                    Ok(Some(answer)) => {
+                        let reply = waiting
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .pop_front();
+                        match reply {
+                            // An asker that gave up has dropped its receiver.
+                            Some(reply) => drop(reply.send(Ok(Bytes::from(answer)))),
+                            None => break "an answer nobody asked for".to_string(),
+                        }
+                    }
+                    Ok(None) => break "the peer closed the lane".to_string(),
+                    Err(e) => break format!("the lane broke: {e}"),
+                }
+            };
+            for reply in waiting.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+                let _ = reply.send(Err(why.clone()));
+            }
+        })
+    };
+    loop {
+        let ask = match tokio::time::timeout(LANE_IDLE, asks.recv()).await {
+            Ok(Some(ask)) => ask,
+            // Idle, or the node let go of the lane.
+            Ok(None) | Err(_) => break,
+        };
+        if answers.is_finished() {
+            let _ = ask.reply.send(Err(NOT_SENT.into()));
+            break;
+        }
+        waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(ask.reply);
+        if let Err(e) = write_message(&mut writer, &ask.request).await {
+            tracing::debug!("a chunk lane broke while sending: {e}");
+            break;
+        }
+    }
+    asks.close();
+    // Answers still owed arrive before the reader sees the end of the stream.
+    let _ = futures::AsyncWriteExt::close(&mut writer).await;
+    let _ = answers.await;
+}
+
+/// The holder's side: serves the lanes peers open to this node.
+pub(crate) async fn serve(node: Node, mut incoming: peervault_net::IncomingStreams) {
+    let reads = Arc::new(Semaphore::new(LANE_READS));
+    let per_peer: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
+    while let Some((peer, stream)) = incoming.next().await {
+        {
+            let mut counts = per_peer.lock().unwrap_or_else(|p| p.into_inner());
+            let count = counts.entry(peer).or_default();
+            if *count >= LANES_PER_PEER {
+                tracing::debug!("refused a chunk lane from {peer}: {LANES_PER_PEER} are open");
+                continue;
+            }
+            *count += 1;
+        }
+        let (node, reads, per_peer) = (node.clone(), reads.clone(), per_peer.clone());
+        tokio::spawn(async move {
+            serve_lane(&node, peer, stream, reads).await;
+            let mut counts = per_peer.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(count) = counts.get_mut(&peer) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&peer);
+                }
+            }
+        });
+    }
+}
+
+/// Answers the requests of one lane in order, reading ahead.
+async fn serve_lane(node: &Node, peer: PeerId, stream: Stream, reads: Arc<Semaphore>) {
+    let (reader, mut writer) = stream.split();
+    // Ends at the end of the stream or at its first error; an oversized request
+    // is an offence, a broken connection is not.
+    let requests = futures::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        match read_message(&mut reader, LANE_REQUEST_LIMIT).await {
+            Ok(Some(request)) => Some((Ok(request), Some(reader))),
+            Ok(None) => None,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Some((Err(format!("an oversized request ({e})")), None))
+            }
+            Err(e) => {
+                tracing::debug!("a chunk lane from {peer} broke: {e}");
+                None
+            }
+        }
+    });
+    let answers = requests
+        .map(|request| {
+            let reads = reads.clone();
+            async move {
+                let request = request?;
+                let permit: OwnedSemaphorePermit =
+                    reads.acquire_owned().await.map_err(|e| e.to_string())?;
+                match Request::decode(&request) {
+                    Ok(Request::GetChunk { id }) => Ok((node.serve_chunk(id).await, permit)),
+                    Ok(_) => Err("a request other than GetChunk".to_string()),
+                    Err(e) => Err(format!("an undecodable request ({e})")),
+                }
+            }
+        })
+        .buffered(LANE_READS_AHEAD);
+    let mut answers = std::pin::pin!(answers);
+    while let Some(answer) = answers.next().await {
+        match answer {
+            Ok((answer, _permit)) => {
+                if let Err(e) = write_message(&mut writer, &answer).await {
+                    tracing::debug!("a chunk lane to {peer} broke while sending: {e}");
+                    return;
+                }
+            }
+            Err(why) => {
+                node.offence(peer, Offence::Malformed, &format!("{why} on a chunk lane"))
+                    .await;
+                return;
+            }
+        }
+    }
+}
