@@ -358,6 +358,7 @@ impl EventLoop {
                 let _ = reply.send(result);
             }
             Command::Resolved { index, result } => self.dial_bootstrap(index, result),
+            Command::Used(peer) => self.touch_used(&peer),
             Command::Ban { peer, until } => {
                 tracing::warn!(
                     "banned peer {peer} for {} s: it kept sending invalid data",

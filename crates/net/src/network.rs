@@ -217,6 +217,8 @@ pub(crate) enum Command {
         peer: PeerId,
         until: std::time::Instant,
     },
+    /// The connection to this peer carries work outside the swarm (a chunk lane).
+    Used(PeerId),
     Provide(Vec<u8>),
     StopProviding(Vec<u8>),
     FindProviders {
@@ -338,6 +340,12 @@ impl NetHandle {
     pub async fn ban(&self, peer: PeerId, duration: Duration) {
         let until = std::time::Instant::now() + duration;
         let _ = self.commands.send(Command::Ban { peer, until }).await;
+    }
+
+    /// Tells the network that the connection to `peer` is in use (by a chunk
+    /// stream, which the swarm does not see), so that trimming leaves it open.
+    pub fn mark_used(&self, peer: PeerId) {
+        let _ = self.commands.try_send(Command::Used(peer));
     }
 
     /// Announces in the DHT that this node holds what `key` names.

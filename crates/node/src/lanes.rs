@@ -11,7 +11,9 @@
 //! A lane that cannot be opened (a peer without them, a connection that is not
 //! up) leaves the chunk to request-response, as before. A lane that breaks fails
 //! the requests waiting on it; the next request opens a new one. A lane idle for
-//! [`LANE_IDLE`] closes, so that it does not keep an unused connection open.
+//! [`LANE_IDLE`] closes, so that it does not keep an unused connection open; one
+//! in use tells the network so every [`MARK_USED_EVERY`], since the swarm, which
+//! trims connections that carry nothing, does not see the lane's traffic.
 //!
 //! The holder's side treats the stream as hostile like any other input: requests
 //! longer than [`LANE_REQUEST_LIMIT`] or other than `GetChunk` close the lane and
@@ -20,7 +22,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{AsyncReadExt, StreamExt};
@@ -62,8 +64,13 @@ pub(crate) struct Lanes {
     open: Mutex<HashMap<PeerId, Slot>>,
 }
 
-/// The lane to one peer, if one is open; locked while one is being opened.
-type Slot = Arc<tokio::sync::Mutex<Option<mpsc::Sender<Ask>>>>;
+/// The lane to one peer, if one is open, and when the network was last told the
+/// connection is in use; locked while a lane is being opened.
+type Slot = Arc<tokio::sync::Mutex<(Option<mpsc::Sender<Ask>>, Option<Instant>)>>;
+
+/// How often a lane in use tells the network that its connection is busy (the
+/// network trims connections that carried nothing for 30 s).
+const MARK_USED_EVERY: Duration = Duration::from_secs(5);
 
 /// Why a lane did not answer.
 #[derive(Debug)]
@@ -92,7 +99,8 @@ impl Lanes {
             .clone();
         let sender = {
             let mut lane = slot.lock().await;
-            match lane.as_ref().filter(|sender| !sender.is_closed()) {
+            let (open, marked) = &mut *lane;
+            let sender = match open.as_ref().filter(|sender| !sender.is_closed()) {
                 Some(sender) => sender.clone(),
                 None => {
                     let stream = net
@@ -101,10 +109,15 @@ impl Lanes {
                         .map_err(|e| LaneError::Unavailable(e.to_string()))?;
                     let (sender, asks) = mpsc::channel(LANE_QUEUE);
                     tokio::spawn(run_lane(stream, asks));
-                    *lane = Some(sender.clone());
+                    *open = Some(sender.clone());
                     sender
                 }
+            };
+            if marked.is_none_or(|at| at.elapsed() >= MARK_USED_EVERY) {
+                net.mark_used(peer);
+                *marked = Some(Instant::now());
             }
+            sender
         };
         let (reply, answer) = oneshot::channel();
         sender
