@@ -1,12 +1,12 @@
-//! Chunk lanes: one long-lived stream to each peer that chunks are read from.
+//! Chunk lanes: one long-lived stream to each peer that chunks go to or come from.
 //!
-//! Why: asked through request-response, every 1 MiB chunk opened a yamux
-//! substream, negotiated its protocol, armed timers (each wakes a timer thread)
-//! and passed through the swarm's event loop on both sides. A profile of a remote
-//! get put that per-request work at a sixth of the reader's CPU. A lane is opened
-//! once per peer ([`peervault_net::network::CHUNK_PROTOCOL`]): `GetChunk` requests
-//! go out back to back and the answers come back in the same order, the holder
-//! reading up to [`LANE_READS_AHEAD`] blobs ahead of the one it sends.
+//! Why: through request-response, every 1 MiB chunk opened a yamux substream,
+//! negotiated its protocol, armed timers (each wakes a timer thread) and passed
+//! through the swarm's event loop on both sides. A profile of a remote get put
+//! that per-request work at a sixth of the reader's CPU. A lane is opened once per
+//! peer ([`peervault_net::network::CHUNK_PROTOCOL`]): `GetChunk` and `PutChunk`
+//! requests go out back to back and the answers come back in the same order, the
+//! peer working on up to [`LANE_READS_AHEAD`] requests ahead of the answer it sends.
 //!
 //! A lane that cannot be opened (a peer without them, a connection that is not
 //! up) leaves the chunk to request-response, as before. A lane that breaks fails
@@ -15,10 +15,10 @@
 //! in use tells the network so every [`MARK_USED_EVERY`], since the swarm, which
 //! trims connections that carry nothing, does not see the lane's traffic.
 //!
-//! The holder's side treats the stream as hostile like any other input: requests
-//! longer than [`LANE_REQUEST_LIMIT`] or other than `GetChunk` close the lane and
-//! count as an offence, at most [`LANES_PER_PEER`] lanes per peer are served, and
-//! the blobs read for all lanes together are bounded by one semaphore.
+//! The serving side treats the stream as hostile like any other input: a request
+//! over the message limit or other than `GetChunk` and `PutChunk` closes the lane
+//! and counts as an offence, at most [`LANES_PER_PEER`] lanes per peer are served,
+//! and the requests worked on for all lanes together are bounded by one semaphore.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -38,11 +38,9 @@ use crate::wire::Request;
 pub const LANE_READS_AHEAD: usize = 4;
 /// A lane with no request for this long is closed.
 pub const LANE_IDLE: Duration = Duration::from_secs(30);
-/// Largest request on a lane (a `GetChunk` is under 40 bytes).
-pub const LANE_REQUEST_LIMIT: usize = 256;
 /// Lanes served to one peer at once.
 pub const LANES_PER_PEER: usize = 4;
-/// Blobs read for all lanes at once, and held until sent.
+/// Blobs read or stored for all lanes at once (each held until its answer is sent).
 const LANE_READS: usize = 32;
 /// Requests queued on one lane before askers wait.
 const LANE_QUEUE: usize = 64;
@@ -222,7 +220,7 @@ async fn serve_lane(node: &Node, peer: PeerId, stream: Stream, reads: Arc<Semaph
     // is an offence, a broken connection is not.
     let requests = futures::stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;
-        match read_message(&mut reader, LANE_REQUEST_LIMIT).await {
+        match read_message(&mut reader, MAX_MESSAGE_BYTES).await {
             Ok(Some(request)) => Some((Ok(request), Some(reader))),
             Ok(None) => None,
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
@@ -238,12 +236,19 @@ async fn serve_lane(node: &Node, peer: PeerId, stream: Stream, reads: Arc<Semaph
         .map(|request| {
             let reads = reads.clone();
             async move {
-                let request = request?;
+                let request = Bytes::from(request?);
                 let permit: OwnedSemaphorePermit =
                     reads.acquire_owned().await.map_err(|e| e.to_string())?;
+                let request = match crate::service::take_put_chunk(request) {
+                    Ok((id, blob)) => {
+                        let answer = node.store_chunk(peer, id, blob).await;
+                        return Ok((Bytes::from(answer.encode()), permit));
+                    }
+                    Err(request) => request,
+                };
                 match Request::decode(&request) {
                     Ok(Request::GetChunk { id }) => Ok((node.serve_chunk(id).await, permit)),
-                    Ok(_) => Err("a request other than GetChunk".to_string()),
+                    Ok(_) => Err("a request other than GetChunk or PutChunk".to_string()),
                     Err(e) => Err(format!("an undecodable request ({e})")),
                 }
             }

@@ -172,12 +172,14 @@ impl Node {
     ) -> std::result::Result<Response, String> {
         let started = std::time::Instant::now();
         let m = &self.inner.metrics;
-        let answer = self
-            .ask_raw(peer, request, timeout)
-            .await
-            .and_then(|bytes| {
-                Response::decode(&bytes).map_err(|e| format!("bad answer from {peer}: {e}"))
-            });
+        // Chunks go on the peer's lane, everything else through request-response.
+        let answer = match kind {
+            Asked::PutChunk { .. } => self.ask_on_lane(peer, request).await,
+            Asked::Other => self.ask_raw(peer, request, timeout).await,
+        };
+        let answer = answer.and_then(|bytes| {
+            Response::decode(&bytes).map_err(|e| format!("bad answer from {peer}: {e}"))
+        });
         let took = started.elapsed().as_secs_f64();
         // Chunk bytes count once the holder has acknowledged them.
         if let (Asked::PutChunk { bytes }, Ok(Response::Stored)) = (kind, &answer) {

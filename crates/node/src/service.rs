@@ -72,15 +72,10 @@ impl Node {
     /// bytes a node serves, are read from disk straight into their message.
     async fn answer_encoded(&self, peer: PeerId, bytes: Bytes) -> Bytes {
         // A chunk to store is checked and written where it arrived.
-        if let Some((id, range)) = crate::wire::put_chunk_in_request(&bytes) {
-            let blob = bytes.slice(range);
-            drop(bytes);
-            // Now the message's only owner: the conversion takes its memory as it is.
-            let blob = blob
-                .try_into_mut()
-                .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-            return self.store_chunk(peer, id, blob).await.encode().into();
-        }
+        let bytes = match take_put_chunk(bytes) {
+            Ok((id, blob)) => return self.store_chunk(peer, id, blob).await.encode().into(),
+            Err(bytes) => bytes,
+        };
         match Request::decode(&bytes) {
             Ok(Request::GetChunk { id }) => self.serve_chunk(id).await,
             Ok(request) => self.answer(peer, request).await.encode().into(),
@@ -99,7 +94,7 @@ impl Node {
     }
 
     /// Checks and stores a chunk a peer sent.
-    async fn store_chunk(&self, peer: PeerId, id: ChunkId, blob: BytesMut) -> Response {
+    pub(crate) async fn store_chunk(&self, peer: PeerId, id: ChunkId, blob: BytesMut) -> Response {
         let len = blob.len() as u64;
         match self.inner.vault.put_blob(id, blob).await {
             Ok(_) => {
@@ -233,4 +228,19 @@ impl Node {
         }
         Response::Want { missing }
     }
+}
+
+/// The chunk id and blob of an encoded `PutChunk`, the blob taken out of the
+/// message without copying; any other message is given back.
+pub(crate) fn take_put_chunk(bytes: Bytes) -> std::result::Result<(ChunkId, BytesMut), Bytes> {
+    let Some((id, range)) = crate::wire::put_chunk_in_request(&bytes) else {
+        return Err(bytes);
+    };
+    let blob = bytes.slice(range);
+    drop(bytes);
+    // Now the message's only owner: the conversion takes its memory as it is.
+    let blob = blob
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    Ok((id, blob))
 }

@@ -363,27 +363,29 @@ async fn a_chunk_lane_answers_in_order_and_a_hostile_one_is_closed_and_counted()
     let target = cluster.start("target", &[], Replicas::Count(1)).await;
     let rogue = Rogue::join(&cluster, &target, false).await;
     let peer: PeerId = target.peer_id().parse().unwrap();
-    // Three real chunks on the target, stored the usual way.
-    let mut stored = Vec::new();
-    for i in 0..3u8 {
-        let (id, blob) = rogue.crypto.seal_chunk(&vec![i; 70_000]).unwrap();
-        let answer = rogue
-            .ask(
-                &target,
-                &Request::PutChunk {
-                    id,
-                    blob: blob.clone(),
-                },
-            )
-            .await
-            .unwrap();
-        assert!(matches!(answer, Response::Stored), "{answer:?}");
-        stored.push((id, blob));
+    // Three real chunks on the target: one stored through request-response, two
+    // on a lane, back to back.
+    let stored: Vec<(ChunkId, Vec<u8>)> = (0..3u8)
+        .map(|i| rogue.crypto.seal_chunk(&vec![i; 70_000]).unwrap())
+        .collect();
+    let (id, blob) = stored[0].clone();
+    let answer = rogue
+        .ask(&target, &Request::PutChunk { id, blob })
+        .await
+        .unwrap();
+    assert!(matches!(answer, Response::Stored), "{answer:?}");
+    let mut lane = rogue.net.open_chunk_stream(peer).await.unwrap();
+    for (id, blob) in &stored[1..] {
+        let put = peervault_node::wire::encode_put_chunk(id, blob);
+        write_message(&mut lane, &put).await.unwrap();
+    }
+    for _ in &stored[1..] {
+        let answer = read_message(&mut lane, 1 << 10).await.unwrap().unwrap();
+        assert_eq!(Response::decode(&answer).unwrap(), Response::Stored);
     }
     let missing = rogue.crypto.chunk_id(b"never stored");
 
     // Requests sent back to back come back in order, the held and the missing.
-    let mut lane = rogue.net.open_chunk_stream(peer).await.unwrap();
     let asked: Vec<ChunkId> = [stored[2].0, missing, stored[0].0, stored[1].0].into();
     for id in &asked {
         write_message(&mut lane, &Request::GetChunk { id: *id }.encode())
@@ -404,7 +406,7 @@ async fn a_chunk_lane_answers_in_order_and_a_hostile_one_is_closed_and_counted()
     }
     assert_eq!(offences(&target).await, (0, 0));
 
-    // Anything but GetChunk closes the lane and counts; so does an oversized request.
+    // Any other request closes the lane and counts; so does one over the limit.
     let summary = Request::Summary {
         digests: Vec::new(),
     }
@@ -415,8 +417,10 @@ async fn a_chunk_lane_answers_in_order_and_a_hostile_one_is_closed_and_counted()
         Ok(None) | Err(_)
     ));
     let mut lane = rogue.net.open_chunk_stream(peer).await.unwrap();
-    // The target may close the lane before the whole request is written.
-    let _ = write_message(&mut lane, &vec![0u8; 100_000]).await;
+    // The length alone is refused: 20 MiB is over the message limit.
+    use futures::AsyncWriteExt;
+    lane.write_all(&(20u32 << 20).to_be_bytes()).await.unwrap();
+    lane.flush().await.unwrap();
     assert!(matches!(
         read_message(&mut lane, 2 << 20).await,
         Ok(None) | Err(_)
