@@ -18,7 +18,8 @@
 //! The serving side treats the stream as hostile like any other input: a request
 //! over the message limit or other than `GetChunk` and `PutChunk` closes the lane
 //! and counts as an offence, at most [`LANES_PER_PEER`] lanes per peer are served,
-//! and the requests worked on for all lanes together are bounded by one semaphore.
+//! the requests worked on for all lanes together are bounded by one semaphore, and
+//! a lane whose peer takes no answer for [`LANE_SEND_TIMEOUT`] is closed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,9 @@ pub const LANE_READS_AHEAD: usize = 4;
 pub const LANE_IDLE: Duration = Duration::from_secs(30);
 /// Lanes served to one peer at once.
 pub const LANES_PER_PEER: usize = 4;
+/// An answer a peer does not take within this long closes its lane, so that a
+/// stalled reader cannot hold the work budget all lanes share.
+pub const LANE_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Blobs read or stored for all lanes at once (each held until its answer is sent).
 const LANE_READS: usize = 32;
 /// Requests queued on one lane before askers wait.
@@ -258,9 +262,20 @@ async fn serve_lane(node: &Node, peer: PeerId, stream: Stream, reads: Arc<Semaph
     while let Some(answer) = answers.next().await {
         match answer {
             Ok((answer, _permit)) => {
-                if let Err(e) = write_message(&mut writer, &answer).await {
-                    tracing::debug!("a chunk lane to {peer} broke while sending: {e}");
-                    return;
+                let sending = write_message(&mut writer, &answer);
+                match tokio::time::timeout(LANE_SEND_TIMEOUT, sending).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!("a chunk lane to {peer} broke while sending: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(
+                            "closed a chunk lane to {peer}: it took no answer for {} s",
+                            LANE_SEND_TIMEOUT.as_secs()
+                        );
+                        return;
+                    }
                 }
             }
             Err(why) => {

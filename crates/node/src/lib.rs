@@ -39,7 +39,7 @@
 
 pub mod conduct;
 mod error;
-mod lanes;
+pub mod lanes;
 pub mod maintenance;
 pub mod metrics;
 pub mod node;

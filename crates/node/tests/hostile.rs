@@ -435,3 +435,39 @@ async fn a_chunk_lane_answers_in_order_and_a_hostile_one_is_closed_and_counted()
         stored.iter().map(|(_, b)| b.len() as u64).sum::<u64>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_whose_peer_takes_no_answers_is_closed() {
+    use peervault_net::codec::{read_message, write_message};
+    let cluster = Cluster::new();
+    let target = cluster.start("target", &[], Replicas::Count(1)).await;
+    let rogue = Rogue::join(&cluster, &target, false).await;
+    let peer: PeerId = target.peer_id().parse().unwrap();
+    let (id, blob) = rogue.crypto.seal_chunk(&vec![7; 1 << 20]).unwrap();
+    let answer = rogue
+        .ask(&target, &Request::PutChunk { id, blob })
+        .await
+        .unwrap();
+    assert!(matches!(answer, Response::Stored), "{answer:?}");
+    // Ask for 12 MiB and read none of it: the target's sends stall.
+    let mut lane = rogue.net.open_chunk_stream(peer).await.unwrap();
+    for _ in 0..12 {
+        write_message(&mut lane, &Request::GetChunk { id }.encode())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(peervault_node::lanes::LANE_SEND_TIMEOUT + Duration::from_secs(2)).await;
+    // The target gave up on the lane: what it had sent, then the end.
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut answers = 0;
+        while let Ok(Some(_)) = read_message(&mut lane, 2 << 20).await {
+            answers += 1;
+        }
+        answers
+    });
+    let answers = drained.await.expect("the target never closed the lane");
+    assert!(
+        answers < 12,
+        "the lane was served to the end ({answers} answers)"
+    );
+}
