@@ -184,6 +184,10 @@ async fn run_lane(stream: Stream, mut asks: mpsc::Receiver<Ask>) {
         }
     }
     asks.close();
+    // Requests queued behind the end were never sent: their askers go elsewhere.
+    while let Ok(ask) = asks.try_recv() {
+        let _ = ask.reply.send(Err(NOT_SENT.into()));
+    }
     // Answers still owed arrive before the reader sees the end of the stream.
     let _ = futures::AsyncWriteExt::close(&mut writer).await;
     let _ = answers.await;
@@ -285,4 +289,10 @@ async fn serve_lane(node: &Node, peer: PeerId, stream: Stream, reads: Arc<Semaph
             }
         }
     }
+    // The peer closed its side and every answer went out: close ours.
+    let _ = tokio::time::timeout(
+        LANE_SEND_TIMEOUT,
+        futures::AsyncWriteExt::close(&mut writer),
+    )
+    .await;
 }
