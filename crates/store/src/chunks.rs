@@ -168,7 +168,7 @@ impl ChunkFiles {
             match self.start_direct_write(id, blob, &tmp_path) {
                 Ok(pending) => return Ok(pending),
                 // The file system does not do direct I/O: never try again.
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                Err(e) if refuses_direct(&e) => {
                     self.direct.store(false, Ordering::Relaxed);
                     // Some file systems refuse at open, after creating the file.
                     let _ = fs::remove_file(&tmp_path);
@@ -296,34 +296,25 @@ impl ChunkFiles {
         id: &ChunkId,
         prefix: impl FnOnce(usize) -> Vec<u8>,
     ) -> io::Result<Bytes> {
-        let (mut file, len) = if self.direct.load(Ordering::Relaxed) {
-            match self.open_blob(id, OFlags::DIRECT) {
-                Ok(opened) => opened,
-                // The file system does not do direct I/O: never try again.
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                    self.direct.store(false, Ordering::Relaxed);
-                    self.open_blob(id, OFlags::empty())?
-                }
-                Err(e) => return Err(e),
-            }
-        } else {
-            self.open_blob(id, OFlags::empty())?
-        };
-        let header = prefix(len);
         if self.direct.load(Ordering::Relaxed) {
-            match read_direct(&file, len, &header) {
-                Ok(message) => return Ok(message),
-                // Refused after all: read it through the page cache.
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                    file = self.open_blob(id, OFlags::empty())?.0;
+            match self.open_blob(id, OFlags::DIRECT) {
+                Ok((file, len)) => {
+                    let header = prefix(len);
+                    return match read_direct(&file, len, &header) {
+                        // Refused after all: read it through the page cache.
+                        Err(e) if refuses_direct(&e) => {
+                            read_behind(self.open_blob(id, OFlags::empty())?.0, len, header)
+                        }
+                        read => read,
+                    };
                 }
+                // The file system does not do direct I/O: never try again.
+                Err(e) if refuses_direct(&e) => self.direct.store(false, Ordering::Relaxed),
                 Err(e) => return Err(e),
             }
         }
-        let mut message = header;
-        message.reserve_exact(len);
-        file.read_to_end(&mut message)?;
-        Ok(Bytes::from(message))
+        let (file, len) = self.open_blob(id, OFlags::empty())?;
+        read_behind(file, len, prefix(len))
     }
 
     /// Reads a whole blob.
@@ -421,6 +412,19 @@ impl ChunkFiles {
         }
         Ok(ids)
     }
+}
+
+/// True if `e` is a file system's refusal of direct I/O.
+fn refuses_direct(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error())
+}
+
+/// Reads the `len` bytes of `file` through the page cache into a message behind
+/// `header`.
+fn read_behind(mut file: File, len: usize, mut header: Vec<u8>) -> io::Result<Bytes> {
+    header.reserve_exact(len);
+    file.read_to_end(&mut header)?;
+    Ok(Bytes::from(header))
 }
 
 /// Reads the `len` bytes of a file opened with `O_DIRECT` into a new message
