@@ -10,7 +10,8 @@
 //!
 //! A lane that cannot be opened (a peer without them, a connection that is not
 //! up) leaves the chunk to request-response, as before. A lane that breaks fails
-//! the requests waiting on it; the next request opens a new one. A lane idle for
+//! the requests it sent; those queued behind them go through request-response,
+//! and the next request opens a new lane. A lane idle for
 //! [`LANE_IDLE`] closes, so that it does not keep an unused connection open; one
 //! in use tells the network so every [`MARK_USED_EVERY`], since the swarm, which
 //! trims connections that carry nothing, does not see the lane's traffic.
@@ -33,7 +34,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::conduct::Offence;
 use crate::node::Node;
-use crate::wire::Request;
 
 /// Blobs a holder reads ahead of the one it is sending, per lane.
 pub const LANE_READS_AHEAD: usize = 4;
@@ -247,17 +247,10 @@ async fn serve_lane(node: &Node, peer: PeerId, stream: Stream, reads: Arc<Semaph
                 let request = Bytes::from(request?);
                 let permit: OwnedSemaphorePermit =
                     reads.acquire_owned().await.map_err(|e| e.to_string())?;
-                let request = match crate::service::take_put_chunk(request) {
-                    Ok((id, blob)) => {
-                        let answer = node.store_chunk(peer, id, blob).await;
-                        return Ok((Bytes::from(answer.encode()), permit));
-                    }
-                    Err(request) => request,
-                };
-                match Request::decode(&request) {
-                    Ok(Request::GetChunk { id }) => Ok((node.serve_chunk(id).await, permit)),
-                    Ok(_) => Err("a request other than GetChunk or PutChunk".to_string()),
-                    Err(e) => Err(format!("an undecodable request ({e})")),
+                match node.answer_chunk_request(peer, request).await {
+                    Ok(answer) => Ok((answer, permit)),
+                    Err(Ok(_)) => Err("a request other than GetChunk or PutChunk".to_string()),
+                    Err(Err(e)) => Err(format!("an undecodable request ({e})")),
                 }
             }
         })

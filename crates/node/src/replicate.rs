@@ -27,7 +27,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
@@ -253,12 +253,7 @@ impl Node {
             m.bytes_received.inc_by(blob.len() as u64);
             m.chunk_transfer_duration
                 .observe(started.elapsed().as_secs_f64());
-            // The answer's only owner: the conversion takes its memory as it is.
-            let mut message = answer
-                .try_into_mut()
-                .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-            message.advance(blob.start);
-            return Ok(Some(message));
+            return Ok(Some(crate::wire::take_range(answer, blob)));
         }
         match Response::decode(&answer) {
             Ok(Response::Missing) => Ok(None),

@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::conduct::{BAN_AFTER, BAN_FOR, Offence};
 use crate::metrics::OffenceLabel;
 use crate::node::Node;
-use crate::wire::{ENTRIES_PER_MESSAGE, Refusal, Request, Response, SealedEntry};
+use crate::wire::{ENTRIES_PER_MESSAGE, Refusal, Request, Response, SealedEntry, WireError};
 
 /// Peer requests handled at the same time.
 const CONCURRENCY: usize = 32;
@@ -71,15 +71,10 @@ impl Node {
     /// The encoded answer to a request, decoded once here. Chunks, most of the
     /// bytes a node serves, are read from disk straight into their message.
     async fn answer_encoded(&self, peer: PeerId, bytes: Bytes) -> Bytes {
-        // A chunk to store is checked and written where it arrived.
-        let bytes = match take_put_chunk(bytes) {
-            Ok((id, blob)) => return self.store_chunk(peer, id, blob).await.encode().into(),
-            Err(bytes) => bytes,
-        };
-        match Request::decode(&bytes) {
-            Ok(Request::GetChunk { id }) => self.serve_chunk(id).await,
-            Ok(request) => self.answer(peer, request).await.encode().into(),
-            Err(e) => {
+        match self.answer_chunk_request(peer, bytes).await {
+            Ok(answer) => answer,
+            Err(Ok(request)) => self.answer(peer, request).await.encode().into(),
+            Err(Err(e)) => {
                 self.offence(
                     peer,
                     Offence::Malformed,
@@ -93,8 +88,26 @@ impl Node {
         }
     }
 
+    /// The encoded answer to a chunk request: a `PutChunk`, checked and stored
+    /// where it arrived, or a `GetChunk`, the blob read into its answer. Any other
+    /// request comes back decoded (or as the reason it could not be).
+    pub(crate) async fn answer_chunk_request(
+        &self,
+        peer: PeerId,
+        bytes: Bytes,
+    ) -> std::result::Result<Bytes, std::result::Result<Request, WireError>> {
+        if let Some((id, range)) = crate::wire::put_chunk_in_request(&bytes) {
+            let blob = crate::wire::take_range(bytes, range);
+            return Ok(self.store_chunk(peer, id, blob).await.encode().into());
+        }
+        match Request::decode(&bytes) {
+            Ok(Request::GetChunk { id }) => Ok(self.serve_chunk(id).await),
+            other => Err(other),
+        }
+    }
+
     /// Checks and stores a chunk a peer sent.
-    pub(crate) async fn store_chunk(&self, peer: PeerId, id: ChunkId, blob: BytesMut) -> Response {
+    async fn store_chunk(&self, peer: PeerId, id: ChunkId, blob: BytesMut) -> Response {
         let len = blob.len() as u64;
         match self.inner.vault.put_blob(id, blob).await {
             Ok(_) => {
@@ -114,7 +127,7 @@ impl Node {
     }
 
     /// An encoded `Chunk` (or `Missing`) answer, the blob read into the message.
-    pub(crate) async fn serve_chunk(&self, id: ChunkId) -> Bytes {
+    async fn serve_chunk(&self, id: ChunkId) -> Bytes {
         let read = self
             .inner
             .vault
@@ -174,11 +187,11 @@ impl Node {
                 Response::Ack
             }
             Request::Offer { entry } => self.answer_offer(peer, vault, entry).await,
-            // `answer_encoded` normally stores a chunk straight from its message.
+            // `answer_chunk_request` normally stores a chunk straight from its message.
             Request::PutChunk { id, blob } => {
                 self.store_chunk(peer, id, Bytes::from(blob).into()).await
             }
-            // Served before this match, by `serve_chunk`.
+            // Served before this match, by `answer_chunk_request`.
             Request::GetChunk { id } => {
                 Response::Error(format!("chunk {id} was asked for by the wrong path"))
             }
@@ -228,19 +241,4 @@ impl Node {
         }
         Response::Want { missing }
     }
-}
-
-/// The chunk id and blob of an encoded `PutChunk`, the blob taken out of the
-/// message without copying; any other message is given back.
-pub(crate) fn take_put_chunk(bytes: Bytes) -> std::result::Result<(ChunkId, BytesMut), Bytes> {
-    let Some((id, range)) = crate::wire::put_chunk_in_request(&bytes) else {
-        return Err(bytes);
-    };
-    let blob = bytes.slice(range);
-    drop(bytes);
-    // Now the message's only owner: the conversion takes its memory as it is.
-    let blob = blob
-        .try_into_mut()
-        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-    Ok((id, blob))
 }

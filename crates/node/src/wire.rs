@@ -191,6 +191,15 @@ pub fn encode_put_chunk(id: &ChunkId, blob: &[u8]) -> Vec<u8> {
     )
 }
 
+/// The `range` of `message` as a buffer of its own, without copying when
+/// `message` has no other owner (a message as it arrived).
+pub(crate) fn take_range(message: bytes::Bytes, range: std::ops::Range<usize>) -> bytes::BytesMut {
+    let part = message.slice(range);
+    drop(message);
+    part.try_into_mut()
+        .unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]))
+}
+
 /// The chunk id and where the blob lies in `message` if it is an encoded
 /// `Request::PutChunk` (so a holder can check and store it without copying it out
 /// of the message); `None` for any other message.
