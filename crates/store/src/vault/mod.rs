@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::BufMut;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -729,7 +729,7 @@ impl Inner {
         let restored = tokio::task::spawn_blocking(move || {
             inner.quarantine_one(&id)?;
             match sealed {
-                Some(sealed) => inner.put_blob(id, Bytes::from(sealed).into()).map(|_| ()),
+                Some(sealed) => inner.put_blob(id, sealed).map(|_| ()),
                 None => Ok(()),
             }
         })
@@ -770,7 +770,7 @@ impl Inner {
         manifest: Arc<Manifest>,
         index: usize,
         keep_sealed: bool,
-    ) -> Result<(Bytes, Option<Vec<u8>>)> {
+    ) -> Result<(Bytes, Option<BytesMut>)> {
         let unavailable = |reason: String| StoreError::Unavailable {
             name: manifest.name.clone(),
             index,
@@ -788,7 +788,7 @@ impl Inner {
                 .await
                 .map_err(&unavailable)?;
             let blob_len = blob.len();
-            let sealed = keep_sealed.then(|| blob.to_vec());
+            let sealed = keep_sealed.then(|| BytesMut::from(&blob[..]));
             let (inner, m) = (self.clone(), manifest.clone());
             // Opened where it arrived: the plaintext shares the message's memory.
             let check = move || {
