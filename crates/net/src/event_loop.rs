@@ -58,7 +58,7 @@ pub(crate) struct Behaviour {
     pub dcutr: dcutr::Behaviour,
     /// Whether this node is reachable from outside (absent with `-advertise`).
     pub autonat: Toggle<autonat::Behaviour>,
-    /// Long-lived streams for chunk reads (see [`crate::network::CHUNK_PROTOCOL`]).
+    /// Long-lived streams for chunk transfers (see [`crate::network::CHUNK_PROTOCOL`]).
     pub stream: libp2p_stream::Behaviour,
 }
 

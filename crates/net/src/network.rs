@@ -242,8 +242,8 @@ pub struct Network {
     pub chunk_streams: libp2p_stream::IncomingStreams,
 }
 
-/// The protocol of long-lived chunk streams: length-prefixed `GetChunk` requests
-/// one way and their answers, in the same order, the other (see the node's lanes).
+/// The protocol of long-lived chunk streams: length-prefixed chunk requests one
+/// way and their answers, in the same order, the other (see the node's lanes).
 pub const CHUNK_PROTOCOL: StreamProtocol = StreamProtocol::new("/peervault/chunks/1");
 
 /// Cheap to clone; all clones drive the same network.

@@ -397,7 +397,7 @@ pub(crate) struct Inner {
     pub(crate) conduct: std::sync::Mutex<crate::conduct::Conduct>,
     /// An address was given with `-advertise` (reachability is then not checked).
     advertised: bool,
-    /// Long-lived streams chunks are read through (see [`crate::lanes`]).
+    /// Long-lived streams that chunks travel on (see [`crate::lanes`]).
     pub(crate) lanes: crate::lanes::Lanes,
 }
 
