@@ -73,6 +73,12 @@ impl Rogue {
         rogue
     }
 
+    /// Stores a sealed chunk on `target` through request-response.
+    async fn store(&self, target: &Node, (id, blob): (ChunkId, Vec<u8>)) {
+        let answer = self.ask(target, &Request::PutChunk { id, blob }).await;
+        assert!(matches!(answer, Ok(Response::Stored)), "{answer:?}");
+    }
+
     async fn ask(&self, target: &Node, request: &Request) -> Result<Response, String> {
         let peer: PeerId = target.peer_id().parse().unwrap();
         let bytes = self
@@ -91,6 +97,16 @@ fn forged_blob(crypto: &Crypto, id: ChunkId, len: usize) -> Vec<u8> {
     buf.extend((0..len).map(|i| (i * 7) as u8));
     crypto.seal_chunk_in_place(&id, &mut buf).unwrap();
     buf
+}
+
+/// A node holding one copy of what it is given, and a rogue connected to it (the
+/// cluster keeps their directories).
+async fn target_and_rogue() -> (Cluster, Node, Rogue, PeerId) {
+    let cluster = Cluster::new();
+    let target = cluster.start("target", &[], Replicas::Count(1)).await;
+    let rogue = Rogue::join(&cluster, &target, false).await;
+    let peer = target.peer_id().parse().unwrap();
+    (cluster, target, rogue, peer)
 }
 
 async fn offences(node: &Node) -> (u64, u64) {
@@ -359,21 +375,13 @@ async fn a_read_skips_a_peer_that_serves_forged_chunks_and_returns_the_real_byte
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_lane_answers_in_order_and_a_hostile_one_is_closed_and_counted() {
     use peervault_net::codec::{read_message, write_message};
-    let cluster = Cluster::new();
-    let target = cluster.start("target", &[], Replicas::Count(1)).await;
-    let rogue = Rogue::join(&cluster, &target, false).await;
-    let peer: PeerId = target.peer_id().parse().unwrap();
+    let (_cluster, target, rogue, peer) = target_and_rogue().await;
     // Three real chunks on the target: one stored through request-response, two
     // on a lane, back to back.
     let stored: Vec<(ChunkId, Vec<u8>)> = (0..3u8)
         .map(|i| rogue.crypto.seal_chunk(&vec![i; 70_000]).unwrap())
         .collect();
-    let (id, blob) = stored[0].clone();
-    let answer = rogue
-        .ask(&target, &Request::PutChunk { id, blob })
-        .await
-        .unwrap();
-    assert!(matches!(answer, Response::Stored), "{answer:?}");
+    rogue.store(&target, stored[0].clone()).await;
     let mut lane = rogue.net.open_chunk_stream(peer).await.unwrap();
     for (id, blob) in &stored[1..] {
         let put = peervault_node::wire::encode_put_chunk(id, blob);
@@ -429,7 +437,7 @@ async fn a_chunk_lane_answers_in_order_and_a_hostile_one_is_closed_and_counted()
         offences(&target).await == (2, 0)
     })
     .await;
-    // The target still serves lanes to others: it read nothing it should not have.
+    // Only the three real chunks were kept.
     assert_eq!(
         target.quota().used_bytes,
         stored.iter().map(|(_, b)| b.len() as u64).sum::<u64>()
@@ -439,16 +447,9 @@ async fn a_chunk_lane_answers_in_order_and_a_hostile_one_is_closed_and_counted()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lane_whose_peer_takes_no_answers_is_closed() {
     use peervault_net::codec::{read_message, write_message};
-    let cluster = Cluster::new();
-    let target = cluster.start("target", &[], Replicas::Count(1)).await;
-    let rogue = Rogue::join(&cluster, &target, false).await;
-    let peer: PeerId = target.peer_id().parse().unwrap();
+    let (_cluster, target, rogue, peer) = target_and_rogue().await;
     let (id, blob) = rogue.crypto.seal_chunk(&vec![7; 1 << 20]).unwrap();
-    let answer = rogue
-        .ask(&target, &Request::PutChunk { id, blob })
-        .await
-        .unwrap();
-    assert!(matches!(answer, Response::Stored), "{answer:?}");
+    rogue.store(&target, (id, blob)).await;
     // Ask for 12 MiB and read none of it: the target's sends stall.
     let mut lane = rogue.net.open_chunk_stream(peer).await.unwrap();
     for _ in 0..12 {
