@@ -173,6 +173,10 @@ pub struct Report {
     pub verify_failures: usize,
     /// Nodes that died without being killed, or logged a panic.
     pub crashes: usize,
+    /// Peers banned by a node. Every node of a run is honest, so a ban means the
+    /// faults (a damaged disk, a broken connection) made one look hostile, and it
+    /// would keep two members apart for the length of the ban.
+    pub bans: usize,
     /// Human-readable details of every violation.
     pub problems: Vec<String>,
 }
@@ -188,6 +192,7 @@ impl Report {
             + self.orphans_after_gc
             + self.verify_failures
             + self.crashes
+            + self.bans
     }
 }
 
@@ -579,6 +584,12 @@ async fn check(
             report
                 .problems
                 .push(format!("node {} crashed: see its log", node.index));
+        }
+        for line in log.lines().filter(|l| l.contains("banned for")) {
+            report.bans += 1;
+            report
+                .problems
+                .push(format!("node {} banned an honest peer: {line}", node.index));
         }
     }
     Ok(())

@@ -131,7 +131,7 @@ impl ChaosNode {
 
     fn log_tail(&self) -> String {
         let text = self.log_text();
-        let start = text.len().saturating_sub(2000);
+        let start = text.len().saturating_sub(6000);
         text.get(start..).unwrap_or_default().to_string()
     }
 
@@ -238,14 +238,31 @@ impl Cluster {
             while node.peers().await.unwrap_or(0) < want {
                 if Instant::now() > deadline {
                     bail!(
-                        "node {} did not reach {want} peers within {within:?}",
-                        node.index
+                        "node {} did not reach {want} peers within {within:?}; the end of its log:\n{}\n\
+                         offences and bans seen by every node:\n{}",
+                        node.index,
+                        node.log_tail(),
+                        self.conduct_lines()
                     );
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         Ok(())
+    }
+
+    /// The log lines of every node about peers' offences and bans (what would
+    /// keep two nodes apart), for a failure message.
+    fn conduct_lines(&self) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            for line in node.log_text().lines() {
+                if line.contains("offence") || line.contains("banned") {
+                    out.push_str(&format!("node {}: {line}\n", node.index));
+                }
+            }
+        }
+        out
     }
 
     /// Cuts node `i` from every other node (both directions).

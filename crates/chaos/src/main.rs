@@ -113,7 +113,7 @@ fn print(report: &Report, json: bool) -> anyhow::Result<()> {
         report.seconds
     );
     println!(
-        "lost writes {} | resurrected {} | garbage reads {} | unreadable {} | divergent nodes {} | under-replicated {} | orphans after GC {} | verify failures {} | crashes {}",
+        "lost writes {} | resurrected {} | garbage reads {} | unreadable {} | divergent nodes {} | under-replicated {} | orphans after GC {} | verify failures {} | crashes {} | bans {}",
         report.lost_writes,
         report.resurrected,
         report.garbage_reads,
@@ -122,7 +122,8 @@ fn print(report: &Report, json: bool) -> anyhow::Result<()> {
         report.under_replicated,
         report.orphans_after_gc,
         report.verify_failures,
-        report.crashes
+        report.crashes,
+        report.bans
     );
     for problem in &report.problems {
         println!("  problem: {problem}");

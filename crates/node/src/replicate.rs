@@ -789,10 +789,13 @@ impl ChunkSource for PeerChunks {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(peer);
+        let Some(id) = manifest.chunks.get(index).copied() else {
+            return;
+        };
         let node = self.node.clone();
         let what = format!("chunk {index} of {:?}, which {problem}", manifest.name);
         tokio::spawn(async move {
-            node.offence(peer, crate::conduct::Offence::BadChunk, &what)
+            node.offence(peer, crate::conduct::Offence::BadChunk(id), &what)
                 .await
         });
     }

@@ -14,7 +14,7 @@ use peervault_net::{InboundRequest, PeerId};
 use peervault_store::{CatalogueEntry, ChunkId, StoreError, Vault};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::conduct::{BAN_AFTER, BAN_FOR, Offence};
+use crate::conduct::{BAN_AFTER, BAN_FOR, Offence, Verdict};
 use crate::metrics::OffenceLabel;
 use crate::node::Node;
 use crate::wire::{ENTRIES_PER_MESSAGE, Refusal, Request, Response, SealedEntry, WireError};
@@ -49,22 +49,27 @@ impl Node {
             })
             .inc();
         let now = std::time::Instant::now();
-        let (ban, count) = {
-            let mut conduct = self.inner.conduct.lock().unwrap_or_else(|p| p.into_inner());
-            let ban = conduct.offend(peer, now);
-            (ban, conduct.count(&peer, now))
-        };
-        if ban {
-            m.peer_bans.inc();
-            tracing::warn!(
-                "peer {peer} sent {what}; {BAN_AFTER} offences: banned for {} min",
-                BAN_FOR.as_secs() / 60
-            );
-            self.inner.net.ban(peer, BAN_FOR).await;
-        } else {
-            tracing::warn!(
+        let verdict = self
+            .inner
+            .conduct
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .offend(peer, offence, now);
+        match verdict {
+            Verdict::Ban => {
+                m.peer_bans.inc();
+                tracing::warn!(
+                    "peer {peer} sent {what}; {BAN_AFTER} offences: banned for {} min",
+                    BAN_FOR.as_secs() / 60
+                );
+                self.inner.net.ban(peer, BAN_FOR).await;
+            }
+            Verdict::Counted(count) => tracing::warn!(
                 "peer {peer} sent {what}, refused (offence {count} of {BAN_AFTER} before a ban)"
-            );
+            ),
+            Verdict::Repeated => tracing::info!(
+                "peer {peer} sent {what} again, refused (the same damaged copy counts once)"
+            ),
         }
     }
 
@@ -118,8 +123,12 @@ impl Node {
                 needed, available, ..
             }) => Response::Refused(Refusal::Quota { needed, available }),
             Err(e @ StoreError::CorruptRecord { .. }) => {
-                self.offence(peer, Offence::BadChunk, &format!("an invalid chunk ({e})"))
-                    .await;
+                self.offence(
+                    peer,
+                    Offence::BadChunk(id),
+                    &format!("an invalid chunk ({e})"),
+                )
+                .await;
                 Response::Refused(Refusal::Invalid(e.to_string()))
             }
             Err(e) => Response::Error(e.to_string()),

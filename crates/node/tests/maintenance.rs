@@ -463,3 +463,54 @@ async fn a_read_of_a_locally_damaged_chunk_is_served_by_a_peer_and_repairs_the_c
     let err = read(&a, "doc.bin").await.unwrap_err();
     assert!(err.contains("integrity"), "{err}");
 }
+
+/// Regression (the workload checker under CI): a holder whose disk damaged one
+/// chunk serves that same bad copy to every reader until its GC runs, and each
+/// refused read counted as an offence, so the fifth read of one file banned an
+/// honest node from the vault for ten minutes. The same bad chunk now counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_serves_one_damaged_chunk_again_and_again_is_not_banned() {
+    let cluster = Cluster::new();
+    let a = cluster.start("a", &[], Replicas::Count(2)).await;
+    let b = cluster.start("b", &[&a], Replicas::Count(2)).await;
+    wait_connected(&[&a, &b]).await;
+    let original = data(2 * MIB + 9, 21);
+    let report = a.store("shared.bin", &original[..], None).await.unwrap();
+    assert_eq!(report.replication.copies, 2);
+    let c = cluster.start("c", &[&b], Replicas::Count(2)).await;
+    wait_connected(&[&b, &c]).await;
+    eventually("c learns of the file", || async {
+        c.list()
+            .await
+            .unwrap()
+            .iter()
+            .any(|f| f.name == "shared.bin")
+    })
+    .await;
+    stop(a).await;
+    eventually("b and c notice a is gone", || async {
+        b.peers().await.len() == 1 && c.peers().await.len() == 1
+    })
+    .await;
+    // Only b's copy is left, and one of its chunks is damaged.
+    let blobs = chunk_files(b.data_dir());
+    let (victim, bytes) = blobs.iter().max_by_key(|(_, b)| b.len()).unwrap();
+    let mut damaged = bytes.clone();
+    damaged[4096] ^= 0x10;
+    std::fs::write(victim, &damaged).unwrap();
+
+    let reads = peervault_node::conduct::BAN_AFTER + 3;
+    for _ in 0..reads {
+        // b's copy is refused; a, the only other holder, is gone.
+        let err = read(&c, "shared.bin").await.unwrap_err();
+        assert!(err.contains("cannot be read"), "{err}");
+    }
+    let m = c.metrics_snapshot().await;
+    assert_eq!(m.network.bans, 0, "b was banned for one damaged chunk");
+    assert!(
+        m.network.offences >= 1,
+        "the bad chunk was refused and counted"
+    );
+    assert_eq!(c.peers().await.len(), 1, "c still talks to b");
+    assert!(c.discovery().await.banned.is_empty());
+}
