@@ -148,6 +148,7 @@ impl Node {
             .collect_garbage(self.inner.maintenance_config.gc_grace)
             .await?;
         let repaired = self.restore_chunks(&report).await;
+        self.complete_partial_copies().await;
         let tombstones_collected = match self.inner.vault.collect_tombstones().await {
             Ok(n) => n,
             Err(e) => {
@@ -225,6 +226,53 @@ impl Node {
             }
         }
         restored
+    }
+
+    /// Fetches the missing chunks of every partial copy held here (see
+    /// [`peervault_store::Vault::partial_copies`]), so that a broken transfer
+    /// leaves a complete copy rather than chunks nothing uses and a file `verify`
+    /// calls damaged. A copy this makes beyond the target is dropped by the repair
+    /// worker like any surplus. Returns the copies completed.
+    async fn complete_partial_copies(&self) -> usize {
+        let partial = match self.inner.vault.partial_copies().await {
+            Ok(partial) => partial,
+            Err(e) => {
+                tracing::warn!("cannot look for partial copies: {e}");
+                return 0;
+            }
+        };
+        let mut completed = 0;
+        'files: for (manifest, missing) in partial {
+            let manifest = Arc::new(manifest);
+            let source = self.chunk_source(&manifest.name).await;
+            for &index in &missing {
+                let id = manifest.chunks[index];
+                let stored = match source.fetch(manifest.clone(), index).await {
+                    Ok(blob) => self
+                        .inner
+                        .vault
+                        .put_blob(id, blob)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(why) => Err(why),
+                };
+                if let Err(why) = stored {
+                    tracing::info!(
+                        "the partial copy of {:?} here stays partial: chunk {index}: {why}",
+                        manifest.name
+                    );
+                    continue 'files;
+                }
+            }
+            self.provide(&manifest.name).await;
+            tracing::info!(
+                "completed the partial copy of {:?} a broken transfer left here ({} chunks fetched)",
+                manifest.name,
+                missing.len()
+            );
+            completed += 1;
+        }
+        completed
     }
 
     /// `clean`: drops this node's copies of every file (the catalogue and other

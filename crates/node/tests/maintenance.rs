@@ -514,3 +514,47 @@ async fn a_holder_that_serves_one_damaged_chunk_again_and_again_is_not_banned() 
     assert_eq!(c.peers().await.len(), 1, "c still talks to b");
     assert!(c.discovery().await.banned.is_empty());
 }
+
+/// Regression (the workload checker, a random seed): a repair that broke off
+/// half-way (the sender's copy of one chunk was damaged, so the receiver refused
+/// it) left the receiver with some of the file's chunks for good: nothing fetched
+/// the rest, GC kept them (a live file uses them) and `verify` called the file
+/// damaged on a node that did not even hold it. GC now completes such a copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_completes_a_copy_whose_transfer_broke_off() {
+    let cluster = Cluster::with(quick_repair);
+    let a = cluster.start("a", &[], Replicas::Count(2)).await;
+    let original = data(3 * MIB + 77, 31);
+    let report = a.store("half.bin", &original[..], None).await.unwrap();
+    assert_eq!(report.replication.copies, 1, "alone, a holds the only copy");
+    // The last chunk of a's copy is damaged on disk, unknown to a.
+    let blobs = chunk_files(a.data_dir());
+    let (victim, good) = blobs.iter().min_by_key(|(_, b)| b.len()).unwrap().clone();
+    let mut damaged = good.clone();
+    damaged[40] ^= 0x04;
+    std::fs::write(&victim, &damaged).unwrap();
+
+    // c joins; a's repair worker copies the file to it, and c refuses the bad chunk.
+    let c = cluster.start("c", &[&a], Replicas::Count(2)).await;
+    wait_connected(&[&a, &c]).await;
+    eventually("c refuses the damaged chunk", || async {
+        c.metrics_snapshot().await.network.offences >= 1
+    })
+    .await;
+    eventually("c holds part of the file", || async {
+        let checks = c.verify(Some("half.bin")).await.unwrap();
+        !chunk_files(c.data_dir()).is_empty() && !checks[0].is_ok()
+    })
+    .await;
+    assert_eq!(holders(&[&a, &c], "half.bin").await, 1);
+
+    // a's disk is mended (as a's own GC would do from another holder), and c's
+    // GC completes its copy from a.
+    std::fs::write(&victim, &good).unwrap();
+    c.collect_garbage().await.unwrap();
+    let checks = c.verify(Some("half.bin")).await.unwrap();
+    assert!(checks[0].is_ok(), "{checks:?}");
+    assert_eq!(holders(&[&a, &c], "half.bin").await, 2);
+    stop(a).await;
+    assert_eq!(read(&c, "half.bin").await.unwrap(), original);
+}

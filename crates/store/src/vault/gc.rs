@@ -17,6 +17,7 @@
 //! reports the file incomplete, and a good copy from a peer can take their place
 //! (the node layer does that right after).
 
+use std::collections::HashSet;
 use std::fs;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -25,7 +26,7 @@ use super::{Inner, Vault};
 use crate::crypto::ChunkCheck;
 use crate::error::{Result, StoreError};
 use crate::ids::{ChunkId, NameId};
-use crate::manifest::CatalogueEntry;
+use crate::manifest::{CatalogueEntry, Manifest};
 use crate::version::unix_millis_now;
 
 /// Temporary files younger than this are never removed, whatever the grace: a
@@ -71,6 +72,45 @@ impl Vault {
             let only_here = inner.catalogue.referenced_once(&manifest.chunks)?;
             let (_, freed) = inner.forget_chunks(&only_here)?;
             Ok(freed)
+        })
+        .await
+    }
+
+    /// Files of which this node holds some chunks but not all, and whose held
+    /// chunks no file held completely here uses: what is left of a copy whose
+    /// transfer broke off (a chunk refused, a peer gone mid-way). Each comes with
+    /// the indices of its missing chunks. Nothing else ever fetches them (the
+    /// repair worker counts complete copies only, and GC keeps chunks every live
+    /// file references), so the node layer completes them.
+    pub async fn partial_copies(&self) -> Result<Vec<(Manifest, Vec<usize>)>> {
+        self.blocking(|inner| {
+            let mut in_complete_files = HashSet::new();
+            let mut partial = Vec::new();
+            for manifest in inner.catalogue.files()? {
+                let mut missing = Vec::new();
+                for (index, id) in manifest.chunks.iter().enumerate() {
+                    if !inner.catalogue.has_chunk(id)? {
+                        missing.push(index);
+                    }
+                }
+                if missing.is_empty() {
+                    in_complete_files.extend(manifest.chunks.iter().copied());
+                } else if missing.len() < manifest.chunks.len() {
+                    partial.push((manifest, missing));
+                }
+            }
+            // A file that merely shares a chunk with one held here is not a copy
+            // of it.
+            partial.retain(|(manifest, missing)| {
+                let missing: HashSet<usize> = missing.iter().copied().collect();
+                manifest
+                    .chunks
+                    .iter()
+                    .enumerate()
+                    .filter(|(index, _)| !missing.contains(index))
+                    .all(|(_, id)| !in_complete_files.contains(id))
+            });
+            Ok(partial)
         })
         .await
     }
