@@ -83,15 +83,68 @@ pub fn machine(dir: &std::path::Path) -> String {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map(|kib| kib / 1024.0 / 1024.0)
         .unwrap_or(0.0);
-    let fs = std::process::Command::new("stat")
-        .args(["-f", "-c", "%T"])
-        .arg(dir)
-        .output()
+    let fs = std::fs::read_to_string("/proc/self/mounts")
         .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    format!(
+        .and_then(|mounts| {
+            let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            file_system_of(&mounts, &dir)
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let mut line = format!(
         "{model}, {cores} cores, {mem_gib:.0} GiB RAM, {fs} file system at {}",
         dir.display()
-    )
+    );
+    if reports_free_pages() {
+        line.push_str(
+            "; the hypervisor takes back freed memory at once (free page reporting), so \
+             memory touched again after a drop of the page cache costs a host fault: runs are noisy",
+        );
+    }
+    line
+}
+
+/// The type of the file system `dir` is on: that of the longest mount point
+/// containing it in a `/proc/self/mounts` listing. (`stat -f` names ext2, ext3
+/// and ext4 alike, since they share a magic number.)
+fn file_system_of(mounts: &str, dir: &std::path::Path) -> Option<String> {
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            let point = point.replace("\\040", " ");
+            dir.starts_with(&point)
+                .then(|| (point.len(), kind.to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, kind)| kind)
+}
+
+/// True on a guest whose freed memory goes back to its host (virtio-balloon free
+/// page reporting that has reported anything).
+fn reports_free_pages() -> bool {
+    std::fs::read_to_string("/sys/module/page_reporting/parameters/reported_kib")
+        .ok()
+        .and_then(|kib| kib.trim().parse::<u64>().ok())
+        .is_some_and(|kib| kib > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_system_is_that_of_the_longest_mount_point_containing_the_dir() {
+        let mounts = "/dev/vda / ext4 rw,relatime 0 0\n\
+                      proc /proc proc rw 0 0\n\
+                      tmpfs /tmp tmpfs rw 0 0\n\
+                      /dev/vdb /work/my\\040disk xfs rw 0 0\n";
+        let of = |dir: &str| file_system_of(mounts, std::path::Path::new(dir));
+        assert_eq!(of("/work/benchtmp").as_deref(), Some("ext4"));
+        assert_eq!(of("/tmp/x").as_deref(), Some("tmpfs"));
+        assert_eq!(of("/work/my disk/b").as_deref(), Some("xfs"));
+        // A path component, not a string prefix.
+        assert_eq!(of("/tmpfoo").as_deref(), Some("ext4"));
+        assert_eq!(file_system_of("", std::path::Path::new("/x")), None);
+    }
 }
