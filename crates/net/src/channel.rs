@@ -103,7 +103,8 @@ pub struct Channel<S> {
     remote: PeerId,
     send: Direction,
     recv: Direction,
-    /// Plaintext waiting to be sealed (at most `MAX_PAYLOAD`).
+    /// The frame being filled: room for its length header, then plaintext waiting
+    /// to be sealed (at most `MAX_PAYLOAD`). Sealed in place, it becomes `out`.
     plain: Vec<u8>,
     /// Sealed frames waiting for the socket, and how much of them went out.
     out: Vec<u8>,
@@ -131,7 +132,7 @@ impl<S> Channel<S> {
             remote,
             send,
             recv,
-            plain: Vec::with_capacity(MAX_PAYLOAD),
+            plain: empty_frame(),
             out: Vec::new(),
             out_written: 0,
             frame: Vec::new(),
@@ -303,24 +304,50 @@ pub(crate) fn read_all_under_test_key(wire: &[u8]) -> usize {
     out.len()
 }
 
+/// Bytes of a frame's length header.
+const HEADER_LEN: usize = 2;
+
+/// A frame to fill: its header's room, no plaintext yet.
+fn empty_frame() -> Vec<u8> {
+    let mut frame = Vec::with_capacity(HEADER_LEN + MAX_FRAME);
+    frame.extend_from_slice(&[0; HEADER_LEN]);
+    frame
+}
+
+impl<S> Channel<S> {
+    /// Plaintext bytes in the frame being filled.
+    fn pending_len(&self) -> usize {
+        self.plain.len() - HEADER_LEN
+    }
+}
+
 impl<S: AsyncWrite + Unpin> Channel<S> {
     /// Seals the buffered plaintext into one frame behind those already pending.
+    /// The frame is sealed where it was filled, and when nothing else is pending
+    /// (every caller drains first) it becomes the output buffer as it is: copying
+    /// it over was a third copy of every byte sent (yamux's and this one's in).
     fn seal_pending(&mut self) -> io::Result<()> {
-        if self.plain.is_empty() {
+        if self.pending_len() == 0 {
             return Ok(());
         }
-        let len = (self.plain.len() + TAG_LEN) as u16;
-        let header = len.to_be_bytes();
+        let header = ((self.pending_len() + TAG_LEN) as u16).to_be_bytes();
         let nonce = self.send.next_nonce()?;
         let tag = self
             .send
             .key
-            .seal_in_place_separate_tag(nonce, Aad::from(header), &mut self.plain)
+            .seal_in_place_separate_tag(nonce, Aad::from(header), &mut self.plain[HEADER_LEN..])
             .map_err(|_| io::Error::other("encryption failed"))?;
-        self.out.extend_from_slice(&header);
-        self.out.extend_from_slice(&self.plain);
-        self.out.extend_from_slice(tag.as_ref());
-        self.plain.clear();
+        self.plain[..HEADER_LEN].copy_from_slice(&header);
+        self.plain.extend_from_slice(tag.as_ref());
+        if self.out.is_empty() {
+            std::mem::swap(&mut self.out, &mut self.plain);
+            self.out_written = 0;
+            self.plain.clear();
+            self.plain.extend_from_slice(&[0; HEADER_LEN]);
+        } else {
+            self.out.extend_from_slice(&self.plain);
+            self.plain.truncate(HEADER_LEN);
+        }
         Ok(())
     }
 
@@ -347,13 +374,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Channel<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if this.plain.len() == MAX_PAYLOAD {
+        if this.pending_len() == MAX_PAYLOAD {
             ready!(this.poll_drain(cx))?;
             this.seal_pending()?;
         }
-        let n = buf.len().min(MAX_PAYLOAD - this.plain.len());
+        let n = buf.len().min(MAX_PAYLOAD - this.pending_len());
         this.plain.extend_from_slice(&buf[..n]);
-        if this.plain.len() == MAX_PAYLOAD {
+        if this.pending_len() == MAX_PAYLOAD {
             // A full frame: seal it and start sending, without waiting for a flush.
             if this.out.is_empty() {
                 this.seal_pending()?;

@@ -22,8 +22,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rustix::fs::OFlags;
@@ -60,6 +60,42 @@ pub struct ChunkFiles {
     /// Idle staging buffers, always at full length (refilling them with zeros at
     /// every write showed up in profiles).
     staging: Mutex<Vec<Vec<u8>>>,
+    /// Idle buffers for blobs read into messages, always at full length, for the
+    /// same reason (zeroing a fresh one was 6% of a holder's CPU in a remote get).
+    messages: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+/// Length of a message buffer: room for a header and the alignment before the
+/// largest blob, rounded up to whole blocks. Like a staging buffer, only the pages
+/// a blob touches become resident.
+const MESSAGE_LEN: usize = MESSAGE_HEADER_MAX
+    + DIRECT_ALIGN
+    + (MAX_BLOB_LEN as usize).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+
+/// The longest message header a pooled message buffer has room for (a chunk's
+/// is a few dozen bytes; a longer one gets a buffer of its own).
+const MESSAGE_HEADER_MAX: usize = 256;
+
+/// A message buffer on loan: back to the idle list when the last `Bytes` of
+/// the message it carries is dropped.
+struct PooledMessage {
+    buf: Vec<u8>,
+    idle: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl AsRef<[u8]> for PooledMessage {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for PooledMessage {
+    fn drop(&mut self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < DIRECT_BUFFERS_IDLE {
+            idle.push(std::mem::take(&mut self.buf));
+        }
+    }
 }
 
 /// Length of a staging buffer: the largest blob, plus room to align its start.
@@ -133,6 +169,7 @@ impl ChunkFiles {
             quarantine_dir: data_dir.join("quarantine"),
             direct: AtomicBool::new(true),
             staging: Mutex::new(Vec::new()),
+            messages: Arc::new(Mutex::new(Vec::new())),
         };
         for dir in [&files.chunks_dir, &files.tmp_dir, &files.quarantine_dir] {
             private_dir(dir)?;
@@ -300,7 +337,7 @@ impl ChunkFiles {
             match self.open_blob(id, OFlags::DIRECT) {
                 Ok((file, len)) => {
                     let header = prefix(len);
-                    return match read_direct(&file, len, &header) {
+                    return match self.read_direct(&file, len, &header) {
                         // Refused after all: read it through the page cache.
                         Err(e) if refuses_direct(&e) => {
                             read_behind(self.open_blob(id, OFlags::empty())?.0, len, header)
@@ -315,6 +352,29 @@ impl ChunkFiles {
         }
         let (file, len) = self.open_blob(id, OFlags::empty())?;
         read_behind(file, len, prefix(len))
+    }
+
+    /// [`read_direct_into`] a message buffer from the idle list (or a new one; a
+    /// header too long for one gets a buffer of its exact size).
+    fn read_direct(&self, file: &File, len: usize, header: &[u8]) -> io::Result<Bytes> {
+        if header.len() > MESSAGE_HEADER_MAX || len > MAX_BLOB_LEN as usize {
+            let mut buf =
+                vec![0u8; header.len() + DIRECT_ALIGN + len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN];
+            let message = read_direct_into(&mut buf, file, len, header)?;
+            return Ok(Bytes::from(buf).slice(message));
+        }
+        let buf = self
+            .messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(|| vec![0u8; MESSAGE_LEN]);
+        let mut owner = PooledMessage {
+            buf,
+            idle: self.messages.clone(),
+        };
+        let message = read_direct_into(&mut owner.buf, file, len, header)?;
+        Ok(Bytes::from_owner(owner).slice(message))
     }
 
     /// Reads a whole blob.
@@ -427,21 +487,30 @@ fn read_behind(mut file: File, len: usize, mut header: Vec<u8>) -> io::Result<By
     Ok(Bytes::from(header))
 }
 
-/// Reads the `len` bytes of a file opened with `O_DIRECT` into a new message
-/// behind `header`: the blob's first byte lands on an aligned address, and whole
-/// aligned blocks are asked for (the last read stops at the end of the file).
-fn read_direct(file: &File, len: usize, header: &[u8]) -> io::Result<Bytes> {
+/// Reads the `len` bytes of a file opened with `O_DIRECT` into `buf` behind
+/// `header`: the blob's first byte lands on an aligned address, and whole aligned
+/// blocks are asked for (the last read stops at the end of the file). Returns
+/// where the message starts and ends in `buf`.
+fn read_direct_into(
+    buf: &mut [u8],
+    file: &File,
+    len: usize,
+    header: &[u8],
+) -> io::Result<std::ops::Range<usize>> {
     use std::os::unix::fs::FileExt;
     let whole = len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
-    let mut buf = vec![0u8; header.len() + DIRECT_ALIGN + whole];
     let blob_at = header.len() + buf[header.len()..].as_ptr().align_offset(DIRECT_ALIGN);
     let message_at = blob_at - header.len();
-    buf[message_at..blob_at].copy_from_slice(header);
+    let target = buf
+        .get_mut(message_at..blob_at + whole)
+        .ok_or_else(|| io::Error::other("a message buffer too small for its blob"))?;
+    target[..header.len()].copy_from_slice(header);
+    let blob = &mut target[header.len()..];
     let mut filled = 0;
     while filled < len {
         // Full reads return whole blocks until the end of the file, so every
         // offset asked for stays aligned.
-        let read = file.read_at(&mut buf[blob_at + filled..blob_at + whole], filled as u64)?;
+        let read = file.read_at(&mut blob[filled..], filled as u64)?;
         if read == 0 {
             break;
         }
@@ -453,9 +522,7 @@ fn read_direct(file: &File, len: usize, header: &[u8]) -> io::Result<Bytes> {
             format!("a chunk file changed size while it was read ({len} bytes, then {filled})"),
         ));
     }
-    let mut message = Bytes::from(buf);
-    message.truncate(blob_at + len);
-    Ok(message.slice(message_at..))
+    Ok(message_at..blob_at + len)
 }
 
 #[cfg(test)]
@@ -546,14 +613,53 @@ mod tests {
         let blob: Vec<u8> = (0..3 * DIRECT_ALIGN + 5).map(|b| b as u8).collect();
         let id = ChunkId([2; 32]);
         files.write(&id, &blob).unwrap();
-        for header_len in [0, 1, 3, 17] {
+        // 300: longer than a pooled buffer has room for, so a buffer of its own.
+        for header_len in [0, 1, 3, 17, MESSAGE_HEADER_MAX, 300] {
             let message = files.read_message(&id, |_| vec![7; header_len]).unwrap();
+            assert!(message[..header_len].iter().all(|b| *b == 7));
             assert_eq!(&message[header_len..], &blob[..]);
             if files.direct.load(Ordering::Relaxed) {
                 let blob_at = message[header_len..].as_ptr() as usize;
                 assert_eq!(blob_at % DIRECT_ALIGN, 0, "header of {header_len} bytes");
             }
         }
+    }
+
+    #[test]
+    fn message_buffers_are_reused_and_never_show_what_they_held_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ChunkFiles::open(dir.path()).unwrap();
+        let big: Vec<u8> = (0..MAX_BLOB_LEN as usize)
+            .map(|b| (b % 251) as u8)
+            .collect();
+        let small = b"a short blob".to_vec();
+        let (big_id, small_id) = (ChunkId([3; 32]), ChunkId([4; 32]));
+        files.write(&big_id, &big).unwrap();
+        files.write(&small_id, &small).unwrap();
+        let message = files.read_message(&big_id, |_| b"B".to_vec()).unwrap();
+        assert_eq!(message.len(), 1 + big.len());
+        drop(message);
+        let idle = |files: &ChunkFiles| files.messages.lock().unwrap().len();
+        if files.direct.load(Ordering::Relaxed) {
+            assert_eq!(idle(&files), 1, "the buffer came back");
+        }
+        // The same buffer again, for a blob far shorter than the last.
+        let message = files.read_message(&small_id, |_| b"S".to_vec()).unwrap();
+        assert_eq!(message, [b"S".as_slice(), &small].concat());
+        if files.direct.load(Ordering::Relaxed) {
+            assert_eq!(idle(&files), 0, "it was reused");
+        }
+        // A clone keeps the buffer on loan until the last one goes.
+        let clone = message.clone();
+        drop(message);
+        assert_eq!(clone, [b"S".as_slice(), &small].concat());
+        drop(clone);
+        // Never more idle buffers than the bound, however many were out at once.
+        let many: Vec<Bytes> = (0..DIRECT_BUFFERS_IDLE + 3)
+            .map(|_| files.read_message(&small_id, |_| Vec::new()).unwrap())
+            .collect();
+        drop(many);
+        assert!(idle(&files) <= DIRECT_BUFFERS_IDLE);
     }
 
     #[test]
