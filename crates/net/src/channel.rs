@@ -341,13 +341,11 @@ impl<S: AsyncWrite + Unpin> Channel<S> {
         self.plain.extend_from_slice(tag.as_ref());
         if self.out.is_empty() {
             std::mem::swap(&mut self.out, &mut self.plain);
-            self.out_written = 0;
-            self.plain.clear();
-            self.plain.extend_from_slice(&[0; HEADER_LEN]);
         } else {
             self.out.extend_from_slice(&self.plain);
-            self.plain.truncate(HEADER_LEN);
         }
+        // Room for the next frame's header (in the emptied buffer or the old one).
+        self.plain.resize(HEADER_LEN, 0);
         Ok(())
     }
 

@@ -82,7 +82,8 @@ impl Conduct {
         Verdict::Counted(recent.len())
     }
 
-    /// Offences of `peer` still counting.
+    /// Offences of `peer` still counting (each verdict carries it; kept for tests).
+    #[cfg(test)]
     pub fn count(&self, peer: &PeerId, now: Instant) -> usize {
         self.recent.get(peer).map_or(0, |recent| {
             recent

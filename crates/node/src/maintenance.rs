@@ -232,16 +232,15 @@ impl Node {
     /// [`peervault_store::Vault::partial_copies`]), so that a broken transfer
     /// leaves a complete copy rather than chunks nothing uses and a file `verify`
     /// calls damaged. A copy this makes beyond the target is dropped by the repair
-    /// worker like any surplus. Returns the copies completed.
-    async fn complete_partial_copies(&self) -> usize {
+    /// worker like any surplus.
+    async fn complete_partial_copies(&self) {
         let partial = match self.inner.vault.partial_copies().await {
             Ok(partial) => partial,
             Err(e) => {
                 tracing::warn!("cannot look for partial copies: {e}");
-                return 0;
+                return;
             }
         };
-        let mut completed = 0;
         'files: for (manifest, missing) in partial {
             let manifest = Arc::new(manifest);
             let source = self.chunk_source(&manifest.name).await;
@@ -270,9 +269,7 @@ impl Node {
                 manifest.name,
                 missing.len()
             );
-            completed += 1;
         }
-        completed
     }
 
     /// `clean`: drops this node's copies of every file (the catalogue and other

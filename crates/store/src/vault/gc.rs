@@ -100,15 +100,13 @@ impl Vault {
                 }
             }
             // A file that merely shares a chunk with one held here is not a copy
-            // of it.
-            partial.retain(|(manifest, missing)| {
-                let missing: HashSet<usize> = missing.iter().copied().collect();
+            // of it. (Its missing chunks are in no complete file, which holds all
+            // of its own, so every chunk of it can be looked up.)
+            partial.retain(|(manifest, _)| {
                 manifest
                     .chunks
                     .iter()
-                    .enumerate()
-                    .filter(|(index, _)| !missing.contains(index))
-                    .all(|(_, id)| !in_complete_files.contains(id))
+                    .all(|id| !in_complete_files.contains(id))
             });
             Ok(partial)
         })
