@@ -11,6 +11,12 @@
 //! A [`PooledBuf`] goes back to its pool when dropped, also when it was turned into
 //! [`Bytes`] (the `Bytes` owns it). The pool keeps at most `max_idle` buffers; extra
 //! ones are freed.
+//!
+//! Buffers come either empty ([`BufferPool::take`]) or at the pool's full length
+//! ([`BufferPool::take_filled`], for reads that need initialised memory to land
+//! in, such as `O_DIRECT`): an idle buffer keeps its length, so a full one is
+//! handed out again without being zeroed, and a new one comes zeroed from the
+//! allocator, whose untouched pages do not count against RSS.
 
 use std::ops::{Deref, DerefMut, Range};
 use std::sync::{Arc, Mutex};
@@ -37,18 +43,44 @@ impl BufferPool {
 
     /// An empty buffer with at least the pool's capacity.
     pub fn take(self: &Arc<Self>) -> PooledBuf {
-        let reused = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let vec = match self.pop() {
+            Some(mut vec) => {
+                vec.clear();
+                vec
+            }
+            None => Vec::with_capacity(self.capacity),
+        };
+        self.lend(vec)
+    }
+
+    /// A buffer of exactly the pool's capacity in length, its bytes left from
+    /// an earlier use (or zero).
+    pub fn take_filled(self: &Arc<Self>) -> PooledBuf {
+        let vec = match self.pop() {
+            Some(mut vec) => {
+                vec.resize(self.capacity, 0);
+                vec
+            }
+            None => vec![0u8; self.capacity],
+        };
+        self.lend(vec)
+    }
+
+    fn pop(&self) -> Option<Vec<u8>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn lend(self: &Arc<Self>, vec: Vec<u8>) -> PooledBuf {
         PooledBuf {
-            vec: reused.unwrap_or_else(|| Vec::with_capacity(self.capacity)),
+            vec,
             pool: Some(self.clone()),
         }
     }
 
-    fn give_back(&self, mut vec: Vec<u8>) {
+    fn give_back(&self, vec: Vec<u8>) {
         if vec.capacity() < self.capacity || vec.capacity() > 2 * self.capacity {
             return;
         }
-        vec.clear();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < self.max_idle {
             idle.push(vec);
@@ -124,6 +156,24 @@ mod tests {
         let b = pool.take();
         assert!(b.is_empty() && b.capacity() >= 1024);
         assert_eq!(pool.idle(), 0);
+    }
+
+    #[test]
+    fn filled_buffers_come_back_at_full_length_with_their_bytes() {
+        let pool = BufferPool::new(64, 2);
+        let mut a = pool.take_filled();
+        assert_eq!(&a[..], &[0u8; 64][..], "a new one is zeroed");
+        a[..5].copy_from_slice(b"dirty");
+        drop(a);
+        let b = pool.take_filled();
+        assert_eq!(b.len(), 64);
+        assert_eq!(&b[..5], b"dirty", "reused as it was, not zeroed again");
+        drop(b);
+        let c = pool.take();
+        assert!(
+            c.is_empty() && c.capacity() >= 64,
+            "an empty one from the same list"
+        );
     }
 
     #[test]

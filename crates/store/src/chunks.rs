@@ -22,12 +22,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rustix::fs::OFlags;
 
+use crate::buffers::BufferPool;
 use crate::crypto::CHUNK_OVERHEAD;
 use crate::ids::ChunkId;
 use crate::manifest::MAX_CHUNK_SIZE;
@@ -40,7 +41,7 @@ pub const MAX_BLOB_LEN: u64 = MAX_CHUNK_SIZE as u64 + CHUNK_OVERHEAD as u64;
 /// largest logical block size in common use).
 const DIRECT_ALIGN: usize = 4096;
 
-/// Aligned staging buffers kept for reuse: one per write in flight, a few idle.
+/// Staging and message buffers kept idle for reuse: at most this many of each.
 const DIRECT_BUFFERS_IDLE: usize = 4;
 
 /// The chunk directories of one data dir.
@@ -58,12 +59,12 @@ pub struct ChunkFiles {
     quarantine_dir: PathBuf,
     /// False once the file system refused a direct write.
     direct: AtomicBool,
-    /// Idle staging buffers, always at full length (refilling them with zeros at
-    /// every write showed up in profiles).
-    staging: Mutex<Vec<Vec<u8>>>,
-    /// Idle buffers for blobs read into messages, always at full length, for the
-    /// same reason (zeroing a fresh one was 6% of a holder's CPU in a remote get).
-    messages: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Staging buffers, taken at full length (refilling them with zeros at every
+    /// write showed up in profiles).
+    staging: Arc<BufferPool>,
+    /// Buffers for blobs read into messages, taken at full length for the same
+    /// reason (zeroing a fresh one was 6% of a holder's CPU in a remote get).
+    messages: Arc<BufferPool>,
 }
 
 /// Length of a pooled message buffer: room for a header and the alignment before
@@ -79,28 +80,6 @@ const MESSAGE_LEN: usize = MESSAGE_HEADER_MAX
 /// The longest message header a pooled message buffer has room for (a chunk's
 /// is a few dozen bytes; a longer one gets a buffer of its own).
 const MESSAGE_HEADER_MAX: usize = 256;
-
-/// A message buffer on loan: back to the idle list when the last `Bytes` of
-/// the message it carries is dropped.
-struct PooledMessage {
-    buf: Vec<u8>,
-    idle: Arc<Mutex<Vec<Vec<u8>>>>,
-}
-
-impl AsRef<[u8]> for PooledMessage {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf
-    }
-}
-
-impl Drop for PooledMessage {
-    fn drop(&mut self) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < DIRECT_BUFFERS_IDLE {
-            idle.push(std::mem::take(&mut self.buf));
-        }
-    }
-}
 
 /// Length of a staging buffer: the largest blob, plus room to align its start.
 const STAGING_LEN: usize = MAX_BLOB_LEN as usize + DIRECT_ALIGN;
@@ -172,8 +151,8 @@ impl ChunkFiles {
             tmp_dir: data_dir.join("tmp"),
             quarantine_dir: data_dir.join("quarantine"),
             direct: AtomicBool::new(true),
-            staging: Mutex::new(Vec::new()),
-            messages: Arc::new(Mutex::new(Vec::new())),
+            staging: BufferPool::new(STAGING_LEN, DIRECT_BUFFERS_IDLE),
+            messages: BufferPool::new(MESSAGE_LEN, DIRECT_BUFFERS_IDLE),
         };
         for dir in [&files.chunks_dir, &files.tmp_dir, &files.quarantine_dir] {
             private_dir(dir)?;
@@ -235,12 +214,7 @@ impl ChunkFiles {
     ) -> io::Result<PendingBlob> {
         let mut pending = PendingBlob::create(id, tmp_path, OFlags::DIRECT)?;
         let whole = blob.len() / DIRECT_ALIGN * DIRECT_ALIGN;
-        let mut staging = self
-            .staging
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_else(|| vec![0u8; STAGING_LEN]);
+        let mut staging = self.staging.take_filled();
         let written = (|| {
             let start = staging.as_ptr().align_offset(DIRECT_ALIGN);
             let aligned = staging
@@ -254,11 +228,6 @@ impl ChunkFiles {
             }
             Ok::<(), io::Error>(())
         })();
-        let mut idle = self.staging.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < DIRECT_BUFFERS_IDLE {
-            idle.push(staging);
-        }
-        drop(idle);
         written.map(|()| pending)
     }
 
@@ -369,18 +338,9 @@ impl ChunkFiles {
             let message = read_direct_into(&mut buf, file, len, header)?;
             return Ok(Bytes::from(buf).slice(message));
         }
-        let buf = self
-            .messages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_else(|| vec![0u8; MESSAGE_LEN]);
-        let mut owner = PooledMessage {
-            buf,
-            idle: self.messages.clone(),
-        };
-        let message = read_direct_into(&mut owner.buf, file, len, header)?;
-        Ok(Bytes::from_owner(owner).slice(message))
+        let mut buf = self.messages.take_filled();
+        let message = read_direct_into(&mut buf, file, len, header)?;
+        Ok(buf.into_bytes(message))
     }
 
     /// Reads a whole blob.
@@ -646,7 +606,7 @@ mod tests {
         let message = files.read_message(&big_id, |_| b"B".to_vec()).unwrap();
         assert_eq!(message.len(), 1 + big.len());
         drop(message);
-        let idle = |files: &ChunkFiles| files.messages.lock().unwrap().len();
+        let idle = |files: &ChunkFiles| files.messages.idle();
         if files.direct.load(Ordering::Relaxed) {
             assert_eq!(idle(&files), 1, "the buffer came back");
         }
