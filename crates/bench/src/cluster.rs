@@ -77,7 +77,7 @@ fn tcp_fan_out(input: &Path, out_dir: &Path, receivers: usize) -> anyhow::Result
 /// Reads `input` from `senders` senders in parallel (each sends its share over its
 /// own connection) into one file, each share written at its offset by its own
 /// receiving thread: the raw cost of a get from several holders.
-fn tcp_fan_in(input: &Path, out: &Path, senders: usize) -> anyhow::Result<f64> {
+fn tcp_fan_in(input: &Path, out: &Path, senders: usize, sync: bool) -> anyhow::Result<f64> {
     use std::os::unix::fs::FileExt;
     let len = std::fs::metadata(input)?.len();
     let share = len.div_ceil(senders as u64);
@@ -130,6 +130,9 @@ fn tcp_fan_in(input: &Path, out: &Path, senders: usize) -> anyhow::Result<f64> {
         t.join()
             .map_err(|_| anyhow::anyhow!("a baseline thread panicked"))??;
     }
+    if sync {
+        out_file.sync_all()?;
+    }
     let seconds = start.elapsed().as_secs_f64();
     std::fs::remove_file(out)?;
     Ok(seconds)
@@ -162,9 +165,9 @@ async fn timed_put(a: &NodeProcess, name: &str, input: &Path, size: u64) -> anyh
     Ok(seconds)
 }
 
-/// Reads `name` on `d` into a file (as the baseline does, and as `peervault get -o`
-/// does: the node writes into the file), retrying while `d` may
-/// not have the catalogue entry yet.
+/// Reads `name` on `d` into a file and makes it durable, as `peervault get -o`
+/// does (the node writes into the file, the client fsyncs it) and as the baseline
+/// does, retrying while `d` may not have the catalogue entry yet.
 async fn timed_get(d: &NodeProcess, name: &str, out: &Path, size: u64) -> anyhow::Result<f64> {
     let start = Instant::now();
     let got = loop {
@@ -177,6 +180,7 @@ async fn timed_get(d: &NodeProcess, name: &str, out: &Path, size: u64) -> anyhow
             Err(e) => return Err(e.into()),
         }
     };
+    std::fs::File::open(out)?.sync_all()?;
     let seconds = start.elapsed().as_secs_f64();
     std::fs::remove_file(out)?;
     if got.size != size {
@@ -220,11 +224,13 @@ pub async fn run(args: ClusterArgs<'_>) -> anyhow::Result<()> {
         put.push(timed_put(&a, &format!("bench-{round}"), &input, args.size).await?);
     }
     let d = join_reader(args.bin, work.path(), &a).await?;
-    let (mut raw_get, mut get) = (Vec::new(), Vec::new());
+    let (mut raw_get, mut unsynced_get, mut get) = (Vec::new(), Vec::new(), Vec::new());
     let mut cold = false;
     for round in 0..args.rounds {
         cold = drop_caches();
-        raw_get.push(tcp_fan_in(&input, &dir("fanin.bin"), 2)?);
+        raw_get.push(tcp_fan_in(&input, &dir("fanin.bin"), 2, true)?);
+        drop_caches();
+        unsynced_get.push(tcp_fan_in(&input, &dir("fanin.bin"), 2, false)?);
         drop_caches();
         get.push(timed_get(&d, &format!("bench-{round}"), &dir("got.bin"), args.size).await?);
     }
@@ -242,7 +248,7 @@ pub async fn run(args: ClusterArgs<'_>) -> anyhow::Result<()> {
             workload: format!("remote get (node holding nothing, {reads})"),
             bytes: args.size,
             seconds: median(&get),
-            baseline: "TCP from 2 senders to a file".into(),
+            baseline: "TCP from 2 senders to a file + fsync".into(),
             baseline_seconds: median(&raw_get),
             target: TARGET,
         },
@@ -251,6 +257,12 @@ pub async fn run(args: ClusterArgs<'_>) -> anyhow::Result<()> {
     println!(
         "medians of {} rounds; the put baseline writes 2 copies, PeerVault 3",
         args.rounds
+    );
+    // Both sides of the get row end with the file durable, as `get -o` leaves it;
+    // the same baseline without its fsync is shown for comparison.
+    println!(
+        "the get baseline without its fsync: {:.0} MB/s",
+        args.size as f64 / 1e6 / median(&unsynced_get)
     );
     for (name, node) in [("A (writer)", &a), ("B", &b), ("C", &c), ("D (reader)", &d)] {
         println!("node {name} peak RSS: {}", mib(node.peak_rss()?));

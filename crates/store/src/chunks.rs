@@ -30,16 +30,13 @@ use rustix::fs::OFlags;
 
 use crate::buffers::BufferPool;
 use crate::crypto::CHUNK_OVERHEAD;
+use crate::direct::{DIRECT_ALIGN, refuses_direct};
 use crate::ids::ChunkId;
 use crate::manifest::MAX_CHUNK_SIZE;
 use crate::vault::DEFAULT_CHUNK_SIZE;
 
 /// Largest blob the store will read: anything bigger is damage, not data.
 pub const MAX_BLOB_LEN: u64 = MAX_CHUNK_SIZE as u64 + CHUNK_OVERHEAD as u64;
-
-/// Alignment of memory, offsets and lengths that `O_DIRECT` writes need (the
-/// largest logical block size in common use).
-const DIRECT_ALIGN: usize = 4096;
 
 /// Staging and message buffers kept idle for reuse: at most this many of each.
 const DIRECT_BUFFERS_IDLE: usize = 4;
@@ -441,10 +438,6 @@ impl ChunkFiles {
 }
 
 /// True if `e` is a file system's refusal of direct I/O.
-fn refuses_direct(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error())
-}
-
 /// Reads the `len` bytes of `file` through the page cache into a message behind
 /// `header`.
 fn read_behind(mut file: File, len: usize, mut header: Vec<u8>) -> io::Result<Bytes> {

@@ -14,6 +14,7 @@ pub mod buffers;
 pub mod catalogue;
 pub mod chunks;
 pub mod crypto;
+pub mod direct;
 pub mod error;
 pub mod group;
 pub mod ids;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, Stream, StreamExt};
-use peervault_node::{CopyProgress, FileInfo, FileReader, Node, NodeError};
+use peervault_node::{CopyProgress, FileInfo, FileReader, Node, NodeError, SequentialWriter};
 use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Semaphore;
@@ -314,13 +314,15 @@ async fn write_file_into(
             "bytes arrived where the client's output file was expected",
         ));
     }
-    let mut out = std::fs::File::from(recv_fd(reader.get_ref().as_ref()).await?);
+    let out = std::fs::File::from(recv_fd(reader.get_ref().as_ref()).await?);
     // Blocking writes into a pipe or a terminal could hold a thread for as long as
     // its reader likes; those destinations use the streamed `Get`.
     if !out.metadata()?.file_type().is_file() {
         let refusal = NodeError::Invalid("the passed output is not a regular file".into());
         return writer.send(message_frame(&error_response(&refusal))).await;
     }
+    // Whole blocks bypass the page cache (see `SequentialWriter` for why).
+    let mut out = SequentialWriter::new(out)?;
     let mut written = 0u64;
     while let Some(piece) = file.next().await {
         let bytes = match piece {
@@ -331,12 +333,9 @@ async fn write_file_into(
             }
         };
         let len = bytes.len() as u64;
-        let wrote = tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            out.write_all(&bytes).map(|()| out)
-        })
-        .await
-        .map_err(io::Error::other)?;
+        let wrote = tokio::task::spawn_blocking(move || out.write(&bytes).map(|()| out))
+            .await
+            .map_err(io::Error::other)?;
         out = match wrote {
             Ok(out) => out,
             Err(e) => {
@@ -351,6 +350,14 @@ async fn write_file_into(
         writer
             .send(message_frame(&Response::Written { bytes: written }))
             .await?;
+    }
+    if let Err(e) = tokio::task::spawn_blocking(move || out.finish())
+        .await
+        .map_err(io::Error::other)?
+    {
+        let what = format!("cannot write the end of the output file: {e}");
+        let response = error_response(&NodeError::Invalid(what));
+        return writer.send(message_frame(&response)).await;
     }
     writer.send(message_frame(&Response::Done)).await
 }

@@ -469,6 +469,22 @@ fn the_node_writes_a_get_into_the_clients_own_file() {
             .unwrap();
         assert_eq!(seen.last(), Some(&info.size));
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        // At an aligned offset (whole blocks bypass the page cache there) the bytes
+        // follow what the file held, and the file's offset is left behind them, as
+        // plain writes leave it: what the client writes next comes after.
+        use std::io::Write;
+        let mut file = std::fs::File::create(dir.path().join("mid.bin")).unwrap();
+        file.write_all(&[b'<'; 8192]).unwrap();
+        client
+            .get_into("x.bin", file.as_fd(), &mut |_, _| {})
+            .await
+            .unwrap();
+        file.write_all(b">").unwrap();
+        let mid = std::fs::read(dir.path().join("mid.bin")).unwrap();
+        assert_eq!(mid.len(), 8192 + 3 * 1024 * 1024 + 77 + 1);
+        assert!(mid[..8192].iter().all(|b| *b == b'<'));
+        assert_eq!(blake3::hash(&mid[8192..mid.len() - 1]), hash);
+        assert_eq!(mid.last(), Some(&b'>'));
         let missing = client
             .get_into("nothing.bin", file.as_fd(), &mut |_, _| {})
             .await
