@@ -424,8 +424,7 @@ impl Node {
         candidates: Vec<PeerId>,
         wanted: usize,
     ) -> usize {
-        let name_id = self.inner.vault.name_id(&manifest.name);
-        let entry = match self.sealed(name_id).await {
+        let entry = match self.sealed(manifest).await {
             Ok(entry) => entry,
             Err(e) => {
                 tracing::warn!("cannot repair {:?}: {e}", manifest.name);

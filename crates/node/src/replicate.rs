@@ -269,11 +269,23 @@ impl Node {
         }
     }
 
-    pub(crate) async fn sealed(&self, name_id: NameId) -> Result<SealedEntry> {
+    /// The sealed catalogue entry of `manifest`, to offer to peers. A name written
+    /// again since `manifest` was read has a newer entry, which a peer would answer
+    /// for with the newer version's chunks: that is refused here, and the newer
+    /// version is copied on its own (its writer, or the next repair round).
+    pub(crate) async fn sealed(&self, manifest: &Manifest) -> Result<SealedEntry> {
+        let name_id = self.inner.vault.name_id(&manifest.name);
         let mut entries = self.inner.vault.sealed_entries(vec![name_id]).await?;
         let (name_id, sealed) = entries
             .pop()
             .ok_or_else(|| NodeError::Invalid("the file vanished from the catalogue".into()))?;
+        // Read after the entry: a newer entry means a newer version here too.
+        if self.inner.vault.version_of(&name_id) != Some(manifest.version) {
+            return Err(NodeError::Invalid(format!(
+                "{:?} was written again meanwhile; its newer version is copied on its own",
+                manifest.name
+            )));
+        }
         Ok(SealedEntry { name_id, sealed })
     }
 
@@ -297,7 +309,7 @@ impl Node {
             ..Replication::default()
         };
         let name_id = self.inner.vault.name_id(&manifest.name);
-        let entry = match self.sealed(name_id).await {
+        let entry = match self.sealed(manifest).await {
             Ok(entry) => entry,
             Err(e) => {
                 tracing::warn!("cannot replicate {:?}: {e}", manifest.name);
@@ -500,7 +512,7 @@ impl Node {
     /// `send <file> <peer>`: makes `peer` hold a complete copy of `name`.
     pub async fn send_to(&self, name: &str, peer: PeerId) -> Result<()> {
         let manifest = self.inner.vault.stat(name).await?;
-        let entry = self.sealed(self.inner.vault.name_id(name)).await?;
+        let entry = self.sealed(&manifest).await?;
         self.copy_to(peer, &manifest, &entry).await.map_err(|why| {
             NodeError::Invalid(format!(
                 "peer {peer} did not take a copy of {name:?}: {why}"
@@ -798,5 +810,34 @@ impl ChunkSource for PeerChunks {
             node.offence(peer, crate::conduct::Offence::BadChunk(id), &what)
                 .await
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::NodeConfig;
+    use peervault_store::NetworkKey;
+
+    /// A repair that read a file's manifest before the name was written again must
+    /// not offer the newer entry for it: the peer would ask for the newer
+    /// version's chunks ("asked for chunks the file does not have").
+    #[tokio::test]
+    async fn an_entry_is_offered_only_with_the_version_it_belongs_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NetworkKey::from_user_input("sealed entry test").unwrap();
+        let node = Node::start(NodeConfig::new(dir.path().join("n"), key))
+            .await
+            .unwrap();
+        node.store("a.txt", &b"one"[..], None).await.unwrap();
+        let old = node.inner.vault.stat("a.txt").await.unwrap();
+        assert!(node.sealed(&old).await.is_ok());
+        node.store("a.txt", &b"two"[..], None).await.unwrap();
+        let new = node.inner.vault.stat("a.txt").await.unwrap();
+        let refused = node.sealed(&old).await.unwrap_err();
+        assert!(refused.to_string().contains("written again"), "{refused}");
+        assert!(node.sealed(&new).await.is_ok());
+        node.shutdown(Duration::from_secs(2)).await;
     }
 }
