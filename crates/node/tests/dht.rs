@@ -3,7 +3,7 @@
 //!
 //! Kademlia's own lookups connect a newcomer to up to about twenty nodes (19 of 39
 //! in a dozen runs; 21 of 29 with thirty nodes), so half of the nodes write a file:
-//! a writer the reader never met is then certain rather than likely (with eight
+//! the reader would have to meet all twenty, more nodes than it met in any run (with eight
 //! writers of twenty-nine, CI once found the reader had met all of them).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
