@@ -1,10 +1,10 @@
 //! A sparse network of forty nodes: a file is read on a node that was never
 //! connected to any of its holders, which find each other through the DHT.
 //!
-//! Kademlia's own lookups connect a newcomer to up to about twenty nodes (19 of 39
-//! in a dozen runs; 21 of 29 with thirty nodes), so half of the nodes write a file:
-//! the reader would have to meet all twenty, more nodes than it met in any run (with eight
-//! writers of twenty-nine, CI once found the reader had met all of them).
+//! Kademlia's own lookups connect a newcomer to up to about twenty nodes (at most
+//! 19 of 39 in a dozen runs; 22 of 29 with thirty nodes), so half of the nodes
+//! write a file: to fail, the reader would have to meet all twenty writers (with
+//! eight writers of twenty-nine, CI once found the reader had met all of them).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
