@@ -308,7 +308,6 @@ impl Node {
             copies: 1,
             ..Replication::default()
         };
-        let name_id = self.inner.vault.name_id(&manifest.name);
         let entry = match self.sealed(manifest).await {
             Ok(entry) => entry,
             Err(e) => {
@@ -325,7 +324,7 @@ impl Node {
             }
         };
         tell(&report);
-        let mut candidates = placement(&name_id, peers).into_iter();
+        let mut candidates = placement(&entry.name_id, peers).into_iter();
         let mut copying = FuturesUnordered::new();
         for peer in candidates.by_ref().take(report.target.saturating_sub(1)) {
             copying.push(self.copy_and_tell(peer, manifest, &entry));

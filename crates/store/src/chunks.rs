@@ -437,7 +437,6 @@ impl ChunkFiles {
     }
 }
 
-/// True if `e` is a file system's refusal of direct I/O.
 /// Reads the `len` bytes of `file` through the page cache into a message behind
 /// `header`.
 fn read_behind(mut file: File, len: usize, mut header: Vec<u8>) -> io::Result<Bytes> {
