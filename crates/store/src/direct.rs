@@ -20,8 +20,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use rustix::fs::OFlags;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// Alignment of memory, offsets and lengths that `O_DIRECT` writes need (the
 /// largest logical block size in common use).
@@ -34,7 +39,7 @@ pub(crate) fn refuses_direct(e: &io::Error) -> bool {
 
 /// Bytes gathered before a direct write: large enough that the disk sees few
 /// requests, small enough to be nothing in a node's memory budget.
-const GATHER: usize = 1 << 20;
+const GATHER: usize = 4 << 20;
 
 /// Writes a regular file front to back from its current offset, whole blocks
 /// directly where it can (see the module's docs). The bytes go to the file's
@@ -136,13 +141,91 @@ impl SequentialWriter {
     }
 }
 
+/// Pieces queued for a [`QueuedWriter`]'s thread: enough that the disk keeps
+/// writing while the bytes behind them arrive, each holding its piece's memory.
+const QUEUED_PIECES: usize = 4;
+
+/// A [`SequentialWriter`] on a blocking thread of its own, fed through a short
+/// queue, for async code that produces the bytes.
+///
+/// Why: awaiting each write stopped the producer for as long as the disk took,
+/// and a blocking task per piece cost two thread hand-overs per piece. Measured
+/// on the development VM during 1 GiB remote gets into a file, while peers'
+/// reads share the disk with the writes: see docs/BENCHMARKS.md.
+#[derive(Debug)]
+pub struct QueuedWriter {
+    queue: mpsc::Sender<Bytes>,
+    /// `None` once an error stopped the writing and was returned.
+    thread: Option<JoinHandle<io::Result<File>>>,
+    written: Arc<AtomicU64>,
+}
+
+/// What a stopped writer answers after its error was returned once.
+fn stopped() -> io::Error {
+    io::Error::other("the writing had already stopped at an error")
+}
+
+async fn join(thread: JoinHandle<io::Result<File>>) -> io::Result<File> {
+    thread.await.unwrap_or_else(|e| Err(io::Error::other(e)))
+}
+
+impl QueuedWriter {
+    /// Takes over `file` (see [`SequentialWriter::new`]); must be called within a
+    /// Tokio runtime.
+    pub fn start(file: File) -> io::Result<Self> {
+        let mut out = SequentialWriter::new(file)?;
+        let (queue, mut pieces) = mpsc::channel::<Bytes>(QUEUED_PIECES);
+        let written = Arc::new(AtomicU64::new(0));
+        let count = written.clone();
+        let thread = tokio::task::spawn_blocking(move || {
+            while let Some(piece) = pieces.blocking_recv() {
+                out.write(&piece)?;
+                count.fetch_add(piece.len() as u64, Ordering::Relaxed);
+            }
+            out.finish()
+        });
+        Ok(Self {
+            queue,
+            thread: Some(thread),
+            written,
+        })
+    }
+
+    /// Queues `bytes`, waiting while the queue is full. An error is the one that
+    /// stopped the writing; nothing more is written after it.
+    pub async fn write(&mut self, bytes: Bytes) -> io::Result<()> {
+        let thread = self.thread.take().ok_or_else(stopped)?;
+        if self.queue.send(bytes).await.is_ok() {
+            self.thread = Some(thread);
+            return Ok(());
+        }
+        // The thread dropped its end of the queue: it stopped at an error.
+        join(thread).await.and(Err(stopped()))
+    }
+
+    /// Bytes taken by the file so far (the last up to a gather's worth perhaps
+    /// still only gathered).
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Waits for everything queued to be written and returns the file, its
+    /// offset behind the last byte, as [`SequentialWriter::finish`] does.
+    pub async fn finish(self) -> io::Result<File> {
+        let Self { queue, thread, .. } = self;
+        drop(queue);
+        join(thread.ok_or_else(stopped)?).await
+    }
+}
+
 /// Opens `file` again with `O_DIRECT` (a description of its own, so the caller's
-/// stays as it was), if direct writes from offset `at` can work at all.
+/// stays as it was), if direct writes from offset `at` can work at all. A file
+/// not open for writing is never opened again for it: the new description would
+/// grant what the one handed over did not, and the plain writes fail as they should.
 fn open_direct(file: &File, at: u64) -> Option<File> {
-    let appending = rustix::fs::fcntl_getfl(file)
-        .map(|flags| flags.contains(OFlags::APPEND))
-        .unwrap_or(true);
-    if appending || !at.is_multiple_of(DIRECT_ALIGN as u64) {
+    let flags = rustix::fs::fcntl_getfl(file).ok()?;
+    let writable = matches!(flags & OFlags::RWMODE, OFlags::WRONLY | OFlags::RDWR);
+    if !writable || flags.contains(OFlags::APPEND) || !at.is_multiple_of(DIRECT_ALIGN as u64) {
         return None;
     }
     OpenOptions::new()
@@ -262,5 +345,44 @@ mod tests {
         let (offset, _) = write_in_pieces(create(&path), &bytes, 100_000);
         assert_eq!(offset, bytes.len() as u64);
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+
+    #[tokio::test]
+    async fn a_queued_writer_writes_every_piece_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let bytes = data(3 * GATHER + 12_345);
+        let mut writer = QueuedWriter::start(create(&path)).unwrap();
+        for part in bytes.chunks(1_000_003) {
+            writer.write(Bytes::copy_from_slice(part)).await.unwrap();
+        }
+        let mut file = writer.finish().await.unwrap();
+        assert_eq!(file.stream_position().unwrap(), bytes.len() as u64);
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+
+    #[tokio::test]
+    async fn a_queued_writer_reports_the_error_that_stopped_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        std::fs::write(&path, b"").unwrap();
+        // Open for reading only: every write fails.
+        let mut writer = QueuedWriter::start(File::open(&path).unwrap()).unwrap();
+        let mut failed = None;
+        for _ in 0..2 * QUEUED_PIECES + 2 {
+            if let Err(e) = writer.write(Bytes::from(data(GATHER))).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        let failed = failed.expect("writes into a read-only file were all taken");
+        assert_eq!(
+            failed.raw_os_error(),
+            Some(rustix::io::Errno::BADF.raw_os_error())
+        );
+        let again = writer.write(Bytes::from_static(b"x")).await.unwrap_err();
+        assert!(again.to_string().contains("already stopped"), "{again}");
+        assert!(writer.finish().await.is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, Stream, StreamExt};
-use peervault_node::{CopyProgress, FileInfo, FileReader, Node, NodeError, SequentialWriter};
+use peervault_node::{CopyProgress, FileInfo, FileReader, Node, NodeError, QueuedWriter};
 use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Semaphore;
@@ -321,9 +321,14 @@ async fn write_file_into(
         let refusal = NodeError::Invalid("the passed output is not a regular file".into());
         return writer.send(message_frame(&error_response(&refusal))).await;
     }
-    // Whole blocks bypass the page cache (see `SequentialWriter` for why).
-    let mut out = SequentialWriter::new(out)?;
-    let mut written = 0u64;
+    // Whole blocks bypass the page cache, written on a thread of their own (see
+    // `SequentialWriter` and `QueuedWriter` for why).
+    let mut out = QueuedWriter::start(out)?;
+    let cannot_write = |e: io::Error, written: u64| {
+        let what =
+            format!("cannot write into the output file after {written} of {size} bytes: {e}");
+        message_frame(&error_response(&NodeError::Invalid(what)))
+    };
     while let Some(piece) = file.next().await {
         let bytes = match piece {
             Ok(bytes) => bytes,
@@ -332,33 +337,22 @@ async fn write_file_into(
                 return writer.send(message_frame(&response)).await;
             }
         };
-        let len = bytes.len() as u64;
-        let wrote = tokio::task::spawn_blocking(move || out.write(&bytes).map(|()| out))
-            .await
-            .map_err(io::Error::other)?;
-        out = match wrote {
-            Ok(out) => out,
-            Err(e) => {
-                let what = format!(
-                    "cannot write into the output file after {written} of {size} bytes: {e}"
-                );
-                let response = error_response(&NodeError::Invalid(what));
-                return writer.send(message_frame(&response)).await;
-            }
-        };
-        written += len;
+        if let Err(e) = out.write(bytes).await {
+            return writer.send(cannot_write(e, out.written())).await;
+        }
         writer
-            .send(message_frame(&Response::Written { bytes: written }))
+            .send(message_frame(&Response::Written {
+                bytes: out.written(),
+            }))
             .await?;
     }
-    if let Err(e) = tokio::task::spawn_blocking(move || out.finish())
-        .await
-        .map_err(io::Error::other)?
-    {
-        let what = format!("cannot write the end of the output file: {e}");
-        let response = error_response(&NodeError::Invalid(what));
-        return writer.send(message_frame(&response)).await;
+    let written = out.written();
+    if let Err(e) = out.finish().await {
+        return writer.send(cannot_write(e, written)).await;
     }
+    writer
+        .send(message_frame(&Response::Written { bytes: size }))
+        .await?;
     writer.send(message_frame(&Response::Done)).await
 }
 
