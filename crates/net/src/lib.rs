@@ -10,6 +10,7 @@ pub mod channel;
 pub mod codec;
 mod event_loop;
 pub mod identity;
+pub mod muxer;
 pub mod network;
 pub mod peers;
 pub mod transport;

@@ -17,10 +17,11 @@ use futures::{AsyncRead, AsyncWrite};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::Boxed;
 use libp2p::core::transport::timeout::TransportTimeout;
-use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade};
 use libp2p::core::{ConnectedPoint, Endpoint};
-use libp2p::{PeerId, Transport, identity::Keypair, tcp, yamux};
+use libp2p::{PeerId, Transport, identity::Keypair, tcp};
 use multistream_select::Version;
+
+use crate::muxer::Muxer;
 
 /// Limit for the channel handshake (hello, keys, identities).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,7 +95,6 @@ where
     .await
     .map_err(|_| HandshakeError::Timeout(HANDSHAKE_TIMEOUT))??;
     let peer = channel.remote_peer();
-    let config = yamux::Config::default();
     // `to_endpoint` ignores the override that hole punching sets on one of the two
     // dialling sides: that side must act as the listener here.
     let role = match endpoint {
@@ -107,13 +107,15 @@ where
                 multistream_select::dialer_select_proto(channel, [YAMUX], Version::V1Lazy)
                     .await
                     .map_err(io::Error::other)?;
-            config.upgrade_outbound(io, protocol).await?
+            debug_assert_eq!(protocol, YAMUX);
+            Muxer::new(io, true)
         }
         Endpoint::Listener => {
             let (protocol, io) = multistream_select::listener_select_proto(channel, [YAMUX])
                 .await
                 .map_err(io::Error::other)?;
-            config.upgrade_inbound(io, protocol).await?
+            debug_assert_eq!(protocol, YAMUX);
+            Muxer::new(io, false)
         }
     };
     Ok((peer, StreamMuxerBox::new(muxer)))

@@ -1,0 +1,188 @@
+//! Yamux as the swarm's stream multiplexer, configured for chunk traffic.
+//!
+//! Why not `libp2p::yamux`: it offers no way to set Yamux's split-send size, the
+//! largest data frame a stream write becomes, and its default (16 KiB) turns each
+//! 1 MiB chunk into 64 frames, each a fresh allocation and copy of its bytes, a
+//! message to the connection task and a frame header on both sides. Frames of
+//! [`FRAME_BYTES`] cut that sixteenfold: measured on the development VM, the CPU
+//! of a 1 GiB remote get across all four nodes fell by 15% (250 to 212 jiffies,
+//! eight alternating runs, every one lower) and its time by 5%.
+//!
+//! The price is head-of-line blocking: a small message on another stream may wait
+//! behind one frame. 256 KiB is 0.2 ms at loopback speeds and ~20 ms on a 100 Mbit/s
+//! link, below the request timeouts by orders of magnitude. The wire format is
+//! Yamux's own, so peers with other frame sizes interoperate.
+//!
+//! The rest mirrors what `libp2p::yamux` does for the swarm: inbound streams that
+//! arrive while the swarm polls the connection are buffered (up to
+//! [`MAX_BUFFERED_INBOUND`], the backlog at which well-behaved peers stop opening
+//! more) until it asks for them.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker, ready};
+
+use futures::{AsyncRead, AsyncWrite};
+use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
+
+/// Largest data frame one stream write becomes.
+pub const FRAME_BYTES: usize = 256 * 1024;
+
+/// Inbound streams held for the swarm before new ones are refused.
+const MAX_BUFFERED_INBOUND: usize = 256;
+
+/// The multiplexer's configuration: Yamux's defaults but for the frame size.
+fn config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_split_send_size(FRAME_BYTES);
+    config
+}
+
+/// One multiplexed connection.
+#[derive(Debug)]
+pub struct Muxer<C> {
+    connection: yamux::Connection<C>,
+    inbound: VecDeque<yamux::Stream>,
+    inbound_waker: Option<Waker>,
+}
+
+impl<C> Muxer<C>
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// Multiplexes `io`; `dialer` is the side that proposed Yamux.
+    pub fn new(io: C, dialer: bool) -> Self {
+        let mode = if dialer {
+            yamux::Mode::Client
+        } else {
+            yamux::Mode::Server
+        };
+        Self {
+            connection: yamux::Connection::new(io, config(), mode),
+            inbound: VecDeque::new(),
+            inbound_waker: None,
+        }
+    }
+
+    fn poll_next_inbound(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<yamux::Stream, yamux::ConnectionError>> {
+        match ready!(self.connection.poll_next_inbound(cx)) {
+            Some(stream) => Poll::Ready(stream),
+            None => Poll::Ready(Err(yamux::ConnectionError::Closed)),
+        }
+    }
+}
+
+impl<C> StreamMuxer for Muxer<C>
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Substream = yamux::Stream;
+    type Error = yamux::ConnectionError;
+
+    fn poll_inbound(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::Substream, Self::Error>> {
+        if let Some(stream) = self.inbound.pop_front() {
+            return Poll::Ready(Ok(stream));
+        }
+        if let Poll::Ready(next) = self.poll_next_inbound(cx) {
+            return Poll::Ready(next);
+        }
+        self.inbound_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn poll_outbound(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::Substream, Self::Error>> {
+        self.connection.poll_new_outbound(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.connection.poll_close(cx)
+    }
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<StreamMuxerEvent, Self::Error>> {
+        let this = self.get_mut();
+        let stream = ready!(this.poll_next_inbound(cx))?;
+        if this.inbound.len() >= MAX_BUFFERED_INBOUND {
+            tracing::debug!("refused an inbound stream: {MAX_BUFFERED_INBOUND} are waiting");
+            drop(stream);
+        } else {
+            this.inbound.push_back(stream);
+            if let Some(waker) = this.inbound_waker.take() {
+                waker.wake();
+            }
+        }
+        // Polling the connection again at once lets it make further progress.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::{AsyncReadExt, AsyncWriteExt, future::poll_fn};
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+
+    #[tokio::test]
+    async fn streams_carry_large_writes_both_ways_intact() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let mut dialer = Muxer::new(a.compat(), true);
+        let mut listener = Muxer::new(b.compat(), false);
+        let big: Vec<u8> = (0..3 * FRAME_BYTES + 12_345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let (expected, len) = (big.clone(), big.len());
+        let listening = tokio::spawn(async move {
+            let mut stream = poll_fn(|cx| Pin::new(&mut listener).poll_inbound(cx))
+                .await
+                .unwrap();
+            let reading = async {
+                let mut got = vec![0; len];
+                stream.read_exact(&mut got).await.unwrap();
+                stream.write_all(b"thanks").await.unwrap();
+                stream.close().await.unwrap();
+                got
+            };
+            let mut reading = std::pin::pin!(reading);
+            let mut got = None;
+            // The connection makes progress only while polled, until the dialer
+            // goes away.
+            loop {
+                tokio::select! {
+                    bytes = &mut reading, if got.is_none() => got = Some(bytes),
+                    _ = poll_fn(|cx| Pin::new(&mut listener).poll(cx)) => break,
+                }
+            }
+            assert!(got == Some(expected), "the bytes changed on the way");
+        });
+        let mut stream = poll_fn(|cx| Pin::new(&mut dialer).poll_outbound(cx))
+            .await
+            .unwrap();
+        let talking = async {
+            stream.write_all(&big).await.unwrap();
+            stream.flush().await.unwrap();
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await.unwrap();
+            answer
+        };
+        let driving = poll_fn(|cx| Pin::new(&mut dialer).poll(cx));
+        let answer = tokio::select! {
+            answer = talking => answer,
+            _ = driving => panic!("the dialer's connection ended"),
+        };
+        assert_eq!(answer, b"thanks");
+        drop((stream, dialer));
+        listening.await.unwrap();
+    }
+}
