@@ -324,6 +324,7 @@ async fn write_file_into(
     // Whole blocks bypass the page cache, written on a thread of their own (see
     // `SequentialWriter` and `QueuedWriter` for why).
     let mut out = QueuedWriter::start(out)?;
+    let mut reported = 0;
     let cannot_write = |e: io::Error, written: u64| {
         let what =
             format!("cannot write into the output file after {written} of {size} bytes: {e}");
@@ -340,19 +341,21 @@ async fn write_file_into(
         if let Err(e) = out.write(bytes).await {
             return writer.send(cannot_write(e, out.written())).await;
         }
-        writer
-            .send(message_frame(&Response::Written {
-                bytes: out.written(),
-            }))
-            .await?;
+        // Progress only when there is some: the thread may not have moved on.
+        if out.written() > reported {
+            reported = out.written();
+            let progress = Response::Written { bytes: reported };
+            writer.send(message_frame(&progress)).await?;
+        }
     }
     let written = out.written();
     if let Err(e) = out.finish().await {
         return writer.send(cannot_write(e, written)).await;
     }
-    writer
-        .send(message_frame(&Response::Written { bytes: size }))
-        .await?;
+    if reported < size {
+        let progress = Response::Written { bytes: size };
+        writer.send(message_frame(&progress)).await?;
+    }
     writer.send(message_frame(&Response::Done)).await
 }
 
