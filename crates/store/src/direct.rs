@@ -194,12 +194,12 @@ impl QueuedWriter {
     /// Queues `bytes`, waiting while the queue is full. An error is the one that
     /// stopped the writing; nothing more is written after it.
     pub async fn write(&mut self, bytes: Bytes) -> io::Result<()> {
-        let thread = self.thread.take().ok_or_else(stopped)?;
         if self.queue.send(bytes).await.is_ok() {
-            self.thread = Some(thread);
             return Ok(());
         }
-        // The thread dropped its end of the queue: it stopped at an error.
+        // The thread dropped its end of the queue: it stopped at an error, which
+        // the first caller to see this gets.
+        let thread = self.thread.take().ok_or_else(stopped)?;
         join(thread).await.and(Err(stopped()))
     }
 
