@@ -322,7 +322,7 @@ async fn write_file_into(
         return writer.send(message_frame(&error_response(&refusal))).await;
     }
     // Whole blocks bypass the page cache, written on a thread of their own (see
-    // `SequentialWriter` and `QueuedWriter` for why).
+    // `peervault_store::direct` for why).
     let mut out = QueuedWriter::start(out)?;
     let mut reported = 0;
     let cannot_write = |e: io::Error, written: u64| {
