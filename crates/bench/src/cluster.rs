@@ -242,7 +242,7 @@ pub async fn run(args: ClusterArgs<'_>) -> anyhow::Result<()> {
             seconds: median(&put),
             baseline: "TCP to 2 receivers + fsync".into(),
             baseline_seconds: median(&raw_put),
-            target: TARGET,
+            target: Some(TARGET),
         },
         Row {
             workload: format!("remote get (node holding nothing, {reads})"),
@@ -250,7 +250,7 @@ pub async fn run(args: ClusterArgs<'_>) -> anyhow::Result<()> {
             seconds: median(&get),
             baseline: "TCP from 2 senders to a file + fsync".into(),
             baseline_seconds: median(&raw_get),
-            target: TARGET,
+            target: Some(TARGET),
         },
     ];
     println!("{}", throughput_table(&rows));

@@ -10,7 +10,8 @@ pub struct Row {
     pub seconds: f64,
     pub baseline: String,
     pub baseline_seconds: f64,
-    pub target: f64,
+    /// The ratio to reach; `None` for a row shown for information.
+    pub target: Option<f64>,
 }
 
 /// The middle value (the upper one of two); NaN for none.
@@ -57,11 +58,12 @@ pub fn throughput_table(rows: &[Row]) -> String {
             r.baseline.clone(),
             format!("{base:.0}"),
             ratio_text(ratio),
-            format!(
-                "≥ {:.1} {}",
-                r.target,
-                if ratio >= r.target { "✓" } else { "✗" }
-            ),
+            match r.target {
+                Some(target) => {
+                    format!("≥ {target:.1} {}", if ratio >= target { "✓" } else { "✗" })
+                }
+                None => "none".to_string(),
+            },
         ]);
     }
     for col in 2..6 {
@@ -162,5 +164,24 @@ mod tests {
         assert_eq!(ratio_text(1.0), "1.00");
         assert_eq!(ratio_text(0.6), "0.60");
         assert_eq!(ratio_text(0.57), "0.57");
+    }
+
+    #[test]
+    fn a_row_without_a_target_is_neither_met_nor_missed() {
+        let row = |target| Row {
+            workload: "w".into(),
+            bytes: 1_000_000,
+            seconds: 2.0,
+            baseline: "b".into(),
+            baseline_seconds: 1.0,
+            target,
+        };
+        let table = throughput_table(&[row(Some(0.4)), row(Some(0.6)), row(None)]);
+        assert!(
+            table.contains("≥ 0.4 ✓") && table.contains("≥ 0.6 ✗"),
+            "{table}"
+        );
+        assert_eq!(table.matches('✓').count() + table.matches('✗').count(), 2);
+        assert!(table.contains("none"), "{table}");
     }
 }

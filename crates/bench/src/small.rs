@@ -93,7 +93,7 @@ pub async fn run(args: SmallArgs<'_>) -> anyhow::Result<()> {
             seconds: put,
             baseline: format!("{} × create+write+fsync", 3 * args.files),
             baseline_seconds: raw,
-            target: TARGET,
+            target: Some(TARGET),
         }])
     );
     println!(
