@@ -276,11 +276,8 @@ impl Node {
     /// nodes' copies stay; the repair worker makes new copies where the vault
     /// needs them). Returns what was removed.
     pub async fn clean(&self) -> Result<CleanReport> {
-        let files = self.inner.vault.list().await?;
-        let held = self.inner.vault.holds_all(files.clone()).await?;
-        let names: Vec<String> = files
+        let names: Vec<String> = (self.inner.vault.list_held().await?)
             .into_iter()
-            .zip(held)
             .filter_map(|(m, h)| h.then_some(m.name))
             .collect();
         let (chunks, bytes_freed) = self.inner.vault.drop_all_copies().await?;
@@ -339,11 +336,8 @@ impl Node {
     /// One look at every file held here; copies or drops as needed.
     pub async fn repair_round(&self) -> Result<RepairRound> {
         let mut round = RepairRound::default();
-        let files = self.inner.vault.list().await?;
-        let held = self.inner.vault.holds_all(files.clone()).await?;
-        let mine: Vec<Manifest> = files
+        let mine: Vec<Manifest> = (self.inner.vault.list_held().await?)
             .into_iter()
-            .zip(held)
             .filter_map(|(m, h)| h.then_some(m))
             .collect();
         round.checked = mine.len();

@@ -552,7 +552,7 @@ impl Node {
                     self.state().peer_connected(&peer);
                     let node = self.clone();
                     self.spawn(async move {
-                        if let Err(e) = node.sync_with(peer).await {
+                        if let Err(e) = node.sync(peer, crate::sync::SyncKind::Connect).await {
                             tracing::debug!("catalogue sync with {peer} failed: {e}");
                         }
                     });
@@ -717,8 +717,8 @@ impl Node {
     /// Every file, sorted by name, marking what this node holds and how many
     /// complete copies the connected peers report.
     pub async fn list(&self) -> Result<Vec<FileInfo>> {
-        let manifests = self.inner.vault.list().await?;
-        let local = self.inner.vault.holds_all(manifests.clone()).await?;
+        let (manifests, local): (Vec<Manifest>, Vec<bool>) =
+            self.inner.vault.list_held().await?.into_iter().unzip();
         let held_elsewhere = self.count_remote_copies(&manifests).await;
         Ok(manifests
             .iter()
@@ -811,7 +811,7 @@ impl Node {
 
     /// A snapshot for `status`.
     pub async fn status(&self) -> Result<NodeStatus> {
-        let files = self.inner.vault.list().await?.len();
+        let files = self.inner.vault.file_count();
         let addresses = self.inner.net.addresses().await;
         let connected = self.inner.net.peers().await;
         let peers = connected.len();

@@ -578,13 +578,10 @@ impl Node {
     /// At start: announce every file held here in the DHT, a few at a time (provider
     /// records live in memory and are gone after a restart).
     pub(crate) async fn provide_held_files(self) {
-        let Ok(files) = self.inner.vault.list().await else {
+        let Ok(files) = self.inner.vault.list_held().await else {
             return;
         };
-        let Ok(held) = self.inner.vault.holds_all(files.clone()).await else {
-            return;
-        };
-        for (file, held) in files.iter().zip(held) {
+        for (file, held) in files {
             if held {
                 self.provide(&file.name).await;
                 tokio::time::sleep(PROVIDE_PACE).await;
@@ -617,7 +614,7 @@ impl Node {
         peers: &[PeerId],
     ) -> Vec<Vec<PeerId>> {
         let mut holders = vec![Vec::new(); manifests.len()];
-        if manifests.is_empty() {
+        if manifests.is_empty() || peers.is_empty() {
             return holders;
         }
         let files: Vec<(NameId, peervault_store::Version)> = manifests

@@ -13,11 +13,23 @@
 //! is announced to all connected peers at once, so changes spread immediately and
 //! nodes that were offline catch up when they return. A tombstone is newer than the
 //! manifest it deletes, so a returning node cannot bring a deleted file back.
+//!
+//! At connect both sides pull, so neither pushes (step 3 is skipped): each would
+//! otherwise send the other everything the other was fetching at that very moment,
+//! and a new node joining a vault of 100,000 files received and opened every record
+//! twice. The exception is a node that was re-syncing after a long absence: it
+//! answered the peer's pull with nothing, so it pushes once its own records are
+//! re-checked. The periodic rounds do all three steps and repair anything a
+//! connect sync missed.
+//!
+//! The fetches of step 2 are pipelined ([`FETCHES_IN_FLIGHT`]), so the next batch
+//! crosses the network while the last one is applied, and the records applied from
+//! one message are passed on to the other peers in one message.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::{self, FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
 use peervault_store::{CatalogueEntry, NameId, Version};
 
@@ -30,6 +42,18 @@ use crate::wire::{ENTRIES_PER_MESSAGE, Request, Response, SealedEntry};
 /// only repair what announcements missed; syncing with every peer every round would
 /// also keep every connection, including those a DHT query opened once, busy for ever.
 const SYNC_FANOUT: usize = 4;
+
+/// Batches of records asked for at once in step 2 of a sync.
+const FETCHES_IN_FLIGHT: usize = 3;
+
+/// Why a sync runs, which decides whether it pushes (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SyncKind {
+    /// A connection just opened; the peer runs its own sync and pulls.
+    Connect,
+    /// A periodic round: pull and push.
+    Periodic,
+}
 
 /// What one sync changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +68,11 @@ pub struct SyncStats {
 impl Node {
     /// Reconciles our catalogue with `peer`'s, in both directions.
     pub async fn sync_with(&self, peer: PeerId) -> Result<SyncStats, String> {
+        self.sync(peer, SyncKind::Periodic).await
+    }
+
+    /// [`Node::sync_with`], pushing only where `kind` calls for it.
+    pub(crate) async fn sync(&self, peer: PeerId, kind: SyncKind) -> Result<SyncStats, String> {
         let vault = &self.inner.vault;
         let summary = Request::Summary {
             digests: vault.summary(),
@@ -65,11 +94,23 @@ impl Node {
             .filter(|(id, v)| vault.version_of(id).is_none_or(|mine| mine < *v))
             .map(|(id, _)| *id)
             .collect();
-        for batch in newer_there.chunks(ENTRIES_PER_MESSAGE) {
-            let request = Request::FetchEntries {
-                ids: batch.to_vec(),
-            };
-            let entries = match self.ask(peer, &request, CONTROL_TIMEOUT).await? {
+        // Owned batches and node handles: a stream borrowing them would make this
+        // future's type too general for the compiler to prove it `Send`.
+        let batches: Vec<Vec<NameId>> = newer_there
+            .chunks(ENTRIES_PER_MESSAGE)
+            .map(<[NameId]>::to_vec)
+            .collect();
+        let mut fetches = stream::iter(batches)
+            .map(|ids| {
+                let node = self.clone();
+                async move {
+                    let request = Request::FetchEntries { ids };
+                    node.ask(peer, &request, CONTROL_TIMEOUT).await
+                }
+            })
+            .buffered(FETCHES_IN_FLIGHT);
+        while let Some(answer) = fetches.next().await {
+            let entries = match answer? {
                 Response::Entries { entries } => entries,
                 other => return Err(format!("unexpected answer to a fetch: {other:?}")),
             };
@@ -103,7 +144,10 @@ impl Node {
             }
             newer_here = kept;
         }
-        let newer_here: Vec<NameId> = newer_here.into_iter().map(|(id, _)| id).collect();
+        let newer_here: Vec<NameId> = match kind {
+            SyncKind::Connect if !me.resyncing => Vec::new(),
+            _ => newer_here.into_iter().map(|(id, _)| id).collect(),
+        };
         for batch in newer_here.chunks(ENTRIES_PER_MESSAGE) {
             let entries = self.sealed_batch(batch).await?;
             stats.pushed += entries.len();
@@ -129,9 +173,14 @@ impl Node {
     }
 
     /// Applies records `peer` sent, in one metadata transaction, and passes on
-    /// those that took effect. Returns how many did.
+    /// those that took effect to the other peers, in one message (so that changes
+    /// cross networks that are not fully connected: each node forwards a version
+    /// once, when it first applies it). Returns how many took effect.
     pub(crate) async fn apply_from(&self, peer: PeerId, entries: Vec<SealedEntry>) -> usize {
-        let records = entries.into_iter().map(|e| (e.name_id, e.sealed)).collect();
+        let records = entries
+            .iter()
+            .map(|e| (e.name_id, e.sealed.clone()))
+            .collect();
         let results = match self.inner.vault.apply_sealed_many(records).await {
             Ok(results) => results,
             Err(e) => {
@@ -139,12 +188,14 @@ impl Node {
                 return 0;
             }
         };
-        let mut applied = 0;
-        for result in results {
+        let mut forward = Vec::new();
+        for (result, sealed) in results.into_iter().zip(entries) {
             match result {
                 Ok(remote) if remote.applied => {
-                    applied += 1;
-                    self.on_new_entry(&remote.entry, Some(peer)).await;
+                    if let CatalogueEntry::Deleted(gone) = &remote.entry {
+                        self.stop_providing(&gone.name).await;
+                    }
+                    forward.push(sealed);
                 }
                 Ok(remote) => {
                     let name_id = self.inner.vault.name_id(remote.entry.name());
@@ -168,6 +219,11 @@ impl Node {
                 }
             }
         }
+        let applied = forward.len();
+        if !forward.is_empty() {
+            let node = self.clone();
+            self.spawn(async move { node.send_announce(forward, &[peer]).await });
+        }
         applied
     }
 
@@ -183,17 +239,6 @@ impl Node {
             .collect())
     }
 
-    /// A record from a peer took effect here: pass it on to the other peers (so that
-    /// changes cross networks that are not fully connected: each node forwards a
-    /// version once, when it first applies it), and stop announcing a deleted file.
-    pub(crate) async fn on_new_entry(&self, entry: &CatalogueEntry, from: Option<PeerId>) {
-        if matches!(entry, CatalogueEntry::Deleted(_)) {
-            self.stop_providing(entry.name()).await;
-        }
-        let skip: Vec<PeerId> = from.into_iter().collect();
-        self.announce(entry.name(), &skip);
-    }
-
     /// Tells every connected peer (but `skip`) about the current record of `name`,
     /// in the background.
     pub(crate) fn announce(&self, name: &str, skip: &[PeerId]) {
@@ -201,35 +246,36 @@ impl Node {
         let skip = skip.to_vec();
         let name_id = self.inner.vault.name_id(name);
         self.spawn(async move {
-            let entries = match node.sealed_batch(&[name_id]).await {
-                Ok(entries) => entries,
-                Err(e) => {
-                    tracing::warn!("cannot announce a change: {e}");
-                    return;
-                }
-            };
-            let request = Request::Announce { entries };
-            let peers = node.inner.net.peers().await;
-            let mut sends: FuturesUnordered<_> = peers
-                .into_iter()
-                .filter(|p| !skip.contains(&p.peer_id))
-                .map(|p| {
-                    let (node, request) = (node.clone(), request.clone());
-                    async move {
-                        (
-                            p.peer_id,
-                            node.ask(p.peer_id, &request, CONTROL_TIMEOUT).await,
-                        )
-                    }
-                })
-                .collect();
-            while let Some((peer, result)) = sends.next().await {
-                if let Err(e) = result {
-                    // Not fatal: the next sync with that peer carries the change.
-                    tracing::debug!("announcing to {peer} failed: {e}");
-                }
+            match node.sealed_batch(&[name_id]).await {
+                Ok(entries) => node.send_announce(entries, &skip).await,
+                Err(e) => tracing::warn!("cannot announce a change: {e}"),
             }
         });
+    }
+
+    /// Sends `entries` in one announcement to every connected peer but `skip`.
+    async fn send_announce(&self, entries: Vec<SealedEntry>, skip: &[PeerId]) {
+        let request = Request::Announce { entries };
+        let peers = self.inner.net.peers().await;
+        let mut sends: FuturesUnordered<_> = peers
+            .into_iter()
+            .filter(|p| !skip.contains(&p.peer_id))
+            .map(|p| {
+                let request = &request;
+                async move {
+                    (
+                        p.peer_id,
+                        self.ask(p.peer_id, request, CONTROL_TIMEOUT).await,
+                    )
+                }
+            })
+            .collect();
+        while let Some((peer, result)) = sends.next().await {
+            if let Err(e) = result {
+                // Not fatal: the next sync with that peer carries the change.
+                tracing::debug!("announcing to {peer} failed: {e}");
+            }
+        }
     }
 }
 

@@ -176,6 +176,52 @@ async fn a_delete_reaches_a_node_that_was_offline_and_stays_deleted() {
     }
 }
 
+/// Only the syncs at connect run here (the periodic round is an hour away). Each
+/// side pulls what it lacks and neither pushes, so the catalogues must meet through
+/// the pulls alone, across several pipelined batches of records; a full round
+/// afterwards finds nothing left to move in either direction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_meet_learn_each_others_files_from_the_connect_syncs_alone() {
+    let cluster = Cluster::with(|c| c.sync_interval = Duration::from_secs(3600));
+    let a = cluster.start("a", &[], Replicas::Count(1)).await;
+    let b = cluster.start("b", &[], Replicas::Count(1)).await;
+    // More than three messages' worth of records, so fetches overlap.
+    let many = 4 * peervault_node::wire::ENTRIES_PER_MESSAGE + 7;
+    futures::future::join_all((0..many).map(|i| {
+        let a = &a;
+        async move {
+            let name = format!("a-{i:05}");
+            a.store(&name, name.as_bytes(), None).await.unwrap();
+        }
+    }))
+    .await;
+    for i in 0..3 {
+        b.store(&format!("b-{i}"), &b"from b"[..], None)
+            .await
+            .unwrap();
+    }
+    b.delete("b-2").await.unwrap();
+    stop(b).await;
+    let b = restart(&cluster, "b", &[&a]).await;
+    wait_connected(&[&a, &b]).await;
+    for node in [&a, &b] {
+        eventually("both nodes know every file", || async {
+            node.status().await.unwrap().files == many + 2
+        })
+        .await;
+    }
+    assert!(a.stat("b-2").await.is_err(), "the deletion travelled too");
+    for (node, other) in [(&a, &b), (&b, &a)] {
+        let peer: peervault_node::PeerId = other.peer_id().parse().unwrap();
+        let stats = node.sync_with(peer).await.unwrap();
+        assert_eq!(
+            stats,
+            peervault_node::sync::SyncStats::default(),
+            "nothing was left to move"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_key_learns_nothing() {
     let cluster = Cluster::new();

@@ -7,7 +7,9 @@
 //! buckets whose digests differ need their entry lists exchanged.
 //!
 //! The index is rebuilt at open by opening every record (names and versions live
-//! only inside sealed records) and updated after every committed change.
+//! only inside sealed records) and updated after every committed change. It also
+//! knows which entries are live files, so that counting them (`status`, polled by
+//! dashboards and scripts) costs nothing instead of opening every record.
 
 use std::collections::HashMap;
 
@@ -23,8 +25,16 @@ pub type BucketDigest = [u8; 16];
 /// Versions and bucket digests of the whole catalogue.
 #[derive(Debug, Clone)]
 pub struct CatalogueIndex {
-    versions: HashMap<NameId, Version>,
+    versions: HashMap<NameId, Slot>,
     digests: Vec<u128>,
+    /// How many slots are live files (not tombstones).
+    live: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    version: Version,
+    live: bool,
 }
 
 impl Default for CatalogueIndex {
@@ -32,6 +42,7 @@ impl Default for CatalogueIndex {
         Self {
             versions: HashMap::new(),
             digests: vec![0; BUCKETS],
+            live: 0,
         }
     }
 }
@@ -51,24 +62,33 @@ fn entry_digest(id: &NameId, version: &Version) -> u128 {
 }
 
 impl CatalogueIndex {
-    /// Records that `id` is now at `version` (replacing what was known).
-    pub fn set(&mut self, id: NameId, version: Version) {
+    /// Records that `id` is now at `version`, a live file or (`live` false) a
+    /// tombstone, replacing what was known.
+    pub fn set(&mut self, id: NameId, version: Version, live: bool) {
         let bucket = bucket_of(&id);
-        if let Some(old) = self.versions.insert(id, version) {
-            self.digests[bucket] ^= entry_digest(&id, &old);
+        if let Some(old) = self.versions.insert(id, Slot { version, live }) {
+            self.digests[bucket] ^= entry_digest(&id, &old.version);
+            self.live -= usize::from(old.live);
         }
         self.digests[bucket] ^= entry_digest(&id, &version);
+        self.live += usize::from(live);
     }
 
     /// Forgets `id` (used when tombstones are collected).
     pub fn remove(&mut self, id: &NameId) {
         if let Some(old) = self.versions.remove(id) {
-            self.digests[bucket_of(id)] ^= entry_digest(id, &old);
+            self.digests[bucket_of(id)] ^= entry_digest(id, &old.version);
+            self.live -= usize::from(old.live);
         }
     }
 
     pub fn version(&self, id: &NameId) -> Option<Version> {
-        self.versions.get(id).copied()
+        self.versions.get(id).map(|slot| slot.version)
+    }
+
+    /// How many entries are live files.
+    pub fn live_files(&self) -> usize {
+        self.live
     }
 
     pub fn len(&self) -> usize {
@@ -103,7 +123,7 @@ impl CatalogueIndex {
             .versions
             .iter()
             .filter(|(id, _)| wanted[bucket_of(id)])
-            .map(|(id, v)| (*id, *v))
+            .map(|(id, slot)| (*id, slot.version))
             .collect();
         out.sort();
         out
@@ -131,20 +151,23 @@ mod tests {
         let mut a = CatalogueIndex::default();
         let mut b = CatalogueIndex::default();
         for (i, id) in ids.iter().enumerate() {
-            a.set(*id, v(1));
-            a.set(*id, v(i as u64 + 10));
+            a.set(*id, v(1), true);
+            a.set(*id, v(i as u64 + 10), true);
         }
         for (i, id) in ids.iter().enumerate().rev() {
-            b.set(*id, v(i as u64 + 10));
+            b.set(*id, v(i as u64 + 10), true);
         }
         assert_eq!(a.digests(), b.digests());
         assert!(a.differing(&b.digests()).is_empty());
-        b.set(ids[3], v(999));
+        assert_eq!((a.live_files(), b.live_files()), (50, 50));
+        b.set(ids[3], v(999), false);
+        assert_eq!(b.live_files(), 49, "a tombstone is not a live file");
         assert_eq!(a.differing(&b.digests()), vec![ids[3].0[0]]);
         assert_eq!(b.versions_in(&[ids[3].0[0]]), vec![(ids[3], v(999))]);
         b.remove(&ids[3]);
         a.remove(&ids[3]);
         assert!(a.differing(&b.digests()).is_empty());
+        assert_eq!((a.live_files(), b.live_files(), a.len()), (49, 49, 49));
         assert_eq!(
             a.differing(&[]).len(),
             BUCKETS,
@@ -158,14 +181,17 @@ mod tests {
             let mut stepwise = CatalogueIndex::default();
             let mut last = HashMap::new();
             for (id, clock) in &updates {
-                stepwise.set(NameId([*id; 32]), v(*clock));
+                stepwise.set(NameId([*id; 32]), v(*clock), clock % 2 == 0);
                 last.insert(*id, *clock);
             }
             let mut direct = CatalogueIndex::default();
-            for (id, clock) in last {
-                direct.set(NameId([id; 32]), v(clock));
+            for (&id, &clock) in &last {
+                direct.set(NameId([id; 32]), v(clock), clock % 2 == 0);
             }
             prop_assert_eq!(stepwise.digests(), direct.digests());
+            let live = last.values().filter(|clock| *clock % 2 == 0).count();
+            prop_assert_eq!(stepwise.live_files(), live);
+            prop_assert_eq!(direct.live_files(), live);
         }
     }
 }

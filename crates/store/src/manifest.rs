@@ -76,7 +76,9 @@ impl Manifest {
 
     /// The hash as hex.
     pub fn hash_hex(&self) -> String {
-        hex::encode(self.hash)
+        // blake3's encoder, not `hex::encode`: it goes a byte, not a char, at a
+        // time, which showed in profiles of `ls` on 100,000 files.
+        blake3::Hash::from_bytes(self.hash).to_hex().to_string()
     }
 
     fn check(&self) -> Result<(), DecodeError> {

@@ -201,14 +201,19 @@ async fn deleted_files_are_gone_after_reopen() {
     {
         let vault = open(dir.path(), SMALL_CHUNK).await;
         vault.write_file("x", &b"hello"[..], None).await.unwrap();
+        vault.write_file("kept", &b"kept"[..], None).await.unwrap();
+        vault.write_file("kept", &b"again"[..], None).await.unwrap();
+        assert_eq!(vault.file_count(), 2, "a rewrite is still one file");
         vault.delete("x").await.unwrap();
+        assert_eq!(vault.file_count(), 1, "a tombstone is not a file");
         assert!(matches!(
             vault.delete("x").await,
             Err(StoreError::NotFound { .. })
         ));
     }
     let vault = open(dir.path(), SMALL_CHUNK).await;
-    assert!(vault.list().await.unwrap().is_empty());
+    assert_eq!(vault.list().await.unwrap().len(), 1);
+    assert_eq!((vault.file_count(), vault.catalogue_len()), (1, 2));
     assert!(matches!(
         read_all(&vault, "x").await,
         Err(StoreError::NotFound { .. })
@@ -548,5 +553,6 @@ async fn a_batch_of_peer_records_applies_in_one_go_and_a_bad_one_spoils_nothing(
         .map(|m| m.name)
         .collect();
     assert_eq!(names, ["x", "y", "z"]);
+    assert_eq!(b.file_count(), 3);
     assert_eq!(b.summary(), a.summary(), "the sync index agrees");
 }

@@ -183,9 +183,10 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
         },
         Request::List => match node.list().await {
             Ok(files) => {
-                for batch in files.chunks(LIST_BATCH) {
+                let mut files = files.into_iter().peekable();
+                while files.peek().is_some() {
                     let message = Response::Files {
-                        files: batch.to_vec(),
+                        files: files.by_ref().take(LIST_BATCH).collect(),
                     };
                     writer.send(message_frame(&message)).await?;
                 }

@@ -77,6 +77,12 @@ impl Vault {
         self.with_index(|i| i.len())
     }
 
+    /// Live files in the catalogue (entries that are not tombstones), without
+    /// opening a record.
+    pub fn file_count(&self) -> usize {
+        self.with_index(|i| i.live_files())
+    }
+
     /// Sealed records of `ids`, as a peer may store them.
     pub async fn sealed_entries(&self, ids: Vec<NameId>) -> Result<Vec<(NameId, Vec<u8>)>> {
         self.blocking(move |inner| inner.catalogue.sealed_entries(&ids))
@@ -121,7 +127,7 @@ impl Vault {
                 for (entry, outcome) in valid.iter().zip(&outcomes) {
                     if outcome.applied {
                         let id = inner.crypto.name_id(entry.name());
-                        index.set(id, entry.version());
+                        index.set(id, entry.version(), entry.as_file().is_some());
                         // A deletion older than the retention period still deletes
                         // what it supersedes, but is not kept.
                         if super::is_expired_tombstone(entry, cutoff) {
@@ -181,12 +187,19 @@ impl Vault {
         Ok(self.missing_chunks(manifest).await?.is_empty())
     }
 
-    /// For each manifest, whether this node holds all its chunks (one blocking call).
-    pub async fn holds_all(&self, manifests: Vec<Manifest>) -> Result<Vec<bool>> {
+    /// Live files, sorted by name, each with whether this node holds all its
+    /// chunks (one blocking call, one read of the chunk records).
+    pub async fn list_held(&self) -> Result<Vec<(Manifest, bool)>> {
         self.blocking(move |inner| {
-            manifests
-                .iter()
-                .map(|m| Ok(inner.missing(&m.chunks)?.is_empty()))
+            let view = inner.catalogue.chunk_view()?;
+            inner
+                .catalogue
+                .files()?
+                .into_iter()
+                .map(|m| {
+                    let held = missing_in(&view, &m.chunks)?.is_empty();
+                    Ok((m, held))
+                })
                 .collect()
         })
         .await
@@ -203,16 +216,28 @@ impl Vault {
                     .map(|(id, v)| index.version(id) == Some(*v))
                     .collect::<Vec<_>>()
             };
+            // One read transaction for the records, one for the chunks.
+            let wanted: Vec<NameId> = files
+                .iter()
+                .zip(&current)
+                .filter(|(_, is_current)| **is_current)
+                .map(|((id, _), _)| *id)
+                .collect();
+            let sealed: std::collections::HashMap<NameId, Vec<u8>> = inner
+                .catalogue
+                .sealed_entries(&wanted)?
+                .into_iter()
+                .collect();
+            let view = inner.catalogue.chunk_view()?;
             let mut held = Vec::with_capacity(files.len());
             for ((id, _), is_current) in files.iter().zip(current) {
-                let complete = is_current
-                    && match inner.catalogue.sealed_entries(&[*id])?.first() {
-                        Some((id, bytes)) => match inner.catalogue.open_sealed(id, bytes)? {
-                            CatalogueEntry::File(m) => inner.missing(&m.chunks)?.is_empty(),
-                            CatalogueEntry::Deleted(_) => false,
-                        },
-                        None => false,
-                    };
+                let complete = match sealed.get(id).filter(|_| is_current) {
+                    Some(bytes) => match inner.catalogue.open_sealed(id, bytes)? {
+                        CatalogueEntry::File(m) => missing_in(&view, &m.chunks)?.is_empty(),
+                        CatalogueEntry::Deleted(_) => false,
+                    },
+                    None => false,
+                };
                 held.push(complete);
             }
             Ok(held)
@@ -268,13 +293,7 @@ impl Vault {
 
 impl Inner {
     fn missing(&self, chunks: &[ChunkId]) -> Result<Vec<ChunkId>> {
-        let mut missing = Vec::new();
-        for id in chunks {
-            if !missing.contains(id) && !self.catalogue.has_chunk(id)? {
-                missing.push(*id);
-            }
-        }
-        Ok(missing)
+        missing_in(&self.catalogue.chunk_view()?, chunks)
     }
 
     /// The blob goes to a temporary file first, and is then checked where it lies
@@ -336,4 +355,18 @@ fn held<T>(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(StoreError::io(format!("reading chunk {id}"), e)),
     }
+}
+
+/// The distinct chunks of `chunks` that `view` has no record of, in order of first
+/// appearance.
+fn missing_in(view: &crate::catalogue::ChunkView, chunks: &[ChunkId]) -> Result<Vec<ChunkId>> {
+    // The set allocates on its first insert: nothing for a file held here.
+    let mut seen = std::collections::HashSet::new();
+    let mut missing = Vec::new();
+    for id in chunks {
+        if !view.has(id)? && seen.insert(*id) {
+            missing.push(*id);
+        }
+    }
+    Ok(missing)
 }

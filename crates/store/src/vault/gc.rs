@@ -86,10 +86,11 @@ impl Vault {
         self.blocking(|inner| {
             let mut in_complete_files = HashSet::new();
             let mut partial = Vec::new();
+            let view = inner.catalogue.chunk_view()?;
             for manifest in inner.catalogue.files()? {
                 let mut missing = Vec::new();
                 for (index, id) in manifest.chunks.iter().enumerate() {
-                    if !inner.catalogue.has_chunk(id)? {
+                    if !view.has(id)? {
                         missing.push(index);
                     }
                 }

@@ -287,7 +287,7 @@ impl Vault {
                 .map_err(damaged)?;
         let mut index = CatalogueIndex::default();
         for (id, entry) in catalogue.entries_with_ids().map_err(damaged)? {
-            index.set(id, entry.version());
+            index.set(id, entry.version(), entry.as_file().is_some());
         }
         Ok(Vault {
             inner: Arc::new(Inner {
@@ -529,10 +529,11 @@ impl Vault {
                 for id in manifest.chunks.iter().collect::<HashSet<_>>() {
                     pins.pin(*id);
                 }
+                let view = inner.catalogue.chunk_view()?;
                 let local = manifest
                     .chunks
                     .iter()
-                    .map(|id| inner.catalogue.has_chunk(id))
+                    .map(|id| view.has(id))
                     .collect::<Result<Vec<bool>>>()?;
                 Ok((manifest, local, pins))
             })
@@ -642,10 +643,11 @@ impl Inner {
         let outcome = self.catalogue.apply(entry, new_chunks, self.clock.last())?;
         self.space.add_used(outcome.recorded_bytes);
         if outcome.applied {
-            self.index
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .set(self.crypto.name_id(entry.name()), entry.version());
+            self.index.lock().unwrap_or_else(|p| p.into_inner()).set(
+                self.crypto.name_id(entry.name()),
+                entry.version(),
+                entry.as_file().is_some(),
+            );
         }
         Ok(outcome)
     }
