@@ -717,15 +717,26 @@ impl Node {
     /// Every file, sorted by name, marking what this node holds and how many
     /// complete copies the connected peers report.
     pub async fn list(&self) -> Result<Vec<FileInfo>> {
-        let (manifests, local): (Vec<Manifest>, Vec<bool>) =
-            self.inner.vault.list_held().await?.into_iter().unzip();
+        Ok(self.list_first(usize::MAX).await?.1)
+    }
+
+    /// How many files the vault has, and the first `limit` of them by name as
+    /// [`Node::list`] gives them. Only those are asked about on the peers, so a
+    /// dashboard showing the first few of 100,000 files does not make every peer
+    /// check all of them.
+    pub async fn list_first(&self, limit: usize) -> Result<(usize, Vec<FileInfo>)> {
+        let mut held = self.inner.vault.list_held().await?;
+        let total = held.len();
+        held.truncate(limit);
+        let (manifests, local): (Vec<Manifest>, Vec<bool>) = held.into_iter().unzip();
         let held_elsewhere = self.count_remote_copies(&manifests).await;
-        Ok(manifests
+        let files = manifests
             .iter()
             .zip(local)
             .zip(held_elsewhere)
             .map(|((m, local), elsewhere)| FileInfo::new(m, local, usize::from(local) + elsewhere))
-            .collect())
+            .collect();
+        Ok((total, files))
     }
 
     /// Verifies one file, or all when `name` is `None` (chunks held here only).

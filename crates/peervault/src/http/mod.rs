@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
@@ -94,9 +94,16 @@ async fn health(State(node): State<Node>) -> Response {
     (code, Json(health)).into_response()
 }
 
-async fn files(State(node): State<Node>) -> Response {
-    match node.list().await {
-        Ok(files) => Json(files).into_response(),
+/// `/api/files[?limit=N]`: the files by name (the first `N`), with the vault's
+/// file count in `X-Total-Count`.
+#[derive(Debug, serde::Deserialize)]
+struct FilesQuery {
+    limit: Option<usize>,
+}
+
+async fn files(State(node): State<Node>, Query(query): Query<FilesQuery>) -> Response {
+    match node.list_first(query.limit.unwrap_or(usize::MAX)).await {
+        Ok((total, files)) => ([("x-total-count", total.to_string())], Json(files)).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

@@ -382,6 +382,13 @@ pub fn http_get(url: &str) -> (u16, String) {
 
 /// A plain HTTP/1.1 request without a body: status code and body.
 pub fn http_request(method: &str, url: &str) -> (u16, String) {
+    let (code, _, body) = http_exchange(method, url);
+    (code, body)
+}
+
+/// [`http_request`], also returning the response's head (status line and
+/// headers, lower-cased).
+pub fn http_exchange(method: &str, url: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("an http:// URL");
     let (host, path) = match rest.find('/') {
@@ -443,7 +450,7 @@ pub fn http_request(method: &str, url: &str) -> (u16, String) {
     } else {
         body.to_vec()
     };
-    (code, String::from_utf8_lossy(&body).into_owned())
+    (code, head, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {

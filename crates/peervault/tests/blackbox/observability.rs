@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{TEST_KEY, TestNode, eventually, http_get, write_random_file};
+use crate::harness::{TEST_KEY, TestNode, eventually, http_exchange, http_get, write_random_file};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -273,6 +273,43 @@ fn health_is_degraded_with_reasons_when_peers_are_gone_and_files_are_short() {
     assert!(
         reasons[1].contains("1 file held here has fewer copies than the replica target"),
         "{h}"
+    );
+}
+
+/// The dashboard asks for the rows it shows only: `limit` cuts the listing (by
+/// name), and the count of all files comes in a header; a bad limit is refused
+/// with a reason.
+#[test]
+fn the_file_listing_can_be_limited_and_still_counts_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_with_metrics(dir.path(), &[]);
+    for name in ["c.txt", "a.txt", "b.txt"] {
+        let input = dir.path().join(name);
+        std::fs::write(&input, name).unwrap();
+        node.ok(&["put", input.to_str().unwrap()]);
+    }
+    let base = node.metrics_url();
+    let names = |body: &str| -> Vec<String> {
+        let files: serde_json::Value = serde_json::from_str(body).unwrap();
+        files
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (code, head, body) = http_exchange("GET", &format!("{base}/api/files?limit=2"));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(names(&body), ["a.txt", "b.txt"]);
+    assert!(head.contains("x-total-count: 3"), "{head}");
+    let (code, head, body) = http_exchange("GET", &format!("{base}/api/files"));
+    assert_eq!((code, names(&body).len()), (200, 3));
+    assert!(head.contains("x-total-count: 3"), "{head}");
+    let (code, _, body) = http_exchange("GET", &format!("{base}/api/files?limit=lots"));
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("limit"),
+        "the refusal names the parameter: {body}"
     );
 }
 
