@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::crypto::{Crypto, catalogue_context};
 use crate::error::{Result, StoreError};
@@ -30,6 +30,14 @@ const CATALOGUE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("catalo
 const CHUNKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("chunks");
 const CHUNK_REFS: TableDefinition<[u8; 32], u32> = TableDefinition::new("chunk_refs");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The database's page cache. redb's default is 1 GiB, and every page a full pass
+/// over the catalogue touches (start-up, `ls`, a sync) stays cached up to that: the
+/// 69 MB database of 100,000 files would all be held, and a larger vault's up to a
+/// gigabyte. The file's pages stay in the kernel's page cache anyway; this cache
+/// needs the B-trees' inner nodes, which every lookup walks (for 100,000 files, `ls`
+/// took the same time with 4, 16, 64 MiB or the default).
+const CACHE_BYTES: usize = 16 << 20;
 
 const META_FINGERPRINT: &str = "key_fingerprint";
 const META_CLOCK: &str = "clock";
@@ -98,7 +106,9 @@ impl Catalogue {
         // transaction; a file that exists without one was damaged or replaced, and
         // taking it for a new vault would disown every chunk on disk.
         let existed = path.exists();
-        let db = Database::create(path)?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         // redb creates its file with the default mode; the metadata is the owner's only.
         std::fs::set_permissions(
             path,
@@ -179,30 +189,22 @@ impl Catalogue {
         self.open_entry(&name_id, sealed.value()).map(Some)
     }
 
-    /// Every entry, live or deleted, with its name id. Records that fail to open are
-    /// reported and skipped, so one damaged record cannot hide the rest of the vault.
-    pub fn entries_with_ids(&self) -> Result<Vec<(NameId, CatalogueEntry)>> {
+    /// Calls `each` with every entry, live or deleted, and its name id, one at a
+    /// time (a catalogue of 100,000 entries collected first took ~40 MB at every
+    /// start). Records that fail to open are reported and skipped, so one damaged
+    /// record cannot hide the rest of the vault.
+    pub fn for_each_entry(&self, mut each: impl FnMut(NameId, CatalogueEntry)) -> Result<()> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(CATALOGUE)?;
-        let mut out = Vec::with_capacity(table.len()? as usize);
         for row in table.iter()? {
             let (key, value) = row?;
             let id = NameId(key.value());
             match self.open_entry(&id, value.value()) {
-                Ok(entry) => out.push((id, entry)),
+                Ok(entry) => each(id, entry),
                 Err(e) => tracing::warn!("skipping catalogue record: {e}"),
             }
         }
-        Ok(out)
-    }
-
-    /// Every entry, live or deleted.
-    pub fn entries(&self) -> Result<Vec<CatalogueEntry>> {
-        Ok(self
-            .entries_with_ids()?
-            .into_iter()
-            .map(|(_, entry)| entry)
-            .collect())
+        Ok(())
     }
 
     /// The sealed records of `ids`, as stored (missing ones are left out). Records are
@@ -252,14 +254,12 @@ impl Catalogue {
 
     /// Live files, sorted by name.
     pub fn files(&self) -> Result<Vec<Manifest>> {
-        let mut files: Vec<Manifest> = self
-            .entries()?
-            .into_iter()
-            .filter_map(|e| match e {
-                CatalogueEntry::File(m) => Some(m),
-                CatalogueEntry::Deleted(_) => None,
-            })
-            .collect();
+        let mut files = Vec::new();
+        self.for_each_entry(|_, entry| {
+            if let CatalogueEntry::File(m) = entry {
+                files.push(m);
+            }
+        })?;
         // Names are unique in the catalogue, so an unstable sort loses nothing.
         files.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok(files)
@@ -433,12 +433,12 @@ impl Catalogue {
     /// Removes tombstones whose deletion happened before `cutoff` (Unix ms).
     /// Returns the name ids removed.
     pub fn remove_tombstones_before(&self, cutoff: u64) -> Result<Vec<NameId>> {
-        let expired: Vec<NameId> = self
-            .entries_with_ids()?
-            .into_iter()
-            .filter(|(_, e)| crate::vault::is_expired_tombstone(e, cutoff))
-            .map(|(id, _)| id)
-            .collect();
+        let mut expired = Vec::new();
+        self.for_each_entry(|id, entry| {
+            if crate::vault::is_expired_tombstone(&entry, cutoff) {
+                expired.push(id);
+            }
+        })?;
         self.remove_expired(expired, cutoff)
     }
 

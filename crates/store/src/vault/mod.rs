@@ -286,9 +286,9 @@ impl Vault {
             Catalogue::open(&meta, crypto.clone(), config.key.fingerprint(), &data_dir)
                 .map_err(damaged)?;
         let mut index = CatalogueIndex::default();
-        for (id, entry) in catalogue.entries_with_ids().map_err(damaged)? {
-            index.set(id, entry.version(), entry.as_file().is_some());
-        }
+        catalogue
+            .for_each_entry(|id, entry| index.set(id, entry.version(), entry.as_file().is_some()))
+            .map_err(damaged)?;
         Ok(Vault {
             inner: Arc::new(Inner {
                 data_dir,
