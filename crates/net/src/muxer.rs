@@ -23,6 +23,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
 
 use futures::{AsyncRead, AsyncWrite};
+use libp2p::core::Endpoint;
 use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
 
 /// Largest data frame one stream write becomes.
@@ -50,12 +51,11 @@ impl<C> Muxer<C>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    /// Multiplexes `io`; `dialer` is the side that proposed Yamux.
-    pub fn new(io: C, dialer: bool) -> Self {
-        let mode = if dialer {
-            yamux::Mode::Client
-        } else {
-            yamux::Mode::Server
+    /// Multiplexes `io`; `role` says which side proposed Yamux (the dialer).
+    pub fn new(io: C, role: Endpoint) -> Self {
+        let mode = match role {
+            Endpoint::Dialer => yamux::Mode::Client,
+            Endpoint::Listener => yamux::Mode::Server,
         };
         Self {
             connection: yamux::Connection::new(io, config(), mode),
@@ -137,8 +137,8 @@ mod tests {
     #[tokio::test]
     async fn streams_carry_large_writes_both_ways_intact() {
         let (a, b) = tokio::io::duplex(64 * 1024);
-        let mut dialer = Muxer::new(a.compat(), true);
-        let mut listener = Muxer::new(b.compat(), false);
+        let mut dialer = Muxer::new(a.compat(), Endpoint::Dialer);
+        let mut listener = Muxer::new(b.compat(), Endpoint::Listener);
         let big: Vec<u8> = (0..3 * FRAME_BYTES + 12_345)
             .map(|i| (i % 251) as u8)
             .collect();

@@ -108,14 +108,14 @@ where
                     .await
                     .map_err(io::Error::other)?;
             debug_assert_eq!(protocol, YAMUX);
-            Muxer::new(io, true)
+            Muxer::new(io, role)
         }
         Endpoint::Listener => {
             let (protocol, io) = multistream_select::listener_select_proto(channel, [YAMUX])
                 .await
                 .map_err(io::Error::other)?;
             debug_assert_eq!(protocol, YAMUX);
-            Muxer::new(io, false)
+            Muxer::new(io, role)
         }
     };
     Ok((peer, StreamMuxerBox::new(muxer)))
