@@ -52,6 +52,8 @@ pub struct SequentialWriter {
     direct: Option<File>,
     /// Where the first gathered byte goes.
     at: u64,
+    /// Where the file's offset was when this writer took it over.
+    began: u64,
     gathered: Vec<u8>,
     /// Where the aligned part of `gathered` starts.
     start: usize,
@@ -72,6 +74,7 @@ impl SequentialWriter {
             file,
             direct,
             at,
+            began: at,
             gathered,
             start,
             filled: 0,
@@ -81,6 +84,11 @@ impl SequentialWriter {
     /// Whether whole blocks still bypass the page cache.
     pub fn is_direct(&self) -> bool {
         self.direct.is_some()
+    }
+
+    /// Bytes written into the file so far (not those still only gathered).
+    pub fn written(&self) -> u64 {
+        self.at - self.began
     }
 
     /// Writes all of `bytes` (some perhaps only gathered until the next call).
@@ -180,7 +188,7 @@ impl QueuedWriter {
         let thread = tokio::task::spawn_blocking(move || {
             while let Some(piece) = pieces.blocking_recv() {
                 out.write(&piece)?;
-                count.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                count.store(out.written(), Ordering::Relaxed);
             }
             out.finish()
         });
@@ -203,8 +211,8 @@ impl QueuedWriter {
         join(thread).await.and(Err(stopped()))
     }
 
-    /// Bytes taken by the file so far (the last up to a gather's worth perhaps
-    /// still only gathered).
+    /// Bytes written into the file so far (written, not yet durable; those still
+    /// queued or gathered for the next direct write are not counted).
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
     }
@@ -250,11 +258,21 @@ mod tests {
     }
 
     /// Writes `bytes` in pieces of `piece` bytes into `file`; returns the file's
-    /// offset afterwards and whether direct I/O was used to the end.
+    /// offset afterwards and whether direct I/O was used to the end. Checks on the
+    /// way that `written` counts what reached the file: everything when writes are
+    /// plain, whole gathers when they are direct.
     fn write_in_pieces(file: File, bytes: &[u8], piece: usize) -> (u64, bool) {
         let mut writer = SequentialWriter::new(file).unwrap();
+        let mut sent = 0;
         for part in bytes.chunks(piece) {
             writer.write(part).unwrap();
+            sent += part.len() as u64;
+            let expected = if writer.is_direct() {
+                sent / GATHER as u64 * GATHER as u64
+            } else {
+                sent
+            };
+            assert_eq!(writer.written(), expected, "after {sent} bytes");
         }
         let direct = writer.is_direct();
         let mut file = writer.finish().unwrap();
