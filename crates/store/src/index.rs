@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 
 use crate::ids::NameId;
+use crate::manifest::CatalogueEntry;
 use crate::version::Version;
 
 /// Number of buckets the name-id space is cut into.
@@ -72,6 +73,12 @@ impl CatalogueIndex {
         }
         self.digests[bucket] ^= entry_digest(&id, &version);
         self.live += usize::from(live);
+    }
+
+    /// Records `entry`, the catalogue's entry for `id` now: its version, and
+    /// whether it is a live file.
+    pub fn set_entry(&mut self, id: NameId, entry: &CatalogueEntry) {
+        self.set(id, entry.version(), entry.as_file().is_some());
     }
 
     /// Forgets `id` (used when tombstones are collected).

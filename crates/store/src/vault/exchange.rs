@@ -127,7 +127,7 @@ impl Vault {
                 for (entry, outcome) in valid.iter().zip(&outcomes) {
                     if outcome.applied {
                         let id = inner.crypto.name_id(entry.name());
-                        index.set(id, entry.version(), entry.as_file().is_some());
+                        index.set_entry(id, entry);
                         // A deletion older than the retention period still deletes
                         // what it supersedes, but is not kept.
                         if super::is_expired_tombstone(entry, cutoff) {

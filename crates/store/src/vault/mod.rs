@@ -287,7 +287,7 @@ impl Vault {
                 .map_err(damaged)?;
         let mut index = CatalogueIndex::default();
         catalogue
-            .for_each_entry(|id, entry| index.set(id, entry.version(), entry.as_file().is_some()))
+            .for_each_entry(|id, entry| index.set_entry(id, &entry))
             .map_err(damaged)?;
         Ok(Vault {
             inner: Arc::new(Inner {
@@ -643,11 +643,10 @@ impl Inner {
         let outcome = self.catalogue.apply(entry, new_chunks, self.clock.last())?;
         self.space.add_used(outcome.recorded_bytes);
         if outcome.applied {
-            self.index.lock().unwrap_or_else(|p| p.into_inner()).set(
-                self.crypto.name_id(entry.name()),
-                entry.version(),
-                entry.as_file().is_some(),
-            );
+            self.index
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_entry(self.crypto.name_id(entry.name()), entry);
         }
         Ok(outcome)
     }
