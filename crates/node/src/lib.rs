@@ -55,7 +55,8 @@ pub use maintenance::{CleanReport, GcSummary, MaintenanceConfig, RepairRound};
 pub use metrics::{Health, Metrics, MetricsSnapshot};
 pub use node::{
     DEFAULT_MAX_PEERS, DEFAULT_SYNC_INTERVAL, DamagedChunk, DiscoveredPeer, DiscoveryStatus,
-    FileCheck, FileInfo, Node, NodeConfig, NodeStatus, PeerStatus, QuotaSource, StoreReport,
+    FileCheck, FileInfo, Listing, Node, NodeConfig, NodeStatus, PeerStatus, QuotaSource,
+    StoreReport,
 };
 pub use peervault_net::{Endpoint, PeerId};
 pub use peervault_store::{

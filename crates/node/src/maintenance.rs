@@ -276,9 +276,9 @@ impl Node {
     /// nodes' copies stay; the repair worker makes new copies where the vault
     /// needs them). Returns what was removed.
     pub async fn clean(&self) -> Result<CleanReport> {
-        let names: Vec<String> = (self.inner.vault.list_held().await?)
+        let names: Vec<String> = (self.inner.vault.summaries().await?)
             .into_iter()
-            .filter_map(|(m, h)| h.then_some(m.name))
+            .filter_map(|(_, s)| s.held.then_some(s.name))
             .collect();
         let (chunks, bytes_freed) = self.inner.vault.drop_all_copies().await?;
         for name in &names {

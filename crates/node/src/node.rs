@@ -20,8 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peervault_net::{Endpoint, NetConfig, NetEvent, NetHandle, NodeIdentity, PeerId, PeerInfo};
 use peervault_store::{
-    DEFAULT_CHUNK_SIZE, DataDirLock, DeleteOutcome, FileReader, KeyFingerprint, Manifest,
-    NetworkKey, OriginId, SweepReport, Vault, VaultConfig, VerifyReport, WriteOutcome,
+    DEFAULT_CHUNK_SIZE, DataDirLock, DeleteOutcome, FileReader, FileSummary, KeyFingerprint,
+    Manifest, NameId, NetworkKey, OriginId, SweepReport, Vault, VaultConfig, VerifyReport, Version,
+    WriteOutcome,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
@@ -156,16 +157,60 @@ pub struct FileInfo {
 impl FileInfo {
     /// The listing of one version; `local` and `replicas` as known to the caller.
     pub fn new(m: &Manifest, local: bool, replicas: usize) -> Self {
+        Self::summarised(&FileSummary::of(m, local), replicas)
+    }
+
+    /// The listing of a summarised version with `replicas` known copies.
+    pub fn summarised(s: &FileSummary, replicas: usize) -> Self {
         Self {
-            name: m.name.clone(),
-            size: m.size,
-            hash: m.hash_hex(),
-            chunks: m.chunks.len(),
-            modified_unix_ms: m.version.unix_millis(),
-            author: m.author.clone(),
-            local,
+            name: s.name.clone(),
+            size: s.size,
+            hash: s.hash_hex(),
+            chunks: s.chunks,
+            modified_unix_ms: s.version.unix_millis(),
+            author: s.author.to_string(),
+            local: s.held,
             replicas,
         }
+    }
+}
+
+/// The vault's files as [`Node::listing`] found them: a summary and a count of
+/// known copies per file, each made into a [`FileInfo`] only when it is sent or
+/// serialized. A `FileInfo` costs ~300 bytes; holding 100,000 of them beside
+/// the manifests they came from was most of what `ls` added to a node's memory.
+#[derive(Debug)]
+pub struct Listing {
+    /// Files in the vault (the listing may hold only the first few).
+    pub total: usize,
+    files: Vec<(FileSummary, usize)>,
+}
+
+impl Listing {
+    /// Files in this listing.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The files in name order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = FileInfo> + '_ {
+        self.files
+            .iter()
+            .map(|(s, copies)| FileInfo::summarised(s, *copies))
+    }
+}
+
+/// A JSON array of [`FileInfo`], made one file at a time.
+impl Serialize for Listing {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
     }
 }
 
@@ -717,26 +762,31 @@ impl Node {
     /// Every file, sorted by name, marking what this node holds and how many
     /// complete copies the connected peers report.
     pub async fn list(&self) -> Result<Vec<FileInfo>> {
-        Ok(self.list_first(usize::MAX).await?.1)
+        Ok(self.listing(usize::MAX).await?.iter().collect())
     }
 
     /// How many files the vault has, and the first `limit` of them by name as
-    /// [`Node::list`] gives them. Only those are asked about on the peers, so a
-    /// dashboard showing the first few of 100,000 files does not make every peer
-    /// check all of them.
-    pub async fn list_first(&self, limit: usize) -> Result<(usize, Vec<FileInfo>)> {
-        let mut held = self.inner.vault.list_held().await?;
-        let total = held.len();
-        held.truncate(limit);
-        let (manifests, local): (Vec<Manifest>, Vec<bool>) = held.into_iter().unzip();
-        let held_elsewhere = self.count_remote_copies(&manifests).await;
-        let files = manifests
-            .iter()
-            .zip(local)
-            .zip(held_elsewhere)
-            .map(|((m, local), elsewhere)| FileInfo::new(m, local, usize::from(local) + elsewhere))
+    /// [`Node::list`] gives them, in a form that makes each [`FileInfo`] only as
+    /// it is sent. Only those are asked about on the peers, so a dashboard
+    /// showing the first few of 100,000 files does not make every peer check
+    /// all of them.
+    pub async fn listing(&self, limit: usize) -> Result<Listing> {
+        let mut summaries = self.inner.vault.summaries().await?;
+        let total = summaries.len();
+        summaries.truncate(limit);
+        let versions: Vec<(NameId, Version)> =
+            summaries.iter().map(|(id, s)| (*id, s.version)).collect();
+        let elsewhere = self.count_remote_copies(&versions).await;
+        drop(versions);
+        let files = summaries
+            .into_iter()
+            .zip(elsewhere)
+            .map(|((_, s), elsewhere)| {
+                let copies = usize::from(s.held) + elsewhere;
+                (s, copies)
+            })
             .collect();
-        Ok((total, files))
+        Ok(Listing { total, files })
     }
 
     /// Verifies one file, or all when `name` is `None` (chunks held here only).

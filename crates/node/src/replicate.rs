@@ -33,7 +33,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
 use peervault_store::BlobTap;
 use peervault_store::vault::ChunkSource;
-use peervault_store::{ChunkId, ChunkProblem, Manifest, NameId, Vault};
+use peervault_store::{ChunkId, ChunkProblem, Manifest, NameId, Vault, Version};
 use tokio::sync::mpsc;
 
 use crate::error::{NodeError, Result};
@@ -578,19 +578,19 @@ impl Node {
     /// At start: announce every file held here in the DHT, a few at a time (provider
     /// records live in memory and are gone after a restart).
     pub(crate) async fn provide_held_files(self) {
-        let Ok(files) = self.inner.vault.list_held().await else {
+        let Ok(files) = self.inner.vault.summaries().await else {
             return;
         };
-        for (file, held) in files {
-            if held {
+        for (_, file) in files {
+            if file.held {
                 self.provide(&file.name).await;
                 tokio::time::sleep(PROVIDE_PACE).await;
             }
         }
     }
 
-    /// For each manifest, how many connected peers hold a complete copy.
-    pub(crate) async fn count_remote_copies(&self, manifests: &[Manifest]) -> Vec<usize> {
+    /// For each file version, how many connected peers hold a complete copy.
+    pub(crate) async fn count_remote_copies(&self, files: &[(NameId, Version)]) -> Vec<usize> {
         let peers: Vec<PeerId> = self
             .inner
             .net
@@ -599,7 +599,7 @@ impl Node {
             .into_iter()
             .map(|p| p.peer_id)
             .collect();
-        self.remote_holders(manifests, &peers)
+        self.holders_of(files, &peers)
             .await
             .iter()
             .map(Vec::len)
@@ -613,31 +613,36 @@ impl Node {
         manifests: &[Manifest],
         peers: &[PeerId],
     ) -> Vec<Vec<PeerId>> {
-        let mut holders = vec![Vec::new(); manifests.len()];
-        if manifests.is_empty() || peers.is_empty() {
-            return holders;
+        if peers.is_empty() {
+            return vec![Vec::new(); manifests.len()];
         }
-        let files: Vec<(NameId, peervault_store::Version)> = manifests
+        let files: Vec<(NameId, Version)> = manifests
             .iter()
             .map(|m| (self.inner.vault.name_id(&m.name), m.version))
             .collect();
-        let answers = futures::future::join_all(peers.iter().map(|peer| {
-            let files = &files;
-            async move {
-                let mut held = Vec::with_capacity(files.len());
-                for batch in files.chunks(HOLDINGS_PER_REQUEST) {
-                    let request = Request::Holdings {
-                        files: batch.to_vec(),
-                    };
-                    match self.ask(*peer, &request, CONTROL_TIMEOUT).await {
-                        Ok(Response::Held { held: part }) if part.len() == batch.len() => {
-                            held.extend(part)
-                        }
-                        _ => return None,
+        self.holders_of(&files, peers).await
+    }
+
+    /// [`Node::remote_holders`] of file versions by name id.
+    async fn holders_of(&self, files: &[(NameId, Version)], peers: &[PeerId]) -> Vec<Vec<PeerId>> {
+        let mut holders = vec![Vec::new(); files.len()];
+        if files.is_empty() || peers.is_empty() {
+            return holders;
+        }
+        let answers = futures::future::join_all(peers.iter().map(|peer| async move {
+            let mut held = Vec::with_capacity(files.len());
+            for batch in files.chunks(HOLDINGS_PER_REQUEST) {
+                let request = Request::Holdings {
+                    files: batch.to_vec(),
+                };
+                match self.ask(*peer, &request, CONTROL_TIMEOUT).await {
+                    Ok(Response::Held { held: part }) if part.len() == batch.len() => {
+                        held.extend(part)
                     }
+                    _ => return None,
                 }
-                Some((*peer, held))
             }
+            Some((*peer, held))
         }))
         .await;
         for (peer, held) in answers.into_iter().flatten() {

@@ -181,9 +181,9 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             Ok(file) => Response::File { file },
             Err(e) => error_response(&e),
         },
-        Request::List => match node.list().await {
+        Request::List => match node.listing(usize::MAX).await {
             Ok(files) => {
-                let mut files = files.into_iter().peekable();
+                let mut files = files.iter().peekable();
                 while files.peek().is_some() {
                     let message = Response::Files {
                         files: files.by_ref().take(LIST_BATCH).collect(),

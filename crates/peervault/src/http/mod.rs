@@ -102,8 +102,11 @@ struct FilesQuery {
 }
 
 async fn files(State(node): State<Node>, Query(query): Query<FilesQuery>) -> Response {
-    match node.list_first(query.limit.unwrap_or(usize::MAX)).await {
-        Ok((total, files)) => ([("x-total-count", total.to_string())], Json(files)).into_response(),
+    match node.listing(query.limit.unwrap_or(usize::MAX)).await {
+        Ok(files) => {
+            let total = files.total.to_string();
+            ([("x-total-count", total)], Json(files)).into_response()
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

@@ -5,6 +5,7 @@
 //! vault's key and belong to the name id they claim; blobs must carry a valid tag
 //! and hash to the id they claim, before anything is written.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -16,7 +17,7 @@ use crate::crypto::ChunkCheck;
 use crate::error::{Result, StoreError};
 use crate::ids::{ChunkId, NameId};
 use crate::index::BucketDigest;
-use crate::manifest::{CatalogueEntry, Manifest};
+use crate::manifest::{CatalogueEntry, FileSummary, Manifest};
 use crate::space::{Pins, Reservation};
 use crate::version::Version;
 
@@ -197,10 +198,48 @@ impl Vault {
                 .files()?
                 .into_iter()
                 .map(|m| {
-                    let held = missing_in(&view, &m.chunks)?.is_empty();
+                    let held = holds_all(&view, &m.chunks)?;
                     Ok((m, held))
                 })
                 .collect()
+        })
+        .await
+    }
+
+    /// What a listing shows of every live file, sorted by name, with its name id:
+    /// [`Vault::list_held`] without the chunk lists, and no manifest kept past
+    /// its summary (one pass over the records).
+    pub async fn summaries(&self) -> Result<Vec<(NameId, FileSummary)>> {
+        let count = self.file_count();
+        self.blocking(move |inner| {
+            let view = inner.catalogue.chunk_view()?;
+            let mut authors: HashMap<String, Arc<str>> = HashMap::new();
+            let mut files = Vec::with_capacity(count);
+            let mut failed = None;
+            inner.catalogue.for_each_entry(|id, entry| {
+                let CatalogueEntry::File(mut m) = entry else {
+                    return;
+                };
+                let held = match holds_all(&view, &m.chunks) {
+                    Ok(held) => held,
+                    Err(e) => return failed = Some(e),
+                };
+                let author = match authors.get(&m.author) {
+                    Some(author) => author.clone(),
+                    None => {
+                        let author: Arc<str> = Arc::from(m.author.as_str());
+                        authors.insert(std::mem::take(&mut m.author), author.clone());
+                        author
+                    }
+                };
+                files.push((id, FileSummary::from_manifest(m, author, held)));
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            // Names are unique in the catalogue, so an unstable sort loses nothing.
+            files.sort_unstable_by(|(_, a), (_, b)| a.name.cmp(&b.name));
+            Ok(files)
         })
         .await
     }
@@ -359,6 +398,16 @@ fn held<T>(
 
 /// The distinct chunks of `chunks` that `view` has no record of, in order of first
 /// appearance.
+/// True if every one of `chunks` is recorded here.
+fn holds_all(view: &crate::catalogue::ChunkView, chunks: &[ChunkId]) -> Result<bool> {
+    for id in chunks {
+        if !view.has(id)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 fn missing_in(view: &crate::catalogue::ChunkView, chunks: &[ChunkId]) -> Result<Vec<ChunkId>> {
     // The set allocates on its first insert: nothing for a file held here.
     let mut seen = std::collections::HashSet::new();
