@@ -187,15 +187,6 @@ pub struct Listing {
 }
 
 impl Listing {
-    /// Files in this listing.
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
     /// The files in name order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = FileInfo> + '_ {
         self.files

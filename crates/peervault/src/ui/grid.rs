@@ -31,30 +31,21 @@ struct Pieces {
     right: char,
 }
 
-const TOP: Pieces = Pieces {
-    left: '┌',
-    fill: '─',
-    cross: '┬',
-    right: '┐',
-};
-const UNDER_HEADER: Pieces = Pieces {
-    left: '╞',
-    fill: '═',
-    cross: '╪',
-    right: '╡',
-};
-const BETWEEN_ROWS: Pieces = Pieces {
-    left: '├',
-    fill: '╌',
-    cross: '┼',
-    right: '┤',
-};
-const BOTTOM: Pieces = Pieces {
-    left: '└',
-    fill: '─',
-    cross: '┴',
-    right: '┘',
-};
+impl Pieces {
+    const fn new(left: char, fill: char, cross: char, right: char) -> Self {
+        Self {
+            left,
+            fill,
+            cross,
+            right,
+        }
+    }
+}
+
+const TOP: Pieces = Pieces::new('┌', '─', '┬', '┐');
+const UNDER_HEADER: Pieces = Pieces::new('╞', '═', '╪', '╡');
+const BETWEEN_ROWS: Pieces = Pieces::new('├', '╌', '┼', '┤');
+const BOTTOM: Pieces = Pieces::new('└', '─', '┴', '┘');
 const OUTER: char = '│';
 const INNER: char = '┆';
 

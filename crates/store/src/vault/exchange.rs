@@ -396,8 +396,6 @@ fn held<T>(
     }
 }
 
-/// The distinct chunks of `chunks` that `view` has no record of, in order of first
-/// appearance.
 /// True if every one of `chunks` is recorded here.
 fn holds_all(view: &crate::catalogue::ChunkView, chunks: &[ChunkId]) -> Result<bool> {
     for id in chunks {
@@ -408,6 +406,8 @@ fn holds_all(view: &crate::catalogue::ChunkView, chunks: &[ChunkId]) -> Result<b
     Ok(true)
 }
 
+/// The distinct chunks of `chunks` that `view` has no record of, in order of first
+/// appearance.
 fn missing_in(view: &crate::catalogue::ChunkView, chunks: &[ChunkId]) -> Result<Vec<ChunkId>> {
     // The set allocates on its first insert: nothing for a file held here.
     let mut seen = std::collections::HashSet::new();
