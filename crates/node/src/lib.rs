@@ -41,6 +41,7 @@ pub mod conduct;
 mod error;
 pub mod lanes;
 pub mod maintenance;
+pub mod memory;
 pub mod metrics;
 pub mod node;
 pub mod quota;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
-use peervault_store::{ChunkId, GcReport, Manifest, NameId};
+use peervault_store::{ChunkId, FileSummary, GcReport, Manifest, NameId, Version};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -303,6 +303,7 @@ impl Node {
             if let Err(e) = self.collect_garbage().await {
                 tracing::warn!("garbage collection failed: {e}");
             }
+            crate::memory::release_free_memory();
             tokio::time::sleep(config.gc_interval).await;
         }
     }
@@ -330,15 +331,19 @@ impl Node {
                 }
                 Err(e) => tracing::warn!("repair round failed: {e}"),
             }
+            crate::memory::release_free_memory();
         }
     }
 
     /// One look at every file held here; copies or drops as needed.
     pub async fn repair_round(&self) -> Result<RepairRound> {
         let mut round = RepairRound::default();
-        let mine: Vec<Manifest> = (self.inner.vault.list_held().await?)
+        // Summaries, not manifests: a round over 100,000 held files kept every
+        // chunk list in memory at once. The manifest is read only for a file
+        // that needs a copy made.
+        let mine: Vec<(NameId, FileSummary)> = (self.inner.vault.summaries().await?)
             .into_iter()
-            .filter_map(|(m, h)| h.then_some(m))
+            .filter(|(_, file)| file.held)
             .collect();
         round.checked = mine.len();
         if mine.is_empty() {
@@ -354,7 +359,10 @@ impl Node {
             .map(|p| p.peer_id)
             .collect();
         let target = self.target_copies(peers.len());
-        let holders = self.remote_holders(&mine, &peers).await;
+        let versions: Vec<(NameId, Version)> =
+            mine.iter().map(|(id, file)| (*id, file.version)).collect();
+        let holders = self.remote_holders(&versions, &peers).await;
+        drop(versions);
         let me = self.inner.net.local_peer_id();
         let delay = self.inner.maintenance_config.repair_delay;
         let now = Instant::now();
@@ -369,8 +377,8 @@ impl Node {
                 .any(|at| now.duration_since(*at) < delay)
         };
         let mut live_ids = HashSet::new();
-        for (manifest, others) in mine.iter().zip(holders) {
-            let name_id = self.inner.vault.name_id(&manifest.name);
+        for ((name_id, file), others) in mine.iter().zip(holders) {
+            let name_id = *name_id;
             live_ids.insert(name_id);
             let mut holding = others.clone();
             holding.push(me);
@@ -379,7 +387,7 @@ impl Node {
             if copies >= target {
                 self.state().short_since.remove(&name_id);
                 if copies > target && !ranked[..target].contains(&me) {
-                    match self.drop_surplus_copy(manifest).await {
+                    match self.drop_surplus_copy(&file.name).await {
                         Ok(()) => round.copies_dropped += 1,
                         Err(e) => tracing::warn!("could not drop a surplus copy: {e}"),
                     }
@@ -398,7 +406,19 @@ impl Node {
                 .into_iter()
                 .filter(|p| !others.contains(p))
                 .collect();
-            round.copies_made += self.copy_to_first(manifest, lacking, target - copies).await;
+            let manifest = match self.inner.vault.stat(&file.name).await {
+                // Rewritten or deleted since the summaries were read: the next
+                // round looks at the new version.
+                Ok(manifest) if manifest.version == file.version => manifest,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::debug!("repair: {:?} changed under the round: {e}", file.name);
+                    continue;
+                }
+            };
+            round.copies_made += self
+                .copy_to_first(&manifest, lacking, target - copies)
+                .await;
         }
         self.state()
             .short_since
@@ -448,12 +468,11 @@ impl Node {
         made
     }
 
-    async fn drop_surplus_copy(&self, manifest: &Manifest) -> Result<()> {
-        let freed = self.inner.vault.release(&manifest.name).await?;
-        self.stop_providing(&manifest.name).await;
+    async fn drop_surplus_copy(&self, name: &str) -> Result<()> {
+        let freed = self.inner.vault.release(name).await?;
+        self.stop_providing(name).await;
         tracing::info!(
-            "dropped a surplus copy of {:?} ({freed} bytes): enough better-placed nodes hold it",
-            manifest.name
+            "dropped a surplus copy of {name:?} ({freed} bytes): enough better-placed nodes hold it"
         );
         Ok(())
     }

@@ -599,32 +599,20 @@ impl Node {
             .into_iter()
             .map(|p| p.peer_id)
             .collect();
-        self.holders_of(files, &peers)
+        self.remote_holders(files, &peers)
             .await
             .iter()
             .map(Vec::len)
             .collect()
     }
 
-    /// For each manifest, which of `peers` hold a complete copy of that version. A
-    /// peer that does not answer counts as holding nothing.
+    /// For each file version (by name id), which of `peers` hold a complete copy
+    /// of it. A peer that does not answer counts as holding nothing.
     pub(crate) async fn remote_holders(
         &self,
-        manifests: &[Manifest],
+        files: &[(NameId, Version)],
         peers: &[PeerId],
     ) -> Vec<Vec<PeerId>> {
-        if peers.is_empty() {
-            return vec![Vec::new(); manifests.len()];
-        }
-        let files: Vec<(NameId, Version)> = manifests
-            .iter()
-            .map(|m| (self.inner.vault.name_id(&m.name), m.version))
-            .collect();
-        self.holders_of(&files, peers).await
-    }
-
-    /// [`Node::remote_holders`] of file versions by name id.
-    async fn holders_of(&self, files: &[(NameId, Version)], peers: &[PeerId]) -> Vec<Vec<PeerId>> {
         let mut holders = vec![Vec::new(); files.len()];
         if files.is_empty() || peers.is_empty() {
             return holders;

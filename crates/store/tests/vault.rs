@@ -556,3 +556,33 @@ async fn a_batch_of_peer_records_applies_in_one_go_and_a_bad_one_spoils_nothing(
     assert_eq!(b.file_count(), 3);
     assert_eq!(b.summary(), a.summary(), "the sync index agrees");
 }
+
+#[tokio::test]
+async fn partial_copies_are_files_held_in_part_whose_chunks_no_complete_file_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open(dir.path(), SMALL_CHUNK).await;
+    let c = data(3 * SMALL_CHUNK as usize, 20);
+    vault.write_file("c", &c[..], None).await.unwrap();
+    // "d" is exactly c's first chunk.
+    let d = &c[..SMALL_CHUNK as usize];
+    vault.write_file("d", d, None).await.unwrap();
+    let shared = data(SMALL_CHUNK as usize, 21);
+    let mut a = shared.clone();
+    a.extend_from_slice(&data(100, 22));
+    vault.write_file("a", &a[..], None).await.unwrap();
+    vault.write_file("b", &shared[..], None).await.unwrap();
+    vault.write_file("e", &data(5000, 23)[..], None).await.unwrap();
+    for name in ["a", "c", "e"] {
+        vault.release(name).await.unwrap();
+    }
+    // a keeps b's chunk and c keeps d's: sharing a chunk with a file held here
+    // does not make either a copy; e holds nothing at all.
+    assert!(vault.partial_copies().await.unwrap().is_empty());
+
+    vault.delete("d").await.unwrap();
+    let partial: Vec<(String, Vec<usize>)> = (vault.partial_copies().await.unwrap())
+        .into_iter()
+        .map(|(m, missing)| (m.name, missing))
+        .collect();
+    assert_eq!(partial, [("c".to_string(), vec![1, 2])]);
+}

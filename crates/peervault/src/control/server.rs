@@ -182,14 +182,17 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             Err(e) => error_response(&e),
         },
         Request::List => match node.listing(usize::MAX).await {
-            Ok(files) => {
-                let mut files = files.iter().peekable();
+            Ok(listing) => {
+                let mut files = listing.iter().peekable();
                 while files.peek().is_some() {
                     let message = Response::Files {
                         files: files.by_ref().take(LIST_BATCH).collect(),
                     };
                     writer.send(message_frame(&message)).await?;
                 }
+                drop(files);
+                drop(listing);
+                peervault_node::memory::release_free_memory();
                 Response::Done
             }
             Err(e) => error_response(&e),

@@ -105,7 +105,10 @@ async fn files(State(node): State<Node>, Query(query): Query<FilesQuery>) -> Res
     match node.listing(query.limit.unwrap_or(usize::MAX)).await {
         Ok(files) => {
             let total = files.total.to_string();
-            ([("x-total-count", total)], Json(files)).into_response()
+            let response = ([("x-total-count", total)], Json(files)).into_response();
+            // The listing is gone into the body.
+            peervault_node::memory::release_free_memory();
+            response
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }

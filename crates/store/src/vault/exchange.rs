@@ -188,27 +188,9 @@ impl Vault {
         Ok(self.missing_chunks(manifest).await?.is_empty())
     }
 
-    /// Live files, sorted by name, each with whether this node holds all its
-    /// chunks (one blocking call, one read of the chunk records).
-    pub async fn list_held(&self) -> Result<Vec<(Manifest, bool)>> {
-        self.blocking(move |inner| {
-            let view = inner.catalogue.chunk_view()?;
-            inner
-                .catalogue
-                .files()?
-                .into_iter()
-                .map(|m| {
-                    let held = holds_all(&view, &m.chunks)?;
-                    Ok((m, held))
-                })
-                .collect()
-        })
-        .await
-    }
-
-    /// What a listing shows of every live file, sorted by name, with its name id:
-    /// [`Vault::list_held`] without the chunk lists, and no manifest kept past
-    /// its summary (one pass over the records).
+    /// What a listing shows of every live file, sorted by name, with its name id
+    /// and whether this node holds all its chunks: no chunk list and no manifest
+    /// kept past its summary (one pass over the records).
     pub async fn summaries(&self) -> Result<Vec<(NameId, FileSummary)>> {
         let count = self.file_count();
         self.blocking(move |inner| {
@@ -397,7 +379,7 @@ fn held<T>(
 }
 
 /// True if every one of `chunks` is recorded here.
-fn holds_all(view: &crate::catalogue::ChunkView, chunks: &[ChunkId]) -> Result<bool> {
+pub(super) fn holds_all(view: &crate::catalogue::ChunkView, chunks: &[ChunkId]) -> Result<bool> {
     for id in chunks {
         if !view.has(id)? {
             return Ok(false);
