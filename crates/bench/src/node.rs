@@ -75,6 +75,11 @@ impl NodeProcess {
         self.status_field("VmHWM:")
     }
 
+    /// Resident set size now, in bytes.
+    pub fn rss(&self) -> anyhow::Result<u64> {
+        self.status_field("VmRSS:")
+    }
+
     /// Starts a new peak-RSS measurement window.
     pub fn reset_peak_rss(&self) -> anyhow::Result<()> {
         std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), b"5")

@@ -2,7 +2,9 @@
 //! (`--replicas 1`) is filled with that many tiny files; then the benchmark times
 //! `ls`, a restart of the node, and a new node's catalogue sync until it lists
 //! every entry, and prints the cost per entry so that growth is visible (flat per
-//! entry means linear growth).
+//! entry means linear growth). It also shows what the restarted node keeps
+//! resident once its first repair round and a GC pass over every entry are
+//! done (what an idle node costs at that size), with the peak along the way.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ use futures::StreamExt;
 use peervault::control::proto::{Request, Response};
 
 use crate::node::{NodeProcess, listen_port};
+use crate::report::mib;
 
 pub struct ScaleArgs<'a> {
     pub bin: &'a Path,
@@ -27,12 +30,33 @@ struct Measured {
     ls: f64,
     restart: f64,
     sync: f64,
+    idle_rss: u64,
+    peak_rss: u64,
 }
 
 async fn files_listed(node: &NodeProcess) -> anyhow::Result<usize> {
     match node.client.call(&Request::Status).await? {
         Response::Status { status } => Ok(status.files),
         other => bail!("unexpected status reply: {other:?}"),
+    }
+}
+
+/// Waits for the node's first repair round to have looked at all `entries`
+/// files it holds.
+async fn first_repair_round(node: &NodeProcess, entries: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match node.client.call(&Request::Metrics).await? {
+            Response::Metrics { metrics } if metrics.replication.files_held >= entries => {
+                return Ok(());
+            }
+            Response::Metrics { .. } => {}
+            other => bail!("unexpected metrics reply: {other:?}"),
+        }
+        if Instant::now() > deadline {
+            bail!("the node's first repair round did not cover {entries} files within 2 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -80,6 +104,12 @@ async fn measure(bin: &Path, dir: &Path, entries: usize) -> anyhow::Result<Measu
     let start = Instant::now();
     let a = NodeProcess::start_with(bin, &a_dir, &one)?;
     let restart = start.elapsed().as_secs_f64();
+    first_repair_round(&a, entries).await?;
+    match a.client.call(&Request::Gc).await? {
+        Response::Gc { .. } => {}
+        other => bail!("unexpected gc reply: {other:?}"),
+    }
+    let (idle_rss, peak_rss) = (a.rss()?, a.peak_rss()?);
 
     let bootstrap = format!("127.0.0.1:{}", listen_port(&a).await?);
     let start = Instant::now();
@@ -104,6 +134,8 @@ async fn measure(bin: &Path, dir: &Path, entries: usize) -> anyhow::Result<Measu
         ls,
         restart,
         sync,
+        idle_rss,
+        peak_rss,
     })
 }
 
@@ -125,6 +157,7 @@ pub async fn run(args: ScaleArgs<'_>) -> anyhow::Result<()> {
         "restart",
         "sync to a new node",
         "µs per entry",
+        "idle RSS (peak)",
     ]);
     for m in &rows {
         let per = |s: f64| format!("{:.1}", s * 1e6 / m.entries as f64);
@@ -136,19 +169,21 @@ pub async fn run(args: ScaleArgs<'_>) -> anyhow::Result<()> {
             format!("{:.3} s", m.restart),
             format!("{:.3} s", m.sync),
             per(m.sync),
+            format!("{} ({})", mib(m.idle_rss), mib(m.peak_rss)),
         ]);
     }
     println!("{table}");
     if let [first, .., last] = rows.as_slice() {
         let growth = |a: f64, b: f64| b / a.max(1e-9);
         println!(
-            "from {} to {} entries ({:.0}x): ls {:.1}x, restart {:.1}x, sync {:.1}x (linear would be {:.0}x)",
+            "from {} to {} entries ({:.0}x): ls {:.1}x, restart {:.1}x, sync {:.1}x, idle RSS {:.1}x (linear would be {:.0}x)",
             first.entries,
             last.entries,
             last.entries as f64 / first.entries as f64,
             growth(first.ls, last.ls),
             growth(first.restart, last.restart),
             growth(first.sync, last.sync),
+            growth(first.idle_rss as f64, last.idle_rss as f64),
             last.entries as f64 / first.entries as f64,
         );
     }

@@ -177,6 +177,9 @@ impl Node {
         tracing::info!("{}", summary.line());
         self.inner.metrics.gc_finished(&summary);
         self.state().last_gc = Some(summary.clone());
+        // A run over a large catalogue has just freed what it allocated; give
+        // it back whether the run was scheduled or asked for.
+        crate::memory::release_free_memory();
         Ok(summary)
     }
 
@@ -303,7 +306,6 @@ impl Node {
             if let Err(e) = self.collect_garbage().await {
                 tracing::warn!("garbage collection failed: {e}");
             }
-            crate::memory::release_free_memory();
             tokio::time::sleep(config.gc_interval).await;
         }
     }

@@ -571,7 +571,10 @@ async fn partial_copies_are_files_held_in_part_whose_chunks_no_complete_file_use
     a.extend_from_slice(&data(100, 22));
     vault.write_file("a", &a[..], None).await.unwrap();
     vault.write_file("b", &shared[..], None).await.unwrap();
-    vault.write_file("e", &data(5000, 23)[..], None).await.unwrap();
+    vault
+        .write_file("e", &data(5000, 23)[..], None)
+        .await
+        .unwrap();
     for name in ["a", "c", "e"] {
         vault.release(name).await.unwrap();
     }
