@@ -194,13 +194,35 @@ impl Catalogue {
     /// start). Records that fail to open are reported and skipped, so one damaged
     /// record cannot hide the rest of the vault.
     pub fn for_each_entry(&self, mut each: impl FnMut(NameId, CatalogueEntry)) -> Result<()> {
+        self.try_for_each_entry(|id, entry| {
+            each(id, entry);
+            Ok(())
+        })
+    }
+
+    /// [`Catalogue::for_each_entry`] over live files only, stopping at the first
+    /// error `each` returns.
+    pub fn try_for_each_file(
+        &self,
+        mut each: impl FnMut(NameId, Manifest) -> Result<()>,
+    ) -> Result<()> {
+        self.try_for_each_entry(|id, entry| match entry {
+            CatalogueEntry::File(manifest) => each(id, manifest),
+            CatalogueEntry::Deleted(_) => Ok(()),
+        })
+    }
+
+    fn try_for_each_entry(
+        &self,
+        mut each: impl FnMut(NameId, CatalogueEntry) -> Result<()>,
+    ) -> Result<()> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(CATALOGUE)?;
         for row in table.iter()? {
             let (key, value) = row?;
             let id = NameId(key.value());
             match self.open_entry(&id, value.value()) {
-                Ok(entry) => each(id, entry),
+                Ok(entry) => each(id, entry)?,
                 Err(e) => tracing::warn!("skipping catalogue record: {e}"),
             }
         }
@@ -255,10 +277,9 @@ impl Catalogue {
     /// Live files, sorted by name.
     pub fn files(&self) -> Result<Vec<Manifest>> {
         let mut files = Vec::new();
-        self.for_each_entry(|_, entry| {
-            if let CatalogueEntry::File(m) = entry {
-                files.push(m);
-            }
+        self.try_for_each_file(|_, m| {
+            files.push(m);
+            Ok(())
         })?;
         // Names are unique in the catalogue, so an unstable sort loses nothing.
         files.sort_unstable_by(|a, b| a.name.cmp(&b.name));

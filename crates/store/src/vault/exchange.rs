@@ -197,15 +197,8 @@ impl Vault {
             let view = inner.catalogue.chunk_view()?;
             let mut authors: HashMap<String, Arc<str>> = HashMap::new();
             let mut files = Vec::with_capacity(count);
-            let mut failed = None;
-            inner.catalogue.for_each_entry(|id, entry| {
-                let CatalogueEntry::File(mut m) = entry else {
-                    return;
-                };
-                let held = match holds_all(&view, &m.chunks) {
-                    Ok(held) => held,
-                    Err(e) => return failed = Some(e),
-                };
+            inner.catalogue.try_for_each_file(|id, mut m| {
+                let held = holds_all(&view, &m.chunks)?;
                 let author = match authors.get(&m.author) {
                     Some(author) => author.clone(),
                     None => {
@@ -215,10 +208,8 @@ impl Vault {
                     }
                 };
                 files.push((id, FileSummary::from_manifest(m, author, held)));
+                Ok(())
             })?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
             // Names are unique in the catalogue, so an unstable sort loses nothing.
             files.sort_unstable_by(|(_, a), (_, b)| a.name.cmp(&b.name));
             Ok(files)

@@ -89,26 +89,18 @@ impl Vault {
             // collecting every manifest to find none took tens of MB at each GC.
             let view = inner.catalogue.chunk_view()?;
             let mut partial = Vec::new();
-            let mut failed = None;
-            inner.catalogue.for_each_entry(|_, entry| {
-                let CatalogueEntry::File(manifest) = entry else {
-                    return;
-                };
+            inner.catalogue.try_for_each_file(|_, manifest| {
                 let mut missing = Vec::new();
                 for (index, id) in manifest.chunks.iter().enumerate() {
-                    match view.has(id) {
-                        Ok(true) => {}
-                        Ok(false) => missing.push(index),
-                        Err(e) => return failed = Some(e),
+                    if !view.has(id)? {
+                        missing.push(index);
                     }
                 }
                 if !missing.is_empty() && missing.len() < manifest.chunks.len() {
                     partial.push((manifest, missing));
                 }
+                Ok(())
             })?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
             if partial.is_empty() {
                 return Ok(partial);
             }
@@ -120,28 +112,14 @@ impl Vault {
                 .flat_map(|(m, _)| m.chunks.iter().copied())
                 .collect();
             let mut shared = HashSet::new();
-            inner.catalogue.for_each_entry(|_, entry| {
-                let CatalogueEntry::File(manifest) = entry else {
-                    return;
-                };
-                if !manifest.chunks.iter().any(|id| wanted.contains(id)) {
-                    return;
+            inner.catalogue.try_for_each_file(|_, manifest| {
+                let uses_wanted = manifest.chunks.iter().any(|id| wanted.contains(id));
+                if uses_wanted && holds_all(&view, &manifest.chunks)? {
+                    let chunks = manifest.chunks.iter().filter(|id| wanted.contains(*id));
+                    shared.extend(chunks.copied());
                 }
-                match holds_all(&view, &manifest.chunks) {
-                    Ok(true) => shared.extend(
-                        manifest
-                            .chunks
-                            .iter()
-                            .filter(|id| wanted.contains(*id))
-                            .copied(),
-                    ),
-                    Ok(false) => {}
-                    Err(e) => failed = Some(e),
-                }
+                Ok(())
             })?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
             partial.retain(|(manifest, _)| manifest.chunks.iter().all(|id| !shared.contains(id)));
             partial.sort_by(|a, b| a.0.name.cmp(&b.0.name));
             Ok(partial)
