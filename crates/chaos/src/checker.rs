@@ -392,26 +392,33 @@ fn record(history: &Mutex<Vec<Op>>, name: &str, effect: Effect, start: Instant, 
     });
 }
 
-/// Flips one byte of one chunk file (or truncates it).
+/// Damages one block of one segment file: flips a byte in it, or zeroes it (as a
+/// torn write would). The block may hold a chunk, padding or nothing at all.
 fn corrupt_a_chunk(data_dir: &std::path::Path, rng: &mut Rng) {
-    let blobs = files_under(&data_dir.join("chunks"));
-    if blobs.is_empty() {
+    use std::os::unix::fs::FileExt;
+    const BLOCK: u64 = 4096;
+    let segments = files_under(&data_dir.join("segments"));
+    if segments.is_empty() {
         return;
     }
-    let path = &blobs[rng.below(blobs.len() as u64) as usize];
-    let Ok(mut bytes) = std::fs::read(path) else {
+    let path = &segments[rng.below(segments.len() as u64) as usize];
+    let Ok(file) = std::fs::File::options().read(true).write(true).open(path) else {
         return;
     };
-    if bytes.is_empty() {
+    let blocks = file.metadata().map(|m| m.len() / BLOCK).unwrap_or(0);
+    if blocks == 0 {
         return;
     }
+    let at = rng.below(blocks) * BLOCK;
+    let mut block = vec![0u8; BLOCK as usize];
     if rng.below(2) == 0 {
-        let at = rng.below(bytes.len() as u64) as usize;
-        bytes[at] ^= 0x40;
-    } else {
-        bytes.truncate(bytes.len() / 2);
+        if file.read_exact_at(&mut block, at).is_err() {
+            return;
+        }
+        let byte = rng.below(BLOCK) as usize;
+        block[byte] ^= 0x40;
     }
-    let _ = std::fs::write(path, bytes);
+    let _ = file.write_all_at(&block, at);
 }
 
 /// Listing of a node: name -> content hash (hex).

@@ -61,8 +61,8 @@ pub use node::{
 };
 pub use peervault_net::{Endpoint, PeerId};
 pub use peervault_store::{
-    ChunkProblem, DEFAULT_TOMBSTONE_RETENTION, DeleteOutcome, FileReader, KeySource, NetworkKey,
-    StoreError, SweepReport, VerifyReport, direct::QueuedWriter,
+    BlobLocation, ChunkId, ChunkProblem, DEFAULT_TOMBSTONE_RETENTION, DeleteOutcome, FileReader,
+    KeySource, NetworkKey, StoreError, SweepReport, VerifyReport, direct::QueuedWriter,
 };
 pub use quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
 pub use replicate::{CopyProgress, Replicas, Replication};

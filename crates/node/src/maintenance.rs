@@ -62,11 +62,11 @@ pub struct GcSummary {
     pub corrupted: usize,
     /// Of those, restored from a peer.
     pub repaired: usize,
-    /// Chunks no live file references.
+    /// Chunks no live file references, and runs of space no chunk record names
+    /// (left by interrupted writes).
     pub orphaned: usize,
-    /// Orphans and temporary files removed.
+    /// Of those, the ones removed (older than the grace period).
     pub removed: usize,
-    pub temp_removed: usize,
     pub bytes_freed: u64,
     /// Tombstones past the retention period, collected.
     pub tombstones_collected: usize,
@@ -79,14 +79,13 @@ impl GcSummary {
     /// The log line, in the original's words plus what it did not report.
     pub fn line(&self) -> String {
         format!(
-            "Garbage collection completed in {:.1}s: {} corrupted, {} orphaned, {} removed ({} repaired, {} checked, {} temporary files, {} tombstones collected)",
+            "Garbage collection completed in {:.1}s: {} corrupted, {} orphaned, {} removed ({} repaired, {} checked, {} tombstones collected)",
             self.duration_ms as f64 / 1000.0,
             self.corrupted,
             self.orphaned,
-            self.removed + self.temp_removed,
+            self.removed,
             self.repaired,
             self.checked,
-            self.temp_removed,
             self.tombstones_collected,
         )
     }
@@ -162,7 +161,6 @@ impl Node {
             repaired,
             orphaned: report.orphaned,
             removed: report.removed,
-            temp_removed: report.temp_removed,
             bytes_freed: report.bytes_freed,
             tombstones_collected,
             duration_ms: started.elapsed().as_millis() as u64,

@@ -239,7 +239,7 @@ impl Metrics {
         );
         r.register(
             "peervault_chunks_removed",
-            "Orphaned chunks and temporary files removed by the GC",
+            "Orphaned chunks and unrecorded space removed by the GC",
             m.chunks_removed.clone(),
         );
         r.register(
@@ -282,8 +282,7 @@ impl Metrics {
         self.chunks_corrupted.inc_by(s.corrupted as u64);
         self.chunks_quarantined.inc_by(s.corrupted as u64);
         self.chunks_restored.inc_by(s.repaired as u64);
-        self.chunks_removed
-            .inc_by((s.removed + s.temp_removed) as u64);
+        self.chunks_removed.inc_by(s.removed as u64);
         self.tombstones_collected
             .inc_by(s.tombstones_collected as u64);
         if s.corrupted > s.repaired {

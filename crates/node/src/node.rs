@@ -20,9 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peervault_net::{Endpoint, NetConfig, NetEvent, NetHandle, NodeIdentity, PeerId, PeerInfo};
 use peervault_store::{
-    DEFAULT_CHUNK_SIZE, DataDirLock, DeleteOutcome, FileReader, FileSummary, KeyFingerprint,
-    Manifest, NameId, NetworkKey, OriginId, SweepReport, Vault, VaultConfig, VerifyReport, Version,
-    WriteOutcome,
+    BlobLocation, ChunkId, DEFAULT_CHUNK_SIZE, DataDirLock, DeleteOutcome, FileReader, FileSummary,
+    KeyFingerprint, Manifest, NameId, NetworkKey, OriginId, SweepReport, Vault, VaultConfig,
+    VerifyReport, Version, WriteOutcome,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
@@ -235,6 +235,12 @@ pub struct DamagedChunk {
     pub chunk: String,
     /// What is wrong, in words.
     pub problem: String,
+    /// The segment file its blob lies in, if one is recorded here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<PathBuf>,
+    /// Where in the segment file the blob starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 impl FileCheck {
@@ -256,10 +262,12 @@ impl From<&VerifyReport> for FileCheck {
             damaged: r
                 .damaged
                 .iter()
-                .map(|(index, id, problem)| DamagedChunk {
-                    index: *index,
-                    chunk: id.to_hex(),
-                    problem: problem.to_string(),
+                .map(|d| DamagedChunk {
+                    index: d.index,
+                    chunk: d.chunk.to_hex(),
+                    problem: d.problem.to_string(),
+                    segment: d.location.as_ref().map(|at| at.path.clone()),
+                    offset: d.location.as_ref().map(|at| at.offset),
                 })
                 .collect(),
         }
@@ -501,14 +509,12 @@ impl Node {
         // in flight yet, so no grace period is needed. Not so under a new catalogue
         // (its database was moved aside to be rebuilt from peers): the blobs on
         // disk belong to files it will learn of, so only the GC's grace decides.
-        let rebuilding = vault.catalogue_created()
-            && std::fs::read_dir(config.data_dir.join("chunks"))
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(false);
+        let rebuilding = vault.catalogue_created() && vault.has_segments();
         if rebuilding {
             tracing::warn!(
-                "new metadata database beside existing chunk files: the catalogue is rebuilt \
-                 from peers, and chunk files no file uses are removed by the GC after its grace"
+                "new metadata database beside existing segment files: the catalogue is rebuilt \
+                 from peers, and the space of chunks no file uses is reclaimed by the GC after \
+                 its grace"
             );
         }
         match if rebuilding {
@@ -787,6 +793,12 @@ impl Node {
             None => self.inner.vault.verify_all().await?,
         };
         Ok(reports.iter().map(FileCheck::from).collect())
+    }
+
+    /// Where every chunk blob held here lies on disk (for inspection, and for
+    /// tests that damage one on purpose).
+    pub async fn blob_locations(&self) -> Result<Vec<(ChunkId, BlobLocation)>> {
+        Ok(self.inner.vault.blob_locations().await?)
     }
 
     /// Removes unreferenced and unrecorded chunks now.

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cluster, WAIT, endpoint, eventually_within as eventually};
+use common::{Cluster, WAIT, blob_bytes_on_disk, blobs, endpoint, eventually_within as eventually};
 use futures::StreamExt;
 use peervault_net::{NetConfig, NetHandle, NodeIdentity, PeerId};
 use peervault_node::wire::{Request, Response, SealedEntry};
@@ -114,29 +114,6 @@ async fn offences(node: &Node) -> (u64, u64) {
     (m.network.offences, m.network.bans)
 }
 
-/// Every regular file under `dir`.
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
-fn no_blob_named(node_dir: &std::path::Path, id: &ChunkId) -> bool {
-    let hex = id.to_hex();
-    files_under(node_dir)
-        .iter()
-        .all(|p| !p.to_string_lossy().contains(&hex))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_corrupt_chunks_are_refused_counted_and_never_stored() {
     let cluster = Cluster::new();
@@ -179,8 +156,12 @@ async fn forged_and_corrupt_chunks_are_refused_counted_and_never_stored() {
     assert!(matches!(Response::decode(&raw), Ok(Response::Error(_))));
 
     assert_eq!(offences(&target).await, (3, 0));
-    assert!(no_blob_named(&cluster.root.join("target"), &honest));
-    assert!(files_under(&cluster.root.join("target/tmp")).is_empty());
+    assert!(blobs(&target).await.is_empty(), "no blob recorded");
+    assert_eq!(
+        blob_bytes_on_disk(target.data_dir()),
+        0,
+        "the slots the refused blobs were checked in are punched out"
+    );
     assert_eq!(target.quota().used_bytes, 0, "nothing was kept");
 }
 

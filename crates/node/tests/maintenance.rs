@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::*;
 use peervault_node::{Node, NodeConfig, Replicas};
@@ -41,15 +41,15 @@ async fn gc_restores_a_damaged_chunk_from_a_peer_and_leaves_peers_alone() {
     assert_eq!(report.replication.copies, 3);
 
     // Flip bytes in the middle of one blob on b.
-    let blobs = chunk_files(b.data_dir());
-    assert_eq!(blobs.len(), 4);
-    let (victim, bytes) = &blobs[1];
-    let mut damaged = bytes.clone();
+    let before = blobs(&b).await;
+    assert_eq!(before.len(), 4);
+    let victim = &before[1];
+    let mut damaged = victim.bytes.clone();
     let middle = damaged.len() / 2;
     damaged[middle] ^= 0xff;
     damaged[middle + 1] ^= 0x5a;
-    std::fs::write(victim, &damaged).unwrap();
-    let peers_before = (chunk_files(a.data_dir()), chunk_files(c.data_dir()));
+    victim.overwrite(&damaged);
+    let peers_before = (blobs(&a).await, blobs(&c).await);
 
     let summary = b.collect_garbage().await.unwrap();
     assert_eq!(summary.checked, 4, "{summary:?}");
@@ -67,8 +67,9 @@ async fn gc_restores_a_damaged_chunk_from_a_peer_and_leaves_peers_alone() {
             .contains(": 1 corrupted, 0 orphaned, 0 removed")
     );
 
-    // The damaged blob went to quarantine; the good one is back in its place.
-    assert_eq!(std::fs::read(victim).unwrap(), *bytes);
+    // The damaged blob went to quarantine; the good one is back (in a new slot).
+    let held: Vec<_> = before.iter().map(|b| (b.id, b.bytes.clone())).collect();
+    assert_eq!(held_blobs(&b).await, held);
     let quarantined = std::fs::read_dir(b.data_dir().join("quarantine"))
         .unwrap()
         .count();
@@ -76,7 +77,7 @@ async fn gc_restores_a_damaged_chunk_from_a_peer_and_leaves_peers_alone() {
     assert_eq!(read(&b, "photo.raw").await.unwrap(), original);
     assert!(b.verify(None).await.unwrap().iter().all(|f| f.is_ok()));
     assert_eq!(
-        (chunk_files(a.data_dir()), chunk_files(c.data_dir())),
+        (blobs(&a).await, blobs(&c).await),
         peers_before,
         "no peer's copy was touched"
     );
@@ -106,8 +107,8 @@ async fn a_damaged_chunk_no_peer_has_is_quarantined_and_reported() {
     let a = cluster.start("a", &[], Replicas::Count(1)).await;
     let original = data(2 * MIB, 3);
     a.store("only-here", &original[..], None).await.unwrap();
-    let blobs = chunk_files(a.data_dir());
-    std::fs::write(&blobs[0].0, b"not a blob at all").unwrap();
+    let held = blobs(&a).await;
+    held[0].overwrite(b"not a blob at all");
     let summary = a.collect_garbage().await.unwrap();
     assert_eq!((summary.corrupted, summary.repaired), (1, 0), "{summary:?}");
     // The file is listed but no longer complete here; reading says why.
@@ -117,11 +118,11 @@ async fn a_damaged_chunk_no_peer_has_is_quarantined_and_reported() {
     assert!(err.contains("not held") || err.contains("no peer"), "{err}");
     // Usage no longer counts the quarantined blob.
     let usage = a.quota().used_bytes;
-    assert_eq!(usage, std::fs::metadata(&blobs[1].0).unwrap().len());
+    assert_eq!(usage, held[1].bytes.len() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gc_removes_orphans_and_stale_temp_files_and_nothing_a_file_uses() {
+async fn gc_removes_orphans_and_unrecorded_space_and_nothing_a_file_uses() {
     let cluster = Cluster::with(no_grace);
     let a = cluster.start("a", &[], Replicas::Count(1)).await;
     let mut files = Vec::new();
@@ -134,37 +135,19 @@ async fn gc_removes_orphans_and_stale_temp_files_and_nothing_a_file_uses() {
     a.store("copy-of-f0", &files[0][..], None).await.unwrap();
     a.delete("f1").await.unwrap();
     let used_before = a.quota().used_bytes;
-    let blobs_before = chunk_files(a.data_dir());
+    let blobs_before = blobs(&a).await;
 
-    // An unrecorded blob (as a crash between write and record leaves) and an old
-    // temporary file.
-    let orphan = a.data_dir().join("chunks/ab").join("ab".repeat(32));
-    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
-    std::fs::write(&orphan, b"left over").unwrap();
-    let tmp = a.data_dir().join("tmp/dead.0123.tmp");
-    std::fs::write(&tmp, b"half a blob").unwrap();
-    let old = SystemTime::now() - Duration::from_secs(3600);
-    std::fs::File::options()
-        .write(true)
-        .open(&tmp)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
-    // A fresh temporary file belongs to a write in flight: it stays.
-    let fresh_tmp = a.data_dir().join("tmp/live.4567.tmp");
-    std::fs::write(&fresh_tmp, b"being written").unwrap();
+    // Space no record names, as a crash between a write and its record leaves: a
+    // segment file of its own, as the write after a restart would have started.
+    let orphan = a.data_dir().join("segments/00000000000000ab.seg");
+    std::fs::write(&orphan, vec![0x5a; 3 * 4096]).unwrap();
 
     let summary = a.collect_garbage().await.unwrap();
     assert_eq!(summary.corrupted, 0, "{summary:?}");
     assert_eq!(summary.orphaned, 1, "{summary:?}");
     assert_eq!(summary.removed, 1, "{summary:?}");
-    assert_eq!(summary.temp_removed, 1, "{summary:?}");
-    assert!(!orphan.exists() && !tmp.exists() && fresh_tmp.exists());
-    assert_eq!(
-        chunk_files(a.data_dir()),
-        blobs_before,
-        "no live blob removed"
-    );
+    assert!(!orphan.exists());
+    assert_eq!(blobs(&a).await, blobs_before, "no live blob removed");
     assert_eq!(a.quota().used_bytes, used_before);
     for (i, bytes) in files.iter().enumerate() {
         if i != 1 {
@@ -179,9 +162,8 @@ async fn gc_removes_orphans_and_stale_temp_files_and_nothing_a_file_uses() {
 async fn young_orphans_wait_for_the_grace_period() {
     let cluster = Cluster::new(); // default grace: 10 minutes
     let a = cluster.start("a", &[], Replicas::Count(1)).await;
-    let orphan = a.data_dir().join("chunks/cd").join("cd".repeat(32));
-    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
-    std::fs::write(&orphan, b"streamed ahead of its record").unwrap();
+    let orphan = a.data_dir().join("segments/00000000000000cd.seg");
+    std::fs::write(&orphan, b"written just now, recorded by nothing").unwrap();
     let summary = a.collect_garbage().await.unwrap();
     assert_eq!((summary.orphaned, summary.removed), (1, 0), "{summary:?}");
     assert!(orphan.exists());
@@ -407,17 +389,17 @@ async fn clean_drops_only_this_nodes_copies_and_repair_brings_them_back() {
     let two = data(300_000, 32);
     a.store("one", &one[..], None).await.unwrap();
     a.store("two", &two[..], None).await.unwrap();
-    let b_blobs = chunk_files(b.data_dir());
+    let b_blobs = blobs(&b).await;
 
     let report = a.clean().await.unwrap();
     assert_eq!(report.files, vec!["one".to_string(), "two".to_string()]);
     assert_eq!(report.chunks, 3);
     assert!(report.bytes_freed > 2 * MIB as u64);
     assert_eq!(a.quota().used_bytes, 0);
-    assert!(chunk_files(a.data_dir()).is_empty());
+    assert!(blobs(&a).await.is_empty());
     // The catalogue stays, b keeps its copies, and reads on a come from b.
     assert_eq!(a.names().await.unwrap(), vec!["one", "two"]);
-    assert_eq!(chunk_files(b.data_dir()), b_blobs);
+    assert_eq!(blobs(&b).await, b_blobs);
     assert_eq!(read(&a, "one").await.unwrap(), one);
     // With two copies wanted and two nodes, the repair worker copies them back.
     eventually("a holds both files again", || async {
@@ -438,24 +420,18 @@ async fn a_read_of_a_locally_damaged_chunk_is_served_by_a_peer_and_repairs_the_c
     let original = data(2 * MIB + 5, 11);
     let report = a.store("doc.bin", &original[..], None).await.unwrap();
     assert_eq!(report.replication.copies, 2);
-    let blobs = chunk_files(a.data_dir());
-    let (victim, bytes) = &blobs[0];
-    let mut damaged = bytes.clone();
-    damaged[100] ^= 0x01;
-    std::fs::write(victim, &damaged).unwrap();
+    let held = blobs(&a).await;
+    held[0].damage(100, 0x01);
 
     assert_eq!(read(&a, "doc.bin").await.unwrap(), original);
     // The good copy replaced the damaged one at once, without a GC run.
     let checks = a.verify(Some("doc.bin")).await.unwrap();
     assert!(checks[0].is_ok(), "{checks:?}");
-    assert_eq!(chunk_files(a.data_dir()).len(), blobs.len());
+    let restored: Vec<_> = held.iter().map(|b| (b.id, b.bytes.clone())).collect();
+    assert_eq!(held_blobs(&a).await, restored);
     // Alone, the same damage is an integrity error (and no wrong byte is returned).
     stop(b).await;
-    let blobs = chunk_files(a.data_dir());
-    let (victim, bytes) = &blobs[1];
-    let mut damaged = bytes.clone();
-    damaged[7] ^= 0x80;
-    std::fs::write(victim, &damaged).unwrap();
+    blobs(&a).await[1].damage(7, 0x80);
     eventually("a notices b is gone", || async {
         a.peers().await.is_empty()
     })
@@ -493,11 +469,9 @@ async fn a_holder_that_serves_one_damaged_chunk_again_and_again_is_not_banned() 
     })
     .await;
     // Only b's copy is left, and one of its chunks is damaged.
-    let blobs = chunk_files(b.data_dir());
-    let (victim, bytes) = blobs.iter().max_by_key(|(_, b)| b.len()).unwrap();
-    let mut damaged = bytes.clone();
-    damaged[4096] ^= 0x10;
-    std::fs::write(victim, &damaged).unwrap();
+    let held = blobs(&b).await;
+    let victim = held.iter().max_by_key(|b| b.bytes.len()).unwrap();
+    victim.damage(4096, 0x10);
 
     let reads = peervault_node::conduct::BAN_AFTER + 3;
     for _ in 0..reads {
@@ -528,11 +502,9 @@ async fn gc_completes_a_copy_whose_transfer_broke_off() {
     let report = a.store("half.bin", &original[..], None).await.unwrap();
     assert_eq!(report.replication.copies, 1, "alone, a holds the only copy");
     // The last chunk of a's copy is damaged on disk, unknown to a.
-    let blobs = chunk_files(a.data_dir());
-    let (victim, good) = blobs.iter().min_by_key(|(_, b)| b.len()).unwrap().clone();
-    let mut damaged = good.clone();
-    damaged[40] ^= 0x04;
-    std::fs::write(&victim, &damaged).unwrap();
+    let held = blobs(&a).await;
+    let victim = held.iter().min_by_key(|b| b.bytes.len()).unwrap().clone();
+    victim.damage(40, 0x04);
 
     // c joins; a's repair worker copies the file to it, and c refuses the bad chunk.
     let c = cluster.start("c", &[&a], Replicas::Count(2)).await;
@@ -543,14 +515,14 @@ async fn gc_completes_a_copy_whose_transfer_broke_off() {
     .await;
     eventually("c holds part of the file", || async {
         let checks = c.verify(Some("half.bin")).await.unwrap();
-        !chunk_files(c.data_dir()).is_empty() && !checks[0].is_ok()
+        !blobs(&c).await.is_empty() && !checks[0].is_ok()
     })
     .await;
     assert_eq!(holders(&[&a, &c], "half.bin").await, 1);
 
     // a's disk is mended (as a's own GC would do from another holder), and c's
     // GC completes its copy from a.
-    std::fs::write(&victim, &good).unwrap();
+    victim.overwrite(&victim.bytes);
     c.collect_garbage().await.unwrap();
     let checks = c.verify(Some("half.bin")).await.unwrap();
     assert!(checks[0].is_ok(), "{checks:?}");

@@ -101,6 +101,11 @@ pub struct PooledBuf {
 }
 
 impl PooledBuf {
+    /// A buffer of no pool, freed when dropped: for sizes a pool does not keep.
+    pub fn unpooled(vec: Vec<u8>) -> PooledBuf {
+        PooledBuf { vec, pool: None }
+    }
+
     /// The buffer's bytes in `range` as [`Bytes`], without copying; the buffer goes
     /// back to the pool when the last `Bytes` referring to it is dropped.
     pub fn into_bytes(self, range: Range<usize>) -> Bytes {

@@ -5,16 +5,20 @@
 //! | table        | key          | value                                  |
 //! |--------------|--------------|----------------------------------------|
 //! | `catalogue`  | name id      | sealed [`CatalogueEntry`] (latest version of the name) |
-//! | `chunks`     | chunk id     | bytes of the blob held on this node     |
+//! | `blobs`      | chunk id     | the [`Slot`] of the blob held on this node |
 //! | `chunk_refs` | chunk id     | number of live manifests naming it (absent = 0) |
 //! | `meta`       | text         | key fingerprint, clock, format          |
+//!
+//! Format 1 kept each blob in a file of its own and recorded only its length, in a
+//! table `chunks`; the vault moves such blobs into segments when it opens a format 1
+//! database ([`Catalogue::legacy_chunks`], [`Catalogue::migrate_legacy`]).
 //!
 //! Names exist only inside sealed records; the database alone reveals neither names
 //! nor contents. Every change that belongs together happens in one write
 //! transaction, so reference counts never drift from the catalogue: a crash leaves
 //! the state before or after a change, never half of it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -25,9 +29,12 @@ use crate::error::{Result, StoreError};
 use crate::ids::{ChunkId, NameId};
 use crate::keys::KeyFingerprint;
 use crate::manifest::{CatalogueEntry, Manifest};
+use crate::segments::Slot;
 
 const CATALOGUE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("catalogue");
-const CHUNKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("chunks");
+/// Format 1's blob records (length only; the blob was a file named by its id).
+const LEGACY_CHUNKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("chunks");
+const BLOBS: TableDefinition<[u8; 32], [u8; Slot::ENCODED_LEN]> = TableDefinition::new("blobs");
 const CHUNK_REFS: TableDefinition<[u8; 32], u32> = TableDefinition::new("chunk_refs");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -42,7 +49,8 @@ const CACHE_BYTES: usize = 16 << 20;
 const META_FINGERPRINT: &str = "key_fingerprint";
 const META_CLOCK: &str = "clock";
 const META_FORMAT: &str = "format";
-const FORMAT: u32 = 1;
+/// 2: blobs in segment files (`blobs` table); 1: a file per blob (`chunks` table).
+const FORMAT: u32 = 2;
 
 /// What [`Catalogue::open`] found.
 #[derive(Debug)]
@@ -62,19 +70,35 @@ pub struct ApplyOutcome {
     pub applied: bool,
     /// Bytes of blobs newly recorded by this change.
     pub recorded_bytes: u64,
+    /// The new slots that were recorded, and those that were not because their
+    /// chunk was recorded already (by a concurrent write): the latter are debris.
+    pub slots: SlotOutcome,
     /// Chunks whose last live reference this change removed.
     pub unreferenced: Vec<ChunkId>,
     /// The entry that was replaced, if any.
     pub previous: Option<CatalogueEntry>,
 }
 
+/// What became of new slots offered for recording.
+#[derive(Debug, Default)]
+pub struct SlotOutcome {
+    pub recorded: Vec<Slot>,
+    /// Slots of chunks already recorded elsewhere.
+    pub unrecorded: Vec<Slot>,
+}
+
 /// A consistent view of the recorded blobs (see [`Catalogue::chunk_view`]).
-pub struct ChunkView(redb::ReadOnlyTable<[u8; 32], u64>);
+pub struct ChunkView(redb::ReadOnlyTable<[u8; 32], [u8; Slot::ENCODED_LEN]>);
 
 impl ChunkView {
     /// True if a blob for `id` was recorded when the view was taken.
     pub fn has(&self, id: &ChunkId) -> Result<bool> {
         Ok(self.0.get(id.0)?.is_some())
+    }
+
+    /// Where the blob of `id` is, if recorded when the view was taken.
+    pub fn slot(&self, id: &ChunkId) -> Result<Option<Slot>> {
+        Ok(self.0.get(id.0)?.map(|v| Slot::decode(&v.value())))
     }
 }
 
@@ -112,7 +136,7 @@ impl Catalogue {
         // redb creates its file with the default mode; the metadata is the owner's only.
         std::fs::set_permissions(
             path,
-            std::os::unix::fs::PermissionsExt::from_mode(crate::chunks::PRIVATE_FILE),
+            std::os::unix::fs::PermissionsExt::from_mode(crate::segments::PRIVATE_FILE),
         )
         .map_err(|e| StoreError::io(format!("protecting {}", path.display()), e))?;
         let txn = db.begin_write()?;
@@ -151,19 +175,38 @@ impl Catalogue {
                 .unwrap_or(0);
             txn.open_table(CATALOGUE)?;
             txn.open_table(CHUNK_REFS)?;
-            let chunks = txn.open_table(CHUNKS)?;
-            let mut used_bytes = 0u64;
-            for row in chunks.iter()? {
-                used_bytes += row?.1.value();
-            }
+            txn.open_table(BLOBS)?;
+            txn.open_table(LEGACY_CHUNKS)?;
             OpenState {
                 clock,
-                used_bytes,
+                used_bytes: 0,
                 created: !existed,
             }
         };
         txn.commit()?;
-        Ok((Self { db, crypto }, state))
+        let catalogue = Self { db, crypto };
+        let used_bytes = catalogue.used_bytes()?;
+        Ok((
+            catalogue,
+            OpenState {
+                used_bytes,
+                ..state
+            },
+        ))
+    }
+
+    /// Total bytes of recorded blobs (for the quota).
+    pub fn used_bytes(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let mut used = 0u64;
+        for row in txn.open_table(BLOBS)?.iter()? {
+            used += Slot::decode(&row?.1.value()).len as u64;
+        }
+        // Blobs of format 1 count until they are moved into segments.
+        for row in txn.open_table(LEGACY_CHUNKS)?.iter()? {
+            used += row?.1.value();
+        }
+        Ok(used)
     }
 
     fn open_entry(&self, name_id: &NameId, sealed: &[u8]) -> Result<CatalogueEntry> {
@@ -257,19 +300,14 @@ impl Catalogue {
         Ok(entry)
     }
 
-    /// Records blobs that are now durable on disk; returns the bytes newly recorded.
-    pub fn record_chunks(&self, chunks: &[(ChunkId, u64)]) -> Result<u64> {
+    /// Records blobs that are now durable in their slots; returns the bytes newly
+    /// recorded and which slots were (a chunk recorded already keeps its slot).
+    pub fn record_chunks(&self, chunks: &[(ChunkId, Slot)]) -> Result<(u64, SlotOutcome)> {
         let txn = self.db.begin_write()?;
-        let mut recorded = 0;
-        {
-            let mut table = txn.open_table(CHUNKS)?;
-            for (id, len) in chunks {
-                if table.get(id.0)?.is_none() {
-                    table.insert(id.0, *len)?;
-                    recorded += len;
-                }
-            }
-        }
+        let recorded = {
+            let mut table = txn.open_table(BLOBS)?;
+            record_in(&mut table, chunks)?
+        };
         txn.commit()?;
         Ok(recorded)
     }
@@ -295,13 +333,53 @@ impl Catalogue {
     /// transaction per lookup made `ls` of 100,000 files cost a transaction each).
     pub fn chunk_view(&self) -> Result<ChunkView> {
         let txn = self.db.begin_read()?;
-        Ok(ChunkView(txn.open_table(CHUNKS)?))
+        Ok(ChunkView(txn.open_table(BLOBS)?))
     }
 
-    /// All recorded blobs with their sizes.
-    pub fn chunk_records(&self) -> Result<Vec<(ChunkId, u64)>> {
+    /// Where the blob of `id` is, if this node holds it.
+    pub fn slot(&self, id: &ChunkId) -> Result<Option<Slot>> {
+        self.chunk_view()?.slot(id)
+    }
+
+    /// All recorded blobs with their slots.
+    pub fn chunk_records(&self) -> Result<Vec<(ChunkId, Slot)>> {
+        let mut out = Vec::new();
+        self.for_each_slot(|id, slot| out.push((id, slot)))?;
+        Ok(out)
+    }
+
+    fn for_each_slot(&self, mut each: impl FnMut(ChunkId, Slot)) -> Result<()> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(CHUNKS)?;
+        let table = txn.open_table(BLOBS)?;
+        for row in table.iter()? {
+            let (k, v) = row?;
+            each(ChunkId(k.value()), Slot::decode(&v.value()));
+        }
+        Ok(())
+    }
+
+    /// The recorded slots in each of `segments`.
+    pub fn slots_in(&self, segments: &BTreeSet<u64>) -> Result<HashMap<u64, Vec<Slot>>> {
+        let mut out: HashMap<u64, Vec<Slot>> = HashMap::new();
+        self.for_each_slot(|_, slot| {
+            if segments.contains(&slot.segment) {
+                out.entry(slot.segment).or_default().push(slot);
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// How many recorded slots each segment holds.
+    pub fn live_counts(&self) -> Result<HashMap<u64, u64>> {
+        let mut out: HashMap<u64, u64> = HashMap::new();
+        self.for_each_slot(|_, slot| *out.entry(slot.segment).or_default() += 1)?;
+        Ok(out)
+    }
+
+    /// Blobs recorded by format 1 (a file each) and not yet moved into segments.
+    pub fn legacy_chunks(&self) -> Result<Vec<(ChunkId, u64)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LEGACY_CHUNKS)?;
         let mut out = Vec::new();
         for row in table.iter()? {
             let (k, v) = row?;
@@ -310,12 +388,45 @@ impl Catalogue {
         Ok(out)
     }
 
+    /// In one transaction: records `moved` format 1 blobs at their new (durable)
+    /// slots and forgets their old records, and forgets the old records of
+    /// `dropped` (blobs whose files were missing or unreadable). Returns the bytes
+    /// the dropped ones accounted for.
+    pub fn migrate_legacy(&self, moved: &[(ChunkId, Slot)], dropped: &[ChunkId]) -> Result<u64> {
+        let txn = self.db.begin_write()?;
+        let mut freed = 0;
+        {
+            let mut legacy = txn.open_table(LEGACY_CHUNKS)?;
+            let mut blobs = txn.open_table(BLOBS)?;
+            for (id, slot) in moved {
+                legacy.remove(id.0)?;
+                blobs.insert(id.0, slot.encode())?;
+            }
+            for id in dropped {
+                if let Some(len) = legacy.remove(id.0)? {
+                    freed += len.value();
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(freed)
+    }
+
+    /// Records that every blob is in a segment (format 2).
+    pub fn finish_migration(&self) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(META_FORMAT, FORMAT.to_le_bytes().as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Records new blobs and offers `entry`; applied only if newer than what is held.
     /// `new_chunks` are recorded either way: their blobs are durable and counted.
     pub fn apply(
         &self,
         entry: &CatalogueEntry,
-        new_chunks: &[(ChunkId, u64)],
+        new_chunks: &[(ChunkId, Slot)],
         clock: u64,
     ) -> Result<ApplyOutcome> {
         let txn = self.db.begin_write()?;
@@ -344,7 +455,7 @@ impl Catalogue {
         &self,
         txn: &redb::WriteTransaction,
         entry: &CatalogueEntry,
-        new_chunks: &[(ChunkId, u64)],
+        new_chunks: &[(ChunkId, Slot)],
     ) -> Result<ApplyOutcome> {
         let name_id = self.crypto.name_id(entry.name());
         let sealed = self
@@ -352,13 +463,8 @@ impl Catalogue {
             .seal_record(&catalogue_context(&name_id), &entry.encode())
             .map_err(|e| StoreError::io("sealing a catalogue entry", std::io::Error::other(e)))?;
         let mut outcome = ApplyOutcome::default();
-        let mut chunks = txn.open_table(CHUNKS)?;
-        for (id, len) in new_chunks {
-            if chunks.get(id.0)?.is_none() {
-                chunks.insert(id.0, *len)?;
-                outcome.recorded_bytes += len;
-            }
-        }
+        (outcome.recorded_bytes, outcome.slots) =
+            record_in(&mut txn.open_table(BLOBS)?, new_chunks)?;
         let mut catalogue = txn.open_table(CATALOGUE)?;
         let previous = match catalogue.get(name_id.0)? {
             Some(v) => Some(self.open_entry(&name_id, v.value())?),
@@ -399,18 +505,18 @@ impl Catalogue {
         &self,
         candidates: &[ChunkId],
         keep: impl Fn(&ChunkId) -> bool,
-    ) -> Result<Vec<(ChunkId, u64)>> {
+    ) -> Result<Vec<(ChunkId, Slot)>> {
         let txn = self.db.begin_write()?;
         let mut forgotten = Vec::new();
         {
             let refs = txn.open_table(CHUNK_REFS)?;
-            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut blobs = txn.open_table(BLOBS)?;
             for id in candidates {
                 if keep(id) || refs.get(id.0)?.is_some() {
                     continue;
                 }
-                if let Some(len) = chunks.remove(id.0)? {
-                    forgotten.push((*id, len.value()));
+                if let Some(slot) = blobs.remove(id.0)? {
+                    forgotten.push((*id, Slot::decode(&slot.value())));
                 }
             }
         }
@@ -419,23 +525,23 @@ impl Catalogue {
     }
 
     /// Forgets the records of `ids`, referenced or not (a damaged blob, or a copy
-    /// this node gives up). Returns the bytes they accounted for.
-    pub fn forget_chunks(&self, ids: &[ChunkId]) -> Result<u64> {
+    /// this node gives up). Returns the slots they had.
+    pub fn forget_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Slot>> {
         if ids.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let txn = self.db.begin_write()?;
-        let mut freed = 0;
+        let mut forgotten = Vec::new();
         {
-            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut blobs = txn.open_table(BLOBS)?;
             for id in ids {
-                if let Some(len) = chunks.remove(id.0)? {
-                    freed += len.value();
+                if let Some(slot) = blobs.remove(id.0)? {
+                    forgotten.push(Slot::decode(&slot.value()));
                 }
             }
         }
         txn.commit()?;
-        Ok(freed)
+        Ok(forgotten)
     }
 
     /// Those of `ids` (deduplicated) that exactly one live manifest references.
@@ -538,18 +644,38 @@ impl Catalogue {
         Ok(unreferenced)
     }
 
-    /// Recorded blobs that no live manifest references.
-    pub fn unreferenced_chunks(&self) -> Result<Vec<ChunkId>> {
+    /// Recorded blobs that no live manifest references, with their slots.
+    pub fn unreferenced_chunks(&self) -> Result<Vec<(ChunkId, Slot)>> {
         let txn = self.db.begin_read()?;
         let refs = txn.open_table(CHUNK_REFS)?;
-        let chunks = txn.open_table(CHUNKS)?;
+        let blobs = txn.open_table(BLOBS)?;
         let mut out = Vec::new();
-        for row in chunks.iter()? {
-            let id = row?.0.value();
-            if refs.get(id)?.is_none() {
-                out.push(ChunkId(id));
+        for row in blobs.iter()? {
+            let (id, slot) = row?;
+            if refs.get(id.value())?.is_none() {
+                out.push((ChunkId(id.value()), Slot::decode(&slot.value())));
             }
         }
         Ok(out)
     }
+}
+
+/// Records the slots of `chunks` not recorded yet; returns their bytes and which
+/// slots were recorded.
+fn record_in(
+    table: &mut redb::Table<[u8; 32], [u8; Slot::ENCODED_LEN]>,
+    chunks: &[(ChunkId, Slot)],
+) -> Result<(u64, SlotOutcome)> {
+    let mut bytes = 0;
+    let mut outcome = SlotOutcome::default();
+    for (id, slot) in chunks {
+        if table.get(id.0)?.is_none() {
+            table.insert(id.0, slot.encode())?;
+            bytes += slot.len as u64;
+            outcome.recorded.push(*slot);
+        } else {
+            outcome.unrecorded.push(*slot);
+        }
+    }
+    Ok((bytes, outcome))
 }

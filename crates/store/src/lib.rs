@@ -6,13 +6,12 @@
 //!
 //! * [`keys`]: the network key and its subkeys.
 //! * [`crypto`]: sealing of chunks and records (AES-256-GCM, keyed BLAKE3 ids).
-//! * [`chunks`]: blob files on disk, with durable writes.
+//! * [`segments`]: blobs packed into segment files, with durable writes.
 //! * [`catalogue`]: the redb metadata database.
 //! * [`vault`]: the streaming façade used by the node.
 
 pub mod buffers;
 pub mod catalogue;
-pub mod chunks;
 pub mod crypto;
 pub mod direct;
 pub mod error;
@@ -22,6 +21,7 @@ pub mod index;
 pub mod keys;
 pub mod manifest;
 pub mod names;
+pub mod segments;
 pub mod space;
 pub mod vault;
 pub mod version;
@@ -33,8 +33,8 @@ pub use manifest::{CatalogueEntry, FileSummary, Manifest, Tombstone};
 pub use names::{MAX_NAME_BYTES, NameError, validate_name};
 pub use space::Usage;
 pub use vault::{
-    BlobTap, DEFAULT_CHUNK_SIZE, DEFAULT_TOMBSTONE_RETENTION, DataDirLock, DeleteOutcome,
-    FileReader, GcReport, SweepReport, Vault, VaultConfig, VerifyReport, WriteOutcome,
-    stored_size_of,
+    BlobLocation, BlobTap, DEFAULT_CHUNK_SIZE, DEFAULT_TOMBSTONE_RETENTION, Damage, DataDirLock,
+    DeleteOutcome, FileReader, GcReport, SweepReport, Vault, VaultConfig, VerifyReport,
+    WriteOutcome, stored_size_of,
 };
 pub use version::Version;

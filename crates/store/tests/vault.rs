@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
+use peervault_store::crypto::CHUNK_OVERHEAD;
+use peervault_store::segments::SLOT_ALIGN;
 use peervault_store::{
     ChunkProblem, NetworkKey, OriginId, StoreError, Vault, VaultConfig, stored_size_of,
 };
@@ -51,6 +53,19 @@ async fn read_all(vault: &Vault, name: &str) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
+fn flip_byte(path: &Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0xff], at).unwrap();
+    file.sync_all().unwrap();
+}
+
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -67,8 +82,29 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn chunk_files(dir: &Path) -> Vec<PathBuf> {
-    files_under(&dir.join("chunks"))
+/// Bytes of blob data in the segment files: whole blocks, punched holes excluded.
+fn blob_bytes_on_disk(dir: &Path) -> u64 {
+    files_under(&dir.join("segments"))
+        .iter()
+        .map(|p| peervault_store::segments::data_bytes(p).unwrap())
+        .sum()
+}
+
+/// Bytes a slot for a chunk of `plain` bytes occupies in its segment.
+fn slot_bytes(plain: u64) -> u64 {
+    let blob = plain + CHUNK_OVERHEAD as u64;
+    blob.div_ceil(SLOT_ALIGN) * SLOT_ALIGN
+}
+
+/// Bytes the slots of a file of `size` bytes occupy.
+fn slots_of_file(size: u64, chunk: u32) -> u64 {
+    let chunk = chunk as u64;
+    let full = size / chunk;
+    let tail = match size % chunk {
+        0 => 0,
+        rest => slot_bytes(rest),
+    };
+    full * slot_bytes(chunk) + tail
 }
 
 #[tokio::test]
@@ -113,11 +149,10 @@ async fn data_survives_reopen_and_usage_is_exact() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].name, "kept");
     assert_eq!(read_all(&vault, "kept").await.unwrap(), bytes);
-    let on_disk: u64 = chunk_files(dir.path())
-        .iter()
-        .map(|p| std::fs::metadata(p).unwrap().len())
-        .sum();
-    assert_eq!(on_disk, used);
+    assert_eq!(
+        blob_bytes_on_disk(dir.path()),
+        slots_of_file(bytes.len() as u64, SMALL_CHUNK)
+    );
 }
 
 #[tokio::test]
@@ -168,14 +203,17 @@ async fn equal_chunks_are_stored_once() {
     let second = vault.write_file("b", &block[..], None).await.unwrap();
     assert_eq!(second.stored_bytes, 0);
     assert_eq!(second.reused_chunks, 1);
-    assert_eq!(chunk_files(dir.path()).len(), 1);
+    assert_eq!(
+        blob_bytes_on_disk(dir.path()),
+        slot_bytes(SMALL_CHUNK as u64)
+    );
     // Deleting one user of the chunk keeps it for the other.
     vault.delete("a").await.unwrap();
     assert_eq!(read_all(&vault, "b").await.unwrap(), block);
     let freed = vault.delete("b").await.unwrap().freed_bytes;
     assert_eq!(freed, first.stored_bytes);
     assert_eq!(vault.usage().used_bytes, 0);
-    assert!(chunk_files(dir.path()).is_empty());
+    assert_eq!(blob_bytes_on_disk(dir.path()), 0);
 }
 
 #[tokio::test]
@@ -192,7 +230,10 @@ async fn overwrite_replaces_and_frees_the_old_version() {
         vault.usage().used_bytes,
         stored_size_of(new.len() as u64, SMALL_CHUNK)
     );
-    assert_eq!(chunk_files(dir.path()).len(), 1);
+    assert_eq!(
+        blob_bytes_on_disk(dir.path()),
+        slot_bytes(SMALL_CHUNK as u64)
+    );
 }
 
 #[tokio::test]
@@ -229,14 +270,12 @@ async fn a_corrupted_chunk_fails_reads_and_is_reported_by_verify() {
         .write_file("precious", &bytes[..], None)
         .await
         .unwrap();
-    let victim = dir
-        .path()
-        .join("chunks")
-        .join(&out.manifest.chunks[2].to_hex()[..2])
-        .join(out.manifest.chunks[2].to_hex());
-    let mut blob = std::fs::read(&victim).unwrap();
-    blob[100] ^= 0xff;
-    std::fs::write(&victim, blob).unwrap();
+    let victim = vault
+        .blob_location(out.manifest.chunks[2])
+        .await
+        .unwrap()
+        .unwrap();
+    flip_byte(&victim.path, victim.offset + 100);
 
     let mut reader = vault.read_file("precious").await.unwrap();
     let mut good = Vec::new();
@@ -263,10 +302,18 @@ async fn a_corrupted_chunk_fails_reads_and_is_reported_by_verify() {
 
     let report = vault.verify_file("precious").await.unwrap();
     assert_eq!(report.damaged.len(), 1);
-    assert_eq!(report.damaged[0].0, 2);
-    std::fs::remove_file(&victim).unwrap();
+    assert_eq!(report.damaged[0].index, 2);
+    assert_eq!(report.damaged[0].location, Some(victim.clone()));
+    // The segment gone altogether: every chunk is missing.
+    std::fs::remove_file(&victim.path).unwrap();
     let all = vault.verify_all().await.unwrap();
-    assert_eq!(all[0].damaged[0].2, ChunkProblem::Missing);
+    assert_eq!(all[0].damaged.len(), 4);
+    assert!(
+        all[0]
+            .damaged
+            .iter()
+            .all(|d| d.problem == ChunkProblem::Missing)
+    );
 }
 
 #[tokio::test]
@@ -345,7 +392,10 @@ async fn quota_refuses_early_and_midway_and_loses_nothing() {
     assert!(matches!(err, StoreError::QuotaExceeded { .. }), "{err}");
     assert!(err.to_string().contains("raise the quota"));
     assert_eq!(vault.usage().reserved_bytes, 0);
-    assert_eq!(chunk_files(dir.path()).len(), 2);
+    assert_eq!(
+        blob_bytes_on_disk(dir.path()),
+        2 * slot_bytes(SMALL_CHUNK as u64)
+    );
     assert_eq!(read_all(&vault, "keep").await.unwrap(), keep);
     assert_eq!(vault.list().await.unwrap().len(), 1);
 }
@@ -376,7 +426,7 @@ async fn a_failing_reader_leaves_no_trace() {
         .unwrap_err();
     assert!(err.to_string().contains("connection lost"), "{err}");
     assert!(vault.list().await.unwrap().is_empty());
-    assert!(chunk_files(dir.path()).is_empty());
+    assert_eq!(blob_bytes_on_disk(dir.path()), 0);
     assert_eq!(vault.usage().used_bytes, 0);
 }
 
@@ -386,13 +436,14 @@ async fn sweep_removes_unrecorded_files_but_nothing_live() {
     let vault = open(dir.path(), SMALL_CHUNK).await;
     let bytes = data(3 * SMALL_CHUNK as usize, 10);
     vault.write_file("live", &bytes[..], None).await.unwrap();
-    // Debris of an interrupted write: a blob file with no record.
-    let stray = dir.path().join("chunks/ff");
-    std::fs::create_dir_all(&stray).unwrap();
-    std::fs::write(stray.join("ff".repeat(32)), b"debris").unwrap();
+    // Debris of an interrupted write: a segment file with nothing recorded.
+    let stray = dir.path().join("segments/00000000000000ff.seg");
+    std::fs::write(&stray, data(3 * SLOT_ALIGN as usize, 11)).unwrap();
     let report = vault.sweep().await.unwrap();
     assert_eq!(report.unrecorded_removed, 1);
     assert_eq!(report.unreferenced_removed, 0);
+    assert_eq!(report.bytes_freed, 3 * SLOT_ALIGN);
+    assert!(!stray.exists());
     assert_eq!(read_all(&vault, "live").await.unwrap(), bytes);
     assert!(vault.verify_file("live").await.unwrap().is_ok());
 }
@@ -478,7 +529,7 @@ async fn gc_keeps_a_young_streamed_blob_and_removes_it_once_old() {
     assert_eq!((old.orphaned, old.removed), (1, 1));
     assert_eq!(old.bytes_freed, used);
     assert_eq!(dst.usage().used_bytes, 0);
-    assert!(chunk_files(dst_dir.path()).is_empty());
+    assert_eq!(blob_bytes_on_disk(dst_dir.path()), 0);
 }
 
 #[tokio::test]
@@ -588,4 +639,163 @@ async fn partial_copies_are_files_held_in_part_whose_chunks_no_complete_file_use
         .map(|(m, missing)| (m.name, missing))
         .collect();
     assert_eq!(partial, [("c".to_string(), vec![1, 2])]);
+}
+
+/// Turns a vault written by this version back into format 1 (a file per blob
+/// under `chunks/`, lengths in a `chunks` table), as an earlier version left it.
+fn downgrade_to_format_1(dir: &Path) {
+    use peervault_store::segments::Slot;
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    const BLOBS: TableDefinition<[u8; 32], [u8; Slot::ENCODED_LEN]> = TableDefinition::new("blobs");
+    const CHUNKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("chunks");
+    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    let db = redb::Database::open(dir.join("meta.redb")).unwrap();
+    let slots: Vec<([u8; 32], Slot)> = {
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(BLOBS).unwrap();
+        table
+            .iter()
+            .unwrap()
+            .map(|row| {
+                let (k, v) = row.unwrap();
+                (k.value(), Slot::decode(&v.value()))
+            })
+            .collect()
+    };
+    let txn = db.begin_write().unwrap();
+    {
+        let mut blobs = txn.open_table(BLOBS).unwrap();
+        let mut chunks = txn.open_table(CHUNKS).unwrap();
+        for (id, slot) in &slots {
+            let segment = dir.join(format!("segments/{:016x}.seg", slot.segment));
+            let mut blob = vec![0u8; slot.len as usize];
+            std::os::unix::fs::FileExt::read_exact_at(
+                &std::fs::File::open(segment).unwrap(),
+                &mut blob,
+                slot.offset,
+            )
+            .unwrap();
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            let shard = dir.join("chunks").join(&hex[..2]);
+            std::fs::create_dir_all(&shard).unwrap();
+            std::fs::write(shard.join(&hex), &blob).unwrap();
+            blobs.remove(id).unwrap();
+            chunks.insert(id, slot.len as u64).unwrap();
+        }
+        txn.open_table(META)
+            .unwrap()
+            .insert("format", 1u32.to_le_bytes().as_slice())
+            .unwrap();
+    }
+    txn.commit().unwrap();
+    std::fs::remove_dir_all(dir.join("segments")).unwrap();
+}
+
+#[tokio::test]
+async fn a_format_1_vault_moves_its_chunk_files_into_segments_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<Vec<u8>> = (0..3)
+        .map(|i| data(5 * SMALL_CHUNK as usize + 7 * i, 20 + i as u64))
+        .collect();
+    let used = {
+        let vault = open(dir.path(), SMALL_CHUNK).await;
+        for (i, bytes) in files.iter().enumerate() {
+            vault
+                .write_file(&format!("f{i}"), &bytes[..], None)
+                .await
+                .unwrap();
+        }
+        vault.usage().used_bytes
+    };
+    downgrade_to_format_1(dir.path());
+    // What an earlier version could leave besides: a temporary file and a blob
+    // file nothing records.
+    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    std::fs::write(dir.path().join("tmp/half.tmp"), b"half").unwrap();
+    std::fs::create_dir_all(dir.path().join("chunks/ee")).unwrap();
+    std::fs::write(dir.path().join("chunks/ee").join("ee".repeat(32)), b"x").unwrap();
+
+    let vault = open(dir.path(), SMALL_CHUNK).await;
+    assert_eq!(vault.usage().used_bytes, used);
+    for (i, bytes) in files.iter().enumerate() {
+        assert_eq!(read_all(&vault, &format!("f{i}")).await.unwrap(), *bytes);
+    }
+    assert!(vault.verify_all().await.unwrap().iter().all(|r| r.is_ok()));
+    assert!(!dir.path().join("chunks").exists());
+    assert!(!dir.path().join("tmp").exists());
+    let expected: u64 = files
+        .iter()
+        .map(|f| slots_of_file(f.len() as u64, SMALL_CHUNK))
+        .sum();
+    assert_eq!(blob_bytes_on_disk(dir.path()), expected);
+    // Nothing left for the start-up sweep, and the move is not done twice.
+    assert_eq!(vault.sweep().await.unwrap(), Default::default());
+    drop(vault);
+    let vault = open(dir.path(), SMALL_CHUNK).await;
+    assert_eq!(vault.usage().used_bytes, used);
+    assert_eq!(blob_bytes_on_disk(dir.path()), expected);
+}
+
+#[tokio::test]
+async fn a_format_1_blob_file_that_is_gone_or_damaged_is_dropped_and_the_rest_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = data(3 * SMALL_CHUNK as usize, 30);
+    let manifest = {
+        let vault = open(dir.path(), SMALL_CHUNK).await;
+        vault
+            .write_file("f", &bytes[..], None)
+            .await
+            .unwrap()
+            .manifest
+    };
+    downgrade_to_format_1(dir.path());
+    let path_of = |i: usize| {
+        let hex = manifest.chunks[i].to_hex();
+        dir.path().join("chunks").join(&hex[..2]).join(hex)
+    };
+    std::fs::remove_file(path_of(0)).unwrap();
+    // Larger than any blob can be: damage, not data.
+    std::fs::File::options()
+        .write(true)
+        .open(path_of(1))
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+
+    let vault = open(dir.path(), SMALL_CHUNK).await;
+    let report = vault.verify_file("f").await.unwrap();
+    let damaged: Vec<(usize, ChunkProblem)> = report
+        .damaged
+        .iter()
+        .map(|d| (d.index, d.problem))
+        .collect();
+    assert_eq!(
+        damaged,
+        [(0, ChunkProblem::Missing), (1, ChunkProblem::Missing)]
+    );
+    // Only the one good blob counts, and the damaged file is kept aside.
+    assert_eq!(
+        vault.usage().used_bytes,
+        (SMALL_CHUNK as usize + CHUNK_OVERHEAD) as u64
+    );
+    assert_eq!(files_under(&dir.path().join("quarantine")).len(), 1);
+    assert!(!dir.path().join("chunks").exists());
+}
+
+#[tokio::test]
+async fn without_direct_io_blobs_go_through_the_page_cache() {
+    // tmpfs refuses O_DIRECT; the segments fall back to plain reads and writes.
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        eprintln!("skipped: no /dev/shm (tmpfs) on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir_in(shm).unwrap();
+    let vault = open(dir.path(), SMALL_CHUNK).await;
+    let bytes = data(7 * SMALL_CHUNK as usize + 3, 40);
+    vault.write_file("f", &bytes[..], None).await.unwrap();
+    assert_eq!(read_all(&vault, "f").await.unwrap(), bytes);
+    assert!(vault.verify_file("f").await.unwrap().is_ok());
+    vault.delete("f").await.unwrap();
+    assert_eq!(blob_bytes_on_disk(dir.path()), 0);
 }

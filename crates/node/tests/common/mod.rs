@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
-use peervault_node::{Endpoint, NetworkKey, Node, NodeConfig, Replicas, StoreError};
+use peervault_node::{ChunkId, Endpoint, NetworkKey, Node, NodeConfig, Replicas, StoreError};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -148,21 +148,77 @@ pub fn same_peer_id(a: &Node, dir: &Path) -> bool {
     !key.is_empty() && !a.peer_id().is_empty()
 }
 
-/// Every blob file under a node's data dir, with its bytes.
-pub fn chunk_files(data_dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let Ok(shards) = std::fs::read_dir(data_dir.join("chunks")) else {
-        return out;
-    };
-    for shard in shards.flatten() {
-        for file in std::fs::read_dir(shard.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            out.push((file.path(), std::fs::read(file.path()).unwrap()));
-        }
+/// A blob a node holds, as it lies in its segment file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Blob {
+    pub id: ChunkId,
+    pub path: PathBuf,
+    pub offset: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl Blob {
+    /// Writes `bytes` over the blob where it lies (damage, for the tests that
+    /// need some), durably.
+    pub fn overwrite(&self, bytes: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::options()
+            .write(true)
+            .open(&self.path)
+            .unwrap();
+        file.write_all_at(bytes, self.offset).unwrap();
+        file.sync_all().unwrap();
     }
+
+    /// The blob with the byte at `at` changed by `mask`, written back.
+    pub fn damage(&self, at: usize, mask: u8) {
+        let mut damaged = self.bytes.clone();
+        damaged[at] ^= mask;
+        self.overwrite(&damaged);
+    }
+}
+
+/// Every blob a node holds, with its bytes, by chunk id.
+pub async fn blobs(node: &Node) -> Vec<Blob> {
+    use std::os::unix::fs::FileExt;
+    let mut out: Vec<Blob> = node
+        .blob_locations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, at)| {
+            let mut bytes = vec![0u8; at.len as usize];
+            std::fs::File::open(&at.path)
+                .unwrap()
+                .read_exact_at(&mut bytes, at.offset)
+                .unwrap();
+            Blob {
+                id,
+                path: at.path,
+                offset: at.offset,
+                bytes,
+            }
+        })
+        .collect();
     out.sort();
     out
+}
+
+/// Bytes of blob data in a node's segment files: whole blocks, holes excluded.
+pub fn blob_bytes_on_disk(data_dir: &Path) -> u64 {
+    std::fs::read_dir(data_dir.join("segments"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| peervault_store::segments::data_bytes(&e.path()).ok())
+        .sum()
+}
+
+/// What a node holds: each chunk id with its blob's bytes (wherever they lie).
+pub async fn held_blobs(node: &Node) -> Vec<(ChunkId, Vec<u8>)> {
+    blobs(node)
+        .await
+        .into_iter()
+        .map(|b| (b.id, b.bytes))
+        .collect()
 }

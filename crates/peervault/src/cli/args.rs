@@ -173,8 +173,8 @@ pub struct NodeArgs {
     #[arg(long, value_name = "DURATION", help_heading = MAINTENANCE)]
     pub gc_delay: Option<String>,
 
-    /// Unreferenced chunks and temporary files younger than this are kept
-    /// [default: 10m].
+    /// Unreferenced chunks, and space left by interrupted writes, younger than this are
+    /// kept [default: 10m].
     #[arg(long, value_name = "DURATION", help_heading = MAINTENANCE)]
     pub gc_grace: Option<String>,
 

@@ -398,8 +398,14 @@ pub fn verify_lines(files: &[FileCheck]) -> String {
                 plural(f.chunks, "chunk")
             ));
             for d in &f.damaged {
+                let at = match (&d.segment, d.offset) {
+                    (Some(segment), Some(offset)) => {
+                        format!(" at byte {offset} of {}", segment.display())
+                    }
+                    _ => String::new(),
+                };
                 out.push_str(&format!(
-                    "         chunk {} ({}): {}\n",
+                    "         chunk {} ({}): {}{at}\n",
                     d.index,
                     &d.chunk[..16],
                     d.problem

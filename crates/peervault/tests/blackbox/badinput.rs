@@ -174,7 +174,13 @@ fn malformed_control_requests_are_errors_and_leave_nothing_behind() {
         still_serving(&mut node);
     }
     assert!(node.ls().is_empty(), "no partial file appeared");
-    // Whatever the failed upload left in tmp/ is gone or unreferenced.
+    // Whatever the failed upload wrote is given back (once the node has seen its
+    // client go).
+    crate::harness::eventually(
+        "the failed upload's space is given back",
+        std::time::Duration::from_secs(20),
+        || crate::harness::blob_bytes_on_disk(&data) == 0,
+    );
     let out = node.ok(&["gc", "--json"]);
     let gc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(gc["corrupted"], 0);

@@ -90,7 +90,8 @@ fn a_full_disk_refuses_the_write_clearly_keeps_what_was_stored_and_degrades_heal
     node.ok(&["get", "small.bin", "-o", copy.to_str().unwrap()]);
     assert_eq!(hash_file(&copy), small_hash);
     assert_eq!(node.ls().len(), 1);
-    assert!(crate::harness::files_under(&data.join("tmp")).is_empty());
+    // Three blobs of 1 MiB (and a few bytes) in slots of whole 4 KiB blocks.
+    assert_eq!(crate::harness::blob_bytes_on_disk(&data), 3 * (MIB + 4096));
     let (code, body) = http_get(&format!("{}/health", node.metrics_url()));
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("disk error"), "{body}");
@@ -137,6 +138,8 @@ fn a_damaged_metadata_database_is_refused_with_advice_and_nothing_panics() {
     write_random_file(&input, 2 * MIB, 4);
     node.ok(&["put", input.to_str().unwrap()]);
     node.stop();
+    let blobs = crate::harness::blob_bytes_on_disk(&data);
+    assert!(blobs > 2 * MIB);
     let meta = data.join("meta.redb");
     let original = std::fs::read(&meta).unwrap();
     for (what, damaged) in [
@@ -161,14 +164,14 @@ fn a_damaged_metadata_database_is_refused_with_advice_and_nothing_panics() {
             "{what}: {log}"
         );
         // Refusing touched no chunk.
-        assert_eq!(crate::harness::files_under(&data.join("chunks")).len(), 2);
+        assert_eq!(crate::harness::blob_bytes_on_disk(&data), blobs);
     }
     // The advice works: with the file moved aside the node starts, with an empty
-    // catalogue to rebuild from peers, and keeps the chunk files for it.
+    // catalogue to rebuild from peers, and keeps the chunk blobs for it.
     std::fs::rename(&meta, data.join("meta.redb.damaged")).unwrap();
     let fresh = TestNode::start(&data);
     assert!(fresh.ls().is_empty());
-    assert_eq!(crate::harness::files_under(&data.join("chunks")).len(), 2);
+    assert_eq!(crate::harness::blob_bytes_on_disk(&data), blobs);
     assert!(
         fresh.log().contains("the catalogue is rebuilt from peers"),
         "{}",

@@ -1,9 +1,11 @@
 //! Storing, listing, reading and deleting real files through the CLI.
 
-use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{TestNode, files_under, hash_file, stderr, stdout, write_random_file};
+use crate::harness::{
+    TestNode, blob_bytes_on_disk, files_under, flip_byte, hash_file, segment_files, stderr, stdout,
+    write_random_file,
+};
 
 const CHUNK: u64 = 1024 * 1024;
 
@@ -126,10 +128,6 @@ fn plaintext_never_reaches_the_data_dir() {
     }
 }
 
-fn chunk_path(data: &Path, chunk_hex: &str) -> std::path::PathBuf {
-    data.join("chunks").join(&chunk_hex[..2]).join(chunk_hex)
-}
-
 #[test]
 fn a_corrupted_chunk_fails_get_writes_no_wrong_bytes_and_verify_reports_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,14 +141,14 @@ fn a_corrupted_chunk_fails_get_writes_no_wrong_bytes_and_verify_reports_it() {
             .contains("All 1 file held here verified")
     );
 
-    // Flip one byte in the middle chunk's ciphertext. Chunk ids are not listed by the
-    // CLI, so find the blob files on disk: three, one per chunk.
-    let blobs: Vec<_> = files_under(&data.join("chunks"));
-    assert_eq!(blobs.len(), 3);
-    let victim = &blobs[1];
-    let mut bytes = std::fs::read(victim).unwrap();
-    bytes[1000] ^= 0x40;
-    std::fs::write(victim, bytes).unwrap();
+    // Flip one byte in the middle chunk's ciphertext. A fresh node appends the
+    // blobs of one put to one segment file, one after another in slots of equal
+    // size (the chunks are).
+    let segments = segment_files(&data);
+    assert_eq!(segments.len(), 1);
+    let victim = &segments[0];
+    let slot = std::fs::metadata(victim).unwrap().len() / 3;
+    flip_byte(victim, slot + 1000, 0x40);
 
     let dest = dir.path().join("restored.bin");
     std::fs::write(&dest, b"previous contents").unwrap();
@@ -203,8 +201,16 @@ fn a_corrupted_chunk_fails_get_writes_no_wrong_bytes_and_verify_reports_it() {
     assert!(stdout(&verify).contains("DAMAGED"), "{}", stdout(&verify));
     let json: serde_json::Value =
         serde_json::from_slice(&node.cli(&["verify", "--json"]).stdout).unwrap();
-    let damaged = &json[0]["damaged"][0];
-    assert!(chunk_path(&data, damaged["chunk"].as_str().unwrap()) == *victim);
+    let damaged = &json[0]["damaged"];
+    assert_eq!(damaged.as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(damaged[0]["index"], 1);
+    assert_eq!(damaged[0]["segment"].as_str(), victim.to_str());
+    assert_eq!(damaged[0]["offset"], slot);
+    assert!(
+        stdout(&verify).contains(&format!("at byte {slot} of {}", victim.display())),
+        "{}",
+        stdout(&verify)
+    );
     assert_ne!(hash, blake3::hash(b""));
 }
 
@@ -315,8 +321,11 @@ fn gc_on_a_lone_node_reports_damage_it_cannot_repair() {
             && healthy.contains(": 0 corrupted, 0 orphaned, 0 removed"),
         "{healthy}"
     );
-    let blobs = files_under(&dir.path().join("node/chunks"));
-    std::fs::write(&blobs[0], b"garbage").unwrap();
+    // The first block of the first chunk's blob, garbled.
+    let segment = &segment_files(&dir.path().join("node"))[0];
+    for at in 0..7 {
+        flip_byte(segment, at, 0xa5);
+    }
     let out = node.cli(&["gc", "--json"]);
     assert!(!out.status.success(), "unrepaired damage fails the command");
     let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -346,12 +355,13 @@ fn the_gc_worker_runs_by_itself_after_its_delay_and_then_every_interval() {
     let input = dir.path().join("kept.bin");
     let hash = write_random_file(&input, 2 * CHUNK + 5, 6);
     node.ok(&["put", input.to_str().unwrap()]);
-    // A blob nobody recorded (what a crash mid-write leaves), next to the real ones.
-    let blobs = files_under(&data.join("chunks"));
-    assert_eq!(blobs.len(), 3);
-    std::fs::create_dir_all(data.join("chunks/00")).unwrap();
-    let orphan = data.join("chunks/00").join("00".repeat(32));
-    std::fs::copy(&blobs[0], &orphan).unwrap();
+    // Blobs nobody recorded (what a crash mid-write leaves) in a segment file of
+    // their own, as the first write after the restart would have started one.
+    let segments = segment_files(&data);
+    assert_eq!(segments.len(), 1);
+    let held = blob_bytes_on_disk(&data);
+    let orphan = data.join("segments/00000000000000ff.seg");
+    std::fs::copy(&segments[0], &orphan).unwrap();
     let runs = |node: &TestNode| {
         let m: serde_json::Value = serde_json::from_str(&node.ok(&["metrics", "--json"])).unwrap();
         m["gc"]["runs"].as_u64().unwrap()
@@ -373,7 +383,8 @@ fn the_gc_worker_runs_by_itself_after_its_delay_and_then_every_interval() {
         || runs(&node) >= 3,
     );
     // Nothing a live file uses was touched.
-    assert_eq!(files_under(&data.join("chunks")).len(), 3);
+    assert_eq!(segment_files(&data), segments);
+    assert_eq!(blob_bytes_on_disk(&data), held);
     let copy = dir.path().join("copy.bin");
     node.ok(&["get", "kept.bin", "-o", copy.to_str().unwrap()]);
     assert_eq!(hash_file(&copy), hash);

@@ -375,6 +375,47 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A node's segment files (where its chunk blobs lie), in the order created.
+pub fn segment_files(data: &Path) -> Vec<PathBuf> {
+    let mut files = files_under(&data.join("segments"));
+    files.sort();
+    files
+}
+
+/// Bytes of chunk blob data in a node's segment files: whole blocks, holes
+/// excluded (found with `SEEK_DATA` and `SEEK_HOLE`; `st_blocks` would also count
+/// the file system's own blocks).
+pub fn blob_bytes_on_disk(data: &Path) -> u64 {
+    use rustix::fs::{SeekFrom, seek};
+    let mut total = 0;
+    for path in segment_files(data) {
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let mut at = 0;
+        while let Ok(start) = seek(&file, SeekFrom::Data(at)) {
+            let end = seek(&file, SeekFrom::Hole(start)).unwrap();
+            total += end - start;
+            at = end;
+        }
+    }
+    total
+}
+
+/// Flips the bits of `mask` in the byte at `at` of `path`, durably.
+pub fn flip_byte(path: &Path, at: u64, mask: u8) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ mask], at).unwrap();
+    file.sync_all().unwrap();
+}
+
 /// A plain HTTP/1.1 GET: status code and body.
 pub fn http_get(url: &str) -> (u16, String) {
     http_request("GET", url)

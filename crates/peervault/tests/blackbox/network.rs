@@ -449,17 +449,20 @@ fn gc_restores_a_damaged_chunk_from_a_peer_and_get_is_byte_identical() {
     let input = dir.path().join("doc.bin");
     let hash = write_random_file(&input, 3 * MIB, 9);
     a.ok(&["put", input.to_str().unwrap()]);
-    let blobs = crate::harness::files_under(&dir.path().join("b/chunks"));
-    assert_eq!(blobs.len(), 3);
-    let mut bytes = std::fs::read(&blobs[2]).unwrap();
-    let at = bytes.len() / 3;
-    bytes[at] ^= 1;
-    std::fs::write(&blobs[2], &bytes).unwrap();
-    let peers_before: Vec<Vec<u8>> = ["a", "c"]
-        .iter()
-        .flat_map(|n| crate::harness::files_under(&dir.path().join(n).join("chunks")))
-        .map(|p| std::fs::read(p).unwrap())
-        .collect();
+    // b's copies arrived one by one into one segment file, in slots of equal size
+    // (the chunks are): damage the middle of the third.
+    let segments = crate::harness::segment_files(&dir.path().join("b"));
+    assert_eq!(segments.len(), 1);
+    let slot = std::fs::metadata(&segments[0]).unwrap().len() / 3;
+    crate::harness::flip_byte(&segments[0], 2 * slot + slot / 3, 1);
+    let peer_segments = || -> Vec<Vec<u8>> {
+        ["a", "c"]
+            .iter()
+            .flat_map(|n| crate::harness::segment_files(&dir.path().join(n)))
+            .map(|p| std::fs::read(p).unwrap())
+            .collect()
+    };
+    let peers_before = peer_segments();
 
     let out = b.ok(&["gc"]);
     assert!(
@@ -470,12 +473,7 @@ fn gc_restores_a_damaged_chunk_from_a_peer_and_get_is_byte_identical() {
     b.ok(&["get", "doc.bin", "-o", copy.to_str().unwrap()]);
     assert_eq!(hash_file(&copy), hash);
     b.ok(&["verify"]);
-    let peers_after: Vec<Vec<u8>> = ["a", "c"]
-        .iter()
-        .flat_map(|n| crate::harness::files_under(&dir.path().join(n).join("chunks")))
-        .map(|p| std::fs::read(p).unwrap())
-        .collect();
-    assert_eq!(peers_before, peers_after, "no peer's copy was touched");
+    assert_eq!(peers_before, peer_segments(), "no peer's copy was touched");
 }
 
 #[test]

@@ -63,7 +63,7 @@ fn every_file_and_directory_in_the_data_dir_is_the_owners_only() {
     assert!(repl.wait().unwrap().success());
     let node = TestNode::start(&data);
     node.ok(&["put", input.to_str().unwrap(), "--name", "second"]);
-    let mut checked = 0;
+    let (mut checked, mut segments) = (0, 0);
     let mut stack = vec![data.clone()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).unwrap().flatten() {
@@ -74,11 +74,13 @@ fn every_file_and_directory_in_the_data_dir_is_the_owners_only() {
                 stack.push(entry.path());
             } else {
                 assert_eq!(mode, 0o600, "{}", entry.path().display());
+                segments += entry.path().extension().is_some_and(|e| e == "seg") as usize;
             }
             checked += 1;
         }
     }
-    assert!(checked > 10, "only {checked} entries");
+    assert!(checked >= 8, "only {checked} entries");
+    assert!(segments >= 1, "no segment file among them");
     let top = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
     assert_eq!(top, 0o700);
 }

@@ -8,31 +8,27 @@
 //! * a blob is removed only if no live manifest references it (any manifest,
 //!   held here or not, so a chunk a peer may still ask for is never lost);
 //! * a pinned blob (one a write or an incoming copy is using) is never touched;
-//! * a blob file, or a temporary file, younger than the grace period is left
-//!   alone, so that blobs streamed ahead of their file's record (replication
-//!   sends chunks before the record) survive until the record arrives.
+//! * a blob stored less than the grace period ago is left alone, so that blobs
+//!   streamed ahead of their file's record (replication sends chunks before the
+//!   record) survive until the record arrives; so is the unrecorded space of a
+//!   segment written to within the grace period.
 //!
-//! Damaged blobs are not deleted: they are moved to `quarantine/` and their
+//! Damaged blobs are not deleted: they are copied to `quarantine/` and their
 //! records forgotten, so that the node stops serving and counting them, `holds`
 //! reports the file incomplete, and a good copy from a peer can take their place
 //! (the node layer does that right after).
 
 use std::collections::HashSet;
-use std::fs;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::exchange::holds_all;
 use super::{Inner, Vault};
 use crate::crypto::ChunkCheck;
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::ids::{ChunkId, NameId};
 use crate::manifest::{CatalogueEntry, Manifest};
 use crate::version::unix_millis_now;
-
-/// Temporary files younger than this are never removed, whatever the grace: a
-/// write in flight renames its temporary file within moments.
-const TMP_MIN_AGE: Duration = Duration::from_secs(60);
 
 /// How long a deletion is remembered: a node offline for longer must re-sync its
 /// catalogue before it may hand out its records again (see `crate::vault` and the
@@ -46,12 +42,11 @@ pub struct GcReport {
     pub checked: usize,
     /// Blobs that were missing or failed their check: quarantined and forgotten.
     pub corrupted: Vec<ChunkId>,
-    /// Blobs no live file references (recorded or not), found this pass.
+    /// Blobs no live file references, and runs of unrecorded segment space (left
+    /// by interrupted writes), found this pass.
     pub orphaned: usize,
     /// Of those, the ones old enough to be removed.
     pub removed: usize,
-    /// Temporary files of interrupted writes removed.
-    pub temp_removed: usize,
     pub bytes_freed: u64,
 }
 
@@ -218,89 +213,57 @@ impl Inner {
     fn collect_garbage(&self, grace: Duration) -> Result<GcReport> {
         let mut report = GcReport::default();
         self.check_blobs(&mut report)?;
-        let now = SystemTime::now();
-        let old_enough = |path: &std::path::Path, min: Duration| {
-            fs::metadata(path)
-                .and_then(|m| m.modified())
-                .map(|t| now.duration_since(t).unwrap_or_default() >= min)
-                // A file that vanished meanwhile is nothing to keep.
-                .unwrap_or(true)
-        };
 
         // Recorded blobs that no live file references.
         let unreferenced = self.catalogue.unreferenced_chunks()?;
         report.orphaned += unreferenced.len();
+        let now = crate::segments::unix_secs_now();
         let due: Vec<ChunkId> = unreferenced
             .into_iter()
-            .filter(|id| old_enough(&self.files.path_of(id), grace))
+            .filter(|(_, slot)| now.saturating_sub(slot.stored_at) >= grace.as_secs())
+            .map(|(id, _)| id)
             .collect();
         let (count, bytes) = self.forget(&due)?;
         report.removed += count;
         report.bytes_freed += bytes;
 
-        // Blob files nobody recorded (an interrupted write, or a crash before the
-        // record). The pin lock is taken per file so writers are not held up.
-        let on_disk = self
-            .files
-            .list()
-            .map_err(|e| StoreError::io("listing chunk files", e))?;
-        for id in on_disk {
-            let pins = self.pins.lock();
-            if pins.is_pinned(&id) || self.catalogue.has_chunk(&id)? {
-                continue;
-            }
-            report.orphaned += 1;
-            let path = self.files.path_of(&id);
-            if !old_enough(&path, grace) {
-                continue;
-            }
-            let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            self.files
-                .remove(&id)
-                .map_err(|e| StoreError::io("removing an unrecorded chunk", e))?;
-            drop(pins);
-            report.removed += 1;
-            report.bytes_freed += len;
-        }
-
-        let (temp, bytes) = self
-            .files
-            .clear_tmp_older_than(grace.max(TMP_MIN_AGE))
-            .map_err(|e| StoreError::io("removing temporary files", e))?;
-        report.temp_removed = temp;
-        report.bytes_freed += bytes;
+        // Space nobody recorded (an interrupted write, or a crash before the record).
+        let (found, reclaimed) = self.sweep_unrecorded(Some(grace))?;
+        report.orphaned += found.regions;
+        report.removed += reclaimed.regions;
+        report.bytes_freed += reclaimed.bytes;
         Ok(report)
     }
 
     /// Reads every recorded blob and checks its tag and hash; a damaged or missing
     /// one is quarantined and forgotten.
     fn check_blobs(&self, report: &mut GcReport) -> Result<()> {
-        for (id, _) in self.catalogue.chunk_records()? {
-            let mut blob = self.buffers.take();
-            let sound = self.files.read_into(&id, &mut blob).is_ok()
-                && self
-                    .crypto
-                    .open_chunk_in_place(&id, &mut blob, ChunkCheck::TagAndHash)
-                    .is_ok();
-            drop(blob);
+        let mut records = self.catalogue.chunk_records()?;
+        // In the order they lie on disk, not by id: one pass through each segment.
+        records.sort_unstable_by_key(|(_, slot)| (slot.segment, slot.offset));
+        for (id, slot) in records {
+            // Read around the page cache: a pass over every blob would otherwise
+            // push out of it whatever the machine was using it for.
+            let sound = self.files.read_blob(&slot).is_ok_and(|(mut buf, blob)| {
+                self.crypto
+                    .open_chunk_in_place(&id, &mut buf[blob], ChunkCheck::TagAndHash)
+                    .is_ok()
+            });
             report.checked += 1;
-            // A blob deleted since the list was taken is not damage.
-            if sound || !self.catalogue.has_chunk(&id)? {
+            // A blob forgotten (or stored again elsewhere) since the list was taken
+            // is not damage.
+            if sound || self.catalogue.slot(&id)? != Some(slot) {
                 continue;
             }
             tracing::warn!("chunk {id} is damaged or missing; moving it to quarantine");
-            self.files
-                .quarantine(&id)
-                .map_err(|e| StoreError::io(format!("quarantining chunk {id}"), e))?;
-            let freed = self.catalogue.forget_chunks(&[id])?;
-            self.space.sub_used(freed);
+            self.quarantine_one(&id)?;
             report.corrupted.push(id);
         }
         Ok(())
     }
 
-    /// Forgets the given blobs unless pinned, whoever references them, and deletes
-    /// their files. Returns how many went and the bytes freed.
+    /// Forgets the given blobs unless pinned, whoever references them, and frees
+    /// their slots. Returns how many went and the bytes freed.
     fn forget_chunks(&self, ids: &[ChunkId]) -> Result<(usize, u64)> {
         let pins = self.pins.lock();
         let ids: Vec<ChunkId> = ids
@@ -308,14 +271,8 @@ impl Inner {
             .filter(|id| !pins.is_pinned(id))
             .copied()
             .collect();
-        let freed = self.catalogue.forget_chunks(&ids)?;
-        for id in &ids {
-            if let Err(e) = self.files.remove(id) {
-                tracing::warn!("could not remove chunk file {id}: {e}");
-            }
-        }
+        let freed = self.forget_slots(&ids)?;
         drop(pins);
-        self.space.sub_used(freed);
         Ok((ids.len(), freed))
     }
 }

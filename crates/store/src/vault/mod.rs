@@ -1,25 +1,26 @@
 //! The vault: streaming, durable, encrypted file storage on one node.
 //!
-//! [`Vault`] ties together the chunk files, the metadata database, the clock, quota
-//! accounting and pins. Its operations are async and never hold a whole file in
-//! memory.
+//! [`Vault`] ties together the segment files, the metadata database, the clock,
+//! quota accounting and pins. Its operations are async and never hold a whole file
+//! in memory.
 //!
 //! **Write** ([`Vault::write_file`]) is a three-stage pipeline joined by bounded
 //! channels, so a slow disk slows the reader instead of filling memory:
 //!
 //! ```text
 //! reader task ──plain──▶ sealer thread ──blobs──▶ writer thread
-//! (fills 1 MiB buffers)  (hash, chunk id,        (temp file, fsync,
-//!                         dedup, quota, encrypt)  rename)
+//! (fills 1 MiB buffers)  (hash, chunk id,        (appends to a segment
+//!                         dedup, quota, encrypt)  of its own, O_DIRECT)
 //! ```
 //!
-//! When the input ends, the shard directories are fsynced and only then is the
-//! manifest committed together with the chunk records, in one transaction. A crash
-//! before that commit leaves unrecorded files that start-up clean-up removes; a
-//! crash after it leaves a complete file. Nobody ever sees a half-written version.
+//! When the input ends, the segment is made durable (one `fdatasync`) and only then
+//! is the manifest committed together with the blobs' slots, in one transaction. A
+//! crash before that commit leaves unrecorded space in a segment that the start-up
+//! sweep gives back; a crash after it leaves a complete file. Nobody ever sees a
+//! half-written version.
 //!
-//! **Read** ([`Vault::read_file`]) verifies each chunk (AEAD tag and keyed hash)
-//! on blocking threads, two chunks ahead, and yields only verified bytes in order.
+//! **Read** ([`Vault::read_file`]) checks each chunk's AEAD tag on blocking
+//! threads, several chunks ahead, and yields only verified bytes in order.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File};
@@ -32,10 +33,11 @@ use bytes::BufMut;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 mod exchange;
 mod gc;
+mod migrate;
 
 pub(crate) use gc::is_expired_tombstone;
 pub use gc::{DEFAULT_TOMBSTONE_RETENTION, GcReport};
@@ -44,7 +46,6 @@ pub use exchange::{ChunkSource, RemoteEntry};
 
 use crate::buffers::{BufferPool, PooledBuf};
 use crate::catalogue::Catalogue;
-use crate::chunks::{ChunkFiles, PendingBlob};
 use crate::crypto::{CHUNK_HEADER_LEN, CHUNK_OVERHEAD, ChunkCheck, Crypto};
 use crate::error::{ChunkProblem, Result, StoreError};
 use crate::group::GroupCommit;
@@ -53,6 +54,7 @@ use crate::index::CatalogueIndex;
 use crate::keys::NetworkKey;
 use crate::manifest::{CatalogueEntry, MAX_CHUNK_SIZE, Manifest, Tombstone};
 use crate::names::validate_name;
+use crate::segments::{Appender, Reclaimed, Segments, Slot};
 use crate::space::{PinSet, Pins, Reservation, Space, Usage};
 use crate::version::{HybridClock, Version};
 
@@ -68,6 +70,12 @@ const PIPELINE_DEPTH: usize = 2;
 /// Chunks verified ahead of the consumer on reads (memory: one buffer each).
 const READ_AHEAD: usize = 2;
 
+/// Chunks asked of the disk reader ahead of the consumer when all are held here
+/// (memory: one buffer each). Measured with the `local` benchmark on the AMD EPYC
+/// guest, 2, 4 and 8 gave cold reads at 0.76-1.08, 0.77-0.78 and 0.84-0.88 of a
+/// plain read of one file.
+pub(crate) const READ_AHEAD_LOCAL: usize = 8;
+
 /// Fetches of one chunk from peers before a read gives up on blobs that fail
 /// their check.
 const REMOTE_ATTEMPTS: usize = 3;
@@ -82,17 +90,8 @@ const READ_AHEAD_REMOTE: usize = 8;
 /// four nodes fell from 2.42 to 2.32 s and its time from 1.38 to 1.34 s inline.
 const INLINE_CHECK_MAX: usize = DEFAULT_CHUNK_SIZE as usize + crate::crypto::CHUNK_OVERHEAD;
 
-/// Chunks the kernel is asked to read ahead of the reader (page cache, not our memory).
-const PREFETCH_CHUNKS: usize = 32;
-
 /// Chunk buffers kept for reuse when idle (about 1 MiB each).
 const IDLE_BUFFERS: usize = 8;
-
-/// Blobs written but not yet fsynced during one write (files, not memory).
-const SYNC_DEPTH: usize = 8;
-
-/// Threads making one write's blobs durable in parallel.
-const SYNC_THREADS: usize = 4;
 
 /// How to open a vault.
 #[derive(Debug, Clone)]
@@ -136,8 +135,19 @@ pub struct VerifyReport {
     /// False when this node holds no chunk of the file (other nodes do): then
     /// nothing was checked and nothing counts as damaged.
     pub held: bool,
-    /// `(index, id, problem)` of every chunk that failed.
-    pub damaged: Vec<(usize, ChunkId, ChunkProblem)>,
+    /// Every chunk that failed.
+    pub damaged: Vec<Damage>,
+}
+
+/// One chunk that failed its check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The chunk's position in the file.
+    pub index: usize,
+    pub chunk: ChunkId,
+    pub problem: ChunkProblem,
+    /// Where its blob lies, if one is recorded here (not for a missing chunk).
+    pub location: Option<BlobLocation>,
 }
 
 impl VerifyReport {
@@ -151,7 +161,8 @@ impl VerifyReport {
 pub struct SweepReport {
     /// Recorded blobs that no live file referenced.
     pub unreferenced_removed: usize,
-    /// Blob files on disk that were never recorded (left by interrupted writes).
+    /// Runs of segment space holding blobs that were never recorded (left by
+    /// interrupted writes); a segment file with nothing recorded counts as one.
     pub unrecorded_removed: usize,
     pub bytes_freed: u64,
 }
@@ -165,7 +176,9 @@ pub struct Vault {
 #[derive(Debug)]
 struct Inner {
     data_dir: PathBuf,
-    files: ChunkFiles,
+    files: Segments,
+    /// Appends the blobs that peers send, one at a time (see [`Inner::put_blob`]).
+    blob_appender: Mutex<Appender>,
     catalogue: Catalogue,
     crypto: Arc<Crypto>,
     clock: HybridClock,
@@ -179,7 +192,7 @@ struct Inner {
     /// Versions and digests of the catalogue, for sync (see [`crate::index`]).
     index: Mutex<CatalogueIndex>,
     /// Blobs from peers, made durable and recorded in batches (see [`crate::group`]).
-    blob_commits: GroupCommit<(ChunkId, u64, PathBuf)>,
+    blob_commits: GroupCommit<(ChunkId, Slot)>,
     /// How long tombstones are kept, in ms (see [`gc`]).
     tombstone_retention_ms: std::sync::atomic::AtomicU64,
     /// Held for the vault's lifetime: one process per data dir.
@@ -214,7 +227,7 @@ impl DataDirLock {
                 std::io::Error::from(std::io::ErrorKind::AlreadyExists),
             ));
         }
-        crate::chunks::private_dir(data_dir).map_err(|e| {
+        crate::segments::private_dir(data_dir).map_err(|e| {
             StoreError::io(format!("creating the data dir {}", data_dir.display()), e)
         })?;
         let path = data_dir.join("LOCK");
@@ -223,7 +236,7 @@ impl DataDirLock {
             .create(true)
             .truncate(false)
             .write(true)
-            .mode(crate::chunks::PRIVATE_FILE)
+            .mode(crate::segments::PRIVATE_FILE)
             .open(&path)
             .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
         match file.try_lock() {
@@ -260,14 +273,8 @@ impl Vault {
     fn open_blocking(config: VaultConfig, lock: DataDirLock) -> Result<Vault> {
         let data_dir = config.data_dir;
         let chunk_size = config.chunk_size.clamp(1, MAX_CHUNK_SIZE);
-        let files = ChunkFiles::open(&data_dir)
+        let files = Segments::open(&data_dir)
             .map_err(|e| StoreError::io(format!("preparing {}", data_dir.display()), e))?;
-        let debris = files
-            .clear_tmp()
-            .map_err(|e| StoreError::io("removing temporary files", e))?;
-        if debris > 0 {
-            tracing::info!("removed {debris} temporary files left by an interrupted write");
-        }
         let crypto = Arc::new(Crypto::new(&config.key.store_keys()));
         let meta = data_dir.join("meta.redb");
         // A damaged database is not something to guess around: say what to do.
@@ -282,9 +289,13 @@ impl Vault {
             )),
             other => other,
         };
-        let (catalogue, state) =
+        let (catalogue, mut state) =
             Catalogue::open(&meta, crypto.clone(), config.key.fingerprint(), &data_dir)
                 .map_err(damaged)?;
+        files.set_live_counts(&catalogue.live_counts().map_err(damaged)?);
+        if migrate::blob_files_into_segments(&data_dir, &catalogue, &files, state.created)? {
+            state.used_bytes = catalogue.used_bytes()?;
+        }
         let mut index = CatalogueIndex::default();
         catalogue
             .for_each_entry(|id, entry| index.set_entry(id, &entry))
@@ -292,6 +303,7 @@ impl Vault {
         Ok(Vault {
             inner: Arc::new(Inner {
                 data_dir,
+                blob_appender: Mutex::new(files.appender()),
                 files,
                 catalogue,
                 crypto,
@@ -438,23 +450,27 @@ impl Vault {
             .await
             .map_err(|e| StoreError::io("writing chunks", std::io::Error::other(e)))?;
         let (state, seal_result) = sealed;
-        let failure = match (read_error, written, seal_result) {
-            (Some(e), _, _) => Some(StoreError::io("reading the input", e)),
-            (None, Err(e), _) => Some(e),
-            (None, Ok(_), Err(e)) => Some(e),
-            (None, Ok(dirs), Ok(())) => {
-                return self.commit_write(name, size, state, dirs).await;
+        let (new_chunks, write_result) = written;
+        let failure = match (read_error, write_result, seal_result) {
+            (Some(e), _, _) => StoreError::io("reading the input", e),
+            (None, Err(e), _) => e,
+            (None, Ok(()), Err(e)) => e,
+            (None, Ok(()), Ok(())) => {
+                return self.commit_write(name, size, state, new_chunks).await;
             }
         };
-        let new_ids: Vec<ChunkId> = state.new_chunks.iter().map(|(id, _)| *id).collect();
         drop(state);
+        let slots: Vec<Slot> = new_chunks.iter().map(|(_, slot)| *slot).collect();
         if let Err(e) = self
-            .blocking(move |inner| inner.discard_unrecorded(&new_ids))
+            .blocking(move |inner| {
+                inner.files.discard(&slots);
+                Ok(())
+            })
             .await
         {
-            tracing::warn!("could not remove the chunks of a failed write: {e}");
+            tracing::warn!("could not free the space of a failed write: {e}");
         }
-        Err(failure.unwrap_or(StoreError::ShuttingDown))
+        Err(failure)
     }
 
     async fn commit_write(
@@ -462,14 +478,10 @@ impl Vault {
         name: &str,
         size: u64,
         state: SealState,
-        dirs: BTreeSet<PathBuf>,
+        new_chunks: Vec<(ChunkId, Slot)>,
     ) -> Result<WriteOutcome> {
         let name = name.to_string();
         self.blocking(move |inner| {
-            inner
-                .files
-                .sync_dirs(&dirs)
-                .map_err(|e| StoreError::io("syncing chunk directories", e))?;
             let manifest = Manifest {
                 name,
                 size,
@@ -483,7 +495,18 @@ impl Vault {
                 author: inner.author.clone(),
             };
             let entry = CatalogueEntry::File(manifest.clone());
-            let outcome = inner.apply_entry(&entry, &state.new_chunks)?;
+            let outcome = match inner.apply_entry(&entry, &new_chunks) {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    inner
+                        .files
+                        .discard(&new_chunks.iter().map(|(_, s)| *s).collect::<Vec<_>>());
+                    return Err(e);
+                }
+            };
+            inner
+                .files
+                .settle(&outcome.slots.recorded, &outcome.slots.unrecorded);
             let reused_chunks = state.reused;
             // Our own pins must go before the old version's chunks can be forgotten.
             drop(state);
@@ -533,13 +556,13 @@ impl Vault {
                 let local = manifest
                     .chunks
                     .iter()
-                    .map(|id| view.has(id))
-                    .collect::<Result<Vec<bool>>>()?;
+                    .map(|id| view.slot(id))
+                    .collect::<Result<Vec<Option<Slot>>>>()?;
                 Ok((manifest, local, pins))
             })
             .await?;
-        let read_ahead = if local.iter().all(|l| *l) {
-            READ_AHEAD
+        let read_ahead = if local.iter().all(Option::is_some) {
+            READ_AHEAD_LOCAL
         } else {
             READ_AHEAD_REMOTE
         };
@@ -549,17 +572,28 @@ impl Vault {
         tokio::spawn(async move {
             let _pins = pins;
             let m = task_manifest;
+            let disk = local
+                .iter()
+                .any(Option::is_some)
+                .then(|| DiskReader::start(inner.clone()));
             let mut in_flight = FuturesOrdered::new();
             let mut next = 0usize;
             loop {
                 while in_flight.len() < read_ahead && next < m.chunks.len() {
                     let (inner, m, index) = (inner.clone(), m.clone(), next);
-                    let remote = (!local[index]).then(|| source.clone());
-                    let fallback = source.clone();
+                    let source = source.clone();
+                    let local = match (local[index], &disk) {
+                        (Some(slot), Some(disk)) => Some((slot, disk.read(slot))),
+                        _ => None,
+                    };
                     in_flight.push_back(async move {
-                        match remote {
-                            None => inner.read_local_or_repair(fallback, m, index).await,
-                            Some(source) => inner.read_remote(source, m, index).await,
+                        match local {
+                            Some((slot, blob)) => {
+                                inner
+                                    .read_local_or_repair(source, m, index, slot, blob)
+                                    .await
+                            }
+                            None => inner.read_remote(source, m, index).await,
                         }
                     });
                     next += 1;
@@ -629,15 +663,62 @@ impl Vault {
     pub fn catalogue_created(&self) -> bool {
         self.inner.catalogue_created
     }
+
+    /// True if segment files exist that may hold blobs (for a new catalogue, blobs
+    /// of files it has yet to learn of).
+    pub fn has_segments(&self) -> bool {
+        self.inner.files.any()
+    }
+
+    /// Where the sealed blob of chunk `id` lies on this node's disk, if it is held
+    /// here: for inspection, and for tests that damage it on purpose.
+    pub async fn blob_location(&self, id: ChunkId) -> Result<Option<BlobLocation>> {
+        self.blocking(move |inner| {
+            Ok(inner
+                .catalogue
+                .slot(&id)?
+                .map(|slot| inner.location_of(&slot)))
+        })
+        .await
+    }
+
+    /// Where every blob held here lies, by chunk id.
+    pub async fn blob_locations(&self) -> Result<Vec<(ChunkId, BlobLocation)>> {
+        self.blocking(|inner| {
+            Ok(inner
+                .catalogue
+                .chunk_records()?
+                .iter()
+                .map(|(id, slot)| (*id, inner.location_of(slot)))
+                .collect())
+        })
+        .await
+    }
+}
+
+/// Where a blob lies: `len` bytes at `offset` in the segment file at `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobLocation {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub len: u32,
 }
 
 impl Inner {
+    fn location_of(&self, slot: &Slot) -> BlobLocation {
+        BlobLocation {
+            path: self.files.path_of(slot.segment),
+            offset: slot.offset,
+            len: slot.len,
+        }
+    }
+
     /// Commits `entry` (if newer than what is held) with newly durable blobs, and keeps
     /// the usage count and the sync index in step. Every catalogue change goes here.
     fn apply_entry(
         &self,
         entry: &CatalogueEntry,
-        new_chunks: &[(ChunkId, u64)],
+        new_chunks: &[(ChunkId, Slot)],
     ) -> Result<crate::catalogue::ApplyOutcome> {
         self.clock.observe(entry.version().clock);
         let outcome = self.catalogue.apply(entry, new_chunks, self.clock.last())?;
@@ -664,35 +745,34 @@ impl Inner {
         &self,
         manifest: &Manifest,
         index: usize,
+        slot: &Slot,
+        check: ChunkCheck,
+    ) -> std::result::Result<Bytes, ChunkProblem> {
+        self.open_blob(manifest, index, slot, self.files.read_blob(slot), check)
+    }
+
+    /// Opens chunk `index` of `manifest` from its blob as read from `slot`.
+    fn open_blob(
+        &self,
+        manifest: &Manifest,
+        index: usize,
+        slot: &Slot,
+        read: BlobRead,
         check: ChunkCheck,
     ) -> std::result::Result<Bytes, ChunkProblem> {
         let id = &manifest.chunks[index];
-        let mut blob = self.buffers.take();
-        self.files
-            .read_into(id, &mut blob)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => ChunkProblem::Missing,
-                _ => ChunkProblem::Malformed,
-            })?;
-        let range = self.crypto.open_chunk_in_place(id, &mut blob, check)?;
-        if range.len() != manifest.chunk_len(index) {
+        let (mut buf, blob) = read.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ChunkProblem::Missing,
+            _ => ChunkProblem::Malformed,
+        })?;
+        debug_assert_eq!(blob.len(), slot.len as usize);
+        let plain = self
+            .crypto
+            .open_chunk_in_place(id, &mut buf[blob.clone()], check)?;
+        if plain.len() != manifest.chunk_len(index) {
             return Err(ChunkProblem::Malformed);
         }
-        Ok(blob.into_bytes(range))
-    }
-
-    /// Reads a chunk held here, asking the kernel to start on the ones that follow.
-    fn read_local(&self, manifest: &Manifest, index: usize) -> Result<Bytes> {
-        // Keep the disk PREFETCH_CHUNKS ahead without holding memory.
-        if let Some(ahead) = manifest.chunks.get(index + PREFETCH_CHUNKS) {
-            self.files.prefetch(ahead);
-        }
-        if index == 0 {
-            for ahead in manifest.chunks.iter().take(PREFETCH_CHUNKS).skip(1) {
-                self.files.prefetch(ahead);
-            }
-        }
-        self.read_chunk(manifest, index)
+        Ok(buf.into_bytes(blob.start + plain.start..blob.start + plain.end))
     }
 
     /// Reads a chunk held here. If the local copy turns out damaged and peers can
@@ -704,11 +784,17 @@ impl Inner {
         source: Option<Arc<dyn ChunkSource>>,
         manifest: Arc<Manifest>,
         index: usize,
+        slot: Slot,
+        blob: oneshot::Receiver<BlobRead>,
     ) -> Result<Bytes> {
-        let (inner, m) = (self.clone(), manifest.clone());
-        let local = tokio::task::spawn_blocking(move || inner.read_local(&m, index))
+        let blob = blob
             .await
-            .unwrap_or_else(|e| Err(StoreError::io("reading a chunk", std::io::Error::other(e))));
+            .unwrap_or_else(|_| Err(std::io::Error::other("the disk reader stopped")));
+        // Checked where it is awaited: the tag check of a default-size chunk costs
+        // less than handing it to another thread and back (see INLINE_CHECK_MAX).
+        let local = self
+            .open_blob(&manifest, index, &slot, blob, ChunkCheck::Tag)
+            .map_err(|problem| self.integrity(&manifest, index, problem));
         let problem = match (&local, &source) {
             (Err(StoreError::Integrity { problem, .. }), Some(_)) => *problem,
             _ => return local,
@@ -741,14 +827,25 @@ impl Inner {
         Ok(plain)
     }
 
-    /// Moves one damaged blob to quarantine and forgets its record.
+    /// Copies one damaged blob to quarantine, forgets its record and frees its slot.
     fn quarantine_one(&self, id: &ChunkId) -> Result<()> {
-        self.files
-            .quarantine(id)
-            .map_err(|e| StoreError::io(format!("quarantining chunk {id}"), e))?;
-        let freed = self.catalogue.forget_chunks(&[*id])?;
-        self.space.sub_used(freed);
+        if let Some(slot) = self.catalogue.slot(id)? {
+            self.files
+                .quarantine(id, &slot)
+                .map_err(|e| StoreError::io(format!("quarantining chunk {id}"), e))?;
+        }
+        self.forget_slots(&[*id])?;
         Ok(())
+    }
+
+    /// Forgets the records of `ids` (whoever references them) and frees their
+    /// slots. Returns the bytes freed.
+    fn forget_slots(&self, ids: &[ChunkId]) -> Result<u64> {
+        let slots = self.catalogue.forget_chunks(ids)?;
+        self.files.release(&slots);
+        let freed = slots.iter().map(|s| s.len as u64).sum();
+        self.space.sub_used(freed);
+        Ok(freed)
     }
 
     /// Fetches a chunk this node does not hold and checks it in full. A blob that
@@ -829,26 +926,29 @@ impl Inner {
         }
     }
 
-    fn read_chunk(&self, manifest: &Manifest, index: usize) -> Result<Bytes> {
-        self.load_chunk(manifest, index, ChunkCheck::Tag)
-            .map_err(|problem| StoreError::Integrity {
-                name: manifest.name.clone(),
-                index,
-                count: manifest.chunks.len(),
-                chunk: manifest.chunks[index],
-                problem,
-            })
+    fn integrity(&self, manifest: &Manifest, index: usize, problem: ChunkProblem) -> StoreError {
+        StoreError::Integrity {
+            name: manifest.name.clone(),
+            index,
+            count: manifest.chunks.len(),
+            chunk: manifest.chunks[index],
+            problem,
+        }
     }
 
     fn verify_manifest(&self, manifest: &Manifest) -> VerifyReport {
         // In a vault of several nodes most files live elsewhere: a file with no
         // chunk recorded here is not held here, which is not damage. (A file whose
         // every chunk was quarantined is reported by the GC and by `/health`.)
-        let held = manifest.chunks.is_empty()
-            || manifest
+        let slots: Vec<Option<Slot>> = match self.catalogue.chunk_view() {
+            Ok(view) => manifest
                 .chunks
                 .iter()
-                .any(|id| self.catalogue.has_chunk(id).unwrap_or(true));
+                .map(|id| view.slot(id).ok().flatten())
+                .collect(),
+            Err(_) => vec![None; manifest.chunks.len()],
+        };
+        let held = manifest.chunks.is_empty() || slots.iter().any(Option::is_some);
         if !held {
             return VerifyReport {
                 name: manifest.name.clone(),
@@ -857,11 +957,20 @@ impl Inner {
                 damaged: Vec::new(),
             };
         }
-        let damaged = (0..manifest.chunks.len())
-            .filter_map(|i| {
-                self.load_chunk(manifest, i, ChunkCheck::TagAndHash)
-                    .err()
-                    .map(|problem| (i, manifest.chunks[i], problem))
+        let damaged = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| {
+                let checked = match slot {
+                    Some(slot) => self.load_chunk(manifest, index, slot, ChunkCheck::TagAndHash),
+                    None => Err(ChunkProblem::Missing),
+                };
+                checked.err().map(|problem| Damage {
+                    index,
+                    chunk: manifest.chunks[index],
+                    problem,
+                    location: slot.map(|slot| self.location_of(&slot)),
+                })
             })
             .collect();
         VerifyReport {
@@ -872,8 +981,8 @@ impl Inner {
         }
     }
 
-    /// Forgets unreferenced, unpinned blobs among `candidates` and deletes their files.
-    /// Returns how many blobs went and the bytes freed.
+    /// Forgets unreferenced, unpinned blobs among `candidates` and frees their
+    /// slots. Returns how many blobs went and the bytes freed.
     fn forget(&self, candidates: &[ChunkId]) -> Result<(usize, u64)> {
         if candidates.is_empty() {
             return Ok((0, 0));
@@ -882,56 +991,64 @@ impl Inner {
         let forgotten = self
             .catalogue
             .forget_unreferenced(candidates, |id| pins.is_pinned(id))?;
-        let mut freed = 0;
-        for (id, len) in &forgotten {
-            // The record is gone, so a leftover file is harmless debris for the next sweep.
-            if let Err(e) = self.files.remove(id) {
-                tracing::warn!("could not remove chunk file {id}: {e}");
-            }
-            freed += len;
-        }
+        let slots: Vec<Slot> = forgotten.iter().map(|(_, slot)| *slot).collect();
+        self.files.release(&slots);
         drop(pins);
+        let freed = slots.iter().map(|s| s.len as u64).sum();
         self.space.sub_used(freed);
         Ok((forgotten.len(), freed))
     }
 
-    /// Deletes blob files of a failed write that nobody recorded or pinned.
-    fn discard_unrecorded(&self, ids: &[ChunkId]) -> Result<()> {
-        let pins = self.pins.lock();
-        for id in ids {
-            if !pins.is_pinned(id) && !self.catalogue.has_chunk(id)? {
-                self.files
-                    .remove(id)
-                    .map_err(|e| StoreError::io("removing an unrecorded chunk", e))?;
-            }
-        }
-        Ok(())
-    }
-
     fn sweep(&self) -> Result<SweepReport> {
         let mut report = SweepReport::default();
-        let unreferenced = self.catalogue.unreferenced_chunks()?;
+        let unreferenced: Vec<ChunkId> = self
+            .catalogue
+            .unreferenced_chunks()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         let (count, bytes) = self.forget(&unreferenced)?;
         report.unreferenced_removed = count;
         report.bytes_freed = bytes;
-        let on_disk = self
-            .files
-            .list()
-            .map_err(|e| StoreError::io("listing chunk files", e))?;
-        let pins = self.pins.lock();
-        for id in on_disk {
-            if pins.is_pinned(&id) || self.catalogue.has_chunk(&id)? {
-                continue;
-            }
-            if let Ok(meta) = fs::metadata(self.files.path_of(&id)) {
-                report.bytes_freed += meta.len();
-            }
-            self.files
-                .remove(&id)
-                .map_err(|e| StoreError::io("removing an unrecorded chunk", e))?;
-            report.unrecorded_removed += 1;
-        }
+        let (_, reclaimed) = self.sweep_unrecorded(None)?;
+        report.unrecorded_removed = reclaimed.regions;
+        report.bytes_freed += reclaimed.bytes;
         Ok(report)
+    }
+
+    /// Finds the unrecorded space of every segment that can have none in use (see
+    /// [`Segments::sweepable`]), and gives back that of the segments not written
+    /// for `min_age` (all, without one). Returns what was found and what was given
+    /// back.
+    fn sweep_unrecorded(
+        &self,
+        min_age: Option<std::time::Duration>,
+    ) -> Result<(Reclaimed, Reclaimed)> {
+        let (mut found, mut reclaimed) = (Reclaimed::default(), Reclaimed::default());
+        let sweepable = self
+            .files
+            .sweepable(min_age)
+            .map_err(|e| StoreError::io("listing segment files", e))?;
+        if sweepable.is_empty() {
+            return Ok((found, reclaimed));
+        }
+        // Read after `sweepable`: every slot settled before it is here.
+        let numbers: BTreeSet<u64> = sweepable.iter().map(|(n, _)| *n).collect();
+        let mut recorded = self.catalogue.slots_in(&numbers)?;
+        for (number, old) in sweepable {
+            let slots = recorded.remove(&number).unwrap_or_default();
+            let unrecorded = self
+                .files
+                .sweep_segment(number, &slots, old)
+                .map_err(|e| StoreError::io(format!("sweeping segment {number}"), e))?;
+            found.regions += unrecorded.regions;
+            found.bytes += unrecorded.bytes;
+            if old {
+                reclaimed.regions += unrecorded.regions;
+                reclaimed.bytes += unrecorded.bytes;
+            }
+        }
+        Ok((found, reclaimed))
     }
 }
 
@@ -939,7 +1056,6 @@ impl Inner {
 struct SealState {
     hasher: blake3::Hasher,
     ids: Vec<ChunkId>,
-    new_chunks: Vec<(ChunkId, u64)>,
     reused: usize,
     _pins: Pins,
     _reservation: Reservation,
@@ -953,7 +1069,6 @@ fn seal_stage(
     let mut state = SealState {
         hasher: blake3::Hasher::new(),
         ids: Vec::new(),
-        new_chunks: Vec::new(),
         reused: 0,
         _pins: Pins::new(inner.pins.clone()),
         _reservation: Reservation::new(inner.space.clone()),
@@ -980,7 +1095,6 @@ fn seal_stage(
                 .crypto
                 .seal_chunk_in_place(&id, &mut buf)
                 .map_err(|e| StoreError::io("sealing a chunk", std::io::Error::other(e)))?;
-            state.new_chunks.push((id, blob_len));
             if blob_tx.blocking_send((id, buf)).is_err() {
                 // The writer failed; the caller reports its error.
                 break;
@@ -991,74 +1105,76 @@ fn seal_stage(
     (state, result)
 }
 
-/// Writes blobs to temporary files and hands them to [`SYNC_THREADS`] threads that
-/// make them durable and move them into place. The disk thus always has several
-/// fsyncs to work on, which the file system commits together, while later blobs are
-/// being written.
+/// Appends the write's blobs to a segment of its own (see [`crate::segments`]),
+/// handing each on to `tap` once written, and makes them all durable at the end:
+/// one `fdatasync` for the whole write. Returns the slots written, also when it
+/// fails (their space is then the caller's to give back).
 fn write_stage(
     inner: &Inner,
     mut blob_rx: mpsc::Receiver<(ChunkId, PooledBuf)>,
     tap: Option<BlobTap>,
-) -> Result<BTreeSet<PathBuf>> {
-    let (pending_tx, pending_rx) = std::sync::mpsc::sync_channel::<PendingBlob>(SYNC_DEPTH);
-    let pending_rx = std::sync::Mutex::new(pending_rx);
-    std::thread::scope(|scope| {
-        let syncers: Vec<_> = (0..SYNC_THREADS)
-            .map(|_| {
-                scope.spawn(|| -> Result<BTreeSet<PathBuf>> {
-                    let mut dirs = BTreeSet::new();
-                    loop {
-                        let next = pending_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok(pending) = next else {
-                            return Ok(dirs);
-                        };
-                        let dir = inner
-                            .files
-                            .finish(pending)
-                            .map_err(|e| StoreError::io("making a chunk durable", e))?;
-                        dirs.insert(dir);
-                    }
-                })
-            })
-            .collect();
-        let written = (|| {
-            let mut tap = tap;
-            while let Some((id, blob)) = blob_rx.blocking_recv() {
-                let len = blob.len();
-                let blob = blob.into_bytes(0..len);
-                let pending = inner
-                    .files
-                    .start_write(&id, &blob)
-                    .map_err(|e| StoreError::io(format!("writing chunk {id}"), e))?;
-                if pending_tx.send(pending).is_err() {
-                    break; // every syncer failed; their error is reported
-                }
-                // Hand the sealed blob on (to replication); a closed tap is simply dropped.
-                if let Some(t) = &tap
-                    && t.blocking_send((id, blob)).is_err()
-                {
-                    tap = None;
-                }
-            }
-            Ok(())
-        })();
-        drop(pending_tx);
-        let mut dirs = BTreeSet::new();
-        let mut synced = Ok(());
-        for syncer in syncers {
-            match syncer.join() {
-                Ok(Ok(d)) => dirs.extend(d),
-                Ok(Err(e)) => synced = Err(e),
-                Err(_) => {
-                    synced = Err(StoreError::io(
-                        "syncing chunks",
-                        std::io::Error::other("thread panicked"),
-                    ))
-                }
+) -> (Vec<(ChunkId, Slot)>, Result<()>) {
+    let mut appender = inner.files.appender();
+    let mut written = Vec::new();
+    let result = (|| {
+        let mut tap = tap;
+        while let Some((id, blob)) = blob_rx.blocking_recv() {
+            let len = blob.len();
+            let blob = blob.into_bytes(0..len);
+            let slot = appender
+                .append(&blob)
+                .map_err(|e| StoreError::io(format!("writing chunk {id}"), e))?;
+            written.push((id, slot));
+            // Hand the sealed blob on (to replication); a closed tap is simply dropped.
+            if let Some(t) = &tap
+                && t.blocking_send((id, blob)).is_err()
+            {
+                tap = None;
             }
         }
-        written.and(synced).map(|()| dirs)
-    })
+        appender
+            .sync()
+            .map_err(|e| StoreError::io("making chunks durable", e))
+    })();
+    (written, result)
+}
+
+/// A blob read from disk: its buffer and where in it the blob lies.
+type BlobRead = std::io::Result<(PooledBuf, std::ops::Range<usize>)>;
+
+/// Reads the local blobs of one read stream on a thread of its own, in the order
+/// they are asked for, through one [`crate::segments::StreamReader`], so that the
+/// kernel's read-ahead follows the stream while the blobs already read are checked
+/// and sent. Measured with the `local` benchmark on the AMD EPYC guest (cold get
+/// of 1 GiB against a plain read of one file): blob files read by two threads
+/// with `posix_fadvise` 32 ahead, 0.53-0.55; segments read direct by six threads
+/// at once, each a little ahead of or behind the others, 0.42-0.55; segments read
+/// in order through read-ahead, 0.76-1.08.
+struct DiskReader {
+    requests: std::sync::mpsc::Sender<(Slot, oneshot::Sender<BlobRead>)>,
+}
+
+impl DiskReader {
+    fn start(inner: Arc<Inner>) -> Self {
+        let (requests, queue) = std::sync::mpsc::channel::<(Slot, oneshot::Sender<BlobRead>)>();
+        // Ends when the stream drops its reader (the sender).
+        tokio::task::spawn_blocking(move || {
+            let mut reader = inner.files.stream_reader();
+            while let Ok((slot, reply)) = queue.recv() {
+                // A reply nobody waits for any more is dropped.
+                let _ = reply.send(reader.read(&slot));
+            }
+        });
+        Self { requests }
+    }
+
+    /// Asks for the blob in `slot`, after every blob asked for before.
+    fn read(&self, slot: Slot) -> oneshot::Receiver<BlobRead> {
+        let (reply, blob) = oneshot::channel();
+        // A reader thread that is gone drops the reply, which the receiver reports.
+        let _ = self.requests.send((slot, reply));
+        blob
+    }
 }
 
 /// Verified plaintext of one file, chunk by chunk, in order.
