@@ -23,10 +23,10 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::FrameCodec;
 use crate::network::{Addresses, Command, InboundRequest, NetConfig, NetError, NetEvent};
 use crate::peers::{
-    Connected, ConnectionPath, PEX_LIMIT, PeerBook, PeerSource, PexEntry, REDIAL_FIRST, REDIAL_MAX,
-    STALE_AFTER,
+    Connected, ConnectionPath, KEY_MISMATCH_EXPIRY, PEX_LIMIT, PeerBook, PeerSource, PexEntry,
+    REDIAL_FIRST, REDIAL_MAX, STALE_AFTER, reachable_via,
 };
-use crate::transport::is_key_mismatch;
+use crate::transport::{HandshakeFailure, handshake_failure};
 
 /// How often due redials are looked for.
 const REDIAL_TICK: Duration = Duration::from_millis(250);
@@ -43,6 +43,8 @@ const TRIM_UNUSED_FOR: Duration = Duration::from_secs(30);
 pub(crate) struct Behaviour {
     /// Peers banned for misbehaving: their connections close, new ones are denied.
     pub banned: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Unfinished inbound handshakes per source address.
+    pub admission: crate::admission::PendingPerSource,
     pub limits: connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
@@ -159,6 +161,15 @@ impl std::fmt::Display for Reachability {
             Reachability::Private => f.write_str("private (behind NAT or a firewall)"),
         }
     }
+}
+
+/// `addr` without a trailing `/p2p/<peer id>` (the form kept in the address book).
+fn strip_peer(addr: &Multiaddr) -> Multiaddr {
+    let mut bare = addr.clone();
+    if matches!(bare.iter().last(), Some(Protocol::P2p(_))) {
+        bare.pop();
+    }
+    bare
 }
 
 /// An error with every cause it wraps, for logs ("denied: connection limit ...").
@@ -483,6 +494,84 @@ impl EventLoop {
         }
     }
 
+    /// A dial failed: say why, in the words the verdict deserves, and decide what
+    /// to dial next time.
+    fn on_dial_failed(
+        &mut self,
+        connection_id: libp2p::swarm::ConnectionId,
+        peer_id: Option<PeerId>,
+        error: &libp2p::swarm::DialError,
+        now: Instant,
+    ) {
+        self.manual_dials.remove(&connection_id);
+        let verdict = handshake_failure(error);
+        if let Some(index) = self
+            .book
+            .bootstrap
+            .iter()
+            .position(|b| b.pending == Some(connection_id))
+        {
+            let endpoint = self.book.bootstrap[index].endpoint.clone();
+            match verdict {
+                Some(HandshakeFailure::SelfDial) => {
+                    tracing::info!(
+                        "bootstrap address {endpoint} leads back to this node itself; not dialling it again"
+                    );
+                    self.book.bootstrap[index].itself = true;
+                    self.book.bootstrap[index].pending = None;
+                    return;
+                }
+                Some(HandshakeFailure::KeyMismatch) => {
+                    self.log_key_mismatch(&endpoint.to_multiaddr(), false)
+                }
+                _ => {}
+            }
+            self.bootstrap_failed(index, error_chain(error));
+            return;
+        }
+        let Some(peer) = peer_id else {
+            tracing::debug!("dial failed: {}", error_chain(error));
+            return;
+        };
+        // Addresses that led back to this node are another host's loopback (or a
+        // stale address now ours): never dial them for that peer again.
+        if let libp2p::swarm::DialError::Transport(attempts) = error {
+            let itself: Vec<Multiaddr> = attempts
+                .iter()
+                .filter(|(_, e)| handshake_failure(e) == Some(HandshakeFailure::SelfDial))
+                .map(|(addr, _)| addr.clone())
+                .collect();
+            for addr in &itself {
+                let bare = strip_peer(addr);
+                if let Some(known) = self.book.known.get_mut(&peer) {
+                    known.addrs.retain(|a| *a != bare);
+                }
+                self.swarm.behaviour_mut().kad.remove_address(&peer, &bare);
+                tracing::debug!("{bare} (given for {peer}) leads back to this node; forgotten");
+            }
+        }
+        let mut address = Multiaddr::empty();
+        if let Some(known) = self.book.known.get_mut(&peer) {
+            known.pending = false;
+            known.next_attempt = now + REDIAL_FIRST * 2u32.pow(known.attempts.min(5));
+            if verdict == Some(HandshakeFailure::KeyMismatch) {
+                known.mismatch_until = Some(now + KEY_MISMATCH_EXPIRY);
+            }
+            address = known
+                .addrs
+                .first()
+                .cloned()
+                .unwrap_or_else(Multiaddr::empty);
+        }
+        match verdict {
+            Some(HandshakeFailure::KeyMismatch) => self.log_key_mismatch(&address, false),
+            Some(HandshakeFailure::BadIdentity) => {
+                tracing::warn!("dial to {peer} refused: {}", error_chain(error))
+            }
+            _ => tracing::debug!("dial to {peer} failed: {}", error_chain(error)),
+        }
+    }
+
     fn log_key_mismatch(&mut self, address: &Multiaddr, inbound: bool) {
         let key = address
             .iter()
@@ -498,7 +587,7 @@ impl EventLoop {
             self.mismatch_logged.insert(key, now);
             let direction = if inbound { "from" } else { "to" };
             tracing::warn!(
-                "network key mismatch: refused the connection {direction} {address}; that node uses a different network key (check --key / PEERVAULT_KEY on both sides)"
+                "network key mismatch: refused the connection {direction} {address}; that node holds another vault's key (check --key / --join on both sides)"
             );
         }
         self.emit(NetEvent::KeyMismatch {
@@ -527,11 +616,15 @@ impl EventLoop {
     fn learn_from_pex(&mut self, from: PeerId, bytes: &[u8]) {
         let now = Instant::now();
         let local = *self.swarm.local_peer_id();
+        let Some(via) = self.book.connected.get(&from).map(|c| c.remote.clone()) else {
+            return;
+        };
         let mut new = 0;
-        for (peer, addrs, seen) in decode_pex(bytes, now) {
+        for (peer, mut addrs, seen) in decode_pex(bytes, now) {
             if peer == local {
                 continue;
             }
+            addrs.retain(|a| reachable_via(a, &via));
             if !self.book.known.contains_key(&peer) && !self.book.connected.contains_key(&peer) {
                 new += 1;
             }
@@ -597,6 +690,8 @@ impl EventLoop {
             known.pending = false;
             known.attempts = 0;
             known.last_seen = now;
+            // Whatever failed before, this peer holds our key.
+            known.mismatch_until = None;
         }
         let (remote, dialed) = match &endpoint {
             ConnectedPoint::Dialer { address, .. } => (address.clone(), true),
@@ -705,53 +800,24 @@ impl EventLoop {
                 connection_id,
                 peer_id,
                 error,
-            } => {
-                self.manual_dials.remove(&connection_id);
-                let mismatch = is_key_mismatch(&error);
-                if let Some(index) = self
-                    .book
-                    .bootstrap
-                    .iter()
-                    .position(|b| b.pending == Some(connection_id))
-                {
-                    let address = self.book.bootstrap[index].endpoint.to_multiaddr();
-                    if mismatch {
-                        self.log_key_mismatch(&address, false);
-                    }
-                    self.bootstrap_failed(index, error.to_string());
-                } else if let Some(peer) = peer_id {
-                    let mut address = Multiaddr::empty();
-                    if let Some(known) = self.book.known.get_mut(&peer) {
-                        known.pending = false;
-                        known.next_attempt = now + REDIAL_FIRST * 2u32.pow(known.attempts.min(5));
-                        // Another key never becomes ours: stop dialling it.
-                        known.key_mismatch |= mismatch;
-                        address = known
-                            .addrs
-                            .first()
-                            .cloned()
-                            .unwrap_or_else(Multiaddr::empty);
-                    }
-                    if mismatch {
-                        self.log_key_mismatch(&address, false);
-                    }
-                    tracing::debug!("dial to {peer} failed: {error}");
-                }
-            }
+            } => self.on_dial_failed(connection_id, peer_id, &error, now),
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
                 error,
                 ..
-            } => {
-                if is_key_mismatch(&error) {
+            } => match handshake_failure(&error) {
+                Some(HandshakeFailure::KeyMismatch) => {
                     self.log_key_mismatch(&send_back_addr, true);
-                } else {
-                    tracing::debug!(
-                        "incoming connection from {send_back_addr} failed: {}",
-                        error_chain(&error)
-                    );
                 }
-            }
+                Some(HandshakeFailure::BadIdentity) => tracing::warn!(
+                    "refused a connection from {send_back_addr}: {}",
+                    error_chain(&error)
+                ),
+                _ => tracing::debug!(
+                    "incoming connection from {send_back_addr} failed: {}",
+                    error_chain(&error)
+                ),
+            },
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::debug!("listening on {address}");
                 if !self.listen.contains(&address) {
@@ -910,6 +976,7 @@ impl EventLoop {
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Limits(never) => match never {},
+            BehaviourEvent::Admission(never) => match never {},
             BehaviourEvent::Ping(ping::Event { peer, result, .. }) => {
                 if let Ok(rtt) = result
                     && let Some(c) = self.book.connected.get_mut(&peer)
@@ -936,7 +1003,13 @@ impl EventLoop {
         }
     }
 
-    fn on_identified(&mut self, peer_id: PeerId, info: identify::Info) {
+    fn on_identified(&mut self, peer_id: PeerId, mut info: identify::Info) {
+        // Keep only what we can dial: another host's loopback address would lead
+        // here, not there.
+        if let Some(c) = self.book.connected.get(&peer_id) {
+            let via = c.remote.clone();
+            info.listen_addrs.retain(|a| reachable_via(a, &via));
+        }
         for addr in &info.listen_addrs {
             self.swarm.add_peer_address(peer_id, addr.clone());
             self.swarm
@@ -1150,12 +1223,20 @@ impl EventLoop {
             kad::Event::RoutingUpdated {
                 peer, addresses, ..
             } => {
+                // The routing table is what this node tells others: keep another
+                // host's loopback and link-local addresses out of it.
+                let mut addresses = addresses.into_vec();
+                if let Some(via) = self.book.connected.get(&peer).map(|c| c.remote.clone()) {
+                    for addr in addresses.iter().filter(|a| !reachable_via(a, &via)) {
+                        self.swarm.behaviour_mut().kad.remove_address(&peer, addr);
+                    }
+                    addresses.retain(|a| reachable_via(a, &via));
+                }
                 // Remember DHT peers in the address book, without dialling them all.
                 let now = Instant::now();
                 if !self.book.connected.contains_key(&peer) && !self.book.known.contains_key(&peer)
                 {
-                    self.book
-                        .learn(peer, addresses.into_vec(), PeerSource::Dht, now, now);
+                    self.book.learn(peer, addresses, PeerSource::Dht, now, now);
                 }
             }
             _ => {}

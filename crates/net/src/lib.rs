@@ -6,6 +6,7 @@
 //! opaque bytes at this level; the node defines and decodes them.
 
 pub mod addr;
+pub mod admission;
 pub mod channel;
 pub mod codec;
 mod event_loop;
@@ -29,6 +30,11 @@ pub mod fuzzing {
         crate::channel::parse_identity(bytes).is_some()
     }
 
+    /// A handshake's first message as a responder checks it, under a fixed key.
+    pub fn channel_gate(bytes: &[u8]) -> bool {
+        crate::channel::gate_under_test_key(bytes)
+    }
+
     /// Channel frames as they arrive from the wire, read under a fixed key.
     pub fn channel_frames(bytes: &[u8]) -> usize {
         crate::channel::read_all_under_test_key(bytes)
@@ -40,6 +46,7 @@ pub use identity::{IdentityError, NodeIdentity};
 pub use libp2p::{Multiaddr, PeerId, Stream};
 pub use libp2p_stream::IncomingStreams;
 pub use network::{
-    Addresses, InboundRequest, NetConfig, NetError, NetEvent, NetHandle, Network, start,
+    Addresses, InboundRequest, NetConfig, NetError, NetEvent, NetHandle, Network,
+    ask_kdf_parameters, start,
 };
 pub use peers::{ConnectionPath, Discovery, KnownPeer, PeerInfo, PeerSource};

@@ -23,6 +23,7 @@
 //! saturated the request is dropped (the peer sees a failure and tries elsewhere)
 //! rather than letting the event loop block or memory grow.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::addr::Endpoint;
+use crate::channel::{ChannelConfig, NoiseIdentity};
 use crate::codec::FrameCodec;
 use crate::event_loop::{Behaviour, BehaviourEvent, EventLoop};
 use crate::identity::NodeIdentity;
@@ -117,6 +119,13 @@ pub struct NetConfig {
     pub pex_interval: Duration,
     /// Offer a relay (circuit relay v2, with limits) to peers behind NAT.
     pub relay_server: bool,
+    /// Frames each direction of a connection carries under one key (tests lower it
+    /// to see many rekeys).
+    pub rekey_interval: u64,
+    /// The vault's key-derivation parameters, handed to whoever asks (a node given
+    /// the passphrase and this node's address needs them); `None` when the key is
+    /// not derived from a passphrase.
+    pub kdf_parameters: Option<Vec<u8>>,
 }
 
 impl NetConfig {
@@ -136,6 +145,8 @@ impl NetConfig {
             discover_pex: false,
             pex_interval: Duration::from_secs(5 * 60),
             relay_server: false,
+            rekey_interval: crate::channel::DEFAULT_REKEY_INTERVAL,
+            kdf_parameters: None,
         }
     }
 }
@@ -374,12 +385,60 @@ impl NetHandle {
     }
 }
 
+/// Asks the node at `endpoint` for its vault's key-derivation parameters (the
+/// salt and costs a passphrase is stretched with there): `Ok(None)` if its key is
+/// not a passphrase's. Tries each address the endpoint resolves to.
+pub async fn ask_kdf_parameters(
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<Option<Vec<u8>>, NetError> {
+    use libp2p::multiaddr::Protocol;
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+    let fail = |reason: String| NetError::Dial {
+        addr: endpoint.to_string(),
+        reason,
+    };
+    let addrs = endpoint
+        .resolve_for_dial()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let mut last = String::from("the name resolves to no address");
+    for addr in addrs {
+        let mut parts = addr.iter();
+        let ip: std::net::IpAddr = match parts.next() {
+            Some(Protocol::Ip4(ip)) => ip.into(),
+            Some(Protocol::Ip6(ip)) => ip.into(),
+            _ => continue,
+        };
+        let Some(Protocol::Tcp(port)) = parts.next() else {
+            continue;
+        };
+        let asked = async {
+            let socket = tokio::net::TcpStream::connect((ip, port)).await?;
+            crate::channel::ask_kdf_parameters(socket.compat()).await
+        };
+        match tokio::time::timeout(timeout, asked).await {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = format!("no answer within {timeout:?}"),
+        }
+    }
+    Err(fail(last))
+}
+
 /// Builds the swarm, starts listening (failing if an address cannot be bound) and
 /// spawns the event loop.
 pub async fn start(config: NetConfig) -> Result<Network, NetError> {
     let keypair = config.identity.keypair().clone();
     let local_peer_id = keypair.public().to_peer_id();
-    let psk = config.psk;
+    let channel = ChannelConfig {
+        psk: config.psk,
+        identity: Arc::new(
+            NoiseIdentity::new(&keypair).map_err(|e| NetError::Setup(e.to_string()))?,
+        ),
+        rekey_interval: config.rekey_interval,
+        kdf_parameters: config.kdf_parameters.clone().map(Arc::new),
+    };
     let app_config = request_response::Config::default()
         .with_request_timeout(config.request_timeout)
         // Each inbound request may hold up to a message's worth of memory while it
@@ -403,8 +462,8 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
     let mut relay_client = Some(relay_client);
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_other_transport(|key| {
-            transport::build(key, psk, relay_transport)
+        .with_other_transport(|_| {
+            transport::build(channel, relay_transport)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| NetError::Setup(e.to_string()))?
@@ -452,6 +511,7 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
             });
             Ok(Behaviour {
                 banned: allow_block_list::Behaviour::default(),
+                admission: crate::admission::PendingPerSource::default(),
                 relay_client,
                 relay_server: Toggle::from(relay_server),
                 dcutr: dcutr::Behaviour::new(peer_id),
@@ -462,7 +522,8 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
                         // hole-punched connection beside a relayed one.
                         .with_max_established_per_peer(Some(3))
                         .with_max_established(Some(max_connections))
-                        .with_max_pending_incoming(Some(64)),
+                        // No single source can fill this: see `admission`.
+                        .with_max_pending_incoming(Some(128)),
                 ),
                 identify: identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
@@ -529,6 +590,38 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
     })
 }
 
+/// Fails if another process listens on `addr`'s port already.
+///
+/// libp2p binds listeners with `SO_REUSEPORT` (it dials from the listen port, for
+/// hole punching), and Linux lets every socket of one user that sets it share a
+/// port: a second node on the same port started without a word, and the two took
+/// turns at accepting connections. A probe bound without `SO_REUSEPORT` (with
+/// `SO_REUSEADDR`, as std sets it, so that our own connections waiting out
+/// TIME_WAIT do not count) fails while anyone listens there.
+fn check_port_free(addr: &Multiaddr) -> Result<(), String> {
+    use libp2p::multiaddr::Protocol;
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    let Some(Protocol::Tcp(port)) = parts.next() else {
+        return Ok(());
+    };
+    if port == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind((ip, port)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
+            "address already in use: another process listens on port {port} (another PeerVault \
+             node?); stop it, or give this node another port with -addr"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Listens on every endpoint and waits until each listener is up or has failed.
 ///
 /// Returns the listen addresses and every other event the swarm produced
@@ -550,6 +643,7 @@ async fn listen_all(
             .resolve_for_listen()
             .await
             .map_err(|e| fail(e.to_string()))?;
+        check_port_free(&addr).map_err(fail)?;
         let id = swarm.listen_on(addr).map_err(|e| fail(e.to_string()))?;
         waiting.insert(id, endpoint.to_string());
     }

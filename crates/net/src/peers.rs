@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,9 @@ pub const REDIAL_ATTEMPTS: u32 = 8;
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// Peers named in one peer-exchange message.
 pub const PEX_LIMIT: usize = 20;
+/// A peer found to hold another network key is not dialled again for this long
+/// (a later successful connection clears the verdict at once).
+pub const KEY_MISMATCH_EXPIRY: Duration = Duration::from_secs(10 * 60);
 
 /// How a peer came to be known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -162,6 +166,9 @@ pub(crate) struct Bootstrap {
     pub backoff: Duration,
     pub next_attempt: Instant,
     pub failures: u32,
+    /// The endpoint led back to this node itself (a shared address such as
+    /// localhost:3000 on another host): it is not dialled again.
+    pub itself: bool,
 }
 
 #[derive(Debug)]
@@ -172,9 +179,17 @@ pub(crate) struct Known {
     pub attempts: u32,
     pub next_attempt: Instant,
     pub pending: bool,
-    pub key_mismatch: bool,
+    /// Until when a key mismatch keeps it from being dialled.
+    pub mismatch_until: Option<Instant>,
     /// This node has been connected to it at some point.
     pub met: bool,
+}
+
+impl Known {
+    /// A key mismatch was found lately (it expires, and a connection clears it).
+    pub fn mismatched(&self, now: Instant) -> bool {
+        self.mismatch_until.is_some_and(|until| until > now)
+    }
 }
 
 /// One peer as named in a peer-exchange message.
@@ -209,6 +224,7 @@ impl PeerBook {
                     backoff: REDIAL_FIRST,
                     next_attempt: now,
                     failures: 0,
+                    itself: false,
                 })
                 .collect(),
             ..Self::default()
@@ -222,7 +238,11 @@ impl PeerBook {
             .enumerate()
             .filter(|(_, b)| {
                 let connected = b.peer.is_some_and(|p| self.connected.contains_key(&p));
-                !connected && b.pending.is_none() && !b.resolving && b.next_attempt <= now
+                !connected
+                    && !b.itself
+                    && b.pending.is_none()
+                    && !b.resolving
+                    && b.next_attempt <= now
             })
             .map(|(i, _)| i)
             .collect()
@@ -250,7 +270,7 @@ impl PeerBook {
             .filter(|(peer, k)| {
                 !self.connected.contains_key(peer)
                     && !k.pending
-                    && !k.key_mismatch
+                    && !k.mismatched(now)
                     && k.attempts < REDIAL_ATTEMPTS
                     && k.next_attempt <= now
                     && !k.addrs.is_empty()
@@ -280,7 +300,7 @@ impl PeerBook {
             attempts: 0,
             next_attempt: now,
             pending: false,
-            key_mismatch: false,
+            mismatch_until: None,
             met: false,
         });
         if seen > entry.last_seen {
@@ -314,21 +334,32 @@ impl PeerBook {
     }
 
     /// Up to [`PEX_LIMIT`] peers to tell `to` about, most recently seen first; only
-    /// peers with addresses and without a key mismatch.
+    /// peers without a key mismatch, with the addresses `to` can reach (no loopback
+    /// or link-local address goes to a peer on another host).
     pub fn pex_entries(&self, to: &PeerId, now: Instant) -> Vec<PexEntry> {
+        let via = self.connected.get(to).map(|c| c.remote.clone());
+        let reachable = |addrs: &[Multiaddr]| -> Vec<Multiaddr> {
+            addrs
+                .iter()
+                .filter(|a| via.as_ref().is_some_and(|via| reachable_via(a, via)))
+                .cloned()
+                .collect()
+        };
         let mut candidates: Vec<(PeerId, Vec<Multiaddr>, PeerSource, Instant)> = Vec::new();
         for (peer, c) in &self.connected {
-            if peer != to && !c.listen_addrs.is_empty() {
-                candidates.push((*peer, c.listen_addrs.clone(), c.source, now));
+            let addrs = reachable(&c.listen_addrs);
+            if peer != to && !addrs.is_empty() {
+                candidates.push((*peer, addrs, c.source, now));
             }
         }
         for (peer, k) in &self.known {
+            let addrs = reachable(&k.addrs);
             if peer != to
                 && !self.connected.contains_key(peer)
-                && !k.key_mismatch
-                && !k.addrs.is_empty()
+                && !k.mismatched(now)
+                && !addrs.is_empty()
             {
-                candidates.push((*peer, k.addrs.clone(), k.source, k.last_seen));
+                candidates.push((*peer, addrs, k.source, k.last_seen));
             }
         }
         candidates.sort_by_key(|(_, _, _, seen)| std::cmp::Reverse(*seen));
@@ -365,7 +396,7 @@ impl PeerBook {
                 .unwrap_or_default(),
             connected: connected.is_some(),
             met: connected.is_some() || known.is_some_and(|k| k.met),
-            key_mismatch: known.is_some_and(|k| k.key_mismatch),
+            key_mismatch: known.is_some_and(|k| k.mismatched(now)),
         }
     }
 
@@ -427,6 +458,40 @@ impl PeerBook {
         });
         peers
     }
+}
+
+/// Where an address can be dialled from: a loopback address only from this host,
+/// a link-local one only from this host or the same link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Scope {
+    Host,
+    Link,
+    Global,
+}
+
+/// The scope of `addr` (by its first component; a circuit counts by its relay).
+pub(crate) fn scope(addr: &Multiaddr) -> Scope {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) if ip.is_loopback() => Scope::Host,
+        Some(Protocol::Ip4(ip)) if ip.is_link_local() => Scope::Link,
+        Some(Protocol::Ip6(ip)) if ip.is_loopback() => Scope::Host,
+        Some(Protocol::Ip6(ip)) if ip.is_unicast_link_local() => Scope::Link,
+        Some(Protocol::Dns(name) | Protocol::Dns4(name) | Protocol::Dns6(name))
+            if name.eq_ignore_ascii_case("localhost") =>
+        {
+            Scope::Host
+        }
+        _ => Scope::Global,
+    }
+}
+
+/// True if a peer we reach through `via` (the connection's remote address) can
+/// dial `addr`: a host-scoped address only when `via` is on this host, a
+/// link-scoped one only when `via` is on this host or link. Dialling another
+/// host's 127.0.0.1:3000 reaches whatever listens there here, on the default port
+/// usually this very node.
+pub(crate) fn reachable_via(addr: &Multiaddr, via: &Multiaddr) -> bool {
+    scope(addr) >= scope(via)
 }
 
 /// An address to reach a connected peer by again: the one we dialled, or one it
@@ -510,6 +575,10 @@ mod tests {
         let mut book = PeerBook::new(Vec::new(), now);
         let receiver = PeerId::random();
         book.learn(receiver, vec![addr(9)], PeerSource::Pex, now, now);
+        // On this host (its connection is on 127.0.0.1), so it may hear of loopback
+        // addresses.
+        book.connected
+            .insert(receiver, connected(PeerSource::Inbound, now));
         for i in 0..30u64 {
             let seen = now - Duration::from_secs(i);
             book.learn(
@@ -571,13 +640,75 @@ mod tests {
     }
 
     #[test]
-    fn a_key_mismatch_stops_dialling() {
+    fn a_key_mismatch_stops_dialling_until_it_expires() {
         let now = Instant::now();
         let mut book = PeerBook::new(Vec::new(), now);
         let peer = PeerId::random();
         book.learn(peer, vec![addr(1)], PeerSource::Mdns, now, now);
-        book.known.get_mut(&peer).unwrap().key_mismatch = true;
+        book.known.get_mut(&peer).unwrap().mismatch_until = Some(now + KEY_MISMATCH_EXPIRY);
         assert!(book.due_known(now, 10).is_empty());
         assert!(book.discovery(now).known[0].key_mismatch);
+        let later = now + KEY_MISMATCH_EXPIRY;
+        assert_eq!(book.due_known(later, 10), vec![peer], "the verdict expires");
+        assert!(!book.discovery(later).known[0].key_mismatch);
+    }
+
+    #[test]
+    fn a_bootstrap_endpoint_that_is_this_node_is_not_dialled_again() {
+        let now = Instant::now();
+        let mut book = PeerBook::new(vec![Endpoint::parse("127.0.0.1:3000").unwrap()], now);
+        assert_eq!(book.due_bootstraps(now), vec![0]);
+        book.bootstrap[0].itself = true;
+        assert!(book.due_bootstraps(now + REDIAL_MAX * 10).is_empty());
+    }
+
+    #[test]
+    fn loopback_and_link_local_addresses_stay_on_their_host_and_link() {
+        let a = |s: &str| -> Multiaddr { s.parse().unwrap() };
+        let loopback = a("/ip4/127.0.0.1/tcp/3000");
+        let link = a("/ip4/169.254.1.2/tcp/3000");
+        let lan = a("/ip4/192.168.1.5/tcp/3000");
+        let v6_link = a("/ip6/fe80::1/tcp/3000");
+        let localhost = a("/dns/localhost/tcp/3000");
+        // A peer on this host may be told of every address.
+        for addr in [&loopback, &link, &lan, &v6_link, &localhost] {
+            assert!(reachable_via(addr, &loopback), "{addr}");
+        }
+        // A peer on the link: not of loopback ones.
+        assert!(!reachable_via(&loopback, &link));
+        assert!(!reachable_via(&localhost, &link));
+        assert!(reachable_via(&v6_link, &link) && reachable_via(&lan, &link));
+        // A peer elsewhere: only global ones.
+        assert!(!reachable_via(&loopback, &lan) && !reachable_via(&link, &lan));
+        assert!(!reachable_via(&v6_link, &lan));
+        assert!(reachable_via(&lan, &lan));
+
+        // Peer exchange follows the rule for each receiver.
+        let now = Instant::now();
+        let mut book = PeerBook::new(Vec::new(), now);
+        let (remote, local, third) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let mut over = |peer, via: &Multiaddr| {
+            let mut c = connected(PeerSource::Inbound, now);
+            c.remote = via.clone();
+            book.connected.insert(peer, c);
+        };
+        over(remote, &a("/ip4/203.0.113.7/tcp/40000"));
+        over(local, &a("/ip4/127.0.0.1/tcp/40001"));
+        book.learn(
+            third,
+            vec![loopback.clone(), lan.clone()],
+            PeerSource::Pex,
+            now,
+            now,
+        );
+        let told = |to| -> Vec<Vec<u8>> {
+            book.pex_entries(&to, now)
+                .into_iter()
+                .find(|e| e.peer == third.to_bytes())
+                .map(|e| e.addrs)
+                .unwrap_or_default()
+        };
+        assert_eq!(told(remote), vec![lan.to_vec()]);
+        assert_eq!(told(local), vec![loopback.to_vec(), lan.to_vec()]);
     }
 }

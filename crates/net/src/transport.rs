@@ -1,8 +1,9 @@
-//! The transport: TCP, then the private channel ([`crate::channel`]: membership,
-//! encryption, integrity and both peers' identities in one layer), then Yamux.
+//! The transport: TCP, then the private channel ([`crate::channel`]: a Noise
+//! handshake with the network key as pre-shared key, then AES-256-GCM frames),
+//! then Yamux.
 //!
 //! The channel runs before any libp2p negotiation, so a node without the network
-//! key sees nothing but random bytes and cannot even start multistream-select.
+//! key gets a two-byte refusal and cannot even start multistream-select.
 //! Yamux is then negotiated inside the channel, as libp2p would after its own
 //! security upgrade.
 //!
@@ -11,6 +12,7 @@
 //! accepts TCP and then says nothing costs one timer, not a stuck connection.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{AsyncRead, AsyncWrite};
@@ -18,12 +20,13 @@ use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::Boxed;
 use libp2p::core::transport::timeout::TransportTimeout;
 use libp2p::core::{ConnectedPoint, Endpoint};
-use libp2p::{PeerId, Transport, identity::Keypair, tcp};
+use libp2p::{PeerId, Transport, tcp};
 use multistream_select::Version;
 
+use crate::channel::{ChannelConfig, Role};
 use crate::muxer::Muxer;
 
-/// Limit for the channel handshake (hello, keys, identities).
+/// Limit for the channel handshake (three Noise messages).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Limit for the complete connection upgrade (adds Yamux).
@@ -31,76 +34,150 @@ pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(15);
 
 const YAMUX: &str = "/yamux/1.0.0";
 
-/// Why the private-network handshake failed.
+/// Why the private-channel handshake failed. Each verdict is reported as what it
+/// is: only [`HandshakeError::KeyMismatch`] says the other side holds another key.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
     #[error(
-        "network key mismatch: the peer does not use this node's network key \
-         (or it is not a PeerVault node); no data was exchanged"
+        "network key mismatch: the peer does not hold this vault's network key; no data was exchanged"
     )]
     KeyMismatch,
+    #[error("the peer's identity does not verify: {0}")]
+    BadIdentity(String),
+    #[error("this address leads back to this node itself")]
+    SelfDial,
+    #[error("not a PeerVault node of this version ({0})")]
+    NotPeerVault(String),
+    #[error("the connection closed during the handshake")]
+    ClosedDuringHandshake,
+    #[error("answered a request for the vault's key-derivation parameters")]
+    ParametersAsked,
     #[error("the peer did not complete the handshake within {0:?}")]
-    Timeout(Duration),
-
+    HandshakeTimeout(Duration),
     #[error("handshake failed: {0}")]
     Io(#[from] io::Error),
 }
 
-/// True if `error` (or anything it wraps) is a key mismatch.
+/// A handshake verdict, as the event loop acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    KeyMismatch,
+    BadIdentity,
+    SelfDial,
+    NotPeerVault,
+    ClosedDuringHandshake,
+    ParametersAsked,
+    Timeout,
+}
+
+impl HandshakeFailure {
+    fn of(error: &HandshakeError) -> Option<Self> {
+        Some(match error {
+            HandshakeError::KeyMismatch => Self::KeyMismatch,
+            HandshakeError::BadIdentity(_) => Self::BadIdentity,
+            HandshakeError::SelfDial => Self::SelfDial,
+            HandshakeError::NotPeerVault(_) => Self::NotPeerVault,
+            HandshakeError::ClosedDuringHandshake => Self::ClosedDuringHandshake,
+            HandshakeError::ParametersAsked => Self::ParametersAsked,
+            HandshakeError::HandshakeTimeout(_) => Self::Timeout,
+            HandshakeError::Io(_) => return None,
+        })
+    }
+
+    /// The variant's name, as it appears in the debug rendering of any error that
+    /// wraps it.
+    fn debug_name(self) -> &'static str {
+        match self {
+            Self::KeyMismatch => "KeyMismatch",
+            Self::BadIdentity => "BadIdentity(",
+            Self::SelfDial => "SelfDial",
+            Self::NotPeerVault => "NotPeerVault(",
+            Self::ClosedDuringHandshake => "ClosedDuringHandshake",
+            Self::ParametersAsked => "ParametersAsked",
+            Self::Timeout => "HandshakeTimeout(",
+        }
+    }
+
+    const ALL: [Self; 7] = [
+        Self::KeyMismatch,
+        Self::BadIdentity,
+        Self::SelfDial,
+        Self::NotPeerVault,
+        Self::ClosedDuringHandshake,
+        Self::ParametersAsked,
+        Self::Timeout,
+    ];
+}
+
+/// The handshake verdict inside `error` (or anything it wraps), if there is one.
 ///
 /// The swarm reports handshake errors wrapped in several layers, some of which
 /// (`Either`) hide the wrapped error from `source()`. So besides walking the source
 /// chain this also looks for the variant's name in the debug rendering, which every
 /// layer passes through.
-pub fn is_key_mismatch(error: &(dyn std::error::Error + 'static)) -> bool {
-    in_source_chain(error) || format!("{error:?}").contains("KeyMismatch")
+pub fn handshake_failure(error: &(dyn std::error::Error + 'static)) -> Option<HandshakeFailure> {
+    if let Some(found) = in_source_chain(error) {
+        return Some(found);
+    }
+    let debug = format!("{error:?}");
+    HandshakeFailure::ALL
+        .into_iter()
+        .find(|f| debug.contains(f.debug_name()))
 }
 
-fn in_source_chain(error: &(dyn std::error::Error + 'static)) -> bool {
+/// True if `error` (or anything it wraps) is a key mismatch.
+pub fn is_key_mismatch(error: &(dyn std::error::Error + 'static)) -> bool {
+    handshake_failure(error) == Some(HandshakeFailure::KeyMismatch)
+}
+
+fn in_source_chain(error: &(dyn std::error::Error + 'static)) -> Option<HandshakeFailure> {
     let mut current = Some(error);
     while let Some(e) = current {
-        if matches!(
-            e.downcast_ref::<HandshakeError>(),
-            Some(HandshakeError::KeyMismatch)
-        ) {
-            return true;
+        if let Some(found) = e
+            .downcast_ref::<HandshakeError>()
+            .and_then(HandshakeFailure::of)
+        {
+            return Some(found);
         }
         if let Some(io) = e.downcast_ref::<io::Error>()
             && let Some(inner) = io.get_ref()
-            && in_source_chain(inner)
+            && let Some(found) = in_source_chain(inner)
         {
-            return true;
+            return Some(found);
         }
         current = e.source();
     }
-    false
+    None
 }
 
 /// Upgrades a raw connection: the channel, then Yamux negotiated inside it.
-/// `endpoint` says which side proposes the multiplexer (with a role override, as
-/// hole punching uses, the override decides).
+/// `endpoint` says which side initiates the handshake and proposes the
+/// multiplexer (with a role override, as hole punching uses, the override decides).
 pub async fn secure_and_multiplex<S>(
     socket: S,
     endpoint: &ConnectedPoint,
-    psk: &[u8; 32],
-    identity: &Keypair,
+    config: &ChannelConfig,
 ) -> Result<(PeerId, StreamMuxerBox), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let channel = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        crate::channel::handshake(socket, psk, identity),
-    )
-    .await
-    .map_err(|_| HandshakeError::Timeout(HANDSHAKE_TIMEOUT))??;
-    let peer = channel.remote_peer();
     // `to_endpoint` ignores the override that hole punching sets on one of the two
     // dialling sides: that side must act as the listener here.
     let role = match endpoint {
         ConnectedPoint::Dialer { role_override, .. } => *role_override,
         ConnectedPoint::Listener { .. } => Endpoint::Listener,
     };
+    let channel_role = match role {
+        Endpoint::Dialer => Role::Initiator,
+        Endpoint::Listener => Role::Responder,
+    };
+    let channel = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        crate::channel::handshake(socket, channel_role, config),
+    )
+    .await
+    .map_err(|_| HandshakeError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
+    let peer = channel.remote_peer();
     let muxer = match role {
         Endpoint::Dialer => {
             let (protocol, io) =
@@ -125,17 +202,16 @@ where
 /// multiplexed by Yamux. A circuit runs the channel end to end: the relay carries
 /// bytes it cannot read, as any router would.
 pub fn build(
-    keypair: &Keypair,
-    psk: [u8; 32],
+    config: ChannelConfig,
     relay: libp2p::relay::client::Transport,
 ) -> io::Result<Boxed<(PeerId, StreamMuxerBox)>> {
-    let keypair = keypair.clone();
+    let config = Arc::new(config);
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
     // Circuit addresses go to the relay transport; TCP refuses them, and the
     // relay transport refuses everything else.
     let secured = relay.or_transport(tcp).and_then(move |socket, endpoint| {
-        let keypair = keypair.clone();
-        async move { secure_and_multiplex(socket, &endpoint, &psk, &keypair).await }
+        let config = config.clone();
+        async move { secure_and_multiplex(socket, &endpoint, &config).await }
     });
     Ok(TransportTimeout::new(secured, UPGRADE_TIMEOUT).boxed())
 }
@@ -145,14 +221,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_mismatch_is_found_inside_wrapping_errors() {
+    fn verdicts_are_found_inside_wrapping_errors() {
         let wrapped = io::Error::other(HandshakeError::KeyMismatch);
         assert!(is_key_mismatch(&wrapped));
         let twice = io::Error::other(wrapped);
         assert!(is_key_mismatch(&twice));
         assert!(!is_key_mismatch(&io::Error::other("connection refused")));
-        assert!(!is_key_mismatch(&HandshakeError::Timeout(
-            HANDSHAKE_TIMEOUT
-        )));
+        assert_eq!(
+            handshake_failure(&HandshakeError::HandshakeTimeout(HANDSHAKE_TIMEOUT)),
+            Some(HandshakeFailure::Timeout)
+        );
+        let self_dial = io::Error::other(io::Error::other(HandshakeError::SelfDial));
+        assert_eq!(
+            handshake_failure(&self_dial),
+            Some(HandshakeFailure::SelfDial)
+        );
+        assert!(
+            !is_key_mismatch(&self_dial),
+            "reaching oneself is not another key"
+        );
+        // Hidden from source() but visible in the debug form, as libp2p's Either is.
+        #[derive(Debug)]
+        struct Opaque(#[allow(dead_code)] HandshakeError);
+        impl std::fmt::Display for Opaque {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("opaque")
+            }
+        }
+        impl std::error::Error for Opaque {}
+        let hidden = Opaque(HandshakeError::BadIdentity("x".into()));
+        assert_eq!(
+            handshake_failure(&hidden),
+            Some(HandshakeFailure::BadIdentity)
+        );
+        assert_eq!(handshake_failure(&io::Error::other("Timeout")), None);
     }
 }

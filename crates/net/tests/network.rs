@@ -340,3 +340,137 @@ async fn the_dht_finds_a_provider_the_asker_was_never_connected_to() {
         .await;
     assert_eq!(&answer.unwrap()[..], b"gnip");
 }
+
+#[tokio::test]
+async fn a_port_another_node_listens_on_is_refused_not_shared() {
+    // Both would bind with SO_REUSEPORT; the second must not start.
+    let (a, _da) = node(KEY, vec![]).await;
+    let taken = endpoint_of(&a.handle).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), KEY, vec![]);
+    cfg.listen = vec![taken.clone()];
+    let err = peervault_net::start(cfg).await.err().expect("must fail");
+    assert!(err.to_string().contains("address already in use"), "{err}");
+    // Also on every interface at that port.
+    let mut cfg = config(dir.path(), KEY, vec![]);
+    cfg.listen = vec![Endpoint::parse(&format!(":{}", taken.port)).unwrap()];
+    let err = peervault_net::start(cfg).await.err().expect("must fail");
+    assert!(err.to_string().contains("address already in use"), "{err}");
+}
+
+#[tokio::test]
+async fn silent_connections_from_one_address_do_not_lock_members_out() {
+    let (a, _da) = node(KEY, vec![]).await;
+    let a = echo(a);
+    let target = endpoint_of(&a).await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], target.port));
+    // 200 connections from 127.0.0.66 that never say a word, held open.
+    let mut silent = Vec::new();
+    for _ in 0..200 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.66:0".parse().unwrap()).unwrap();
+        if let Ok(stream) = socket.connect(addr).await {
+            silent.push(stream);
+        }
+    }
+    assert!(
+        silent.len() >= 100,
+        "only {} connections opened",
+        silent.len()
+    );
+    let (b, _db) = node(KEY, vec![target]).await;
+    let b = echo(b);
+    let started = std::time::Instant::now();
+    assert!(
+        wait_for_peers(&b, 1, Duration::from_secs(5)).await,
+        "a member could not connect beside 200 silent connections"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(silent);
+}
+
+#[tokio::test]
+async fn a_bootstrap_address_that_is_this_node_is_no_key_mismatch() {
+    // A node given its own address (as a shared config on every host would): it
+    // reaches itself, says so, and never calls it another key.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let own = Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), KEY, vec![own.clone()]);
+    cfg.listen = vec![own];
+    let mut a = peervault_net::start(cfg).await.unwrap();
+    let mismatch = tokio::time::timeout(Duration::from_secs(4), wait_mismatch(&mut a.events)).await;
+    assert!(
+        !matches!(mismatch, Ok(true)),
+        "reaching itself was reported as a key mismatch"
+    );
+    let discovery = a.handle.discovery().await;
+    assert!(discovery.known.iter().all(|k| !k.key_mismatch));
+    assert!(a.handle.peers().await.is_empty());
+}
+
+#[tokio::test]
+async fn requests_and_chunk_streams_across_many_rekeys_are_byte_identical() {
+    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+    let frames_per_key = 2;
+    let dir_a = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir_a.path(), KEY, vec![]);
+    cfg.rekey_interval = frames_per_key;
+    let Network {
+        handle: a,
+        mut inbound,
+        mut events,
+        chunk_streams: mut streams,
+    } = peervault_net::start(cfg).await.unwrap();
+    tokio::spawn(async move {
+        while let Some(req) = inbound.recv().await {
+            let mut bytes = req.bytes.to_vec();
+            bytes.reverse();
+            let _ = req.reply.send(bytes.into());
+        }
+    });
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    // Chunk streams: read 4 MiB, answer them reversed.
+    tokio::spawn(async move {
+        while let Some((_, mut stream)) = streams.next().await {
+            tokio::spawn(async move {
+                let mut data = vec![0u8; 4 << 20];
+                if stream.read_exact(&mut data).await.is_ok() {
+                    data.reverse();
+                    let _ = stream.write_all(&data).await;
+                    let _ = stream.close().await;
+                }
+            });
+        }
+    });
+    let dir_b = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir_b.path(), KEY, vec![endpoint_of(&a).await]);
+    cfg.rekey_interval = frames_per_key;
+    let b = echo(peervault_net::start(cfg).await.unwrap());
+    assert!(wait_for_peers(&b, 1, Duration::from_secs(10)).await);
+    // Requests of 3 MiB: ~48 frames each way, ~24 rekeys per direction.
+    let request: Vec<u8> = (0..3u32 << 20).map(|i| (i * 31 % 253) as u8).collect();
+    for _ in 0..3 {
+        let answer = b
+            .request(a.local_peer_id(), request.clone(), Duration::from_secs(20))
+            .await
+            .unwrap();
+        let mut expected = request.clone();
+        expected.reverse();
+        assert!(answer.as_ref() == expected.as_slice(), "the answer differs");
+    }
+    // And a chunk stream of 4 MiB.
+    let mut stream = b.open_chunk_stream(a.local_peer_id()).await.unwrap();
+    let data: Vec<u8> = (0..4u32 << 20).map(|i| (i * 17 % 251) as u8).collect();
+    stream.write_all(&data).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back).await.unwrap();
+    let mut expected = data;
+    expected.reverse();
+    assert!(back == expected, "the stream's bytes differ");
+}
