@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use peervault::control::proto::{Frame, Request as ControlRequest, Response as ControlResponse};
 use peervault_node::wire::{Request, Response, chunk_in_response};
 use peervault_store::crypto::{ChunkCheck, Crypto, catalogue_context};
-use peervault_store::{CatalogueEntry, ChunkId, NameId, NetworkKey};
+use peervault_store::{CatalogueEntry, ChunkId, KdfParams, KeySource, NameId, NetworkKey};
 
 /// The body of one target.
 pub type Target = fn(&[u8]);
@@ -27,11 +27,13 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("channel_frames", channel_frames),
     ("channel_identity", channel_identity),
     ("quota_file", quota_file),
+    ("channel_handshake", channel_handshake),
+    ("kdf_params", kdf_params),
+    ("join_code", join_code),
 ];
 
 fn crypto() -> Crypto {
-    let key = NetworkKey::from_user_input(&"ab".repeat(32))
-        .unwrap_or_else(|_| NetworkKey::insecure_default());
+    let key = NetworkKey::from_bytes([0xab; 32], KeySource::Hex);
     Crypto::new(&key.store_keys())
 }
 
@@ -107,5 +109,28 @@ pub fn quota_file(data: &[u8]) {
         && std::fs::write(dir.join(".quota_config.json"), data).is_ok()
     {
         let _ = peervault_node::QuotaConfig::load(&dir);
+    }
+}
+
+/// The bytes a peer sends during a channel handshake, to either role.
+pub fn channel_handshake(data: &[u8]) {
+    let _ = peervault_net::fuzzing::channel_handshake(data);
+}
+
+/// Key-derivation parameters, as a bootstrap peer answers them or the data dir's
+/// `kdf` file holds them.
+pub fn kdf_params(data: &[u8]) {
+    if let Ok(params) = KdfParams::from_text(&String::from_utf8_lossy(data)) {
+        assert_eq!(KdfParams::from_text(&params.to_text()).ok(), Some(params));
+    }
+}
+
+/// A join code, as a user pastes it.
+pub fn join_code(data: &[u8]) {
+    if let Ok(code) = peervault_node::JoinCode::parse(&String::from_utf8_lossy(data)) {
+        assert_eq!(
+            peervault_node::JoinCode::parse(&code.to_text()).ok(),
+            Some(code)
+        );
     }
 }

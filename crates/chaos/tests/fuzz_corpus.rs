@@ -61,6 +61,29 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             br#"{"max_storage_bytes": 1073741824, "storage_root": "/tmp/x"}"#.to_vec(),
             br#"{"max_storage_bytes": -1}"#.to_vec(),
         ],
+        "kdf_params" => vec![
+            peervault_store::KdfParams::legacy().to_text().into_bytes(),
+            peervault_store::KdfParams::generate()
+                .unwrap()
+                .to_text()
+                .into_bytes(),
+            b"$argon2id$v=19$m=47104,t=1,p=1$c2FsdHNhbHRzYWx0".to_vec(),
+        ],
+        "join_code" => vec![
+            peervault_node::JoinCode::new(
+                &peervault_store::NetworkKey::generate().unwrap(),
+                vec!["/ip4/192.0.2.1/tcp/3000".parse().unwrap()],
+            )
+            .to_text()
+            .into_bytes(),
+        ],
+        "channel_handshake" => vec![
+            // An empty first message (a parameters question), a message 1 of the
+            // right length, and a refusal.
+            vec![0, 0],
+            [&[0u8, 48][..], &[0x42; 48]].concat(),
+            [&[0u8, 96][..], &[0x17; 96]].concat(),
+        ],
         _ => vec![vec![0u8; 64], (0..=255u8).collect()],
     }
 }

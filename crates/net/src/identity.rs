@@ -58,7 +58,12 @@ impl NodeIdentity {
                 })?;
                 Ok(Self { keypair })
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Self::create(&path),
+            // A dangling symlink also reads as missing: never replace a link.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(&path).is_err() =>
+            {
+                Self::create(&path)
+            }
             Err(source) => Err(IdentityError::Io {
                 action: "read",
                 path,

@@ -30,9 +30,10 @@ pub mod fuzzing {
         crate::channel::parse_identity(bytes).is_some()
     }
 
-    /// A handshake's first message as a responder checks it, under a fixed key.
-    pub fn channel_gate(bytes: &[u8]) -> bool {
-        crate::channel::gate_under_test_key(bytes)
+    /// A channel handshake, both roles, against a peer that sends `bytes`.
+    pub fn channel_handshake(bytes: &[u8]) -> bool {
+        let as_initiator = crate::channel::handshake_under_test_key(bytes, true);
+        crate::channel::handshake_under_test_key(bytes, false) || as_initiator
     }
 
     /// Channel frames as they arrive from the wire, read under a fixed key.
@@ -49,4 +50,7 @@ pub use network::{
     Addresses, InboundRequest, NetConfig, NetError, NetEvent, NetHandle, Network,
     ask_kdf_parameters, start,
 };
-pub use peers::{ConnectionPath, Discovery, KnownPeer, PeerInfo, PeerSource};
+pub use peers::{
+    ConnectionPath, Discovery, KnownPeer, PeerInfo, PeerSource, Scope as AddressScope,
+    scope as address_scope,
+};

@@ -463,14 +463,14 @@ impl PeerBook {
 /// Where an address can be dialled from: a loopback address only from this host,
 /// a link-local one only from this host or the same link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Scope {
+pub enum Scope {
     Host,
     Link,
     Global,
 }
 
 /// The scope of `addr` (by its first component; a circuit counts by its relay).
-pub(crate) fn scope(addr: &Multiaddr) -> Scope {
+pub fn scope(addr: &Multiaddr) -> Scope {
     match addr.iter().next() {
         Some(Protocol::Ip4(ip)) if ip.is_loopback() => Scope::Host,
         Some(Protocol::Ip4(ip)) if ip.is_link_local() => Scope::Link,

@@ -6,17 +6,15 @@
 
 use std::time::Duration;
 
-use peervault_node::{Endpoint, NetworkKey, Node, NodeConfig, Replicas};
+use peervault_node::{JoinCode, KeyInput, Node, NodeConfig, Replicas};
 use tokio::io::AsyncReadExt;
 
 async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    let key = NetworkKey::from_user_input("an example passphrase")?;
-
-    // The first node listens on a free loopback port; the second joins it.
-    let first = Node::start(NodeConfig::new(dir.join("first"), key.clone())).await?;
-    let address = first.status().await?.listen_addrs[0].clone();
-    let mut config = NodeConfig::new(dir.join("second"), key);
-    config.bootstrap = vec![Endpoint::parse(&address)?];
+    // The first node makes the vault's key (kept in its data dir) and listens on a
+    // free loopback port; the second joins it with the code it hands out.
+    let first = Node::start(NodeConfig::new(dir.join("first"), KeyInput::Stored)).await?;
+    let code = JoinCode::parse(&first.invite().await?)?;
+    let mut config = NodeConfig::new(dir.join("second"), KeyInput::Join(code));
     config.replicas = Replicas::Count(2);
     let second = Node::start(config).await?;
     for _ in 0..300 {

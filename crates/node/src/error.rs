@@ -4,6 +4,7 @@ use peervault_net::{IdentityError, NetError};
 use peervault_store::StoreError;
 use serde::{Deserialize, Serialize};
 
+use crate::keyring::KeyringError;
 use crate::quota::QuotaFileError;
 
 /// Anything a node operation can fail with.
@@ -17,6 +18,8 @@ pub enum NodeError {
     QuotaFile(#[from] QuotaFileError),
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -51,6 +54,14 @@ impl NodeError {
                 _ => ErrorKind::Other,
             },
             NodeError::Invalid(_) => ErrorKind::InvalidInput,
+            NodeError::Keyring(
+                KeyringError::OtherVault(_)
+                | KeyringError::NotAPassphraseVault(_)
+                | KeyringError::PassphraseNeeded(_),
+            ) => ErrorKind::WrongKey,
+            NodeError::Keyring(KeyringError::Key(_) | KeyringError::BadJoinCode(_)) => {
+                ErrorKind::InvalidInput
+            }
             _ => ErrorKind::Other,
         }
     }

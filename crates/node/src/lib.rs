@@ -7,16 +7,17 @@
 //! lacks from peers, and keeps its catalogue in step with theirs.
 //!
 //! ```
-//! use peervault_node::{NetworkKey, Node, NodeConfig};
+//! use peervault_node::{KeyInput, Node, NodeConfig};
 //! use tokio::io::AsyncReadExt;
 //!
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?;
 //! # let data_dir = dir.path().join("vault");
-//! // Every node of one vault shares the key: 64 hex digits or a passphrase.
-//! let key = NetworkKey::from_user_input("correct horse battery staple")?;
-//! let config = NodeConfig::new(&data_dir, key)
+//! // Every node of one vault shares its key. The first node makes one at random and
+//! // keeps it in its data dir; `node.invite()` gives the code other nodes join with
+//! // (`KeyInput::Join`). A `NetworkKey` or a passphrase can be given instead.
+//! let config = NodeConfig::new(&data_dir, KeyInput::Stored)
 //!     .enable_local_discovery() // find nodes on the LAN with mDNS
 //!     .enable_peer_exchange(); // learn nodes from nodes
 //! let node = Node::start(config).await?;
@@ -39,6 +40,7 @@
 
 pub mod conduct;
 mod error;
+pub mod keyring;
 pub mod lanes;
 pub mod maintenance;
 pub mod memory;
@@ -52,6 +54,7 @@ pub mod sync;
 pub mod wire;
 
 pub use error::{ErrorKind, NodeError};
+pub use keyring::{JoinCode, KeyInput, KeyOrigin, KeyringError};
 pub use maintenance::{CleanReport, GcSummary, MaintenanceConfig, RepairRound};
 pub use metrics::{Health, Metrics, MetricsSnapshot};
 pub use node::{
@@ -60,9 +63,10 @@ pub use node::{
     StoreReport,
 };
 pub use peervault_net::{Endpoint, PeerId};
+pub use peervault_store::files;
 pub use peervault_store::{
     BlobLocation, ChunkId, ChunkProblem, DEFAULT_TOMBSTONE_RETENTION, DeleteOutcome, FileReader,
-    KeySource, NetworkKey, StoreError, SweepReport, VerifyReport, direct::QueuedWriter,
+    KdfParams, KeySource, NetworkKey, StoreError, SweepReport, VerifyReport, direct::QueuedWriter,
 };
 pub use quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
 pub use replicate::{CopyProgress, Replicas, Replication};

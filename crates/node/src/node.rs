@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use peervault_net::{Endpoint, NetConfig, NetEvent, NetHandle, NodeIdentity, PeerId, PeerInfo};
 use peervault_store::{
     BlobLocation, ChunkId, DEFAULT_CHUNK_SIZE, DataDirLock, DeleteOutcome, FileReader, FileSummary,
-    KeyFingerprint, Manifest, NameId, NetworkKey, OriginId, SweepReport, Vault, VaultConfig,
-    VerifyReport, Version, WriteOutcome,
+    KeyFingerprint, KeySource, Manifest, NameId, NetworkKey, OriginId, SweepReport, Vault,
+    VaultConfig, VerifyReport, Version, WriteOutcome,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{NodeError, Result};
+use crate::keyring::{KeyInput, KeyOrigin};
 use crate::maintenance::{MaintenanceConfig, MaintenanceState};
 use crate::metrics::Metrics;
 use crate::quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
@@ -48,8 +49,15 @@ pub const DEFAULT_MAX_PEERS: usize = 32;
 pub struct NodeConfig {
     /// Where everything of this node lives.
     pub data_dir: PathBuf,
-    /// The vault's shared secret.
-    pub key: NetworkKey,
+    /// Where the vault's key comes from: the data dir (the default: kept there, or
+    /// made on the first start), the key itself, a passphrase, or a join code.
+    pub key: KeyInput,
+    /// How long a new node given only a passphrase waits for a bootstrap peer to
+    /// tell it the vault's key-derivation parameters.
+    pub kdf_query_patience: Duration,
+    /// Frames each direction of a peer connection carries under one key before it
+    /// rekeys (lowered only by tests, to see many rekeys).
+    pub rekey_interval_frames: u64,
     /// Set (and persist) this quota; `None` keeps the quota file's value, or the
     /// default if there is no file yet.
     pub quota_bytes: Option<u64>,
@@ -98,11 +106,14 @@ impl NodeConfig {
     }
 
     /// A configuration with defaults for everything but the data dir and key; it
-    /// listens on an OS-chosen port of 127.0.0.1.
-    pub fn new(data_dir: impl Into<PathBuf>, key: NetworkKey) -> Self {
+    /// listens on an OS-chosen port of 127.0.0.1. `key` is a [`NetworkKey`] or any
+    /// [`KeyInput`] (`KeyInput::Stored` for the data dir's own key).
+    pub fn new(data_dir: impl Into<PathBuf>, key: impl Into<KeyInput>) -> Self {
         Self {
             data_dir: data_dir.into(),
-            key,
+            key: key.into(),
+            kdf_query_patience: crate::keyring::KDF_QUERY_PATIENCE,
+            rekey_interval_frames: peervault_net::channel::DEFAULT_REKEY_INTERVAL,
             quota_bytes: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
             listen: vec![Endpoint::parse("127.0.0.1:0").unwrap_or_else(|_| unreachable!())],
@@ -393,6 +404,10 @@ pub struct NodeStatus {
     pub started_unix_ms: u64,
     pub key_fingerprint: String,
     pub insecure_default_key: bool,
+    /// Where the key came from: generated, joined, passphrase, hex key, or the
+    /// public default of an older data dir.
+    #[serde(default)]
+    pub key_source: String,
     pub version: String,
     /// Whether peers can dial this node: public, private (behind NAT) or unknown.
     #[serde(default)]
@@ -421,7 +436,9 @@ pub(crate) struct Inner {
     identity: NodeIdentity,
     data_dir: PathBuf,
     fingerprint: KeyFingerprint,
-    insecure_key: bool,
+    /// The vault's key (for invitations) and how it was found.
+    key: NetworkKey,
+    key_origin: KeyOrigin,
     pub(crate) started: Instant,
     pub(crate) started_unix_ms: u64,
     quota_source: QuotaSource,
@@ -475,13 +492,21 @@ impl Node {
                 .await
                 .map_err(|e| NodeError::Invalid(format!("start-up task failed: {e}")))??
         };
+        let resolved = crate::keyring::resolve(
+            &data_dir,
+            config.key.clone(),
+            &config.bootstrap,
+            config.kdf_query_patience,
+        )
+        .await?;
+        let key = resolved.key.clone();
         let identity = NodeIdentity::load_or_create(&data_dir)?;
         let (quota_bytes, quota_source) = resolve_quota(&data_dir, config.quota_bytes)?;
         let peer_id = identity.peer_id();
         let vault = Vault::open_locked(
             VaultConfig {
                 data_dir: data_dir.clone(),
-                key: config.key.clone(),
+                key: key.clone(),
                 origin: OriginId::derive(&peer_id.to_bytes()),
                 author: peer_id.to_string(),
                 chunk_size: config.chunk_size,
@@ -490,15 +515,27 @@ impl Node {
             lock,
         )
         .await?;
-        let mut net_config = NetConfig::new(
-            identity.clone(),
-            config.key.pnet_psk(),
-            config.listen.clone(),
-        );
+        // The vault opened with this key (its fingerprint matched, or it is new):
+        // now the key files may be written.
+        resolved.persist(&data_dir)?;
+        let mut bootstrap = config.bootstrap.clone();
+        for addr in &resolved.join_addrs {
+            // Circuit addresses in a code are not dialled as bootstrap peers.
+            if let Ok(endpoint) = Endpoint::parse(&addr.to_string())
+                && !bootstrap.contains(&endpoint)
+            {
+                bootstrap.push(endpoint);
+            }
+        }
+        let mut net_config =
+            NetConfig::new(identity.clone(), key.pnet_psk(), config.listen.clone());
         net_config.advertise = config.advertise.clone();
         net_config.advertise_only = config.advertise_only;
         net_config.relay_server = config.relay_server;
-        net_config.bootstrap = config.bootstrap.clone();
+        net_config.rekey_interval = config.rekey_interval_frames;
+        net_config.kdf_parameters = key.kdf_params().map(|p| p.to_text().into_bytes());
+        let has_bootstrap = !bootstrap.is_empty();
+        net_config.bootstrap = bootstrap;
         net_config.public_ip = config.public_ip;
         net_config.max_peers = config.max_peers;
         net_config.discover_local = config.discover_local;
@@ -543,8 +580,9 @@ impl Node {
                 net: network.handle,
                 identity,
                 data_dir,
-                fingerprint: config.key.fingerprint(),
-                insecure_key: config.key.is_insecure_default(),
+                fingerprint: key.fingerprint(),
+                key,
+                key_origin: resolved.origin,
                 started: Instant::now(),
                 started_unix_ms,
                 quota_source,
@@ -556,7 +594,7 @@ impl Node {
                 maintenance: std::sync::Mutex::new(MaintenanceState::default()),
                 gc_lock: tokio::sync::Mutex::new(()),
                 membership: std::sync::Mutex::new(membership),
-                has_bootstrap: !config.bootstrap.is_empty(),
+                has_bootstrap,
                 conduct: std::sync::Mutex::new(crate::conduct::Conduct::default()),
                 advertised: config.advertise.is_some(),
                 lanes: crate::lanes::Lanes::default(),
@@ -629,6 +667,40 @@ impl Node {
     }
 
     /// This node's peer id.
+    /// How the vault's key was found at start (made now, kept, given, joined).
+    pub fn key_origin(&self) -> KeyOrigin {
+        self.inner.key_origin
+    }
+
+    /// Where the vault's key came from.
+    pub fn key_source(&self) -> KeySource {
+        self.inner.key.source()
+    }
+
+    /// A join code for a new node (`peervault -join CODE`): the vault's key, this
+    /// node's addresses (those peers on other hosts can dial first), and a
+    /// passphrase vault's key-derivation parameters. Whoever holds it can join the
+    /// vault and read everything in it.
+    pub async fn invite(&self) -> Result<String> {
+        let addresses = self.inner.net.addresses().await;
+        let peer = self.inner.identity.peer_id();
+        let mut addrs: Vec<peervault_net::Multiaddr> = addresses
+            .external
+            .iter()
+            .chain(&addresses.listen)
+            .chain(&addresses.relayed)
+            .cloned()
+            .collect();
+        addrs.dedup();
+        // Loopback last: useful only to a node on this machine.
+        addrs.sort_by_key(|a| std::cmp::Reverse(peervault_net::address_scope(a)));
+        let addrs = addrs
+            .into_iter()
+            .map(|a| a.clone().with_p2p(peer).unwrap_or(a))
+            .collect();
+        Ok(crate::keyring::JoinCode::new(&self.inner.key, addrs).to_text())
+    }
+
     pub fn peer_id(&self) -> String {
         self.inner.identity.peer_id().to_string()
     }
@@ -895,7 +967,8 @@ impl Node {
             uptime_seconds: self.inner.started.elapsed().as_secs_f64(),
             started_unix_ms: self.inner.started_unix_ms,
             key_fingerprint: self.inner.fingerprint.to_string(),
-            insecure_default_key: self.inner.insecure_key,
+            insecure_default_key: self.inner.key.is_insecure_default(),
+            key_source: self.inner.key.source().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             reachability: if self.inner.advertised {
                 "as advertised (-advertise: not checked)".to_string()

@@ -9,7 +9,7 @@
 //! node can never leave a truncated file behind.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -72,35 +72,19 @@ impl QuotaConfig {
             })
     }
 
-    /// Writes the quota file atomically and durably.
+    /// Writes the quota file atomically and durably (through a symlink to where it
+    /// leads; anything but a regular file there is refused, never replaced).
     pub fn save(&self, data_dir: &Path) -> Result<(), QuotaFileError> {
         let path = Self::path(data_dir);
-        let io_err = |action, source| QuotaFileError::Io {
-            action,
-            path: path.clone(),
-            source,
-        };
-        let tmp = data_dir.join(format!("{QUOTA_FILE}.tmp"));
         let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
         text.push('\n');
-        let mut file = {
-            use std::os::unix::fs::OpenOptionsExt;
-            fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(|e| io_err("create", e))?
-        };
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| io_err("write", e))?;
-        fs::rename(&tmp, &path).map_err(|e| io_err("replace", e))?;
-        fs::File::open(data_dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io_err("sync the directory of", e))?;
-        Ok(())
+        peervault_store::files::write_atomically(&path, text.as_bytes(), 0o600).map_err(|source| {
+            QuotaFileError::Io {
+                action: "write",
+                path,
+                source,
+            }
+        })
     }
 }
 

@@ -815,7 +815,7 @@ mod tests {
     #[tokio::test]
     async fn an_entry_is_offered_only_with_the_version_it_belongs_to() {
         let dir = tempfile::tempdir().unwrap();
-        let key = NetworkKey::from_user_input("sealed entry test").unwrap();
+        let key = NetworkKey::from_bytes([3; 32], peervault_store::KeySource::Hex);
         let node = Node::start(NodeConfig::new(dir.path().join("n"), key))
             .await
             .unwrap();

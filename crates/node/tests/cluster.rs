@@ -231,7 +231,7 @@ async fn a_node_with_another_key_learns_nothing() {
         .unwrap();
     let mut config = NodeConfig::new(
         cluster.root.join("intruder"),
-        NetworkKey::from_user_input("wrong").unwrap(),
+        NetworkKey::from_bytes([0x0b; 32], peervault_node::KeySource::Hex),
     );
     config.bootstrap = vec![endpoint(&a).await];
     config.sync_interval = Duration::from_secs(1);

@@ -29,7 +29,7 @@ async fn a_reader_finds_holders_it_was_never_connected_to_through_the_dht() {
         .with_test_writer()
         .try_init();
     let dir = tempfile::tempdir().unwrap();
-    let key = NetworkKey::from_user_input("dht test key").unwrap();
+    let key = NetworkKey::from_bytes([0xd4; 32], peervault_node::KeySource::Hex);
     let config = |i: usize, max_peers: usize| {
         let mut config = NodeConfig::new(dir.path().join(format!("n{i}")), key.clone());
         // One copy: the only holder is the writer.

@@ -4,11 +4,72 @@
 //! has arrived verified is it fsynced and renamed over the destination. If anything
 //! fails (an integrity error, a lost node, Ctrl-C) the temporary file is removed and
 //! the destination keeps whatever it held before.
+//!
+//! That is for regular files. [`Download::open`] first asks what the destination
+//! is (`peervault_node::files::destination`): a symlink is followed (the file it
+//! leads to is replaced, the link stays), and a character or block device or a
+//! FIFO is written into as it is, never renamed over: `get -o /dev/null` run as
+//! root once turned the machine's `/dev/null` into a regular file.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+use peervault_node::files::{Destination, SpecialKind, destination};
 use tokio::fs::File;
+use tokio::io::AsyncWriteExt;
+
+/// Where a download goes.
+#[derive(Debug)]
+pub enum Download {
+    /// A regular file, or a new one: written beside it, renamed over it at the end.
+    Atomic(AtomicFile),
+    /// A device or FIFO: written into as it is.
+    Direct { file: File, kind: SpecialKind },
+}
+
+impl Download {
+    /// Opens `dest` for a download (following symlinks; a directory or socket is
+    /// refused with the reason).
+    pub async fn open(dest: &Path) -> io::Result<Download> {
+        match destination(dest)? {
+            Destination::Replace(real) => Ok(Download::Atomic(AtomicFile::create(&real).await?)),
+            Destination::WriteInto(real, kind) => {
+                // No truncation or creation: it is the user's device or FIFO.
+                let file = File::options().write(true).open(&real).await?;
+                Ok(Download::Direct { file, kind })
+            }
+        }
+    }
+
+    /// The file to write into.
+    pub fn file(&mut self) -> &mut File {
+        match self {
+            Download::Atomic(atomic) => atomic.file(),
+            Download::Direct { file, .. } => file,
+        }
+    }
+
+    /// The regular file's descriptor, which the node may write into itself
+    /// (`GetInto`); devices and FIFOs are streamed to.
+    pub fn regular_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match self {
+            Download::Atomic(atomic) => Some(atomic.fd()),
+            Download::Direct { .. } => None,
+        }
+    }
+
+    /// Finishes the download: the rename for a regular file, a flush otherwise.
+    pub async fn commit(self) -> io::Result<()> {
+        match self {
+            Download::Atomic(atomic) => atomic.commit().await,
+            Download::Direct { mut file, kind } => {
+                file.flush().await?;
+                tracing::debug!("wrote into {kind}");
+                Ok(())
+            }
+        }
+    }
+}
 
 /// A destination file being written.
 #[derive(Debug)]

@@ -68,7 +68,8 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         .prefix("peervault-demo-")
         .tempdir()
         .context("cannot create a temporary directory for the demo")?;
-    let key = NetworkKey::from_user_input("peervault demo key")?;
+    // A key of its own, made for this run.
+    let key = NetworkKey::generate()?;
     println!(
         "PeerVault demo: three nodes in this process, a vault in {}",
         dir.path().display()

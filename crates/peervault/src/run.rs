@@ -1,8 +1,8 @@
 //! Running a node in the foreground: start-up, the optional REPL, and shutdown.
 //!
-//! Order of events: resolve the key (warning loudly about the public default),
-//! settle the quota (asking on first interactive start), start the node, open the
-//! control socket, then wait for `quit`, Ctrl-C or SIGTERM. Shutdown closes the
+//! Order of events: settle the quota (asking on first interactive start), start
+//! the node (which settles the vault's key, warning loudly about an older data
+//! dir's public default), open the control socket, then wait for `quit`, Ctrl-C or SIGTERM. Shutdown closes the
 //! control socket first, gives requests in flight a grace period, then drops the
 //! node, which releases the data dir.
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use peervault_node::{
-    HumanSize, NetworkKey, Node, NodeConfig, QuotaConfig, QuotaSource, parse_size,
+    HumanSize, KeyOrigin, KeySource, Node, NodeConfig, QuotaConfig, QuotaSource, parse_size,
 };
 use tokio::sync::oneshot;
 
@@ -27,25 +27,29 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// File name of the REPL history inside the data dir.
 const HISTORY_FILE: &str = "repl_history";
 
-fn warn_insecure_key() {
+fn warn_insecure_key(data_dir: &std::path::Path) {
     eprintln!(
-        "WARNING: no network key given (--key or PEERVAULT_KEY): using the public default key.\n\
-         WARNING: anyone with PeerVault can decrypt this vault and join its network.\n\
-         WARNING: for real data, start with a secret key, e.g. PEERVAULT_KEY=\"$(openssl rand -hex 32)\"\n\
-         WARNING: (a data dir stays bound to the key it was created with)."
+        "WARNING: {} was created before vaults had keys of their own: it uses the public\n\
+         WARNING: default key, so anyone who reaches this node can join the vault and read it.\n\
+         WARNING: Move the files to a vault with a key of its own: start a node on a new data dir\n\
+         WARNING: (it makes a random key), copy the files over with `get` and `put`, retire this one.",
+        data_dir.display()
     );
 }
 
-async fn resolve_key(settings: &NodeSettings) -> anyhow::Result<NetworkKey> {
-    match settings.key.clone() {
-        // Argon2id takes a moment and a few MiB: keep it off the async threads.
-        Some(text) => tokio::task::spawn_blocking(move || NetworkKey::from_user_input(&text))
-            .await?
-            .context("invalid network key"),
-        None => {
-            warn_insecure_key();
-            Ok(tokio::task::spawn_blocking(NetworkKey::insecure_default).await?)
+/// What the start-up banner says about the vault's key.
+fn describe_key(node: &Node, data_dir: &std::path::Path) -> String {
+    let kept = data_dir.join(peervault_node::keyring::VAULT_KEY_FILE);
+    match (node.key_origin(), node.key_source()) {
+        (KeyOrigin::Created, _) => format!("new, random, kept in {}", kept.display()),
+        (KeyOrigin::Kept, KeySource::Joined) => format!("joined, kept in {}", kept.display()),
+        (KeyOrigin::Kept, _) => format!("kept in {}", kept.display()),
+        (KeyOrigin::Joined, _) => format!("from the join code, kept in {}", kept.display()),
+        (KeyOrigin::Given, KeySource::Passphrase) => {
+            "passphrase (Argon2id with this vault's salt)".to_string()
         }
+        (KeyOrigin::Given, _) => "given with --key".to_string(),
+        (KeyOrigin::LegacyDefault, _) => "the public default (insecure: see the warning)".into(),
     }
 }
 
@@ -108,18 +112,28 @@ async fn wait_for_signal() {
     }
 }
 
+/// The flags a client command needs to reach this node (none for the defaults).
+fn client_flags(settings: &NodeSettings) -> String {
+    if !settings.common.data_dir_is_default {
+        format!(" --data-dir {}", settings.common.data_dir.display())
+    } else if settings.common.addr.port != 3000 {
+        format!(" --addr :{}", settings.common.addr.port)
+    } else {
+        String::new()
+    }
+}
+
 /// Runs a node until it is told to stop.
 pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     if settings.demo {
         return crate::demo::run().await;
     }
-    let key = resolve_key(&settings).await?;
     let quota = match settings.quota {
         Some(bytes) => Some(bytes),
         None => prompt_for_quota(&settings)?,
     };
     let data_dir = settings.common.data_dir.clone();
-    let mut config = NodeConfig::new(&data_dir, key);
+    let mut config = NodeConfig::new(&data_dir, settings.key.clone());
     config.quota_bytes = quota;
     config.listen = vec![settings.common.addr.clone()];
     config.advertise = settings.advertise.clone();
@@ -137,6 +151,9 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     config.tombstone_retention = settings.tombstone_retention;
     let node = Node::start(config).await.map_err(anyhow::Error::new)?;
     let status = node.status().await?;
+    if node.key_origin() == KeyOrigin::LegacyDefault {
+        warn_insecure_key(&data_dir);
+    }
 
     println!("PeerVault node {} started", node.peer_id());
     println!("  Listening:  {}", status.listen_addrs.join(", "));
@@ -152,6 +169,7 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    println!("  Vault key:  {}", describe_key(&node, &data_dir));
     println!("  Quota:      {}", describe_quota(&node));
     println!(
         "  Replicas:   {} (copies of each file, counting this node)",
@@ -186,12 +204,33 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     println!("  Control:    {}", socket_path(&data_dir).display());
     let http_stop = tokio_util::sync::CancellationToken::new();
     if let Some(endpoint) = &settings.metrics {
-        let bound = crate::http::serve(node.clone(), endpoint, http_stop.clone()).await?;
+        let token = crate::http::load_or_create_token(&data_dir)?;
+        let (bound, _) = crate::http::serve(
+            node.clone(),
+            endpoint,
+            token.clone(),
+            settings.http_allow_host.clone(),
+            http_stop.clone(),
+        )
+        .await?;
+        let shown = if bound.ip().is_unspecified() {
+            std::net::SocketAddr::from(([127, 0, 0, 1], bound.port()))
+        } else {
+            bound
+        };
+        println!("  Dashboard:  http://{shown}/?token={token}");
         println!(
-            "  Metrics:    http://{bound}/ (dashboard), /metrics, /metrics/json, /metrics/human, /health"
+            "  Metrics:    http://{shown}/metrics, /metrics/json, /metrics/human, /health (no token needed)"
         );
     }
 
+    if node.key_origin() == KeyOrigin::Created {
+        println!(
+            "A new vault. To add a node: run `peervault invite{}` here, then start the other \
+             node with `peervault -join CODE`.",
+            client_flags(&settings)
+        );
+    }
     if !settings.interactive {
         println!(
             "Use `peervault put|get|ls|rm|status` from another terminal; Ctrl-C stops the node."

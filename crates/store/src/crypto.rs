@@ -311,7 +311,9 @@ mod tests {
     #[test]
     fn another_key_cannot_open() {
         let c = crypto();
-        let other = Crypto::new(&NetworkKey::from_user_input("other").unwrap().store_keys());
+        let other = Crypto::new(
+            &NetworkKey::from_bytes([0x0e; 32], crate::keys::KeySource::Hex).store_keys(),
+        );
         let (id, blob) = c.seal_chunk(b"secret").unwrap();
         assert!(other.open_chunk(&id, blob, ChunkCheck::Tag).is_err());
         let record = c.seal_record(b"ctx", b"record").unwrap();

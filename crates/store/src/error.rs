@@ -19,6 +19,18 @@ pub enum KeyError {
     Empty,
     #[error("could not stretch the passphrase into a key: {0}")]
     Stretch(String),
+    #[error(
+        "the key looks like hex but has {0} hex digits; a raw key has exactly 64 \
+         (e.g. from `openssl rand -hex 32`). Check that it was copied whole; a passphrase \
+         must contain a character other than 0-9 and a-f"
+    )]
+    HexLength(usize),
+    #[error("the key is not 64 hex digits")]
+    NotHex,
+    #[error("invalid key-derivation parameters: {0}")]
+    Parameters(String),
+    #[error("the system's random number generator failed: {0}")]
+    Random(String),
 }
 
 /// Everything that can go wrong in the store.

@@ -15,6 +15,7 @@ pub mod catalogue;
 pub mod crypto;
 pub mod direct;
 pub mod error;
+pub mod files;
 pub mod group;
 pub mod ids;
 pub mod index;
@@ -28,7 +29,7 @@ pub mod version;
 
 pub use error::{ChunkProblem, KeyError, StoreError};
 pub use ids::{ChunkId, NameId, OriginId};
-pub use keys::{KeyFingerprint, KeySource, NetworkKey};
+pub use keys::{KdfParams, KeyFingerprint, KeySource, NetworkKey, UserKey};
 pub use manifest::{CatalogueEntry, FileSummary, Manifest, Tombstone};
 pub use names::{MAX_NAME_BYTES, NameError, validate_name};
 pub use space::Usage;

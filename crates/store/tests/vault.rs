@@ -356,7 +356,7 @@ async fn another_key_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path(), SMALL_CHUNK).await);
     let mut cfg = config(dir.path(), SMALL_CHUNK);
-    cfg.key = NetworkKey::from_user_input("a different passphrase").unwrap();
+    cfg.key = NetworkKey::generate().unwrap();
     let err = Vault::open(cfg).await.unwrap_err();
     assert!(matches!(err, StoreError::WrongKey { .. }));
     assert!(err.to_string().contains("different network key"), "{err}");

@@ -30,7 +30,7 @@ impl Cluster {
         Self {
             _dir: dir,
             root,
-            key: NetworkKey::from_user_input("cluster test key").unwrap(),
+            key: NetworkKey::from_bytes([0xc1; 32], peervault_node::KeySource::Hex),
             tweak,
         }
     }

@@ -87,8 +87,9 @@ pub struct GlobalArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Node options")]
 pub struct NodeArgs {
-    /// The network key: 64 hex digits or any passphrase. Nodes with different keys
-    /// cannot talk. Without one a public default is used (insecure; a warning says so).
+    /// The vault's key: 64 hex digits, or a passphrase (stretched with the vault's
+    /// own salt). Without one, the node uses the key kept in its data dir, made at
+    /// random on its first start; add nodes with `peervault invite` and --join.
     #[arg(
         long,
         env = "PEERVAULT_KEY",
@@ -96,6 +97,16 @@ pub struct NodeArgs {
         value_name = "KEY"
     )]
     pub key: Option<String>,
+
+    /// Join the vault of the node that printed CODE (`peervault invite` there). The
+    /// key is kept in this node's data dir; giving the code again later is harmless.
+    #[arg(
+        long,
+        env = "PEERVAULT_JOIN",
+        hide_env_values = true,
+        value_name = "CODE"
+    )]
+    pub join: Option<String>,
 
     /// Run the interactive prompt (REPL) in this terminal.
     #[arg(long)]
@@ -133,9 +144,16 @@ pub struct NodeArgs {
     pub public_ip: bool,
 
     /// Serve the dashboard, Prometheus metrics (/metrics, also /metrics/json and
-    /// /metrics/human) and /health over HTTP on ADDR (e.g. :9090).
+    /// /metrics/human) and /health over HTTP on ADDR (e.g. :9090). The dashboard and
+    /// /api need the token in <data dir>/http_token.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+
+    /// Further names the HTTP server answers to, comma-separated (e.g. a reverse
+    /// proxy's host name); the bound address and localhost always work. Requests
+    /// for any other Host are refused (against DNS rebinding).
+    #[arg(long, value_delimiter = ',', value_name = "HOSTS")]
+    pub http_allow_host: Vec<String>,
 
     /// Find peers on the local network with mDNS (they connect only if they share
     /// the network key).
@@ -271,6 +289,13 @@ pub enum Command {
         /// Do not ask for confirmation (required when not on a terminal).
         #[arg(short = 'y', long)]
         yes: bool,
+    },
+    /// Print a code that lets another node join this vault (`peervault -join CODE`).
+    /// Anyone holding it can join and read everything: send it only where you trust.
+    Invite {
+        /// Print {"code": "..."} instead of the code alone.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the node's identity, addresses, peers and storage.
     Status {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use peervault_net::Endpoint;
 use peervault_node::{
-    DEFAULT_MAX_PEERS, DEFAULT_SYNC_INTERVAL, DEFAULT_TOMBSTONE_RETENTION, MaintenanceConfig,
-    Replicas, parse_size,
+    DEFAULT_MAX_PEERS, DEFAULT_SYNC_INTERVAL, DEFAULT_TOMBSTONE_RETENTION, JoinCode, KeyInput,
+    MaintenanceConfig, Replicas, parse_size,
 };
 use serde::Deserialize;
 
@@ -34,6 +34,8 @@ pub struct ConfigFile {
     pub verbose: Option<bool>,
     pub debug: Option<bool>,
     pub key: Option<String>,
+    pub join: Option<String>,
+    pub http_allow_host: Option<StringList>,
     pub interactive: Option<bool>,
     pub quota: Option<String>,
     pub advertise: Option<String>,
@@ -87,7 +89,8 @@ pub struct CommonSettings {
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
     pub common: CommonSettings,
-    pub key: Option<String>,
+    /// Where the vault's key comes from (`--key`, `--join`, or the data dir).
+    pub key: KeyInput,
     pub interactive: bool,
     pub quota: Option<u64>,
     pub advertise: Option<Endpoint>,
@@ -98,6 +101,8 @@ pub struct NodeSettings {
     pub bootstrap: Vec<Endpoint>,
     pub public_ip: bool,
     pub metrics: Option<Endpoint>,
+    /// Host names the HTTP server answers to besides its address and localhost.
+    pub http_allow_host: Vec<String>,
     pub discover_local: bool,
     pub discover_pex: bool,
     pub replicas: Replicas,
@@ -283,6 +288,40 @@ pub fn client_settings(cli: &Cli) -> Result<CommonSettings, SettingsError> {
     common(&cli.global, &file, cli.global.config.as_deref(), false)
 }
 
+/// Where the vault's key comes from: `--key` (a passphrase or 64 hex digits),
+/// `--join` (a code from `peervault invite`), or else the data dir.
+fn key_input(
+    node: &NodeArgs,
+    file: &ConfigFile,
+    config: Option<&Path>,
+) -> Result<KeyInput, SettingsError> {
+    let key = pick(node.key.clone(), file.key.clone(), "key", config)
+        .map(|(text, origin)| (text, origin.replace("--key", "--key (or PEERVAULT_KEY)")));
+    let join = pick(node.join.clone(), file.join.clone(), "join", config)
+        .map(|(text, origin)| (text, origin.replace("--join", "--join (or PEERVAULT_JOIN)")));
+    match (key, join) {
+        (Some((_, key_origin)), Some((_, join_origin))) => Err(invalid(
+            &join_origin,
+            format!(
+                "give either {key_origin} or the join code, not both: a join code carries the key"
+            ),
+        )),
+        (Some((text, origin)), None) => {
+            if text.trim().is_empty() {
+                return Err(invalid(
+                    &origin,
+                    "the key is empty: give 64 hex digits or a passphrase",
+                ));
+            }
+            KeyInput::parse_key(&text).map_err(|e| invalid(&origin, e))
+        }
+        (None, Some((text, origin))) => JoinCode::parse(&text)
+            .map(KeyInput::Join)
+            .map_err(|e| invalid(&origin, e)),
+        (None, None) => Ok(KeyInput::Stored),
+    }
+}
+
 /// Settings for running a node.
 pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
     let config_path = cli.global.config.clone();
@@ -423,22 +462,7 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
     };
     Ok(NodeSettings {
         common,
-        key: match (node.key.clone(), file.key) {
-            (Some(key), _) if key.trim().is_empty() => {
-                return Err(invalid(
-                    "--key (or PEERVAULT_KEY)",
-                    "the network key is empty: give 64 hex digits or a passphrase",
-                ));
-            }
-            (Some(key), _) => Some(key),
-            (None, Some(key)) if key.trim().is_empty() => {
-                return Err(invalid(
-                    &origin("key", false, config),
-                    "the network key is empty: give 64 hex digits or a passphrase",
-                ));
-            }
-            (None, key) => key,
-        },
+        key: key_input(node, &file, config)?,
         interactive,
         quota,
         advertise_only: {
@@ -456,6 +480,15 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         bootstrap,
         public_ip: flag(node.public_ip, file.public_ip),
         metrics,
+        http_allow_host: match (&node.http_allow_host[..], &file.http_allow_host) {
+            ([], Some(StringList::List(items))) => items.clone(),
+            ([], Some(StringList::Joined(text))) => text.split(',').map(str::to_string).collect(),
+            (given, _) => given.to_vec(),
+        }
+        .into_iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect(),
         discover_local: flag(node.discover_local, file.discover_local),
         discover_pex: flag(node.discover_pex, file.discover_pex),
         replicas,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use peervault_node::{FileInfo, HumanSize};
 
-use crate::atomic_file::AtomicFile;
+use crate::atomic_file::Download;
 use crate::control::client::Client;
 use crate::progress::Progress;
 
@@ -36,10 +36,14 @@ pub async fn run(
             client.get(name, &mut stdout, &mut show).await?;
         }
         Some(dest) => {
-            let target = AtomicFile::create(dest)
+            let mut target = Download::open(dest)
                 .await
                 .with_context(|| format!("cannot write {}", dest.display()))?;
-            let info = client.get_into(name, target.fd(), &mut show).await?;
+            let info = match target.regular_fd() {
+                Some(fd) => client.get_into(name, fd, &mut show).await?,
+                // A device or FIFO: streamed into, never replaced.
+                None => client.get(name, target.file(), &mut show).await?,
+            };
             if let Some(bar) = &bar {
                 bar.finish();
             }

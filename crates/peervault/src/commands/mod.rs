@@ -31,6 +31,7 @@ pub(crate) fn say_line(args: std::fmt::Arguments<'_>) {
 
 mod discover;
 mod get;
+mod invite;
 mod ls;
 mod maintenance;
 mod peers;
@@ -53,6 +54,7 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<ExitCode> 
         Command::Rm { name, yes } => rm::run(client, &name, yes).await,
         Command::Clean { yes } => rm::clean(client, yes).await,
         Command::Status { json } => status::run(client, json).await,
+        Command::Invite { json } => invite::run(client, json).await,
         Command::Verify { name, json } => verify::run(client, name, json).await,
         Command::Peers { json } => peers::run(client, json).await,
         Command::Discover { json } => discover::run(client, json).await,

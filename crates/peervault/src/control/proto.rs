@@ -160,6 +160,8 @@ pub enum Request {
         name: String,
     },
     Status,
+    /// A join code for a new node.
+    Invite,
     Verify {
         name: Option<String>,
     },
@@ -225,6 +227,9 @@ pub enum Response {
     },
     Status {
         status: NodeStatus,
+    },
+    Invite {
+        code: String,
     },
     Verified {
         files: Vec<FileCheck>,

@@ -34,6 +34,25 @@ const MAX_CONNECTIONS: usize = 64;
 type Reader = FramedRead<OwnedReadHalf, LengthDelimitedCodec>;
 type Writer = FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>;
 
+/// Removes a socket left at `path` by an earlier run; anything else there (a file,
+/// a directory, a link) is someone's, and is refused rather than removed.
+fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a socket; move it away (the node keeps its control \
+                 socket there)",
+                path.display()
+            ),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// A running control server.
 #[derive(Debug)]
 pub struct ControlServer {
@@ -48,10 +67,7 @@ impl ControlServer {
     pub async fn start(node: Node) -> io::Result<ControlServer> {
         let path = socket_path(node.data_dir());
         let address = socket_address(node.data_dir())?;
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        remove_stale_socket(&path)?;
         let listener = UnixListener::bind(&address.path)?;
         {
             use std::os::unix::fs::PermissionsExt;
@@ -108,7 +124,7 @@ impl ControlServer {
     pub async fn stop(self, grace: Duration) {
         self.shutdown.cancel();
         self.tracker.close();
-        let _ = std::fs::remove_file(&self.path);
+        let _ = remove_stale_socket(&self.path);
         if tokio::time::timeout(grace, self.tracker.wait())
             .await
             .is_err()
@@ -206,6 +222,10 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
         },
         Request::Status => match node.status().await {
             Ok(status) => Response::Status { status },
+            Err(e) => error_response(&e),
+        },
+        Request::Invite => match node.invite().await {
+            Ok(code) => Response::Invite { code },
             Err(e) => error_response(&e),
         },
         Request::Verify { name } => match node.verify(name.as_deref()).await {

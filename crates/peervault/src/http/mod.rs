@@ -6,12 +6,29 @@
 //! often run where there is no internet. The handlers only read: figures come
 //! from [`Node::metrics_snapshot`] and friends, which read their sources at the
 //! moment of the request, so every number shown is current and true.
+//!
+//! **Access.** The page is the operator's, not every visitor's:
+//!
+//! * The dashboard and `/api/*` (file names, sizes, hashes) need the token kept
+//!   in `<data dir>/http_token` (0600, made on the first start with `-metrics`),
+//!   as `Authorization: Bearer TOKEN`, or once as `?token=TOKEN`, which sets an
+//!   `HttpOnly`, `SameSite=Strict` cookie and redirects to the same page without
+//!   it. The node prints the dashboard's address with the token at start.
+//! * Every request must name this server in its `Host` header: the bound address
+//!   (any IP address when bound to all interfaces), `localhost`, or a name given
+//!   with `--http-allow-host`. A web page that rebinds its own DNS name to
+//!   127.0.0.1 reaches the port but names itself, and is refused (421).
+//! * `/metrics`, `/metrics/json`, `/metrics/human` and `/health` stay open for
+//!   scrapers and load balancers; they carry counts, never file names or hashes.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use peervault_net::{Endpoint, Host};
@@ -25,12 +42,104 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 /// The Prometheus text format (version 0.0.4) content type.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The token file in the data dir.
+pub const TOKEN_FILE: &str = "http_token";
+/// The cookie a `?token=` visit sets.
+const TOKEN_COOKIE: &str = "peervault_token";
+
+/// Who may use the HTTP server.
+#[derive(Clone)]
+pub struct Access {
+    token: String,
+    /// The bound IP; `None` when bound to every interface.
+    bound_ip: Option<IpAddr>,
+    /// Names from `--http-allow-host`, lower case.
+    allowed_hosts: Vec<String>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("bound_ip", &self.bound_ip)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Access {
+    pub fn new(token: String, bound_ip: Option<IpAddr>, allowed_hosts: Vec<String>) -> Self {
+        Self {
+            token,
+            bound_ip: bound_ip.filter(|ip| !ip.is_unspecified()),
+            allowed_hosts: allowed_hosts
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    /// The token, for the address printed at start.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Whether a request's `Host` names this server.
+    fn host_allowed(&self, host: &str) -> bool {
+        let host = host.trim().to_ascii_lowercase();
+        // Drop the port: `[::1]:9090`, `127.0.0.1:9090`, `name:9090`.
+        let name = if let Some(rest) = host.strip_prefix('[') {
+            rest.split(']').next().unwrap_or_default().to_string()
+        } else {
+            match host.rsplit_once(':') {
+                Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name.to_string(),
+                _ => host.clone(),
+            }
+        };
+        let name = name.trim_end_matches('.');
+        if name == "localhost" || self.allowed_hosts.iter().any(|h| h == name) {
+            return true;
+        }
+        // An address, not a name, cannot be rebound: any of ours will do.
+        match name.parse::<IpAddr>() {
+            Ok(ip) => self.bound_ip.is_none_or(|bound| bound == ip),
+            Err(_) => false,
+        }
+    }
+
+    fn token_matches(&self, given: &str) -> bool {
+        let (a, b) = (self.token.as_bytes(), given.trim().as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// Reads the data dir's token, making one (32 random bytes, hex) on first use.
+pub fn load_or_create_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= 32 => return Ok(text.trim().to_string()),
+        Ok(_) => anyhow::bail!(
+            "{} holds no usable token (32 characters or more); delete it to make a new one",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
+    let token = hex::encode(bytes);
+    peervault_node::keyring::write_private(&path, format!("{token}\n").as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(token)
+}
+
 /// Binds `endpoint` and serves until `shutdown`. Returns the bound address.
 pub async fn serve(
     node: Node,
     endpoint: &Endpoint,
+    token: String,
+    allowed_hosts: Vec<String>,
     shutdown: CancellationToken,
-) -> anyhow::Result<SocketAddr> {
+) -> anyhow::Result<(SocketAddr, Access)> {
     let listener = match &endpoint.host {
         Host::Unspecified => tokio::net::TcpListener::bind(("0.0.0.0", endpoint.port)).await,
         Host::Ip(ip) => tokio::net::TcpListener::bind((*ip, endpoint.port)).await,
@@ -42,7 +151,8 @@ pub async fn serve(
         )
     })?;
     let bound = listener.local_addr()?;
-    let app = router(node);
+    let access = Access::new(token, Some(bound.ip()), allowed_hosts);
+    let app = router(node, access.clone());
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -51,19 +161,132 @@ pub async fn serve(
             tracing::warn!("the metrics server stopped: {e}");
         }
     });
-    Ok(bound)
+    Ok((bound, access))
 }
 
 /// The routes, on their own for tests.
-pub fn router(node: Node) -> Router {
-    Router::new()
+pub fn router(node: Node, access: Access) -> Router {
+    let access = Arc::new(access);
+    let operator = Router::new()
         .route("/", get(dashboard))
+        .route("/api/files", get(files))
+        .route_layer(middleware::from_fn_with_state(
+            access.clone(),
+            require_token,
+        ));
+    Router::new()
         .route("/metrics", get(prometheus))
         .route("/metrics/json", get(json))
         .route("/metrics/human", get(human))
         .route("/health", get(health))
-        .route("/api/files", get(files))
+        .merge(operator)
+        .layer(middleware::from_fn_with_state(access, require_host))
         .with_state(node)
+}
+
+/// Refuses requests that name another server (DNS rebinding).
+async fn require_host(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().host())
+        .map(str::to_string);
+    match host {
+        Some(host) if !access.host_allowed(&host) => (
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this node does not answer to the host name {host:?}; open it by its address or \
+                 localhost, or start it with --http-allow-host NAME\n"
+            ),
+        )
+            .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// The token a request carries: `Authorization: Bearer`, or the cookie.
+fn presented_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(bearer) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(bearer.trim().to_string());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == TOKEN_COOKIE).then(|| value.to_string())
+        })
+}
+
+/// The query string without its `token` parameter.
+fn without_token(uri: &Uri) -> String {
+    let rest: Vec<&str> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("token="))
+        .collect();
+    if rest.is_empty() {
+        uri.path().to_string()
+    } else {
+        format!("{}?{}", uri.path(), rest.join("&"))
+    }
+}
+
+/// Lets the operator in: the token as a bearer, as the cookie, or once in the
+/// query (then it becomes the cookie, and the address loses it).
+async fn require_token(
+    State(access): State<Arc<Access>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // The routes only read: any other method gets its 405 from the router, with
+    // or without a token.
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    if !reads || presented_token(request.headers()).is_some_and(|t| access.token_matches(&t)) {
+        return next.run(request).await;
+    }
+    let in_query = request.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|p| p.strip_prefix("token="))
+            .map(str::to_string)
+    });
+    if let Some(token) = in_query
+        && access.token_matches(&token)
+    {
+        let cookie = format!(
+            "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000",
+            access.token
+        );
+        let location = without_token(request.uri());
+        let mut response = StatusCode::SEE_OTHER.into_response();
+        if let (Ok(cookie), Ok(location)) = (
+            HeaderValue::from_str(&cookie),
+            HeaderValue::from_str(&location),
+        ) {
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        return response;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::WWW_AUTHENTICATE, "Bearer"),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        ],
+        "This page needs the node's HTTP token: open the address the node printed at start \
+         (it ends in ?token=...), or send \"Authorization: Bearer TOKEN\"; the token is in the \
+         file http_token in the node's data dir. /metrics and /health need none.\n",
+    )
+        .into_response()
 }
 
 async fn dashboard() -> Html<&'static str> {
@@ -145,6 +368,45 @@ pub fn to_prometheus_text(open_metrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_names_of_this_server_are_answered() {
+        let any = Access::new("t".repeat(64), None, vec!["vault.example".into()]);
+        for host in [
+            "localhost",
+            "localhost:9090",
+            "LOCALHOST.:9090",
+            "127.0.0.1:9090",
+            "[::1]:9090",
+            "10.1.2.3",
+            "vault.example:443",
+        ] {
+            assert!(any.host_allowed(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:9090",
+            "127.0.0.1.nip.io",
+            "localhost.evil",
+        ] {
+            assert!(!any.host_allowed(host), "{host}");
+        }
+        let loopback = Access::new("t".repeat(64), Some("127.0.0.1".parse().unwrap()), vec![]);
+        assert!(loopback.host_allowed("127.0.0.1:9090"));
+        assert!(!loopback.host_allowed("10.1.2.3:9090"));
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        let access = Access::new("abcd".repeat(16), None, vec![]);
+        assert!(access.token_matches(&"abcd".repeat(16)));
+        assert!(!access.token_matches(&"abcd".repeat(15)));
+        assert!(!access.token_matches(""));
+        let uri: Uri = "/?token=x&limit=3".parse().unwrap();
+        assert_eq!(without_token(&uri), "/?limit=3");
+        let uri: Uri = "/?token=x".parse().unwrap();
+        assert_eq!(without_token(&uri), "/");
+    }
 
     #[test]
     fn open_metrics_counters_become_prometheus_counters() {

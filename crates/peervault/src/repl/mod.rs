@@ -18,7 +18,7 @@ use rustyline::history::DefaultHistory;
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 
-use crate::atomic_file::AtomicFile;
+use crate::atomic_file::Download;
 use crate::progress::{Counted, Progress};
 use crate::ui;
 
@@ -86,6 +86,13 @@ const COMMANDS: &[Spec] = &[
         usage: "status",
         about: "Show this node's identity, addresses, peers and storage",
         run: Repl::status,
+    },
+    Spec {
+        name: "invite",
+        aliases: &[],
+        usage: "invite",
+        about: "Print a code that lets another node join this vault (peervault -join CODE)",
+        run: Repl::invite,
     },
     Spec {
         name: "peers",
@@ -233,7 +240,25 @@ pub fn run(node: Node, rt: Handle, history: &Path) -> anyhow::Result<()> {
     )));
     editor.set_completion_type(rustyline::CompletionType::List);
     let _ = editor.set_max_history_size(HISTORY_ENTRIES);
-    let _ = editor.load_history(history);
+    // Only a regular file (or none yet) is history: reading a FIFO would hang the
+    // prompt, and writing would go into a device (and chmod it).
+    let history = match peervault_node::files::destination(history) {
+        Ok(peervault_node::files::Destination::Replace(real)) => Some(real),
+        Ok(other) => {
+            eprintln!(
+                "note: {} is not a regular file; the prompt keeps no history",
+                other.path().display()
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("note: the prompt keeps no history ({e})");
+            None
+        }
+    };
+    if let Some(history) = &history {
+        let _ = editor.load_history(history);
+    }
     let mut repl = Repl { node, rt, editor };
     println!("Type 'help' for the commands, 'quit' to leave.");
     loop {
@@ -272,11 +297,14 @@ pub fn run(node: Node, rt: Handle, history: &Path) -> anyhow::Result<()> {
             Err(e) => eprintln!("error: {}", ui::error_text(&e)),
         }
     }
-    if let Err(e) = repl.editor.save_history(history) {
-        tracing::debug!("could not save the REPL history: {e}");
+    if let Some(history) = &history {
+        if let Err(e) = repl.editor.save_history(history) {
+            tracing::debug!("could not save the REPL history: {e}");
+        }
+        // What was typed may name private files: the owner's only, like the data dir.
+        let _ =
+            std::fs::set_permissions(history, std::os::unix::fs::PermissionsExt::from_mode(0o600));
     }
-    // What was typed may name private files: the owner's only, like the data dir.
-    let _ = std::fs::set_permissions(history, std::os::unix::fs::PermissionsExt::from_mode(0o600));
     Ok(())
 }
 
@@ -416,7 +444,7 @@ impl Repl {
         match dest {
             Some(dest) => {
                 let size = self.rt.block_on(async {
-                    let mut target = AtomicFile::create(&dest)
+                    let mut target = Download::open(&dest)
                         .await
                         .with_context(|| format!("cannot write {}", dest.display()))?;
                     let mut reader = node.get(&name).await?;
@@ -535,6 +563,19 @@ impl Repl {
         }
         let status = self.rt.block_on(self.node.status())?;
         println!("{}", ui::status_block(&status));
+        Ok(Flow::Continue)
+    }
+
+    fn invite(&mut self, args: &[String]) -> anyhow::Result<Flow> {
+        if !args.is_empty() {
+            return Err(usage_error("invite"));
+        }
+        let code = self.rt.block_on(self.node.invite())?;
+        println!("{code}");
+        println!(
+            "Start the new node with:  peervault -join {code}\n\
+             (anyone holding this code can join the vault and read everything in it)"
+        );
         Ok(Flow::Continue)
     }
 

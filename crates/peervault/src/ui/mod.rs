@@ -326,9 +326,11 @@ pub fn status_block(s: &NodeStatus) -> String {
         ""
     };
     let key_note = if s.insecure_default_key {
-        " (the public default key: anyone can read this vault)"
+        " (the public default key: anyone can read this vault)".to_string()
+    } else if s.key_source.is_empty() {
+        String::new()
     } else {
-        ""
+        format!(" ({})", s.key_source)
     };
     // The original's first three lines, then the rest.
     let local_ip = s

@@ -14,8 +14,13 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_peervault")
 }
 
-/// The key tests use unless they test keys.
-pub const TEST_KEY: &str = "blackbox test passphrase";
+/// The key tests use unless they test keys: 64 hex digits, so that nodes started
+/// apart share a vault without a bootstrap peer to learn a passphrase's salt from.
+pub const TEST_KEY: &str = "b1ac6b0cb1ac6b0cb1ac6b0cb1ac6b0cb1ac6b0cb1ac6b0cb1ac6b0cb1ac6b0c";
+
+/// Give as the key to start a node with no `--key` at all (the default: the data
+/// dir's own key, made on the first start).
+pub const NO_KEY: &str = "";
 
 /// A `peervault` command with a clean environment.
 pub fn command() -> Command {
@@ -63,6 +68,20 @@ impl TestNode {
         node
     }
 
+    /// Starts a node with extra environment variables (`PEERVAULT_JOIN`, ...).
+    pub fn start_with_env(
+        data_dir: &Path,
+        key: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestNode {
+        let mut cmd = command();
+        cmd.envs(env.iter().copied());
+        let mut node = Self::spawn_with(cmd, data_dir, key, extra);
+        node.wait_ready();
+        node
+    }
+
     /// Spawns without waiting (for tests of start-up failures).
     pub fn spawn(data_dir: &Path, key: &str, extra: &[&str]) -> TestNode {
         Self::spawn_with(command(), data_dir, key, extra)
@@ -93,7 +112,11 @@ impl TestNode {
             } else {
                 &["--addr", "127.0.0.1:0"][..]
             })
-            .args(["--key", key])
+            .args(if key.is_empty() {
+                Vec::new()
+            } else {
+                vec!["--key", key]
+            })
             .args(extra)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
@@ -210,15 +233,29 @@ impl TestNode {
             .expect("a tcp port")
     }
 
-    /// The base URL of the node's HTTP server (`-metrics`), from its start-up lines.
+    /// The base URL of the node's HTTP server (`-metrics`), from its start-up lines
+    /// (the dashboard's address, less its token).
     pub fn metrics_url(&self) -> String {
+        let url = self.dashboard_url();
+        url.split("/?").next().unwrap_or(&url).to_string()
+    }
+
+    /// The dashboard's address with its token, as the node prints it at start.
+    pub fn dashboard_url(&self) -> String {
         let log = self.log();
         let line = log
             .lines()
-            .find_map(|l| l.trim().strip_prefix("Metrics:"))
-            .expect("the node prints its metrics address");
-        let url = line.split_whitespace().next().expect("a URL");
-        url.trim_end_matches('/').to_string()
+            .find_map(|l| l.trim().strip_prefix("Dashboard:"))
+            .expect("the node prints its dashboard address");
+        line.split_whitespace().next().expect("a URL").to_string()
+    }
+
+    /// The HTTP token the dashboard and `/api` need (from the data dir).
+    pub fn http_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("http_token"))
+            .expect("the node keeps an HTTP token")
+            .trim()
+            .to_string()
     }
 
     /// Peer id from `status --json`.
@@ -262,12 +299,11 @@ impl TestNode {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn client");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
+        // A client that refuses its arguments exits without reading its input.
+        match child.stdin.take().expect("stdin").write_all(input) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.expect("write stdin"),
+        }
         child.wait_with_output().expect("client output")
     }
 
@@ -430,6 +466,16 @@ pub fn http_request(method: &str, url: &str) -> (u16, String) {
 /// [`http_request`], also returning the response's head (status line and
 /// headers, lower-cased).
 pub fn http_exchange(method: &str, url: &str) -> (u16, String, String) {
+    http_exchange_with(method, url, &[])
+}
+
+/// [`http_exchange`] with extra request headers (a `Host` among them replaces
+/// the URL's).
+pub fn http_exchange_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("an http:// URL");
     let (host, path) = match rest.find('/') {
@@ -440,9 +486,20 @@ pub fn http_exchange(method: &str, url: &str) -> (u16, String, String) {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
+    let host_header = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .map_or(host, |(_, value)| *value);
+    let mut extra = String::new();
+    for (name, value) in headers
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("host"))
+    {
+        extra.push_str(&format!("{name}: {value}\r\n"));
+    }
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host_header}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("send request");
     // Read until the response is complete: some servers keep the connection open.

@@ -18,3 +18,4 @@ mod readme;
 mod repl;
 mod security;
 mod transfers;
+mod trust;

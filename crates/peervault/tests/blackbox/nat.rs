@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{TEST_KEY, TestNode, hash_file, write_random_file};
+use crate::harness::{NO_KEY, TestNode, hash_file, write_random_file};
 use crate::netlab::{Namespaces, in_ns, ip, link, missing_capability};
 
 const MIB: u64 = 1024 * 1024;
@@ -21,8 +21,6 @@ struct Internet {
     _namespaces: Namespaces,
     public: String,
     homes: [String; 2],
-    relay_ip: String,
-    home_ips: [String; 2],
 }
 
 /// How the routers translate addresses.
@@ -58,7 +56,6 @@ fn build(tag: &str, nat: Nat) -> Result<Internet, String> {
     ])?;
     ip(&["-n", &public, "link", "set", "br0", "up"])?;
     let mut homes = Vec::new();
-    let mut home_ips = Vec::new();
     for k in 1..=2u32 {
         let router = ns.add(tag, &format!("r{k}"))?;
         let home = ns.add(tag, &format!("h{k}"))?;
@@ -126,14 +123,11 @@ fn build(tag: &str, nat: Nat) -> Result<Internet, String> {
             )?;
         }
         homes.push(home);
-        home_ips.push(format!("{lan}2"));
     }
     Ok(Internet {
         _namespaces: ns,
         public,
         homes: [homes[0].clone(), homes[1].clone()],
-        relay_ip: wan(1),
-        home_ips: [home_ips[0].clone(), home_ips[1].clone()],
     })
 }
 
@@ -163,28 +157,24 @@ fn homes_exchange_files(tag: &str, nat: Nat, settle_on: &str) -> String {
         return settle_on.to_string();
     };
     let dir = tempfile::tempdir().unwrap();
-    let relay_addr = format!("{}:4001", net.relay_ip);
+    // As users run it: every node on the default port, on every interface (so
+    // each also listens on its own 127.0.0.1:3000), no key given. The relay makes
+    // the vault's key; the homes join with its code, whose addresses include the
+    // relay's 127.0.0.1:3000, which from a home leads back to that home itself.
     let relay = TestNode::start_in_netns(
         &net.public,
         &dir.path().join("relay"),
-        TEST_KEY,
-        &["--addr", &relay_addr, "--relay", "--replicas", "1"],
+        NO_KEY,
+        &["--addr", ":3000", "--relay", "--replicas", "1"],
     );
+    let code = relay.ok(&["invite"]).trim().to_string();
     let homes: Vec<TestNode> = (0..2)
         .map(|k| {
-            let addr = format!("{}:4100", net.home_ips[k]);
             TestNode::start_in_netns(
                 &net.homes[k],
                 &dir.path().join(format!("home{k}")),
-                TEST_KEY,
-                &[
-                    "--addr",
-                    &addr,
-                    "-bootstrap",
-                    &relay_addr,
-                    "--replicas",
-                    "1",
-                ],
+                NO_KEY,
+                &["--addr", ":3000", "--join", &code, "--replicas", "1"],
             )
         })
         .collect();
@@ -204,6 +194,13 @@ fn homes_exchange_files(tag: &str, nat: Nat, settle_on: &str) -> String {
         std::thread::sleep(Duration::from_millis(250));
     }
     let met = started.elapsed();
+    for (k, home) in homes.iter().enumerate() {
+        let log = home.log();
+        assert!(
+            !log.contains("network key mismatch"),
+            "home {k} took itself or a member for a stranger:\n{log}"
+        );
+    }
     for home in &homes {
         let status: serde_json::Value =
             serde_json::from_str(&home.ok(&["status", "--json"])).unwrap();

@@ -131,9 +131,12 @@ fn a_node_with_another_key_is_refused_both_logs_say_why_and_it_learns_no_names()
     std::fs::write(&secret, b"for members only").unwrap();
     a.ok(&["put", secret.to_str().unwrap()]);
     let bootstrap = bootstrap_to(&[a.port()]);
+    // Another vault's key (a passphrase would not even start: this vault's key is
+    // not a passphrase's, and the node says so).
+    let other_key = "0f".repeat(32);
     let intruder = TestNode::start_with(
         &dir.path().join("x"),
-        "some other key",
+        &other_key,
         &["-bootstrap", &bootstrap],
     );
     let started = Instant::now();

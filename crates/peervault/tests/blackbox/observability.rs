@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{TEST_KEY, TestNode, eventually, http_exchange, http_get, write_random_file};
+use crate::harness::{
+    TEST_KEY, TestNode, eventually, http_exchange_with, http_get, write_random_file,
+};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -298,14 +300,22 @@ fn the_file_listing_can_be_limited_and_still_counts_every_file() {
             .map(|f| f["name"].as_str().unwrap().to_string())
             .collect()
     };
-    let (code, head, body) = http_exchange("GET", &format!("{base}/api/files?limit=2"));
+    let bearer = format!("Bearer {}", node.http_token());
+    let api = |path: &str| {
+        http_exchange_with(
+            "GET",
+            &format!("{base}{path}"),
+            &[("Authorization", &bearer)],
+        )
+    };
+    let (code, head, body) = api("/api/files?limit=2");
     assert_eq!(code, 200, "{body}");
     assert_eq!(names(&body), ["a.txt", "b.txt"]);
     assert!(head.contains("x-total-count: 3"), "{head}");
-    let (code, head, body) = http_exchange("GET", &format!("{base}/api/files"));
+    let (code, head, body) = api("/api/files");
     assert_eq!((code, names(&body).len()), (200, 3));
     assert!(head.contains("x-total-count: 3"), "{head}");
-    let (code, _, body) = http_exchange("GET", &format!("{base}/api/files?limit=lots"));
+    let (code, _, body) = api("/api/files?limit=lots");
     assert_eq!(code, 400, "{body}");
     assert!(
         body.contains("limit"),
@@ -519,7 +529,8 @@ fn the_dashboard_updates_live_in_a_browser() {
     browser.call("Page.enable", serde_json::json!({}));
     browser.call(
         "Page.navigate",
-        serde_json::json!({"url": format!("{}/", node.metrics_url())}),
+        // The address the node printed, token and all: the page sets its cookie.
+        serde_json::json!({"url": node.dashboard_url()}),
     );
     let read = |b: &mut Browser, id: &str| -> String {
         b.eval(&format!(

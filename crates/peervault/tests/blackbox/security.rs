@@ -9,7 +9,7 @@ use crate::harness::{TEST_KEY, TestNode, bin, http_get, http_request, stderr, st
 
 /// True when running as root, the only way to test another user here. Under
 /// `CI=true` (which runs as root) not being root is a failure.
-fn root(what: &str) -> bool {
+pub(crate) fn root(what: &str) -> bool {
     let is_root = rustix::process::geteuid().is_root();
     if !is_root {
         let msg = format!("not root: cannot test {what} as another user");
