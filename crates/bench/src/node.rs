@@ -13,6 +13,9 @@ pub struct NodeProcess {
     pub client: Client,
 }
 
+/// The benchmark vault's key.
+const BENCH_KEY: &str = "be0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0c";
+
 impl NodeProcess {
     pub fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<Self> {
         Self::start_with(bin, data_dir, &[])
@@ -28,7 +31,8 @@ impl NodeProcess {
                 "--addr",
                 "127.0.0.1:0",
                 "--key",
-                "peervault benchmark key",
+                // 64 hex digits: every node of the run shares one vault.
+                BENCH_KEY,
                 "--quota",
                 "1TB",
             ])

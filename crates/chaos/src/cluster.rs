@@ -13,7 +13,8 @@ use peervault::control::proto::{Request, Response};
 use crate::proxy::{Fault, FaultProxy};
 
 /// The network key of every chaos cluster.
-pub const KEY: &str = "peervault chaos key";
+/// 64 hex digits: nodes started apart share the vault without learning a salt.
+pub const KEY: &str = "c4a05c4a05c4a05c4a05c4a05c4a05c4a05c4a05c4a05c4a05c4a05c4a05c4a0";
 
 /// How a cluster's nodes are started.
 #[derive(Debug, Clone)]

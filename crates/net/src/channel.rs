@@ -980,6 +980,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_member_cannot_pass_for_another_node() {
+        // A member holds the key, and has seen another node's identity payload
+        // (its signature over that node's static key): sending it with a static
+        // key of its own does not verify.
+        let victim = NoiseIdentity::new(&Keypair::generate_ed25519()).unwrap();
+        let member = NoiseIdentity::new(&Keypair::generate_ed25519()).unwrap();
+        let forged = NoiseIdentity {
+            peer_id: victim.peer_id,
+            static_private: member.static_private,
+            payload: victim.payload.clone(),
+        };
+        let mut impostor = config([2; 32]);
+        impostor.identity = Arc::new(forged);
+        let honest = config([2; 32]);
+        for (a, b) in [(&impostor, &honest), (&honest, &impostor)] {
+            let (x, y) = connected_pair(a, b).await;
+            let verdicts = [x.err(), y.err()];
+            assert!(
+                verdicts
+                    .iter()
+                    .any(|v| matches!(v, Some(HandshakeError::BadIdentity(_)))),
+                "{verdicts:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn a_reflected_message_is_refused() {
         // A peer that echoes every byte back.
         let (a, b) = tokio::io::duplex(1 << 16);
