@@ -392,7 +392,6 @@ pub async fn ask_kdf_parameters(
     endpoint: &Endpoint,
     timeout: Duration,
 ) -> Result<Option<Vec<u8>>, NetError> {
-    use libp2p::multiaddr::Protocol;
     use tokio_util::compat::TokioAsyncReadCompatExt;
     let fail = |reason: String| NetError::Dial {
         addr: endpoint.to_string(),
@@ -403,18 +402,9 @@ pub async fn ask_kdf_parameters(
         .await
         .map_err(|e| fail(e.to_string()))?;
     let mut last = String::from("the name resolves to no address");
-    for addr in addrs {
-        let mut parts = addr.iter();
-        let ip: std::net::IpAddr = match parts.next() {
-            Some(Protocol::Ip4(ip)) => ip.into(),
-            Some(Protocol::Ip6(ip)) => ip.into(),
-            _ => continue,
-        };
-        let Some(Protocol::Tcp(port)) = parts.next() else {
-            continue;
-        };
+    for socket_addr in addrs.iter().filter_map(tcp_socket_addr) {
         let asked = async {
-            let socket = tokio::net::TcpStream::connect((ip, port)).await?;
+            let socket = tokio::net::TcpStream::connect(socket_addr).await?;
             crate::channel::ask_kdf_parameters(socket.compat()).await
         };
         match tokio::time::timeout(timeout, asked).await {
@@ -590,6 +580,21 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
     })
 }
 
+/// The IP and TCP port an `/ip4|ip6/../tcp/..` multiaddr names.
+fn tcp_socket_addr(addr: &Multiaddr) -> Option<std::net::SocketAddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next()? {
+        Protocol::Ip4(ip) => ip.into(),
+        Protocol::Ip6(ip) => ip.into(),
+        _ => return None,
+    };
+    match parts.next()? {
+        Protocol::Tcp(port) => Some((ip, port).into()),
+        _ => None,
+    }
+}
+
 /// Fails if another process listens on `addr`'s port already.
 ///
 /// libp2p binds listeners with `SO_REUSEPORT` (it dials from the listen port, for
@@ -599,20 +604,11 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
 /// `SO_REUSEADDR`, as std sets it, so that our own connections waiting out
 /// TIME_WAIT do not count) fails while anyone listens there.
 fn check_port_free(addr: &Multiaddr) -> Result<(), String> {
-    use libp2p::multiaddr::Protocol;
-    let mut parts = addr.iter();
-    let ip: std::net::IpAddr = match parts.next() {
-        Some(Protocol::Ip4(ip)) => ip.into(),
-        Some(Protocol::Ip6(ip)) => ip.into(),
-        _ => return Ok(()),
-    };
-    let Some(Protocol::Tcp(port)) = parts.next() else {
+    let Some(socket_addr) = tcp_socket_addr(addr).filter(|a| a.port() != 0) else {
         return Ok(());
     };
-    if port == 0 {
-        return Ok(());
-    }
-    match std::net::TcpListener::bind((ip, port)) {
+    let port = socket_addr.port();
+    match std::net::TcpListener::bind(socket_addr) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
             "address already in use: another process listens on port {port} (another PeerVault \

@@ -247,32 +247,24 @@ fn a_key_that_looks_like_hex_but_has_the_wrong_length_is_refused() {
         assert!(err.contains("64"), "{how}: says what a key is: {err}");
         assert!(!data.exists(), "{how}: nothing was created");
     }
-    // A key and a join code together are one too many.
-    let out = command()
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--key", TEST_KEY, "--join", "pv1-whatever"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("not both"), "{}", stderr(&out));
-    // A mangled join code is refused with the reason.
-    let out = command()
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--join", "pv1-AAAA"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("join code"), "{}", stderr(&out));
+    // A key and a join code together are one too many; a mangled code is
+    // refused with the reason.
+    for (args, reason) in [
+        (
+            &["--key", TEST_KEY, "--join", "pv1-whatever"][..],
+            "not both",
+        ),
+        (&["--join", "pv1-AAAA"], "join code"),
+    ] {
+        let out = command()
+            .args(["--data-dir", data.to_str().unwrap()])
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(reason), "{}", stderr(&out));
+    }
 }
 
 #[test]
