@@ -590,14 +590,21 @@ pub(crate) fn handshake_under_test_key(wire: &[u8], initiator: bool) -> bool {
             Poll::Ready(Ok(()))
         }
     }
-    let Ok(identity) = NoiseIdentity::new(
-        &Keypair::ed25519_from_bytes([9; 32]).unwrap_or_else(|_| Keypair::generate_ed25519()),
-    ) else {
+    // One identity for every run: making one costs more than a handshake.
+    static IDENTITY: std::sync::OnceLock<Option<Arc<NoiseIdentity>>> = std::sync::OnceLock::new();
+    let Some(identity) = IDENTITY
+        .get_or_init(|| {
+            NoiseIdentity::new(&Keypair::generate_ed25519())
+                .ok()
+                .map(Arc::new)
+        })
+        .clone()
+    else {
         return false;
     };
     let config = ChannelConfig {
         psk: [7; 32],
-        identity: Arc::new(identity),
+        identity,
         rekey_interval: DEFAULT_REKEY_INTERVAL,
         kdf_parameters: Some(Arc::new(b"parameters".to_vec())),
     };

@@ -458,6 +458,9 @@ pub(crate) struct Inner {
     pub(crate) conduct: std::sync::Mutex<crate::conduct::Conduct>,
     /// An address was given with `-advertise` (reachability is then not checked).
     advertised: bool,
+    /// Only the advertised address is announced (`--advertise-only`): the listen
+    /// addresses are not reachable from peers, so invitations leave them out.
+    advertise_only: bool,
     /// Long-lived streams that chunks travel on (see [`crate::lanes`]).
     pub(crate) lanes: crate::lanes::Lanes,
 }
@@ -597,6 +600,7 @@ impl Node {
                 has_bootstrap,
                 conduct: std::sync::Mutex::new(crate::conduct::Conduct::default()),
                 advertised: config.advertise.is_some(),
+                advertise_only: config.advertise_only,
                 lanes: crate::lanes::Lanes::default(),
             }),
         };
@@ -684,14 +688,20 @@ impl Node {
     pub async fn invite(&self) -> Result<String> {
         let addresses = self.inner.net.addresses().await;
         let peer = self.inner.identity.peer_id();
+        let listen: &[peervault_net::Multiaddr] = if self.inner.advertise_only {
+            &[]
+        } else {
+            &addresses.listen
+        };
         let mut addrs: Vec<peervault_net::Multiaddr> = addresses
             .external
             .iter()
-            .chain(&addresses.listen)
+            .chain(listen)
             .chain(&addresses.relayed)
             .cloned()
             .collect();
-        addrs.dedup();
+        let mut seen = std::collections::HashSet::new();
+        addrs.retain(|a| seen.insert(a.clone()));
         // Loopback last: useful only to a node on this machine.
         addrs.sort_by_key(|a| std::cmp::Reverse(peervault_net::address_scope(a)));
         let addrs = addrs
