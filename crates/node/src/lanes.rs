@@ -34,6 +34,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::conduct::Offence;
 use crate::node::Node;
+use crate::service::ChunkAnswer;
+use crate::tasks::Tasks;
+use crate::wire::WireError;
 
 /// Blobs a holder reads ahead of the one it is sending, per lane.
 pub const LANE_READS_AHEAD: usize = 4;
@@ -49,10 +52,16 @@ const LANE_READS: usize = 32;
 /// Requests queued on one lane before askers wait.
 const LANE_QUEUE: usize = 64;
 
-type Reply = oneshot::Sender<Result<Bytes, String>>;
+type Reply = oneshot::Sender<Result<Bytes, LaneFailure>>;
 
-/// The answer to a request a closing lane never sent.
-const NOT_SENT: &str = "the lane had closed";
+/// Why a lane gave no answer to one request.
+#[derive(Debug, Clone)]
+enum LaneFailure {
+    /// The lane closed before the request went out: ask another way.
+    NotSent,
+    /// The lane broke after the request went out.
+    Broken(String),
+}
 
 #[derive(Debug)]
 struct Ask {
@@ -61,9 +70,11 @@ struct Ask {
 }
 
 /// The reading side: one lane per peer, opened on first use.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Lanes {
     open: Mutex<HashMap<PeerId, Slot>>,
+    /// Where a lane's tasks run (they stop with the node).
+    tasks: Tasks,
 }
 
 /// The lane to one peer, if one is open, and when the network was last told the
@@ -84,6 +95,13 @@ pub(crate) enum LaneError {
 }
 
 impl Lanes {
+    pub(crate) fn new(tasks: Tasks) -> Self {
+        Self {
+            open: Mutex::default(),
+            tasks,
+        }
+    }
+
     /// Sends an encoded request on the lane to `peer` (opening one if there is
     /// none) and waits for its answer.
     pub(crate) async fn ask(
@@ -110,7 +128,7 @@ impl Lanes {
                         .await
                         .map_err(|e| LaneError::Unavailable(e.to_string()))?;
                     let (sender, asks) = mpsc::channel(LANE_QUEUE);
-                    tokio::spawn(run_lane(stream, asks));
+                    self.tasks.spawn(run_lane(stream, asks, self.tasks.clone()));
                     *open = Some(sender.clone());
                     sender
                 }
@@ -128,20 +146,22 @@ impl Lanes {
             .map_err(|_| LaneError::Unavailable("the lane had just closed".into()))?;
         match answer.await {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(why)) if why == NOT_SENT => Err(LaneError::Unavailable(why)),
-            Ok(Err(why)) => Err(LaneError::Failed(why)),
+            Ok(Err(LaneFailure::NotSent)) => {
+                Err(LaneError::Unavailable("the lane had closed".into()))
+            }
+            Ok(Err(LaneFailure::Broken(why))) => Err(LaneError::Failed(why)),
             Err(_) => Err(LaneError::Failed("the lane closed".into())),
         }
     }
 }
 
 /// Writes requests as they come and reads the answers, matching them in order.
-async fn run_lane(stream: Stream, mut asks: mpsc::Receiver<Ask>) {
+async fn run_lane(stream: Stream, mut asks: mpsc::Receiver<Ask>, tasks: Tasks) {
     let (mut reader, mut writer) = stream.split();
     let waiting: Arc<Mutex<VecDeque<Reply>>> = Arc::default();
     let answers = {
         let waiting = waiting.clone();
-        tokio::spawn(async move {
+        tasks.spawn_joinable(async move {
             let why = loop {
                 match read_message(&mut reader, MAX_MESSAGE_BYTES).await {
                     Ok(Some(answer)) => {
@@ -160,7 +180,7 @@ async fn run_lane(stream: Stream, mut asks: mpsc::Receiver<Ask>) {
                 }
             };
             for reply in waiting.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
-                let _ = reply.send(Err(why.clone()));
+                let _ = reply.send(Err(LaneFailure::Broken(why.clone())));
             }
         })
     };
@@ -171,7 +191,7 @@ async fn run_lane(stream: Stream, mut asks: mpsc::Receiver<Ask>) {
             Ok(None) | Err(_) => break,
         };
         if answers.is_finished() {
-            let _ = ask.reply.send(Err(NOT_SENT.into()));
+            let _ = ask.reply.send(Err(LaneFailure::NotSent));
             break;
         }
         waiting
@@ -186,7 +206,7 @@ async fn run_lane(stream: Stream, mut asks: mpsc::Receiver<Ask>) {
     asks.close();
     // Requests queued behind the end were never sent: their askers go elsewhere.
     while let Ok(ask) = asks.try_recv() {
-        let _ = ask.reply.send(Err(NOT_SENT.into()));
+        let _ = ask.reply.send(Err(LaneFailure::NotSent));
     }
     // Answers still owed arrive before the reader sees the end of the stream.
     let _ = futures::AsyncWriteExt::close(&mut writer).await;
@@ -207,9 +227,9 @@ pub(crate) async fn serve(node: Node, mut incoming: peervault_net::IncomingStrea
             }
             *count += 1;
         }
-        let (node, reads, per_peer) = (node.clone(), reads.clone(), per_peer.clone());
-        tokio::spawn(async move {
-            serve_lane(&node, peer, stream, reads).await;
+        let (lane_node, reads, per_peer) = (node.clone(), reads.clone(), per_peer.clone());
+        node.spawn(async move {
+            serve_lane(&lane_node, peer, stream, reads).await;
             let mut counts = per_peer.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(count) = counts.get_mut(&peer) {
                 *count -= 1;
@@ -219,6 +239,20 @@ pub(crate) async fn serve(node: Node, mut incoming: peervault_net::IncomingStrea
             }
         });
     }
+}
+
+/// Why a served lane ends early: what the peer sent that no honest node sends
+/// (each is an offence), or the node stopping.
+#[derive(Debug, thiserror::Error)]
+enum LaneOffence {
+    #[error("an oversized request ({0})")]
+    Oversized(String),
+    #[error("a request other than GetChunk or PutChunk")]
+    NotAChunkRequest,
+    #[error("an undecodable request ({0})")]
+    Undecodable(WireError),
+    #[error("the node is stopping")]
+    ShuttingDown,
 }
 
 /// Answers the requests of one lane in order, reading ahead.
@@ -232,7 +266,7 @@ async fn serve_lane(node: &Node, peer: PeerId, stream: Stream, reads: Arc<Semaph
             Ok(Some(request)) => Some((Ok(request), Some(reader))),
             Ok(None) => None,
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                Some((Err(format!("an oversized request ({e})")), None))
+                Some((Err(LaneOffence::Oversized(e.to_string())), None))
             }
             Err(e) => {
                 tracing::debug!("a chunk lane from {peer} broke: {e}");
@@ -245,12 +279,15 @@ async fn serve_lane(node: &Node, peer: PeerId, stream: Stream, reads: Arc<Semaph
             let reads = reads.clone();
             async move {
                 let request = Bytes::from(request?);
-                let permit: OwnedSemaphorePermit =
-                    reads.acquire_owned().await.map_err(|e| e.to_string())?;
+                // The semaphore is never closed; were it, the lane would end.
+                let permit: OwnedSemaphorePermit = reads
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| LaneOffence::ShuttingDown)?;
                 match node.answer_chunk_request(peer, request).await {
-                    Ok(answer) => Ok((answer, permit)),
-                    Err(Ok(_)) => Err("a request other than GetChunk or PutChunk".to_string()),
-                    Err(Err(e)) => Err(format!("an undecodable request ({e})")),
+                    ChunkAnswer::Answered(answer) => Ok((answer, permit)),
+                    ChunkAnswer::Other(_) => Err(LaneOffence::NotAChunkRequest),
+                    ChunkAnswer::Undecodable(e) => Err(LaneOffence::Undecodable(e)),
                 }
             }
         })
@@ -275,6 +312,7 @@ async fn serve_lane(node: &Node, peer: PeerId, stream: Stream, reads: Arc<Semaph
                     }
                 }
             }
+            Err(LaneOffence::ShuttingDown) => return,
             Err(why) => {
                 node.offence(peer, Offence::Malformed, &format!("{why} on a chunk lane"))
                     .await;

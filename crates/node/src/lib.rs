@@ -51,9 +51,10 @@ pub mod replicate;
 mod service;
 pub mod size;
 pub mod sync;
+pub mod tasks;
 pub mod wire;
 
-pub use error::{ErrorKind, NodeError};
+pub use error::{ErrorKind, NodeError, PeerError};
 pub use keyring::{JoinCode, KeyInput, KeyOrigin, KeyringError};
 pub use maintenance::{CleanReport, GcSummary, MaintenanceConfig, RepairRound};
 pub use metrics::{Health, Metrics, MetricsSnapshot};

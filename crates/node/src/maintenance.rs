@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
-use peervault_store::{ChunkId, FileSummary, GcReport, Manifest, NameId, Version};
+use peervault_store::{ChunkId, FileSummary, GcReport, Manifest, NameId, StoreError, Version};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{NodeError, Result};
 use crate::node::Node;
 use crate::replicate::placement;
 
@@ -253,8 +253,14 @@ impl Node {
                         .vault
                         .put_blob(id, blob)
                         .await
-                        .map_err(|e| e.to_string()),
-                    Err(why) => Err(why),
+                        .map(|_| ())
+                        .map_err(NodeError::Store),
+                    Err(why) => Err(NodeError::Store(StoreError::Unavailable {
+                        name: manifest.name.clone(),
+                        index,
+                        count: manifest.chunks.len(),
+                        reason: why.0,
+                    })),
                 };
                 if let Err(why) = stored {
                     tracing::info!(

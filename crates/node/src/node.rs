@@ -27,8 +27,6 @@ use peervault_store::{
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::error::{NodeError, Result};
 use crate::keyring::{KeyInput, KeyOrigin};
@@ -443,8 +441,8 @@ pub(crate) struct Inner {
     pub(crate) started_unix_ms: u64,
     quota_source: QuotaSource,
     pub(crate) replicas: Replicas,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
+    /// Every task this node runs (see [`crate::tasks`]).
+    pub(crate) tasks: crate::tasks::Tasks,
     pub(crate) metrics: Metrics,
     pub(crate) maintenance_config: MaintenanceConfig,
     pub(crate) maintenance: std::sync::Mutex<MaintenanceState>,
@@ -577,6 +575,7 @@ impl Node {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
+        let tasks = crate::tasks::Tasks::default();
         let node = Node {
             inner: Arc::new(Inner {
                 vault,
@@ -590,8 +589,7 @@ impl Node {
                 started_unix_ms,
                 quota_source,
                 replicas: config.replicas,
-                shutdown: CancellationToken::new(),
-                tasks: TaskTracker::new(),
+                tasks: tasks.clone(),
                 metrics: Metrics::new(),
                 maintenance_config: config.maintenance.clone(),
                 maintenance: std::sync::Mutex::new(MaintenanceState::default()),
@@ -601,7 +599,7 @@ impl Node {
                 conduct: std::sync::Mutex::new(crate::conduct::Conduct::default()),
                 advertised: config.advertise.is_some(),
                 advertise_only: config.advertise_only,
-                lanes: crate::lanes::Lanes::default(),
+                lanes: crate::lanes::Lanes::new(tasks),
             }),
         };
         node.spawn(crate::service::serve(node.clone(), network.inbound));
@@ -620,13 +618,7 @@ impl Node {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let shutdown = self.inner.shutdown.clone();
-        self.inner.tasks.spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = work => {}
-            }
-        });
+        self.inner.tasks.spawn(work);
     }
 
     async fn watch_network(self, mut events: mpsc::Receiver<NetEvent>) {
@@ -654,14 +646,12 @@ impl Node {
     /// Stops the background work and leaves the network. Requests still running get
     /// up to `grace` to finish.
     pub async fn shutdown(&self, grace: Duration) {
-        self.inner.shutdown.cancel();
         self.inner.net.shutdown();
-        self.inner.tasks.close();
-        if tokio::time::timeout(grace, self.inner.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("background work still running after {grace:?}; abandoning it");
+        if !self.inner.tasks.stop(grace).await {
+            tracing::warn!(
+                "{} tasks still running after {grace:?}; abandoning them",
+                self.inner.tasks.running()
+            );
         }
     }
 
@@ -670,7 +660,6 @@ impl Node {
         self.shutdown(Duration::from_secs(5)).await;
     }
 
-    /// This node's peer id.
     /// How the vault's key was found at start (made now, kept, given, joined).
     pub fn key_origin(&self) -> KeyOrigin {
         self.inner.key_origin
@@ -711,6 +700,7 @@ impl Node {
         Ok(crate::keyring::JoinCode::new(&self.inner.key, addrs).to_text())
     }
 
+    /// This node's peer id.
     pub fn peer_id(&self) -> String {
         self.inner.identity.peer_id().to_string()
     }

@@ -32,11 +32,11 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
 use peervault_store::BlobTap;
-use peervault_store::vault::ChunkSource;
-use peervault_store::{ChunkId, ChunkProblem, Manifest, NameId, Vault, Version};
+use peervault_store::vault::{ChunkSource, FetchError};
+use peervault_store::{ChunkId, ChunkProblem, Manifest, NameId, StoreError, Vault, Version};
 use tokio::sync::mpsc;
 
-use crate::error::{NodeError, Result};
+use crate::error::{NodeError, PeerError, Result};
 use crate::node::Node;
 use crate::wire::{Request, Response, SealedEntry};
 
@@ -93,12 +93,23 @@ pub struct Replication {
     /// Peers that now hold a copy.
     pub holders: Vec<PeerId>,
     /// Peers that could not take a copy, and why.
-    pub failures: Vec<(PeerId, String)>,
+    pub failures: Vec<(PeerId, PeerError)>,
 }
 
 impl Replication {
     pub fn complete(&self) -> bool {
         self.copies >= self.target
+    }
+
+    /// One line per peer that took no copy, saying which and why.
+    pub fn failure_lines(&self) -> Vec<String> {
+        self.failures
+            .iter()
+            .map(|(peer, why)| match why {
+                PeerError::Local { .. } => format!("{peer}: {why}"),
+                _ => why.to_string(),
+            })
+            .collect()
     }
 }
 
@@ -135,12 +146,10 @@ pub fn placement(name_id: &NameId, mut peers: Vec<PeerId>) -> Vec<PeerId> {
     peers
 }
 
-/// Turns a failed exchange into words.
-fn refusal_text(response: std::result::Result<Response, String>) -> String {
-    match response {
-        Ok(Response::Refused(r)) => r.to_string(),
-        Ok(Response::Error(e)) => e,
-        Ok(other) => format!("unexpected answer {other:?}"),
+/// The error of an exchange that did not get the answer it wanted.
+fn refused(peer: PeerId, answer: std::result::Result<Response, PeerError>) -> PeerError {
+    match answer {
+        Ok(response) => PeerError::refusal(peer, response),
         Err(e) => e,
     }
 }
@@ -152,7 +161,7 @@ impl Node {
         peer: PeerId,
         request: &Request,
         timeout: Duration,
-    ) -> std::result::Result<Response, String> {
+    ) -> std::result::Result<Response, PeerError> {
         let kind = match request {
             Request::PutChunk { blob, .. } => Asked::PutChunk { bytes: blob.len() },
             _ => Asked::Other,
@@ -169,7 +178,7 @@ impl Node {
         request: Bytes,
         kind: Asked,
         timeout: Duration,
-    ) -> std::result::Result<Response, String> {
+    ) -> std::result::Result<Response, PeerError> {
         let started = std::time::Instant::now();
         let m = &self.inner.metrics;
         // Chunks go on the peer's lane, everything else through request-response.
@@ -178,7 +187,10 @@ impl Node {
             Asked::Other => self.ask_raw(peer, request, timeout).await,
         };
         let answer = answer.and_then(|bytes| {
-            Response::decode(&bytes).map_err(|e| format!("bad answer from {peer}: {e}"))
+            Response::decode(&bytes).map_err(|e| PeerError::BadAnswer {
+                peer,
+                what: e.to_string(),
+            })
         });
         let took = started.elapsed().as_secs_f64();
         // Chunk bytes count once the holder has acknowledged them.
@@ -195,14 +207,14 @@ impl Node {
         peer: PeerId,
         request: Bytes,
         timeout: Duration,
-    ) -> std::result::Result<Bytes, String> {
+    ) -> std::result::Result<Bytes, PeerError> {
         let started = std::time::Instant::now();
         let answer = self.inner.net.request(peer, request, timeout).await;
         let m = &self.inner.metrics;
         m.request_duration.observe(started.elapsed().as_secs_f64());
         answer.map_err(|e| {
             m.peer_request_failures.inc();
-            e.to_string()
+            PeerError::from_net(peer, e, timeout)
         })
     }
 
@@ -212,12 +224,12 @@ impl Node {
         &self,
         peer: PeerId,
         request: Bytes,
-    ) -> std::result::Result<Bytes, String> {
+    ) -> std::result::Result<Bytes, PeerError> {
         let started = std::time::Instant::now();
         let net = &self.inner.net;
         let asked = self.inner.lanes.ask(net, peer, request.clone());
         let m = &self.inner.metrics;
-        let failed = |why: String| {
+        let failed = |why: PeerError| {
             m.peer_request_failures.inc();
             why
         };
@@ -230,11 +242,14 @@ impl Node {
                 tracing::debug!("no chunk lane to {peer} ({why}): asking the usual way");
                 self.ask_raw(peer, request, CHUNK_TIMEOUT).await
             }
-            Ok(Err(crate::lanes::LaneError::Failed(why))) => Err(failed(why)),
-            Err(_) => Err(failed(format!(
-                "peer {peer} did not answer within {} s",
-                CHUNK_TIMEOUT.as_secs()
-            ))),
+            Ok(Err(crate::lanes::LaneError::Failed(why))) => Err(failed(PeerError::Unreachable {
+                peer,
+                reason: why.to_string(),
+            })),
+            Err(_) => Err(failed(PeerError::Timeout {
+                peer,
+                within: CHUNK_TIMEOUT,
+            })),
         }
     }
 
@@ -244,7 +259,7 @@ impl Node {
         &self,
         peer: PeerId,
         id: ChunkId,
-    ) -> std::result::Result<Option<BytesMut>, String> {
+    ) -> std::result::Result<Option<BytesMut>, PeerError> {
         let started = std::time::Instant::now();
         let request = Bytes::from(Request::GetChunk { id }.encode());
         let answer = self.ask_on_lane(peer, request).await?;
@@ -257,8 +272,11 @@ impl Node {
         }
         match Response::decode(&answer) {
             Ok(Response::Missing) => Ok(None),
-            Ok(other) => Err(refusal_text(Ok(other))),
-            Err(e) => Err(format!("bad answer from {peer}: {e}")),
+            Ok(other) => Err(PeerError::refusal(peer, other)),
+            Err(e) => Err(PeerError::BadAnswer {
+                peer,
+                what: e.to_string(),
+            }),
         }
     }
 
@@ -364,7 +382,7 @@ impl Node {
         peer: PeerId,
         manifest: &Manifest,
         entry: &SealedEntry,
-    ) -> (PeerId, std::result::Result<(), String>) {
+    ) -> (PeerId, std::result::Result<(), PeerError>) {
         (peer, self.copy_to(peer, manifest, entry).await)
     }
 
@@ -374,17 +392,20 @@ impl Node {
         peer: PeerId,
         manifest: &Manifest,
         entry: &SealedEntry,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), PeerError> {
         let offer = Request::Offer {
             entry: entry.clone(),
         };
         let missing = match self.ask(peer, &offer, CONTROL_TIMEOUT).await {
             Ok(Response::Want { missing }) => missing,
-            other => return Err(refusal_text(other)),
+            other => return Err(refused(peer, other)),
         };
         let wanted: HashSet<ChunkId> = manifest.chunks.iter().copied().collect();
         if missing.iter().any(|id| !wanted.contains(id)) {
-            return Err("it asked for chunks the file does not have".into());
+            return Err(PeerError::BadAnswer {
+                peer,
+                what: "it asked for chunks the file does not have".into(),
+            });
         }
         if missing.is_empty() {
             return Ok(());
@@ -406,25 +427,34 @@ impl Node {
         // as a holder), which is the acknowledgement that the copy is complete.
         match self.ask(peer, &offer, CONTROL_TIMEOUT).await {
             Ok(Response::Want { missing }) if missing.is_empty() => Ok(()),
-            Ok(Response::Want { missing }) => {
-                Err(format!("it still lacks {} chunks", missing.len()))
-            }
-            other => Err(refusal_text(other)),
+            Ok(Response::Want { missing }) => Err(PeerError::BadAnswer {
+                peer,
+                what: format!("it still lacks {} chunks", missing.len()),
+            }),
+            other => Err(refused(peer, other)),
         }
     }
 
-    async fn send_chunk(&self, peer: PeerId, id: ChunkId) -> std::result::Result<(), String> {
+    async fn send_chunk(&self, peer: PeerId, id: ChunkId) -> std::result::Result<(), PeerError> {
         let blob = match self.inner.vault.read_blob(id).await {
             Ok(Some(blob)) => blob,
-            Ok(None) => return Err(format!("chunk {id} is not held here")),
-            Err(e) => return Err(e.to_string()),
+            Ok(None) => {
+                return Err(PeerError::Local {
+                    reason: format!("chunk {id} is not held here"),
+                });
+            }
+            Err(e) => {
+                return Err(PeerError::Local {
+                    reason: e.to_string(),
+                });
+            }
         };
         match self
             .ask(peer, &Request::PutChunk { id, blob }, CHUNK_TIMEOUT)
             .await
         {
             Ok(Response::Stored) => Ok(()),
-            other => Err(refusal_text(other)),
+            other => Err(refused(peer, other)),
         }
     }
 
@@ -448,16 +478,23 @@ impl Node {
     /// Returns the tap to give the write, and a task that ends when every blob has
     /// been acknowledged or a peer has failed (the offer that follows the write
     /// sends whatever did not arrive).
-    pub(crate) fn stream_to(&self, peers: Vec<PeerId>) -> (BlobTap, tokio::task::JoinHandle<()>) {
+    pub(crate) fn stream_to(
+        &self,
+        peers: Vec<PeerId>,
+    ) -> (BlobTap, tokio::task::JoinHandle<Option<()>>) {
         let (tap, mut blobs) = mpsc::channel::<(ChunkId, Bytes)>(STREAM_QUEUE);
         let node = self.clone();
-        let task = tokio::spawn(async move {
+        let task = self.inner.tasks.spawn_joinable(async move {
             let mut queues = Vec::new();
             let mut workers = Vec::new();
             for peer in peers {
                 let (tx, rx) = mpsc::channel(STREAM_QUEUE);
                 queues.push(tx);
-                workers.push(tokio::spawn(node.clone().stream_worker(peer, rx)));
+                workers.push(
+                    node.inner
+                        .tasks
+                        .spawn_joinable(node.clone().stream_worker(peer, rx)),
+                );
             }
             while let Some((id, blob)) = blobs.recv().await {
                 // Encoded once for every holder.
@@ -495,7 +532,7 @@ impl Node {
                 },
                 Some(answer) = sending.next(), if !sending.is_empty() => {
                     if !matches!(answer, Ok(Response::Stored)) {
-                        tracing::debug!("streaming to {peer} stopped: {}", refusal_text(answer));
+                        tracing::debug!("streaming to {peer} stopped: {}", refused(peer, answer));
                         return;
                     }
                 }
@@ -512,11 +549,9 @@ impl Node {
     pub async fn send_to(&self, name: &str, peer: PeerId) -> Result<()> {
         let manifest = self.inner.vault.stat(name).await?;
         let entry = self.sealed(&manifest).await?;
-        self.copy_to(peer, &manifest, &entry).await.map_err(|why| {
-            NodeError::Invalid(format!(
-                "peer {peer} did not take a copy of {name:?}: {why}"
-            ))
-        })
+        self.copy_to(peer, &manifest, &entry)
+            .await
+            .map_err(|why| why.during(format!("{name:?} was not copied")))
     }
 
     /// `fetch <file> <peer>`: copies every chunk of `name` this node lacks from
@@ -533,14 +568,24 @@ impl Node {
             while fetching.len() < COPY_WINDOW {
                 let Some(id) = queue.next() else { break };
                 fetching.push(async move {
-                    match self.ask_chunk(peer, id).await? {
-                        Some(blob) => self
-                            .inner
-                            .vault
-                            .put_blob(id, blob)
-                            .await
-                            .map_err(|e| e.to_string()),
-                        None => Err(format!("peer {peer} does not hold chunk {id}")),
+                    match self.ask_chunk(peer, id).await {
+                        Ok(Some(blob)) => self.inner.vault.put_blob(id, blob).await.map_err(|e| {
+                            match e {
+                                // The blob it sent failed its check: its fault.
+                                StoreError::CorruptRecord { .. } => PeerError::BadAnswer {
+                                    peer,
+                                    what: e.to_string(),
+                                }
+                                .during(format!("{name:?} was not fetched")),
+                                other => NodeError::Store(other),
+                            }
+                        }),
+                        Ok(None) => Err(PeerError::Refused {
+                            peer,
+                            reason: format!("it does not hold chunk {id}"),
+                        }
+                        .during(format!("{name:?} was not fetched"))),
+                        Err(why) => Err(why.during(format!("{name:?} was not fetched"))),
                     }
                 });
             }
@@ -550,11 +595,7 @@ impl Node {
                     return Ok(fetched);
                 }
                 Some(Ok(_)) => fetched += 1,
-                Some(Err(why)) => {
-                    return Err(NodeError::Invalid(format!(
-                        "cannot fetch {name:?} from {peer}: {why}"
-                    )));
-                }
+                Some(Err(e)) => return Err(e),
             }
         }
     }
@@ -713,7 +754,7 @@ impl ChunkSource for PeerChunks {
         &self,
         manifest: Arc<Manifest>,
         index: usize,
-    ) -> BoxFuture<'static, std::result::Result<BytesMut, String>> {
+    ) -> BoxFuture<'static, std::result::Result<BytesMut, FetchError>> {
         let id = manifest.chunks[index];
         let candidates = self.candidates(index);
         let node = self.node.clone();
@@ -741,7 +782,7 @@ impl ChunkSource for PeerChunks {
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .insert(peer);
-                        reasons.push(format!("{peer}: {why}"));
+                        reasons.push(why.to_string());
                     }
                 }
             }
@@ -764,16 +805,21 @@ impl ChunkSource for PeerChunks {
                             break;
                         }
                         Err(why) if attempt == DHT_ATTEMPTS => {
-                            reasons.push(format!("{peer} (via the DHT): {why}"))
+                            reasons.push(format!("{why} (found through the DHT)"))
                         }
                         Err(_) => tokio::time::sleep(DHT_RETRY_PAUSE).await,
                     }
                 }
             }
             if reasons.is_empty() {
-                return Err("no peer is connected and the DHT knows no holder".into());
+                return Err(FetchError(
+                    "no peer is connected and the DHT knows no holder".into(),
+                ));
             }
-            Err(format!("no peer could supply it ({})", reasons.join("; ")))
+            Err(FetchError(format!(
+                "no peer could supply it ({})",
+                reasons.join("; ")
+            )))
         })
     }
 
@@ -795,7 +841,7 @@ impl ChunkSource for PeerChunks {
         };
         let node = self.node.clone();
         let what = format!("chunk {index} of {:?}, which {problem}", manifest.name);
-        tokio::spawn(async move {
+        self.node.spawn(async move {
             node.offence(peer, crate::conduct::Offence::BadChunk(id), &what)
                 .await
         });

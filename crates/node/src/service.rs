@@ -29,13 +29,23 @@ pub(crate) async fn serve(node: Node, mut inbound: mpsc::Receiver<InboundRequest
         let Ok(permit) = limit.clone().acquire_owned().await else {
             break;
         };
-        let node = node.clone();
-        tokio::spawn(async move {
-            let answer = node.answer_encoded(request.peer, request.bytes).await;
+        let answering = node.clone();
+        node.spawn(async move {
+            let answer = answering.answer_encoded(request.peer, request.bytes).await;
             let _ = request.reply.send(answer);
             drop(permit);
         });
     }
+}
+
+/// What [`Node::answer_chunk_request`] made of a request.
+pub(crate) enum ChunkAnswer {
+    /// A chunk request (`GetChunk`, `PutChunk`), answered: the encoded answer.
+    Answered(Bytes),
+    /// Another request, decoded, for [`Node::answer`].
+    Other(Request),
+    /// Not a request this node understands.
+    Undecodable(WireError),
 }
 
 impl Node {
@@ -77,9 +87,9 @@ impl Node {
     /// bytes a node serves, are read from disk straight into their message.
     async fn answer_encoded(&self, peer: PeerId, bytes: Bytes) -> Bytes {
         match self.answer_chunk_request(peer, bytes).await {
-            Ok(answer) => answer,
-            Err(Ok(request)) => self.answer(peer, request).await.encode().into(),
-            Err(Err(e)) => {
+            ChunkAnswer::Answered(answer) => answer,
+            ChunkAnswer::Other(request) => self.answer(peer, request).await.encode().into(),
+            ChunkAnswer::Undecodable(e) => {
                 self.offence(
                     peer,
                     Offence::Malformed,
@@ -96,18 +106,15 @@ impl Node {
     /// The encoded answer to a chunk request: a `PutChunk`, checked and stored
     /// where it arrived, or a `GetChunk`, the blob read into its answer. Any other
     /// request comes back decoded (or as the reason it could not be).
-    pub(crate) async fn answer_chunk_request(
-        &self,
-        peer: PeerId,
-        bytes: Bytes,
-    ) -> std::result::Result<Bytes, std::result::Result<Request, WireError>> {
+    pub(crate) async fn answer_chunk_request(&self, peer: PeerId, bytes: Bytes) -> ChunkAnswer {
         if let Some((id, range)) = crate::wire::put_chunk_in_request(&bytes) {
             let blob = crate::wire::take_range(bytes, range);
-            return Ok(self.store_chunk(peer, id, blob).await.encode().into());
+            return ChunkAnswer::Answered(self.store_chunk(peer, id, blob).await.encode().into());
         }
         match Request::decode(&bytes) {
-            Ok(Request::GetChunk { id }) => Ok(self.serve_chunk(id).await),
-            other => Err(other),
+            Ok(Request::GetChunk { id }) => ChunkAnswer::Answered(self.serve_chunk(id).await),
+            Ok(other) => ChunkAnswer::Other(other),
+            Err(e) => ChunkAnswer::Undecodable(e),
         }
     }
 

@@ -33,6 +33,7 @@ use futures::stream::{self, FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
 use peervault_store::{CatalogueEntry, NameId, Version};
 
+use crate::error::{PeerError, Result};
 use crate::node::Node;
 use crate::replicate::CONTROL_TIMEOUT;
 use crate::wire::{ENTRIES_PER_MESSAGE, Request, Response, SealedEntry};
@@ -67,12 +68,22 @@ pub struct SyncStats {
 
 impl Node {
     /// Reconciles our catalogue with `peer`'s, in both directions.
-    pub async fn sync_with(&self, peer: PeerId) -> Result<SyncStats, String> {
+    pub async fn sync_with(&self, peer: PeerId) -> Result<SyncStats> {
         self.sync(peer, SyncKind::Periodic).await
     }
 
     /// [`Node::sync_with`], pushing only where `kind` calls for it.
-    pub(crate) async fn sync(&self, peer: PeerId, kind: SyncKind) -> Result<SyncStats, String> {
+    pub(crate) async fn sync(&self, peer: PeerId, kind: SyncKind) -> Result<SyncStats> {
+        self.sync_impl(peer, kind)
+            .await
+            .map_err(|e| e.during("the catalogue sync failed"))
+    }
+
+    async fn sync_impl(
+        &self,
+        peer: PeerId,
+        kind: SyncKind,
+    ) -> std::result::Result<SyncStats, PeerError> {
         let vault = &self.inner.vault;
         let summary = Request::Summary {
             digests: vault.summary(),
@@ -85,7 +96,7 @@ impl Node {
                     member_since_ms,
                     resyncing,
                 } => (buckets, versions, member_since_ms, resyncing),
-                other => return Err(format!("unexpected answer to a summary: {other:?}")),
+                other => return Err(PeerError::refusal(peer, other)),
             };
         let me = self.membership();
         let mut stats = SyncStats::default();
@@ -112,7 +123,7 @@ impl Node {
         while let Some(answer) = fetches.next().await {
             let entries = match answer? {
                 Response::Entries { entries } => entries,
-                other => return Err(format!("unexpected answer to a fetch: {other:?}")),
+                other => return Err(PeerError::refusal(peer, other)),
             };
             stats.fetched += entries.len();
             stats.applied += self.apply_from(peer, entries).await;
@@ -156,7 +167,7 @@ impl Node {
                 .await?
             {
                 Response::Ack => {}
-                other => return Err(format!("unexpected answer to an announce: {other:?}")),
+                other => return Err(PeerError::refusal(peer, other)),
             }
         }
         if stats != SyncStats::default() {
@@ -227,13 +238,18 @@ impl Node {
         applied
     }
 
-    async fn sealed_batch(&self, ids: &[NameId]) -> Result<Vec<SealedEntry>, String> {
+    async fn sealed_batch(
+        &self,
+        ids: &[NameId],
+    ) -> std::result::Result<Vec<SealedEntry>, PeerError> {
         Ok(self
             .inner
             .vault
             .sealed_entries(ids.to_vec())
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| PeerError::Local {
+                reason: e.to_string(),
+            })?
             .into_iter()
             .map(|(name_id, sealed)| SealedEntry { name_id, sealed })
             .collect())

@@ -268,3 +268,39 @@ async fn send_and_fetch_move_copies_to_and_from_a_named_peer() {
     assert!(c.resolve_peer("99").await.is_err());
     assert!(c.resolve_peer("1").await.is_ok());
 }
+
+/// A stopped node has let go of its data dir: every task it ran (requests from
+/// peers, chunk lanes, a write's streaming to holders) ended with it, so the
+/// same data dir opens again at once, with no retry, round after round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_lets_go_of_its_data_dir_at_once_twenty_times() {
+    let cluster = Cluster::new();
+    let hub = cluster.start("hub", &[], Replicas::Count(2)).await;
+    for round in 0..20u64 {
+        // One copy only: the hub reads this node's file over a lane, which this
+        // node serves on a task of its own that lasts as long as the lane.
+        let node = cluster.start("again", &[&hub], Replicas::Count(1)).await;
+        wait_connected(&[&hub, &node]).await;
+        let name = format!("round-{round}");
+        let bytes = data(1_500_000, round);
+        node.store(&name, &bytes[..], None).await.unwrap();
+        eventually("the hub lists the file", || async {
+            hub.stat(&name).await.is_ok()
+        })
+        .await;
+        assert_eq!(read(&hub, &name).await.unwrap(), bytes);
+        // And this node reads the hub's file over a lane of its own.
+        hub.store(&format!("hub-{round}"), &bytes[..], None)
+            .await
+            .unwrap();
+        eventually("the hub's file is listed", || async {
+            node.stat(&format!("hub-{round}")).await.is_ok()
+        })
+        .await;
+        assert_eq!(read(&node, &format!("hub-{round}")).await.unwrap(), bytes);
+        stop(node).await;
+    }
+    // The last round's node, restarted once more, holds every file it stored.
+    let node = restart(&cluster, "again", &[&hub]).await;
+    assert_eq!(read(&node, "round-19").await.unwrap(), data(1_500_000, 19));
+}

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
-use peervault_node::{ChunkId, Endpoint, NetworkKey, Node, NodeConfig, Replicas, StoreError};
+use peervault_node::{ChunkId, Endpoint, NetworkKey, Node, NodeConfig, Replicas};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -127,20 +127,12 @@ pub async fn stop(node: Node) {
     drop(node);
 }
 
-/// Restarts a node on the same data dir (waiting for the old one to let go of it).
+/// Restarts a node on the same data dir: a stopped node has let go of it (every
+/// task it ran has ended), so no retry is needed.
 pub async fn restart(cluster: &Cluster, name: &str, bootstrap: &[&Node]) -> Node {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match Node::start(cluster.config(name, bootstrap, Replicas::Count(3)).await).await {
-            Ok(node) => return node,
-            Err(peervault_node::NodeError::Store(StoreError::Locked { .. }))
-                if tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("restart failed: {e}"),
-        }
-    }
+    Node::start(cluster.config(name, bootstrap, Replicas::Count(3)).await)
+        .await
+        .unwrap_or_else(|e| panic!("restart failed: {e}"))
 }
 
 pub fn same_peer_id(a: &Node, dir: &Path) -> bool {

@@ -17,6 +17,10 @@ use crate::control::client::{Client, ClientError};
 pub const EXIT_NOT_RUNNING: u8 = 3;
 /// Exit code for a bad command line or setting.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code when a peer, or the data, cannot be reached now: a peer did not
+/// answer or refused, or no reachable node holds a chunk. Trying again later, or
+/// with other nodes up, may work; the command itself was fine.
+pub const EXIT_UNAVAILABLE: u8 = 4;
 
 /// Library chatter that is normal for a node and says nothing a user can act on:
 /// the DHT warns on every periodic bootstrap while a node has no peers yet.
@@ -44,6 +48,10 @@ fn report(error: &anyhow::Error) -> ExitCode {
     eprintln!("error: {}", crate::ui::error_text(error));
     match error.downcast_ref::<ClientError>() {
         Some(ClientError::NotRunning { .. }) => ExitCode::from(EXIT_NOT_RUNNING),
+        Some(ClientError::Remote {
+            kind: peervault_node::ErrorKind::Unavailable,
+            ..
+        }) => ExitCode::from(EXIT_UNAVAILABLE),
         _ => ExitCode::FAILURE,
     }
 }

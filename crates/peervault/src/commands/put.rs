@@ -61,7 +61,7 @@ pub async fn run(
     };
     say!("{}", ui::stored_line(&file, copies, target));
     for failure in failures {
-        eprintln!("  not copied to {failure}");
+        eprintln!("  not copied: {failure}");
     }
     Ok(ExitCode::SUCCESS)
 }

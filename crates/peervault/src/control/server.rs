@@ -181,12 +181,7 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
                     replaced: out.replaced,
                     copies: out.replication.copies,
                     target: out.replication.target,
-                    failures: out
-                        .replication
-                        .failures
-                        .iter()
-                        .map(|(peer, why)| format!("{peer}: {why}"))
-                        .collect(),
+                    failures: out.replication.failure_lines(),
                 },
                 Err(e) => error_response(&e),
             }

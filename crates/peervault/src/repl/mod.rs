@@ -365,8 +365,8 @@ impl Repl {
             "{}",
             ui::stored_line(&out.file, out.replication.copies, out.replication.target)
         );
-        for (peer, why) in &out.replication.failures {
-            eprintln!("  not copied to {peer}: {why}");
+        for why in out.replication.failure_lines() {
+            eprintln!("  not copied: {why}");
         }
         Ok(Flow::Continue)
     }

@@ -324,6 +324,26 @@ impl TestNode {
         self.log()
     }
 
+    /// SIGSTOP: the process keeps its sockets open and answers nothing.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`TestNode::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        if let Some(child) = self.child.as_ref() {
+            let sent = Command::new("kill")
+                .args([which, &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(sent.success(), "kill {which}");
+        }
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill9(mut self) {
         if let Some(mut child) = self.child.take() {

@@ -594,3 +594,55 @@ fn a_stalled_bootstrap_peer_does_not_stall_the_prompt() {
         assert!(text.contains(expected), "missing {expected:?}:\n{text}");
     }
 }
+
+#[test]
+fn a_peer_that_does_not_answer_a_send_is_unavailable_not_a_users_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::start_with(&dir.path().join("a"), TEST_KEY, &["--replicas", "1"]);
+    let b = join(&dir.path().join("b"), &[a.port()], &["--replicas", "1"]);
+    a.wait_peers(1, Duration::from_secs(15));
+    let input = dir.path().join("f.txt");
+    std::fs::write(&input, b"for b").unwrap();
+    a.ok(&["put", input.to_str().unwrap()]);
+    let b_id = b.peer_id();
+    b.pause();
+    let started = Instant::now();
+    let out = a.cli(&["send", "f.txt", &b_id]);
+    b.resume();
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "the unavailable exit code: {err}"
+    );
+    assert!(err.contains("did not answer"), "{err}");
+    assert!(err.contains(&b_id), "names the peer: {err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // Once it answers again, the same send works.
+    let out = a.ok(&["send", "f.txt", &b_id]);
+    assert!(out.contains("sent to"), "{out}");
+}
+
+#[test]
+fn a_node_stopped_with_sigterm_starts_again_at_once_twenty_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = TestNode::start_with(&dir.path().join("hub"), TEST_KEY, &["--replicas", "1"]);
+    let port = free_port().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let data = dir.path().join("again");
+    let input = dir.path().join("f.bin");
+    for round in 0..20u64 {
+        // Same data dir, same port, no pause and no retry.
+        let node = join(&data, &[hub.port()], &["--addr", &addr, "--replicas", "1"]);
+        node.wait_peers(1, CONNECT);
+        write_random_file(&input, 300_000, round);
+        let name = format!("round-{round}");
+        node.ok(&["put", input.to_str().unwrap(), "--name", &name]);
+        // The hub reads it from this node, over a lane this node serves.
+        eventually("the hub lists it", CONNECT, || lists(&hub, &name));
+        let copy = dir.path().join("copy.bin");
+        hub.ok(&["get", &name, "-o", copy.to_str().unwrap()]);
+        assert_eq!(hash_file(&copy), hash_file(&input), "round {round}");
+        node.stop();
+    }
+}

@@ -28,12 +28,19 @@ pub trait ChunkSource: Send + Sync {
         &self,
         manifest: Arc<Manifest>,
         index: usize,
-    ) -> BoxFuture<'static, Result<bytes::BytesMut, String>>;
+    ) -> BoxFuture<'static, std::result::Result<bytes::BytesMut, FetchError>>;
 
     /// The blob last fetched for chunk `index` failed its check: the source
     /// should not offer it (or its supplier) again during this read.
     fn rejected(&self, _manifest: &Manifest, _index: usize, _problem: &crate::ChunkProblem) {}
 }
+
+/// Why a chunk could not be had from a [`ChunkSource`]: whom it asked and what
+/// each said, in words for the user (it ends up in
+/// [`StoreError::Unavailable`](crate::StoreError::Unavailable)).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct FetchError(pub String);
 
 /// The result of offering a record from a peer.
 #[derive(Debug, Clone)]

@@ -42,7 +42,7 @@ mod migrate;
 pub(crate) use gc::is_expired_tombstone;
 pub use gc::{DEFAULT_TOMBSTONE_RETENTION, GcReport};
 
-pub use exchange::{ChunkSource, RemoteEntry};
+pub use exchange::{ChunkSource, FetchError, RemoteEntry};
 
 use crate::buffers::{BufferPool, PooledBuf};
 use crate::catalogue::Catalogue;
@@ -884,7 +884,7 @@ impl Inner {
             let mut blob = source
                 .fetch(manifest.clone(), index)
                 .await
-                .map_err(&unavailable)?;
+                .map_err(|e| unavailable(e.0))?;
             let blob_len = blob.len();
             let sealed = keep_sealed.then(|| BytesMut::from(&blob[..]));
             let (inner, m) = (self.clone(), manifest.clone());
