@@ -80,7 +80,8 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::default();
+        // Every metric is named peervault_<name>.
+        let mut registry = Registry::with_prefix("peervault");
         let m = Self {
             files_stored: Counter::default(),
             files_retrieved: Counter::default(),
@@ -118,157 +119,153 @@ impl Metrics {
         };
         let r = &mut registry;
         r.register(
-            "peervault_files_stored",
+            "files_stored",
             "Files stored through this node",
             m.files_stored.clone(),
         );
         r.register(
-            "peervault_files_retrieved",
+            "files_retrieved",
             "Files read through this node",
             m.files_retrieved.clone(),
         );
         r.register(
-            "peervault_files_deleted",
+            "files_deleted",
             "Files deleted through this node",
             m.files_deleted.clone(),
         );
         r.register(
-            "peervault_bytes_sent",
+            "bytes_sent",
             "Chunk bytes (encrypted) sent to peers",
             m.bytes_sent.clone(),
         );
         r.register(
-            "peervault_bytes_received",
+            "bytes_received",
             "Chunk bytes (encrypted) received from peers",
             m.bytes_received.clone(),
         );
         r.register(
-            "peervault_errors",
+            "errors",
             "Operations that failed: stores, reads, deletes asked of this node, and damage GC could not repair",
             m.errors.clone(),
         );
         r.register(
-            "peervault_replicas_accepted",
+            "replicas_accepted",
             "Copies of files this node agreed to hold for peers",
             m.replicas_accepted.clone(),
         );
         r.register(
-            "peervault_peer_request_failures",
+            "peer_request_failures",
             "Requests to peers that failed or timed out",
             m.peer_request_failures.clone(),
         );
         r.register(
-            "peervault_peer_request_duration_seconds",
+            "peer_request_duration_seconds",
             "Round trip of requests to peers",
             m.request_duration.clone(),
         );
         r.register(
-            "peervault_chunk_transfer_duration_seconds",
+            "chunk_transfer_duration_seconds",
             "Time to send one chunk to a peer or fetch one from it",
             m.chunk_transfer_duration.clone(),
         );
         r.register(
-            "peervault_peer_rtt_seconds",
+            "peer_rtt_seconds",
             "Ping round trip per connected peer",
             m.peer_rtt.clone(),
         );
         r.register(
-            "peervault_peer_healthy",
+            "peer_healthy",
             "1 if the connected peer answered recently and fast, else 0",
             m.peer_healthy.clone(),
         );
         r.register(
-            "peervault_peers_connected",
+            "peers_connected",
             "Current number of connected peers",
             m.peers_connected.clone(),
         );
         r.register(
-            "peervault_peers_discovered",
+            "peers_discovered",
             "Distinct peers known through any discovery method",
             m.peers_discovered.clone(),
         );
         r.register(
-            "peervault_storage_used_bytes",
+            "storage_used_bytes",
             "Bytes of chunk blobs stored on this node",
             m.storage_used_bytes.clone(),
         );
         r.register(
-            "peervault_storage_total_bytes",
+            "storage_total_bytes",
             "Storage quota of this node in bytes",
             m.storage_total_bytes.clone(),
         );
         r.register(
-            "peervault_storage_utilization",
+            "storage_utilization",
             "Storage used, percent of the quota (0-100)",
             m.storage_utilization.clone(),
         );
         r.register(
-            "peervault_uptime_seconds",
+            "uptime_seconds",
             "Seconds since the node started",
             m.uptime_seconds.clone(),
         );
+        r.register("gc_runs", "Integrity GC runs completed", m.gc_runs.clone());
         r.register(
-            "peervault_gc_runs",
-            "Integrity GC runs completed",
-            m.gc_runs.clone(),
-        );
-        r.register(
-            "peervault_gc_duration_seconds",
+            "gc_duration_seconds",
             "Duration of integrity GC runs",
             m.gc_duration.clone(),
         );
         r.register(
-            "peervault_chunks_checked",
+            "chunks_checked",
             "Chunks verified (hash and tag) by the integrity GC",
             m.chunks_checked.clone(),
         );
         r.register(
-            "peervault_chunks_corrupted",
+            "chunks_corrupted",
             "Chunks found damaged or missing by the integrity GC",
             m.chunks_corrupted.clone(),
         );
         r.register(
-            "peervault_chunks_quarantined",
+            "chunks_quarantined",
             "Damaged chunks moved to quarantine",
             m.chunks_quarantined.clone(),
         );
         r.register(
-            "peervault_chunks_restored",
+            "chunks_restored",
             "Damaged chunks replaced by a good copy from a peer",
             m.chunks_restored.clone(),
         );
         r.register(
-            "peervault_chunks_removed",
+            "chunks_removed",
             "Orphaned chunks and unrecorded space removed by the GC",
             m.chunks_removed.clone(),
         );
         r.register(
-            "peervault_tombstones_collected",
+            "tombstones_collected",
             "Deletion records removed after the retention period",
             m.tombstones_collected.clone(),
         );
         r.register(
-            "peervault_files_repaired",
+            "files_repaired",
             "Copies of files made by the repair worker",
             m.files_repaired.clone(),
         );
         r.register(
-            "peervault_files_under_replicated",
+            "files_under_replicated",
             "Files held here with fewer live copies than the target, after the last repair round",
             m.files_under_replicated.clone(),
         );
         r.register(
-            "peervault_peer_offences",
+            "peer_offences",
             "Invalid data received from peers and refused (bad_chunk, bad_record, malformed)",
             m.peer_offences.clone(),
         );
         r.register(
-            "peervault_peer_bans",
+            "peer_bans",
             "Peers disconnected and banned for a while after repeated offences",
             m.peer_bans.clone(),
         );
         r.register(
-            "peervault_stale_records",
+            "stale_records",
             "Catalogue records from peers older than the version held here (ignored)",
             m.stale_records.clone(),
         );

@@ -303,7 +303,7 @@ pub(crate) async fn periodic(node: Node, interval: Duration) {
     loop {
         tick.tick().await;
         let mut peers = node.inner.net.peers().await;
-        shuffle(&mut peers);
+        rand::seq::SliceRandom::shuffle(&mut peers[..], &mut rand::rng());
         peers.truncate(SYNC_FANOUT);
         futures::stream::iter(peers)
             .for_each_concurrent(SYNC_FANOUT, |p| {
@@ -315,18 +315,6 @@ pub(crate) async fn periodic(node: Node, interval: Duration) {
                 }
             })
             .await;
-    }
-}
-
-/// Fisher-Yates with the OS's randomness (a failure just leaves the order as is).
-fn shuffle<T>(items: &mut [T]) {
-    for i in (1..items.len()).rev() {
-        let mut bytes = [0u8; 8];
-        if getrandom::fill(&mut bytes).is_err() {
-            return;
-        }
-        let j = (u64::from_le_bytes(bytes) % (i as u64 + 1)) as usize;
-        items.swap(i, j);
     }
 }
 

@@ -173,35 +173,12 @@ fn find(word: &str) -> Option<&'static Spec> {
         .find(|s| s.name == word || s.aliases.contains(&word.as_str()))
 }
 
-/// Edit distance counting a swap of neighbours as one edit, for "did you mean".
-fn distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
-}
-
 fn suggestion(word: &str) -> Option<&'static str> {
     COMMANDS
         .iter()
         .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().copied()))
-        .map(|name| (distance(&word.to_ascii_lowercase(), name), name))
+        // Optimal string alignment: a swap of neighbours counts as one edit.
+        .map(|name| (strsim::osa_distance(&word.to_ascii_lowercase(), name), name))
         .filter(|(d, _)| *d <= 2)
         .min()
         .map(|(_, name)| name)
