@@ -135,9 +135,11 @@ pub async fn restart(cluster: &Cluster, name: &str, bootstrap: &[&Node]) -> Node
         .unwrap_or_else(|e| panic!("restart failed: {e}"))
 }
 
+/// True if `a`'s peer id is the identity kept in `dir`'s `node.key`.
 pub fn same_peer_id(a: &Node, dir: &Path) -> bool {
-    let key = std::fs::read(dir.join("node.key")).unwrap();
-    !key.is_empty() && !a.peer_id().is_empty()
+    assert!(dir.join("node.key").exists(), "no identity in {}", dir.display());
+    let kept = peervault_net::NodeIdentity::load_or_create(dir).unwrap();
+    kept.peer_id().to_string() == a.peer_id()
 }
 
 /// A blob a node holds, as it lies in its segment file.
