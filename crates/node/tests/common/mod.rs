@@ -137,7 +137,11 @@ pub async fn restart(cluster: &Cluster, name: &str, bootstrap: &[&Node]) -> Node
 
 /// True if `a`'s peer id is the identity kept in `dir`'s `node.key`.
 pub fn same_peer_id(a: &Node, dir: &Path) -> bool {
-    assert!(dir.join("node.key").exists(), "no identity in {}", dir.display());
+    assert!(
+        dir.join("node.key").exists(),
+        "no identity in {}",
+        dir.display()
+    );
     let kept = peervault_net::NodeIdentity::load_or_create(dir).unwrap();
     kept.peer_id().to_string() == a.peer_id()
 }
