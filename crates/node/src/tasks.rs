@@ -41,6 +41,9 @@ impl Tasks {
         let stop = self.stop.clone();
         self.tracker.spawn(async move {
             tokio::select! {
+                // The stop first: work started after it never runs, even if it
+                // could finish at once.
+                biased;
                 _ = stop.cancelled() => None,
                 output = work => Some(output),
             }
