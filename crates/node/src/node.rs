@@ -646,11 +646,20 @@ impl Node {
     /// Stops the background work and leaves the network. Requests still running get
     /// up to `grace` to finish.
     pub async fn shutdown(&self, grace: Duration) {
+        let started = tokio::time::Instant::now();
         self.inner.net.shutdown();
         if !self.inner.tasks.stop(grace).await {
             tracing::warn!(
                 "{} tasks still running after {grace:?}; abandoning them",
                 self.inner.tasks.running()
+            );
+        }
+        // Storage work a cancelled task left on a blocking thread ends by itself.
+        let left = grace.saturating_sub(started.elapsed());
+        if !self.inner.vault.wait_released(left).await {
+            tracing::warn!(
+                "the vault is still in use after {grace:?} (a reader not dropped?); the data \
+                 dir stays locked until it is"
             );
         }
     }

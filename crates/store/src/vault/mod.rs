@@ -325,6 +325,25 @@ impl Vault {
         })
     }
 
+    /// Waits, at most `within`, until nothing but this handle uses the vault: no
+    /// other clone, no storage work on a blocking thread, no read pipeline. True
+    /// if that happened. Once every handle is then dropped, the data dir is free.
+    ///
+    /// A node calls this when it stops: work cancelled mid-way (a read whose
+    /// consumer went, a chunk a peer was sent) finishes its last blocking step on
+    /// its own, holding the vault, and a node restarted at once on the same data
+    /// dir found it still locked.
+    pub async fn wait_released(&self, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while Arc::strong_count(&self.inner) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        true
+    }
+
     /// Runs `f` on a blocking thread with access to the vault's internals.
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
