@@ -207,6 +207,12 @@ fn noise_error(e: snow::Error) -> io::Error {
     io::Error::other(format!("noise: {e}"))
 }
 
+impl From<snow::Error> for HandshakeError {
+    fn from(e: snow::Error) -> Self {
+        HandshakeError::Io(noise_error(e))
+    }
+}
+
 impl NoiseIdentity {
     /// A fresh static key, signed by `identity`.
     pub fn new(identity: &Keypair) -> io::Result<Self> {
@@ -352,10 +358,7 @@ fn opens_message_one(psk: &[u8; 32], message: &[u8]) -> bool {
         return false;
     };
     builder(psk, &identity)
-        .and_then(|b| {
-            b.build_responder()
-                .map_err(|e| HandshakeError::Io(noise_error(e)))
-        })
+        .and_then(|b| Ok(b.build_responder()?))
         .is_ok_and(|mut noise| noise.read_message(message, &mut []).is_ok())
 }
 
@@ -367,7 +370,7 @@ fn builder<'a>(
         .prologue(PROLOGUE)
         .and_then(|b| b.psk(0, psk))
         .and_then(|b| b.local_private_key(&identity.static_private))
-        .map_err(|e| HandshakeError::Io(noise_error(e)))
+        .map_err(HandshakeError::from)
 }
 
 /// Checks an identity payload against the Noise static key it must have signed.
@@ -398,12 +401,8 @@ where
     let mut buffer = vec![0u8; MAX_HANDSHAKE_MESSAGE];
     let (mut noise, remote) = match role {
         Role::Initiator => {
-            let mut noise = builder(&config.psk, identity)?
-                .build_initiator()
-                .map_err(|e| HandshakeError::Io(noise_error(e)))?;
-            let n = noise
-                .write_message(&[], &mut buffer)
-                .map_err(|e| HandshakeError::Io(noise_error(e)))?;
+            let mut noise = builder(&config.psk, identity)?.build_initiator()?;
+            let n = noise.write_message(&[], &mut buffer)?;
             write_message(&mut socket, &buffer[..n]).await?;
             let len = read_len(&mut socket).await?;
             if len == 0 {
@@ -422,9 +421,7 @@ where
                 .read_message(&message, &mut payload)
                 .map_err(|_| HandshakeError::KeyMismatch)?;
             let remote = verify_identity(&payload[..n], noise.get_remote_static())?;
-            let n = noise
-                .write_message(&identity.payload, &mut buffer)
-                .map_err(|e| HandshakeError::Io(noise_error(e)))?;
+            let n = noise.write_message(&identity.payload, &mut buffer)?;
             write_message(&mut socket, &buffer[..n]).await?;
             (noise, remote)
         }
@@ -451,17 +448,13 @@ where
             // (one base-point multiplication); checking message 1 costs some
             // HMAC-SHA256 and a 16-byte AES-GCM open. No Diffie-Hellman, signature
             // or frame buffer is spent on a stranger.
-            let mut noise = builder(&config.psk, identity)?
-                .build_responder()
-                .map_err(|e| HandshakeError::Io(noise_error(e)))?;
+            let mut noise = builder(&config.psk, identity)?.build_responder()?;
             if noise.read_message(&message_one, &mut []).is_err() {
                 socket.write_all(&EMPTY).await?;
                 let _ = socket.close().await;
                 return Err(HandshakeError::KeyMismatch);
             }
-            let n = noise
-                .write_message(&identity.payload, &mut buffer)
-                .map_err(|e| HandshakeError::Io(noise_error(e)))?;
+            let n = noise.write_message(&identity.payload, &mut buffer)?;
             write_message(&mut socket, &buffer[..n]).await?;
             let len = read_len(&mut socket).await?;
             if len > MAX_HANDSHAKE_MESSAGE {

@@ -616,7 +616,7 @@ impl EventLoop {
     fn learn_from_pex(&mut self, from: PeerId, bytes: &[u8]) {
         let now = Instant::now();
         let local = *self.swarm.local_peer_id();
-        let Some(via) = self.book.connected.get(&from).map(|c| c.remote.clone()) else {
+        let Some(via) = self.book.via(&from) else {
             return;
         };
         let mut new = 0;
@@ -1006,8 +1006,7 @@ impl EventLoop {
     fn on_identified(&mut self, peer_id: PeerId, mut info: identify::Info) {
         // Keep only what we can dial: another host's loopback address would lead
         // here, not there.
-        if let Some(c) = self.book.connected.get(&peer_id) {
-            let via = c.remote.clone();
+        if let Some(via) = self.book.via(&peer_id) {
             info.listen_addrs.retain(|a| reachable_via(a, &via));
         }
         for addr in &info.listen_addrs {
@@ -1226,7 +1225,7 @@ impl EventLoop {
                 // The routing table is what this node tells others: keep another
                 // host's loopback and link-local addresses out of it.
                 let mut addresses = addresses.into_vec();
-                if let Some(via) = self.book.connected.get(&peer).map(|c| c.remote.clone()) {
+                if let Some(via) = self.book.via(&peer) {
                     for addr in addresses.iter().filter(|a| !reachable_via(a, &via)) {
                         self.swarm.behaviour_mut().kad.remove_address(&peer, addr);
                     }

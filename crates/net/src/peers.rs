@@ -333,11 +333,17 @@ impl PeerBook {
         self.known.get(peer).map(|k| k.last_seen)
     }
 
+    /// The address a connected peer's connection runs to: what decides which
+    /// addresses may pass between us (see [`reachable_via`]).
+    pub fn via(&self, peer: &PeerId) -> Option<Multiaddr> {
+        self.connected.get(peer).map(|c| c.remote.clone())
+    }
+
     /// Up to [`PEX_LIMIT`] peers to tell `to` about, most recently seen first; only
     /// peers without a key mismatch, with the addresses `to` can reach (no loopback
     /// or link-local address goes to a peer on another host).
     pub fn pex_entries(&self, to: &PeerId, now: Instant) -> Vec<PexEntry> {
-        let via = self.connected.get(to).map(|c| c.remote.clone());
+        let via = self.via(to);
         let reachable = |addrs: &[Multiaddr]| -> Vec<Multiaddr> {
             addrs
                 .iter()

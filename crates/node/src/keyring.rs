@@ -146,15 +146,13 @@ pub enum KeyOrigin {
     LegacyDefault,
 }
 
-/// The settled key, and what must be written once the vault has opened with it.
+/// The settled key (with a passphrase vault's parameters) and where it came from.
 #[derive(Debug)]
 pub struct ResolvedKey {
     pub key: NetworkKey,
     pub origin: KeyOrigin,
     /// Addresses from a join code, to dial as bootstrap peers.
     pub join_addrs: Vec<Multiaddr>,
-    store_key: Option<KeySource>,
-    store_kdf: Option<KdfParams>,
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> KeyringError {
@@ -262,8 +260,6 @@ pub async fn resolve(
         key,
         origin,
         join_addrs: Vec::new(),
-        store_key: None,
-        store_kdf: None,
     };
     match input {
         KeyInput::Stored => match (kept, kdf) {
@@ -276,37 +272,24 @@ pub async fn resolve(
                     .map_err(|e| KeyringError::Task(e.to_string()))?;
                 Ok(resolved(key, KeyOrigin::LegacyDefault))
             }
-            (None, None) => {
-                let key = NetworkKey::generate()?;
-                Ok(ResolvedKey {
-                    store_key: Some(KeySource::Generated),
-                    ..resolved(key, KeyOrigin::Created)
-                })
-            }
+            (None, None) => Ok(resolved(NetworkKey::generate()?, KeyOrigin::Created)),
         },
         KeyInput::Key(key) => match kept {
             Some(kept) if !kept.same_key(&key) => Err(KeyringError::OtherVault(key_path)),
             _ => Ok(resolved(key, KeyOrigin::Given)),
         },
         KeyInput::Passphrase(passphrase) => {
-            let (params, store_kdf) = match (kdf, kept) {
-                (Some(params), _) => (params, None),
+            let params = match (kdf, kept) {
+                (Some(params), _) => params,
                 (None, Some(_)) => return Err(KeyringError::NotAPassphraseVault(key_path)),
-                (None, None) if older => (KdfParams::legacy(), Some(KdfParams::legacy())),
-                (None, None) if !bootstrap.is_empty() => {
-                    let params = ask_bootstrap(bootstrap, patience).await?;
-                    (params.clone(), Some(params))
-                }
-                (None, None) => {
-                    let params = KdfParams::generate()?;
-                    (params.clone(), Some(params))
-                }
+                (None, None) if older => KdfParams::legacy(),
+                (None, None) if !bootstrap.is_empty() => ask_bootstrap(bootstrap, patience).await?,
+                (None, None) => KdfParams::generate()?,
             };
-            let key = stretch(passphrase, params).await?;
-            Ok(ResolvedKey {
-                store_kdf,
-                ..resolved(key, KeyOrigin::Given)
-            })
+            Ok(resolved(
+                stretch(passphrase, params).await?,
+                KeyOrigin::Given,
+            ))
         }
         KeyInput::Join(code) => {
             let key = NetworkKey::from_bytes(code.key, KeySource::Joined);
@@ -323,12 +306,6 @@ pub async fn resolve(
             };
             Ok(ResolvedKey {
                 join_addrs: code.addrs.clone(),
-                store_key: kept.is_none().then_some(KeySource::Joined),
-                store_kdf: if kdf.is_none() {
-                    code.kdf.clone()
-                } else {
-                    None
-                },
                 ..resolved(key, KeyOrigin::Joined)
             })
         }
@@ -342,26 +319,26 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl ResolvedKey {
-    /// Writes the key files this resolution decided on; call once the vault has
-    /// opened with the key.
+    /// Writes the key files the data dir lacks: a passphrase vault's parameters,
+    /// and a key made here or received in a join code (never one given with
+    /// `--key`, nor a passphrase). Call once the vault has opened with the key.
     pub fn persist(&self, data_dir: &Path) -> Result<(), KeyringError> {
-        if let Some(params) = &self.store_kdf {
-            let path = data_dir.join(KDF_FILE);
+        let kdf_path = data_dir.join(KDF_FILE);
+        if let Some(params) = self.key.kdf_params()
+            && !kdf_path.exists()
+        {
             let text = format!("{}\n", params.to_text());
-            write_private(&path, text.as_bytes()).map_err(io_err("cannot write", &path))?;
+            write_private(&kdf_path, text.as_bytes()).map_err(io_err("cannot write", &kdf_path))?;
         }
-        if let Some(source) = self.store_key {
-            let path = data_dir.join(VAULT_KEY_FILE);
-            let text = Zeroizing::new(format!(
-                "{}\n{}\n",
-                hex::encode(self.key.root()),
-                if source == KeySource::Joined {
-                    "joined"
-                } else {
-                    "generated"
-                }
-            ));
-            write_private(&path, text.as_bytes()).map_err(io_err("cannot write", &path))?;
+        let key_path = data_dir.join(VAULT_KEY_FILE);
+        let source = match self.origin {
+            KeyOrigin::Created => "generated",
+            KeyOrigin::Joined => "joined",
+            _ => return Ok(()),
+        };
+        if !key_path.exists() {
+            let text = Zeroizing::new(format!("{}\n{source}\n", hex::encode(self.key.root())));
+            write_private(&key_path, text.as_bytes()).map_err(io_err("cannot write", &key_path))?;
         }
         Ok(())
     }

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use peervault_net::{Endpoint, NetConfig, NetEvent, NetHandle, NodeIdentity, PeerId, PeerInfo};
 use peervault_store::{
     BlobLocation, ChunkId, DEFAULT_CHUNK_SIZE, DataDirLock, DeleteOutcome, FileReader, FileSummary,
-    KeyFingerprint, KeySource, Manifest, NameId, NetworkKey, OriginId, SweepReport, Vault,
-    VaultConfig, VerifyReport, Version, WriteOutcome,
+    KeySource, Manifest, NameId, NetworkKey, OriginId, SweepReport, Vault, VaultConfig,
+    VerifyReport, Version, WriteOutcome,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
@@ -433,8 +433,7 @@ pub(crate) struct Inner {
     pub(crate) net: NetHandle,
     identity: NodeIdentity,
     data_dir: PathBuf,
-    fingerprint: KeyFingerprint,
-    /// The vault's key (for invitations) and how it was found.
+    /// The vault's key (for invitations and its fingerprint) and how it was found.
     key: NetworkKey,
     key_origin: KeyOrigin,
     pub(crate) started: Instant,
@@ -582,7 +581,6 @@ impl Node {
                 net: network.handle,
                 identity,
                 data_dir,
-                fingerprint: key.fingerprint(),
                 key,
                 key_origin: resolved.origin,
                 started: Instant::now(),
@@ -975,7 +973,7 @@ impl Node {
             replicas: self.inner.replicas.to_string(),
             uptime_seconds: self.inner.started.elapsed().as_secs_f64(),
             started_unix_ms: self.inner.started_unix_ms,
-            key_fingerprint: self.inner.fingerprint.to_string(),
+            key_fingerprint: self.inner.key.fingerprint().to_string(),
             insecure_default_key: self.inner.key.is_insecure_default(),
             key_source: self.inner.key.source().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),

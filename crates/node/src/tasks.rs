@@ -50,11 +50,6 @@ impl Tasks {
         })
     }
 
-    /// True once [`Tasks::stop`] has been called.
-    pub fn stopping(&self) -> bool {
-        self.stop.is_cancelled()
-    }
-
     /// Cancels every task, refuses new ones, and waits for them (at most `grace`);
     /// false if some were still running when it gave up.
     pub async fn stop(&self, grace: std::time::Duration) -> bool {
@@ -94,7 +89,6 @@ mod tests {
         assert!(tasks.stop(Duration::from_secs(5)).await);
         assert_eq!(Arc::strong_count(&held), 1, "every task let go");
         assert_eq!(tasks.running(), 0);
-        assert!(tasks.stopping());
         // After the stop, new work never runs.
         let late = tasks.spawn_joinable(async { 8 });
         assert_eq!(late.await.unwrap(), None);

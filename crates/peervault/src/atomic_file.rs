@@ -89,19 +89,7 @@ impl AtomicFile {
                 format!("{} is a directory; give a file path", dest.display()),
             ));
         }
-        let file_name = dest.file_name().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} does not name a file", dest.display()),
-            )
-        })?;
-        let mut suffix = [0u8; 6];
-        let _ = getrandom::fill(&mut suffix);
-        let temp = dest.with_file_name(format!(
-            ".{}.peervault-partial-{}",
-            file_name.to_string_lossy(),
-            hex::encode(suffix)
-        ));
+        let temp = peervault_node::files::temp_beside(dest, "peervault-partial")?;
         let file = File::options()
             .write(true)
             .create_new(true)

@@ -109,6 +109,37 @@ pub fn destination(path: &Path) -> io::Result<Destination> {
     ))
 }
 
+/// Hex of 8 random bytes, to make a file name unique. A collision only makes a
+/// `create_new` fail, which surfaces as an I/O error.
+pub fn random_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// A fresh name for a temporary file beside `target` (hidden, marked with
+/// `tag`), to be written and then renamed over `target`.
+pub fn temp_beside(target: &Path, tag: &str) -> io::Result<PathBuf> {
+    let name = target.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} does not name a file", target.display()),
+        )
+    })?;
+    Ok(parent_dir(target).join(format!(
+        ".{}.{tag}-{}",
+        name.to_string_lossy(),
+        random_suffix()
+    )))
+}
+
 /// Writes `bytes` as the whole content of the regular file at `path` (following
 /// symlinks), atomically and durably, with permissions `mode` for a new file: a
 /// temporary file beside it, fsynced, renamed over it, then the directory
@@ -126,23 +157,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> 
             ));
         }
     };
-    let name = target.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} does not name a file", path.display()),
-        )
-    })?;
-    let dir = target
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut suffix = [0u8; 6];
-    let _ = getrandom::fill(&mut suffix);
-    let temp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        hex::encode(suffix)
-    ));
+    let temp = temp_beside(&target, "tmp")?;
     let written = (|| {
         let mut file = fs::OpenOptions::new()
             .write(true)
@@ -152,7 +167,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> 
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&temp, &target)?;
-        fs::File::open(dir)?.sync_all()
+        crate::segments::sync_dir(parent_dir(&target))
     })();
     if written.is_err() {
         let _ = fs::remove_file(&temp);

@@ -183,13 +183,6 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn random_suffix() -> String {
-    let mut bytes = [0u8; 8];
-    // A collision only makes `create_new` fail, which surfaces as an I/O error.
-    let _ = getrandom::fill(&mut bytes);
-    hex::encode(bytes)
-}
-
 /// The segment files of one data dir.
 #[derive(Debug)]
 pub struct Segments {
@@ -432,10 +425,11 @@ impl Segments {
             return Ok(());
         };
         bytes.truncate(read);
-        let target =
-            self.shared
-                .quarantine_dir
-                .join(format!("{}.{}", id.to_hex(), random_suffix()));
+        let target = self.shared.quarantine_dir.join(format!(
+            "{}.{}",
+            id.to_hex(),
+            crate::files::random_suffix()
+        ));
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)

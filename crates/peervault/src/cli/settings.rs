@@ -65,6 +65,16 @@ pub enum StringList {
     Joined(String),
 }
 
+impl StringList {
+    /// The items, whichever way they were written.
+    fn items(&self) -> Vec<String> {
+        match self {
+            StringList::List(items) => items.clone(),
+            StringList::Joined(text) => text.split(',').map(str::to_string).collect(),
+        }
+    }
+}
+
 /// `replicas = 3` or `replicas = "all"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -361,13 +371,9 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
     let bootstrap_texts: Option<(Vec<String>, String)> = if !node.bootstrap.is_empty() {
         Some((node.bootstrap.clone(), origin("bootstrap", true, config)))
     } else {
-        file.bootstrap.as_ref().map(|list| {
-            let items = match list {
-                StringList::List(items) => items.clone(),
-                StringList::Joined(text) => text.split(',').map(str::to_string).collect(),
-            };
-            (items, origin("bootstrap", false, config))
-        })
+        file.bootstrap
+            .as_ref()
+            .map(|list| (list.items(), origin("bootstrap", false, config)))
     };
     let bootstrap = match bootstrap_texts {
         Some((items, origin)) => items
@@ -481,8 +487,7 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         public_ip: flag(node.public_ip, file.public_ip),
         metrics,
         http_allow_host: match (&node.http_allow_host[..], &file.http_allow_host) {
-            ([], Some(StringList::List(items))) => items.clone(),
-            ([], Some(StringList::Joined(text))) => text.split(',').map(str::to_string).collect(),
+            ([], Some(list)) => list.items(),
             (given, _) => given.to_vec(),
         }
         .into_iter()
