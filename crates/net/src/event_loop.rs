@@ -172,6 +172,19 @@ fn strip_peer(addr: &Multiaddr) -> Multiaddr {
     bare
 }
 
+/// True if a dial failed because the local address was in use (a dial from the
+/// listen port whose pair of ports is still taken). The transport's layers
+/// (`Either` among them) hide the `io::Error` from `source()`, as for handshake
+/// verdicts, but every layer passes its debug rendering through.
+fn port_in_use(error: &libp2p::swarm::DialError) -> bool {
+    match error {
+        libp2p::swarm::DialError::Transport(attempts) => attempts
+            .iter()
+            .any(|(_, e)| format!("{e:?}").contains("AddrInUse")),
+        _ => false,
+    }
+}
+
 /// An error with every cause it wraps, for logs ("denied: connection limit ...").
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
@@ -446,8 +459,12 @@ impl EventLoop {
         }
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
+            .condition(PeerCondition::DisconnectedAndNotDialing);
+        let opts = if known.new_port {
+            opts.allocate_new_port().build()
+        } else {
+            opts.build()
+        };
         if let Err(e) = self.swarm.dial(opts) {
             tracing::debug!("cannot dial {peer}: {e}");
             known.pending = false;
@@ -469,7 +486,12 @@ impl EventLoop {
         // With several addresses (127.0.0.1 and ::1 for localhost), rotate through
         // them from one attempt to the next.
         let addr = addrs[entry.failures as usize % addrs.len()].clone();
-        let opts = DialOpts::unknown_peer_id().address(addr).build();
+        let opts = DialOpts::unknown_peer_id().address(addr);
+        let opts = if entry.new_port {
+            opts.allocate_new_port().build()
+        } else {
+            opts.build()
+        };
         entry.pending = Some(opts.connection_id());
         entry.next_attempt = now;
         if let Err(e) = self.swarm.dial(opts) {
@@ -505,6 +527,12 @@ impl EventLoop {
     ) {
         self.manual_dials.remove(&connection_id);
         let verdict = handshake_failure(error);
+        // libp2p dials from the listen port (for hole punching) and, unlike for
+        // "address not available", does not fall back to a new port when the
+        // kernel says "address already in use" (the same pair of ports still in
+        // TIME_WAIT from a closed connection, for up to a minute): the next dial
+        // takes a new port.
+        let in_use = port_in_use(error);
         if let Some(index) = self
             .book
             .bootstrap
@@ -526,6 +554,7 @@ impl EventLoop {
                 }
                 _ => {}
             }
+            self.book.bootstrap[index].new_port |= in_use;
             self.bootstrap_failed(index, error_chain(error));
             return;
         }
@@ -554,6 +583,7 @@ impl EventLoop {
         if let Some(known) = self.book.known.get_mut(&peer) {
             known.pending = false;
             known.next_attempt = now + REDIAL_FIRST * 2u32.pow(known.attempts.min(5));
+            known.new_port |= in_use;
             if verdict == Some(HandshakeFailure::KeyMismatch) {
                 known.mismatch_until = Some(now + KEY_MISMATCH_EXPIRY);
             }
@@ -685,6 +715,7 @@ impl EventLoop {
             b.pending = None;
             b.failures = 0;
             b.backoff = REDIAL_FIRST;
+            b.new_port = false;
         }
         if let Some(known) = self.book.known.get_mut(&peer_id) {
             known.pending = false;
@@ -692,6 +723,7 @@ impl EventLoop {
             known.last_seen = now;
             // Whatever failed before, this peer holds our key.
             known.mismatch_until = None;
+            known.new_port = false;
         }
         let (remote, dialed) = match &endpoint {
             ConnectedPoint::Dialer { address, .. } => (address.clone(), true),
@@ -1270,6 +1302,22 @@ mod tests {
         assert_eq!(decoded.len(), 1, "stale entries are not learnt");
         assert_eq!((decoded[0].0, decoded[0].1.clone()), (peer, vec![addr]));
         assert!(decode_pex(b"\xff\xff garbage", now).is_empty());
+    }
+
+    #[test]
+    fn a_dial_from_a_port_in_use_is_recognised_through_its_wrappers() {
+        use libp2p::TransportError;
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4000".parse().unwrap();
+        let dial = |e: std::io::Error| {
+            libp2p::swarm::DialError::Transport(vec![(addr.clone(), TransportError::Other(e))])
+        };
+        let in_use = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        assert!(port_in_use(&dial(std::io::Error::other(
+            std::io::Error::other(in_use)
+        ))));
+        assert!(!port_in_use(&dial(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused
+        ))));
     }
 
     #[test]

@@ -169,6 +169,9 @@ pub(crate) struct Bootstrap {
     /// The endpoint led back to this node itself (a shared address such as
     /// localhost:3000 on another host): it is not dialled again.
     pub itself: bool,
+    /// The last dial from the listen port failed with "address already in use":
+    /// dial from a new port until a connection is made.
+    pub new_port: bool,
 }
 
 #[derive(Debug)]
@@ -181,6 +184,8 @@ pub(crate) struct Known {
     pub pending: bool,
     /// Until when a key mismatch keeps it from being dialled.
     pub mismatch_until: Option<Instant>,
+    /// As [`Bootstrap::new_port`].
+    pub new_port: bool,
     /// This node has been connected to it at some point.
     pub met: bool,
 }
@@ -225,6 +230,7 @@ impl PeerBook {
                     next_attempt: now,
                     failures: 0,
                     itself: false,
+                    new_port: false,
                 })
                 .collect(),
             ..Self::default()
@@ -301,6 +307,7 @@ impl PeerBook {
             next_attempt: now,
             pending: false,
             mismatch_until: None,
+            new_port: false,
             met: false,
         });
         if seen > entry.last_seen {
