@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{TEST_KEY, TestNode};
+use crate::harness::{NO_KEY, TEST_KEY, TestNode};
 use crate::netlab::{ip, missing_capability};
 
 /// Namespaces made by one test, removed when dropped (which removes their links).
@@ -200,4 +200,86 @@ fn a_node_with_another_key_is_discovered_but_never_connected() {
     assert!(
         a.log().contains("network key mismatch") && stranger.log().contains("network key mismatch")
     );
+}
+
+/// The README's LAN set-up as users run it: every machine on the default port
+/// (`:3000`, all interfaces, so each also listens on its own 127.0.0.1:3000), the
+/// first with no key, the others joining with its code, mDNS on.
+#[test]
+fn the_readmes_lan_setup_with_the_defaults_forms_one_vault() {
+    let Some(lab) = lab("d", 3) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let first = TestNode::start_in_netns(
+        &lab.namespace("d", 1),
+        &dir.path().join("n1"),
+        NO_KEY,
+        &["--addr", ":3000", "-discover-local"],
+    );
+    let code = first.ok(&["invite"]).trim().to_string();
+    let mut nodes = vec![first];
+    for i in 2..=3 {
+        nodes.push(TestNode::start_in_netns(
+            &lab.namespace("d", i),
+            &dir.path().join(format!("n{i}")),
+            NO_KEY,
+            &["--addr", ":3000", "-discover-local", "--join", &code],
+        ));
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(20);
+    while nodes.iter().any(|n| n.peer_count() < 2) {
+        assert!(
+            Instant::now() < deadline,
+            "no full mesh 20 s after start:\n{}",
+            nodes
+                .iter()
+                .map(|n| n.log())
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "default-port LAN: full mesh {:?} after the last node started",
+        started.elapsed()
+    );
+    // mDNS reports the others on the default port, on the link's addresses.
+    for (i, node) in nodes.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let discovered = || -> Vec<serde_json::Value> {
+            let d: serde_json::Value =
+                serde_json::from_str(&node.ok(&["discover", "--json"])).unwrap();
+            d["mdns"].as_array().unwrap().clone()
+        };
+        let mut found = discovered();
+        while found.len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            found = discovered();
+        }
+        assert_eq!(found.len(), 2, "node {i}: {found:?}");
+        for entry in &found {
+            let addr = entry["addresses"][0].as_str().unwrap();
+            assert!(
+                (1..=3).any(|j| addr == format!("/ip4/{}/tcp/3000", lab.addr(j))),
+                "{addr}"
+            );
+        }
+        assert!(
+            !node.log().contains("network key mismatch"),
+            "node {i} took a member or itself for a stranger:\n{}",
+            node.log()
+        );
+    }
+    // One vault: a file stored on one node is read on another.
+    let input = dir.path().join("lan.txt");
+    std::fs::write(&input, b"on the LAN").unwrap();
+    nodes[2].ok(&["put", input.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !nodes[1].ok(&["ls"]).contains("lan.txt") {
+        assert!(Instant::now() < deadline, "the file never reached node 2");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let copy = dir.path().join("copy.txt");
+    nodes[1].ok(&["get", "lan.txt", "-o", copy.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&copy).unwrap(), b"on the LAN");
 }
