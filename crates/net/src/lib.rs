@@ -47,8 +47,8 @@ pub use identity::{IdentityError, NodeIdentity};
 pub use libp2p::{Multiaddr, PeerId, Stream};
 pub use libp2p_stream::IncomingStreams;
 pub use network::{
-    Addresses, InboundRequest, NetConfig, NetError, NetEvent, NetHandle, Network,
-    ask_kdf_parameters, start,
+    Addresses, DEFAULT_MAX_PEERS, DEFAULT_PEX_INTERVAL, InboundRequest, NetConfig, NetError,
+    NetEvent, NetHandle, Network, ask_kdf_parameters, start,
 };
 pub use peers::{
     ConnectionPath, Discovery, KnownPeer, PeerInfo, PeerSource, Scope as AddressScope,

@@ -93,6 +93,13 @@ fn relay_limits() -> relay::Config {
     }
 }
 
+/// Connections a node opens by itself: enough for a small vault to be one mesh,
+/// few enough that a large one stays sparse (the DHT finds the rest).
+pub const DEFAULT_MAX_PEERS: usize = 32;
+/// How often peer lists are exchanged with `discover_pex` (they are always
+/// exchanged on connect).
+pub const DEFAULT_PEX_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
 /// How to start the network.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -140,10 +147,10 @@ impl NetConfig {
             bootstrap: Vec::new(),
             public_ip: false,
             request_timeout: Duration::from_secs(60),
-            max_peers: 32,
+            max_peers: DEFAULT_MAX_PEERS,
             discover_local: false,
             discover_pex: false,
-            pex_interval: Duration::from_secs(5 * 60),
+            pex_interval: DEFAULT_PEX_INTERVAL,
             relay_server: false,
             rekey_interval: crate::channel::DEFAULT_REKEY_INTERVAL,
             kdf_parameters: None,

@@ -33,9 +33,8 @@ use peervault_net::{NetHandle, PeerId, Stream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::conduct::Offence;
-use crate::node::Node;
-use crate::service::ChunkAnswer;
 use crate::tasks::Tasks;
+use crate::wire::ChunkAnswer;
 use crate::wire::WireError;
 
 /// Blobs a holder reads ahead of the one it is sending, per lane.
@@ -213,8 +212,29 @@ async fn run_lane(stream: Stream, mut asks: mpsc::Receiver<Ask>, tasks: Tasks) {
     let _ = answers.await;
 }
 
+/// What answers the requests that arrive on lanes: the node's responder (see
+/// `crate::service`). A trait, so that lanes need not know the node's
+/// components, which hold the lanes.
+pub(crate) trait ChunkServer: Clone + Send + Sync + 'static {
+    /// Answers a chunk request, or says what else it was.
+    fn answer_chunk_request(
+        &self,
+        peer: PeerId,
+        request: Bytes,
+    ) -> impl std::future::Future<Output = ChunkAnswer> + Send;
+    /// Counts an offence of `peer` (see [`crate::conduct`]).
+    fn offence(
+        &self,
+        peer: PeerId,
+        offence: Offence,
+        what: &str,
+    ) -> impl std::future::Future<Output = ()> + Send;
+    /// Runs `work` until it ends or the node stops.
+    fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static);
+}
+
 /// The holder's side: serves the lanes peers open to this node.
-pub(crate) async fn serve(node: Node, mut incoming: peervault_net::IncomingStreams) {
+pub(crate) async fn serve(node: impl ChunkServer, mut incoming: peervault_net::IncomingStreams) {
     let reads = Arc::new(Semaphore::new(LANE_READS));
     let per_peer: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
     while let Some((peer, stream)) = incoming.next().await {
@@ -256,7 +276,7 @@ enum LaneOffence {
 }
 
 /// Answers the requests of one lane in order, reading ahead.
-async fn serve_lane(node: &Node, peer: PeerId, stream: Stream, reads: Arc<Semaphore>) {
+async fn serve_lane(node: &impl ChunkServer, peer: PeerId, stream: Stream, reads: Arc<Semaphore>) {
     let (reader, mut writer) = stream.split();
     // Ends at the end of the stream or at its first error; an oversized request
     // is an offence, a broken connection is not.

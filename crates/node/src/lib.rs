@@ -38,7 +38,9 @@
 //! # }
 //! ```
 
+pub mod client;
 pub mod conduct;
+mod context;
 mod error;
 pub mod keyring;
 pub mod lanes;
@@ -49,20 +51,17 @@ pub mod node;
 pub mod quota;
 pub mod replicate;
 mod service;
+pub mod settings;
 pub mod size;
 pub mod sync;
 pub mod tasks;
+mod views;
 pub mod wire;
 
 pub use error::{ErrorKind, NodeError, PeerError};
 pub use keyring::{JoinCode, KeyInput, KeyOrigin, KeyringError};
-pub use maintenance::{CleanReport, GcSummary, MaintenanceConfig, RepairRound};
 pub use metrics::{Health, Metrics, MetricsSnapshot};
-pub use node::{
-    DEFAULT_MAX_PEERS, DEFAULT_SYNC_INTERVAL, DamagedChunk, DiscoveredPeer, DiscoveryStatus,
-    FileCheck, FileInfo, Listing, Node, NodeConfig, NodeStatus, PeerStatus, QuotaSource,
-    StoreReport,
-};
+pub use node::Node;
 pub use peervault_net::{Endpoint, PeerId};
 pub use peervault_store::files;
 pub use peervault_store::{
@@ -70,5 +69,13 @@ pub use peervault_store::{
     KdfParams, KeySource, NetworkKey, StoreError, SweepReport, VerifyReport, direct::QueuedWriter,
 };
 pub use quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
-pub use replicate::{CopyProgress, Replicas, Replication};
+pub use settings::{
+    DEFAULT_GC_DELAY, DEFAULT_GC_GRACE, DEFAULT_GC_INTERVAL, DEFAULT_MAX_PEERS,
+    DEFAULT_PEX_INTERVAL, DEFAULT_REPAIR_DELAY, DEFAULT_REPLICAS, DEFAULT_SYNC_INTERVAL,
+    MaintenanceConfig, NodeConfig, Replicas,
+};
 pub use size::{HumanSize, parse_size};
+pub use views::{
+    CleanReport, CopyProgress, DamagedChunk, DiscoveredPeer, DiscoveryStatus, FileCheck, FileInfo,
+    GcSummary, Listing, NodeStatus, PeerStatus, QuotaSource, RepairRound, Replication, StoreReport,
+};

@@ -2,7 +2,7 @@
 //! worker.
 //!
 //! **GC** (first run `gc_delay` after start, then every `gc_interval`, or at once
-//! through [`Node::collect_garbage`]): the vault checks every blob it holds and
+//! through [`crate::Node::collect_garbage`]): the vault checks every blob it holds and
 //! removes orphans older than the grace period (see `peervault_store`'s `gc`
 //! module for why that is safe); this layer then fetches a good copy of every
 //! damaged chunk from peers, checks it in full and puts it back, and collects
@@ -23,26 +23,17 @@
 //! target this way.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures::stream::{FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
 use peervault_store::{ChunkId, FileSummary, GcReport, Manifest, NameId, StoreError, Version};
-use serde::{Deserialize, Serialize};
 
+use crate::context::Context;
 use crate::error::{NodeError, Result};
-use crate::node::Node;
-use crate::replicate::placement;
-
-/// How long GC waits after start before its first run.
-pub const DEFAULT_GC_DELAY: Duration = Duration::from_secs(5 * 60);
-/// How often GC runs.
-pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(3600);
-/// How old an unreferenced blob or temporary file must be before GC removes it.
-pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(10 * 60);
-/// How long a departed holder is waited for before its files are copied elsewhere.
-pub const DEFAULT_REPAIR_DELAY: Duration = Duration::from_secs(10 * 60);
+use crate::replicate::{Replicator, placement};
+use crate::settings::MaintenanceConfig;
+use crate::views::{CleanReport, GcSummary, RepairRound};
 
 /// When the repair worker first looks after start (at the latest).
 const FIRST_REPAIR_ROUND: Duration = Duration::from_secs(5);
@@ -53,102 +44,109 @@ pub fn repair_tick(repair_delay: Duration) -> Duration {
     (repair_delay / 4).clamp(Duration::from_millis(500), Duration::from_secs(60))
 }
 
-/// The outcome of one GC run, as `gc` prints it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GcSummary {
-    /// Chunks checked (hash and tag).
-    pub checked: usize,
-    /// Chunks found damaged or missing (quarantined).
-    pub corrupted: usize,
-    /// Of those, restored from a peer.
-    pub repaired: usize,
-    /// Chunks no live file references, and runs of space no chunk record names
-    /// (left by interrupted writes).
-    pub orphaned: usize,
-    /// Of those, the ones removed (older than the grace period).
-    pub removed: usize,
-    pub bytes_freed: u64,
-    /// Tombstones past the retention period, collected.
-    pub tombstones_collected: usize,
-    pub duration_ms: u64,
-    /// When the run finished (Unix ms).
-    pub finished_unix_ms: u64,
-}
-
-impl GcSummary {
-    /// The log line, in the original's words plus what it did not report.
-    pub fn line(&self) -> String {
-        format!(
-            "Garbage collection completed in {:.1}s: {} corrupted, {} orphaned, {} removed ({} repaired, {} checked, {} tombstones collected)",
-            self.duration_ms as f64 / 1000.0,
-            self.corrupted,
-            self.orphaned,
-            self.removed,
-            self.repaired,
-            self.checked,
-            self.tombstones_collected,
-        )
-    }
-}
-
-/// What `clean` removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CleanReport {
-    /// Files this node held completely before.
-    pub files: Vec<String>,
-    /// Chunk blobs removed (also of files held only in part).
-    pub chunks: usize,
-    pub bytes_freed: u64,
-}
-
-/// What the repair worker did in one round.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RepairRound {
-    /// Files this node holds and checked.
-    pub checked: usize,
-    /// Files with fewer live copies than the target.
-    pub under_replicated: usize,
-    /// Copies made this round.
-    pub copies_made: usize,
-    /// Surplus copies this node dropped.
-    pub copies_dropped: usize,
-}
-
 /// What the maintenance workers remember between runs.
 #[derive(Debug, Default)]
-pub(crate) struct MaintenanceState {
+struct MaintenanceState {
     /// Peers that disconnected, and when (removed when they return).
     departed: HashMap<PeerId, Instant>,
     /// Files first seen short of copies, and when.
     short_since: HashMap<NameId, Instant>,
-    pub(crate) last_gc: Option<GcSummary>,
-    pub(crate) last_repair: Option<RepairRound>,
+    last_gc: Option<GcSummary>,
+    last_repair: Option<RepairRound>,
 }
 
-impl MaintenanceState {
-    pub(crate) fn peer_connected(&mut self, peer: &PeerId) {
-        self.departed.remove(peer);
-    }
+/// What the repair round does about one file this node holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RepairAction {
+    /// It has the target's copies, or more and this node is among the first
+    /// `target` holders in the file's order (which never drop theirs).
+    Keep,
+    /// More copies than the target, and this node ranks below the first
+    /// `target` holders: it drops its copy.
+    DropSurplus,
+    /// Short of copies; a better-ranked holder makes them.
+    LeaveToBetterHolder,
+    /// Short of copies, and this node ranks first among the holders: it makes
+    /// this many more.
+    Copy(usize),
+}
 
-    pub(crate) fn peer_departed(&mut self, peer: PeerId) {
-        self.departed.insert(peer, Instant::now());
+/// Decides what `me` does about the file `name_id`, held by `me` and `others`
+/// (the connected peers that report a complete copy), with `target` copies
+/// wanted. Every holder that computes this from the same holders reaches a
+/// decision that agrees with the others': exactly one makes the missing copies,
+/// exactly the surplus ones drop theirs.
+fn repair_action(name_id: &NameId, me: PeerId, others: &[PeerId], target: usize) -> RepairAction {
+    let mut holding = others.to_vec();
+    holding.push(me);
+    let ranked = placement(name_id, holding);
+    let copies = ranked.len();
+    if copies >= target {
+        if copies > target && !ranked[..target].contains(&me) {
+            RepairAction::DropSurplus
+        } else {
+            RepairAction::Keep
+        }
+    } else if ranked[0] == me {
+        RepairAction::Copy(target - copies)
+    } else {
+        RepairAction::LeaveToBetterHolder
     }
 }
 
-impl Node {
+/// The integrity GC and the repair worker, with what they remember between runs
+/// (see the module docs). Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Maintenance {
+    ctx: Arc<Context>,
+    replicator: Replicator,
+    config: MaintenanceConfig,
+    state: Arc<Mutex<MaintenanceState>>,
+    /// One GC run at a time.
+    gc_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Maintenance {
+    pub(crate) fn new(
+        ctx: Arc<Context>,
+        replicator: Replicator,
+        config: MaintenanceConfig,
+    ) -> Maintenance {
+        Maintenance {
+            ctx,
+            replicator,
+            config,
+            state: Arc::default(),
+            gc_lock: Arc::default(),
+        }
+    }
+
+    /// A peer connected: it is no longer waited for.
+    pub(crate) fn peer_connected(&self, peer: &PeerId) {
+        self.state().departed.remove(peer);
+    }
+
+    /// A peer left: its files get [`MaintenanceConfig::repair_delay`] before
+    /// they are copied elsewhere.
+    pub(crate) fn peer_departed(&self, peer: PeerId) {
+        self.state().departed.insert(peer, Instant::now());
+    }
+
+    /// The last GC run and repair round, if any ran yet.
+    pub(crate) fn last_runs(&self) -> (Option<GcSummary>, Option<RepairRound>) {
+        let state = self.state();
+        (state.last_gc.clone(), state.last_repair.clone())
+    }
+
     /// Runs the integrity GC now (waiting for a run in progress to end first).
     pub async fn collect_garbage(&self) -> Result<GcSummary> {
-        let _one_at_a_time = self.inner.gc_lock.lock().await;
+        let _one_at_a_time = self.gc_lock.lock().await;
         tracing::info!("Running garbage collection...");
         let started = Instant::now();
-        let report = self
-            .inner
-            .vault
-            .collect_garbage(self.inner.maintenance_config.gc_grace)
-            .await?;
+        let report = self.ctx.vault.collect_garbage(self.config.gc_grace).await?;
         let repaired = self.restore_chunks(&report).await;
         self.complete_partial_copies().await;
-        let tombstones_collected = match self.inner.vault.collect_tombstones().await {
+        let tombstones_collected = match self.ctx.vault.collect_tombstones().await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!("collecting old tombstones failed: {e}");
@@ -173,7 +171,7 @@ impl Node {
             );
         }
         tracing::info!("{}", summary.line());
-        self.inner.metrics.gc_finished(&summary);
+        self.ctx.metrics.gc_finished(&summary);
         self.state().last_gc = Some(summary.clone());
         // A run over a large catalogue has just freed what it allocated; give
         // it back whether the run was scheduled or asked for.
@@ -187,7 +185,7 @@ impl Node {
             return 0;
         }
         let damaged: HashSet<ChunkId> = report.corrupted.iter().copied().collect();
-        let files = match self.inner.vault.list().await {
+        let files = match self.ctx.vault.list().await {
             Ok(files) => files,
             Err(e) => {
                 tracing::warn!("cannot list files to restore damaged chunks: {e}");
@@ -206,7 +204,7 @@ impl Node {
         }
         let mut restored = 0;
         for (id, (manifest, index)) in uses {
-            let source = self.chunk_source(&manifest.name).await;
+            let source = self.replicator.chunk_source(&manifest.name).await;
             let blob = match source.fetch(manifest.clone(), index).await {
                 Ok(blob) => blob,
                 Err(why) => {
@@ -218,7 +216,7 @@ impl Node {
                 }
             };
             // put_blob checks tag and hash before a byte is kept.
-            match self.inner.vault.put_blob(id, blob).await {
+            match self.ctx.vault.put_blob(id, blob).await {
                 Ok(_) => {
                     tracing::info!("restored chunk {id} of {:?} from a peer", manifest.name);
                     restored += 1;
@@ -235,7 +233,7 @@ impl Node {
     /// calls damaged. A copy this makes beyond the target is dropped by the repair
     /// worker like any surplus.
     async fn complete_partial_copies(&self) {
-        let partial = match self.inner.vault.partial_copies().await {
+        let partial = match self.ctx.vault.partial_copies().await {
             Ok(partial) => partial,
             Err(e) => {
                 tracing::warn!("cannot look for partial copies: {e}");
@@ -244,12 +242,12 @@ impl Node {
         };
         'files: for (manifest, missing) in partial {
             let manifest = Arc::new(manifest);
-            let source = self.chunk_source(&manifest.name).await;
+            let source = self.replicator.chunk_source(&manifest.name).await;
             for &index in &missing {
                 let id = manifest.chunks[index];
                 let stored = match source.fetch(manifest.clone(), index).await {
                     Ok(blob) => self
-                        .inner
+                        .ctx
                         .vault
                         .put_blob(id, blob)
                         .await
@@ -270,7 +268,7 @@ impl Node {
                     continue 'files;
                 }
             }
-            self.provide(&manifest.name).await;
+            self.replicator.provide(&manifest.name).await;
             tracing::info!(
                 "completed the partial copy of {:?} a broken transfer left here ({} chunks fetched)",
                 manifest.name,
@@ -283,13 +281,13 @@ impl Node {
     /// nodes' copies stay; the repair worker makes new copies where the vault
     /// needs them). Returns what was removed.
     pub async fn clean(&self) -> Result<CleanReport> {
-        let names: Vec<String> = (self.inner.vault.summaries().await?)
+        let names: Vec<String> = (self.ctx.vault.summaries().await?)
             .into_iter()
             .filter_map(|(_, s)| s.held.then_some(s.name))
             .collect();
-        let (chunks, bytes_freed) = self.inner.vault.drop_all_copies().await?;
+        let (chunks, bytes_freed) = self.ctx.vault.drop_all_copies().await?;
         for name in &names {
-            self.stop_providing(name).await;
+            self.replicator.stop_providing(name).await;
         }
         tracing::info!(
             "clean: dropped this node's copies of {} files ({chunks} chunks, {bytes_freed} bytes)",
@@ -304,7 +302,7 @@ impl Node {
 
     /// GC in the background: after `gc_delay`, then every `gc_interval`.
     pub(crate) async fn gc_worker(self) {
-        let config = self.inner.maintenance_config.clone();
+        let config = self.config.clone();
         tokio::time::sleep(config.gc_delay).await;
         loop {
             if let Err(e) = self.collect_garbage().await {
@@ -316,7 +314,7 @@ impl Node {
 
     /// The repair worker (see the module docs).
     pub(crate) async fn repair_worker(self) {
-        let tick = repair_tick(self.inner.maintenance_config.repair_delay);
+        let tick = repair_tick(self.config.repair_delay);
         // The first look comes soon, so that the figures are known early.
         let mut wait = tick.min(FIRST_REPAIR_ROUND);
         loop {
@@ -347,30 +345,23 @@ impl Node {
         // Summaries, not manifests: a round over 100,000 held files kept every
         // chunk list in memory at once. The manifest is read only for a file
         // that needs a copy made.
-        let mine: Vec<(NameId, FileSummary)> = (self.inner.vault.summaries().await?)
+        let mine: Vec<(NameId, FileSummary)> = (self.ctx.vault.summaries().await?)
             .into_iter()
             .filter(|(_, file)| file.held)
             .collect();
         round.checked = mine.len();
         if mine.is_empty() {
-            self.inner.metrics.set_under_replicated(0);
+            self.ctx.metrics.set_under_replicated(0);
             return Ok(round);
         }
-        let peers: Vec<PeerId> = self
-            .inner
-            .net
-            .peers()
-            .await
-            .into_iter()
-            .map(|p| p.peer_id)
-            .collect();
-        let target = self.target_copies(peers.len());
+        let peers = self.ctx.connected_peers().await;
+        let target = self.ctx.target_copies(peers.len());
         let versions: Vec<(NameId, Version)> =
             mine.iter().map(|(id, file)| (*id, file.version)).collect();
-        let holders = self.remote_holders(&versions, &peers).await;
+        let holders = self.replicator.remote_holders(&versions, &peers).await;
         drop(versions);
-        let me = self.inner.net.local_peer_id();
-        let delay = self.inner.maintenance_config.repair_delay;
+        let me = self.ctx.net.local_peer_id();
+        let delay = self.config.repair_delay;
         let now = Instant::now();
         let recent_departure = {
             let mut state = self.state();
@@ -386,24 +377,28 @@ impl Node {
         for ((name_id, file), others) in mine.iter().zip(holders) {
             let name_id = *name_id;
             live_ids.insert(name_id);
-            let mut holding = others.clone();
-            holding.push(me);
-            let ranked = placement(&name_id, holding);
-            let copies = ranked.len();
-            if copies >= target {
-                self.state().short_since.remove(&name_id);
-                if copies > target && !ranked[..target].contains(&me) {
+            let wanted = match repair_action(&name_id, me, &others, target) {
+                RepairAction::Keep => {
+                    self.state().short_since.remove(&name_id);
+                    continue;
+                }
+                RepairAction::DropSurplus => {
+                    self.state().short_since.remove(&name_id);
                     match self.drop_surplus_copy(&file.name).await {
                         Ok(()) => round.copies_dropped += 1,
                         Err(e) => tracing::warn!("could not drop a surplus copy: {e}"),
                     }
+                    continue;
                 }
-                continue;
-            }
-            round.under_replicated += 1;
-            if ranked[0] != me {
-                continue; // a better-ranked holder acts for this file
-            }
+                RepairAction::LeaveToBetterHolder => {
+                    round.under_replicated += 1;
+                    continue;
+                }
+                RepairAction::Copy(wanted) => {
+                    round.under_replicated += 1;
+                    wanted
+                }
+            };
             let since = *self.state().short_since.entry(name_id).or_insert(now);
             if recent_departure && now.duration_since(since) < delay {
                 continue; // the holder that left may come back
@@ -412,7 +407,7 @@ impl Node {
                 .into_iter()
                 .filter(|p| !others.contains(p))
                 .collect();
-            let manifest = match self.inner.vault.stat(&file.name).await {
+            let manifest = match self.ctx.vault.stat(&file.name).await {
                 // Rewritten or deleted since the summaries were read: the next
                 // round looks at the new version.
                 Ok(manifest) if manifest.version == file.version => manifest,
@@ -422,17 +417,15 @@ impl Node {
                     continue;
                 }
             };
-            round.copies_made += self
-                .copy_to_first(&manifest, lacking, target - copies)
-                .await;
+            round.copies_made += self.copy_to_first(&manifest, lacking, wanted).await;
         }
         self.state()
             .short_since
             .retain(|id, _| live_ids.contains(id));
-        self.inner
+        self.ctx
             .metrics
             .set_under_replicated(round.under_replicated.saturating_sub(round.copies_made));
-        self.inner.metrics.copies_repaired(round.copies_made);
+        self.ctx.metrics.copies_repaired(round.copies_made);
         Ok(round)
     }
 
@@ -444,69 +437,105 @@ impl Node {
         candidates: Vec<PeerId>,
         wanted: usize,
     ) -> usize {
-        let entry = match self.sealed(manifest).await {
+        let entry = match self.replicator.sealed(manifest).await {
             Ok(entry) => entry,
             Err(e) => {
                 tracing::warn!("cannot repair {:?}: {e}", manifest.name);
                 return 0;
             }
         };
-        let mut candidates = candidates.into_iter();
-        let mut copying = FuturesUnordered::new();
-        for peer in candidates.by_ref().take(wanted) {
-            copying.push(self.copy_and_tell(peer, manifest, &entry));
-        }
         let mut made = 0;
-        while let Some((peer, result)) = copying.next().await {
-            match result {
-                Ok(()) => {
-                    tracing::info!("repair: copied {:?} to {peer}", manifest.name);
-                    made += 1;
-                }
-                Err(why) => {
-                    tracing::info!("repair: {peer} did not take {:?}: {why}", manifest.name);
-                    if let Some(next) = candidates.next() {
-                        copying.push(self.copy_and_tell(next, manifest, &entry));
-                    }
-                }
-            }
-        }
+        self.replicator
+            .copy_to_first(manifest, &entry, candidates, wanted, |peer| {
+                tracing::info!("repair: copied {:?} to {peer}", manifest.name);
+                made += 1;
+            })
+            .await;
         made
     }
 
     async fn drop_surplus_copy(&self, name: &str) -> Result<()> {
-        let freed = self.inner.vault.release(name).await?;
-        self.stop_providing(name).await;
+        let freed = self.ctx.vault.release(name).await?;
+        self.replicator.stop_providing(name).await;
         tracing::info!(
             "dropped a surplus copy of {name:?} ({freed} bytes): enough better-placed nodes hold it"
         );
         Ok(())
     }
 
-    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, MaintenanceState> {
-        self.inner
-            .maintenance
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    fn state(&self) -> MutexGuard<'_, MaintenanceState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// Settings of the maintenance workers.
-#[derive(Debug, Clone)]
-pub struct MaintenanceConfig {
-    pub gc_delay: Duration,
-    pub gc_interval: Duration,
-    pub gc_grace: Duration,
-    pub repair_delay: Duration,
-}
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
 
-impl Default for MaintenanceConfig {
-    fn default() -> Self {
-        Self {
-            gc_delay: DEFAULT_GC_DELAY,
-            gc_interval: DEFAULT_GC_INTERVAL,
-            gc_grace: DEFAULT_GC_GRACE,
-            repair_delay: DEFAULT_REPAIR_DELAY,
+    fn peers(n: usize) -> Vec<PeerId> {
+        (0..n).map(|_| PeerId::random()).collect()
+    }
+
+    /// What every holder of the file decides, each from the same holders.
+    fn decisions(name_id: &NameId, holders: &[PeerId], target: usize) -> Vec<RepairAction> {
+        holders
+            .iter()
+            .map(|me| {
+                let others: Vec<PeerId> = holders.iter().filter(|p| *p != me).copied().collect();
+                repair_action(name_id, *me, &others, target)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn exactly_one_holder_makes_the_missing_copies() {
+        for round in 0..200u32 {
+            let name_id = NameId(*blake3::hash(&round.to_le_bytes()).as_bytes());
+            let target = 2 + (round as usize % 4);
+            let holders = peers(1 + round as usize % (target - 1));
+            let made: Vec<RepairAction> = decisions(&name_id, &holders, target)
+                .into_iter()
+                .filter(|a| *a != RepairAction::LeaveToBetterHolder)
+                .collect();
+            assert_eq!(made, vec![RepairAction::Copy(target - holders.len())]);
+            // And it is the holder that ranks first.
+            let first = placement(&name_id, holders.clone())[0];
+            let i = holders.iter().position(|p| *p == first).unwrap();
+            assert!(matches!(
+                decisions(&name_id, &holders, target)[i],
+                RepairAction::Copy(_)
+            ));
         }
+    }
+
+    #[test]
+    fn exactly_the_surplus_holders_drop_and_the_first_target_never_do() {
+        for round in 0..200u32 {
+            let name_id = NameId(*blake3::hash(&round.to_le_bytes()).as_bytes());
+            let target = 1 + round as usize % 4;
+            let holders = peers(target + 1 + round as usize % 3);
+            let actions = decisions(&name_id, &holders, target);
+            let dropping = actions
+                .iter()
+                .filter(|a| **a == RepairAction::DropSurplus)
+                .count();
+            assert_eq!(dropping, holders.len() - target);
+            for kept in &placement(&name_id, holders.clone())[..target] {
+                let i = holders.iter().position(|p| p == kept).unwrap();
+                assert_eq!(actions[i], RepairAction::Keep);
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_with_exactly_the_target_is_left_alone() {
+        let name_id = NameId([7; 32]);
+        let holders = peers(3);
+        assert!(
+            decisions(&name_id, &holders, 3)
+                .iter()
+                .all(|a| *a == RepairAction::Keep)
+        );
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Counters are bumped where the events happen; figures that are states rather
 //! than events (peers, storage, uptime) are set from their source of truth right
-//! before the registry is read ([`Node::metrics_text`]), so a scrape never shows
+//! before the registry is read ([`crate::Node::metrics_text`]), so a scrape never shows
 //! a stale or made-up number. Metric names follow the original where it had them
 //! (`peervault_peers_discovered`, ...); the rest are prefixed the same way.
 
@@ -18,8 +18,8 @@ use prometheus_client::registry::Registry;
 
 use serde::{Deserialize, Serialize};
 
-use crate::maintenance::GcSummary;
-use crate::node::{Node, PeerStatus};
+use crate::quota::QuotaStatus;
+use crate::views::{GcSummary, PeerStatus, RepairRound};
 
 /// The label of per-peer metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -422,53 +422,26 @@ fn rfc3339(unix_ms: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-impl Node {
-    /// Sets the state figures (peers, storage, uptime) from their sources.
-    async fn refresh_metrics(&self) -> (Vec<PeerStatus>, usize) {
-        let m = &self.inner.metrics;
-        let peers = self.peers().await;
-        let discovery = self.inner.net.discovery().await;
-        m.peers_connected.set(peers.len() as i64);
-        m.peers_discovered.set(discovery.known.len() as i64);
-        m.peer_rtt.clear();
-        m.peer_healthy.clear();
-        for p in &peers {
-            let label = PeerLabel {
-                peer: p.peer_id.clone(),
-            };
-            if let Some(rtt) = p.rtt_ms {
-                m.peer_rtt.get_or_create(&label).set(rtt / 1000.0);
-            }
-            m.peer_healthy
-                .get_or_create(&label)
-                .set(i64::from(p.is_healthy()));
-        }
-        let quota = self.quota();
-        m.storage_used_bytes.set(quota.used_bytes as i64);
-        m.storage_total_bytes.set(quota.total_bytes as i64);
-        m.storage_utilization.set(quota.utilization_percent);
-        m.uptime_seconds
-            .set(self.inner.started.elapsed().as_secs_f64());
-        (peers, discovery.known.len())
-    }
+/// What a snapshot shows beside the counters: the node's state, read by the
+/// node from its components.
+#[derive(Debug)]
+pub(crate) struct NodeFacts {
+    pub peers: Vec<PeerStatus>,
+    pub discovered: usize,
+    pub quota: QuotaStatus,
+    pub uptime_seconds: f64,
+    pub started_unix_ms: u64,
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    pub replicas: String,
+    pub last_gc: Option<GcSummary>,
+    pub last_repair: Option<RepairRound>,
+}
 
-    /// Every metric in the Prometheus text format, with the state figures read
-    /// just now.
-    pub async fn metrics_text(&self) -> String {
-        self.refresh_metrics().await;
-        self.inner.metrics.encode()
-    }
-
+impl Metrics {
     /// The metrics as `/metrics/json` and `metrics --json` show them.
-    pub async fn metrics_snapshot(&self) -> MetricsSnapshot {
-        let (peers, discovered) = self.refresh_metrics().await;
-        let m = &self.inner.metrics;
-        let quota = self.quota();
-        let (last_gc, last_repair) = {
-            let state = self.state();
-            (state.last_gc.clone(), state.last_repair.clone())
-        };
-        let addresses = self.inner.net.addresses().await;
+    pub(crate) fn snapshot(&self, facts: NodeFacts) -> MetricsSnapshot {
+        let m = self;
         MetricsSnapshot {
             files: FileCounts {
                 stored: m.files_stored.get(),
@@ -478,8 +451,8 @@ impl Node {
             network: NetworkFigures {
                 bytes_sent: m.bytes_sent.get(),
                 bytes_received: m.bytes_received.get(),
-                peers_connected: peers.len(),
-                peers_discovered: discovered,
+                peers_connected: facts.peers.len(),
+                peers_discovered: facts.discovered,
                 request_failures: m.peer_request_failures.get(),
                 offences: ["bad_chunk", "bad_record", "malformed"]
                     .iter()
@@ -494,26 +467,26 @@ impl Node {
                 bans: m.peer_bans.get(),
             },
             storage: StorageFigures {
-                used_bytes: quota.used_bytes,
-                total_bytes: quota.total_bytes,
-                utilization_percent: quota.utilization_percent,
+                used_bytes: facts.quota.used_bytes,
+                total_bytes: facts.quota.total_bytes,
+                utilization_percent: facts.quota.utilization_percent,
             },
             errors: ErrorCount {
                 total: m.errors.get(),
             },
             system: SystemFigures {
-                uptime_seconds: self.inner.started.elapsed().as_secs_f64(),
-                start_time: rfc3339(self.inner.started_unix_ms),
+                uptime_seconds: facts.uptime_seconds,
+                start_time: rfc3339(facts.started_unix_ms),
                 last_update: rfc3339(peervault_store::version::unix_millis_now()),
             },
             node: NodeFigures {
-                peer_id: self.peer_id(),
-                listen_addrs: addresses.listen.iter().map(ToString::to_string).collect(),
+                peer_id: facts.peer_id,
+                listen_addrs: facts.listen_addrs,
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
             replication: ReplicationFigures {
-                target: self.replicas().to_string(),
-                files_held: last_repair.as_ref().map_or(0, |r| r.checked),
+                target: facts.replicas,
+                files_held: facts.last_repair.as_ref().map_or(0, |r| r.checked),
                 under_replicated: m.files_under_replicated.get().max(0) as usize,
                 copies_repaired: m.files_repaired.get(),
                 replicas_accepted: m.replicas_accepted.get(),
@@ -523,25 +496,29 @@ impl Node {
                 chunks_corrupted: m.chunks_corrupted.get(),
                 chunks_restored: m.chunks_restored.get(),
                 chunks_removed: m.chunks_removed.get(),
-                last: last_gc,
+                last: facts.last_gc,
             },
-            peers,
+            peers: facts.peers,
         }
     }
 
     /// `/health`: degraded, with reasons, when the node lacks the peers it
-    /// expects, holds files short of copies, or has damage it could not repair.
-    pub async fn health(&self) -> Health {
-        let m = &self.inner.metrics;
+    /// expects (`lacks_peers`), holds files short of copies, had a disk error
+    /// lately, or has damage the last GC (`last_gc`) could not repair.
+    pub(crate) fn health(
+        &self,
+        lacks_peers: bool,
+        last_gc: Option<&GcSummary>,
+        uptime_seconds: f64,
+    ) -> Health {
         let mut reasons = Vec::new();
-        let peers = self.inner.net.peers().await.len();
-        if peers == 0 && self.inner.expects_peers() {
+        if lacks_peers {
             reasons.push(
                 "no peers connected (this node has bootstrap peers or has been part of a vault)"
                     .to_string(),
             );
         }
-        let short = m.files_under_replicated.get();
+        let short = self.files_under_replicated.get();
         if short > 0 {
             reasons.push(format!(
                 "{} held here {} fewer copies than the replica target",
@@ -549,14 +526,7 @@ impl Node {
                 if short == 1 { "has" } else { "have" }
             ));
         }
-        let unrepaired = {
-            let state = self.state();
-            state
-                .last_gc
-                .as_ref()
-                .map_or(0, |gc| gc.corrupted.saturating_sub(gc.repaired))
-        };
-        let disk = m
+        let disk = self
             .last_disk_error
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -569,6 +539,7 @@ impl Node {
                 when.elapsed().as_secs()
             ));
         }
+        let unrepaired = last_gc.map_or(0, |gc| gc.corrupted.saturating_sub(gc.repaired));
         if unrepaired > 0 {
             reasons.push(format!(
                 "{} could not be restored at the last integrity check",
@@ -582,7 +553,7 @@ impl Node {
                 "degraded"
             }
             .to_string(),
-            uptime_seconds: self.inner.started.elapsed().as_secs_f64(),
+            uptime_seconds,
             reasons,
         }
     }
@@ -596,5 +567,68 @@ fn plural(n: u64, word: &str) -> String {
         format!("1 {word}")
     } else {
         format!("{n} {word}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_with_what_it_expects_is_healthy() {
+        let health = Metrics::new().health(false, None, 1.0);
+        assert!(health.is_healthy(), "{health:?}");
+        assert_eq!(health.status, "healthy");
+    }
+
+    #[test]
+    fn each_problem_is_a_reason_to_be_degraded() {
+        let m = Metrics::new();
+        m.set_under_replicated(2);
+        let gc = GcSummary {
+            corrupted: 3,
+            repaired: 2,
+            ..GcSummary::default()
+        };
+        let health = m.health(true, Some(&gc), 1.0);
+        assert_eq!(health.status, "degraded");
+        assert_eq!(health.reasons.len(), 3, "{:?}", health.reasons);
+        assert!(health.reasons[0].starts_with("no peers connected"));
+        assert_eq!(
+            health.reasons[1],
+            "2 files held here have fewer copies than the replica target"
+        );
+        assert_eq!(
+            health.reasons[2],
+            "1 damaged chunk could not be restored at the last integrity check"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_shows_the_counters_and_the_facts() {
+        let m = Metrics::new();
+        m.files_stored.inc();
+        m.bytes_sent.inc_by(10);
+        let snapshot = m.snapshot(NodeFacts {
+            peers: Vec::new(),
+            discovered: 4,
+            quota: QuotaStatus::new(5, 100),
+            uptime_seconds: 2.0,
+            started_unix_ms: 0,
+            peer_id: "me".into(),
+            listen_addrs: vec!["/ip4/127.0.0.1/tcp/3000".into()],
+            replicas: "3".into(),
+            last_gc: None,
+            last_repair: Some(RepairRound {
+                checked: 7,
+                ..RepairRound::default()
+            }),
+        });
+        assert_eq!(snapshot.files.stored, 1);
+        assert_eq!(snapshot.network.bytes_sent, 10);
+        assert_eq!(snapshot.network.peers_discovered, 4);
+        assert_eq!(snapshot.storage.used_bytes, 5);
+        assert_eq!(snapshot.replication.files_held, 7);
+        assert_eq!(snapshot.system.start_time, "1970-01-01T00:00:00Z");
     }
 }

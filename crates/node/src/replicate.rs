@@ -23,7 +23,6 @@
 //! for the rest of the read: a stalled holder costs one timeout, not one per chunk.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,14 +35,12 @@ use peervault_store::vault::{ChunkSource, FetchError};
 use peervault_store::{ChunkId, ChunkProblem, Manifest, NameId, StoreError, Vault, Version};
 use tokio::sync::mpsc;
 
+use crate::client::{Asked, CHUNK_TIMEOUT, CONTROL_TIMEOUT, refused};
+use crate::context::Context;
 use crate::error::{NodeError, PeerError, Result};
-use crate::node::Node;
+use crate::views::{CopyProgress, Replication};
 use crate::wire::{Request, Response, SealedEntry};
 
-/// Time for one chunk to cross in either direction.
-pub const CHUNK_TIMEOUT: Duration = Duration::from_secs(20);
-/// Time for a small request (offer, holdings).
-pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Chunks in flight to one peer while copying.
 const COPY_WINDOW: usize = 4;
 /// Files asked about in one holdings request.
@@ -59,76 +56,6 @@ const DHT_RETRY_PAUSE: Duration = Duration::from_millis(300);
 
 /// Pause between provider announcements at start.
 const PROVIDE_PACE: Duration = Duration::from_millis(50);
-
-/// How many copies of each file to keep, counting the writer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Replicas {
-    Count(u32),
-    /// One on every connected peer.
-    All,
-}
-
-impl Default for Replicas {
-    fn default() -> Self {
-        Replicas::Count(3)
-    }
-}
-
-impl fmt::Display for Replicas {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Replicas::Count(n) => write!(f, "{n}"),
-            Replicas::All => f.write_str("all"),
-        }
-    }
-}
-
-/// What a replication achieved.
-#[derive(Debug, Clone, Default)]
-pub struct Replication {
-    /// Copies wanted, counting this node.
-    pub target: usize,
-    /// Durable copies reached, counting this node.
-    pub copies: usize,
-    /// Peers that now hold a copy.
-    pub holders: Vec<PeerId>,
-    /// Peers that could not take a copy, and why.
-    pub failures: Vec<(PeerId, PeerError)>,
-}
-
-impl Replication {
-    pub fn complete(&self) -> bool {
-        self.copies >= self.target
-    }
-
-    /// One line per peer that took no copy, saying which and why.
-    pub fn failure_lines(&self) -> Vec<String> {
-        self.failures
-            .iter()
-            .map(|(peer, why)| match why {
-                PeerError::Local { .. } => format!("{peer}: {why}"),
-                _ => why.to_string(),
-            })
-            .collect()
-    }
-}
-
-/// What a request was, for counting its bytes once it succeeds (chunk reads go
-/// through [`Node::ask_chunk`], which counts its own).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Asked {
-    PutChunk { bytes: usize },
-    Other,
-}
-
-/// Copies of a file being stored, as they become durable (for progress displays).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CopyProgress {
-    /// Durable copies so far, counting this node.
-    pub copies: usize,
-    /// Copies wanted, counting this node.
-    pub target: usize,
-}
 
 /// Rendezvous score of `peer` for the file named by `name_id`.
 fn score(name_id: &NameId, peer: &PeerId) -> u64 {
@@ -146,145 +73,15 @@ pub fn placement(name_id: &NameId, mut peers: Vec<PeerId>) -> Vec<PeerId> {
     peers
 }
 
-/// The error of an exchange that did not get the answer it wanted.
-fn refused(peer: PeerId, answer: std::result::Result<Response, PeerError>) -> PeerError {
-    match answer {
-        Ok(response) => PeerError::refusal(peer, response),
-        Err(e) => e,
-    }
+/// Where copies go and how chunks travel (see the module docs). Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Replicator {
+    ctx: Arc<Context>,
 }
 
-impl Node {
-    /// Sends a request and decodes the answer.
-    pub(crate) async fn ask(
-        &self,
-        peer: PeerId,
-        request: &Request,
-        timeout: Duration,
-    ) -> std::result::Result<Response, PeerError> {
-        let kind = match request {
-            Request::PutChunk { blob, .. } => Asked::PutChunk { bytes: blob.len() },
-            _ => Asked::Other,
-        };
-        self.ask_encoded(peer, Bytes::from(request.encode()), kind, timeout)
-            .await
-    }
-
-    /// [`Node::ask`] with the request already encoded (one encoding can go to
-    /// several peers); `kind` says what it was, for the metrics.
-    pub(crate) async fn ask_encoded(
-        &self,
-        peer: PeerId,
-        request: Bytes,
-        kind: Asked,
-        timeout: Duration,
-    ) -> std::result::Result<Response, PeerError> {
-        let started = std::time::Instant::now();
-        let m = &self.inner.metrics;
-        // Chunks go on the peer's lane, everything else through request-response.
-        let answer = match kind {
-            Asked::PutChunk { .. } => self.ask_on_lane(peer, request).await,
-            Asked::Other => self.ask_raw(peer, request, timeout).await,
-        };
-        let answer = answer.and_then(|bytes| {
-            Response::decode(&bytes).map_err(|e| PeerError::BadAnswer {
-                peer,
-                what: e.to_string(),
-            })
-        });
-        let took = started.elapsed().as_secs_f64();
-        // Chunk bytes count once the holder has acknowledged them.
-        if let (Asked::PutChunk { bytes }, Ok(Response::Stored)) = (kind, &answer) {
-            m.bytes_sent.inc_by(bytes as u64);
-            m.chunk_transfer_duration.observe(took);
-        }
-        answer
-    }
-
-    /// Sends an encoded request; the answer's bytes, undecoded.
-    async fn ask_raw(
-        &self,
-        peer: PeerId,
-        request: Bytes,
-        timeout: Duration,
-    ) -> std::result::Result<Bytes, PeerError> {
-        let started = std::time::Instant::now();
-        let answer = self.inner.net.request(peer, request, timeout).await;
-        let m = &self.inner.metrics;
-        m.request_duration.observe(started.elapsed().as_secs_f64());
-        answer.map_err(|e| {
-            m.peer_request_failures.inc();
-            PeerError::from_net(peer, e, timeout)
-        })
-    }
-
-    /// Sends a chunk request on the lane to `peer` (see [`crate::lanes`]), or
-    /// through request-response when no lane can be opened.
-    async fn ask_on_lane(
-        &self,
-        peer: PeerId,
-        request: Bytes,
-    ) -> std::result::Result<Bytes, PeerError> {
-        let started = std::time::Instant::now();
-        let net = &self.inner.net;
-        let asked = self.inner.lanes.ask(net, peer, request.clone());
-        let m = &self.inner.metrics;
-        let failed = |why: PeerError| {
-            m.peer_request_failures.inc();
-            why
-        };
-        match tokio::time::timeout(CHUNK_TIMEOUT, asked).await {
-            Ok(Ok(answer)) => {
-                m.request_duration.observe(started.elapsed().as_secs_f64());
-                Ok(answer)
-            }
-            Ok(Err(crate::lanes::LaneError::Unavailable(why))) => {
-                tracing::debug!("no chunk lane to {peer} ({why}): asking the usual way");
-                self.ask_raw(peer, request, CHUNK_TIMEOUT).await
-            }
-            Ok(Err(crate::lanes::LaneError::Failed(why))) => Err(failed(PeerError::Unreachable {
-                peer,
-                reason: why.to_string(),
-            })),
-            Err(_) => Err(failed(PeerError::Timeout {
-                peer,
-                within: CHUNK_TIMEOUT,
-            })),
-        }
-    }
-
-    /// Asks `peer` for a sealed chunk: `None` if it does not hold it. The blob is
-    /// taken out of the answer without copying (reads move most bytes this way).
-    pub(crate) async fn ask_chunk(
-        &self,
-        peer: PeerId,
-        id: ChunkId,
-    ) -> std::result::Result<Option<BytesMut>, PeerError> {
-        let started = std::time::Instant::now();
-        let request = Bytes::from(Request::GetChunk { id }.encode());
-        let answer = self.ask_on_lane(peer, request).await?;
-        if let Some(blob) = crate::wire::chunk_in_response(&answer) {
-            let m = &self.inner.metrics;
-            m.bytes_received.inc_by(blob.len() as u64);
-            m.chunk_transfer_duration
-                .observe(started.elapsed().as_secs_f64());
-            return Ok(Some(crate::wire::take_range(answer, blob)));
-        }
-        match Response::decode(&answer) {
-            Ok(Response::Missing) => Ok(None),
-            Ok(other) => Err(PeerError::refusal(peer, other)),
-            Err(e) => Err(PeerError::BadAnswer {
-                peer,
-                what: e.to_string(),
-            }),
-        }
-    }
-
-    pub(crate) fn target_copies(&self, peers: usize) -> usize {
-        match self.inner.replicas {
-            Replicas::Count(n) => n.max(1) as usize,
-            Replicas::All => peers + 1,
-        }
+impl Replicator {
+    pub(crate) fn new(ctx: Arc<Context>) -> Replicator {
+        Replicator { ctx }
     }
 
     /// The sealed catalogue entry of `manifest`, to offer to peers. A name written
@@ -292,13 +89,13 @@ impl Node {
     /// for with the newer version's chunks: that is refused here, and the newer
     /// version is copied on its own (its writer, or the next repair round).
     pub(crate) async fn sealed(&self, manifest: &Manifest) -> Result<SealedEntry> {
-        let name_id = self.inner.vault.name_id(&manifest.name);
-        let mut entries = self.inner.vault.sealed_entries(vec![name_id]).await?;
+        let name_id = self.ctx.vault.name_id(&manifest.name);
+        let mut entries = self.ctx.vault.sealed_entries(vec![name_id]).await?;
         let (name_id, sealed) = entries
             .pop()
             .ok_or_else(|| NodeError::Invalid("the file vanished from the catalogue".into()))?;
         // Read after the entry: a newer entry means a newer version here too.
-        if self.inner.vault.version_of(&name_id) != Some(manifest.version) {
+        if self.ctx.vault.version_of(&name_id) != Some(manifest.version) {
             return Err(NodeError::Invalid(format!(
                 "{:?} was written again meanwhile; its newer version is copied on its own",
                 manifest.name
@@ -313,16 +110,9 @@ impl Node {
         manifest: &Manifest,
         progress: Option<&tokio::sync::watch::Sender<CopyProgress>>,
     ) -> Replication {
-        let peers: Vec<PeerId> = self
-            .inner
-            .net
-            .peers()
-            .await
-            .into_iter()
-            .map(|p| p.peer_id)
-            .collect();
+        let peers = self.ctx.connected_peers().await;
         let mut report = Replication {
-            target: self.target_copies(peers.len()),
+            target: self.ctx.target_copies(peers.len()),
             copies: 1,
             ..Replication::default()
         };
@@ -342,30 +132,15 @@ impl Node {
             }
         };
         tell(&report);
-        let mut candidates = placement(&entry.name_id, peers).into_iter();
-        let mut copying = FuturesUnordered::new();
-        for peer in candidates.by_ref().take(report.target.saturating_sub(1)) {
-            copying.push(self.copy_and_tell(peer, manifest, &entry));
-        }
-        while let Some((peer, result)) = copying.next().await {
-            match result {
-                Ok(()) => {
-                    report.copies += 1;
-                    report.holders.push(peer);
-                    tell(&report);
-                }
-                Err(why) => {
-                    tracing::info!(
-                        "peer {peer} did not take a copy of {:?}: {why}",
-                        manifest.name
-                    );
-                    report.failures.push((peer, why));
-                    if let Some(next) = candidates.next() {
-                        copying.push(self.copy_and_tell(next, manifest, &entry));
-                    }
-                }
-            }
-        }
+        let wanted = report.target.saturating_sub(1);
+        let candidates = placement(&entry.name_id, peers);
+        report.failures = self
+            .copy_to_first(manifest, &entry, candidates, wanted, |peer| {
+                report.copies += 1;
+                report.holders.push(peer);
+                tell(&report);
+            })
+            .await;
         if !report.complete() {
             tracing::info!(
                 "{:?} has {} of {} copies: not enough peers could take it; the repair worker makes the rest when more peers are up",
@@ -377,13 +152,36 @@ impl Node {
         report
     }
 
-    pub(crate) async fn copy_and_tell(
+    /// Copies `manifest` to the first `wanted` of `candidates` that take it, in
+    /// order and at once: a peer that refuses or fails is replaced by the next.
+    /// `took` hears of each copy as it becomes durable. Returns the peers that
+    /// took none, and why.
+    pub(crate) async fn copy_to_first(
         &self,
-        peer: PeerId,
         manifest: &Manifest,
         entry: &SealedEntry,
-    ) -> (PeerId, std::result::Result<(), PeerError>) {
-        (peer, self.copy_to(peer, manifest, entry).await)
+        candidates: Vec<PeerId>,
+        wanted: usize,
+        mut took: impl FnMut(PeerId),
+    ) -> Vec<(PeerId, PeerError)> {
+        let copy = |peer| async move { (peer, self.copy_to(peer, manifest, entry).await) };
+        let mut candidates = candidates.into_iter();
+        let mut copying: FuturesUnordered<_> =
+            candidates.by_ref().take(wanted).map(&copy).collect();
+        let mut failures = Vec::new();
+        while let Some((peer, result)) = copying.next().await {
+            match result {
+                Ok(()) => took(peer),
+                Err(why) => {
+                    tracing::info!("{peer} did not take a copy of {:?}: {why}", manifest.name);
+                    failures.push((peer, why));
+                    if let Some(next) = candidates.next() {
+                        copying.push(copy(next));
+                    }
+                }
+            }
+        }
+        failures
     }
 
     /// Offers `manifest` to `peer` and sends the chunks it asks for.
@@ -396,7 +194,7 @@ impl Node {
         let offer = Request::Offer {
             entry: entry.clone(),
         };
-        let missing = match self.ask(peer, &offer, CONTROL_TIMEOUT).await {
+        let missing = match self.ctx.ask(peer, &offer, CONTROL_TIMEOUT).await {
             Ok(Response::Want { missing }) => missing,
             other => return Err(refused(peer, other)),
         };
@@ -425,7 +223,7 @@ impl Node {
         }
         // Offer again: the peer confirms it now lacks nothing (and announces itself
         // as a holder), which is the acknowledgement that the copy is complete.
-        match self.ask(peer, &offer, CONTROL_TIMEOUT).await {
+        match self.ctx.ask(peer, &offer, CONTROL_TIMEOUT).await {
             Ok(Response::Want { missing }) if missing.is_empty() => Ok(()),
             Ok(Response::Want { missing }) => Err(PeerError::BadAnswer {
                 peer,
@@ -436,7 +234,7 @@ impl Node {
     }
 
     async fn send_chunk(&self, peer: PeerId, id: ChunkId) -> std::result::Result<(), PeerError> {
-        let blob = match self.inner.vault.read_blob(id).await {
+        let blob = match self.ctx.vault.read_blob(id).await {
             Ok(Some(blob)) => blob,
             Ok(None) => {
                 return Err(PeerError::Local {
@@ -450,6 +248,7 @@ impl Node {
             }
         };
         match self
+            .ctx
             .ask(peer, &Request::PutChunk { id, blob }, CHUNK_TIMEOUT)
             .await
         {
@@ -460,16 +259,9 @@ impl Node {
 
     /// The peers a new file named `name` will be copied to, best first.
     pub(crate) async fn holders_for(&self, name: &str) -> Vec<PeerId> {
-        let peers: Vec<PeerId> = self
-            .inner
-            .net
-            .peers()
-            .await
-            .into_iter()
-            .map(|p| p.peer_id)
-            .collect();
-        let wanted = self.target_copies(peers.len()).saturating_sub(1);
-        let mut order = placement(&self.inner.vault.name_id(name), peers);
+        let peers = self.ctx.connected_peers().await;
+        let wanted = self.ctx.target_copies(peers.len()).saturating_sub(1);
+        let mut order = placement(&self.ctx.vault.name_id(name), peers);
         order.truncate(wanted);
         order
     }
@@ -484,14 +276,14 @@ impl Node {
     ) -> (BlobTap, tokio::task::JoinHandle<Option<()>>) {
         let (tap, mut blobs) = mpsc::channel::<(ChunkId, Bytes)>(STREAM_QUEUE);
         let node = self.clone();
-        let task = self.inner.tasks.spawn_joinable(async move {
+        let task = self.ctx.tasks.spawn_joinable(async move {
             let mut queues = Vec::new();
             let mut workers = Vec::new();
             for peer in peers {
                 let (tx, rx) = mpsc::channel(STREAM_QUEUE);
                 queues.push(tx);
                 workers.push(
-                    node.inner
+                    node.ctx
                         .tasks
                         .spawn_joinable(node.clone().stream_worker(peer, rx)),
                 );
@@ -524,7 +316,7 @@ impl Node {
                     Some((bytes, message)) => {
                         let node = self.clone();
                         sending.push(async move {
-                            node.ask_encoded(peer, message, Asked::PutChunk { bytes }, CHUNK_TIMEOUT)
+                            node.ctx.ask_encoded(peer, message, Asked::PutChunk { bytes }, CHUNK_TIMEOUT)
                                 .await
                         });
                     }
@@ -547,7 +339,7 @@ impl Node {
 
     /// `send <file> <peer>`: makes `peer` hold a complete copy of `name`.
     pub async fn send_to(&self, name: &str, peer: PeerId) -> Result<()> {
-        let manifest = self.inner.vault.stat(name).await?;
+        let manifest = self.ctx.vault.stat(name).await?;
         let entry = self.sealed(&manifest).await?;
         self.copy_to(peer, &manifest, &entry)
             .await
@@ -557,10 +349,10 @@ impl Node {
     /// `fetch <file> <peer>`: copies every chunk of `name` this node lacks from
     /// `peer` only, making this node a holder. Returns the chunks fetched.
     pub async fn fetch_from(&self, name: &str, peer: PeerId) -> Result<usize> {
-        let manifest = self.inner.vault.stat(name).await?;
-        let missing = self.inner.vault.missing_chunks(&manifest).await?;
+        let manifest = self.ctx.vault.stat(name).await?;
+        let missing = self.ctx.vault.missing_chunks(&manifest).await?;
         let needed = Vault::blob_bytes(&manifest, &missing);
-        self.inner.vault.check_fits_bytes(needed)?;
+        self.ctx.vault.check_fits_bytes(needed)?;
         let mut fetching = FuturesUnordered::new();
         let mut queue = missing.iter().copied();
         let mut fetched = 0;
@@ -568,8 +360,8 @@ impl Node {
             while fetching.len() < COPY_WINDOW {
                 let Some(id) = queue.next() else { break };
                 fetching.push(async move {
-                    match self.ask_chunk(peer, id).await {
-                        Ok(Some(blob)) => self.inner.vault.put_blob(id, blob).await.map_err(|e| {
+                    match self.ctx.ask_chunk(peer, id).await {
+                        Ok(Some(blob)) => self.ctx.vault.put_blob(id, blob).await.map_err(|e| {
                             match e {
                                 // The blob it sent failed its check: its fault.
                                 StoreError::CorruptRecord { .. } => PeerError::BadAnswer {
@@ -603,23 +395,23 @@ impl Node {
     /// Announces in the DHT that this node holds `name` (so that nodes not connected
     /// to it can find it).
     pub(crate) async fn provide(&self, name: &str) {
-        self.inner
+        self.ctx
             .net
-            .provide(self.inner.vault.name_id(name).0.to_vec())
+            .provide(self.ctx.vault.name_id(name).0.to_vec())
             .await;
     }
 
     pub(crate) async fn stop_providing(&self, name: &str) {
-        self.inner
+        self.ctx
             .net
-            .stop_providing(self.inner.vault.name_id(name).0.to_vec())
+            .stop_providing(self.ctx.vault.name_id(name).0.to_vec())
             .await;
     }
 
     /// At start: announce every file held here in the DHT, a few at a time (provider
     /// records live in memory and are gone after a restart).
     pub(crate) async fn provide_held_files(self) {
-        let Ok(files) = self.inner.vault.summaries().await else {
+        let Ok(files) = self.ctx.vault.summaries().await else {
             return;
         };
         for (_, file) in files {
@@ -632,14 +424,7 @@ impl Node {
 
     /// For each file version, how many connected peers hold a complete copy.
     pub(crate) async fn count_remote_copies(&self, files: &[(NameId, Version)]) -> Vec<usize> {
-        let peers: Vec<PeerId> = self
-            .inner
-            .net
-            .peers()
-            .await
-            .into_iter()
-            .map(|p| p.peer_id)
-            .collect();
+        let peers = self.ctx.connected_peers().await;
         self.remote_holders(files, &peers)
             .await
             .iter()
@@ -664,7 +449,7 @@ impl Node {
                 let request = Request::Holdings {
                     files: batch.to_vec(),
                 };
-                match self.ask(*peer, &request, CONTROL_TIMEOUT).await {
+                match self.ctx.ask(*peer, &request, CONTROL_TIMEOUT).await {
                     Ok(Response::Held { held: part }) if part.len() == batch.len() => {
                         held.extend(part)
                     }
@@ -686,18 +471,11 @@ impl Node {
 
     /// Where reads of `name` get the chunks this node lacks.
     pub(crate) async fn chunk_source(&self, name: &str) -> Arc<dyn ChunkSource> {
-        let name_id = self.inner.vault.name_id(name);
-        let peers: Vec<PeerId> = self
-            .inner
-            .net
-            .peers()
-            .await
-            .into_iter()
-            .map(|p| p.peer_id)
-            .collect();
-        let likely = self.target_copies(peers.len()).max(1);
+        let name_id = self.ctx.vault.name_id(name);
+        let peers = self.ctx.connected_peers().await;
+        let likely = self.ctx.target_copies(peers.len()).max(1);
         Arc::new(PeerChunks {
-            node: self.clone(),
+            ctx: self.ctx.clone(),
             name_id,
             order: placement(&name_id, peers),
             likely,
@@ -711,7 +489,7 @@ impl Node {
 
 /// Chunks from peers, for one read.
 struct PeerChunks {
-    node: Node,
+    ctx: Arc<Context>,
     /// Connected peers in placement order.
     order: Vec<PeerId>,
     /// How many of the first peers probably hold the file (to spread reads over).
@@ -757,7 +535,7 @@ impl ChunkSource for PeerChunks {
     ) -> BoxFuture<'static, std::result::Result<BytesMut, FetchError>> {
         let id = manifest.chunks[index];
         let candidates = self.candidates(index);
-        let node = self.node.clone();
+        let ctx = self.ctx.clone();
         let failed = self.failed.clone();
         let providers = self.providers.clone();
         let key = self.name_id.0.to_vec();
@@ -774,7 +552,7 @@ impl ChunkSource for PeerChunks {
             let mut asked = HashSet::new();
             for peer in candidates {
                 asked.insert(peer);
-                match node.ask_chunk(peer, id).await {
+                match ctx.ask_chunk(peer, id).await {
                     Ok(Some(blob)) => return supplied(peer, blob),
                     Ok(None) => reasons.push(format!("{peer}: not held")),
                     Err(why) => {
@@ -788,7 +566,7 @@ impl ChunkSource for PeerChunks {
             }
             // None of the connected peers has it: ask the DHT who holds the file.
             let found = providers
-                .get_or_init(|| async { node.inner.net.find_providers(key).await })
+                .get_or_init(|| async { ctx.net.find_providers(key).await })
                 .await;
             let liars = liars.lock().unwrap_or_else(|p| p.into_inner()).clone();
             for peer in found
@@ -798,7 +576,7 @@ impl ChunkSource for PeerChunks {
                 // A provider is a fresh connection, often dialled just now; one that
                 // breaks while it settles gets a second chance.
                 for attempt in 1..=DHT_ATTEMPTS {
-                    match node.ask_chunk(*peer, id).await {
+                    match ctx.ask_chunk(*peer, id).await {
                         Ok(Some(blob)) => return supplied(*peer, blob),
                         Ok(None) => {
                             reasons.push(format!("{peer} (via the DHT): not held"));
@@ -839,10 +617,10 @@ impl ChunkSource for PeerChunks {
         let Some(id) = manifest.chunks.get(index).copied() else {
             return;
         };
-        let node = self.node.clone();
+        let ctx = self.ctx.clone();
         let what = format!("chunk {index} of {:?}, which {problem}", manifest.name);
-        self.node.spawn(async move {
-            node.offence(peer, crate::conduct::Offence::BadChunk(id), &what)
+        self.ctx.spawn(async move {
+            ctx.offence(peer, crate::conduct::Offence::BadChunk(id), &what)
                 .await
         });
     }
@@ -852,7 +630,7 @@ impl ChunkSource for PeerChunks {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::NodeConfig;
+    use crate::{Node, NodeConfig};
     use peervault_store::NetworkKey;
 
     /// A repair that read a file's manifest before the name was written again must
@@ -866,13 +644,14 @@ mod tests {
             .await
             .unwrap();
         node.store("a.txt", &b"one"[..], None).await.unwrap();
-        let old = node.inner.vault.stat("a.txt").await.unwrap();
-        assert!(node.sealed(&old).await.is_ok());
+        let replicator = &node.inner.replicator;
+        let old = node.inner.ctx.vault.stat("a.txt").await.unwrap();
+        assert!(replicator.sealed(&old).await.is_ok());
         node.store("a.txt", &b"two"[..], None).await.unwrap();
-        let new = node.inner.vault.stat("a.txt").await.unwrap();
-        let refused = node.sealed(&old).await.unwrap_err();
+        let new = node.inner.ctx.vault.stat("a.txt").await.unwrap();
+        let refused = replicator.sealed(&old).await.unwrap_err();
         assert!(refused.to_string().contains("written again"), "{refused}");
-        assert!(node.sealed(&new).await.is_ok());
+        assert!(replicator.sealed(&new).await.is_ok());
         node.shutdown(Duration::from_secs(2)).await;
     }
 }

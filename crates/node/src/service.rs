@@ -14,23 +14,25 @@ use peervault_net::{InboundRequest, PeerId};
 use peervault_store::{CatalogueEntry, ChunkId, StoreError, Vault};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::conduct::{BAN_AFTER, BAN_FOR, Offence, Verdict};
-use crate::metrics::OffenceLabel;
-use crate::node::Node;
-use crate::wire::{ENTRIES_PER_MESSAGE, Refusal, Request, Response, SealedEntry, WireError};
+use crate::conduct::Offence;
+use crate::context::Context;
+use crate::lanes::ChunkServer;
+use crate::replicate::Replicator;
+use crate::sync::Syncer;
+use crate::wire::{ChunkAnswer, ENTRIES_PER_MESSAGE, Refusal, Request, Response, SealedEntry};
 
 /// Peer requests handled at the same time.
 const CONCURRENCY: usize = 32;
 
 /// Serves requests until the channel closes (the network stopped).
-pub(crate) async fn serve(node: Node, mut inbound: mpsc::Receiver<InboundRequest>) {
+pub(crate) async fn serve(responder: Responder, mut inbound: mpsc::Receiver<InboundRequest>) {
     let limit = Arc::new(Semaphore::new(CONCURRENCY));
     while let Some(request) = inbound.recv().await {
         let Ok(permit) = limit.clone().acquire_owned().await else {
             break;
         };
-        let answering = node.clone();
-        node.spawn(async move {
+        let answering = responder.clone();
+        responder.ctx.spawn(async move {
             let answer = answering.answer_encoded(request.peer, request.bytes).await;
             let _ = request.reply.send(answer);
             drop(permit);
@@ -38,48 +40,20 @@ pub(crate) async fn serve(node: Node, mut inbound: mpsc::Receiver<InboundRequest
     }
 }
 
-/// What [`Node::answer_chunk_request`] made of a request.
-pub(crate) enum ChunkAnswer {
-    /// A chunk request (`GetChunk`, `PutChunk`), answered: the encoded answer.
-    Answered(Bytes),
-    /// Another request, decoded, for [`Node::answer`].
-    Other(Request),
-    /// Not a request this node understands.
-    Undecodable(WireError),
+/// Answers peers' requests (see the module docs). Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Responder {
+    ctx: Arc<Context>,
+    replicator: Replicator,
+    syncer: Syncer,
 }
 
-impl Node {
-    /// Counts an offence of `peer` (invalid data, refused), and bans it when
-    /// offences repeat (see [`crate::conduct`]).
-    pub(crate) async fn offence(&self, peer: PeerId, offence: Offence, what: &str) {
-        let m = &self.inner.metrics;
-        m.peer_offences
-            .get_or_create(&OffenceLabel {
-                kind: offence.label().to_string(),
-            })
-            .inc();
-        let now = std::time::Instant::now();
-        let verdict = self
-            .inner
-            .conduct
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .offend(peer, offence, now);
-        match verdict {
-            Verdict::Ban => {
-                m.peer_bans.inc();
-                tracing::warn!(
-                    "peer {peer} sent {what}; {BAN_AFTER} offences: banned for {} min",
-                    BAN_FOR.as_secs() / 60
-                );
-                self.inner.net.ban(peer, BAN_FOR).await;
-            }
-            Verdict::Counted(count) => tracing::warn!(
-                "peer {peer} sent {what}, refused (offence {count} of {BAN_AFTER} before a ban)"
-            ),
-            Verdict::Repeated => tracing::info!(
-                "peer {peer} sent {what} again, refused (the same damaged copy counts once)"
-            ),
+impl Responder {
+    pub(crate) fn new(ctx: Arc<Context>, replicator: Replicator, syncer: Syncer) -> Responder {
+        Responder {
+            ctx,
+            replicator,
+            syncer,
         }
     }
 
@@ -90,12 +64,13 @@ impl Node {
             ChunkAnswer::Answered(answer) => answer,
             ChunkAnswer::Other(request) => self.answer(peer, request).await.encode().into(),
             ChunkAnswer::Undecodable(e) => {
-                self.offence(
-                    peer,
-                    Offence::Malformed,
-                    &format!("an undecodable request ({e})"),
-                )
-                .await;
+                self.ctx
+                    .offence(
+                        peer,
+                        Offence::Malformed,
+                        &format!("an undecodable request ({e})"),
+                    )
+                    .await;
                 Response::Error(format!("undecodable request: {e}"))
                     .encode()
                     .into()
@@ -106,7 +81,7 @@ impl Node {
     /// The encoded answer to a chunk request: a `PutChunk`, checked and stored
     /// where it arrived, or a `GetChunk`, the blob read into its answer. Any other
     /// request comes back decoded (or as the reason it could not be).
-    pub(crate) async fn answer_chunk_request(&self, peer: PeerId, bytes: Bytes) -> ChunkAnswer {
+    async fn answer_chunk_request(&self, peer: PeerId, bytes: Bytes) -> ChunkAnswer {
         if let Some((id, range)) = crate::wire::put_chunk_in_request(&bytes) {
             let blob = crate::wire::take_range(bytes, range);
             return ChunkAnswer::Answered(self.store_chunk(peer, id, blob).await.encode().into());
@@ -121,21 +96,22 @@ impl Node {
     /// Checks and stores a chunk a peer sent.
     async fn store_chunk(&self, peer: PeerId, id: ChunkId, blob: BytesMut) -> Response {
         let len = blob.len() as u64;
-        match self.inner.vault.put_blob(id, blob).await {
+        match self.ctx.vault.put_blob(id, blob).await {
             Ok(_) => {
-                self.inner.metrics.bytes_received.inc_by(len);
+                self.ctx.metrics.bytes_received.inc_by(len);
                 Response::Stored
             }
             Err(StoreError::QuotaExceeded {
                 needed, available, ..
             }) => Response::Refused(Refusal::Quota { needed, available }),
             Err(e @ StoreError::CorruptRecord { .. }) => {
-                self.offence(
-                    peer,
-                    Offence::BadChunk(id),
-                    &format!("an invalid chunk ({e})"),
-                )
-                .await;
+                self.ctx
+                    .offence(
+                        peer,
+                        Offence::BadChunk(id),
+                        &format!("an invalid chunk ({e})"),
+                    )
+                    .await;
                 Response::Refused(Refusal::Invalid(e.to_string()))
             }
             Err(e) => Response::Error(e.to_string()),
@@ -145,14 +121,14 @@ impl Node {
     /// An encoded `Chunk` (or `Missing`) answer, the blob read into the message.
     async fn serve_chunk(&self, id: ChunkId) -> Bytes {
         let read = self
-            .inner
+            .ctx
             .vault
             .read_blob_after(id, crate::wire::chunk_response_prefix)
             .await;
         match read {
             Ok(Some(message)) => {
                 let blob = crate::wire::chunk_in_response(&message).map_or(0, |r| r.len());
-                self.inner.metrics.bytes_sent.inc_by(blob as u64);
+                self.ctx.metrics.bytes_sent.inc_by(blob as u64);
                 message
             }
             Ok(None) => Response::Missing.encode().into(),
@@ -160,12 +136,12 @@ impl Node {
         }
     }
 
-    /// The answer to every request but `GetChunk` (see [`Node::serve_chunk`]).
+    /// The answer to every request but `GetChunk` (see [`Responder::serve_chunk`]).
     async fn answer(&self, peer: PeerId, request: Request) -> Response {
-        let vault = &self.inner.vault;
+        let vault = &self.ctx.vault;
         match request {
             Request::Summary { digests } => {
-                let membership = self.membership();
+                let membership = self.syncer.membership();
                 if membership.resyncing {
                     // Our records may include files deleted while we were away;
                     // offer none until our own sync has re-checked them.
@@ -199,7 +175,7 @@ impl Node {
             }
             Request::Announce { mut entries } => {
                 entries.truncate(ENTRIES_PER_MESSAGE);
-                self.apply_from(peer, entries).await;
+                self.syncer.apply_from(peer, entries).await;
                 Response::Ack
             }
             Request::Offer { entry } => self.answer_offer(peer, vault, entry).await,
@@ -222,12 +198,13 @@ impl Node {
         let offered = match vault.apply_sealed(entry.name_id, entry.sealed).await {
             Ok(applied) => applied,
             Err(e) => {
-                self.offence(
-                    peer,
-                    Offence::BadRecord,
-                    &format!("an invalid record ({e})"),
-                )
-                .await;
+                self.ctx
+                    .offence(
+                        peer,
+                        Offence::BadRecord,
+                        &format!("an invalid record ({e})"),
+                    )
+                    .await;
                 return Response::Refused(Refusal::Invalid(e.to_string()));
             }
         };
@@ -248,13 +225,27 @@ impl Node {
         };
         if missing.is_empty() {
             // The writer's closing offer: this node now holds a complete copy.
-            self.inner.metrics.replicas_accepted.inc();
-            self.provide(&manifest.name).await;
+            self.ctx.metrics.replicas_accepted.inc();
+            self.replicator.provide(&manifest.name).await;
         }
         let needed = Vault::blob_bytes(&manifest, &missing);
         if let Err(StoreError::QuotaExceeded { available, .. }) = vault.check_fits_bytes(needed) {
             return Response::Refused(Refusal::Quota { needed, available });
         }
         Response::Want { missing }
+    }
+}
+
+impl ChunkServer for Responder {
+    async fn answer_chunk_request(&self, peer: PeerId, request: Bytes) -> ChunkAnswer {
+        Responder::answer_chunk_request(self, peer, request).await
+    }
+
+    async fn offence(&self, peer: PeerId, offence: Offence, what: &str) {
+        self.ctx.offence(peer, offence, what).await;
+    }
+
+    fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.ctx.spawn(work);
     }
 }

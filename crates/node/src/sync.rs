@@ -27,15 +27,17 @@
 //! one message are passed on to the other peers in one message.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::{self, FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
 use peervault_store::{CatalogueEntry, NameId, Version};
 
+use crate::client::CONTROL_TIMEOUT;
+use crate::context::Context;
 use crate::error::{PeerError, Result};
-use crate::node::Node;
-use crate::replicate::CONTROL_TIMEOUT;
+use crate::replicate::Replicator;
 use crate::wire::{ENTRIES_PER_MESSAGE, Request, Response, SealedEntry};
 
 /// Peers synced by one periodic round, chosen at random. Changes also spread by
@@ -66,13 +68,30 @@ pub struct SyncStats {
     pub forgotten: usize,
 }
 
-impl Node {
+/// Catalogue anti-entropy with peers, and this node's standing in the vault
+/// (see the module docs). Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Syncer {
+    ctx: Arc<Context>,
+    replicator: Replicator,
+    membership: Arc<Mutex<Membership>>,
+}
+
+impl Syncer {
+    pub(crate) fn new(ctx: Arc<Context>, replicator: Replicator, membership: Membership) -> Syncer {
+        Syncer {
+            ctx,
+            replicator,
+            membership: Arc::new(Mutex::new(membership)),
+        }
+    }
+
     /// Reconciles our catalogue with `peer`'s, in both directions.
     pub async fn sync_with(&self, peer: PeerId) -> Result<SyncStats> {
         self.sync(peer, SyncKind::Periodic).await
     }
 
-    /// [`Node::sync_with`], pushing only where `kind` calls for it.
+    /// [`Syncer::sync_with`], pushing only where `kind` calls for it.
     pub(crate) async fn sync(&self, peer: PeerId, kind: SyncKind) -> Result<SyncStats> {
         self.sync_impl(peer, kind)
             .await
@@ -84,12 +103,12 @@ impl Node {
         peer: PeerId,
         kind: SyncKind,
     ) -> std::result::Result<SyncStats, PeerError> {
-        let vault = &self.inner.vault;
+        let vault = &self.ctx.vault;
         let summary = Request::Summary {
             digests: vault.summary(),
         };
         let (buckets, theirs, their_start, they_resync) =
-            match self.ask(peer, &summary, CONTROL_TIMEOUT).await? {
+            match self.ctx.ask(peer, &summary, CONTROL_TIMEOUT).await? {
                 Response::Versions {
                     buckets,
                     versions,
@@ -116,7 +135,7 @@ impl Node {
                 let node = self.clone();
                 async move {
                     let request = Request::FetchEntries { ids };
-                    node.ask(peer, &request, CONTROL_TIMEOUT).await
+                    node.ctx.ask(peer, &request, CONTROL_TIMEOUT).await
                 }
             })
             .buffered(FETCHES_IN_FLIGHT);
@@ -163,6 +182,7 @@ impl Node {
             let entries = self.sealed_batch(batch).await?;
             stats.pushed += entries.len();
             match self
+                .ctx
                 .ask(peer, &Request::Announce { entries }, CONTROL_TIMEOUT)
                 .await?
             {
@@ -192,7 +212,7 @@ impl Node {
             .iter()
             .map(|e| (e.name_id, e.sealed.clone()))
             .collect();
-        let results = match self.inner.vault.apply_sealed_many(records).await {
+        let results = match self.ctx.vault.apply_sealed_many(records).await {
             Ok(results) => results,
             Err(e) => {
                 tracing::warn!("could not apply catalogue records from {peer}: {e}");
@@ -204,36 +224,38 @@ impl Node {
             match result {
                 Ok(remote) if remote.applied => {
                     if let CatalogueEntry::Deleted(gone) = &remote.entry {
-                        self.stop_providing(&gone.name).await;
+                        self.replicator.stop_providing(&gone.name).await;
                     }
                     forward.push(sealed);
                 }
                 Ok(remote) => {
-                    let name_id = self.inner.vault.name_id(remote.entry.name());
+                    let name_id = self.ctx.vault.name_id(remote.entry.name());
                     if self
-                        .inner
+                        .ctx
                         .vault
                         .version_of(&name_id)
                         .is_some_and(|held| held > remote.entry.version())
                     {
                         // An old version (a replay, or a peer far behind): ignored.
-                        self.inner.metrics.stale_records.inc();
+                        self.ctx.metrics.stale_records.inc();
                     }
                 }
                 Err(e) => {
-                    self.offence(
-                        peer,
-                        crate::conduct::Offence::BadRecord,
-                        &format!("an invalid catalogue record ({e})"),
-                    )
-                    .await;
+                    self.ctx
+                        .offence(
+                            peer,
+                            crate::conduct::Offence::BadRecord,
+                            &format!("an invalid catalogue record ({e})"),
+                        )
+                        .await;
                 }
             }
         }
         let applied = forward.len();
         if !forward.is_empty() {
             let node = self.clone();
-            self.spawn(async move { node.send_announce(forward, &[peer]).await });
+            self.ctx
+                .spawn(async move { node.send_announce(forward, &[peer]).await });
         }
         applied
     }
@@ -243,7 +265,7 @@ impl Node {
         ids: &[NameId],
     ) -> std::result::Result<Vec<SealedEntry>, PeerError> {
         Ok(self
-            .inner
+            .ctx
             .vault
             .sealed_entries(ids.to_vec())
             .await
@@ -260,8 +282,8 @@ impl Node {
     pub(crate) fn announce(&self, name: &str, skip: &[PeerId]) {
         let node = self.clone();
         let skip = skip.to_vec();
-        let name_id = self.inner.vault.name_id(name);
-        self.spawn(async move {
+        let name_id = self.ctx.vault.name_id(name);
+        self.ctx.spawn(async move {
             match node.sealed_batch(&[name_id]).await {
                 Ok(entries) => node.send_announce(entries, &skip).await,
                 Err(e) => tracing::warn!("cannot announce a change: {e}"),
@@ -272,7 +294,7 @@ impl Node {
     /// Sends `entries` in one announcement to every connected peer but `skip`.
     async fn send_announce(&self, entries: Vec<SealedEntry>, skip: &[PeerId]) {
         let request = Request::Announce { entries };
-        let peers = self.inner.net.peers().await;
+        let peers = self.ctx.net.peers().await;
         let mut sends: FuturesUnordered<_> = peers
             .into_iter()
             .filter(|p| !skip.contains(&p.peer_id))
@@ -281,7 +303,7 @@ impl Node {
                 async move {
                     (
                         p.peer_id,
-                        self.ask(p.peer_id, request, CONTROL_TIMEOUT).await,
+                        self.ctx.ask(p.peer_id, request, CONTROL_TIMEOUT).await,
                     )
                 }
             })
@@ -296,21 +318,21 @@ impl Node {
 }
 
 /// Syncs with every connected peer each `interval`.
-pub(crate) async fn periodic(node: Node, interval: Duration) {
+pub(crate) async fn periodic(syncer: Syncer, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick fires at once; connections sync on their own
     loop {
         tick.tick().await;
-        let mut peers = node.inner.net.peers().await;
+        let mut peers = syncer.ctx.connected_peers().await;
         rand::seq::SliceRandom::shuffle(&mut peers[..], &mut rand::rng());
         peers.truncate(SYNC_FANOUT);
         futures::stream::iter(peers)
-            .for_each_concurrent(SYNC_FANOUT, |p| {
-                let node = node.clone();
+            .for_each_concurrent(SYNC_FANOUT, |peer| {
+                let syncer = syncer.clone();
                 async move {
-                    if let Err(e) = node.sync_with(p.peer_id).await {
-                        tracing::debug!("periodic sync with {} failed: {e}", p.peer_id);
+                    if let Err(e) = syncer.sync_with(peer).await {
+                        tracing::debug!("periodic sync with {peer} failed: {e}");
                     }
                 }
             })
@@ -359,14 +381,10 @@ impl Membership {
     }
 }
 
-impl Node {
+impl Syncer {
     /// This node's standing (see [`Membership`]).
     pub(crate) fn membership(&self) -> Membership {
-        *self
-            .inner
-            .membership
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        *self.membership.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records a completed sync; `trusted` if the peer was not re-syncing itself.
@@ -375,11 +393,7 @@ impl Node {
     async fn synced(&self, trusted: bool) {
         let now = peervault_store::version::unix_millis_now();
         let first = {
-            let mut m = self
-                .inner
-                .membership
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut m = self.membership.lock().unwrap_or_else(|p| p.into_inner());
             if trusted {
                 m.resyncing = false;
             }
@@ -390,7 +404,7 @@ impl Node {
             m.last_synced_ms = now;
             first
         };
-        let vault = &self.inner.vault;
+        let vault = &self.ctx.vault;
         if first && let Err(e) = vault.set_meta_u64(META_MEMBER_SINCE, now).await {
             tracing::warn!("could not record the membership time: {e}");
         }

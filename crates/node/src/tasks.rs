@@ -1,8 +1,8 @@
 //! Every task a node starts, tracked and stopped with it.
 //!
 //! Tasks started with a bare `tokio::spawn` (a peer's request, a chunk lane, a
-//! write's streaming to its holders) used to outlive [`Node::shutdown`]
-//! (crate::Node::shutdown): each held a clone of the node, hence the vault and its
+//! write's streaming to its holders) used to outlive
+//! [`Node::shutdown`](crate::Node::shutdown): each held a clone of the node, hence the vault and its
 //! data-dir lock, for as long as it ran, and a node restarted on the same data dir
 //! found it still locked. Now every task goes through one [`Tasks`]: shutdown
 //! cancels them all and waits for them, so when it returns nothing of the node

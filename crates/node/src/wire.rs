@@ -248,6 +248,17 @@ impl Response {
     }
 }
 
+/// What the responder made of a request that may be a chunk request (see
+/// `service::Responder::answer_chunk_request`).
+pub(crate) enum ChunkAnswer {
+    /// A chunk request (`GetChunk`, `PutChunk`), answered: the encoded answer.
+    Answered(bytes::Bytes),
+    /// Another request, decoded, for the responder's general answer.
+    Other(Request),
+    /// Not a request this node understands.
+    Undecodable(WireError),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

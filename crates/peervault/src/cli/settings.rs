@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use peervault_net::Endpoint;
 use peervault_node::{
-    DEFAULT_MAX_PEERS, DEFAULT_SYNC_INTERVAL, DEFAULT_TOMBSTONE_RETENTION, JoinCode, KeyInput,
-    MaintenanceConfig, Replicas, parse_size,
+    DEFAULT_MAX_PEERS, DEFAULT_PEX_INTERVAL, DEFAULT_REPLICAS, DEFAULT_SYNC_INTERVAL,
+    DEFAULT_TOMBSTONE_RETENTION, JoinCode, KeyInput, MaintenanceConfig, Replicas, parse_size,
 };
 use serde::Deserialize;
 
@@ -19,9 +19,6 @@ use super::args::{Cli, GlobalArgs, LogFormat, NodeArgs};
 
 /// Listen address when none is given.
 pub const DEFAULT_ADDR: &str = ":3000";
-/// Copies kept of each file when not configured (counting the writer).
-pub const DEFAULT_REPLICAS: u32 = 3;
-pub const DEFAULT_PEX_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// The contents of a `--config` file.
 #[derive(Debug, Default, Deserialize)]

@@ -1,0 +1,176 @@
+//! How a node is set up: [`NodeConfig`] and the settings it nests, each default
+//! written once.
+//!
+//! The front end (the binary's flags, environment and config file) fills a
+//! `NodeConfig`; the node hands the network its part and each component its
+//! own. A default lives here, or in the layer that owns the setting
+//! (`peervault_net` for discovery and connection limits), and nowhere else: the
+//! binary's help texts and config-file handling read the same constants.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use peervault_net::Endpoint;
+pub use peervault_net::{DEFAULT_MAX_PEERS, DEFAULT_PEX_INTERVAL};
+use peervault_store::DEFAULT_CHUNK_SIZE;
+
+use crate::keyring::KeyInput;
+
+/// Copies kept of each file when not configured (counting the writer).
+pub const DEFAULT_REPLICAS: u32 = 3;
+
+/// How often each peer's catalogue is compared with ours when nothing prompts it.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where everything of this node lives.
+    pub data_dir: PathBuf,
+    /// Where the vault's key comes from: the data dir (the default: kept there, or
+    /// made on the first start), the key itself, a passphrase, or a join code.
+    pub key: KeyInput,
+    /// How long a new node given only a passphrase waits for a bootstrap peer to
+    /// tell it the vault's key-derivation parameters.
+    pub kdf_query_patience: Duration,
+    /// Frames each direction of a peer connection carries under one key before it
+    /// rekeys (lowered only by tests, to see many rekeys).
+    pub rekey_interval_frames: u64,
+    /// Set (and persist) this quota; `None` keeps the quota file's value, or the
+    /// default if there is no file yet.
+    pub quota_bytes: Option<u64>,
+    /// Plaintext bytes per chunk for new files.
+    pub chunk_size: u32,
+    /// Where to listen for peers.
+    pub listen: Vec<Endpoint>,
+    /// Address announced to peers besides the listen addresses.
+    pub advertise: Option<Endpoint>,
+    /// Announce only `advertise`, not the listen addresses.
+    pub advertise_only: bool,
+    /// Relay for peers behind NAT (give it on nodes that peers can reach).
+    pub relay_server: bool,
+    /// Peers to join at start (redialled until they answer).
+    pub bootstrap: Vec<Endpoint>,
+    /// Announce the address peers observe for this node.
+    pub public_ip: bool,
+    /// Copies of each file to keep, counting the writer.
+    pub replicas: Replicas,
+    /// Catalogue anti-entropy period.
+    pub sync_interval: Duration,
+    /// Find peers on the local link (mDNS).
+    pub discover_local: bool,
+    /// Exchange peer lists every `pex_interval` (they are always exchanged on connect).
+    pub discover_pex: bool,
+    pub pex_interval: Duration,
+    /// Connections the node opens to peers it learns about (more may dial it).
+    pub max_peers: usize,
+    /// GC and repair timing.
+    pub maintenance: MaintenanceConfig,
+    /// How long deletions are remembered.
+    pub tombstone_retention: Duration,
+}
+
+impl NodeConfig {
+    /// Finds peers on the local network with mDNS (as `-discover-local`).
+    pub fn enable_local_discovery(mut self) -> Self {
+        self.discover_local = true;
+        self
+    }
+
+    /// Exchanges peer lists with peers every `pex_interval` (as `-discover-pex`).
+    pub fn enable_peer_exchange(mut self) -> Self {
+        self.discover_pex = true;
+        self
+    }
+
+    /// A configuration with defaults for everything but the data dir and key; it
+    /// listens on an OS-chosen port of 127.0.0.1. `key` is a [`NetworkKey`] or any
+    /// [`KeyInput`] (`KeyInput::Stored` for the data dir's own key).
+    pub fn new(data_dir: impl Into<PathBuf>, key: impl Into<KeyInput>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            key: key.into(),
+            kdf_query_patience: crate::keyring::KDF_QUERY_PATIENCE,
+            rekey_interval_frames: peervault_net::channel::DEFAULT_REKEY_INTERVAL,
+            quota_bytes: None,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            listen: vec![Endpoint::parse("127.0.0.1:0").unwrap_or_else(|_| unreachable!())],
+            advertise: None,
+            advertise_only: false,
+            relay_server: false,
+            bootstrap: Vec::new(),
+            public_ip: false,
+            replicas: Replicas::default(),
+            sync_interval: DEFAULT_SYNC_INTERVAL,
+            discover_local: false,
+            discover_pex: false,
+            pex_interval: DEFAULT_PEX_INTERVAL,
+            max_peers: DEFAULT_MAX_PEERS,
+            maintenance: MaintenanceConfig::default(),
+            tombstone_retention: peervault_store::DEFAULT_TOMBSTONE_RETENTION,
+        }
+    }
+}
+
+/// How many copies of each file to keep, counting the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replicas {
+    Count(u32),
+    /// One on every connected peer.
+    All,
+}
+
+impl Default for Replicas {
+    fn default() -> Self {
+        Replicas::Count(DEFAULT_REPLICAS)
+    }
+}
+
+impl Replicas {
+    /// Copies of each file wanted, counting this node, when `peers` are connected.
+    pub fn target(self, peers: usize) -> usize {
+        match self {
+            Replicas::Count(n) => n.max(1) as usize,
+            Replicas::All => peers + 1,
+        }
+    }
+}
+
+impl fmt::Display for Replicas {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Replicas::Count(n) => write!(f, "{n}"),
+            Replicas::All => f.write_str("all"),
+        }
+    }
+}
+
+/// How long GC waits after start before its first run.
+pub const DEFAULT_GC_DELAY: Duration = Duration::from_secs(5 * 60);
+/// How often GC runs.
+pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(3600);
+/// How old an unreferenced blob or temporary file must be before GC removes it.
+pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(10 * 60);
+/// How long a departed holder is waited for before its files are copied elsewhere.
+pub const DEFAULT_REPAIR_DELAY: Duration = Duration::from_secs(10 * 60);
+
+/// Settings of the maintenance workers.
+#[derive(Debug, Clone)]
+pub struct MaintenanceConfig {
+    pub gc_delay: Duration,
+    pub gc_interval: Duration,
+    pub gc_grace: Duration,
+    pub repair_delay: Duration,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        Self {
+            gc_delay: DEFAULT_GC_DELAY,
+            gc_interval: DEFAULT_GC_INTERVAL,
+            gc_grace: DEFAULT_GC_GRACE,
+            repair_delay: DEFAULT_REPAIR_DELAY,
+        }
+    }
+}
