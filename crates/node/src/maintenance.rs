@@ -351,7 +351,7 @@ impl Maintenance {
             .collect();
         round.checked = mine.len();
         if mine.is_empty() {
-            self.ctx.metrics.set_under_replicated(0);
+            self.ctx.metrics.repair_round_done(0);
             return Ok(round);
         }
         let peers = self.ctx.connected_peers().await;
@@ -424,7 +424,7 @@ impl Maintenance {
             .retain(|id, _| live_ids.contains(id));
         self.ctx
             .metrics
-            .set_under_replicated(round.under_replicated.saturating_sub(round.copies_made));
+            .repair_round_done(round.under_replicated.saturating_sub(round.copies_made));
         self.ctx.metrics.copies_repaired(round.copies_made);
         Ok(round)
     }

@@ -68,6 +68,8 @@ pub struct Metrics {
     pub(crate) peer_offences: Family<OffenceLabel, Counter>,
     pub(crate) peer_bans: Counter,
     pub(crate) stale_records: Counter,
+    pub(crate) catalogue_syncs: Counter,
+    repair_rounds: Counter,
     /// The last failure of the disk and when it happened.
     last_disk_error: std::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
@@ -115,9 +117,21 @@ impl Metrics {
             peer_bans: Counter::default(),
             stale_records: Counter::default(),
             last_disk_error: std::sync::Mutex::new(None),
+            catalogue_syncs: Counter::default(),
+            repair_rounds: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
+        r.register(
+            "catalogue_syncs",
+            "Catalogue syncs with peers completed (at connect and in periodic rounds)",
+            m.catalogue_syncs.clone(),
+        );
+        r.register(
+            "repair_rounds",
+            "Rounds of the repair worker completed",
+            m.repair_rounds.clone(),
+        );
         r.register(
             "files_stored",
             "Files stored through this node",
@@ -304,8 +318,10 @@ impl Metrics {
         self.files_repaired.inc_by(n as u64);
     }
 
-    pub(crate) fn set_under_replicated(&self, n: usize) {
-        self.files_under_replicated.set(n as i64);
+    /// A repair round ended, leaving `short` files held here short of copies.
+    pub(crate) fn repair_round_done(&self, short: usize) {
+        self.files_under_replicated.set(short as i64);
+        self.repair_rounds.inc();
     }
 
     /// The registry in the Prometheus text format.
@@ -351,6 +367,9 @@ pub struct NetworkFigures {
     pub offences: u64,
     #[serde(default)]
     pub bans: u64,
+    /// Catalogue syncs with peers completed.
+    #[serde(default)]
+    pub catalogue_syncs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -390,6 +409,9 @@ pub struct ReplicationFigures {
     pub under_replicated: usize,
     pub copies_repaired: u64,
     pub replicas_accepted: u64,
+    /// Rounds of the repair worker completed.
+    #[serde(default)]
+    pub repair_rounds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -465,6 +487,7 @@ impl Metrics {
                     })
                     .sum(),
                 bans: m.peer_bans.get(),
+                catalogue_syncs: m.catalogue_syncs.get(),
             },
             storage: StorageFigures {
                 used_bytes: facts.quota.used_bytes,
@@ -490,6 +513,7 @@ impl Metrics {
                 under_replicated: m.files_under_replicated.get().max(0) as usize,
                 copies_repaired: m.files_repaired.get(),
                 replicas_accepted: m.replicas_accepted.get(),
+                repair_rounds: m.repair_rounds.get(),
             },
             gc: GcFigures {
                 runs: m.gc_runs.get(),
@@ -584,7 +608,7 @@ mod tests {
     #[test]
     fn each_problem_is_a_reason_to_be_degraded() {
         let m = Metrics::new();
-        m.set_under_replicated(2);
+        m.repair_round_done(2);
         let gc = GcSummary {
             corrupted: 3,
             repaired: 2,

@@ -200,6 +200,7 @@ impl Syncer {
             );
         }
         self.synced(!they_resync).await;
+        self.ctx.metrics.catalogue_syncs.inc();
         Ok(stats)
     }
 

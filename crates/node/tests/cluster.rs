@@ -162,7 +162,7 @@ async fn a_delete_reaches_a_node_that_was_offline_and_stays_deleted() {
     .await;
     // The name next to it is untouched, and nobody brings the deleted file back.
     assert_eq!(read(&c, "doomed-not").await.unwrap(), b"keep me");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    after_syncs(&[&a, &b, &c], 2).await;
     for node in [&a, &b, &c] {
         assert!(node.stat("doomed").await.is_err());
         assert!(read(node, "doomed").await.is_err());
@@ -236,6 +236,8 @@ async fn a_node_with_another_key_learns_nothing() {
     config.bootstrap = vec![endpoint(&a).await];
     config.sync_interval = Duration::from_secs(1);
     let intruder = Node::start(config).await.unwrap();
+    // Long enough for several dials and their refusals (nothing to wait for:
+    // the point is that nothing happens).
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(intruder.peers().await.is_empty());
     assert!(a.peers().await.is_empty());

@@ -278,7 +278,8 @@ async fn a_lost_holder_is_replaced_and_its_surplus_copy_dropped_when_it_returns(
         holders(&refs, "keep-me").await == 3
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Two more rounds everywhere, each of which could have dropped a copy.
+    after_repair_rounds(&refs, 2).await;
     assert_eq!(holders(&refs, "keep-me").await, 3, "stable at three");
     for node in &nodes {
         assert_eq!(read(node, "keep-me").await.unwrap(), original);
@@ -300,8 +301,9 @@ async fn a_node_away_longer_than_deletions_are_remembered_does_not_bring_them_ba
         c.stat("secret-plan").await.is_ok() && c.stat("keeper").await.is_ok()
     })
     .await;
-    // Let c sync once more after both files exist, then take it away.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Let c sync again after both files exist (a sync under way when they were
+    // stored may predate them), then take it away.
+    after_syncs(&[&c], 2).await;
     stop(c).await;
     a.delete("secret-plan").await.unwrap();
     eventually("b saw the delete", || async {
@@ -321,7 +323,7 @@ async fn a_node_away_longer_than_deletions_are_remembered_does_not_bring_them_ba
         c.stat("secret-plan").await.is_err()
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(5)).await; // several sync rounds
+    after_syncs(&[&a, &b, &c], 2).await;
     for node in [&a, &b, &c] {
         assert!(
             node.stat("secret-plan").await.is_err(),

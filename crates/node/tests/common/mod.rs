@@ -220,3 +220,41 @@ pub async fn held_blobs(node: &Node) -> Vec<(ChunkId, Vec<u8>)> {
         .map(|b| (b.id, b.bytes))
         .collect()
 }
+
+/// Catalogue syncs `node` has completed so far.
+pub async fn syncs(node: &Node) -> u64 {
+    node.metrics_snapshot().await.network.catalogue_syncs
+}
+
+/// Waits until each of `nodes` has completed `more` catalogue syncs from now:
+/// the event a test means when it would otherwise sleep "for a few sync rounds".
+pub async fn after_syncs(nodes: &[&Node], more: u64) {
+    let mut from = Vec::new();
+    for node in nodes {
+        from.push(syncs(node).await);
+    }
+    for (node, from) in nodes.iter().zip(from) {
+        eventually(&format!("{more} more catalogue syncs"), || async {
+            syncs(node).await >= from + more
+        })
+        .await;
+    }
+}
+
+/// Waits until each of `nodes` has completed `more` repair rounds from now.
+pub async fn after_repair_rounds(nodes: &[&Node], more: u64) {
+    let rounds = |node: &Node| {
+        let node = node.clone();
+        async move { node.metrics_snapshot().await.replication.repair_rounds }
+    };
+    let mut from = Vec::new();
+    for node in nodes {
+        from.push(rounds(node).await);
+    }
+    for (node, from) in nodes.iter().zip(from) {
+        eventually(&format!("{more} more repair rounds"), || async {
+            rounds(node).await >= from + more
+        })
+        .await;
+    }
+}
