@@ -57,6 +57,7 @@ pub mod sync;
 pub mod tasks;
 mod views;
 pub mod wire;
+mod workers;
 
 pub use error::{ErrorKind, NodeError, PeerError};
 pub use keyring::{JoinCode, KeyInput, KeyOrigin, KeyringError};
@@ -79,3 +80,4 @@ pub use views::{
     CleanReport, CopyProgress, DamagedChunk, DiscoveredPeer, DiscoveryStatus, FileCheck, FileInfo,
     GcSummary, Listing, NodeStatus, PeerStatus, QuotaSource, RepairRound, Replication, StoreReport,
 };
+pub use workers::WorkerStatus;

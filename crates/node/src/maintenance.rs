@@ -34,6 +34,7 @@ use crate::error::{NodeError, Result};
 use crate::replicate::{Replicator, placement};
 use crate::settings::MaintenanceConfig;
 use crate::views::{CleanReport, GcSummary, RepairRound};
+use crate::workers::Worker;
 
 /// When the repair worker first looks after start (at the latest).
 const FIRST_REPAIR_ROUND: Duration = Duration::from_secs(5);
@@ -300,45 +301,6 @@ impl Maintenance {
         })
     }
 
-    /// GC in the background: after `gc_delay`, then every `gc_interval`.
-    pub(crate) async fn gc_worker(self) {
-        let config = self.config.clone();
-        tokio::time::sleep(config.gc_delay).await;
-        loop {
-            if let Err(e) = self.collect_garbage().await {
-                tracing::warn!("garbage collection failed: {e}");
-            }
-            tokio::time::sleep(config.gc_interval).await;
-        }
-    }
-
-    /// The repair worker (see the module docs).
-    pub(crate) async fn repair_worker(self) {
-        let tick = repair_tick(self.config.repair_delay);
-        // The first look comes soon, so that the figures are known early.
-        let mut wait = tick.min(FIRST_REPAIR_ROUND);
-        loop {
-            tokio::time::sleep(wait).await;
-            wait = tick;
-            match self.repair_round().await {
-                Ok(round) => {
-                    if round.copies_made > 0 || round.copies_dropped > 0 {
-                        tracing::info!(
-                            "repair: {} copies made, {} surplus copies dropped, {} of {} files held here short of copies",
-                            round.copies_made,
-                            round.copies_dropped,
-                            round.under_replicated,
-                            round.checked
-                        );
-                    }
-                    self.state().last_repair = Some(round);
-                }
-                Err(e) => tracing::warn!("repair round failed: {e}"),
-            }
-            crate::memory::release_free_memory();
-        }
-    }
-
     /// One look at every file held here; copies or drops as needed.
     pub async fn repair_round(&self) -> Result<RepairRound> {
         let mut round = RepairRound::default();
@@ -465,6 +427,64 @@ impl Maintenance {
 
     fn state(&self) -> MutexGuard<'_, MaintenanceState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The integrity GC as a background [`Worker`]: after `gc_delay`, then every
+/// `gc_interval`.
+#[derive(Debug)]
+pub(crate) struct GcWorker(pub(crate) Maintenance);
+
+impl Worker for GcWorker {
+    fn name(&self) -> &'static str {
+        "gc"
+    }
+
+    fn first_round(&self) -> Duration {
+        self.0.config.gc_delay
+    }
+
+    fn interval(&self) -> Duration {
+        self.0.config.gc_interval
+    }
+
+    async fn round(&self) -> Result<String> {
+        Ok(self.0.collect_garbage().await?.line())
+    }
+}
+
+/// The repair worker (see the module docs): its first look comes soon, so that
+/// the figures are known early, then every [`repair_tick`].
+#[derive(Debug)]
+pub(crate) struct RepairWorker(pub(crate) Maintenance);
+
+impl Worker for RepairWorker {
+    fn name(&self) -> &'static str {
+        "repair"
+    }
+
+    fn first_round(&self) -> Duration {
+        self.interval().min(FIRST_REPAIR_ROUND)
+    }
+
+    fn interval(&self) -> Duration {
+        repair_tick(self.0.config.repair_delay)
+    }
+
+    async fn round(&self) -> Result<String> {
+        let round = self.0.repair_round().await;
+        // A round over a large vault has just freed what it allocated.
+        crate::memory::release_free_memory();
+        let round = round?;
+        let line = format!(
+            "{} files held here checked, {} short of copies, {} copies made, {} surplus copies dropped",
+            round.checked, round.under_replicated, round.copies_made, round.copies_dropped
+        );
+        if round.copies_made > 0 || round.copies_dropped > 0 {
+            tracing::info!("repair: {line}");
+        }
+        self.0.state().last_repair = Some(round);
+        Ok(line)
     }
 }
 

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use crate::context::Context;
 use crate::error::{NodeError, Result};
 use crate::keyring::KeyOrigin;
-use crate::maintenance::Maintenance;
+use crate::maintenance::{GcWorker, Maintenance, RepairWorker};
 use crate::metrics::{Health, MetricsSnapshot, NodeFacts, PeerLabel};
 use crate::quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
 use crate::replicate::Replicator;
@@ -40,6 +40,7 @@ use crate::views::{
     CleanReport, CopyProgress, DiscoveryStatus, FileCheck, FileInfo, GcSummary, Listing,
     NodeStatus, PeerStatus, QuotaSource, RepairRound, StoreReport, peer_status,
 };
+use crate::workers::{WorkerStatus, Workers};
 
 /// A running node. Cheap to clone; all clones are the same node.
 #[derive(Clone, Debug)]
@@ -54,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) replicator: Replicator,
     syncer: Syncer,
     maintenance: Maintenance,
+    /// The background workers' statuses (see [`crate::workers`]).
+    workers: Workers,
     identity: NodeIdentity,
     data_dir: PathBuf,
     /// The vault's key (for invitations and its fingerprint) and how it was found.
@@ -187,14 +190,16 @@ impl Node {
         ctx.spawn(crate::lanes::serve(responder, network.chunk_streams));
         ctx.spawn(crate::sync::periodic(syncer.clone(), config.sync_interval));
         ctx.spawn(replicator.clone().provide_held_files());
-        ctx.spawn(maintenance.clone().gc_worker());
-        ctx.spawn(maintenance.clone().repair_worker());
+        let workers = Workers::default();
+        workers.start(&ctx.tasks, GcWorker(maintenance.clone()));
+        workers.start(&ctx.tasks, RepairWorker(maintenance.clone()));
         let node = Node {
             inner: Arc::new(Inner {
                 ctx: ctx.clone(),
                 replicator,
                 syncer,
                 maintenance,
+                workers,
                 identity,
                 data_dir,
                 key,
@@ -509,6 +514,11 @@ impl Node {
         Ok(())
     }
 
+    /// What each background worker (GC, repair) is doing.
+    pub fn workers(&self) -> Vec<WorkerStatus> {
+        self.inner.workers.statuses()
+    }
+
     /// Connected peers, numbered as `peers` shows them.
     pub async fn peers(&self) -> Vec<PeerStatus> {
         self.inner
@@ -587,6 +597,7 @@ impl Node {
             relayed_addrs: addresses.relayed.iter().map(ToString::to_string).collect(),
             relay_service: addresses.relay_service,
             paths,
+            workers: self.workers(),
         })
     }
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::PeerError;
 use crate::quota::QuotaStatus;
+use crate::workers::WorkerStatus;
 
 /// Where the quota in force came from, so the front end can tell the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,6 +302,9 @@ pub struct NodeStatus {
     /// Connected peers by how their connection runs: direct, relayed, hole-punched.
     #[serde(default)]
     pub paths: std::collections::BTreeMap<String, usize>,
+    /// What the background workers (GC, repair) are doing.
+    #[serde(default)]
+    pub workers: Vec<WorkerStatus>,
 }
 
 pub(crate) fn peer_status(number: usize, p: PeerInfo) -> PeerStatus {

@@ -9,7 +9,7 @@ use comfy_table::presets::UTF8_FULL;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 use peervault_node::{
     CleanReport, DiscoveryStatus, FileCheck, FileInfo, GcSummary, HumanSize, MetricsSnapshot,
-    NodeStatus, PeerStatus, QuotaStatus,
+    NodeStatus, PeerStatus, QuotaStatus, WorkerStatus,
 };
 
 mod grid;
@@ -332,6 +332,7 @@ pub fn status_block(s: &NodeStatus) -> String {
     } else {
         format!(" ({})", s.key_source)
     };
+    let workers: String = s.workers.iter().map(worker_line).collect();
     // The original's first three lines, then the rest.
     let local_ip = s
         .listen_addrs
@@ -360,7 +361,7 @@ pub fn status_block(s: &NodeStatus) -> String {
          Storage:         {} of {} used ({:.1}%)\n\
          Uptime:          {}\n\
          Key fingerprint: {}{key_note}\n\
-         Version:         {}",
+         Version:         {}{workers}",
         s.peers_connected,
         s.peer_id,
         s.reachability,
@@ -373,6 +374,31 @@ pub fn status_block(s: &NodeStatus) -> String {
         human_duration(s.uptime_seconds),
         s.key_fingerprint,
         s.version,
+    )
+}
+
+/// A background worker in the `status` block: what it does now, its rounds,
+/// and what the last one did.
+fn worker_line(w: &WorkerStatus) -> String {
+    let now = match (w.state.as_str(), w.next_round_in_seconds) {
+        ("running", _) => "running now".to_string(),
+        (_, Some(next)) => format!("next round in {}", human_duration(next.ceil())),
+        (state, None) => state.to_string(),
+    };
+    let failed = if w.failures > 0 {
+        format!(", {} failed", w.failures)
+    } else {
+        String::new()
+    };
+    let last = w
+        .last_outcome
+        .as_ref()
+        .map(|o| format!("\n                 last: {o}"))
+        .unwrap_or_default();
+    format!(
+        "\nWorker {:<9} {now}; {}{failed}{last}",
+        format!("{}:", w.name),
+        plural(w.rounds as usize, "round")
     )
 }
 

@@ -273,3 +273,43 @@ fn completions_and_the_man_page_come_from_the_command_line_definition() {
     let bad = crate::harness::run(&["completions", "tcsh"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn status_shows_what_the_background_workers_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start_with(
+        &dir.path().join("n"),
+        crate::harness::TEST_KEY,
+        &["--repair-delay", "2s"],
+    );
+    let workers = || -> Vec<serde_json::Value> {
+        let status: serde_json::Value =
+            serde_json::from_str(&node.ok(&["status", "--json"])).unwrap();
+        status["workers"].as_array().unwrap().clone()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut found = workers();
+    while found[1]["rounds"].as_u64().unwrap() < 1 {
+        assert!(std::time::Instant::now() < deadline, "{found:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        found = workers();
+    }
+    assert_eq!(found[0]["name"], "gc");
+    assert_eq!(found[0]["rounds"], 0);
+    // GC first runs five minutes after start.
+    let gc_next = found[0]["next_round_in_seconds"].as_f64().unwrap();
+    assert!(gc_next > 200.0 && gc_next <= 300.0, "{gc_next}");
+    assert_eq!(found[1]["name"], "repair");
+    assert_eq!(found[1]["failures"], 0);
+    let text = node.ok(&["status"]);
+    let gc_line = text.lines().find(|l| l.starts_with("Worker gc:"));
+    assert!(
+        gc_line.is_some_and(|l| l.contains("next round in") && l.ends_with("0 rounds")),
+        "{text}"
+    );
+    assert!(text.contains("Worker repair:"), "{text}");
+    assert!(
+        text.contains("last: 0 files held here checked, 0 short of copies"),
+        "{text}"
+    );
+}
