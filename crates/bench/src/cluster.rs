@@ -12,9 +12,9 @@ use anyhow::{Context, bail};
 use peervault::control::proto::Response;
 
 use crate::baseline;
-use crate::data::write_file;
-use crate::node::{NodeProcess, listen_port, peers, start_three};
+use crate::node::{BenchNode, listen_port, peers, start_three};
 use crate::report::{Row, median, mib, throughput_table};
+use peervault_testkit::data::write_file;
 
 const TARGET: f64 = 0.6;
 const BUF: usize = 1 << 20;
@@ -151,7 +151,7 @@ pub struct ClusterArgs<'a> {
     pub drop_caches: bool,
 }
 
-async fn timed_put(a: &NodeProcess, name: &str, input: &Path, size: u64) -> anyhow::Result<f64> {
+async fn timed_put(a: &BenchNode, name: &str, input: &Path, size: u64) -> anyhow::Result<f64> {
     let file = tokio::fs::File::open(input).await?;
     let start = Instant::now();
     let reply = a.client.put(name, Some(size), file, &mut |_| {}).await?;
@@ -168,7 +168,7 @@ async fn timed_put(a: &NodeProcess, name: &str, input: &Path, size: u64) -> anyh
 /// Reads `name` on `d` into a file and makes it durable, as `peervault get -o`
 /// does (the node writes into the file, the client fsyncs it) and as the baseline
 /// does, retrying while `d` may not have the catalogue entry yet.
-async fn timed_get(d: &NodeProcess, name: &str, out: &Path, size: u64) -> anyhow::Result<f64> {
+async fn timed_get(d: &BenchNode, name: &str, out: &Path, size: u64) -> anyhow::Result<f64> {
     let start = Instant::now();
     let got = loop {
         let file = std::fs::File::create(out)?;
@@ -190,10 +190,10 @@ async fn timed_get(d: &NodeProcess, name: &str, out: &Path, size: u64) -> anyhow
 }
 
 /// D joins after the puts, so it holds none of the files.
-async fn join_reader(bin: &Path, work: &Path, a: &NodeProcess) -> anyhow::Result<NodeProcess> {
+async fn join_reader(bin: &Path, work: &Path, a: &BenchNode) -> anyhow::Result<BenchNode> {
     let bootstrap = format!("127.0.0.1:{}", listen_port(a).await?);
     let join = ["--replicas", "3", "-bootstrap", bootstrap.as_str()];
-    let d = NodeProcess::start_with(bin, &work.join("d"), &join)?;
+    let d = BenchNode::start_with(bin, &work.join("d"), &join)?;
     let deadline = Instant::now() + std::time::Duration::from_secs(30);
     while peers(&d).await? < 3 {
         if Instant::now() > deadline {
@@ -219,7 +219,7 @@ pub async fn run(args: ClusterArgs<'_>) -> anyhow::Result<()> {
     let (mut raw_put, mut put) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
         // New content every round: a repeated put would only deduplicate.
-        write_file(&input, 7 + round as u64, args.size)?;
+        write_file(&input, args.size, 7 + round as u64)?;
         raw_put.push(tcp_fan_out(&input, work.path(), 2)?);
         put.push(timed_put(&a, &format!("bench-{round}"), &input, args.size).await?);
     }
@@ -286,7 +286,7 @@ async fn rss_run(args: &ClusterArgs<'_>, size: u64) -> anyhow::Result<()> {
         .prefix("peervault-bench-rss-")
         .tempdir_in(args.dir)?;
     let input = work.path().join("input.bin");
-    write_file(&input, 99, size)?;
+    write_file(&input, size, 99)?;
     let [a, b, c] = start_three(args.bin, work.path()).await?;
     timed_put(&a, "rss", &input, size).await?;
     std::fs::remove_file(&input)?;

@@ -7,9 +7,9 @@ use anyhow::{Context, bail};
 use peervault::control::proto::Response;
 
 use crate::baseline;
-use crate::data::{RandomReader, write_file};
-use crate::node::NodeProcess;
+use crate::node::BenchNode;
 use crate::report::{Row, median, mib, throughput_table};
+use peervault_testkit::data::{RandomReader, write_file};
 
 /// Put and get target ratios (issue: foundation).
 const TARGET_PUT: f64 = 0.7;
@@ -39,7 +39,7 @@ pub struct LocalArgs<'a> {
     pub drop_caches: bool,
 }
 
-async fn timed_put(node: &NodeProcess, name: &str, path: &Path) -> anyhow::Result<f64> {
+async fn timed_put(node: &BenchNode, name: &str, path: &Path) -> anyhow::Result<f64> {
     let file = tokio::fs::File::open(path).await?;
     let len = file.metadata().await?.len();
     let start = Instant::now();
@@ -51,7 +51,7 @@ async fn timed_put(node: &NodeProcess, name: &str, path: &Path) -> anyhow::Resul
     Ok(seconds)
 }
 
-async fn timed_get(node: &NodeProcess, name: &str) -> anyhow::Result<f64> {
+async fn timed_get(node: &BenchNode, name: &str) -> anyhow::Result<f64> {
     let start = Instant::now();
     node.client
         .get(name, &mut tokio::io::sink(), &mut |_, _| {})
@@ -68,7 +68,7 @@ pub async fn run(args: LocalArgs<'_>) -> anyhow::Result<()> {
     let raw = work.path().join("raw.bin");
     let drop_caches = || args.drop_caches && baseline::drop_caches();
 
-    let node = NodeProcess::start(args.bin, &work.path().join("node"))?;
+    let node = BenchNode::start(args.bin, &work.path().join("node"))?;
     // Baselines and PeerVault alternate, round after round, so that drifts of a shared
     // disk hit both alike; the medians are reported.
     let mut m = Measurements::default();
@@ -76,7 +76,7 @@ pub async fn run(args: LocalArgs<'_>) -> anyhow::Result<()> {
     for round in 0..args.rounds {
         let name = format!("bench-{round}");
         // New content every round: a repeated put would only deduplicate.
-        write_file(&input, round as u64 + 1, args.size)?;
+        write_file(&input, args.size, round as u64 + 1)?;
         drop_caches();
         m.raw_write
             .push(baseline::write_fsync(&input, &raw)?.as_secs_f64());

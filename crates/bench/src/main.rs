@@ -14,7 +14,6 @@ use peervault_node::parse_size;
 
 mod baseline;
 mod cluster;
-mod data;
 mod local;
 mod node;
 mod report;

@@ -1,22 +1,22 @@
 //! A `peervault` node process under measurement.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use peervault::control::client::Client;
 use peervault::control::proto::{Request, Response};
+use peervault_testkit::{Launch, NodeProcess};
 
-pub struct NodeProcess {
-    child: Child,
+pub struct BenchNode {
+    process: NodeProcess,
     pub client: Client,
 }
 
 /// The benchmark vault's key.
 const BENCH_KEY: &str = "be0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0c";
 
-impl NodeProcess {
+impl BenchNode {
     pub fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<Self> {
         Self::start_with(bin, data_dir, &[])
     }
@@ -24,9 +24,7 @@ impl NodeProcess {
     /// Starts a node with extra flags.
     pub fn start_with(bin: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
-        let log = std::fs::File::create(data_dir.with_extension("log"))?;
-        let child = Command::new(bin)
-            .args(["--data-dir", &data_dir.to_string_lossy()])
+        let launch = Launch::new(bin, data_dir)
             .args([
                 "--addr",
                 "127.0.0.1:0",
@@ -36,36 +34,16 @@ impl NodeProcess {
                 "--quota",
                 "1TB",
             ])
-            .args(extra)
-            .env_remove("PEERVAULT_KEY")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let mut node = Self {
-            child,
+            .args(extra);
+        Ok(Self {
+            process: NodeProcess::start(launch, Duration::from_secs(30))?,
             client: Client::new(data_dir),
-        };
-        let socket = data_dir.join("control.sock");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            if let Some(status) = node.child.try_wait()? {
-                bail!(
-                    "the node exited with {status}; see {}",
-                    data_dir.with_extension("log").display()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!("the node did not start within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(node)
+        })
     }
 
     fn status_field(&self, field: &str) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let pid = self.process.pid().context("the node is not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         status
             .lines()
             .find_map(|l| l.strip_prefix(field))
@@ -86,15 +64,15 @@ impl NodeProcess {
 
     /// Starts a new peak-RSS measurement window.
     pub fn reset_peak_rss(&self) -> anyhow::Result<()> {
-        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), b"5")
+        let pid = self.process.pid().context("the node is not running")?;
+        std::fs::write(format!("/proc/{pid}/clear_refs"), b"5")
             .context("cannot reset the peak RSS counter")
     }
 
     pub fn stop(mut self) -> anyhow::Result<()> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.child.wait()?;
+        self.process
+            .stop(Duration::from_secs(30))
+            .context("the node did not stop within 30 s")?;
         Ok(())
     }
 }
@@ -114,15 +92,8 @@ pub fn find_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     )
 }
 
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The TCP port a node listens on.
-pub async fn listen_port(node: &NodeProcess) -> anyhow::Result<u16> {
+pub async fn listen_port(node: &BenchNode) -> anyhow::Result<u16> {
     let Response::Status { status } = node.client.call(&Request::Status).await? else {
         bail!("unexpected status reply");
     };
@@ -136,7 +107,7 @@ pub async fn listen_port(node: &NodeProcess) -> anyhow::Result<u16> {
         .context("no port in the listen address")
 }
 
-pub async fn peers(node: &NodeProcess) -> anyhow::Result<usize> {
+pub async fn peers(node: &BenchNode) -> anyhow::Result<usize> {
     match node.client.call(&Request::Peers).await? {
         Response::Peers { peers } => Ok(peers.len()),
         other => bail!("unexpected peers reply: {other:?}"),
@@ -145,12 +116,12 @@ pub async fn peers(node: &NodeProcess) -> anyhow::Result<usize> {
 
 /// Three nodes with `--replicas 3` (data dirs `a`, `b`, `c` under `dir`), connected
 /// to each other.
-pub async fn start_three(bin: &Path, dir: &Path) -> anyhow::Result<[NodeProcess; 3]> {
-    let a = NodeProcess::start_with(bin, &dir.join("a"), &["--replicas", "3"])?;
+pub async fn start_three(bin: &Path, dir: &Path) -> anyhow::Result<[BenchNode; 3]> {
+    let a = BenchNode::start_with(bin, &dir.join("a"), &["--replicas", "3"])?;
     let bootstrap = format!("127.0.0.1:{}", listen_port(&a).await?);
     let join = ["--replicas", "3", "-bootstrap", bootstrap.as_str()];
-    let b = NodeProcess::start_with(bin, &dir.join("b"), &join)?;
-    let c = NodeProcess::start_with(bin, &dir.join("c"), &join)?;
+    let b = BenchNode::start_with(bin, &dir.join("b"), &join)?;
+    let c = BenchNode::start_with(bin, &dir.join("c"), &join)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     for node in [&a, &b, &c] {
         while peers(node).await? < 2 {

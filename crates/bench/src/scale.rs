@@ -15,7 +15,7 @@ use comfy_table::presets::UTF8_FULL;
 use futures::StreamExt;
 use peervault::control::proto::{Request, Response};
 
-use crate::node::{NodeProcess, listen_port};
+use crate::node::{BenchNode, listen_port};
 use crate::report::mib;
 
 pub struct ScaleArgs<'a> {
@@ -34,7 +34,7 @@ struct Measured {
     peak_rss: u64,
 }
 
-async fn files_listed(node: &NodeProcess) -> anyhow::Result<usize> {
+async fn files_listed(node: &BenchNode) -> anyhow::Result<usize> {
     match node.client.call(&Request::Status).await? {
         Response::Status { status } => Ok(status.files),
         other => bail!("unexpected status reply: {other:?}"),
@@ -43,7 +43,7 @@ async fn files_listed(node: &NodeProcess) -> anyhow::Result<usize> {
 
 /// Waits for the node's first repair round to have looked at all `entries`
 /// files it holds.
-async fn first_repair_round(node: &NodeProcess, entries: usize) -> anyhow::Result<()> {
+async fn first_repair_round(node: &BenchNode, entries: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         match node.client.call(&Request::Metrics).await? {
@@ -60,7 +60,7 @@ async fn first_repair_round(node: &NodeProcess, entries: usize) -> anyhow::Resul
     }
 }
 
-async fn fill(node: &NodeProcess, entries: usize) -> anyhow::Result<()> {
+async fn fill(node: &BenchNode, entries: usize) -> anyhow::Result<()> {
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..entries)
         .map(|i| async move {
             let body = format!("entry {i}\n");
@@ -84,7 +84,7 @@ async fn fill(node: &NodeProcess, entries: usize) -> anyhow::Result<()> {
 async fn measure(bin: &Path, dir: &Path, entries: usize) -> anyhow::Result<Measured> {
     let one = ["--replicas", "1"];
     let a_dir = dir.join(format!("a-{entries}"));
-    let a = NodeProcess::start_with(bin, &a_dir, &one)?;
+    let a = BenchNode::start_with(bin, &a_dir, &one)?;
     let start = Instant::now();
     fill(&a, entries).await?;
     let fill_s = start.elapsed().as_secs_f64();
@@ -102,7 +102,7 @@ async fn measure(bin: &Path, dir: &Path, entries: usize) -> anyhow::Result<Measu
 
     a.stop()?;
     let start = Instant::now();
-    let a = NodeProcess::start_with(bin, &a_dir, &one)?;
+    let a = BenchNode::start_with(bin, &a_dir, &one)?;
     let restart = start.elapsed().as_secs_f64();
     first_repair_round(&a, entries).await?;
     match a.client.call(&Request::Gc).await? {
@@ -113,7 +113,7 @@ async fn measure(bin: &Path, dir: &Path, entries: usize) -> anyhow::Result<Measu
 
     let bootstrap = format!("127.0.0.1:{}", listen_port(&a).await?);
     let start = Instant::now();
-    let b = NodeProcess::start_with(
+    let b = BenchNode::start_with(
         bin,
         &dir.join(format!("b-{entries}")),
         &["--replicas", "1", "-bootstrap", bootstrap.as_str()],

@@ -25,7 +25,9 @@ use peervault::control::client::Client;
 use peervault::control::proto::{Request, Response};
 use serde::Serialize;
 
-use crate::cluster::{Cluster, ClusterConfig, files_under};
+use peervault_testkit::data::files_under;
+
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::proxy::Fault;
 
 /// Operations slower than this count as failed (their effect is unknown).

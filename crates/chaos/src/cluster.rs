@@ -2,13 +2,14 @@
 //! the process-level faults: SIGKILL, SIGSTOP/SIGCONT, restart.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use peervault::control::client::Client;
 use peervault::control::proto::{Request, Response};
+
+use peervault_testkit::{Launch, NodeProcess, free_port};
 
 use crate::proxy::{Fault, FaultProxy};
 
@@ -27,6 +28,9 @@ pub struct ClusterConfig {
     pub extra: Vec<String>,
 }
 
+/// How long a node may take to answer after it starts.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
 /// One node: its process, its proxy, its client.
 #[derive(Debug)]
 pub struct ChaosNode {
@@ -35,105 +39,45 @@ pub struct ChaosNode {
     pub listen: SocketAddr,
     pub proxy: FaultProxy,
     pub client: Client,
-    child: Option<Child>,
-    args: Vec<String>,
-    bin: PathBuf,
-    log: PathBuf,
+    process: NodeProcess,
     /// Times this node was killed and started again.
     pub restarts: usize,
-    paused: bool,
 }
 
 impl ChaosNode {
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let child = Command::new(&self.bin)
-            .args(&self.args)
-            .env_remove("PEERVAULT_KEY")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", self.bin.display()))?;
-        self.child = Some(child);
-        let socket = self.data_dir.join("control.sock");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                bail!(
-                    "node {} exited with {status}: {}",
-                    self.index,
-                    self.log_tail()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!("node {} did not start within 30 s", self.index);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
-    fn signal(&self, signal: rustix::process::Signal) {
-        if let Some(child) = &self.child
-            && let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32)
-        {
-            let _ = rustix::process::kill_process(pid, signal);
-        }
-    }
-
     /// SIGKILL: no chance to clean up.
     pub fn kill9(&mut self) {
-        if self.paused {
-            self.resume();
-        }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill9();
     }
 
     /// Starts the node again on its data dir (after [`ChaosNode::kill9`]).
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill9();
         self.restarts += 1;
-        self.spawn()
+        self.process
+            .restart(READY_WITHIN)
+            .with_context(|| format!("node {} did not come back", self.index))
     }
 
     /// SIGSTOP: the process freezes, its sockets stay open.
     pub fn pause(&mut self) {
-        self.signal(rustix::process::Signal::STOP);
-        self.paused = true;
+        self.process.pause();
     }
 
     pub fn resume(&mut self) {
-        self.signal(rustix::process::Signal::CONT);
-        self.paused = false;
+        self.process.resume();
     }
 
     /// True while the process is alive (paused counts as alive).
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.process.is_running()
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     fn log_tail(&self) -> String {
-        let text = self.log_text();
-        let start = text.len().saturating_sub(6000);
-        text.get(start..).unwrap_or_default().to_string()
+        self.process.log_tail()
     }
 
     pub async fn peers(&self) -> anyhow::Result<usize> {
@@ -142,19 +86,6 @@ impl ChaosNode {
             other => bail!("unexpected reply: {other:?}"),
         }
     }
-}
-
-impl Drop for ChaosNode {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// A free TCP port on 127.0.0.1 (free a moment ago).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// A running cluster.
@@ -169,7 +100,7 @@ impl Cluster {
         let mut listens = Vec::new();
         let mut proxies = Vec::new();
         for _ in 0..config.nodes {
-            let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+            let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
             proxies.push(FaultProxy::start("127.0.0.1:0".parse()?, listen).await?);
             listens.push(listen);
         }
@@ -189,8 +120,6 @@ impl Cluster {
                 .map(|(_, a)| a.as_str())
                 .collect();
             let mut args: Vec<String> = vec![
-                "--data-dir".into(),
-                data_dir.to_string_lossy().into_owned(),
                 "--addr".into(),
                 listen.to_string(),
                 "--advertise".into(),
@@ -210,21 +139,18 @@ impl Cluster {
                 args.push(others.join(","));
             }
             args.extend(config.extra.iter().cloned());
-            let mut node = ChaosNode {
+            let launch = Launch::new(&config.bin, &data_dir).args(args);
+            let process = NodeProcess::start(launch, READY_WITHIN)
+                .with_context(|| format!("node {index} did not start"))?;
+            nodes.push(ChaosNode {
                 index,
                 client: Client::new(&data_dir),
-                log: config.dir.join(format!("node{index}.log")),
                 data_dir,
                 listen: *listen,
                 proxy,
-                child: None,
-                args,
-                bin: config.bin.clone(),
+                process,
                 restarts: 0,
-                paused: false,
-            };
-            node.spawn()?;
-            nodes.push(node);
+            });
         }
         let cluster = Self { nodes };
         cluster.wait_connected(Duration::from_secs(60)).await?;
@@ -279,7 +205,7 @@ impl Cluster {
     pub fn heal(&mut self) -> anyhow::Result<()> {
         for node in &mut self.nodes {
             node.proxy.heal();
-            if node.paused {
+            if node.process.is_paused() {
                 node.resume();
             }
             if !node.is_running() {
@@ -292,25 +218,4 @@ impl Cluster {
     pub fn set_fault(&self, i: usize, fault: Fault) {
         self.nodes[i].proxy.set(fault);
     }
-}
-
-/// Every regular file under `dir`.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }

@@ -4,10 +4,11 @@
 //! and is killed when its handle drops, so a failing test leaves no process behind.
 
 use std::io::Write;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use peervault_testkit::{Launch, NodeProcess};
 
 /// The binary under test.
 pub fn bin() -> &'static str {
@@ -48,12 +49,14 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A node process.
+/// A node process, with the client commands tests run against it.
 pub struct TestNode {
     pub data_dir: PathBuf,
-    child: Option<Child>,
-    log: PathBuf,
+    process: NodeProcess,
 }
+
+/// How long a node may take to answer after it starts.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 impl TestNode {
     /// Starts a node on `data_dir` with the test key and waits until it answers.
@@ -63,9 +66,7 @@ impl TestNode {
 
     /// Starts a node with a given key and extra flags.
     pub fn start_with(data_dir: &Path, key: &str, extra: &[&str]) -> TestNode {
-        let mut node = Self::spawn(data_dir, key, extra);
-        node.wait_ready();
-        node
+        Self::started(launch(data_dir, key, extra))
     }
 
     /// Starts a node with extra environment variables (`PEERVAULT_JOIN`, ...).
@@ -75,110 +76,48 @@ impl TestNode {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> TestNode {
-        let mut cmd = command();
-        cmd.envs(env.iter().copied());
-        let mut node = Self::spawn_with(cmd, data_dir, key, extra);
-        node.wait_ready();
-        node
+        let launch = env
+            .iter()
+            .fold(launch(data_dir, key, extra), |l, (k, v)| l.env(k, v));
+        Self::started(launch)
     }
 
     /// Spawns without waiting (for tests of start-up failures).
     pub fn spawn(data_dir: &Path, key: &str, extra: &[&str]) -> TestNode {
-        Self::spawn_with(command(), data_dir, key, extra)
+        TestNode {
+            data_dir: data_dir.to_path_buf(),
+            process: NodeProcess::spawn(launch(data_dir, key, extra))
+                .unwrap_or_else(|e| panic!("{e}")),
+        }
     }
 
     /// Starts a node inside a network namespace and waits until it answers.
     pub fn start_in_netns(netns: &str, data_dir: &Path, key: &str, extra: &[&str]) -> TestNode {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", netns, bin()])
-            .env_remove("PEERVAULT_KEY")
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1");
-        let mut node = Self::spawn_with(cmd, data_dir, key, extra);
-        node.wait_ready();
-        node
+        Self::started(launch(data_dir, key, extra).in_netns(netns))
     }
 
-    fn spawn_with(mut cmd: Command, data_dir: &Path, key: &str, extra: &[&str]) -> TestNode {
-        let log = data_dir.with_extension("log");
-        if let Some(parent) = log.parent() {
-            std::fs::create_dir_all(parent).expect("log dir");
-        }
-        let log_file = std::fs::File::create(&log).expect("node log");
-        let child = cmd
-            .args(["--data-dir", data_dir.to_str().expect("utf-8 path")])
-            .args(if extra.contains(&"--addr") {
-                &[][..]
-            } else {
-                &["--addr", "127.0.0.1:0"][..]
-            })
-            .args(if key.is_empty() {
-                Vec::new()
-            } else {
-                vec!["--key", key]
-            })
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log"))
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn node");
+    fn started(launch: Launch) -> TestNode {
         TestNode {
-            data_dir: data_dir.to_path_buf(),
-            child: Some(child),
-            log,
+            data_dir: launch.data_dir.clone(),
+            process: NodeProcess::start(launch, READY_WITHIN).unwrap_or_else(|e| panic!("{e}")),
         }
     }
 
     /// True while the process has not exited.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.process.is_running()
     }
 
     /// What the node printed so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_ready(&mut self) {
-        let socket = self.data_dir.join("control.sock");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            // Paths too long for sockaddr_un are reached through /proc by the
-            // client; here it is enough that the node has bound the socket.
-            let too_long = socket.as_os_str().len() > 107;
-            if (too_long && socket.exists()) || UnixStream::connect(&socket).is_ok() {
-                return;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("node exited early with {status}:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("node did not become ready:\n{}", self.log());
+        self.process.log()
     }
 
     /// Waits for the process to exit by itself (for start-up failures).
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let child = self.child.as_mut().expect("running");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node did not exit:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(25));
+        match self.process.wait_exit(timeout) {
+            Some(status) => status,
+            None => panic!("node did not exit:\n{}", self.log()),
         }
     }
 
@@ -309,15 +248,11 @@ impl TestNode {
 
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(mut self) -> String {
-        if let Some(child) = self.child.as_mut() {
-            // SAFETY-free: sending a signal to our own child by pid.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let status = self.wait_exit(Duration::from_secs(30));
+        if self.process.pid().is_some() {
+            let status = self.process.stop(Duration::from_secs(30));
             assert!(
-                status.success(),
-                "node exited with {status}:\n{}",
+                status.is_some_and(|s| s.success()),
+                "node exited with {status:?}:\n{}",
                 self.log()
             );
         }
@@ -325,151 +260,54 @@ impl TestNode {
     }
 
     /// SIGSTOP: the process keeps its sockets open and answers nothing.
-    pub fn pause(&self) {
-        self.signal("-STOP");
+    pub fn pause(&mut self) {
+        self.process.pause();
     }
 
     /// SIGCONT after [`TestNode::pause`].
-    pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, which: &str) {
-        if let Some(child) = self.child.as_ref() {
-            let sent = Command::new("kill")
-                .args([which, &child.id().to_string()])
-                .status()
-                .expect("kill");
-            assert!(sent.success(), "kill {which}");
-        }
+    pub fn resume(&mut self) {
+        self.process.resume();
     }
 
     /// SIGKILL: no chance to clean up.
     pub fn kill9(mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill9();
     }
 }
 
-impl Drop for TestNode {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// The launch of a test node: `--addr 127.0.0.1:0` unless the test gives an
+/// address, the key unless it is [`NO_KEY`].
+fn launch(data_dir: &Path, key: &str, extra: &[&str]) -> Launch {
+    let addr: &[&str] = if extra.contains(&"--addr") {
+        &[]
+    } else {
+        &["--addr", "127.0.0.1:0"]
+    };
+    let key: &[&str] = if key.is_empty() { &[] } else { &["--key", key] };
+    Launch::new(bin(), data_dir)
+        .args(addr)
+        .args(key)
+        .args(extra)
 }
 
-/// Polls `check` until it is true or `within` has passed.
-pub fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+pub use peervault_testkit::data::files_under;
+pub use peervault_testkit::disk::{blob_bytes_on_disk, segment_files};
+pub use peervault_testkit::{eventually, free_port};
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Writes `len` bytes of incompressible, reproducible data to `path` (BLAKE3 XOF).
+/// Writes `len` bytes of incompressible, reproducible data to `path`; returns
+/// their hash.
 pub fn write_random_file(path: &Path, len: u64, seed: u64) -> blake3::Hash {
-    let mut xof = blake3::Hasher::new()
-        .update(&seed.to_le_bytes())
-        .finalize_xof();
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        xof.fill(&mut buf[..n]);
-        file.write_all(&buf[..n]).expect("write");
-        hasher.update(&buf[..n]);
-        left -= n as u64;
-    }
-    file.flush().expect("flush");
-    hasher.finalize()
+    peervault_testkit::data::write_file(path, len, seed).expect("write test data")
 }
 
 /// BLAKE3 of a file, streaming.
 pub fn hash_file(path: &Path) -> blake3::Hash {
-    let mut hasher = blake3::Hasher::new();
-    hasher
-        .update_reader(std::fs::File::open(path).expect("open"))
-        .expect("read");
-    hasher.finalize()
-}
-
-/// Every regular file under `dir`.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-/// A node's segment files (where its chunk blobs lie), in the order created.
-pub fn segment_files(data: &Path) -> Vec<PathBuf> {
-    let mut files = files_under(&data.join("segments"));
-    files.sort();
-    files
-}
-
-/// Bytes of chunk blob data in a node's segment files: whole blocks, holes
-/// excluded (found with `SEEK_DATA` and `SEEK_HOLE`; `st_blocks` would also count
-/// the file system's own blocks).
-pub fn blob_bytes_on_disk(data: &Path) -> u64 {
-    use rustix::fs::{SeekFrom, seek};
-    let mut total = 0;
-    for path in segment_files(data) {
-        let Ok(file) = std::fs::File::open(&path) else {
-            continue;
-        };
-        let mut at = 0;
-        while let Ok(start) = seek(&file, SeekFrom::Data(at)) {
-            let end = seek(&file, SeekFrom::Hole(start)).unwrap();
-            total += end - start;
-            at = end;
-        }
-    }
-    total
+    peervault_testkit::data::hash_file(path).expect("hash a file")
 }
 
 /// Flips the bits of `mask` in the byte at `at` of `path`, durably.
 pub fn flip_byte(path: &Path, at: u64, mask: u8) {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, at).unwrap();
-    file.write_all_at(&[byte[0] ^ mask], at).unwrap();
-    file.sync_all().unwrap();
+    peervault_testkit::disk::flip_byte(path, at, mask).expect("damage a byte")
 }
 
 /// A plain HTTP/1.1 GET: status code and body.

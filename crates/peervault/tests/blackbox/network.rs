@@ -599,7 +599,7 @@ fn a_stalled_bootstrap_peer_does_not_stall_the_prompt() {
 fn a_peer_that_does_not_answer_a_send_is_unavailable_not_a_users_mistake() {
     let dir = tempfile::tempdir().unwrap();
     let a = TestNode::start_with(&dir.path().join("a"), TEST_KEY, &["--replicas", "1"]);
-    let b = join(&dir.path().join("b"), &[a.port()], &["--replicas", "1"]);
+    let mut b = join(&dir.path().join("b"), &[a.port()], &["--replicas", "1"]);
     a.wait_peers(1, Duration::from_secs(15));
     let input = dir.path().join("f.txt");
     std::fs::write(&input, b"for b").unwrap();
