@@ -78,7 +78,7 @@ pub const SEGMENT_TARGET_BYTES: u64 = 1 << 30;
 const IDLE_SEGMENTS: usize = 8;
 
 /// Staging and read buffers kept idle for reuse: at most this many of each (a
-/// local read keeps [`crate::vault::READ_AHEAD_LOCAL`] read buffers busy).
+/// local read keeps `READ_AHEAD_LOCAL` (in `vault/read.rs`) read buffers busy).
 const DIRECT_BUFFERS_IDLE: usize = 8;
 
 /// Mode of every file the store creates: the owner's only.

@@ -22,40 +22,39 @@
 //! **Read** ([`Vault::read_file`]) checks each chunk's AEAD tag on blocking
 //! threads, several chunks ahead, and yields only verified bytes in order.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use bytes::BufMut;
-use bytes::{Bytes, BytesMut};
-use futures::stream::{FuturesOrdered, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{mpsc, oneshot};
+use bytes::Bytes;
+use tokio::sync::mpsc;
 
 mod exchange;
 mod gc;
 mod migrate;
+mod read;
+mod write;
+
+pub use read::FileReader;
+pub use write::WriteOutcome;
 
 pub(crate) use gc::is_expired_tombstone;
 pub use gc::{DEFAULT_TOMBSTONE_RETENTION, GcReport};
 
 pub use exchange::{ChunkSource, FetchError, RemoteEntry};
 
-use crate::buffers::{BufferPool, PooledBuf};
+use crate::buffers::BufferPool;
 use crate::catalogue::Catalogue;
-use crate::crypto::{CHUNK_HEADER_LEN, CHUNK_OVERHEAD, ChunkCheck, Crypto};
+use crate::crypto::{CHUNK_OVERHEAD, ChunkCheck, Crypto};
 use crate::error::{ChunkProblem, Result, StoreError};
 use crate::group::GroupCommit;
 use crate::ids::{ChunkId, OriginId};
 use crate::index::CatalogueIndex;
 use crate::keys::NetworkKey;
 use crate::manifest::{CatalogueEntry, MAX_CHUNK_SIZE, Manifest, Tombstone};
-use crate::names::validate_name;
 use crate::segments::{Appender, Reclaimed, Segments, Slot};
-use crate::space::{PinSet, Pins, Reservation, Space, Usage};
+use crate::space::{PinSet, Space, Usage};
 use crate::version::{HybridClock, Version};
 
 /// Receives `(chunk id, sealed blob)` of each new chunk of a write.
@@ -63,32 +62,6 @@ pub type BlobTap = mpsc::Sender<(ChunkId, Bytes)>;
 
 /// Default plaintext bytes per chunk.
 pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
-
-/// Chunks buffered between pipeline stages (per stage).
-const PIPELINE_DEPTH: usize = 2;
-
-/// Chunks verified ahead of the consumer on reads (memory: one buffer each).
-const READ_AHEAD: usize = 2;
-
-/// Chunks asked of the disk reader ahead of the consumer when all are held here
-/// (memory: one buffer each). Measured with the `local` benchmark on the AMD EPYC
-/// guest, 2, 4 and 8 gave cold reads at 0.76-1.08, 0.77-0.78 and 0.84-0.88 of a
-/// plain read of one file.
-pub(crate) const READ_AHEAD_LOCAL: usize = 8;
-
-/// Fetches of one chunk from peers before a read gives up on blobs that fail
-/// their check.
-const REMOTE_ATTEMPTS: usize = 3;
-
-/// Chunks in flight when some come from peers (network latency needs more depth).
-const READ_AHEAD_REMOTE: usize = 8;
-
-/// Largest chunk from a peer that is checked (AES-GCM and BLAKE3, ~0.3 ms for
-/// 1 MiB) on the task that received it; larger ones go to a blocking thread.
-/// Handing a default-size chunk to a blocking thread and back cost more than the
-/// check: measured on the development VM, the CPU of a 1 GiB remote get across all
-/// four nodes fell from 2.42 to 2.32 s and its time from 1.38 to 1.34 s inline.
-const INLINE_CHECK_MAX: usize = DEFAULT_CHUNK_SIZE as usize + crate::crypto::CHUNK_OVERHEAD;
 
 /// Chunk buffers kept for reuse when idle (about 1 MiB each).
 const IDLE_BUFFERS: usize = 8;
@@ -105,18 +78,6 @@ pub struct VaultConfig {
     pub chunk_size: u32,
     /// Quota in bytes.
     pub capacity_bytes: u64,
-}
-
-/// What a completed write did.
-#[derive(Debug, Clone)]
-pub struct WriteOutcome {
-    pub manifest: Manifest,
-    /// Bytes of new blobs this write added to the store (deduplicated chunks add none).
-    pub stored_bytes: u64,
-    /// Chunks that were already present and were reused.
-    pub reused_chunks: usize,
-    /// True if an earlier version of the name was replaced.
-    pub replaced: bool,
 }
 
 /// What a delete did.
@@ -383,163 +344,6 @@ impl Vault {
             .check_fits(stored_size_of(size, self.inner.chunk_size))
     }
 
-    /// Stores the bytes of `reader` under `name`, replacing any earlier version.
-    /// `size_hint`, if known, lets an oversized file be refused before any byte is read.
-    pub async fn write_file<R>(
-        &self,
-        name: &str,
-        reader: R,
-        size_hint: Option<u64>,
-    ) -> Result<WriteOutcome>
-    where
-        R: AsyncRead + Unpin + Send,
-    {
-        self.write_file_tapped(name, reader, size_hint, None).await
-    }
-
-    /// Like [`Vault::write_file`], also handing every new sealed blob to `tap` as soon
-    /// as it is written, so that it can travel to other nodes while the rest of the
-    /// file is still being stored. Back-pressure from the tap slows the write; a
-    /// dropped tap receiver is ignored.
-    pub async fn write_file_tapped<R>(
-        &self,
-        name: &str,
-        mut reader: R,
-        size_hint: Option<u64>,
-        tap: Option<BlobTap>,
-    ) -> Result<WriteOutcome>
-    where
-        R: AsyncRead + Unpin + Send,
-    {
-        validate_name(name)?;
-        if let Some(size) = size_hint {
-            self.check_fits(size)?;
-        }
-        let chunk_size = self.inner.chunk_size as usize;
-        let (plain_tx, plain_rx) = mpsc::channel::<PooledBuf>(PIPELINE_DEPTH);
-        let (blob_tx, blob_rx) = mpsc::channel::<(ChunkId, PooledBuf)>(PIPELINE_DEPTH);
-        let inner = self.inner.clone();
-        let sealer = tokio::task::spawn_blocking(move || seal_stage(&inner, plain_rx, blob_tx));
-        let inner = self.inner.clone();
-        let writer = tokio::task::spawn_blocking(move || write_stage(&inner, blob_rx, tap));
-
-        let mut size = 0u64;
-        let mut read_error = None;
-        loop {
-            let mut buf = self.inner.buffers.take();
-            buf.resize(CHUNK_HEADER_LEN, 0);
-            let full = CHUNK_HEADER_LEN + chunk_size;
-            let mut eof = false;
-            while buf.len() < full {
-                // Reads into the buffer's spare capacity: no zeroing, no reallocation.
-                let room = full - buf.len();
-                match reader.read_buf(&mut (&mut *buf).limit(room)).await {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        read_error = Some(e);
-                        break;
-                    }
-                }
-            }
-            if read_error.is_some() {
-                break;
-            }
-            let filled = buf.len();
-            if filled > CHUNK_HEADER_LEN {
-                size += (filled - CHUNK_HEADER_LEN) as u64;
-                // A closed channel means a later stage failed; its error is reported below.
-                if plain_tx.send(buf).await.is_err() {
-                    break;
-                }
-            }
-            if eof {
-                break;
-            }
-        }
-        drop(plain_tx);
-
-        let sealed = sealer
-            .await
-            .map_err(|e| StoreError::io("sealing chunks", std::io::Error::other(e)))?;
-        let written = writer
-            .await
-            .map_err(|e| StoreError::io("writing chunks", std::io::Error::other(e)))?;
-        let (state, seal_result) = sealed;
-        let (new_chunks, write_result) = written;
-        let failure = match (read_error, write_result, seal_result) {
-            (Some(e), _, _) => StoreError::io("reading the input", e),
-            (None, Err(e), _) => e,
-            (None, Ok(()), Err(e)) => e,
-            (None, Ok(()), Ok(())) => {
-                return self.commit_write(name, size, state, new_chunks).await;
-            }
-        };
-        drop(state);
-        let slots: Vec<Slot> = new_chunks.iter().map(|(_, slot)| *slot).collect();
-        if let Err(e) = self
-            .blocking(move |inner| {
-                inner.files.discard(&slots);
-                Ok(())
-            })
-            .await
-        {
-            tracing::warn!("could not free the space of a failed write: {e}");
-        }
-        Err(failure)
-    }
-
-    async fn commit_write(
-        &self,
-        name: &str,
-        size: u64,
-        state: SealState,
-        new_chunks: Vec<(ChunkId, Slot)>,
-    ) -> Result<WriteOutcome> {
-        let name = name.to_string();
-        self.blocking(move |inner| {
-            let manifest = Manifest {
-                name,
-                size,
-                hash: *state.hasher.finalize().as_bytes(),
-                chunk_size: inner.chunk_size,
-                chunks: state.ids.clone(),
-                version: Version {
-                    clock: inner.clock.tick(),
-                    origin: inner.origin,
-                },
-                author: inner.author.clone(),
-            };
-            let entry = CatalogueEntry::File(manifest.clone());
-            let outcome = match inner.apply_entry(&entry, &new_chunks) {
-                Ok(outcome) => outcome,
-                Err(e) => {
-                    inner
-                        .files
-                        .discard(&new_chunks.iter().map(|(_, s)| *s).collect::<Vec<_>>());
-                    return Err(e);
-                }
-            };
-            inner
-                .files
-                .settle(&outcome.slots.recorded, &outcome.slots.unrecorded);
-            let reused_chunks = state.reused;
-            // Our own pins must go before the old version's chunks can be forgotten.
-            drop(state);
-            inner.forget(&outcome.unreferenced)?;
-            Ok(WriteOutcome {
-                manifest,
-                stored_bytes: outcome.recorded_bytes,
-                reused_chunks,
-                replaced: matches!(outcome.previous, Some(CatalogueEntry::File(_))),
-            })
-        })
-        .await
-    }
-
     /// The live manifest of `name`.
     pub async fn stat(&self, name: &str) -> Result<Manifest> {
         let name = name.to_string();
@@ -549,84 +353,6 @@ impl Vault {
     /// Live files, sorted by name.
     pub async fn list(&self) -> Result<Vec<Manifest>> {
         self.blocking(|inner| inner.catalogue.files()).await
-    }
-
-    /// Opens `name` for reading; the returned stream yields verified bytes only.
-    pub async fn read_file(&self, name: &str) -> Result<FileReader> {
-        self.read_file_with(name, None).await
-    }
-
-    /// Like [`Vault::read_file`], taking chunks this node does not hold from `source`.
-    /// Those are checked in full (tag and hash) before a byte of them is returned.
-    pub async fn read_file_with(
-        &self,
-        name: &str,
-        source: Option<Arc<dyn ChunkSource>>,
-    ) -> Result<FileReader> {
-        let name_owned = name.to_string();
-        let (manifest, local, pins) = self
-            .blocking(move |inner| {
-                let manifest = inner.live_manifest(&name_owned)?;
-                let mut pins = Pins::new(inner.pins.clone());
-                for id in manifest.chunks.iter().collect::<HashSet<_>>() {
-                    pins.pin(*id);
-                }
-                let view = inner.catalogue.chunk_view()?;
-                let local = manifest
-                    .chunks
-                    .iter()
-                    .map(|id| view.slot(id))
-                    .collect::<Result<Vec<Option<Slot>>>>()?;
-                Ok((manifest, local, pins))
-            })
-            .await?;
-        let read_ahead = if local.iter().all(Option::is_some) {
-            READ_AHEAD_LOCAL
-        } else {
-            READ_AHEAD_REMOTE
-        };
-        let (tx, rx) = mpsc::channel(READ_AHEAD);
-        let inner = self.inner.clone();
-        let task_manifest = Arc::new(manifest.clone());
-        tokio::spawn(async move {
-            let _pins = pins;
-            let m = task_manifest;
-            let disk = local
-                .iter()
-                .any(Option::is_some)
-                .then(|| DiskReader::start(inner.clone()));
-            let mut in_flight = FuturesOrdered::new();
-            let mut next = 0usize;
-            loop {
-                while in_flight.len() < read_ahead && next < m.chunks.len() {
-                    let (inner, m, index) = (inner.clone(), m.clone(), next);
-                    let source = source.clone();
-                    let local = match (local[index], &disk) {
-                        (Some(slot), Some(disk)) => Some((slot, disk.read(slot))),
-                        _ => None,
-                    };
-                    in_flight.push_back(async move {
-                        match local {
-                            Some((slot, blob)) => {
-                                inner
-                                    .read_local_or_repair(source, m, index, slot, blob)
-                                    .await
-                            }
-                            None => inner.read_remote(source, m, index).await,
-                        }
-                    });
-                    next += 1;
-                }
-                let Some(item) = in_flight.next().await else {
-                    break;
-                };
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        Ok(FileReader { manifest, rx })
     }
 
     /// Checks every chunk of `name`.
@@ -760,92 +486,6 @@ impl Inner {
         }
     }
 
-    fn load_chunk(
-        &self,
-        manifest: &Manifest,
-        index: usize,
-        slot: &Slot,
-        check: ChunkCheck,
-    ) -> std::result::Result<Bytes, ChunkProblem> {
-        self.open_blob(manifest, index, slot, self.files.read_blob(slot), check)
-    }
-
-    /// Opens chunk `index` of `manifest` from its blob as read from `slot`.
-    fn open_blob(
-        &self,
-        manifest: &Manifest,
-        index: usize,
-        slot: &Slot,
-        read: BlobRead,
-        check: ChunkCheck,
-    ) -> std::result::Result<Bytes, ChunkProblem> {
-        let id = &manifest.chunks[index];
-        let (mut buf, blob) = read.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ChunkProblem::Missing,
-            _ => ChunkProblem::Malformed,
-        })?;
-        debug_assert_eq!(blob.len(), slot.len as usize);
-        let plain = self
-            .crypto
-            .open_chunk_in_place(id, &mut buf[blob.clone()], check)?;
-        if plain.len() != manifest.chunk_len(index) {
-            return Err(ChunkProblem::Malformed);
-        }
-        Ok(buf.into_bytes(blob.start + plain.start..blob.start + plain.end))
-    }
-
-    /// Reads a chunk held here. If the local copy turns out damaged and peers can
-    /// be asked, the chunk comes from a peer instead (checked in full), the
-    /// damaged blob goes to quarantine and the good one takes its place: a bit
-    /// flipped on this disk costs a read nothing, and does not wait for the GC.
-    async fn read_local_or_repair(
-        self: Arc<Self>,
-        source: Option<Arc<dyn ChunkSource>>,
-        manifest: Arc<Manifest>,
-        index: usize,
-        slot: Slot,
-        blob: oneshot::Receiver<BlobRead>,
-    ) -> Result<Bytes> {
-        let blob = blob
-            .await
-            .unwrap_or_else(|_| Err(std::io::Error::other("the disk reader stopped")));
-        // Checked where it is awaited: the tag check of a default-size chunk costs
-        // less than handing it to another thread and back (see INLINE_CHECK_MAX).
-        let local = self
-            .open_blob(&manifest, index, &slot, blob, ChunkCheck::Tag)
-            .map_err(|problem| self.integrity(&manifest, index, problem));
-        let problem = match (&local, &source) {
-            (Err(StoreError::Integrity { problem, .. }), Some(_)) => *problem,
-            _ => return local,
-        };
-        let id = manifest.chunks[index];
-        tracing::warn!(
-            "chunk {index} of {:?} is damaged here ({problem}); reading it from a peer and restoring it",
-            manifest.name
-        );
-        // No peer with a good copy: the damage is the answer (and the GC's to handle).
-        let Ok((plain, sealed)) = self
-            .clone()
-            .fetch_checked(source, manifest.clone(), index, true)
-            .await
-        else {
-            return local;
-        };
-        let inner = self.clone();
-        let restored = tokio::task::spawn_blocking(move || {
-            inner.quarantine_one(&id)?;
-            match sealed {
-                Some(sealed) => inner.put_blob(id, sealed).map(|_| ()),
-                None => Ok(()),
-            }
-        })
-        .await;
-        if !matches!(restored, Ok(Ok(()))) {
-            tracing::warn!("could not restore chunk {id} here; the next GC will");
-        }
-        Ok(plain)
-    }
-
     /// Copies one damaged blob to quarantine, forgets its record and frees its slot.
     fn quarantine_one(&self, id: &ChunkId) -> Result<()> {
         if let Some(slot) = self.catalogue.slot(id)? {
@@ -865,84 +505,6 @@ impl Inner {
         let freed = slots.iter().map(|s| s.len as u64).sum();
         self.space.sub_used(freed);
         Ok(freed)
-    }
-
-    /// Fetches a chunk this node does not hold and checks it in full. A blob that
-    /// fails its check is refused and fetched again (from another peer) a few times,
-    /// so one bad peer cannot fail a read that others can serve.
-    async fn read_remote(
-        self: Arc<Self>,
-        source: Option<Arc<dyn ChunkSource>>,
-        manifest: Arc<Manifest>,
-        index: usize,
-    ) -> Result<Bytes> {
-        Ok(self.fetch_checked(source, manifest, index, false).await?.0)
-    }
-
-    /// [`Inner::read_remote`], also returning the sealed blob when `keep_sealed`
-    /// (to put it back on disk).
-    async fn fetch_checked(
-        self: Arc<Self>,
-        source: Option<Arc<dyn ChunkSource>>,
-        manifest: Arc<Manifest>,
-        index: usize,
-        keep_sealed: bool,
-    ) -> Result<(Bytes, Option<BytesMut>)> {
-        let unavailable = |reason: String| StoreError::Unavailable {
-            name: manifest.name.clone(),
-            index,
-            count: manifest.chunks.len(),
-            reason,
-        };
-        let Some(source) = source else {
-            return Err(unavailable("it is not held on this node".into()));
-        };
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let mut blob = source
-                .fetch(manifest.clone(), index)
-                .await
-                .map_err(|e| unavailable(e.0))?;
-            let blob_len = blob.len();
-            let sealed = keep_sealed.then(|| BytesMut::from(&blob[..]));
-            let (inner, m) = (self.clone(), manifest.clone());
-            // Opened where it arrived: the plaintext shares the message's memory.
-            let check = move || {
-                inner
-                    .crypto
-                    .open_chunk_in_place(&m.chunks[index], &mut blob, ChunkCheck::TagAndHash)
-                    .and_then(|range| {
-                        if range.len() == m.chunk_len(index) {
-                            Ok(blob.freeze().slice(range))
-                        } else {
-                            Err(ChunkProblem::Malformed)
-                        }
-                    })
-            };
-            let checked = if blob_len <= INLINE_CHECK_MAX {
-                check()
-            } else {
-                tokio::task::spawn_blocking(check)
-                    .await
-                    .map_err(|e| StoreError::io("checking a chunk", std::io::Error::other(e)))?
-            };
-            match checked {
-                Ok(plain) => return Ok((plain, sealed)),
-                Err(problem) => {
-                    source.rejected(&manifest, index, &problem);
-                    if attempts >= REMOTE_ATTEMPTS {
-                        return Err(StoreError::Integrity {
-                            name: manifest.name.clone(),
-                            index,
-                            count: manifest.chunks.len(),
-                            chunk: manifest.chunks[index],
-                            problem,
-                        });
-                    }
-                }
-            }
-        }
     }
 
     fn integrity(&self, manifest: &Manifest, index: usize, problem: ChunkProblem) -> StoreError {
@@ -1068,152 +630,5 @@ impl Inner {
             }
         }
         Ok((found, reclaimed))
-    }
-}
-
-/// What the sealer stage accumulated; dropping it releases its pins and reservation.
-struct SealState {
-    hasher: blake3::Hasher,
-    ids: Vec<ChunkId>,
-    reused: usize,
-    _pins: Pins,
-    _reservation: Reservation,
-}
-
-fn seal_stage(
-    inner: &Inner,
-    mut plain_rx: mpsc::Receiver<PooledBuf>,
-    blob_tx: mpsc::Sender<(ChunkId, PooledBuf)>,
-) -> (SealState, Result<()>) {
-    let mut state = SealState {
-        hasher: blake3::Hasher::new(),
-        ids: Vec::new(),
-        reused: 0,
-        _pins: Pins::new(inner.pins.clone()),
-        _reservation: Reservation::new(inner.space.clone()),
-    };
-    let mut seen = HashSet::new();
-    let result = (|| {
-        while let Some(mut buf) = plain_rx.blocking_recv() {
-            let plain = &buf[CHUNK_HEADER_LEN..];
-            state.hasher.update(plain);
-            let id = inner.crypto.chunk_id(plain);
-            state.ids.push(id);
-            if !seen.insert(id) {
-                continue;
-            }
-            // Pin before looking: once pinned, a present chunk cannot be removed.
-            state._pins.pin(id);
-            if inner.catalogue.has_chunk(&id)? {
-                state.reused += 1;
-                continue;
-            }
-            let blob_len = (buf.len() + CHUNK_OVERHEAD - CHUNK_HEADER_LEN) as u64;
-            state._reservation.grow(blob_len)?;
-            inner
-                .crypto
-                .seal_chunk_in_place(&id, &mut buf)
-                .map_err(|e| StoreError::io("sealing a chunk", std::io::Error::other(e)))?;
-            if blob_tx.blocking_send((id, buf)).is_err() {
-                // The writer failed; the caller reports its error.
-                break;
-            }
-        }
-        Ok(())
-    })();
-    (state, result)
-}
-
-/// Appends the write's blobs to a segment of its own (see [`crate::segments`]),
-/// handing each on to `tap` once written, and makes them all durable at the end:
-/// one `fdatasync` for the whole write. Returns the slots written, also when it
-/// fails (their space is then the caller's to give back).
-fn write_stage(
-    inner: &Inner,
-    mut blob_rx: mpsc::Receiver<(ChunkId, PooledBuf)>,
-    tap: Option<BlobTap>,
-) -> (Vec<(ChunkId, Slot)>, Result<()>) {
-    let mut appender = inner.files.appender();
-    let mut written = Vec::new();
-    let result = (|| {
-        let mut tap = tap;
-        while let Some((id, blob)) = blob_rx.blocking_recv() {
-            let len = blob.len();
-            let blob = blob.into_bytes(0..len);
-            let slot = appender
-                .append(&blob)
-                .map_err(|e| StoreError::io(format!("writing chunk {id}"), e))?;
-            written.push((id, slot));
-            // Hand the sealed blob on (to replication); a closed tap is simply dropped.
-            if let Some(t) = &tap
-                && t.blocking_send((id, blob)).is_err()
-            {
-                tap = None;
-            }
-        }
-        appender
-            .sync()
-            .map_err(|e| StoreError::io("making chunks durable", e))
-    })();
-    (written, result)
-}
-
-/// A blob read from disk: its buffer and where in it the blob lies.
-type BlobRead = std::io::Result<(PooledBuf, std::ops::Range<usize>)>;
-
-/// Reads the local blobs of one read stream on a thread of its own, in the order
-/// they are asked for, through one [`crate::segments::StreamReader`], so that the
-/// kernel's read-ahead follows the stream while the blobs already read are checked
-/// and sent. Measured with the `local` benchmark on the AMD EPYC guest (cold get
-/// of 1 GiB against a plain read of one file): blob files read by two threads
-/// with `posix_fadvise` 32 ahead, 0.53-0.55; segments read direct by six threads
-/// at once, each a little ahead of or behind the others, 0.42-0.55; segments read
-/// in order through read-ahead, 0.76-1.08.
-struct DiskReader {
-    requests: std::sync::mpsc::Sender<(Slot, oneshot::Sender<BlobRead>)>,
-}
-
-impl DiskReader {
-    fn start(inner: Arc<Inner>) -> Self {
-        let (requests, queue) = std::sync::mpsc::channel::<(Slot, oneshot::Sender<BlobRead>)>();
-        // Ends when the stream drops its reader (the sender).
-        tokio::task::spawn_blocking(move || {
-            let mut reader = inner.files.stream_reader();
-            while let Ok((slot, reply)) = queue.recv() {
-                // A reply nobody waits for any more is dropped.
-                let _ = reply.send(reader.read(&slot));
-            }
-        });
-        Self { requests }
-    }
-
-    /// Asks for the blob in `slot`, after every blob asked for before.
-    fn read(&self, slot: Slot) -> oneshot::Receiver<BlobRead> {
-        let (reply, blob) = oneshot::channel();
-        // A reader thread that is gone drops the reply, which the receiver reports.
-        let _ = self.requests.send((slot, reply));
-        blob
-    }
-}
-
-/// Verified plaintext of one file, chunk by chunk, in order.
-#[derive(Debug)]
-pub struct FileReader {
-    manifest: Manifest,
-    rx: mpsc::Receiver<Result<Bytes>>,
-}
-
-impl FileReader {
-    /// The version being read.
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
-    }
-}
-
-impl futures::Stream for FileReader {
-    type Item = Result<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
     }
 }

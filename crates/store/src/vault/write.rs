@@ -1,0 +1,281 @@
+//! Writing a file: the three-stage pipeline (see the module docs of
+//! [`crate::vault`]), its commit, and the blob tap that streams a write's new
+//! blobs to peers while it is stored.
+
+use std::collections::HashSet;
+
+use bytes::BufMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+
+use super::{BlobTap, Inner, Vault};
+use crate::buffers::PooledBuf;
+use crate::crypto::{CHUNK_HEADER_LEN, CHUNK_OVERHEAD};
+use crate::error::{Result, StoreError};
+use crate::ids::ChunkId;
+use crate::manifest::{CatalogueEntry, Manifest};
+use crate::names::validate_name;
+use crate::segments::Slot;
+use crate::space::{Pins, Reservation};
+use crate::version::Version;
+
+/// Chunks buffered between pipeline stages (per stage).
+const PIPELINE_DEPTH: usize = 2;
+
+/// What a completed write did.
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    pub manifest: Manifest,
+    /// Bytes of new blobs this write added to the store (deduplicated chunks add none).
+    pub stored_bytes: u64,
+    /// Chunks that were already present and were reused.
+    pub reused_chunks: usize,
+    /// True if an earlier version of the name was replaced.
+    pub replaced: bool,
+}
+
+/// What the sealer stage accumulated; dropping it releases its pins and reservation.
+struct SealState {
+    hasher: blake3::Hasher,
+    ids: Vec<ChunkId>,
+    reused: usize,
+    _pins: Pins,
+    _reservation: Reservation,
+}
+
+fn seal_stage(
+    inner: &Inner,
+    mut plain_rx: mpsc::Receiver<PooledBuf>,
+    blob_tx: mpsc::Sender<(ChunkId, PooledBuf)>,
+) -> (SealState, Result<()>) {
+    let mut state = SealState {
+        hasher: blake3::Hasher::new(),
+        ids: Vec::new(),
+        reused: 0,
+        _pins: Pins::new(inner.pins.clone()),
+        _reservation: Reservation::new(inner.space.clone()),
+    };
+    let mut seen = HashSet::new();
+    let result = (|| {
+        while let Some(mut buf) = plain_rx.blocking_recv() {
+            let plain = &buf[CHUNK_HEADER_LEN..];
+            state.hasher.update(plain);
+            let id = inner.crypto.chunk_id(plain);
+            state.ids.push(id);
+            if !seen.insert(id) {
+                continue;
+            }
+            // Pin before looking: once pinned, a present chunk cannot be removed.
+            state._pins.pin(id);
+            if inner.catalogue.has_chunk(&id)? {
+                state.reused += 1;
+                continue;
+            }
+            let blob_len = (buf.len() + CHUNK_OVERHEAD - CHUNK_HEADER_LEN) as u64;
+            state._reservation.grow(blob_len)?;
+            inner
+                .crypto
+                .seal_chunk_in_place(&id, &mut buf)
+                .map_err(|e| StoreError::io("sealing a chunk", std::io::Error::other(e)))?;
+            if blob_tx.blocking_send((id, buf)).is_err() {
+                // The writer failed; the caller reports its error.
+                break;
+            }
+        }
+        Ok(())
+    })();
+    (state, result)
+}
+
+/// Appends the write's blobs to a segment of its own (see [`crate::segments`]),
+/// handing each on to `tap` once written, and makes them all durable at the end:
+/// one `fdatasync` for the whole write. Returns the slots written, also when it
+/// fails (their space is then the caller's to give back).
+fn write_stage(
+    inner: &Inner,
+    mut blob_rx: mpsc::Receiver<(ChunkId, PooledBuf)>,
+    tap: Option<BlobTap>,
+) -> (Vec<(ChunkId, Slot)>, Result<()>) {
+    let mut appender = inner.files.appender();
+    let mut written = Vec::new();
+    let result = (|| {
+        let mut tap = tap;
+        while let Some((id, blob)) = blob_rx.blocking_recv() {
+            let len = blob.len();
+            let blob = blob.into_bytes(0..len);
+            let slot = appender
+                .append(&blob)
+                .map_err(|e| StoreError::io(format!("writing chunk {id}"), e))?;
+            written.push((id, slot));
+            // Hand the sealed blob on (to replication); a closed tap is simply dropped.
+            if let Some(t) = &tap
+                && t.blocking_send((id, blob)).is_err()
+            {
+                tap = None;
+            }
+        }
+        appender
+            .sync()
+            .map_err(|e| StoreError::io("making chunks durable", e))
+    })();
+    (written, result)
+}
+
+impl Vault {
+    /// Stores the bytes of `reader` under `name`, replacing any earlier version.
+    /// `size_hint`, if known, lets an oversized file be refused before any byte is read.
+    pub async fn write_file<R>(
+        &self,
+        name: &str,
+        reader: R,
+        size_hint: Option<u64>,
+    ) -> Result<WriteOutcome>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        self.write_file_tapped(name, reader, size_hint, None).await
+    }
+
+    /// Like [`Vault::write_file`], also handing every new sealed blob to `tap` as soon
+    /// as it is written, so that it can travel to other nodes while the rest of the
+    /// file is still being stored. Back-pressure from the tap slows the write; a
+    /// dropped tap receiver is ignored.
+    pub async fn write_file_tapped<R>(
+        &self,
+        name: &str,
+        mut reader: R,
+        size_hint: Option<u64>,
+        tap: Option<BlobTap>,
+    ) -> Result<WriteOutcome>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        validate_name(name)?;
+        if let Some(size) = size_hint {
+            self.check_fits(size)?;
+        }
+        let chunk_size = self.inner.chunk_size as usize;
+        let (plain_tx, plain_rx) = mpsc::channel::<PooledBuf>(PIPELINE_DEPTH);
+        let (blob_tx, blob_rx) = mpsc::channel::<(ChunkId, PooledBuf)>(PIPELINE_DEPTH);
+        let inner = self.inner.clone();
+        let sealer = tokio::task::spawn_blocking(move || seal_stage(&inner, plain_rx, blob_tx));
+        let inner = self.inner.clone();
+        let writer = tokio::task::spawn_blocking(move || write_stage(&inner, blob_rx, tap));
+
+        let mut size = 0u64;
+        let mut read_error = None;
+        loop {
+            let mut buf = self.inner.buffers.take();
+            buf.resize(CHUNK_HEADER_LEN, 0);
+            let full = CHUNK_HEADER_LEN + chunk_size;
+            let mut eof = false;
+            while buf.len() < full {
+                // Reads into the buffer's spare capacity: no zeroing, no reallocation.
+                let room = full - buf.len();
+                match reader.read_buf(&mut (&mut *buf).limit(room)).await {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        read_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            if read_error.is_some() {
+                break;
+            }
+            let filled = buf.len();
+            if filled > CHUNK_HEADER_LEN {
+                size += (filled - CHUNK_HEADER_LEN) as u64;
+                // A closed channel means a later stage failed; its error is reported below.
+                if plain_tx.send(buf).await.is_err() {
+                    break;
+                }
+            }
+            if eof {
+                break;
+            }
+        }
+        drop(plain_tx);
+
+        let sealed = sealer
+            .await
+            .map_err(|e| StoreError::io("sealing chunks", std::io::Error::other(e)))?;
+        let written = writer
+            .await
+            .map_err(|e| StoreError::io("writing chunks", std::io::Error::other(e)))?;
+        let (state, seal_result) = sealed;
+        let (new_chunks, write_result) = written;
+        let failure = match (read_error, write_result, seal_result) {
+            (Some(e), _, _) => StoreError::io("reading the input", e),
+            (None, Err(e), _) => e,
+            (None, Ok(()), Err(e)) => e,
+            (None, Ok(()), Ok(())) => {
+                return self.commit_write(name, size, state, new_chunks).await;
+            }
+        };
+        drop(state);
+        let slots: Vec<Slot> = new_chunks.iter().map(|(_, slot)| *slot).collect();
+        if let Err(e) = self
+            .blocking(move |inner| {
+                inner.files.discard(&slots);
+                Ok(())
+            })
+            .await
+        {
+            tracing::warn!("could not free the space of a failed write: {e}");
+        }
+        Err(failure)
+    }
+
+    async fn commit_write(
+        &self,
+        name: &str,
+        size: u64,
+        state: SealState,
+        new_chunks: Vec<(ChunkId, Slot)>,
+    ) -> Result<WriteOutcome> {
+        let name = name.to_string();
+        self.blocking(move |inner| {
+            let manifest = Manifest {
+                name,
+                size,
+                hash: *state.hasher.finalize().as_bytes(),
+                chunk_size: inner.chunk_size,
+                chunks: state.ids.clone(),
+                version: Version {
+                    clock: inner.clock.tick(),
+                    origin: inner.origin,
+                },
+                author: inner.author.clone(),
+            };
+            let entry = CatalogueEntry::File(manifest.clone());
+            let outcome = match inner.apply_entry(&entry, &new_chunks) {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    inner
+                        .files
+                        .discard(&new_chunks.iter().map(|(_, s)| *s).collect::<Vec<_>>());
+                    return Err(e);
+                }
+            };
+            inner
+                .files
+                .settle(&outcome.slots.recorded, &outcome.slots.unrecorded);
+            let reused_chunks = state.reused;
+            // Our own pins must go before the old version's chunks can be forgotten.
+            drop(state);
+            inner.forget(&outcome.unreferenced)?;
+            Ok(WriteOutcome {
+                manifest,
+                stored_bytes: outcome.recorded_bytes,
+                reused_chunks,
+                replaced: matches!(outcome.previous, Some(CatalogueEntry::File(_))),
+            })
+        })
+        .await
+    }
+}
