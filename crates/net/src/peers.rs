@@ -23,6 +23,13 @@ use crate::addr::Endpoint;
 pub const REDIAL_FIRST: Duration = Duration::from_secs(1);
 /// Longest pause between redials of a bootstrap endpoint.
 pub const REDIAL_MAX: Duration = Duration::from_secs(30);
+
+/// The pause before the next dial of a peer or bootstrap address that failed
+/// `failures` times in a row: [`REDIAL_FIRST`], doubling, at most [`REDIAL_MAX`].
+/// (One definition: it was computed in three places, two of them without the cap.)
+pub fn redial_pause(failures: u32) -> Duration {
+    (REDIAL_FIRST * 2u32.pow(failures.saturating_sub(1).min(5))).min(REDIAL_MAX)
+}
 /// Dials of a known (non-bootstrap) peer before giving up on it until it is seen again.
 pub const REDIAL_ATTEMPTS: u32 = 8;
 /// A peer nobody has seen for this long is dropped from the address book.
@@ -163,7 +170,6 @@ pub(crate) struct Bootstrap {
     pub peer: Option<PeerId>,
     pub pending: Option<ConnectionId>,
     pub resolving: bool,
-    pub backoff: Duration,
     pub next_attempt: Instant,
     pub failures: u32,
     /// The endpoint led back to this node itself (a shared address such as
@@ -226,7 +232,6 @@ impl PeerBook {
                     peer: None,
                     pending: None,
                     resolving: false,
-                    backoff: REDIAL_FIRST,
                     next_attempt: now,
                     failures: 0,
                     itself: false,
@@ -262,9 +267,8 @@ impl PeerBook {
         b.pending = None;
         b.resolving = false;
         b.failures += 1;
-        let pause = b.backoff;
+        let pause = redial_pause(b.failures);
         b.next_attempt = now + pause;
-        b.backoff = (b.backoff * 2).min(REDIAL_MAX);
         pause
     }
 

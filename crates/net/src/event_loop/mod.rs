@@ -10,30 +10,33 @@ use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, Swarm, allow_block_list, autonat, connection_limits, dcutr, identify, kad,
     mdns, ping, relay,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::FrameCodec;
 use crate::network::{Addresses, Command, InboundRequest, NetConfig, NetError, NetEvent};
-use crate::peers::{
-    Connected, ConnectionPath, KEY_MISMATCH_EXPIRY, PEX_LIMIT, PeerBook, PeerSource, PexEntry,
-    REDIAL_FIRST, REDIAL_MAX, STALE_AFTER, reachable_via,
-};
+use crate::peers::{Connected, ConnectionPath, PeerBook, PeerSource, REDIAL_FIRST, reachable_via};
 use crate::transport::{HandshakeFailure, handshake_failure};
+
+mod dialing;
+mod discovery;
+mod nat;
+
+use dialing::error_chain;
+pub(crate) use discovery::decode_pex;
+pub use nat::Reachability;
+use nat::{RELAY_HOP_PROTOCOL, public_candidate};
 
 /// How often due redials are looked for.
 const REDIAL_TICK: Duration = Duration::from_millis(250);
 /// How often the address book is aged.
 const AGEING_TICK: Duration = Duration::from_secs(60);
-/// A key mismatch from one address is logged at most this often.
-const MISMATCH_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the number of connections is checked against the target.
 const TRIM_TICK: Duration = Duration::from_secs(5);
 /// A connection unused for this long may be closed when there are too many.
@@ -62,11 +65,6 @@ pub(crate) struct Behaviour {
     pub autonat: Toggle<autonat::Behaviour>,
     /// Long-lived streams for chunk transfers (see [`crate::network::CHUNK_PROTOCOL`]).
     pub stream: libp2p_stream::Behaviour,
-}
-
-#[derive(Serialize, Deserialize)]
-struct PexMessage {
-    peers: Vec<PexEntry>,
 }
 
 type Responding = BoxFuture<
@@ -107,109 +105,6 @@ pub(crate) struct EventLoop {
     /// Listeners on relays (reservations), by the relay they use.
     relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
     shutdown: CancellationToken,
-}
-
-fn encode_pex(peers: Vec<PexEntry>) -> Vec<u8> {
-    postcard::to_stdvec(&PexMessage { peers }).unwrap_or_default()
-}
-
-/// Peers named in a peer-exchange message, with when they were last seen.
-pub(crate) fn decode_pex(bytes: &[u8], now: Instant) -> Vec<(PeerId, Vec<Multiaddr>, Instant)> {
-    let Ok(message) = postcard::from_bytes::<PexMessage>(bytes) else {
-        return Vec::new();
-    };
-    message
-        .peers
-        .into_iter()
-        .take(PEX_LIMIT)
-        .filter(|e| Duration::from_secs(e.seen_secs_ago) < STALE_AFTER)
-        .filter_map(|e| {
-            let peer = PeerId::from_bytes(&e.peer).ok()?;
-            let addrs: Vec<Multiaddr> = e
-                .addrs
-                .into_iter()
-                .filter_map(|a| Multiaddr::try_from(a).ok())
-                .collect();
-            let seen = now.checked_sub(Duration::from_secs(e.seen_secs_ago))?;
-            Some((peer, addrs, seen))
-        })
-        .collect()
-}
-
-/// The protocol a relay (circuit relay v2) serves, as identify lists it.
-const RELAY_HOP_PROTOCOL: &str = "/libp2p/circuit/relay/0.2.0/hop";
-
-/// Relays a node behind NAT keeps a reservation on.
-const RELAY_RESERVATIONS: usize = 2;
-
-/// Whether peers can reach this node directly, as AutoNAT found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reachability {
-    /// Not known yet (or `-advertise` was given, and it is not checked).
-    Unknown,
-    /// Peers could dial this address back.
-    Public(Multiaddr),
-    /// Peers could not dial back: behind NAT or a firewall.
-    Private,
-}
-
-impl std::fmt::Display for Reachability {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Reachability::Unknown => f.write_str("unknown"),
-            Reachability::Public(addr) => write!(f, "public at {addr}"),
-            Reachability::Private => f.write_str("private (behind NAT or a firewall)"),
-        }
-    }
-}
-
-/// `addr` without a trailing `/p2p/<peer id>` (the form kept in the address book).
-fn strip_peer(addr: &Multiaddr) -> Multiaddr {
-    let mut bare = addr.clone();
-    if matches!(bare.iter().last(), Some(Protocol::P2p(_))) {
-        bare.pop();
-    }
-    bare
-}
-
-/// True if a dial failed because the local address was in use (a dial from the
-/// listen port whose pair of ports is still taken). The transport's layers
-/// (`Either` among them) hide the `io::Error` from `source()`, as for handshake
-/// verdicts, but every layer passes its debug rendering through.
-fn port_in_use(error: &libp2p::swarm::DialError) -> bool {
-    match error {
-        libp2p::swarm::DialError::Transport(attempts) => attempts
-            .iter()
-            .any(|(_, e)| format!("{e:?}").contains("AddrInUse")),
-        _ => false,
-    }
-}
-
-/// An error with every cause it wraps, for logs ("denied: connection limit ...").
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// Our listen port on the observed IP: what a peer behind the same NAT view would dial.
-fn public_candidate(observed: &Multiaddr, listen: &[Multiaddr]) -> Option<Multiaddr> {
-    let ip = observed.iter().next()?;
-    if !matches!(ip, Protocol::Ip4(_) | Protocol::Ip6(_)) {
-        return None;
-    }
-    let port = listen.iter().find_map(|a| {
-        a.iter().find_map(|p| match p {
-            Protocol::Tcp(port) => Some(port),
-            _ => None,
-        })
-    })?;
-    Some(Multiaddr::empty().with(ip).with(Protocol::Tcp(port)))
 }
 
 impl EventLoop {
@@ -299,14 +194,6 @@ impl EventLoop {
         if self.events.try_send(event).is_err() {
             tracing::debug!("network event dropped: the node is not keeping up");
         }
-    }
-
-    /// Connections the node may still open to peers it learns about (dials under
-    /// way count as connections).
-    fn dial_budget(&self) -> usize {
-        let dialling = self.book.known.values().filter(|k| k.pending).count();
-        self.max_peers
-            .saturating_sub(self.book.connected.len() + dialling)
     }
 
     fn on_command(&mut self, command: Command) {
@@ -419,263 +306,6 @@ impl EventLoop {
         }
     }
 
-    /// Dials every bootstrap endpoint and known peer whose time has come.
-    fn redial(&mut self) {
-        let now = Instant::now();
-        for index in self.book.due_bootstraps(now) {
-            let entry = &mut self.book.bootstrap[index];
-            entry.resolving = true;
-            let endpoint = entry.endpoint.clone();
-            let commands = self.command_tx.clone();
-            tokio::spawn(async move {
-                let result = endpoint.resolve_for_dial().await;
-                let _ = commands.send(Command::Resolved { index, result }).await;
-            });
-        }
-        for peer in self.book.due_known(now, self.dial_budget()) {
-            self.dial_known(peer, now);
-        }
-    }
-
-    fn dial_known(&mut self, peer: PeerId, now: Instant) {
-        let Some(known) = self.book.known.get_mut(&peer) else {
-            return;
-        };
-        known.pending = true;
-        known.attempts += 1;
-        let mut addrs = known.addrs.clone();
-        // A peer behind NAT is reachable only through the relay it reserved on:
-        // try the connected relays too (a relay refuses peers it holds no
-        // reservation for, at the cost of one request).
-        for (relay, c) in &self.book.connected {
-            if c.relay && *relay != peer {
-                let circuit = crate::peers::dialable_address(c)
-                    .with_p2p(*relay)
-                    .unwrap_or_else(|a| a)
-                    .with(Protocol::P2pCircuit)
-                    .with(Protocol::P2p(peer));
-                addrs.push(circuit);
-            }
-        }
-        let opts = DialOpts::peer_id(peer)
-            .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing);
-        let opts = if known.new_port {
-            opts.allocate_new_port().build()
-        } else {
-            opts.build()
-        };
-        if let Err(e) = self.swarm.dial(opts) {
-            tracing::debug!("cannot dial {peer}: {e}");
-            known.pending = false;
-            known.next_attempt = now + REDIAL_FIRST * 2u32.pow(known.attempts.min(5));
-        }
-    }
-
-    fn dial_bootstrap(&mut self, index: usize, resolved: std::io::Result<Vec<Multiaddr>>) {
-        let now = Instant::now();
-        let Some(entry) = self.book.bootstrap.get_mut(index) else {
-            return;
-        };
-        entry.resolving = false;
-        let addrs = match resolved {
-            Ok(addrs) if !addrs.is_empty() => addrs,
-            Ok(_) => return self.bootstrap_failed(index, "the name resolves to no address".into()),
-            Err(e) => return self.bootstrap_failed(index, e.to_string()),
-        };
-        // With several addresses (127.0.0.1 and ::1 for localhost), rotate through
-        // them from one attempt to the next.
-        let addr = addrs[entry.failures as usize % addrs.len()].clone();
-        let opts = DialOpts::unknown_peer_id().address(addr);
-        let opts = if entry.new_port {
-            opts.allocate_new_port().build()
-        } else {
-            opts.build()
-        };
-        entry.pending = Some(opts.connection_id());
-        entry.next_attempt = now;
-        if let Err(e) = self.swarm.dial(opts) {
-            self.bootstrap_failed(index, e.to_string());
-        }
-    }
-
-    fn bootstrap_failed(&mut self, index: usize, reason: String) {
-        let pause = self.book.bootstrap_failed(index, Instant::now());
-        let entry = &self.book.bootstrap[index];
-        if entry.failures == 1 {
-            tracing::warn!(
-                "cannot reach bootstrap peer {} ({reason}); retrying every {}s at most, until it answers",
-                entry.endpoint,
-                REDIAL_MAX.as_secs()
-            );
-        } else {
-            tracing::debug!(
-                "bootstrap {} still unreachable ({reason}); next try in {pause:?}",
-                entry.endpoint
-            );
-        }
-    }
-
-    /// A dial failed: say why, in the words the verdict deserves, and decide what
-    /// to dial next time.
-    fn on_dial_failed(
-        &mut self,
-        connection_id: libp2p::swarm::ConnectionId,
-        peer_id: Option<PeerId>,
-        error: &libp2p::swarm::DialError,
-        now: Instant,
-    ) {
-        self.manual_dials.remove(&connection_id);
-        let verdict = handshake_failure(error);
-        // libp2p dials from the listen port (for hole punching) and, unlike for
-        // "address not available", does not fall back to a new port when the
-        // kernel says "address already in use" (the same pair of ports still in
-        // TIME_WAIT from a closed connection, for up to a minute): the next dial
-        // takes a new port.
-        let in_use = port_in_use(error);
-        if let Some(index) = self
-            .book
-            .bootstrap
-            .iter()
-            .position(|b| b.pending == Some(connection_id))
-        {
-            let endpoint = self.book.bootstrap[index].endpoint.clone();
-            match verdict {
-                Some(HandshakeFailure::SelfDial) => {
-                    tracing::info!(
-                        "bootstrap address {endpoint} leads back to this node itself; not dialling it again"
-                    );
-                    self.book.bootstrap[index].itself = true;
-                    self.book.bootstrap[index].pending = None;
-                    return;
-                }
-                Some(HandshakeFailure::KeyMismatch) => {
-                    self.log_key_mismatch(&endpoint.to_multiaddr(), false)
-                }
-                _ => {}
-            }
-            self.book.bootstrap[index].new_port |= in_use;
-            self.bootstrap_failed(index, error_chain(error));
-            return;
-        }
-        let Some(peer) = peer_id else {
-            tracing::debug!("dial failed: {}", error_chain(error));
-            return;
-        };
-        // Addresses that led back to this node are another host's loopback (or a
-        // stale address now ours): never dial them for that peer again.
-        if let libp2p::swarm::DialError::Transport(attempts) = error {
-            let itself: Vec<Multiaddr> = attempts
-                .iter()
-                .filter(|(_, e)| handshake_failure(e) == Some(HandshakeFailure::SelfDial))
-                .map(|(addr, _)| addr.clone())
-                .collect();
-            for addr in &itself {
-                let bare = strip_peer(addr);
-                if let Some(known) = self.book.known.get_mut(&peer) {
-                    known.addrs.retain(|a| *a != bare);
-                }
-                self.swarm.behaviour_mut().kad.remove_address(&peer, &bare);
-                tracing::debug!("{bare} (given for {peer}) leads back to this node; forgotten");
-            }
-        }
-        let mut address = Multiaddr::empty();
-        if let Some(known) = self.book.known.get_mut(&peer) {
-            known.pending = false;
-            known.next_attempt = now + REDIAL_FIRST * 2u32.pow(known.attempts.min(5));
-            known.new_port |= in_use;
-            if verdict == Some(HandshakeFailure::KeyMismatch) {
-                known.mismatch_until = Some(now + KEY_MISMATCH_EXPIRY);
-            }
-            address = known
-                .addrs
-                .first()
-                .cloned()
-                .unwrap_or_else(Multiaddr::empty);
-        }
-        match verdict {
-            Some(HandshakeFailure::KeyMismatch) => self.log_key_mismatch(&address, false),
-            Some(HandshakeFailure::BadIdentity) => {
-                tracing::warn!("dial to {peer} refused: {}", error_chain(error))
-            }
-            _ => tracing::debug!("dial to {peer} failed: {}", error_chain(error)),
-        }
-    }
-
-    fn log_key_mismatch(&mut self, address: &Multiaddr, inbound: bool) {
-        let key = address
-            .iter()
-            .next()
-            .map(|p| p.to_string())
-            .unwrap_or_default();
-        let now = Instant::now();
-        let recently = self
-            .mismatch_logged
-            .get(&key)
-            .is_some_and(|t| now.duration_since(*t) < MISMATCH_LOG_INTERVAL);
-        if !recently {
-            self.mismatch_logged.insert(key, now);
-            let direction = if inbound { "from" } else { "to" };
-            tracing::warn!(
-                "network key mismatch: refused the connection {direction} {address}; that node holds another vault's key (check --key / --join on both sides)"
-            );
-        }
-        self.emit(NetEvent::KeyMismatch {
-            address: address.clone(),
-        });
-    }
-
-    /// Sends our peer list to `peer` (its answer carries its list).
-    fn exchange_with(&mut self, peer: PeerId) {
-        let entries = self.book.pex_entries(&peer, Instant::now());
-        self.swarm
-            .behaviour_mut()
-            .pex
-            .send_request(&peer, encode_pex(entries).into());
-    }
-
-    fn exchange_with_all(&mut self) {
-        let peers: Vec<PeerId> = self.book.connected.keys().copied().collect();
-        tracing::debug!("peer exchange round with {} peers", peers.len());
-        for peer in peers {
-            self.exchange_with(peer);
-        }
-    }
-
-    /// Learns the peers a peer told us about and dials new ones within the budget.
-    fn learn_from_pex(&mut self, from: PeerId, bytes: &[u8]) {
-        let now = Instant::now();
-        let local = *self.swarm.local_peer_id();
-        let Some(via) = self.book.via(&from) else {
-            return;
-        };
-        let mut new = 0;
-        for (peer, mut addrs, seen) in decode_pex(bytes, now) {
-            if peer == local {
-                continue;
-            }
-            addrs.retain(|a| reachable_via(a, &via));
-            if !self.book.known.contains_key(&peer) && !self.book.connected.contains_key(&peer) {
-                new += 1;
-            }
-            for addr in &addrs {
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer, addr.clone());
-            }
-            self.book.learn(peer, addrs, PeerSource::Pex, seen, now);
-        }
-        self.pex_received += 1;
-        self.pex_learnt += new;
-        if new > 0 {
-            tracing::debug!("learnt of {new} peers from {from}");
-        }
-        for peer in self.book.due_known(now, self.dial_budget()) {
-            self.dial_known(peer, now);
-        }
-    }
-
     fn on_connected(
         &mut self,
         peer_id: PeerId,
@@ -714,7 +344,6 @@ impl EventLoop {
             b.peer = Some(peer_id);
             b.pending = None;
             b.failures = 0;
-            b.backoff = REDIAL_FIRST;
             b.new_port = false;
         }
         if let Some(known) = self.book.known.get_mut(&peer_id) {
@@ -876,101 +505,6 @@ impl EventLoop {
         }
     }
 
-    /// Recomputes the best path to `peer` from its open connections.
-    fn update_path(&mut self, peer: PeerId) {
-        let best = self
-            .paths
-            .values()
-            .filter(|(p, _)| *p == peer)
-            .map(|(_, path)| *path)
-            .max();
-        if let (Some(best), Some(c)) = (best, self.book.connected.get_mut(&peer)) {
-            c.path = best;
-        }
-    }
-
-    /// Behind NAT: holds a reservation on up to [`RELAY_RESERVATIONS`] connected
-    /// relays, so that peers can reach this node through them.
-    fn reserve_relays(&mut self) {
-        if self.reachability != Reachability::Private {
-            return;
-        }
-        let reserved: std::collections::HashSet<PeerId> =
-            self.relay_listeners.values().copied().collect();
-        let candidates: Vec<(PeerId, Multiaddr)> = self
-            .book
-            .connected
-            .iter()
-            .filter(|(peer, c)| {
-                c.relay && c.path != ConnectionPath::Relayed && !reserved.contains(*peer)
-            })
-            .map(|(peer, c)| (*peer, crate::peers::dialable_address(c)))
-            .collect();
-        for (relay, addr) in candidates
-            .into_iter()
-            .take(RELAY_RESERVATIONS.saturating_sub(reserved.len()))
-        {
-            let circuit = addr
-                .with_p2p(relay)
-                .unwrap_or_else(|a| a)
-                .with(Protocol::P2pCircuit);
-            match self.swarm.listen_on(circuit.clone()) {
-                Ok(id) => {
-                    tracing::info!("behind NAT: asking relay {relay} for a reservation");
-                    self.relay_listeners.insert(id, relay);
-                }
-                Err(e) => tracing::debug!("cannot listen on {circuit}: {e}"),
-            }
-        }
-    }
-
-    fn on_relay_client(&mut self, event: relay::client::Event) {
-        match event {
-            relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } => {
-                tracing::debug!("relay {relay_peer_id} accepted a reservation");
-            }
-            other => tracing::debug!("relay client: {other:?}"),
-        }
-    }
-
-    fn on_dcutr(&mut self, event: dcutr::Event) {
-        let peer = event.remote_peer_id;
-        match event.result {
-            Ok(connection) => {
-                tracing::info!(
-                    "hole punched to {peer}: a direct connection replaces the relayed one"
-                );
-                if let Some(entry) = self.paths.get_mut(&connection) {
-                    entry.1 = ConnectionPath::HolePunched;
-                }
-                // Prefer the direct path: the relay's circuit is no longer needed.
-                let relayed: Vec<_> = self
-                    .paths
-                    .iter()
-                    .filter(|(_, (p, path))| *p == peer && *path == ConnectionPath::Relayed)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in relayed {
-                    self.swarm.close_connection(id);
-                }
-                self.update_path(peer);
-            }
-            Err(e) => tracing::info!("hole punching to {peer} failed ({e}); staying relayed"),
-        }
-    }
-
-    fn on_autonat(&mut self, event: autonat::Event) {
-        if let autonat::Event::StatusChanged { new, .. } = event {
-            self.reachability = match new {
-                autonat::NatStatus::Public(addr) => Reachability::Public(addr),
-                autonat::NatStatus::Private => Reachability::Private,
-                autonat::NatStatus::Unknown => Reachability::Unknown,
-            };
-            tracing::info!("reachability: {}", self.reachability);
-            self.reserve_relays();
-        }
-    }
-
     /// Lets banned peers back in once their bans are over.
     fn lift_bans(&mut self) {
         let now = Instant::now();
@@ -1066,28 +600,6 @@ impl EventLoop {
         }
     }
 
-    fn on_pex(&mut self, event: request_response::Event<Bytes, Bytes>) {
-        if let request_response::Event::Message { peer, message, .. } = event {
-            self.touch(&peer);
-            match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    let answer = encode_pex(self.book.pex_entries(&peer, Instant::now()));
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .pex
-                        .send_response(channel, Bytes::from(answer));
-                    self.learn_from_pex(peer, &request);
-                }
-                request_response::Message::Response { response, .. } => {
-                    self.learn_from_pex(peer, &response)
-                }
-            }
-        }
-    }
-
     fn on_app(&mut self, event: request_response::Event<Bytes, Bytes>) {
         match event {
             request_response::Event::Message { peer, message, .. } => {
@@ -1155,129 +667,14 @@ impl EventLoop {
             _ => {}
         }
     }
-
-    fn on_mdns(&mut self, event: mdns::Event) {
-        let now = Instant::now();
-        let local = *self.swarm.local_peer_id();
-        match event {
-            mdns::Event::Discovered(found) => {
-                for (peer, addr) in found {
-                    if peer == local {
-                        continue;
-                    }
-                    let addrs = self.book.mdns.entry(peer).or_default();
-                    if !addrs.contains(&addr) {
-                        tracing::debug!("mDNS found {peer} at {addr}");
-                        addrs.push(addr.clone());
-                    }
-                    self.book
-                        .learn(peer, vec![addr], PeerSource::Mdns, now, now);
-                }
-                for peer in self.book.due_known(now, self.dial_budget()) {
-                    self.dial_known(peer, now);
-                }
-            }
-            mdns::Event::Expired(gone) => {
-                for (peer, addr) in gone {
-                    if let Some(addrs) = self.book.mdns.get_mut(&peer) {
-                        addrs.retain(|a| *a != addr);
-                        if addrs.is_empty() {
-                            self.book.mdns.remove(&peer);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn on_kad(&mut self, event: kad::Event) {
-        match event {
-            kad::Event::OutboundQueryProgressed {
-                id,
-                result,
-                step,
-                stats,
-            } => {
-                let result = match result {
-                    kad::QueryResult::GetProviders(result) => result,
-                    kad::QueryResult::StartProviding(result) => {
-                        match result {
-                            Ok(_) => tracing::debug!(
-                                "DHT: provider record stored on {} of {} peers asked",
-                                stats.num_successes(),
-                                stats.num_requests()
-                            ),
-                            Err(e) => tracing::debug!("DHT: provider record not stored: {e}"),
-                        }
-                        return;
-                    }
-                    _ => return,
-                };
-                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
-                    let now = Instant::now();
-                    for provider in providers {
-                        if provider == *self.swarm.local_peer_id() {
-                            continue;
-                        }
-                        // Dial now, while the query still knows the provider's addresses.
-                        if !self.book.connected.contains_key(&provider) {
-                            let opts = DialOpts::peer_id(provider)
-                                .condition(PeerCondition::DisconnectedAndNotDialing)
-                                .build();
-                            let _ = self.swarm.dial(opts);
-                            self.book
-                                .learn(provider, Vec::new(), PeerSource::Dht, now, now);
-                        }
-                        if let Some((found, _)) = self.providers.get_mut(&id)
-                            && !found.contains(&provider)
-                        {
-                            found.push(provider);
-                        }
-                    }
-                }
-                if step.last
-                    && let Some((found, reply)) = self.providers.remove(&id)
-                {
-                    tracing::info!(
-                        "DHT lookup: {} found after {} requests ({} answered) in {} ms",
-                        match found.len() {
-                            1 => "1 provider".to_string(),
-                            n => format!("{n} providers"),
-                        },
-                        stats.num_requests(),
-                        stats.num_successes(),
-                        stats.duration().unwrap_or_default().as_millis()
-                    );
-                    let _ = reply.send(found);
-                }
-            }
-            kad::Event::RoutingUpdated {
-                peer, addresses, ..
-            } => {
-                // The routing table is what this node tells others: keep another
-                // host's loopback and link-local addresses out of it.
-                let mut addresses = addresses.into_vec();
-                if let Some(via) = self.book.via(&peer) {
-                    for addr in addresses.iter().filter(|a| !reachable_via(a, &via)) {
-                        self.swarm.behaviour_mut().kad.remove_address(&peer, addr);
-                    }
-                    addresses.retain(|a| reachable_via(a, &via));
-                }
-                // Remember DHT peers in the address book, without dialling them all.
-                let now = Instant::now();
-                if !self.book.connected.contains_key(&peer) && !self.book.known.contains_key(&peer)
-                {
-                    self.book.learn(peer, addresses, PeerSource::Dht, now, now);
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::dialing::port_in_use;
+    use super::discovery::encode_pex;
     use super::*;
+    use crate::peers::{PexEntry, STALE_AFTER};
 
     #[test]
     fn pex_messages_round_trip_and_garbage_is_ignored() {
