@@ -49,6 +49,7 @@ pub mod memory;
 pub mod metrics;
 pub mod node;
 pub mod quota;
+mod remote_read;
 pub mod replicate;
 mod service;
 pub mod settings;

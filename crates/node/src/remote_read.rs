@@ -1,0 +1,184 @@
+//! Reading chunks from peers. A node that lacks a chunk asks peers in placement order,
+//! starting each chunk at a different likely holder so that a file streams from
+//! several holders in parallel. A peer that fails or times out is moved to the back
+//! for the rest of the read: a stalled holder costs one timeout, not one per chunk.
+//!
+//! Connected peers are asked first; when none of them has a chunk, the DHT is
+//! asked once per read who provides the file. A peer that supplied a chunk that
+//! failed its check is never asked again during the read, and counts an offence.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::future::BoxFuture;
+use peervault_net::PeerId;
+use peervault_store::vault::{ChunkSource, FetchError};
+use peervault_store::{ChunkProblem, Manifest, NameId};
+
+use crate::context::Context;
+
+/// Tries per DHT provider before a read gives up on it.
+const DHT_ATTEMPTS: usize = 3;
+/// Pause between those tries.
+const DHT_RETRY_PAUSE: Duration = Duration::from_millis(300);
+
+/// Chunks from peers, for one read.
+pub(crate) struct PeerChunks {
+    ctx: Arc<Context>,
+    /// Connected peers in placement order.
+    order: Vec<PeerId>,
+    /// How many of the first peers probably hold the file (to spread reads over).
+    likely: usize,
+    /// Peers that failed during this read: asked last from now on.
+    failed: Arc<Mutex<HashSet<PeerId>>>,
+    name_id: NameId,
+    /// Holders found through the DHT, looked up once per read when connected peers
+    /// cannot supply a chunk.
+    providers: Arc<tokio::sync::OnceCell<Vec<PeerId>>>,
+    /// Who supplied each chunk, until the store has checked it.
+    served: Arc<Mutex<HashMap<usize, PeerId>>>,
+    /// Peers that supplied a chunk that failed its check: never asked again
+    /// during this read.
+    liars: Arc<Mutex<HashSet<PeerId>>>,
+}
+
+impl PeerChunks {
+    /// A source for one read of the file `name_id`, asking `order` (connected
+    /// peers in placement order), spread over the first `likely`.
+    pub(crate) fn new(
+        ctx: Arc<Context>,
+        name_id: NameId,
+        order: Vec<PeerId>,
+        likely: usize,
+    ) -> PeerChunks {
+        PeerChunks {
+            ctx,
+            name_id,
+            order,
+            likely,
+            failed: Arc::new(Mutex::new(HashSet::new())),
+            providers: Arc::new(tokio::sync::OnceCell::new()),
+            served: Arc::new(Mutex::new(HashMap::new())),
+            liars: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// The peers to ask for chunk `index`, best first.
+    fn candidates(&self, index: usize) -> Vec<PeerId> {
+        let failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let spread = self.likely.min(self.order.len()).max(1);
+        let mut order: Vec<PeerId> = self.order.clone();
+        if !order.is_empty() {
+            order[..spread].rotate_left(index % spread);
+        }
+        order.sort_by_key(|p| failed.contains(p));
+        let liars = self.liars.lock().unwrap_or_else(|p| p.into_inner());
+        order.retain(|p| !liars.contains(p));
+        order
+    }
+}
+
+impl ChunkSource for PeerChunks {
+    fn fetch(
+        &self,
+        manifest: Arc<Manifest>,
+        index: usize,
+    ) -> BoxFuture<'static, std::result::Result<BytesMut, FetchError>> {
+        let id = manifest.chunks[index];
+        let candidates = self.candidates(index);
+        let ctx = self.ctx.clone();
+        let failed = self.failed.clone();
+        let providers = self.providers.clone();
+        let key = self.name_id.0.to_vec();
+        let (served, liars) = (self.served.clone(), self.liars.clone());
+        let supplied = move |peer: PeerId, blob: BytesMut| {
+            served
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(index, peer);
+            Ok(blob)
+        };
+        Box::pin(async move {
+            let mut reasons = Vec::new();
+            let mut asked = HashSet::new();
+            for peer in candidates {
+                asked.insert(peer);
+                match ctx.ask_chunk(peer, id).await {
+                    Ok(Some(blob)) => return supplied(peer, blob),
+                    Ok(None) => reasons.push(format!("{peer}: not held")),
+                    Err(why) => {
+                        failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(peer);
+                        reasons.push(why.to_string());
+                    }
+                }
+            }
+            // None of the connected peers has it: ask the DHT who holds the file.
+            let found = providers
+                .get_or_init(|| async { ctx.net.find_providers(key).await })
+                .await;
+            let liars = liars.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            for peer in found
+                .iter()
+                .filter(|p| !asked.contains(p) && !liars.contains(p))
+            {
+                // A provider is a fresh connection, often dialled just now; one that
+                // breaks while it settles gets a second chance.
+                for attempt in 1..=DHT_ATTEMPTS {
+                    match ctx.ask_chunk(*peer, id).await {
+                        Ok(Some(blob)) => return supplied(*peer, blob),
+                        Ok(None) => {
+                            reasons.push(format!("{peer} (via the DHT): not held"));
+                            break;
+                        }
+                        Err(why) if attempt == DHT_ATTEMPTS => {
+                            reasons.push(format!("{why} (found through the DHT)"))
+                        }
+                        Err(_) => tokio::time::sleep(DHT_RETRY_PAUSE).await,
+                    }
+                }
+            }
+            if reasons.is_empty() {
+                return Err(FetchError(
+                    "no peer is connected and the DHT knows no holder".into(),
+                ));
+            }
+            Err(FetchError(format!(
+                "no peer could supply it ({})",
+                reasons.join("; ")
+            )))
+        })
+    }
+
+    fn rejected(&self, manifest: &Manifest, index: usize, problem: &ChunkProblem) {
+        let Some(peer) = self
+            .served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&index)
+        else {
+            return;
+        };
+        self.liars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer);
+        let Some(id) = manifest.chunks.get(index).copied() else {
+            return;
+        };
+        let ctx = self.ctx.clone();
+        let what = format!("chunk {index} of {:?}, which {problem}", manifest.name);
+        self.ctx.spawn(async move {
+            ctx.offence(peer, crate::conduct::Offence::BadChunk(id), &what)
+                .await
+        });
+    }
+}
