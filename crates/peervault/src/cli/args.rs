@@ -254,35 +254,46 @@ pub enum QuotaAction {
 /// Client commands: each talks to the node owning --data-dir.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Store a file in the vault (use - for standard input, with --name).
+    /// Store a local file in the vault (name defaults to the file's name; - reads
+    /// standard input, with a name).
+    #[command(visible_alias = "store")]
     Put {
         /// The file to store, or - for standard input.
         path: PathBuf,
         /// Name in the vault [default: the file's name].
-        #[arg(long)]
+        #[arg(long, conflicts_with = "as_name")]
         name: Option<String>,
+        /// Name in the vault, given after the path (as --name).
+        #[arg(value_name = "NAME")]
+        as_name: Option<String>,
         /// No progress bar.
         #[arg(long, short = 'q')]
         quiet: bool,
     },
-    /// Read a file from the vault.
+    /// Read a file: write it to a destination, or to standard output (the
+    /// prompt shows short text instead).
     Get {
         /// Name in the vault.
         name: String,
         /// Where to write it; - or nothing for standard output.
-        #[arg(short = 'o', long, value_name = "PATH")]
+        #[arg(short = 'o', long, value_name = "PATH", conflicts_with = "dest")]
         output: Option<PathBuf>,
+        /// Where to write it, given after the name (as -o).
+        #[arg(value_name = "DEST")]
+        dest: Option<PathBuf>,
         /// No progress bar.
         #[arg(long, short = 'q')]
         quiet: bool,
     },
     /// List the files in the vault.
+    #[command(visible_alias = "list")]
     Ls {
         /// Print JSON (an array of objects) instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Delete a file from the vault.
+    /// Delete a file from the vault (asks first).
+    #[command(visible_alias = "delete")]
     Rm {
         /// Name in the vault.
         name: String,
@@ -357,7 +368,7 @@ pub enum Command {
         /// The peer: its number in `peers`, its peer id, or its address.
         peer: String,
     },
-    /// Copy a file's chunks from one peer only, so that this node holds it.
+    /// Copy a file from that peer only, so that this node holds it.
     Fetch {
         /// Name in the vault.
         name: String,

@@ -1,16 +1,12 @@
-//! `peervault discover [--json]`
+//! `discover [--json]`
 
 use std::process::ExitCode;
 
-use crate::control::client::Client;
-use crate::control::proto::{Request, Response};
+use crate::ops::Operations;
 use crate::ui;
 
-pub async fn run(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
-    let reply = client.call(&Request::Discover).await?;
-    let Response::Discovery { discovery } = reply else {
-        return Err(super::unexpected(reply));
-    };
+pub async fn run(ops: &impl Operations, json: bool) -> anyhow::Result<ExitCode> {
+    let discovery = ops.discovery().await?;
     if json {
         say!("{}", serde_json::to_string_pretty(&discovery)?);
     } else {

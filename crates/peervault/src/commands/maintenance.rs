@@ -5,26 +5,23 @@ use std::process::ExitCode;
 use anyhow::Context;
 use peervault_node::{HumanSize, parse_size};
 
+use super::{Console, Surface};
 use crate::cli::args::QuotaAction;
-use crate::control::client::Client;
-use crate::control::proto::{Request, Response};
+use crate::ops::Operations;
 use crate::ui;
 
 pub async fn quota(
-    client: &Client,
+    ops: &impl Operations,
     action: Option<QuotaAction>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let request = match &action {
-        None => Request::Quota,
-        Some(QuotaAction::Set { size }) => Request::SetQuota {
-            bytes: parse_size(size)
-                .with_context(|| format!("{size:?} is not a size; write e.g. 5GB or 500MB"))?,
-        },
-    };
-    let reply = client.call(&request).await?;
-    let Response::Quota { quota } = reply else {
-        return Err(super::unexpected(reply));
+    let quota = match &action {
+        None => ops.quota().await?,
+        Some(QuotaAction::Set { size }) => {
+            let bytes = parse_size(size)
+                .with_context(|| format!("{size:?} is not a size; write e.g. 5GB or 500MB"))?;
+            ops.set_quota(bytes).await?
+        }
     };
     if json {
         say!("{}", serde_json::to_string_pretty(&quota)?);
@@ -41,11 +38,15 @@ pub async fn quota(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn gc(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
-    let reply = client.call(&Request::Gc).await?;
-    let Response::Gc { summary } = reply else {
-        return Err(super::unexpected(reply));
-    };
+pub async fn gc(
+    ops: &impl Operations,
+    json: bool,
+    console: &impl Console,
+) -> anyhow::Result<ExitCode> {
+    if !json && matches!(console.surface(), Surface::Prompt) {
+        say!("Running garbage collection (checking every chunk)...");
+    }
+    let summary = ops.gc().await?;
     if json {
         say!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

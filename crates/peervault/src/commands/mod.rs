@@ -1,13 +1,20 @@
-//! Client commands: each parses its arguments, asks the node, and renders the answer.
+//! The commands: each asks the node through [`Operations`] and renders the
+//! answer, written once for both front ends.
 //!
-//! One file per command. Every command finds the node through the data dir
-//! (`--data-dir`, or the default for `--addr`), prints results on stdout and
-//! problems on stderr, and exits non-zero on failure (3 when no node is running).
+//! One file per command. A client subcommand reaches its node through the data
+//! dir's control socket (`--data-dir`, or the default for `--addr`); the prompt
+//! (`-interactive`, see [`crate::repl`]) parses its lines with the same
+//! [`Command`] definitions and runs them here against its own node. Results go
+//! to stdout, problems to stderr, and a failure exits non-zero (3 when no node
+//! is running). Only storing and reading a file differ by front end (see
+//! [`crate::ops`]).
 
 use std::process::ExitCode;
 
 use crate::cli::args::Command;
 use crate::control::client::Client;
+use crate::ops::Operations;
+use crate::ui;
 
 /// `println!` for command output, except that a closed pipe (`peervault ls | head`)
 /// ends the command quietly, as it does other Unix tools, instead of panicking.
@@ -41,31 +48,85 @@ mod status;
 mod transfer;
 mod verify;
 
-/// Runs one client command against the node owning `client`'s data dir.
+/// Where a command runs: what differs between the two is here, nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Surface {
+    /// A client subcommand in a shell: `peervault ls`.
+    Shell,
+    /// The node's own prompt (`-interactive`): `list`.
+    Prompt,
+}
+
+/// How a command talks to the person who ran it, beyond printing.
+pub(crate) trait Console {
+    fn surface(&self) -> Surface;
+
+    /// Asks `question` (yes or no). `refusal` names the action for the error
+    /// when nobody can be asked ("refusing to {refusal} without confirmation").
+    fn confirm(&mut self, question: &str, refusal: &str) -> anyhow::Result<bool>;
+}
+
+/// A client subcommand's console: questions on the terminal, refused without one.
+pub(crate) struct Shell;
+
+impl Console for Shell {
+    fn surface(&self) -> Surface {
+        Surface::Shell
+    }
+
+    fn confirm(&mut self, question: &str, refusal: &str) -> anyhow::Result<bool> {
+        if !ui::stdin_is_terminal() {
+            anyhow::bail!(
+                "refusing to {refusal} without confirmation: pass --yes when not on a terminal"
+            );
+        }
+        Ok(ui::confirm(question)?)
+    }
+}
+
+/// Runs a client subcommand against the node owning `client`'s data dir.
 pub async fn run(command: Command, client: &Client) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Put { path, name, quiet } => put::run(client, &path, name, quiet).await,
+        Command::Put {
+            path,
+            name,
+            as_name,
+            quiet,
+        } => put::run(client, &path, name.or(as_name), quiet).await,
         Command::Get {
             name,
             output,
+            dest,
             quiet,
-        } => get::run(client, &name, output.as_deref(), quiet).await,
-        Command::Ls { json } => ls::run(client, json).await,
-        Command::Rm { name, yes } => rm::run(client, &name, yes).await,
-        Command::Clean { yes } => rm::clean(client, yes).await,
-        Command::Status { json } => status::run(client, json).await,
-        Command::Invite { json } => invite::run(client, json).await,
-        Command::Verify { name, json } => verify::run(client, name, json).await,
-        Command::Peers { json } => peers::run(client, json).await,
-        Command::Discover { json } => discover::run(client, json).await,
-        Command::Quota { action, json } => maintenance::quota(client, action, json).await,
-        Command::Gc { json } => maintenance::gc(client, json).await,
-        Command::Metrics { json } => status::metrics(client, json).await,
-        Command::Completions { .. } | Command::Man => {
-            anyhow::bail!("completions and man need no node; this path is never taken")
+        } => get::run(client, &name, output.or(dest).as_deref(), quiet).await,
+        other => run_on(other, client, &mut Shell).await,
+    }
+}
+
+/// Runs any command but `put`, `get`, `completions` and `man` (whose work is
+/// not a node's operation) against `ops`, talking to the user through `console`.
+pub(crate) async fn run_on(
+    command: Command,
+    ops: &impl Operations,
+    console: &mut impl Console,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Ls { json } => ls::run(ops, json, console).await,
+        Command::Rm { name, yes } => rm::run(ops, &name, yes, console).await,
+        Command::Clean { yes } => rm::clean(ops, yes, console).await,
+        Command::Status { json } => status::run(ops, json).await,
+        Command::Invite { json } => invite::run(ops, json, console).await,
+        Command::Verify { name, json } => verify::run(ops, name.as_deref(), json).await,
+        Command::Peers { json } => peers::run(ops, json).await,
+        Command::Discover { json } => discover::run(ops, json).await,
+        Command::Quota { action, json } => maintenance::quota(ops, action, json).await,
+        Command::Gc { json } => maintenance::gc(ops, json, console).await,
+        Command::Metrics { json } => status::metrics(ops, json).await,
+        Command::Send { name, peer } => transfer::send(ops, &name, &peer).await,
+        Command::Fetch { name, peer } => transfer::fetch(ops, &name, &peer).await,
+        Command::Put { .. } | Command::Get { .. } | Command::Completions { .. } | Command::Man => {
+            anyhow::bail!("this command is not run through a node's operations")
         }
-        Command::Send { name, peer } => transfer::send(client, &name, &peer).await,
-        Command::Fetch { name, peer } => transfer::fetch(client, &name, &peer).await,
     }
 }
 

@@ -1,16 +1,12 @@
-//! `peervault peers [--json]`
+//! `peers [--json]`
 
 use std::process::ExitCode;
 
-use crate::control::client::Client;
-use crate::control::proto::{Request, Response};
+use crate::ops::Operations;
 use crate::ui;
 
-pub async fn run(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
-    let reply = client.call(&Request::Peers).await?;
-    let Response::Peers { peers } = reply else {
-        return Err(super::unexpected(reply));
-    };
+pub async fn run(ops: &impl Operations, json: bool) -> anyhow::Result<ExitCode> {
+    let peers = ops.peers().await?;
     if json {
         say!("{}", serde_json::to_string_pretty(&peers)?);
     } else if peers.is_empty() {

@@ -1,64 +1,59 @@
-//! `peervault rm <name> [--yes]` and `peervault clean [--yes]`
+//! `rm <name> [--yes]` (`delete` at the prompt) and `clean [--yes]`
 
 use std::process::ExitCode;
 
-use anyhow::bail;
 use peervault_node::HumanSize;
 
-use crate::control::client::Client;
-use crate::control::proto::{Request, Response};
+use super::Console;
+use crate::ops::Operations;
 use crate::ui;
 
-pub async fn run(client: &Client, name: &str, yes: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    ops: &impl Operations,
+    name: &str,
+    yes: bool,
+    console: &mut impl Console,
+) -> anyhow::Result<ExitCode> {
     // Ask about a file that exists: a missing name fails before any question.
-    client
-        .call(&Request::Stat {
-            name: name.to_string(),
-        })
-        .await?;
-    if !yes {
-        if !ui::stdin_is_terminal() {
-            bail!(
-                "refusing to delete '{name}' without confirmation: pass --yes when not on a terminal"
-            );
-        }
-        if !ui::confirm(&format!("Delete '{name}' from the vault?"))? {
-            say!("Kept '{name}'.");
-            return Ok(ExitCode::SUCCESS);
-        }
+    ops.stat(name).await?;
+    if !yes
+        && !console.confirm(
+            &format!("Delete '{name}' from the vault? Every node will drop its copy."),
+            &format!("delete '{name}'"),
+        )?
+    {
+        say!("Kept '{name}'.");
+        return Ok(ExitCode::SUCCESS);
     }
-    let reply = client
-        .call(&Request::Delete {
-            name: name.to_string(),
-        })
-        .await?;
-    let Response::Deleted { name, freed_bytes } = reply else {
-        return Err(super::unexpected(reply));
-    };
+    let out = ops.delete(name).await?;
     say!(
-        "File '{name}' deleted successfully ({} freed on this node)",
-        HumanSize(freed_bytes)
+        "File '{}' deleted successfully ({} freed on this node)",
+        out.name,
+        HumanSize(out.freed_bytes)
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// `peervault clean [--yes]`
-pub async fn clean(client: &Client, yes: bool) -> anyhow::Result<ExitCode> {
+/// `clean [--yes]`
+pub async fn clean(
+    ops: &impl Operations,
+    yes: bool,
+    console: &mut impl Console,
+) -> anyhow::Result<ExitCode> {
     if !yes {
-        if !ui::stdin_is_terminal() {
-            bail!("refusing to clean without confirmation: pass --yes when not on a terminal");
-        }
-        if !ui::confirm(
-            "Remove this node's copies of every file? The vault and other nodes' copies stay.",
-        )? {
+        let held = ops.list().await?.iter().filter(|f| f.local).count();
+        let bytes = ops.quota().await?.used_bytes;
+        let question = format!(
+            "Remove this node's copies of {} ({} on disk)? The vault still lists them and other nodes keep theirs.",
+            ui::plural(held, "file"),
+            HumanSize(bytes)
+        );
+        if !console.confirm(&question, "clean")? {
             say!("Nothing removed.");
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let reply = client.call(&Request::Clean).await?;
-    let Response::Cleaned { report } = reply else {
-        return Err(super::unexpected(reply));
-    };
+    let report = ops.clean().await?;
     say!("{}", ui::clean_lines(&report));
     Ok(ExitCode::SUCCESS)
 }

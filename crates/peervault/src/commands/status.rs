@@ -1,16 +1,12 @@
-//! `peervault status [--json]` and `peervault metrics [--json]`
+//! `status [--json]` and `metrics [--json]`
 
 use std::process::ExitCode;
 
-use crate::control::client::Client;
-use crate::control::proto::{Request, Response};
+use crate::ops::Operations;
 use crate::ui;
 
-pub async fn run(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
-    let reply = client.call(&Request::Status).await?;
-    let Response::Status { status } = reply else {
-        return Err(super::unexpected(reply));
-    };
+pub async fn run(ops: &impl Operations, json: bool) -> anyhow::Result<ExitCode> {
+    let status = ops.status().await?;
     if json {
         say!("{}", serde_json::to_string_pretty(&status)?);
     } else {
@@ -19,12 +15,9 @@ pub async fn run(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `peervault metrics [--json]`
-pub async fn metrics(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
-    let reply = client.call(&Request::Metrics).await?;
-    let Response::Metrics { metrics } = reply else {
-        return Err(super::unexpected(reply));
-    };
+/// `metrics [--json]`
+pub async fn metrics(ops: &impl Operations, json: bool) -> anyhow::Result<ExitCode> {
+    let metrics = ops.metrics().await?;
     if json {
         say!("{}", serde_json::to_string_pretty(&metrics)?);
     } else {

@@ -1,16 +1,16 @@
-//! `peervault verify [name] [--json]`: exits 1 if any chunk is damaged.
+//! `verify [name] [--json]`: exits 1 if any chunk is damaged.
 
 use std::process::ExitCode;
 
-use crate::control::client::Client;
-use crate::control::proto::{Request, Response};
+use crate::ops::Operations;
 use crate::ui;
 
-pub async fn run(client: &Client, name: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
-    let reply = client.call(&Request::Verify { name }).await?;
-    let Response::Verified { files } = reply else {
-        return Err(super::unexpected(reply));
-    };
+pub async fn run(
+    ops: &impl Operations,
+    name: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let files = ops.verify(name).await?;
     if json {
         say!("{}", serde_json::to_string_pretty(&files)?);
     } else {

@@ -27,6 +27,7 @@ use super::proto::{
     DATA_FRAME_BYTES, Frame, Request, Response, codec, message_frame, write_data_frame,
 };
 use super::socket::{recv_fd, socket_address, socket_path};
+use crate::ops::Operations;
 
 /// Requests served concurrently.
 const MAX_CONNECTIONS: usize = 64;
@@ -144,6 +145,18 @@ fn error_response(e: &NodeError) -> Response {
     }
 }
 
+/// The reply for an operation's error: the node's own error keeps its kind
+/// (which the client turns into an exit code).
+fn operation_error(e: &anyhow::Error) -> Response {
+    match e.downcast_ref::<NodeError>() {
+        Some(e) => error_response(e),
+        None => Response::Error {
+            kind: peervault_node::ErrorKind::Other,
+            message: format!("{e:#}"),
+        },
+    }
+}
+
 async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io::Result<()> {
     let Some(first) = reader.next().await else {
         return Ok(());
@@ -253,28 +266,16 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             Ok(summary) => Response::Gc { summary },
             Err(e) => error_response(&e),
         },
-        Request::Send { name, peer } => match send(node, &name, &peer).await {
+        Request::Send { name, peer } => match Operations::send(node, &name, &peer).await {
             Ok(peer) => Response::Sent { name, peer },
-            Err(e) => error_response(&e),
+            Err(e) => operation_error(&e),
         },
-        Request::Fetch { name, peer } => match fetch(node, &name, &peer).await {
+        Request::Fetch { name, peer } => match Operations::fetch(node, &name, &peer).await {
             Ok((peer, chunks)) => Response::Fetched { name, peer, chunks },
-            Err(e) => error_response(&e),
+            Err(e) => operation_error(&e),
         },
     };
     writer.send(message_frame(&response)).await
-}
-
-async fn send(node: &Node, name: &str, peer: &str) -> Result<String, NodeError> {
-    let peer = node.resolve_peer(peer).await?;
-    node.send_to(name, peer).await?;
-    Ok(peer.to_string())
-}
-
-async fn fetch(node: &Node, name: &str, peer: &str) -> Result<(String, usize), NodeError> {
-    let peer = node.resolve_peer(peer).await?;
-    let chunks = node.fetch_from(name, peer).await?;
-    Ok((peer.to_string(), chunks))
 }
 
 /// Opens `name` for a read and answers `File`; `None` once the refusal is sent.

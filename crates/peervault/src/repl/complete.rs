@@ -40,11 +40,11 @@ pub struct ReplHelper {
     node: Node,
     rt: Handle,
     paths: FilenameCompleter,
-    commands: Vec<&'static str>,
+    commands: Vec<String>,
 }
 
 impl ReplHelper {
-    pub fn new(node: Node, rt: Handle, commands: Vec<&'static str>) -> Self {
+    pub fn new(node: Node, rt: Handle, commands: Vec<String>) -> Self {
         Self {
             node,
             rt,
@@ -104,14 +104,17 @@ impl Completer for ReplHelper {
         let prefix = before[start..].trim_start_matches(['"', '\'']);
         let done: Vec<String> = shlex::split(&before[..start]).unwrap_or_default();
         let Some((command, args)) = done.split_first() else {
-            return Ok((start, starting_with(self.commands.iter().copied(), prefix)));
+            return Ok((
+                start,
+                starting_with(self.commands.iter().map(String::as_str), prefix),
+            ));
         };
         let Some(kind) = args_of(command).get(args.len()) else {
             return Ok((pos, Vec::new()));
         };
         let candidates = match kind {
             Arg::Path => return self.paths.complete(line, pos, ctx),
-            Arg::Command => starting_with(self.commands.iter().copied(), prefix),
+            Arg::Command => starting_with(self.commands.iter().map(String::as_str), prefix),
             Arg::QuotaAction => starting_with(["set"], prefix),
             Arg::VaultName => {
                 let names = self.vault_names();

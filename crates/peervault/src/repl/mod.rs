@@ -9,8 +9,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use clap::{CommandFactory, Parser, Subcommand};
 use futures::StreamExt;
-use peervault_node::{FileInfo, HumanSize, Node, NodeError, StoreError, parse_size};
+use peervault_node::{FileInfo, HumanSize, Node, NodeError, StoreError};
 use rustyline::Editor;
 use rustyline::config::Configurer;
 use rustyline::error::ReadlineError;
@@ -19,6 +20,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 
 use crate::atomic_file::Download;
+use crate::cli::args::Command;
+use crate::commands::{Console, Surface};
 use crate::progress::{Counted, Progress};
 use crate::ui;
 
@@ -36,149 +39,111 @@ enum Flow {
     Quit,
 }
 
-struct Spec {
-    name: &'static str,
-    aliases: &'static [&'static str],
-    usage: &'static str,
-    about: &'static str,
-    run: fn(&mut Repl, &[String]) -> anyhow::Result<Flow>,
+/// One line at the prompt: a node command, with the same definitions as the
+/// client subcommands (`store` and `list` are `put` and `ls` by their other
+/// names), or one of the prompt's own.
+#[derive(Debug, Parser)]
+#[command(multicall = true, disable_help_subcommand = true)]
+struct Line {
+    #[command(subcommand)]
+    command: LineCommand,
 }
 
-const COMMANDS: &[Spec] = &[
-    Spec {
-        name: "store",
-        aliases: &["put"],
-        usage: "store <path> [name]",
-        about: "Store a local file in the vault (name defaults to the file's name)",
-        run: Repl::store,
+#[derive(Debug, Subcommand)]
+enum LineCommand {
+    #[command(flatten)]
+    Node(Command),
+    /// Show the commands, or details of one
+    #[command(visible_alias = "?")]
+    Help {
+        /// A command.
+        command: Option<String>,
     },
-    Spec {
-        name: "get",
-        aliases: &[],
-        usage: "get <name> [dest]",
-        about: "Read a file: write it to dest, or show it if it is short text",
-        run: Repl::get,
-    },
-    Spec {
-        name: "delete",
-        aliases: &["rm"],
-        usage: "delete <name>",
-        about: "Delete a file from the vault (asks first)",
-        run: Repl::delete,
-    },
-    Spec {
-        name: "list",
-        aliases: &["ls"],
-        usage: "list",
-        about: "List the files in the vault",
-        run: Repl::list,
-    },
-    Spec {
-        name: "quota",
-        aliases: &[],
-        usage: "quota [set <size>]",
-        about: "Show the storage quota, or change it (e.g. quota set 5GB)",
-        run: Repl::quota,
-    },
-    Spec {
-        name: "status",
-        aliases: &[],
-        usage: "status",
-        about: "Show this node's identity, addresses, peers and storage",
-        run: Repl::status,
-    },
-    Spec {
-        name: "invite",
-        aliases: &[],
-        usage: "invite",
-        about: "Print a code that lets another node join this vault (peervault -join CODE)",
-        run: Repl::invite,
-    },
-    Spec {
-        name: "peers",
-        aliases: &[],
-        usage: "peers",
-        about: "Show connected peers with their health",
-        run: Repl::peers,
-    },
-    Spec {
-        name: "discover",
-        aliases: &[],
-        usage: "discover",
-        about: "Show what discovery found: mDNS, peer exchange, the DHT",
-        run: Repl::discover,
-    },
-    Spec {
-        name: "clean",
-        aliases: &[],
-        usage: "clean",
-        about: "Drop this node's copies of every file (the vault and other nodes keep them)",
-        run: Repl::clean,
-    },
-    Spec {
-        name: "metrics",
-        aliases: &[],
-        usage: "metrics",
-        about: "Show the node's metrics: files, network, storage, replication, GC",
-        run: Repl::metrics,
-    },
-    Spec {
-        name: "gc",
-        aliases: &[],
-        usage: "gc",
-        about: "Check every chunk now, restore damaged ones from peers, remove orphans",
-        run: Repl::gc,
-    },
-    Spec {
-        name: "send",
-        aliases: &[],
-        usage: "send <file> <peer>",
-        about: "Push a complete copy of a file to a peer (number, id or address)",
-        run: Repl::send,
-    },
-    Spec {
-        name: "fetch",
-        aliases: &[],
-        usage: "fetch <file> <peer>",
-        about: "Copy a file from that peer only, so this node holds it",
-        run: Repl::fetch,
-    },
-    Spec {
-        name: "verify",
-        aliases: &[],
-        usage: "verify [name]",
-        about: "Check every chunk of one file, or of all files",
-        run: Repl::verify,
-    },
-    Spec {
-        name: "help",
-        aliases: &["?"],
-        usage: "help [command]",
-        about: "Show the commands, or details of one",
-        run: Repl::help,
-    },
-    Spec {
-        name: "quit",
-        aliases: &["exit"],
-        usage: "quit",
-        about: "Stop the node and leave (Ctrl-D and Ctrl-C too)",
-        run: |_, _| Ok(Flow::Quit),
-    },
-];
+    /// Stop the node and leave (Ctrl-D and Ctrl-C too)
+    #[command(visible_alias = "exit")]
+    Quit,
+}
 
-fn find(word: &str) -> Option<&'static Spec> {
+/// Commands of the shell only: they print files for the shell, not a node's.
+const SHELL_ONLY: &[&str] = &["completions", "man"];
+
+/// The prompt's commands, as clap knows them, in the order `help` lists them.
+fn commands() -> Vec<clap::Command> {
+    Line::command()
+        .get_subcommands()
+        .filter(|c| !SHELL_ONLY.contains(&c.get_name()))
+        .cloned()
+        .collect()
+}
+
+/// What the prompt calls a command: the name users of the original type
+/// (`store`, `list`, `delete`), which is a visible alias here.
+fn prompt_name(command: &clap::Command) -> String {
+    const OTHER_NAMES: &[&str] = &["store", "list", "delete"];
+    command
+        .get_visible_aliases()
+        .find(|a| OTHER_NAMES.contains(a))
+        .unwrap_or(command.get_name())
+        .to_string()
+}
+
+/// Every word that names a command.
+fn command_words() -> Vec<String> {
+    commands()
+        .iter()
+        .flat_map(|c| {
+            std::iter::once(c.get_name().to_string()).chain(c.get_all_aliases().map(str::to_string))
+        })
+        .collect()
+}
+
+/// `store <path> [name]`: the prompt's name and the positional arguments (a
+/// subcommand such as `quota set <size>` as an optional part).
+fn usage(command: &clap::Command) -> String {
+    let mut out = prompt_name(command);
+    for arg in command.get_positionals() {
+        let name = arg
+            .get_value_names()
+            .and_then(|n| n.first())
+            .map_or_else(|| arg.get_id().to_string(), ToString::to_string)
+            .to_ascii_lowercase();
+        if arg.is_required_set() {
+            out.push_str(&format!(" <{name}>"));
+        } else {
+            out.push_str(&format!(" [{name}]"));
+        }
+    }
+    for sub in command.get_subcommands() {
+        let inner = usage(sub);
+        out.push_str(&format!(" [{inner}]"));
+    }
+    out
+}
+
+fn about(command: &clap::Command) -> String {
+    command
+        .get_about()
+        .map(|a| a.to_string().trim_end_matches('.').to_string())
+        .unwrap_or_default()
+}
+
+fn find(word: &str) -> Option<clap::Command> {
     let word = word.to_ascii_lowercase();
-    COMMANDS
-        .iter()
-        .find(|s| s.name == word || s.aliases.contains(&word.as_str()))
+    commands()
+        .into_iter()
+        .find(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word))
 }
 
-fn suggestion(word: &str) -> Option<&'static str> {
-    COMMANDS
-        .iter()
-        .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().copied()))
+fn suggestion(word: &str) -> Option<String> {
+    command_words()
+        .into_iter()
         // Optimal string alignment: a swap of neighbours counts as one edit.
-        .map(|name| (strsim::osa_distance(&word.to_ascii_lowercase(), name), name))
+        .map(|name| {
+            (
+                strsim::osa_distance(&word.to_ascii_lowercase(), &name),
+                name,
+            )
+        })
         .filter(|(d, _)| *d <= 2)
         .min()
         .map(|(_, name)| name)
@@ -206,10 +171,7 @@ struct Repl {
 pub fn run(node: Node, rt: Handle, history: &Path) -> anyhow::Result<()> {
     let mut editor: Editor<complete::ReplHelper, DefaultHistory> =
         Editor::new().context("cannot start the line editor")?;
-    let names = COMMANDS
-        .iter()
-        .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().copied()))
-        .collect();
+    let names = command_words();
     editor.set_helper(Some(complete::ReplHelper::new(
         node.clone(),
         rt.clone(),
@@ -259,7 +221,7 @@ pub fn run(node: Node, rt: Handle, history: &Path) -> anyhow::Result<()> {
         let Some(first) = words.first() else {
             continue;
         };
-        let Some(spec) = find(first) else {
+        if find(first).is_none() {
             match suggestion(first) {
                 Some(near) => eprintln!(
                     "Unknown command '{first}'. Did you mean '{near}'? Type 'help' for the list."
@@ -267,8 +229,19 @@ pub fn run(node: Node, rt: Handle, history: &Path) -> anyhow::Result<()> {
                 None => eprintln!("Unknown command '{first}'. Type 'help' for the list."),
             }
             continue;
+        }
+        // Command words are matched whatever their case (`LS` is `ls`).
+        let mut words = words;
+        words[0] = words[0].to_ascii_lowercase();
+        let line = match Line::try_parse_from(&words) {
+            Ok(line) => line,
+            Err(e) => {
+                // `status --help` and the like print their help; mistakes their error.
+                let _ = e.print();
+                continue;
+            }
         };
-        match (spec.run)(&mut repl, &words[1..]) {
+        match repl.run_line(line.command) {
             Ok(Flow::Continue) => {}
             Ok(Flow::Quit) => break,
             Err(e) => eprintln!("error: {}", ui::error_text(&e)),
@@ -285,37 +258,17 @@ pub fn run(node: Node, rt: Handle, history: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn usage_error(usage: &str) -> anyhow::Error {
-    anyhow::anyhow!("usage: {usage}")
-}
-
 impl Repl {
-    fn ask(&mut self, question: &str) -> anyhow::Result<bool> {
-        match self.editor.readline(&format!("{question} (y/N): ")) {
-            Ok(answer) => Ok(matches!(
-                answer.trim().to_ascii_lowercase().as_str(),
-                "y" | "yes"
-            )),
-            Err(ReadlineError::Interrupted | ReadlineError::Eof) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    fn store(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        let (path, name) = match args {
-            [path] => (PathBuf::from(path), None),
-            [path, name] => (PathBuf::from(path), Some(name.clone())),
-            _ => return Err(usage_error("store <path> [name]")),
-        };
-        let file = std::fs::File::open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+    fn store(&mut self, path: &Path, name: Option<String>) -> anyhow::Result<Flow> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         let meta = file.metadata()?;
         if meta.is_dir() {
             bail!("{} is a directory; store takes one file", path.display());
         }
         let name = match name {
             Some(name) => name,
-            None => ui::vault_name_for(&path, "give one: store <path> <name>")?,
+            None => ui::vault_name_for(path, "give one: store <path> <name>")?,
         };
         if !self.make_room(meta.len())? {
             return Ok(Flow::Continue);
@@ -411,12 +364,7 @@ impl Repl {
         }
     }
 
-    fn get(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        let (name, dest) = match args {
-            [name] => (name.clone(), None),
-            [name, dest] => (name.clone(), Some(PathBuf::from(dest))),
-            _ => return Err(usage_error("get <name> [dest]")),
-        };
+    fn get(&mut self, name: &str, dest: Option<PathBuf>) -> anyhow::Result<Flow> {
         let node = self.node.clone();
         match dest {
             Some(dest) => {
@@ -424,7 +372,7 @@ impl Repl {
                     let mut target = Download::open(&dest)
                         .await
                         .with_context(|| format!("cannot write {}", dest.display()))?;
-                    let mut reader = node.get(&name).await?;
+                    let mut reader = node.get(name).await?;
                     let size = reader.manifest().size;
                     let bar = Progress::bytes(Some(size), &format!("reading {name}"), false);
                     let mut done = 0u64;
@@ -446,11 +394,11 @@ impl Repl {
             }
             None => {
                 let contents = self.rt.block_on(async {
-                    let info = node.stat(&name).await?;
+                    let info = node.stat(name).await?;
                     if info.size > PRINT_LIMIT_BYTES {
                         return anyhow::Ok(Err(info.size));
                     }
-                    let mut reader = node.get(&name).await?;
+                    let mut reader = node.get(name).await?;
                     let mut bytes = Vec::new();
                     while let Some(piece) = reader.next().await {
                         bytes.extend_from_slice(&piece?);
@@ -483,206 +431,97 @@ impl Repl {
         Ok(Flow::Continue)
     }
 
-    fn delete(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        let [name] = args else {
-            return Err(usage_error("delete <name>"));
-        };
-        let node = self.node.clone();
-        self.rt.block_on(node.stat(name))?;
-        if !self.ask(&format!(
-            "Delete '{name}' from the vault? Every node will drop its copy."
-        ))? {
-            println!("Kept '{name}'.");
-            return Ok(Flow::Continue);
-        }
-        let out = self.rt.block_on(node.delete(name))?;
-        println!(
-            "File '{}' deleted successfully ({} freed on this node)",
-            out.name,
-            HumanSize(out.freed_bytes)
-        );
-        Ok(Flow::Continue)
-    }
-
-    fn list(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        if !args.is_empty() {
-            return Err(usage_error("list"));
-        }
-        let files = self.rt.block_on(self.node.list())?;
-        if files.is_empty() {
-            println!("The vault is empty. Store a file with: store <path>");
-        } else {
-            println!("Files in the vault ({}):", ui::plural(files.len(), "file"));
-            println!("{}", ui::files_table(&files));
-        }
-        Ok(Flow::Continue)
-    }
-
-    fn quota(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        match args {
-            [] => println!("{}", ui::quota_block(&self.node.quota())),
-            [set, size] if set == "set" => {
-                let bytes = parse_size(size)?;
-                self.node.set_quota(bytes)?;
-                println!(
-                    "Quota set to {} ({bytes} bytes) and saved to .quota_config.json",
-                    HumanSize(bytes)
-                );
-            }
-            _ => return Err(usage_error("quota [set <size>]")),
-        }
-        Ok(Flow::Continue)
-    }
-
-    fn status(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        if !args.is_empty() {
-            return Err(usage_error("status"));
-        }
-        let status = self.rt.block_on(self.node.status())?;
-        println!("{}", ui::status_block(&status));
-        Ok(Flow::Continue)
-    }
-
-    fn invite(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        if !args.is_empty() {
-            return Err(usage_error("invite"));
-        }
-        let code = self.rt.block_on(self.node.invite())?;
-        println!("{code}");
-        println!(
-            "Start the new node with:  peervault -join {code}\n\
-             (anyone holding this code can join the vault and read everything in it)"
-        );
-        Ok(Flow::Continue)
-    }
-
-    fn peers(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        if !args.is_empty() {
-            return Err(usage_error("peers"));
-        }
-        let peers = self.rt.block_on(self.node.peers());
-        if peers.is_empty() {
-            println!("No connected peers.");
-        } else {
-            println!("Connected Peers ({}):", peers.len());
-            println!("{}", ui::peers_table(&peers));
-        }
-        Ok(Flow::Continue)
-    }
-
-    fn discover(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        if !args.is_empty() {
-            return Err(usage_error("discover"));
-        }
-        let discovery = self.rt.block_on(self.node.discovery());
-        println!("{}", ui::discovery_block(&discovery));
-        Ok(Flow::Continue)
-    }
-
-    fn clean(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        if !args.is_empty() {
-            return Err(usage_error("clean"));
-        }
-        let held: Vec<FileInfo> = self
-            .rt
-            .block_on(self.node.list())?
-            .into_iter()
-            .filter(|f| f.local)
-            .collect();
-        let bytes = self.node.quota().used_bytes;
-        if !self.ask(&format!(
-            "Remove this node's copies of {} ({} on disk)? The vault still lists them and other nodes keep theirs.",
-            ui::plural(held.len(), "file"),
-            HumanSize(bytes)
-        ))? {
-            println!("Nothing removed.");
-            return Ok(Flow::Continue);
-        }
-        let report = self.rt.block_on(self.node.clean())?;
-        println!("{}", ui::clean_lines(&report));
-        Ok(Flow::Continue)
-    }
-
-    fn metrics(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        if !args.is_empty() {
-            return Err(usage_error("metrics"));
-        }
-        let snapshot = self.rt.block_on(self.node.metrics_snapshot());
-        println!("{}", ui::metrics_block(&snapshot));
-        Ok(Flow::Continue)
-    }
-
-    fn gc(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        if !args.is_empty() {
-            return Err(usage_error("gc"));
-        }
-        println!("Running garbage collection (checking every chunk)...");
-        let summary = self.rt.block_on(self.node.collect_garbage())?;
-        println!("{}", ui::gc_block(&summary));
-        Ok(Flow::Continue)
-    }
-
-    fn send(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        let [name, peer] = args else {
-            return Err(usage_error("send <file> <peer>"));
-        };
-        let node = self.node.clone();
-        let peer = self.rt.block_on(async {
-            let peer = node.resolve_peer(peer).await?;
-            node.send_to(name, peer).await?;
-            anyhow::Ok(peer)
-        })?;
-        println!("File '{name}' sent to {peer}: it holds a complete, durable copy");
-        Ok(Flow::Continue)
-    }
-
-    fn fetch(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        let [name, peer] = args else {
-            return Err(usage_error("fetch <file> <peer>"));
-        };
-        let node = self.node.clone();
-        let (peer, chunks) = self.rt.block_on(async {
-            let peer = node.resolve_peer(peer).await?;
-            let chunks = node.fetch_from(name, peer).await?;
-            anyhow::Ok((peer, chunks))
-        })?;
-        println!(
-            "File '{name}' fetched from {peer} ({chunks} chunks copied); this node now holds it"
-        );
-        Ok(Flow::Continue)
-    }
-
-    fn verify(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        let name = match args {
-            [] => None,
-            [name] => Some(name.as_str()),
-            _ => return Err(usage_error("verify [name]")),
-        };
-        let files = self.rt.block_on(self.node.verify(name))?;
-        println!("{}", ui::verify_lines(&files));
-        Ok(Flow::Continue)
-    }
-
-    fn help(&mut self, args: &[String]) -> anyhow::Result<Flow> {
-        match args {
-            [] => {
+    fn help(&mut self, command: Option<&str>) -> anyhow::Result<Flow> {
+        match command {
+            None => {
                 println!("Commands:");
-                for spec in COMMANDS {
-                    println!("  {:<22} {}", spec.usage, spec.about);
+                for command in commands() {
+                    println!("  {:<22} {}", usage(&command), about(&command));
                 }
             }
-            [word] => match find(word) {
-                Some(spec) => {
-                    println!("{}\n  {}", spec.usage, spec.about);
-                    if !spec.aliases.is_empty() {
-                        println!("  Also: {}", spec.aliases.join(", "));
+            Some(word) => match find(word) {
+                Some(command) => {
+                    println!("{}\n  {}", usage(&command), about(&command));
+                    let name = prompt_name(&command);
+                    let also: Vec<String> = std::iter::once(command.get_name())
+                        .chain(command.get_visible_aliases())
+                        .filter(|w| *w != name)
+                        .map(str::to_string)
+                        .collect();
+                    if !also.is_empty() {
+                        println!("  Also: {}", also.join(", "));
                     }
                 }
                 None => bail!("no command '{word}'; type 'help' for the list"),
             },
-            _ => return Err(usage_error("help [command]")),
         }
         Ok(Flow::Continue)
+    }
+
+    /// Runs one parsed line.
+    fn run_line(&mut self, command: LineCommand) -> anyhow::Result<Flow> {
+        let command = match command {
+            LineCommand::Help { command } => return self.help(command.as_deref()),
+            LineCommand::Quit => return Ok(Flow::Quit),
+            LineCommand::Node(command) => command,
+        };
+        match command {
+            Command::Put {
+                path,
+                name,
+                as_name,
+                quiet: _,
+            } => self.store(&path, name.or(as_name)),
+            Command::Get {
+                name,
+                output,
+                dest,
+                quiet: _,
+            } => self.get(&name, output.or(dest)),
+            Command::Completions { .. } | Command::Man => {
+                bail!("that is for the shell: run `peervault completions` or `peervault man` there")
+            }
+            other => {
+                let node = self.node.clone();
+                let rt = self.rt.clone();
+                let mut console = PromptConsole {
+                    editor: &mut self.editor,
+                };
+                // The exit code is for scripts; the prompt has shown the outcome.
+                rt.block_on(crate::commands::run_on(other, &node, &mut console))?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+}
+
+/// The prompt's console: questions through its line editor.
+struct PromptConsole<'a> {
+    editor: &'a mut Editor<complete::ReplHelper, DefaultHistory>,
+}
+
+impl Console for PromptConsole<'_> {
+    fn surface(&self) -> Surface {
+        Surface::Prompt
+    }
+
+    fn confirm(&mut self, question: &str, _refusal: &str) -> anyhow::Result<bool> {
+        ask(self.editor, question)
+    }
+}
+
+/// Asks `question` through the line editor; Ctrl-C and Ctrl-D answer no.
+fn ask(
+    editor: &mut Editor<complete::ReplHelper, DefaultHistory>,
+    question: &str,
+) -> anyhow::Result<bool> {
+    match editor.readline(&format!("{question} (y/N): ")) {
+        Ok(answer) => Ok(matches!(
+            answer.trim().to_ascii_lowercase().as_str(),
+            "y" | "yes"
+        )),
+        Err(ReadlineError::Interrupted | ReadlineError::Eof) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -692,11 +531,36 @@ mod tests {
 
     #[test]
     fn suggestions_find_near_misses() {
-        assert_eq!(suggestion("stor"), Some("store"));
-        assert_eq!(suggestion("lsit"), Some("list"));
-        assert_eq!(suggestion("qiut"), Some("quit"));
+        assert_eq!(suggestion("stor").as_deref(), Some("store"));
+        assert_eq!(suggestion("lsit").as_deref(), Some("list"));
+        assert_eq!(suggestion("qiut").as_deref(), Some("quit"));
         assert_eq!(suggestion("xyzzy"), None);
         assert!(find("LS").is_some());
+    }
+
+    #[test]
+    fn help_shows_the_prompts_names_and_the_shared_arguments() {
+        let line = |word: &str| {
+            let command = find(word).unwrap();
+            (usage(&command), about(&command))
+        };
+        assert_eq!(line("store").0, "store <path> [name]");
+        assert_eq!(line("put").0, "store <path> [name]");
+        assert_eq!(line("get").0, "get <name> [dest]");
+        assert_eq!(line("rm").0, "delete <name>");
+        assert_eq!(line("list").0, "list");
+        assert_eq!(line("quota").0, "quota [set <size>]");
+        assert_eq!(line("verify").0, "verify [name]");
+        assert_eq!(line("send").0, "send <name> <peer>");
+        assert!(
+            line("fetch")
+                .1
+                .starts_with("Copy a file from that peer only")
+        );
+        assert!(
+            find("completions").is_none(),
+            "a shell-only command at the prompt"
+        );
     }
 
     #[test]
