@@ -48,7 +48,7 @@ pub use libp2p::{Multiaddr, PeerId, Stream};
 pub use libp2p_stream::IncomingStreams;
 pub use network::{
     Addresses, DEFAULT_MAX_PEERS, DEFAULT_PEX_INTERVAL, InboundRequest, NetConfig, NetError,
-    NetEvent, NetHandle, Network, ask_kdf_parameters, start,
+    NetEvent, NetHandle, NetSettings, Network, ask_kdf_parameters, start,
 };
 pub use peers::{
     ConnectionPath, Discovery, KnownPeer, PeerInfo, PeerSource, Scope as AddressScope,

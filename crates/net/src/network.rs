@@ -100,12 +100,11 @@ pub const DEFAULT_MAX_PEERS: usize = 32;
 /// exchanged on connect).
 pub const DEFAULT_PEX_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
-/// How to start the network.
+/// What the operator decides about the network: addresses, discovery, limits.
+/// The node's configuration nests this as it is; the node adds what it derives
+/// (identity, key) in [`NetConfig`].
 #[derive(Debug, Clone)]
-pub struct NetConfig {
-    pub identity: NodeIdentity,
-    /// Pre-shared key of the private network.
-    pub psk: [u8; 32],
+pub struct NetSettings {
     pub listen: Vec<Endpoint>,
     /// Address announced to peers in addition to the listen addresses.
     pub advertise: Option<Endpoint>,
@@ -129,18 +128,12 @@ pub struct NetConfig {
     /// Frames each direction of a connection carries under one key (tests lower it
     /// to see many rekeys).
     pub rekey_interval: u64,
-    /// The vault's key-derivation parameters, handed to whoever asks (a node given
-    /// the passphrase and this node's address needs them); `None` when the key is
-    /// not derived from a passphrase.
-    pub kdf_parameters: Option<Vec<u8>>,
 }
 
-impl NetConfig {
-    /// Defaults for everything but identity, key and addresses.
-    pub fn new(identity: NodeIdentity, psk: [u8; 32], listen: Vec<Endpoint>) -> Self {
+impl NetSettings {
+    /// Defaults for everything but the listen addresses.
+    pub fn new(listen: Vec<Endpoint>) -> Self {
         Self {
-            identity,
-            psk,
             listen,
             advertise: None,
             advertise_only: false,
@@ -153,6 +146,29 @@ impl NetConfig {
             pex_interval: DEFAULT_PEX_INTERVAL,
             relay_server: false,
             rekey_interval: crate::channel::DEFAULT_REKEY_INTERVAL,
+        }
+    }
+}
+
+/// How to start the network: the operator's settings and what the node derives.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    pub identity: NodeIdentity,
+    /// Pre-shared key of the private network.
+    pub psk: [u8; 32],
+    pub settings: NetSettings,
+    /// The vault's key-derivation parameters, handed to whoever asks (a node given
+    /// the passphrase and this node's address needs them); `None` when the key is
+    /// not derived from a passphrase.
+    pub kdf_parameters: Option<Vec<u8>>,
+}
+
+impl NetConfig {
+    pub fn new(identity: NodeIdentity, psk: [u8; 32], settings: NetSettings) -> Self {
+        Self {
+            identity,
+            psk,
+            settings,
             kdf_parameters: None,
         }
     }
@@ -433,11 +449,11 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
         identity: Arc::new(
             NoiseIdentity::new(&keypair).map_err(|e| NetError::Setup(e.to_string()))?,
         ),
-        rekey_interval: config.rekey_interval,
+        rekey_interval: config.settings.rekey_interval,
         kdf_parameters: config.kdf_parameters.clone().map(Arc::new),
     };
     let app_config = request_response::Config::default()
-        .with_request_timeout(config.request_timeout)
+        .with_request_timeout(config.settings.request_timeout)
         // Each inbound request may hold up to a message's worth of memory while it
         // arrives; this bounds what one peer's connection can make the node hold.
         .with_max_concurrent_streams(64);
@@ -448,13 +464,13 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
     // (two per peer when both dial at once); unused ones are trimmed and close after
     // the idle timeout. A cap near the target made busy nodes refuse newcomers,
     // which then could not read files only those nodes held.
-    let max_connections = (config.max_peers * 8 + 128) as u32;
-    let discover_local = config.discover_local;
-    let hide_listen = config.advertise_only;
-    let relay_server = config.relay_server;
+    let max_connections = (config.settings.max_peers * 8 + 128) as u32;
+    let discover_local = config.settings.discover_local;
+    let hide_listen = config.settings.advertise_only;
+    let relay_server = config.settings.relay_server;
     // Reachability is detected only when no address was set by hand (manual
     // settings win).
-    let detect_reachability = config.advertise.is_none();
+    let detect_reachability = config.settings.advertise.is_none();
     let (relay_transport, relay_client) = libp2p::relay::client::new(local_peer_id);
     let mut relay_client = Some(relay_client);
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -553,8 +569,8 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
     let chunk_streams = streams
         .accept(CHUNK_PROTOCOL)
         .map_err(|e| NetError::Setup(format!("{CHUNK_PROTOCOL}: {e:?}")))?;
-    let (listen, early) = listen_all(&mut swarm, &config.listen).await?;
-    if let Some(advertise) = &config.advertise {
+    let (listen, early) = listen_all(&mut swarm, &config.settings.listen).await?;
+    if let Some(advertise) = &config.settings.advertise {
         swarm.add_external_address(advertise.to_multiaddr());
     }
 
@@ -578,7 +594,7 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
             commands: command_tx,
             local_peer_id,
             shutdown,
-            request_timeout: config.request_timeout,
+            request_timeout: config.settings.request_timeout,
             streams: Streams(streams),
         },
         inbound,

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use peervault_net::{Endpoint, NetConfig, NetEvent, NetHandle, Network, NodeIdentity, PeerSource};
+use peervault_net::{
+    Endpoint, NetConfig, NetEvent, NetHandle, NetSettings, Network, NodeIdentity, PeerSource,
+};
 
 const KEY: [u8; 32] = [7; 32];
 
@@ -12,10 +14,10 @@ fn config(dir: &std::path::Path, psk: [u8; 32], bootstrap: Vec<Endpoint>) -> Net
     let mut config = NetConfig::new(
         NodeIdentity::load_or_create(dir).unwrap(),
         psk,
-        vec![Endpoint::parse("127.0.0.1:0").unwrap()],
+        NetSettings::new(vec![Endpoint::parse("127.0.0.1:0").unwrap()]),
     );
-    config.bootstrap = bootstrap;
-    config.request_timeout = Duration::from_secs(10);
+    config.settings.bootstrap = bootstrap;
+    config.settings.request_timeout = Duration::from_secs(10);
     config
 }
 
@@ -175,7 +177,7 @@ async fn a_bootstrap_peer_that_starts_late_is_reached_without_a_restart() {
     assert!(b.peers().await.is_empty());
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), KEY, vec![]);
-    cfg.listen = vec![endpoint];
+    cfg.settings.listen = vec![endpoint];
     let a = echo(peervault_net::start(cfg).await.unwrap());
     assert!(
         wait_for_peers(&b, 1, Duration::from_secs(40)).await,
@@ -203,7 +205,7 @@ async fn a_port_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), KEY, vec![]);
-    cfg.listen = vec![Endpoint::parse(&taken.local_addr().unwrap().to_string()).unwrap()];
+    cfg.settings.listen = vec![Endpoint::parse(&taken.local_addr().unwrap().to_string()).unwrap()];
     let err = peervault_net::start(cfg).await.err().expect("must fail");
     assert!(err.to_string().contains("cannot listen on"), "{err}");
 }
@@ -218,8 +220,8 @@ async fn the_originals_pex_chain_ends_fully_connected() {
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let pex = |dir: &tempfile::TempDir, bootstrap: Vec<Endpoint>| {
         let mut c = config(dir.path(), KEY, bootstrap);
-        c.discover_pex = true;
-        c.pex_interval = Duration::from_millis(500);
+        c.settings.discover_pex = true;
+        c.settings.pex_interval = Duration::from_millis(500);
         c
     };
     let boot = node_with(pex(&dirs[0], vec![])).await;
@@ -250,8 +252,8 @@ async fn peer_lists_received(pex_rounds: bool) -> u64 {
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let pex = |dir: &tempfile::TempDir, bootstrap: Vec<Endpoint>| {
         let mut c = config(dir.path(), KEY, bootstrap);
-        c.discover_pex = pex_rounds;
-        c.pex_interval = Duration::from_millis(500);
+        c.settings.discover_pex = pex_rounds;
+        c.settings.pex_interval = Duration::from_millis(500);
         c
     };
     let hub = node_with(pex(&dirs[0], vec![])).await;
@@ -290,7 +292,7 @@ async fn a_node_dials_no_more_learnt_peers_than_its_target() {
     assert!(wait_for_peers(&hub, 5, Duration::from_secs(10)).await);
     let dir = tempfile::tempdir().unwrap();
     let mut limited = config(dir.path(), KEY, vec![hub_addr]);
-    limited.max_peers = 3;
+    limited.settings.max_peers = 3;
     let limited = node_with(limited).await;
     assert!(wait_for_peers(&limited, 3, Duration::from_secs(10)).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -311,7 +313,7 @@ async fn the_dht_finds_a_provider_the_asker_was_never_connected_to() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let line = |dir: &tempfile::TempDir, bootstrap: Vec<Endpoint>| {
         let mut c = config(dir.path(), KEY, bootstrap);
-        c.max_peers = 1;
+        c.settings.max_peers = 1;
         c
     };
     let x = node_with(line(&dirs[0], vec![])).await;
@@ -348,12 +350,12 @@ async fn a_port_another_node_listens_on_is_refused_not_shared() {
     let taken = endpoint_of(&a.handle).await;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), KEY, vec![]);
-    cfg.listen = vec![taken.clone()];
+    cfg.settings.listen = vec![taken.clone()];
     let err = peervault_net::start(cfg).await.err().expect("must fail");
     assert!(err.to_string().contains("address already in use"), "{err}");
     // Also on every interface at that port.
     let mut cfg = config(dir.path(), KEY, vec![]);
-    cfg.listen = vec![Endpoint::parse(&format!(":{}", taken.port)).unwrap()];
+    cfg.settings.listen = vec![Endpoint::parse(&format!(":{}", taken.port)).unwrap()];
     let err = peervault_net::start(cfg).await.err().expect("must fail");
     assert!(err.to_string().contains("address already in use"), "{err}");
 }
@@ -411,7 +413,7 @@ async fn a_bootstrap_address_that_is_this_node_is_no_key_mismatch() {
     let own = Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), KEY, vec![own.clone()]);
-    cfg.listen = vec![own];
+    cfg.settings.listen = vec![own];
     let mut a = peervault_net::start(cfg).await.unwrap();
     let mismatch = tokio::time::timeout(Duration::from_secs(4), wait_mismatch(&mut a.events)).await;
     assert!(
@@ -429,7 +431,7 @@ async fn requests_and_chunk_streams_across_many_rekeys_are_byte_identical() {
     let frames_per_key = 2;
     let dir_a = tempfile::tempdir().unwrap();
     let mut cfg = config(dir_a.path(), KEY, vec![]);
-    cfg.rekey_interval = frames_per_key;
+    cfg.settings.rekey_interval = frames_per_key;
     let Network {
         handle: a,
         mut inbound,
@@ -459,7 +461,7 @@ async fn requests_and_chunk_streams_across_many_rekeys_are_byte_identical() {
     });
     let dir_b = tempfile::tempdir().unwrap();
     let mut cfg = config(dir_b.path(), KEY, vec![endpoint_of(&a).await]);
-    cfg.rekey_interval = frames_per_key;
+    cfg.settings.rekey_interval = frames_per_key;
     let b = echo(peervault_net::start(cfg).await.unwrap());
     assert!(wait_for_peers(&b, 1, Duration::from_secs(10)).await);
     // Requests of 3 MiB: ~48 frames each way, ~24 rekeys per direction.

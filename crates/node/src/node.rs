@@ -101,7 +101,7 @@ impl Node {
         let resolved = crate::keyring::resolve(
             &data_dir,
             config.key.clone(),
-            &config.bootstrap,
+            &config.net.bootstrap,
             config.kdf_query_patience,
         )
         .await?;
@@ -124,29 +124,20 @@ impl Node {
         // The vault opened with this key (its fingerprint matched, or it is new):
         // now the key files may be written.
         resolved.persist(&data_dir)?;
-        let mut bootstrap = config.bootstrap.clone();
+        // The network gets the operator's settings as they are, plus the
+        // addresses of a join code as bootstrap peers (circuit addresses in a
+        // code are not dialled as such).
+        let mut settings = config.net.clone();
         for addr in &resolved.join_addrs {
-            // Circuit addresses in a code are not dialled as bootstrap peers.
             if let Ok(endpoint) = Endpoint::parse(&addr.to_string())
-                && !bootstrap.contains(&endpoint)
+                && !settings.bootstrap.contains(&endpoint)
             {
-                bootstrap.push(endpoint);
+                settings.bootstrap.push(endpoint);
             }
         }
-        let mut net_config =
-            NetConfig::new(identity.clone(), key.pnet_psk(), config.listen.clone());
-        net_config.advertise = config.advertise.clone();
-        net_config.advertise_only = config.advertise_only;
-        net_config.relay_server = config.relay_server;
-        net_config.rekey_interval = config.rekey_interval_frames;
+        let has_bootstrap = !settings.bootstrap.is_empty();
+        let mut net_config = NetConfig::new(identity.clone(), key.pnet_psk(), settings);
         net_config.kdf_parameters = key.kdf_params().map(|p| p.to_text().into_bytes());
-        let has_bootstrap = !bootstrap.is_empty();
-        net_config.bootstrap = bootstrap;
-        net_config.public_ip = config.public_ip;
-        net_config.max_peers = config.max_peers;
-        net_config.discover_local = config.discover_local;
-        net_config.discover_pex = config.discover_pex;
-        net_config.pex_interval = config.pex_interval;
         vault.set_tombstone_retention(config.tombstone_retention);
         // Debris of the previous run goes before anything can use it: no write is
         // in flight yet, so no grace period is needed. Not so under a new catalogue
@@ -208,8 +199,8 @@ impl Node {
                 started_unix_ms,
                 quota_source,
                 has_bootstrap,
-                advertised: config.advertise.is_some(),
-                advertise_only: config.advertise_only,
+                advertised: config.net.advertise.is_some(),
+                advertise_only: config.net.advertise_only,
             }),
         };
         ctx.spawn(node.clone().watch_network(network.events));

@@ -11,8 +11,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use peervault_net::Endpoint;
 pub use peervault_net::{DEFAULT_MAX_PEERS, DEFAULT_PEX_INTERVAL};
+use peervault_net::{Endpoint, NetSettings};
 use peervault_store::DEFAULT_CHUNK_SIZE;
 
 use crate::keyring::KeyInput;
@@ -34,37 +34,18 @@ pub struct NodeConfig {
     /// How long a new node given only a passphrase waits for a bootstrap peer to
     /// tell it the vault's key-derivation parameters.
     pub kdf_query_patience: Duration,
-    /// Frames each direction of a peer connection carries under one key before it
-    /// rekeys (lowered only by tests, to see many rekeys).
-    pub rekey_interval_frames: u64,
     /// Set (and persist) this quota; `None` keeps the quota file's value, or the
     /// default if there is no file yet.
     pub quota_bytes: Option<u64>,
     /// Plaintext bytes per chunk for new files.
     pub chunk_size: u32,
-    /// Where to listen for peers.
-    pub listen: Vec<Endpoint>,
-    /// Address announced to peers besides the listen addresses.
-    pub advertise: Option<Endpoint>,
-    /// Announce only `advertise`, not the listen addresses.
-    pub advertise_only: bool,
-    /// Relay for peers behind NAT (give it on nodes that peers can reach).
-    pub relay_server: bool,
-    /// Peers to join at start (redialled until they answer).
-    pub bootstrap: Vec<Endpoint>,
-    /// Announce the address peers observe for this node.
-    pub public_ip: bool,
+    /// Addresses, bootstrap peers, discovery, connection limits (see
+    /// [`NetSettings`]; `peervault_net` owns their defaults).
+    pub net: NetSettings,
     /// Copies of each file to keep, counting the writer.
     pub replicas: Replicas,
     /// Catalogue anti-entropy period.
     pub sync_interval: Duration,
-    /// Find peers on the local link (mDNS).
-    pub discover_local: bool,
-    /// Exchange peer lists every `pex_interval` (they are always exchanged on connect).
-    pub discover_pex: bool,
-    pub pex_interval: Duration,
-    /// Connections the node opens to peers it learns about (more may dial it).
-    pub max_peers: usize,
     /// GC and repair timing.
     pub maintenance: MaintenanceConfig,
     /// How long deletions are remembered.
@@ -74,13 +55,13 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// Finds peers on the local network with mDNS (as `-discover-local`).
     pub fn enable_local_discovery(mut self) -> Self {
-        self.discover_local = true;
+        self.net.discover_local = true;
         self
     }
 
     /// Exchanges peer lists with peers every `pex_interval` (as `-discover-pex`).
     pub fn enable_peer_exchange(mut self) -> Self {
-        self.discover_pex = true;
+        self.net.discover_pex = true;
         self
     }
 
@@ -92,21 +73,13 @@ impl NodeConfig {
             data_dir: data_dir.into(),
             key: key.into(),
             kdf_query_patience: crate::keyring::KDF_QUERY_PATIENCE,
-            rekey_interval_frames: peervault_net::channel::DEFAULT_REKEY_INTERVAL,
             quota_bytes: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
-            listen: vec![Endpoint::parse("127.0.0.1:0").unwrap_or_else(|_| unreachable!())],
-            advertise: None,
-            advertise_only: false,
-            relay_server: false,
-            bootstrap: Vec::new(),
-            public_ip: false,
+            net: NetSettings::new(vec![
+                Endpoint::parse("127.0.0.1:0").unwrap_or_else(|_| unreachable!()),
+            ]),
             replicas: Replicas::default(),
             sync_interval: DEFAULT_SYNC_INTERVAL,
-            discover_local: false,
-            discover_pex: false,
-            pex_interval: DEFAULT_PEX_INTERVAL,
-            max_peers: DEFAULT_MAX_PEERS,
             maintenance: MaintenanceConfig::default(),
             tombstone_retention: peervault_store::DEFAULT_TOMBSTONE_RETENTION,
         }

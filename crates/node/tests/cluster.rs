@@ -233,7 +233,7 @@ async fn a_node_with_another_key_learns_nothing() {
         cluster.root.join("intruder"),
         NetworkKey::from_bytes([0x0b; 32], peervault_node::KeySource::Hex),
     );
-    config.bootstrap = vec![endpoint(&a).await];
+    config.net.bootstrap = vec![endpoint(&a).await];
     config.sync_interval = Duration::from_secs(1);
     let intruder = Node::start(config).await.unwrap();
     // Long enough for several dials and their refusals (nothing to wait for:

@@ -34,7 +34,7 @@ async fn a_reader_finds_holders_it_was_never_connected_to_through_the_dht() {
         let mut config = NodeConfig::new(dir.path().join(format!("n{i}")), key.clone());
         // One copy: the only holder is the writer.
         config.replicas = Replicas::Count(1);
-        config.max_peers = max_peers;
+        config.net.max_peers = max_peers;
         config.sync_interval = Duration::from_secs(2);
         config
     };
@@ -50,7 +50,7 @@ async fn a_reader_finds_holders_it_was_never_connected_to_through_the_dht() {
     for i in 0..NODES - 1 {
         let mut c = config(i, 2);
         if i > 0 {
-            c.bootstrap = vec![endpoint(&nodes[next(i)]).await];
+            c.net.bootstrap = vec![endpoint(&nodes[next(i)]).await];
         }
         nodes.push(Node::start(c).await.unwrap());
     }
@@ -87,7 +87,7 @@ async fn a_reader_finds_holders_it_was_never_connected_to_through_the_dht() {
 
     // The reader joins last, through one earlier node, opening one connection itself.
     let mut c = config(NODES - 1, 1);
-    c.bootstrap = vec![endpoint(&nodes[next(nodes.len())]).await];
+    c.net.bootstrap = vec![endpoint(&nodes[next(nodes.len())]).await];
     let reader = Node::start(c).await.unwrap();
     for i in 0..WRITERS {
         let name = format!("far-{i}.bin");

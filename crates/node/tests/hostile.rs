@@ -31,9 +31,11 @@ impl Rogue {
         let mut config = NetConfig::new(
             NodeIdentity::load_or_create(dir.path()).unwrap(),
             cluster.key.pnet_psk(),
-            vec![peervault_net::Endpoint::parse("127.0.0.1:0").unwrap()],
+            peervault_net::NetSettings::new(vec![
+                peervault_net::Endpoint::parse("127.0.0.1:0").unwrap(),
+            ]),
         );
-        config.bootstrap = vec![endpoint(target).await];
+        config.settings.bootstrap = vec![endpoint(target).await];
         let mut network = peervault_net::start(config).await.unwrap();
         let crypto = Crypto::new(&cluster.key.store_keys());
         let forger = Crypto::new(&cluster.key.store_keys());

@@ -83,7 +83,7 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         config.quota_bytes = Some(1 << 30);
         if let Some(first) = nodes.first() {
             let addr = first.status().await?.listen_addrs[0].clone();
-            config.bootstrap = vec![peervault_node::Endpoint::parse(&addr)?];
+            config.net.bootstrap = vec![peervault_node::Endpoint::parse(&addr)?];
         }
         let node = Node::start(config).await?;
         let addr = node.status().await?.listen_addrs.join(", ");

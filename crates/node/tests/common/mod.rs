@@ -38,7 +38,7 @@ impl Cluster {
     pub async fn config(&self, name: &str, bootstrap: &[&Node], replicas: Replicas) -> NodeConfig {
         let mut config = NodeConfig::new(self.root.join(name), self.key.clone());
         for node in bootstrap {
-            config.bootstrap.push(endpoint(node).await);
+            config.net.bootstrap.push(endpoint(node).await);
         }
         config.replicas = replicas;
         config.sync_interval = Duration::from_secs(2);
