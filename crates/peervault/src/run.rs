@@ -135,17 +135,8 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     let data_dir = settings.common.data_dir.clone();
     let mut config = NodeConfig::new(&data_dir, settings.key.clone());
     config.quota_bytes = quota;
-    config.net.listen = vec![settings.common.addr.clone()];
-    config.net.advertise = settings.advertise.clone();
-    config.net.advertise_only = settings.advertise_only;
-    config.net.relay_server = settings.relay;
-    config.net.bootstrap = settings.bootstrap.clone();
-    config.net.public_ip = settings.public_ip;
+    config.net = settings.net.clone();
     config.replicas = settings.replicas;
-    config.net.discover_local = settings.discover_local;
-    config.net.discover_pex = settings.discover_pex;
-    config.net.pex_interval = settings.pex_interval;
-    config.net.max_peers = settings.max_peers;
     config.sync_interval = settings.sync_interval;
     config.maintenance = settings.maintenance.clone();
     config.tombstone_retention = settings.tombstone_retention;
@@ -175,21 +166,26 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
         "  Replicas:   {} (copies of each file, counting this node)",
         node.replicas()
     );
-    if !settings.bootstrap.is_empty() {
-        let names: Vec<String> = settings.bootstrap.iter().map(ToString::to_string).collect();
+    if !settings.net.bootstrap.is_empty() {
+        let names: Vec<String> = settings
+            .net
+            .bootstrap
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         println!(
             "  Bootstrap:  {} (retried until they answer)",
             names.join(", ")
         );
     }
     let mut discovery = Vec::new();
-    if settings.discover_local {
+    if settings.net.discover_local {
         discovery.push("mDNS on the local network".to_string());
     }
-    if settings.discover_pex {
+    if settings.net.discover_pex {
         discovery.push(format!(
             "peer exchange every {}",
-            humantime::format_duration(settings.pex_interval)
+            humantime::format_duration(settings.net.pex_interval)
         ));
     }
     discovery.push("DHT".to_string());

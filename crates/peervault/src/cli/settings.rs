@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use peervault_net::Endpoint;
+use peervault_net::{Endpoint, NetSettings};
 use peervault_node::{
     DEFAULT_MAX_PEERS, DEFAULT_PEX_INTERVAL, DEFAULT_REPLICAS, DEFAULT_SYNC_INTERVAL,
     DEFAULT_TOMBSTONE_RETENTION, JoinCode, KeyInput, MaintenanceConfig, Replicas, parse_size,
@@ -100,24 +100,16 @@ pub struct NodeSettings {
     pub key: KeyInput,
     pub interactive: bool,
     pub quota: Option<u64>,
-    pub advertise: Option<Endpoint>,
-    /// Announce only `advertise`, not the listen addresses.
-    pub advertise_only: bool,
-    /// Relay for peers behind NAT.
-    pub relay: bool,
-    pub bootstrap: Vec<Endpoint>,
-    pub public_ip: bool,
+    /// The network's part, as the node takes it: listen address (from
+    /// `common.addr`), advertising, relay, bootstrap peers, discovery, limits.
+    pub net: NetSettings,
     pub metrics: Option<Endpoint>,
     /// Host names the HTTP server answers to besides its address and localhost.
     pub http_allow_host: Vec<String>,
-    pub discover_local: bool,
-    pub discover_pex: bool,
     pub replicas: Replicas,
-    pub pex_interval: Duration,
     /// GC and repair timing.
     pub maintenance: MaintenanceConfig,
     pub tombstone_retention: Duration,
-    pub max_peers: usize,
     pub sync_interval: Duration,
     pub demo: bool,
     /// Where the config file came from, for messages.
@@ -463,25 +455,29 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         Some((n, _)) => n,
         None => DEFAULT_MAX_PEERS,
     };
+    let advertise_only = flag(node.advertise_only, file.advertise_only);
+    if advertise_only && advertise.is_none() {
+        return Err(invalid(
+            &origin("advertise-only", node.advertise_only, config),
+            "it needs an address to announce: give --advertise too",
+        ));
+    }
+    let mut net = NetSettings::new(vec![common.addr.clone()]);
+    net.advertise = advertise;
+    net.advertise_only = advertise_only;
+    net.relay_server = flag(node.relay, file.relay);
+    net.bootstrap = bootstrap;
+    net.public_ip = flag(node.public_ip, file.public_ip);
+    net.discover_local = flag(node.discover_local, file.discover_local);
+    net.discover_pex = flag(node.discover_pex, file.discover_pex);
+    net.pex_interval = pex_interval;
+    net.max_peers = max_peers;
     Ok(NodeSettings {
-        common,
         key: key_input(node, &file, config)?,
+        common,
         interactive,
         quota,
-        advertise_only: {
-            let only = flag(node.advertise_only, file.advertise_only);
-            if only && advertise.is_none() {
-                return Err(invalid(
-                    &origin("advertise-only", node.advertise_only, config),
-                    "it needs an address to announce: give --advertise too",
-                ));
-            }
-            only
-        },
-        advertise,
-        relay: flag(node.relay, file.relay),
-        bootstrap,
-        public_ip: flag(node.public_ip, file.public_ip),
+        net,
         metrics,
         http_allow_host: match (&node.http_allow_host[..], &file.http_allow_host) {
             ([], Some(list)) => list.items(),
@@ -491,13 +487,9 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         .map(|h| h.trim().to_ascii_lowercase())
         .filter(|h| !h.is_empty())
         .collect(),
-        discover_local: flag(node.discover_local, file.discover_local),
-        discover_pex: flag(node.discover_pex, file.discover_pex),
         replicas,
-        pex_interval,
         maintenance,
         tombstone_retention,
-        max_peers,
         sync_interval,
         demo: node.demo,
         config_path,
@@ -563,7 +555,7 @@ mod tests {
         let s = node_settings(&cli(&["peervault", "--config", p])).unwrap();
         assert_eq!(s.common.addr.port, 4100);
         assert_eq!(s.quota, Some(5 << 30));
-        assert_eq!(s.bootstrap.len(), 2);
+        assert_eq!(s.net.bootstrap.len(), 2);
         assert_eq!(s.replicas, Replicas::All);
         assert!(s.interactive);
         let s = node_settings(&cli(&["peervault", "--config", p, "-addr", ":4200"])).unwrap();
