@@ -226,35 +226,37 @@ pub async fn syncs(node: &Node) -> u64 {
     node.metrics_snapshot().await.network.catalogue_syncs
 }
 
-/// Waits until each of `nodes` has completed `more` catalogue syncs from now:
-/// the event a test means when it would otherwise sleep "for a few sync rounds".
-pub async fn after_syncs(nodes: &[&Node], more: u64) {
+/// Waits until `count` of each of `nodes` has grown by `more` from now.
+async fn after_more<F, Fut>(nodes: &[&Node], more: u64, what: &str, count: F)
+where
+    F: Fn(Node) -> Fut,
+    Fut: std::future::Future<Output = u64>,
+{
     let mut from = Vec::new();
     for node in nodes {
-        from.push(syncs(node).await);
+        from.push(count((*node).clone()).await);
     }
     for (node, from) in nodes.iter().zip(from) {
-        eventually(&format!("{more} more catalogue syncs"), || async {
-            syncs(node).await >= from + more
+        eventually(&format!("{more} more {what}"), || async {
+            count((*node).clone()).await >= from + more
         })
         .await;
     }
 }
 
+/// Waits until each of `nodes` has completed `more` catalogue syncs from now:
+/// the event a test means when it would otherwise sleep "for a few sync rounds".
+pub async fn after_syncs(nodes: &[&Node], more: u64) {
+    after_more(nodes, more, "catalogue syncs", |node| async move {
+        syncs(&node).await
+    })
+    .await
+}
+
 /// Waits until each of `nodes` has completed `more` repair rounds from now.
 pub async fn after_repair_rounds(nodes: &[&Node], more: u64) {
-    let rounds = |node: &Node| {
-        let node = node.clone();
-        async move { node.metrics_snapshot().await.replication.repair_rounds }
-    };
-    let mut from = Vec::new();
-    for node in nodes {
-        from.push(rounds(node).await);
-    }
-    for (node, from) in nodes.iter().zip(from) {
-        eventually(&format!("{more} more repair rounds"), || async {
-            rounds(node).await >= from + more
-        })
-        .await;
-    }
+    after_more(nodes, more, "repair rounds", |node| async move {
+        node.metrics_snapshot().await.replication.repair_rounds
+    })
+    .await
 }

@@ -12,6 +12,24 @@ use std::time::{Duration, Instant};
 use crate::harness::{NO_KEY, TEST_KEY, TestNode};
 use crate::netlab::{ip, missing_capability};
 
+/// Waits until every node is connected to every other, failing with all their
+/// logs after `within`.
+fn wait_full_mesh(nodes: &[TestNode], within: Duration) {
+    let deadline = Instant::now() + within;
+    while nodes.iter().any(|n| n.peer_count() < nodes.len() - 1) {
+        assert!(
+            Instant::now() < deadline,
+            "no full mesh {within:?} after the last node started:\n{}",
+            nodes
+                .iter()
+                .map(|n| n.log())
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Namespaces made by one test, removed when dropped (which removes their links).
 struct Lab {
     namespaces: Vec<String>,
@@ -99,19 +117,7 @@ fn three_nodes_on_one_link_find_and_connect_to_each_other_with_mdns_alone() {
         })
         .collect();
     let all_up = started.elapsed();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while nodes.iter().any(|n| n.peer_count() < 2) {
-        assert!(
-            Instant::now() < deadline,
-            "no full mesh 5 s after the last node started:\n{}",
-            nodes
-                .iter()
-                .map(|n| n.log())
-                .collect::<Vec<_>>()
-                .join("\n---\n")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_full_mesh(&nodes, Duration::from_secs(5));
     eprintln!(
         "three mDNS nodes: full mesh {:?} after the last one started ({:?} after the first)",
         started.elapsed() - all_up,
@@ -226,19 +232,7 @@ fn the_readmes_lan_setup_with_the_defaults_forms_one_vault() {
         ));
     }
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(20);
-    while nodes.iter().any(|n| n.peer_count() < 2) {
-        assert!(
-            Instant::now() < deadline,
-            "no full mesh 20 s after start:\n{}",
-            nodes
-                .iter()
-                .map(|n| n.log())
-                .collect::<Vec<_>>()
-                .join("\n---\n")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_full_mesh(&nodes, Duration::from_secs(20));
     eprintln!(
         "default-port LAN: full mesh {:?} after the last node started",
         started.elapsed()

@@ -372,8 +372,8 @@ fn the_repl_lists_peers_and_sends_and_fetches_copies() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    // Give the connection a moment before the first command.
-    std::thread::sleep(Duration::from_secs(3));
+    // The first command needs the connection: wait until the peer sees it.
+    b.wait_peers(1, CONNECT);
     stdin.write_all(script.as_bytes()).unwrap();
     drop(stdin);
     let out = child.wait_with_output().unwrap();
