@@ -11,9 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use peervault_node::{
-    HumanSize, KeyOrigin, KeySource, Node, NodeConfig, QuotaConfig, QuotaSource, parse_size,
-};
+use peervault_node::{HumanSize, KeyOrigin, KeySource, Node, QuotaConfig, QuotaSource, parse_size};
 use tokio::sync::oneshot;
 
 use crate::cli::settings::NodeSettings;
@@ -56,7 +54,7 @@ fn describe_key(node: &Node, data_dir: &std::path::Path) -> String {
 /// Asks for the quota on the first interactive start, as the original does.
 fn prompt_for_quota(settings: &NodeSettings) -> anyhow::Result<Option<u64>> {
     let data_dir = &settings.common.data_dir;
-    if settings.quota.is_some()
+    if settings.node.quota_bytes.is_some()
         || !settings.interactive
         || !std::io::stdin().is_terminal()
         || QuotaConfig::load(data_dir)?.is_some()
@@ -128,18 +126,11 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     if settings.demo {
         return crate::demo::run().await;
     }
-    let quota = match settings.quota {
-        Some(bytes) => Some(bytes),
-        None => prompt_for_quota(&settings)?,
-    };
     let data_dir = settings.common.data_dir.clone();
-    let mut config = NodeConfig::new(&data_dir, settings.key.clone());
-    config.quota_bytes = quota;
-    config.net = settings.net.clone();
-    config.replicas = settings.replicas;
-    config.sync_interval = settings.sync_interval;
-    config.maintenance = settings.maintenance.clone();
-    config.tombstone_retention = settings.tombstone_retention;
+    let mut config = settings.node.clone();
+    if config.quota_bytes.is_none() {
+        config.quota_bytes = prompt_for_quota(&settings)?;
+    }
     let node = Node::start(config).await.map_err(anyhow::Error::new)?;
     let status = node.status().await?;
     if node.key_origin() == KeyOrigin::LegacyDefault {
@@ -166,8 +157,9 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
         "  Replicas:   {} (copies of each file, counting this node)",
         node.replicas()
     );
-    if !settings.net.bootstrap.is_empty() {
+    if !settings.node.net.bootstrap.is_empty() {
         let names: Vec<String> = settings
+            .node
             .net
             .bootstrap
             .iter()
@@ -179,18 +171,18 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
         );
     }
     let mut discovery = Vec::new();
-    if settings.net.discover_local {
+    if settings.node.net.discover_local {
         discovery.push("mDNS on the local network".to_string());
     }
-    if settings.net.discover_pex {
+    if settings.node.net.discover_pex {
         discovery.push(format!(
             "peer exchange every {}",
-            humantime::format_duration(settings.net.pex_interval)
+            humantime::format_duration(settings.node.net.pex_interval)
         ));
     }
     discovery.push("DHT".to_string());
     println!("  Discovery:  {}", discovery.join(", "));
-    let m = &settings.maintenance;
+    let m = &settings.node.maintenance;
     println!(
         "  GC:         first in {}, then every {}; repair after {} without a holder",
         humantime::format_duration(m.gc_delay),

@@ -11,7 +11,8 @@ use std::time::Duration;
 use peervault_net::{Endpoint, NetSettings};
 use peervault_node::{
     DEFAULT_MAX_PEERS, DEFAULT_PEX_INTERVAL, DEFAULT_REPLICAS, DEFAULT_SYNC_INTERVAL,
-    DEFAULT_TOMBSTONE_RETENTION, JoinCode, KeyInput, MaintenanceConfig, Replicas, parse_size,
+    DEFAULT_TOMBSTONE_RETENTION, JoinCode, KeyInput, MaintenanceConfig, NodeConfig, Replicas,
+    parse_size,
 };
 use serde::Deserialize;
 
@@ -96,21 +97,16 @@ pub struct CommonSettings {
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
     pub common: CommonSettings,
-    /// Where the vault's key comes from (`--key`, `--join`, or the data dir).
-    pub key: KeyInput,
+    /// The node's configuration as `Node::start` takes it: data dir, key
+    /// (`--key`, `--join`, or the data dir's), quota (`None` asks on a first
+    /// interactive start, else keeps the saved one), the network's part (listen
+    /// address from `common.addr`), replicas, timings. One type: the binary adds
+    /// nothing to copy over.
+    pub node: NodeConfig,
     pub interactive: bool,
-    pub quota: Option<u64>,
-    /// The network's part, as the node takes it: listen address (from
-    /// `common.addr`), advertising, relay, bootstrap peers, discovery, limits.
-    pub net: NetSettings,
     pub metrics: Option<Endpoint>,
     /// Host names the HTTP server answers to besides its address and localhost.
     pub http_allow_host: Vec<String>,
-    pub replicas: Replicas,
-    /// GC and repair timing.
-    pub maintenance: MaintenanceConfig,
-    pub tombstone_retention: Duration,
-    pub sync_interval: Duration,
     pub demo: bool,
     /// Where the config file came from, for messages.
     pub config_path: Option<PathBuf>,
@@ -472,12 +468,17 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
     net.discover_pex = flag(node.discover_pex, file.discover_pex);
     net.pex_interval = pex_interval;
     net.max_peers = max_peers;
+    let mut node_config = NodeConfig::new(common.data_dir.clone(), key_input(node, &file, config)?);
+    node_config.quota_bytes = quota;
+    node_config.net = net;
+    node_config.replicas = replicas;
+    node_config.maintenance = maintenance;
+    node_config.tombstone_retention = tombstone_retention;
+    node_config.sync_interval = sync_interval;
     Ok(NodeSettings {
-        key: key_input(node, &file, config)?,
         common,
+        node: node_config,
         interactive,
-        quota,
-        net,
         metrics,
         http_allow_host: match (&node.http_allow_host[..], &file.http_allow_host) {
             ([], Some(list)) => list.items(),
@@ -487,10 +488,6 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         .map(|h| h.trim().to_ascii_lowercase())
         .filter(|h| !h.is_empty())
         .collect(),
-        replicas,
-        maintenance,
-        tombstone_retention,
-        sync_interval,
         demo: node.demo,
         config_path,
     })
@@ -512,11 +509,11 @@ mod tests {
         assert_eq!(s.common.addr.port, 3000);
         assert!(s.common.data_dir.ends_with("peervault/node_port_3000"));
         assert!(s.common.data_dir_is_default);
-        assert_eq!(s.replicas, Replicas::Count(3));
-        assert_eq!(s.maintenance.gc_interval, Duration::from_secs(3600));
-        assert_eq!(s.maintenance.gc_delay, Duration::from_secs(300));
-        assert_eq!(s.maintenance.gc_grace, Duration::from_secs(600));
-        assert_eq!(s.maintenance.repair_delay, Duration::from_secs(600));
+        assert_eq!(s.node.replicas, Replicas::Count(3));
+        assert_eq!(s.node.maintenance.gc_interval, Duration::from_secs(3600));
+        assert_eq!(s.node.maintenance.gc_delay, Duration::from_secs(300));
+        assert_eq!(s.node.maintenance.gc_grace, Duration::from_secs(600));
+        assert_eq!(s.node.maintenance.repair_delay, Duration::from_secs(600));
     }
 
     #[test]
@@ -554,9 +551,9 @@ mod tests {
         let p = path.to_str().unwrap();
         let s = node_settings(&cli(&["peervault", "--config", p])).unwrap();
         assert_eq!(s.common.addr.port, 4100);
-        assert_eq!(s.quota, Some(5 << 30));
-        assert_eq!(s.net.bootstrap.len(), 2);
-        assert_eq!(s.replicas, Replicas::All);
+        assert_eq!(s.node.quota_bytes, Some(5 << 30));
+        assert_eq!(s.node.net.bootstrap.len(), 2);
+        assert_eq!(s.node.replicas, Replicas::All);
         assert!(s.interactive);
         let s = node_settings(&cli(&["peervault", "--config", p, "-addr", ":4200"])).unwrap();
         assert_eq!(s.common.addr.port, 4200);
