@@ -8,18 +8,37 @@
 //! used to implement each command separately, and their copies drifted apart
 //! (`clean` asked different questions in each).
 //!
-//! Storing and reading a file are not here: their bytes travel differently (a
-//! stream of frames or a passed file descriptor over the socket, a reader in
-//! process), so each front end keeps its own transfer around one shared result
-//! line (`ui::stored_line`, `ui::retrieved_line`).
+//! Storing and reading go through it too; only the way their bytes travel
+//! differs behind it (frames, or a file descriptor the client passes, over the
+//! socket; a reader in process).
 
+use std::os::fd::AsFd;
+
+use futures::StreamExt;
 use peervault_node::{
-    CleanReport, DiscoveryStatus, FileCheck, FileInfo, GcSummary, MetricsSnapshot, Node,
-    NodeStatus, PeerStatus, QuotaStatus,
+    CleanReport, CopyProgress, DiscoveryStatus, FileCheck, FileInfo, GcSummary, MetricsSnapshot,
+    Node, NodeStatus, PeerStatus, QuotaStatus,
 };
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::control::client::{Client, ClientError};
+use crate::atomic_file::Download;
+use crate::control::client::{Client, ClientError, PutProgress};
 use crate::control::proto::{Request, Response};
+use crate::progress::Counted;
+
+/// What a store did.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub file: FileInfo,
+    /// Durable copies, counting the node that stored it.
+    pub copies: usize,
+    pub target: usize,
+    /// One line per peer that took no copy.
+    pub failures: Vec<String>,
+}
+
+/// Hears how a read advances: bytes so far, and the file being read.
+pub(crate) type ReadProgress<'a> = &'a mut (dyn FnMut(u64, &FileInfo) + Send);
 
 /// What a file deletion did.
 #[derive(Debug, Clone)]
@@ -51,9 +70,124 @@ pub(crate) trait Operations {
     async fn list(&self) -> anyhow::Result<Vec<FileInfo>>;
     async fn stat(&self, name: &str) -> anyhow::Result<FileInfo>;
     async fn delete(&self, name: &str) -> anyhow::Result<Deleted>;
+    /// Fails if `size` more bytes cannot be stored here. Only a node in this
+    /// process can say before a store; through the socket the store itself is
+    /// refused (before any byte is sent, given the size).
+    async fn check_fits(&self, size: u64) -> anyhow::Result<()>;
+    /// Stores what `data` yields under `name`; `progress` hears of the bytes
+    /// taken and of each copy as it becomes durable.
+    async fn store<R: AsyncRead + Unpin + Send>(
+        &self,
+        name: &str,
+        size: Option<u64>,
+        data: R,
+        progress: &mut (dyn FnMut(PutProgress) + Send),
+    ) -> anyhow::Result<Stored>;
+    /// Reads `name` into a file being downloaded (committed by the caller).
+    async fn read_into(
+        &self,
+        name: &str,
+        target: &mut Download,
+        progress: ReadProgress<'_>,
+    ) -> anyhow::Result<FileInfo>;
+    /// Reads `name` to `sink`.
+    async fn read_to<W: AsyncWrite + Unpin + Send>(
+        &self,
+        name: &str,
+        sink: &mut W,
+        progress: ReadProgress<'_>,
+    ) -> anyhow::Result<FileInfo>;
+    /// Reads `name` to standard output.
+    async fn read_to_stdout(
+        &self,
+        name: &str,
+        progress: ReadProgress<'_>,
+    ) -> anyhow::Result<FileInfo>;
+}
+
+/// Streams the verified bytes of `name` from `node` into `sink`.
+async fn copy_out<W: AsyncWrite + Unpin>(
+    node: &Node,
+    name: &str,
+    sink: &mut W,
+    progress: ReadProgress<'_>,
+) -> anyhow::Result<FileInfo> {
+    let mut reader = node.get(name).await?;
+    let info = FileInfo::new(reader.manifest(), true, 1);
+    let mut done = 0u64;
+    while let Some(piece) = reader.next().await {
+        let piece = piece?;
+        sink.write_all(&piece).await?;
+        done += piece.len() as u64;
+        progress(done, &info);
+    }
+    sink.flush().await?;
+    Ok(info)
 }
 
 impl Operations for Node {
+    async fn check_fits(&self, size: u64) -> anyhow::Result<()> {
+        Ok(Node::check_fits(self, size)?)
+    }
+
+    async fn store<R: AsyncRead + Unpin + Send>(
+        &self,
+        name: &str,
+        size: Option<u64>,
+        data: R,
+        progress: &mut (dyn FnMut(PutProgress) + Send),
+    ) -> anyhow::Result<Stored> {
+        // Bytes are counted as the store reads them, copies as they become
+        // durable; both report through the one `progress`.
+        let progress = std::sync::Mutex::new(progress);
+        let tell = |p: PutProgress| (progress.lock().unwrap_or_else(|e| e.into_inner()))(p);
+        let data = Counted::new(data, |done| tell(PutProgress::Sent(done)));
+        let (copies_tx, mut copies) = tokio::sync::watch::channel(CopyProgress::default());
+        let store = self.store_watched(name, data, size, Some(&copies_tx));
+        tokio::pin!(store);
+        let out = loop {
+            tokio::select! {
+                stored = &mut store => break stored?,
+                Ok(()) = copies.changed() => {
+                    let now = *copies.borrow_and_update();
+                    tell(PutProgress::Copies { copies: now.copies, target: now.target });
+                }
+            }
+        };
+        Ok(Stored {
+            file: out.file,
+            copies: out.replication.copies,
+            target: out.replication.target,
+            failures: out.replication.failure_lines(),
+        })
+    }
+
+    async fn read_into(
+        &self,
+        name: &str,
+        target: &mut Download,
+        progress: ReadProgress<'_>,
+    ) -> anyhow::Result<FileInfo> {
+        copy_out(self, name, target.file(), progress).await
+    }
+
+    async fn read_to<W: AsyncWrite + Unpin + Send>(
+        &self,
+        name: &str,
+        sink: &mut W,
+        progress: ReadProgress<'_>,
+    ) -> anyhow::Result<FileInfo> {
+        copy_out(self, name, sink, progress).await
+    }
+
+    async fn read_to_stdout(
+        &self,
+        name: &str,
+        progress: ReadProgress<'_>,
+    ) -> anyhow::Result<FileInfo> {
+        copy_out(self, name, &mut tokio::io::stdout(), progress).await
+    }
+
     async fn status(&self) -> anyhow::Result<NodeStatus> {
         Ok(Node::status(self).await?)
     }
@@ -140,6 +274,71 @@ macro_rules! ask {
 }
 
 impl Operations for Client {
+    async fn check_fits(&self, _size: u64) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn store<R: AsyncRead + Unpin + Send>(
+        &self,
+        name: &str,
+        size: Option<u64>,
+        data: R,
+        progress: &mut (dyn FnMut(PutProgress) + Send),
+    ) -> anyhow::Result<Stored> {
+        match self.put(name, size, data, progress).await? {
+            Response::Stored {
+                file,
+                copies,
+                target,
+                failures,
+                ..
+            } => Ok(Stored {
+                file,
+                copies,
+                target,
+                failures,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn read_into(
+        &self,
+        name: &str,
+        target: &mut Download,
+        progress: ReadProgress<'_>,
+    ) -> anyhow::Result<FileInfo> {
+        Ok(match target.regular_fd() {
+            // The node writes into the file itself.
+            Some(fd) => self.get_into(name, fd, progress).await?,
+            // A device or FIFO: streamed into, never replaced.
+            None => self.get(name, target.file(), progress).await?,
+        })
+    }
+
+    async fn read_to<W: AsyncWrite + Unpin + Send>(
+        &self,
+        name: &str,
+        sink: &mut W,
+        progress: ReadProgress<'_>,
+    ) -> anyhow::Result<FileInfo> {
+        Ok(self.get(name, sink, progress).await?)
+    }
+
+    async fn read_to_stdout(
+        &self,
+        name: &str,
+        progress: ReadProgress<'_>,
+    ) -> anyhow::Result<FileInfo> {
+        Ok(if stdout_is_a_file() {
+            // Standard output redirected to a file: the node writes into it.
+            self.get_into(name, std::io::stdout().as_fd(), progress)
+                .await?
+        } else {
+            self.get(name, &mut tokio::io::stdout(), progress).await?
+        })
+    }
+
     async fn status(&self) -> anyhow::Result<NodeStatus> {
         ask!(self, Request::Status, Response::Status { status } => status)
     }
@@ -216,4 +415,14 @@ impl Operations for Client {
         };
         ask!(self, request, Response::Deleted { name, freed_bytes } => Deleted { name, freed_bytes })
     }
+}
+
+/// Whether standard output is a regular file (`get name > file`), which the node
+/// can be given to write into; pipes and terminals are streamed to.
+fn stdout_is_a_file() -> bool {
+    rustix::fs::fstat(std::io::stdout())
+        .map(|stat| {
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
+        })
+        .unwrap_or(false)
 }

@@ -73,27 +73,27 @@ impl Drop for Progress {
     }
 }
 
-/// A reader that moves a progress bar as bytes are read from it, and says
-/// "copying to peers" once they all are (replication follows the local write).
-pub struct Counted<'a, R> {
+/// A reader that tells `on_read` how many bytes have been read from it so far,
+/// after every read (for progress while a store runs).
+pub struct Counted<R, F> {
     inner: R,
     done: u64,
-    total: Option<u64>,
-    bar: &'a Progress,
+    on_read: F,
 }
 
-impl<'a, R> Counted<'a, R> {
-    pub fn new(inner: R, total: Option<u64>, bar: &'a Progress) -> Self {
+impl<R, F: FnMut(u64)> Counted<R, F> {
+    pub fn new(inner: R, on_read: F) -> Self {
         Self {
             inner,
             done: 0,
-            total,
-            bar,
+            on_read,
         }
     }
 }
 
-impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<'_, R> {
+impl<R: tokio::io::AsyncRead + Unpin, F: FnMut(u64) + Unpin> tokio::io::AsyncRead
+    for Counted<R, F>
+{
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -104,10 +104,8 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<'_, R> {
         if let std::task::Poll::Ready(Ok(())) = &polled {
             let read = (buf.filled().len() - before) as u64;
             self.done += read;
-            self.bar.set(self.done);
-            if read == 0 || Some(self.done) == self.total {
-                self.bar.note("stored; copying to peers");
-            }
+            let done = self.done;
+            (self.on_read)(done);
         }
         polled
     }

@@ -1,21 +1,26 @@
-//! `peervault get <name> [-o PATH]`
+//! `get <name> [PATH | -o PATH]` (`get <name> [dest]` at the prompt)
 
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use peervault_node::{FileInfo, HumanSize};
 
+use super::{Console, Surface};
 use crate::atomic_file::Download;
-use crate::control::client::Client;
+use crate::ops::Operations;
 use crate::progress::Progress;
 
+/// Files up to this size that are text are shown by `get` at the prompt when no
+/// destination is given.
+const PRINT_LIMIT_BYTES: u64 = 64 * 1024;
+
 pub async fn run(
-    client: &Client,
+    ops: &impl Operations,
     name: &str,
     output: Option<&Path>,
     quiet: bool,
+    console: &impl Console,
 ) -> anyhow::Result<ExitCode> {
     let mut bar: Option<Progress> = None;
     let mut show = |done: u64, info: &FileInfo| {
@@ -25,25 +30,15 @@ pub async fn run(
         .set(done)
     };
     match output.filter(|p| p.as_os_str() != "-") {
-        // Standard output redirected to a file: the node writes into it directly.
-        None if stdout_is_a_file() => {
-            client
-                .get_into(name, std::io::stdout().as_fd(), &mut show)
-                .await?;
-        }
+        None if console.surface() == Surface::Prompt => show_text(ops, name).await?,
         None => {
-            let mut stdout = tokio::io::stdout();
-            client.get(name, &mut stdout, &mut show).await?;
+            ops.read_to_stdout(name, &mut show).await?;
         }
         Some(dest) => {
             let mut target = Download::open(dest)
                 .await
                 .with_context(|| format!("cannot write {}", dest.display()))?;
-            let info = match target.regular_fd() {
-                Some(fd) => client.get_into(name, fd, &mut show).await?,
-                // A device or FIFO: streamed into, never replaced.
-                None => client.get(name, target.file(), &mut show).await?,
-            };
+            let info = ops.read_into(name, &mut target, &mut show).await?;
             if let Some(bar) = &bar {
                 bar.finish();
             }
@@ -62,12 +57,51 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether standard output is a regular file (`get name > file`), which the node
-/// can be given to write into; pipes and terminals are streamed to.
-fn stdout_is_a_file() -> bool {
-    rustix::fs::fstat(std::io::stdout())
-        .map(|stat| {
-            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
+/// At the prompt without a destination: a short text file is shown; anything
+/// else needs one.
+async fn show_text(ops: &impl Operations, name: &str) -> anyhow::Result<()> {
+    let info = ops.stat(name).await?;
+    if info.size > PRINT_LIMIT_BYTES {
+        bail!(
+            "'{name}' is {} (too long to show); give a destination: get {name} <path>",
+            HumanSize(info.size)
+        );
+    }
+    let mut bytes = Vec::new();
+    ops.read_to(name, &mut bytes, &mut |_, _| {}).await?;
+    if !is_printable_text(&bytes) {
+        bail!(
+            "'{name}' is {} of binary data; give a destination: get {name} <path>",
+            HumanSize(bytes.len() as u64)
+        );
+    }
+    say!(
+        "File '{name}' retrieved successfully ({}):",
+        HumanSize(bytes.len() as u64)
+    );
+    let text = String::from_utf8_lossy(&bytes);
+    say!("{}", text.strip_suffix('\n').unwrap_or(&text));
+    Ok(())
+}
+
+/// True for bytes worth printing on a terminal.
+fn is_printable_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes)
+        .map(|s| {
+            s.chars()
+                .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_text() {
+        assert!(is_printable_text(b"hello\nworld\t!\r\n"));
+        assert!(!is_printable_text(b"\x1b[2J"));
+        assert!(!is_printable_text(&[0xff, 0xfe]));
+    }
 }

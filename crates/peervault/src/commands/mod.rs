@@ -6,8 +6,8 @@
 //! (`-interactive`, see [`crate::repl`]) parses its lines with the same
 //! [`Command`] definitions and runs them here against its own node. Results go
 //! to stdout, problems to stderr, and a failure exits non-zero (3 when no node
-//! is running). Only storing and reading a file differ by front end (see
-//! [`crate::ops`]).
+//! is running). What differs between the two is in
+//! [`Console`]; how bytes travel, behind [`Operations`] (see [`crate::ops`]).
 
 use std::process::ExitCode;
 
@@ -64,6 +64,10 @@ pub(crate) trait Console {
     /// Asks `question` (yes or no). `refusal` names the action for the error
     /// when nobody can be asked ("refusing to {refusal} without confirmation").
     fn confirm(&mut self, question: &str, refusal: &str) -> anyhow::Result<bool>;
+
+    /// Asks for a line of text (the prompt's offer to free space); `None` if
+    /// nobody can answer or the user gave up (Ctrl-C, Ctrl-D).
+    fn read_line(&mut self, prompt: &str) -> anyhow::Result<Option<String>>;
 }
 
 /// A client subcommand's console: questions on the terminal, refused without one.
@@ -82,35 +86,38 @@ impl Console for Shell {
         }
         Ok(ui::confirm(question)?)
     }
+
+    fn read_line(&mut self, _prompt: &str) -> anyhow::Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Runs a client subcommand against the node owning `client`'s data dir.
 pub async fn run(command: Command, client: &Client) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::Put {
-            path,
-            name,
-            as_name,
-            quiet,
-        } => put::run(client, &path, name.or(as_name), quiet).await,
-        Command::Get {
-            name,
-            output,
-            dest,
-            quiet,
-        } => get::run(client, &name, output.or(dest).as_deref(), quiet).await,
-        other => run_on(other, client, &mut Shell).await,
-    }
+    run_on(command, client, &mut Shell).await
 }
 
-/// Runs any command but `put`, `get`, `completions` and `man` (whose work is
-/// not a node's operation) against `ops`, talking to the user through `console`.
+/// Runs any command but `completions` and `man` (which print files for the
+/// shell, not a node's answers) against `ops`, talking to the user through
+/// `console`.
 pub(crate) async fn run_on(
     command: Command,
     ops: &impl Operations,
     console: &mut impl Console,
 ) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Put {
+            path,
+            name,
+            as_name,
+            quiet,
+        } => put::run(ops, &path, name.or(as_name), quiet, console).await,
+        Command::Get {
+            name,
+            output,
+            dest,
+            quiet,
+        } => get::run(ops, &name, output.or(dest).as_deref(), quiet, console).await,
         Command::Ls { json } => ls::run(ops, json, console).await,
         Command::Rm { name, yes } => rm::run(ops, &name, yes, console).await,
         Command::Clean { yes } => rm::clean(ops, yes, console).await,
@@ -124,13 +131,10 @@ pub(crate) async fn run_on(
         Command::Metrics { json } => status::metrics(ops, json).await,
         Command::Send { name, peer } => transfer::send(ops, &name, &peer).await,
         Command::Fetch { name, peer } => transfer::fetch(ops, &name, &peer).await,
-        Command::Put { .. } | Command::Get { .. } | Command::Completions { .. } | Command::Man => {
-            anyhow::bail!("this command is not run through a node's operations")
+        Command::Completions { .. } | Command::Man => {
+            anyhow::bail!(
+                "that is for the shell: run `peervault completions` or `peervault man` there"
+            )
         }
     }
-}
-
-/// Builds the error for a reply of the wrong kind.
-fn unexpected(reply: crate::control::proto::Response) -> anyhow::Error {
-    crate::control::client::ClientError::Unexpected(format!("{reply:?}")).into()
 }

@@ -1,72 +1,73 @@
-//! `peervault put <path> [--name NAME]`
+//! `put <path> [NAME | --name NAME]` (`store <path> [name]` at the prompt)
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use peervault_node::{CopyProgress, FileInfo, HumanSize, NodeError, StoreError};
+use tokio::io::AsyncRead;
 
-use peervault_node::CopyProgress;
-
-use crate::control::client::{Client, PutProgress};
-use crate::control::proto::Response;
+use super::{Console, Surface};
+use crate::control::client::PutProgress;
+use crate::ops::Operations;
 use crate::progress::Progress;
 use crate::ui;
 
 pub async fn run(
-    client: &Client,
+    ops: &impl Operations,
     path: &Path,
     name: Option<String>,
     quiet: bool,
+    console: &mut impl Console,
 ) -> anyhow::Result<ExitCode> {
-    let reply = if path.as_os_str() == "-" {
+    let (data, size, name): (Box<dyn AsyncRead + Unpin + Send>, _, _) = if path.as_os_str() == "-" {
         let Some(name) = name else {
             bail!("reading standard input needs a name: peervault put - --name NAME");
         };
-        let bar = Progress::bytes(None, &format!("storing {name}"), quiet);
-        client
-            .put(&name, None, tokio::io::stdin(), &mut |p| {
-                show(&bar, p, None)
-            })
-            .await?
+        (Box::new(tokio::io::stdin()), None, name)
     } else {
         let file = tokio::fs::File::open(path)
             .await
             .with_context(|| format!("cannot open {}", path.display()))?;
         let meta = file.metadata().await?;
         if meta.is_dir() {
-            bail!(
-                "{} is a directory; put stores one file at a time",
-                path.display()
-            );
+            bail!("{} is a directory; a store takes one file", path.display());
         }
         let name = match name {
             Some(name) => name,
-            None => ui::vault_name_for(path, "give one with --name")?,
+            None => ui::vault_name_for(
+                path,
+                match console.surface() {
+                    Surface::Shell => "give one with --name",
+                    Surface::Prompt => "give one: store <path> <name>",
+                },
+            )?,
         };
-        let bar = Progress::bytes(Some(meta.len()), &format!("storing {name}"), quiet);
-        let size = meta.len();
-        client
-            .put(&name, Some(size), file, &mut |p| show(&bar, p, Some(size)))
-            .await?
+        (Box::new(file), Some(meta.len()), name)
     };
-    let Response::Stored {
-        file,
-        copies,
-        target,
-        failures,
-        ..
-    } = reply
-    else {
-        return Err(super::unexpected(reply));
-    };
-    say!("{}", ui::stored_line(&file, copies, target));
-    for failure in failures {
+    if let Some(size) = size
+        && console.surface() == Surface::Prompt
+        && !make_room(ops, console, size).await?
+    {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bar = Progress::bytes(size, &format!("storing {name}"), quiet);
+    let stored = ops
+        .store(&name, size, data, &mut |p| show(&bar, p, size))
+        .await;
+    bar.finish();
+    let stored = stored?;
+    say!(
+        "{}",
+        ui::stored_line(&stored.file, stored.copies, stored.target)
+    );
+    for failure in stored.failures {
         eprintln!("  not copied: {failure}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Moves the bar: bytes while uploading, then the copies as they become durable.
+/// Moves the bar: bytes while storing, then the copies as they become durable.
 fn show(bar: &Progress, progress: PutProgress, size: Option<u64>) {
     match progress {
         PutProgress::Sent(sent) => {
@@ -76,5 +77,66 @@ fn show(bar: &Progress, progress: PutProgress, size: Option<u64>) {
             }
         }
         PutProgress::Copies { copies, target } => bar.copies(CopyProgress { copies, target }),
+    }
+}
+
+/// At the prompt, before a store that would not fit the quota: the original's
+/// offer to free space by deleting files held here. False if the user cancelled
+/// (or nothing can be deleted); then nothing was stored and nothing deleted that
+/// the user did not pick.
+async fn make_room(
+    ops: &impl Operations,
+    console: &mut impl Console,
+    size: u64,
+) -> anyhow::Result<bool> {
+    loop {
+        let (needed, available) = match ops.check_fits(size).await {
+            Ok(()) => return Ok(true),
+            Err(e) => match e.downcast_ref::<NodeError>() {
+                Some(NodeError::Store(StoreError::QuotaExceeded {
+                    needed, available, ..
+                })) => (*needed, *available),
+                _ => return Err(e),
+            },
+        };
+        let files: Vec<FileInfo> = ops.list().await?.into_iter().filter(|f| f.local).collect();
+        say!("⚠️  Insufficient storage space!");
+        say!(
+            "Required: {}, Available: {} (Need to free: {})",
+            HumanSize(needed),
+            HumanSize(available),
+            HumanSize(needed.saturating_sub(available))
+        );
+        if files.is_empty() {
+            say!(
+                "No file held on this node can be deleted to make room; raise the quota with: quota set <size>"
+            );
+            return Ok(false);
+        }
+        say!("\nFiles available for deletion (a deleted file is removed from every node):");
+        say!("{}", ui::deletion_table(&files));
+        let answer = console
+            .read_line("Enter file numbers to delete (comma-separated, e.g., 1,3,5) or 'cancel': ")?
+            .unwrap_or_default();
+        let answer = answer.trim();
+        if answer.is_empty() || answer.eq_ignore_ascii_case("cancel") {
+            say!("Store cancelled; nothing was deleted.");
+            return Ok(false);
+        }
+        let chosen = match ui::parse_choices(answer, files.len()) {
+            Ok(chosen) => chosen,
+            Err(why) => {
+                eprintln!("error: {why}");
+                continue;
+            }
+        };
+        for i in chosen {
+            let name = &files[i].name;
+            let out = ops.delete(name).await?;
+            say!(
+                "File '{name}' deleted successfully ({} freed on this node)",
+                HumanSize(out.freed_bytes)
+            );
+        }
     }
 }

@@ -5,31 +5,23 @@
 //! command table below is the single source for dispatch, `help` and suggestions.
 //! Words are split like a shell does, so names with spaces can be quoted.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use clap::{CommandFactory, Parser, Subcommand};
-use futures::StreamExt;
-use peervault_node::{FileInfo, HumanSize, Node, NodeError, StoreError};
+use peervault_node::Node;
 use rustyline::Editor;
 use rustyline::config::Configurer;
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
-use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 
-use crate::atomic_file::Download;
 use crate::cli::args::Command;
 use crate::commands::{Console, Surface};
-use crate::progress::{Counted, Progress};
 use crate::ui;
 
 /// The prompt, as in the original.
 pub const PROMPT: &str = "PeerVault> ";
-
-/// Files up to this size that are text are printed by `get` without a destination.
-const PRINT_LIMIT_BYTES: u64 = 64 * 1024;
 
 /// Entries kept in the history file.
 const HISTORY_ENTRIES: usize = 1000;
@@ -149,16 +141,6 @@ fn suggestion(word: &str) -> Option<String> {
         .map(|(_, name)| name)
 }
 
-/// True for bytes worth printing on a terminal.
-fn is_printable_text(bytes: &[u8]) -> bool {
-    std::str::from_utf8(bytes)
-        .map(|s| {
-            s.chars()
-                .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
-        })
-        .unwrap_or(false)
-}
-
 mod complete;
 
 struct Repl {
@@ -259,178 +241,6 @@ pub fn run(node: Node, rt: Handle, history: &Path) -> anyhow::Result<()> {
 }
 
 impl Repl {
-    fn store(&mut self, path: &Path, name: Option<String>) -> anyhow::Result<Flow> {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let meta = file.metadata()?;
-        if meta.is_dir() {
-            bail!("{} is a directory; store takes one file", path.display());
-        }
-        let name = match name {
-            Some(name) => name,
-            None => ui::vault_name_for(path, "give one: store <path> <name>")?,
-        };
-        if !self.make_room(meta.len())? {
-            return Ok(Flow::Continue);
-        }
-        let node = self.node.clone();
-        let size = meta.len();
-        let bar = Progress::bytes(Some(size), &format!("storing {name}"), false);
-        let out = self.rt.block_on(async {
-            let file = Counted::new(tokio::fs::File::from_std(file), Some(size), &bar);
-            let (progress, mut copies) =
-                tokio::sync::watch::channel(peervault_node::CopyProgress::default());
-            let store = node.store_watched(&name, file, Some(size), Some(&progress));
-            tokio::pin!(store);
-            loop {
-                tokio::select! {
-                    stored = &mut store => break stored,
-                    Ok(()) = copies.changed() => bar.copies(*copies.borrow_and_update()),
-                }
-            }
-        });
-        bar.finish();
-        let out = out?;
-        println!(
-            "{}",
-            ui::stored_line(&out.file, out.replication.copies, out.replication.target)
-        );
-        for why in out.replication.failure_lines() {
-            eprintln!("  not copied: {why}");
-        }
-        Ok(Flow::Continue)
-    }
-
-    /// Before a store that would not fit the quota: the original's prompt to free
-    /// space by deleting files held here. Returns false if the user cancelled (or
-    /// nothing can be deleted); then nothing was stored and nothing deleted that the
-    /// user did not pick.
-    fn make_room(&mut self, size: u64) -> anyhow::Result<bool> {
-        loop {
-            let (needed, available) = match self.node.check_fits(size) {
-                Ok(()) => return Ok(true),
-                Err(NodeError::Store(StoreError::QuotaExceeded {
-                    needed, available, ..
-                })) => (needed, available),
-                Err(e) => return Err(e.into()),
-            };
-            let files: Vec<FileInfo> = self
-                .rt
-                .block_on(self.node.list())?
-                .into_iter()
-                .filter(|f| f.local)
-                .collect();
-            println!("⚠️  Insufficient storage space!");
-            println!(
-                "Required: {}, Available: {} (Need to free: {})",
-                HumanSize(needed),
-                HumanSize(available),
-                HumanSize(needed.saturating_sub(available))
-            );
-            if files.is_empty() {
-                println!(
-                    "No file held on this node can be deleted to make room; raise the quota with: quota set <size>"
-                );
-                return Ok(false);
-            }
-            println!("\nFiles available for deletion (a deleted file is removed from every node):");
-            println!("{}", ui::deletion_table(&files));
-            let prompt =
-                "Enter file numbers to delete (comma-separated, e.g., 1,3,5) or 'cancel': ";
-            let answer = match self.editor.readline(prompt) {
-                Ok(answer) => answer.trim().to_string(),
-                Err(ReadlineError::Interrupted | ReadlineError::Eof) => String::new(),
-                Err(e) => return Err(e.into()),
-            };
-            if answer.is_empty() || answer.eq_ignore_ascii_case("cancel") {
-                println!("Store cancelled; nothing was deleted.");
-                return Ok(false);
-            }
-            let chosen = match ui::parse_choices(&answer, files.len()) {
-                Ok(chosen) => chosen,
-                Err(why) => {
-                    eprintln!("error: {why}");
-                    continue;
-                }
-            };
-            for i in chosen {
-                let name = &files[i].name;
-                let out = self.rt.block_on(self.node.delete(name))?;
-                println!(
-                    "File '{name}' deleted successfully ({} freed on this node)",
-                    HumanSize(out.freed_bytes)
-                );
-            }
-        }
-    }
-
-    fn get(&mut self, name: &str, dest: Option<PathBuf>) -> anyhow::Result<Flow> {
-        let node = self.node.clone();
-        match dest {
-            Some(dest) => {
-                let size = self.rt.block_on(async {
-                    let mut target = Download::open(&dest)
-                        .await
-                        .with_context(|| format!("cannot write {}", dest.display()))?;
-                    let mut reader = node.get(name).await?;
-                    let size = reader.manifest().size;
-                    let bar = Progress::bytes(Some(size), &format!("reading {name}"), false);
-                    let mut done = 0u64;
-                    while let Some(piece) = reader.next().await {
-                        let piece = piece?;
-                        target.file().write_all(&piece).await?;
-                        done += piece.len() as u64;
-                        bar.set(done);
-                    }
-                    bar.finish();
-                    target.commit().await?;
-                    anyhow::Ok(size)
-                })?;
-                println!(
-                    "File '{name}' retrieved successfully to {} ({})",
-                    dest.display(),
-                    HumanSize(size)
-                );
-            }
-            None => {
-                let contents = self.rt.block_on(async {
-                    let info = node.stat(name).await?;
-                    if info.size > PRINT_LIMIT_BYTES {
-                        return anyhow::Ok(Err(info.size));
-                    }
-                    let mut reader = node.get(name).await?;
-                    let mut bytes = Vec::new();
-                    while let Some(piece) = reader.next().await {
-                        bytes.extend_from_slice(&piece?);
-                    }
-                    Ok(Ok(bytes))
-                })?;
-                match contents {
-                    Ok(bytes) if is_printable_text(&bytes) => {
-                        println!(
-                            "File '{name}' retrieved successfully ({}):",
-                            HumanSize(bytes.len() as u64)
-                        );
-                        let mut out = std::io::stdout().lock();
-                        out.write_all(&bytes)?;
-                        if !bytes.ends_with(b"\n") {
-                            writeln!(out)?;
-                        }
-                    }
-                    Ok(bytes) => bail!(
-                        "'{name}' is {} of binary data; give a destination: get {name} <path>",
-                        HumanSize(bytes.len() as u64)
-                    ),
-                    Err(size) => bail!(
-                        "'{name}' is {} (too long to show); give a destination: get {name} <path>",
-                        HumanSize(size)
-                    ),
-                }
-            }
-        }
-        Ok(Flow::Continue)
-    }
-
     fn help(&mut self, command: Option<&str>) -> anyhow::Result<Flow> {
         match command {
             None => {
@@ -466,18 +276,6 @@ impl Repl {
             LineCommand::Node(command) => command,
         };
         match command {
-            Command::Put {
-                path,
-                name,
-                as_name,
-                quiet: _,
-            } => self.store(&path, name.or(as_name)),
-            Command::Get {
-                name,
-                output,
-                dest,
-                quiet: _,
-            } => self.get(&name, output.or(dest)),
             Command::Completions { .. } | Command::Man => {
                 bail!("that is for the shell: run `peervault completions` or `peervault man` there")
             }
@@ -507,6 +305,14 @@ impl Console for PromptConsole<'_> {
 
     fn confirm(&mut self, question: &str, _refusal: &str) -> anyhow::Result<bool> {
         ask(self.editor, question)
+    }
+
+    fn read_line(&mut self, prompt: &str) -> anyhow::Result<Option<String>> {
+        match self.editor.readline(prompt) {
+            Ok(answer) => Ok(Some(answer)),
+            Err(ReadlineError::Interrupted | ReadlineError::Eof) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -561,12 +367,5 @@ mod tests {
             find("completions").is_none(),
             "a shell-only command at the prompt"
         );
-    }
-
-    #[test]
-    fn printable_text() {
-        assert!(is_printable_text(b"hello\nworld\t!\r\n"));
-        assert!(!is_printable_text(b"\x1b[2J"));
-        assert!(!is_printable_text(&[0xff, 0xfe]));
     }
 }
