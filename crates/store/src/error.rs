@@ -77,7 +77,8 @@ pub enum StoreError {
 
     #[error(
         "not enough storage quota: this needs {needed} more bytes but only {available} of the \
-         {limit}-byte quota are free. Delete files or raise the quota (--quota SIZE)"
+         {limit}-byte quota are free. Delete files, or raise the quota while the node runs: \
+         `peervault quota set SIZE` (`quota set SIZE` at the prompt)"
     )]
     QuotaExceeded {
         needed: u64,

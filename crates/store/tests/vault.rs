@@ -391,6 +391,8 @@ async fn quota_refuses_early_and_midway_and_loses_nothing() {
     let err = vault.write_file("big", &big[..], None).await.unwrap_err();
     assert!(matches!(err, StoreError::QuotaExceeded { .. }), "{err}");
     assert!(err.to_string().contains("raise the quota"));
+    // The way that needs no restart.
+    assert!(err.to_string().contains("quota set SIZE"), "{err}");
     assert_eq!(vault.usage().reserved_bytes, 0);
     assert_eq!(
         blob_bytes_on_disk(dir.path()),

@@ -32,8 +32,7 @@ const MAINTENANCE: &str = "Maintenance options";
         peervault ls                              list the vault\n  \
         peervault get report.pdf -o ./copy.pdf    read it back\n\n\
         The default data dir is $XDG_DATA_HOME/peervault/node_port_<PORT> \
-        (~/.local/share/peervault/node_port_3000 for -addr :3000).",
-    disable_help_subcommand = true
+        (~/.local/share/peervault/node_port_3000 for -addr :3000)."
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -126,9 +126,14 @@ fn find(word: &str) -> Option<clap::Command> {
         .find(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word))
 }
 
+/// Commands that remove data: never offered as the correction of a typo
+/// (`clear` is not `clean`).
+const DESTRUCTIVE: &[&str] = &["clean", "delete", "rm"];
+
 fn suggestion(word: &str) -> Option<String> {
     command_words()
         .into_iter()
+        .filter(|name| !DESTRUCTIVE.contains(&name.as_str()))
         // Optimal string alignment: a swap of neighbours counts as one edit.
         .map(|name| {
             (
@@ -341,6 +346,9 @@ mod tests {
         assert_eq!(suggestion("lsit").as_deref(), Some("list"));
         assert_eq!(suggestion("qiut").as_deref(), Some("quit"));
         assert_eq!(suggestion("xyzzy"), None);
+        // A typo never leads to a command that removes data.
+        assert_eq!(suggestion("clear"), None);
+        assert_eq!(suggestion("delet"), None);
         assert!(find("LS").is_some());
     }
 

@@ -313,3 +313,17 @@ fn status_shows_what_the_background_workers_do() {
         "{text}"
     );
 }
+
+#[test]
+fn help_is_a_command_too() {
+    let out = crate::harness::run(&["help"]);
+    assert!(out.status.success(), "{}", crate::harness::stderr(&out));
+    assert!(crate::harness::stdout(&out).contains("Usage: peervault"));
+    let out = crate::harness::run(&["help", "put"]);
+    assert!(out.status.success(), "{}", crate::harness::stderr(&out));
+    assert!(
+        crate::harness::stdout(&out).contains("Store a local file in the vault"),
+        "{}",
+        crate::harness::stdout(&out)
+    );
+}
