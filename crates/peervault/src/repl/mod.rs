@@ -51,7 +51,7 @@ enum LineCommand {
         /// A command.
         command: Option<String>,
     },
-    /// Stop the node and leave (Ctrl-D and Ctrl-C too)
+    /// Stop the node and leave (Ctrl-D too; Ctrl-C cancels the line being typed)
     #[command(visible_alias = "exit")]
     Quit,
 }
@@ -154,7 +154,8 @@ struct Repl {
     editor: Editor<complete::ReplHelper, DefaultHistory>,
 }
 
-/// Runs the prompt until `quit`, Ctrl-D or Ctrl-C. History lives in `history`.
+/// Runs the prompt until `quit` or Ctrl-D; Ctrl-C cancels the line being typed,
+/// as in a shell. History lives in `history`.
 pub fn run(node: Node, rt: Handle, history: &Path) -> anyhow::Result<()> {
     let mut editor: Editor<complete::ReplHelper, DefaultHistory> =
         Editor::new().context("cannot start the line editor")?;
@@ -186,11 +187,16 @@ pub fn run(node: Node, rt: Handle, history: &Path) -> anyhow::Result<()> {
         let _ = editor.load_history(history);
     }
     let mut repl = Repl { node, rt, editor };
-    println!("Type 'help' for the commands, 'quit' to leave.");
+    println!("Type 'help' for the commands, 'quit' or Ctrl-D to leave.");
     loop {
         let line = match repl.editor.readline(PROMPT) {
             Ok(line) => line,
-            Err(ReadlineError::Interrupted | ReadlineError::Eof) => break,
+            // As in a shell: Ctrl-C drops the line, it does not stop the node.
+            Err(ReadlineError::Interrupted) => {
+                eprintln!("(line cancelled; type quit or press Ctrl-D to leave)");
+                continue;
+            }
+            Err(ReadlineError::Eof) => break,
             Err(e) => {
                 eprintln!("error: cannot read input: {e}");
                 break;

@@ -426,18 +426,29 @@ fn a_user_at_the_prompt_completes_recalls_watches_progress_and_confirms() {
 }
 
 #[test]
-fn ctrl_c_and_ctrl_d_at_the_prompt_stop_the_node_cleanly() {
-    for (tag, key) in [("c", "C-c"), ("d", "C-d")] {
-        let dir = tempfile::tempdir().unwrap();
-        let args = repl_args(&dir.path().join("node"));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let Some(t) = Tmux::start(tag, dir.path(), &args) else {
-            return;
-        };
-        t.wait_for("PeerVault>");
-        t.keys(&[key]);
-        t.wait_for("PeerVault node stopped.");
-    }
+fn ctrl_c_cancels_a_half_typed_line_and_ctrl_d_stops_the_node_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = repl_args(&dir.path().join("node"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let Some(t) = Tmux::start("c", dir.path(), &args) else {
+        return;
+    };
+    t.wait_for("'quit' or Ctrl-D to leave");
+    t.wait_for("PeerVault>");
+    // As in a shell: the line goes, the node stays.
+    t.text("delete every");
+    t.keys(&["C-c"]);
+    t.wait_for("line cancelled");
+    t.text("status");
+    t.keys(&["Enter"]);
+    t.wait_for("=== Node Status ===");
+    assert!(
+        !t.screen().contains("PeerVault node stopped."),
+        "{}",
+        t.screen()
+    );
+    t.keys(&["C-d"]);
+    t.wait_for("PeerVault node stopped.");
 }
 
 #[test]
