@@ -1,5 +1,6 @@
 //! `get <name> [PATH | -o PATH]` (`get <name> [dest]` at the prompt)
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -29,8 +30,12 @@ pub async fn run(
         })
         .set(done)
     };
+    // Bytes to a terminal only as the prompt shows them (short text), unless
+    // `-o -` asks for them anyway: binary data would garble it.
+    let on_terminal = output.is_none()
+        && (console.surface() == Surface::Prompt || std::io::stdout().is_terminal());
     match output.filter(|p| p.as_os_str() != "-") {
-        None if console.surface() == Surface::Prompt => show_text(ops, name).await?,
+        None if on_terminal => show_text(ops, name).await?,
         None => {
             ops.read_to_stdout(name, &mut show).await?;
         }
@@ -63,7 +68,7 @@ async fn show_text(ops: &impl Operations, name: &str) -> anyhow::Result<()> {
     let info = ops.stat(name).await?;
     if info.size > PRINT_LIMIT_BYTES {
         bail!(
-            "'{name}' is {} (too long to show); give a destination: get {name} <path>",
+            "'{name}' is {} (too long to show); give a destination: get {name} <path> (-o - writes it here anyway)",
             HumanSize(info.size)
         );
     }
@@ -71,7 +76,7 @@ async fn show_text(ops: &impl Operations, name: &str) -> anyhow::Result<()> {
     ops.read_to(name, &mut bytes, &mut |_, _| {}).await?;
     if !is_printable_text(&bytes) {
         bail!(
-            "'{name}' is {} of binary data; give a destination: get {name} <path>",
+            "'{name}' is {} of binary data; give a destination: get {name} <path> (-o - writes it here anyway)",
             HumanSize(bytes.len() as u64)
         );
     }

@@ -145,6 +145,39 @@ fn run_in_pty_with(prefix: &[&str], args: &[&str], input: &str) -> Option<String
 }
 
 #[test]
+fn get_on_a_terminal_shows_short_text_and_refuses_binary_unless_asked() {
+    use crate::harness::TestNode;
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&dir.path().join("n"));
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "remember the milk\n").unwrap();
+    let binary = dir.path().join("blob.bin");
+    std::fs::write(&binary, [0u8, 0xff, 0x1b, 0x5b, 0x32, 0x4a, 7, 0]).unwrap();
+    node.ok(&["put", text.to_str().unwrap()]);
+    node.ok(&["put", binary.to_str().unwrap()]);
+    let data_dir = node.data_dir.to_str().unwrap().to_string();
+    let Some(shown) = run_in_pty(&["--data-dir", &data_dir, "get", "notes.txt"], "") else {
+        return;
+    };
+    assert!(shown.contains("remember the milk"), "{shown}");
+    let refused = run_in_pty(&["--data-dir", &data_dir, "get", "blob.bin"], "").unwrap();
+    assert!(
+        refused.contains("of binary data; give a destination"),
+        "{refused}"
+    );
+    assert!(
+        !refused.contains('\u{1b}'),
+        "the escape bytes reached the terminal"
+    );
+    // Asked for explicitly, the bytes come.
+    let forced = run_in_pty(&["--data-dir", &data_dir, "get", "blob.bin", "-o", "-"], "").unwrap();
+    assert!(
+        forced.contains('\u{ff}') || forced.as_bytes().contains(&0x1b),
+        "{forced:?}"
+    );
+}
+
+#[test]
 fn first_interactive_start_on_a_terminal_asks_for_the_quota() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("node");
