@@ -295,18 +295,13 @@ impl Syncer {
     /// Sends `entries` in one announcement to every connected peer but `skip`.
     async fn send_announce(&self, entries: Vec<SealedEntry>, skip: &[PeerId]) {
         let request = Request::Announce { entries };
-        let peers = self.ctx.net.peers().await;
+        let peers = self.ctx.connected_peers().await;
         let mut sends: FuturesUnordered<_> = peers
             .into_iter()
-            .filter(|p| !skip.contains(&p.peer_id))
-            .map(|p| {
+            .filter(|p| !skip.contains(p))
+            .map(|peer| {
                 let request = &request;
-                async move {
-                    (
-                        p.peer_id,
-                        self.ctx.ask(p.peer_id, request, CONTROL_TIMEOUT).await,
-                    )
-                }
+                async move { (peer, self.ctx.ask(peer, request, CONTROL_TIMEOUT).await) }
             })
             .collect();
         while let Some((peer, result)) = sends.next().await {

@@ -16,8 +16,8 @@ use std::os::fd::AsFd;
 
 use futures::StreamExt;
 use peervault_node::{
-    CleanReport, CopyProgress, DiscoveryStatus, FileCheck, FileInfo, GcSummary, MetricsSnapshot,
-    Node, NodeStatus, PeerStatus, QuotaStatus,
+    CleanReport, CopyProgress, DeleteOutcome, DiscoveryStatus, FileCheck, FileInfo, GcSummary,
+    MetricsSnapshot, Node, NodeStatus, PeerStatus, QuotaStatus,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -40,14 +40,6 @@ pub struct Stored {
 /// Hears how a read advances: bytes so far, and the file being read.
 pub(crate) type ReadProgress<'a> = &'a mut (dyn FnMut(u64, &FileInfo) + Send);
 
-/// What a file deletion did.
-#[derive(Debug, Clone)]
-pub struct Deleted {
-    pub name: String,
-    /// Bytes freed on this node.
-    pub freed_bytes: u64,
-}
-
 /// The node operations behind the commands (see the module docs).
 pub(crate) trait Operations {
     async fn status(&self) -> anyhow::Result<NodeStatus>;
@@ -69,7 +61,7 @@ pub(crate) trait Operations {
     async fn verify(&self, name: Option<&str>) -> anyhow::Result<Vec<FileCheck>>;
     async fn list(&self) -> anyhow::Result<Vec<FileInfo>>;
     async fn stat(&self, name: &str) -> anyhow::Result<FileInfo>;
-    async fn delete(&self, name: &str) -> anyhow::Result<Deleted>;
+    async fn delete(&self, name: &str) -> anyhow::Result<DeleteOutcome>;
     /// Fails if `size` more bytes cannot be stored here. Only a node in this
     /// process can say before a store; through the socket the store itself is
     /// refused (before any byte is sent, given the size).
@@ -249,12 +241,8 @@ impl Operations for Node {
         Ok(Node::stat(self, name).await?)
     }
 
-    async fn delete(&self, name: &str) -> anyhow::Result<Deleted> {
-        let out = Node::delete(self, name).await?;
-        Ok(Deleted {
-            name: out.name,
-            freed_bytes: out.freed_bytes,
-        })
+    async fn delete(&self, name: &str) -> anyhow::Result<DeleteOutcome> {
+        Ok(Node::delete(self, name).await?)
     }
 }
 
@@ -409,11 +397,11 @@ impl Operations for Client {
         ask!(self, request, Response::File { file } => file)
     }
 
-    async fn delete(&self, name: &str) -> anyhow::Result<Deleted> {
+    async fn delete(&self, name: &str) -> anyhow::Result<DeleteOutcome> {
         let request = Request::Delete {
             name: name.to_string(),
         };
-        ask!(self, request, Response::Deleted { name, freed_bytes } => Deleted { name, freed_bytes })
+        ask!(self, request, Response::Deleted { name, freed_bytes } => DeleteOutcome { name, freed_bytes })
     }
 }
 
