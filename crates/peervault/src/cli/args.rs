@@ -280,6 +280,9 @@ pub enum Command {
         /// Where to write it, given after the name (as -o).
         #[arg(value_name = "DEST")]
         dest: Option<PathBuf>,
+        /// Replace an existing file at the destination without asking.
+        #[arg(long, short = 'f')]
+        force: bool,
         /// No progress bar.
         #[arg(long, short = 'q')]
         quiet: bool,

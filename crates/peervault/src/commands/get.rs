@@ -1,7 +1,11 @@
-//! `get <name> [PATH | -o PATH]` (`get <name> [dest]` at the prompt)
+//! `get <name> [PATH | -o PATH] [--force]` (`get <name> [dest]` at the prompt)
+//!
+//! A destination's missing folders are made (and removed again if the read
+//! fails); a file already there is replaced only with `--force` or a yes at a
+//! terminal, since `get` used to overwrite without a word.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -11,6 +15,7 @@ use super::{Console, Surface};
 use crate::atomic_file::Download;
 use crate::ops::Operations;
 use crate::progress::Progress;
+use crate::ui;
 
 /// Files up to this size that are text are shown by `get` at the prompt when no
 /// destination is given.
@@ -20,8 +25,9 @@ pub async fn run(
     ops: &impl Operations,
     name: &str,
     output: Option<&Path>,
+    force: bool,
     quiet: bool,
-    console: &impl Console,
+    console: &mut impl Console,
 ) -> anyhow::Result<ExitCode> {
     let mut bar: Option<Progress> = None;
     let mut show = |done: u64, info: &FileInfo| {
@@ -40,17 +46,19 @@ pub async fn run(
             ops.read_to_stdout(name, &mut show).await?;
         }
         Some(dest) => {
-            let mut target = Download::open(dest)
-                .await
-                .with_context(|| format!("cannot write {}", dest.display()))?;
-            let info = ops.read_into(name, &mut target, &mut show).await?;
+            // A missing name fails before any question about the destination.
+            ops.stat(name).await?;
+            if !may_replace(dest, force, console)? {
+                say!("Kept {}.", dest.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let made = make_parents(dest)
+                .with_context(|| format!("cannot make the folders of {}", dest.display()))?;
+            let written = download(ops, name, dest, &mut show).await;
             if let Some(bar) = &bar {
                 bar.finish();
             }
-            target
-                .commit()
-                .await
-                .with_context(|| format!("cannot write {}", dest.display()))?;
+            let info = written.inspect_err(|_| remove_made(&made))?;
             say!(
                 "File '{}' retrieved successfully to {} ({})",
                 info.name,
@@ -60,6 +68,68 @@ pub async fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads `name` into `dest`, which is complete or untouched at the end.
+async fn download(
+    ops: &impl Operations,
+    name: &str,
+    dest: &Path,
+    show: crate::ops::ReadProgress<'_>,
+) -> anyhow::Result<FileInfo> {
+    let cannot_write = || format!("cannot write {}", dest.display());
+    let mut target = Download::open(dest).await.with_context(cannot_write)?;
+    let info = ops.read_into(name, &mut target, show).await?;
+    target.commit().await.with_context(cannot_write)?;
+    Ok(info)
+}
+
+/// Whether `dest` may be written: yes if nothing is there (a device or FIFO
+/// is written into, never replaced); a file there needs `--force` or a yes.
+fn may_replace(dest: &Path, force: bool, console: &mut impl Console) -> anyhow::Result<bool> {
+    let existing = match peervault_node::files::destination(dest) {
+        Ok(peervault_node::files::Destination::Replace(real)) => std::fs::metadata(real).ok(),
+        // Devices and FIFOs are written into; a directory fails with its reason later.
+        _ => None,
+    };
+    let Some(existing) = existing.filter(|_| !force) else {
+        return Ok(true);
+    };
+    let question = format!(
+        "{} exists ({}). Replace it?",
+        dest.display(),
+        HumanSize(existing.len())
+    );
+    if console.surface() == Surface::Shell && !ui::stdin_is_terminal() {
+        bail!(
+            "{} exists; add --force to replace it, or give another path",
+            dest.display()
+        );
+    }
+    console.confirm(&question, &format!("replace {}", dest.display()))
+}
+
+/// Makes the missing folders above `dest`; returns them, deepest first.
+fn make_parents(dest: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut dir = dest.parent();
+    while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d.to_path_buf());
+        dir = d.parent();
+    }
+    if let Some(deepest) = missing.first() {
+        std::fs::create_dir_all(deepest)?;
+    }
+    Ok(missing)
+}
+
+/// Removes the folders [`make_parents`] made, if they are still empty.
+fn remove_made(made: &[PathBuf]) {
+    for dir in made {
+        if std::fs::remove_dir(dir).is_err() {
+            break;
+        }
+    }
 }
 
 /// At the prompt without a destination: a short text file is shown; anything
@@ -102,6 +172,22 @@ fn is_printable_text(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parents_are_made_and_removed_deepest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("a/b/c.txt");
+        let made = make_parents(&dest).unwrap();
+        assert_eq!(made, vec![dir.path().join("a/b"), dir.path().join("a")]);
+        assert!(dir.path().join("a/b").is_dir());
+        assert!(
+            make_parents(&dest).unwrap().is_empty(),
+            "nothing more to make"
+        );
+        remove_made(&made);
+        assert!(!dir.path().join("a").exists());
+        assert!(make_parents(Path::new("plain.txt")).unwrap().is_empty());
+    }
 
     #[test]
     fn printable_text() {

@@ -116,8 +116,12 @@ pub(crate) async fn run_on(
             name,
             output,
             dest,
+            force,
             quiet,
-        } => get::run(ops, &name, output.or(dest).as_deref(), quiet, console).await,
+        } => {
+            let output = output.or(dest);
+            get::run(ops, &name, output.as_deref(), force, quiet, console).await
+        }
         Command::Ls { json } => ls::run(ops, json, console).await,
         Command::Rm { name, yes } => rm::run(ops, &name, yes, console).await,
         Command::Clean { yes } => rm::clean(ops, yes, console).await,

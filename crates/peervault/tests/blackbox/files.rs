@@ -14,6 +14,67 @@ fn ls_json(node: &TestNode) -> Vec<serde_json::Value> {
 }
 
 #[test]
+fn get_makes_missing_folders_and_replaces_a_file_only_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&dir.path().join("node"));
+    let input = dir.path().join("b.txt");
+    std::fs::write(&input, "new contents\n").unwrap();
+    node.ok(&["put", input.to_str().unwrap()]);
+
+    // Folders that do not exist yet are made.
+    let nested = dir.path().join("out/sub/b.txt");
+    node.ok(&["get", "b.txt", "-o", nested.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&nested).unwrap(), b"new contents\n");
+
+    // An existing file is kept, with the way to replace it, and no partial file.
+    let existing = dir.path().join("mine.txt");
+    std::fs::write(&existing, "mine").unwrap();
+    let refused = node.cli(&["get", "b.txt", "-o", existing.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("exists; add --force to replace it"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(std::fs::read(&existing).unwrap(), b"mine");
+    // Through a symlink too: the file it leads to is what would be replaced.
+    let link = dir.path().join("link.txt");
+    std::os::unix::fs::symlink(&existing, &link).unwrap();
+    assert!(
+        !node
+            .cli(&["get", "b.txt", link.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert_eq!(std::fs::read(&existing).unwrap(), b"mine");
+    // With --force (or -f) it is replaced.
+    node.ok(&["get", "b.txt", "-o", existing.to_str().unwrap(), "--force"]);
+    assert_eq!(std::fs::read(&existing).unwrap(), b"new contents\n");
+
+    // A missing name says so before anything about the destination, and a
+    // failed read leaves no folders behind.
+    let missing = node.cli(&["get", "nothing.txt", "-o", existing.to_str().unwrap()]);
+    assert!(
+        stderr(&missing).contains("no file named"),
+        "{}",
+        stderr(&missing)
+    );
+    let never = dir.path().join("never/made/x.txt");
+    assert!(
+        !node
+            .cli(&["get", "nothing.txt", never.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert!(!dir.path().join("never").exists());
+    // A file in the way of a folder is an error that names it.
+    let blocked = node.cli(&["get", "b.txt", "-o", existing.join("x").to_str().unwrap()]);
+    assert!(!blocked.status.success());
+    assert!(stderr(&blocked).contains("cannot"), "{}", stderr(&blocked));
+    assert_eq!(std::fs::read(&existing).unwrap(), b"new contents\n");
+}
+
+#[test]
 fn put_ls_get_rm_restart_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("node");
@@ -152,7 +213,13 @@ fn a_corrupted_chunk_fails_get_writes_no_wrong_bytes_and_verify_reports_it() {
 
     let dest = dir.path().join("restored.bin");
     std::fs::write(&dest, b"previous contents").unwrap();
-    let out = node.cli(&["get", "precious.bin", "-o", dest.to_str().unwrap()]);
+    let out = node.cli(&[
+        "get",
+        "precious.bin",
+        "-o",
+        dest.to_str().unwrap(),
+        "--force",
+    ]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("integrity check failed"),

@@ -547,7 +547,7 @@ fn a_killed_holder_is_replaced_after_the_repair_delay() {
     );
     for node in &nodes {
         let copy = dir.path().join("copy.bin");
-        node.ok(&["get", "precious.bin", "-o", copy.to_str().unwrap()]);
+        node.ok(&["get", "precious.bin", "-o", copy.to_str().unwrap(), "-f"]);
         assert_eq!(hash_file(&copy), hash);
     }
 }
@@ -641,7 +641,7 @@ fn a_node_stopped_with_sigterm_starts_again_at_once_twenty_times() {
         // The hub reads it from this node, over a lane this node serves.
         eventually("the hub lists it", CONNECT, || lists(&hub, &name));
         let copy = dir.path().join("copy.bin");
-        hub.ok(&["get", &name, "-o", copy.to_str().unwrap()]);
+        hub.ok(&["get", &name, "-o", copy.to_str().unwrap(), "--force"]);
         assert_eq!(hash_file(&copy), hash_file(&input), "round {round}");
         node.stop();
     }

@@ -175,6 +175,30 @@ fn get_on_a_terminal_shows_short_text_and_refuses_binary_unless_asked() {
 }
 
 #[test]
+fn get_on_a_terminal_asks_before_replacing_a_file() {
+    use crate::harness::TestNode;
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&dir.path().join("n"));
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "from the vault\n").unwrap();
+    node.ok(&["put", text.to_str().unwrap()]);
+    let data_dir = node.data_dir.to_str().unwrap().to_string();
+    let dest = dir.path().join("dest.txt");
+    std::fs::write(&dest, "local edits").unwrap();
+    let dest_arg = dest.to_str().unwrap();
+    let args = ["--data-dir", &data_dir, "get", "notes.txt", "-o", dest_arg];
+    let Some(kept) = run_in_pty(&args, "n") else {
+        return;
+    };
+    assert!(kept.contains("exists (11 B). Replace it?"), "{kept}");
+    assert!(kept.contains("Kept"), "{kept}");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"local edits");
+    let replaced = run_in_pty(&args, "y").unwrap();
+    assert!(replaced.contains("retrieved successfully"), "{replaced}");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"from the vault\n");
+}
+
+#[test]
 fn first_interactive_start_on_a_terminal_asks_for_the_quota() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("node");

@@ -423,7 +423,7 @@ fn get_into_a_device_a_fifo_or_through_a_symlink_replaces_nothing() {
     std::fs::write(&target, "old").unwrap();
     let link = dir.path().join("link");
     std::os::unix::fs::symlink("target.txt", &link).unwrap();
-    node.ok(&["get", "f.txt", "-o", link.to_str().unwrap()]);
+    node.ok(&["get", "f.txt", "-o", link.to_str().unwrap(), "--force"]);
     assert!(
         std::fs::symlink_metadata(&link)
             .unwrap()
