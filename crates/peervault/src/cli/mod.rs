@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 failure, 2 bad command line, 3 no node running.
 
 pub mod args;
+mod manual;
 pub mod settings;
 
 use std::io::IsTerminal;
@@ -107,9 +108,10 @@ pub fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some(args::Command::Man) => {
-            let page = clap_mangen::Man::new(args::Cli::command());
-            return match page.render(&mut std::io::stdout()) {
+            return match manual::render(&mut std::io::stdout().lock()) {
+                // `peervault man | head` is not an error.
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
                 Err(e) => report(&e.into()),
             };
         }
