@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 failure, 2 bad command line, 3 no node running.
 
 pub mod args;
+mod completion;
 mod manual;
 pub mod settings;
 
@@ -103,9 +104,11 @@ pub fn main() -> ExitCode {
     // Commands about the program itself need neither a node nor a runtime.
     match &cli.command {
         Some(args::Command::Completions { shell }) => {
-            let mut command = args::Cli::command();
-            clap_complete::generate(*shell, &mut command, "peervault", &mut std::io::stdout());
-            return ExitCode::SUCCESS;
+            return match completion::write(*shell, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => report(&e.into()),
+            };
         }
         Some(args::Command::Man) => {
             return match manual::render(&mut std::io::stdout().lock()) {

@@ -272,7 +272,10 @@ fn completions_and_the_man_page_come_from_the_command_line_definition() {
     );
     // One page: the commands are in it, not in peervault-put(1) pages nobody has.
     assert!(!page.contains("peervault\\-put(1)"), "{page}");
-    assert!(page.contains("\\fBpeervault get [OPTIONS] <NAME> [DEST]"), "{page}");
+    assert!(
+        page.contains("\\fBpeervault get [OPTIONS] <NAME> [DEST]"),
+        "{page}"
+    );
     let bad = crate::harness::run(&["completions", "tcsh"]);
     assert_eq!(bad.status.code(), Some(2));
 }

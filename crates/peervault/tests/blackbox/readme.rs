@@ -1,5 +1,7 @@
 //! The README's Quick Start, run as written: every command of its first shell
-//! block, in order, against a fresh data dir (under a temporary XDG_DATA_HOME).
+//! block, in order, against a fresh data dir (under a temporary XDG_DATA_HOME),
+//! with what they print compared to the transcript the README shows; and its
+//! Install lines, run in an empty home directory.
 //!
 //! Two substitutions keep the test hermetic: the node's `:3000` becomes a free
 //! loopback port (client commands get the matching `--addr`), and `./target/release/peervault`
@@ -11,24 +13,52 @@ use std::time::Duration;
 
 use crate::harness::{bin, eventually, free_port};
 
-fn quick_start_commands() -> Vec<String> {
+/// The `n`th (from 0) block of kind `lang` in the README's section `heading`.
+fn readme_block(heading: &str, lang: &str, n: usize) -> String {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
             .expect("README.md");
     let section = readme
-        .split("\n## Quick Start")
+        .split(&format!("\n## {heading}\n"))
         .nth(1)
-        .expect("a Quick Start section");
-    let block = section
-        .split("```bash\n")
-        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .unwrap_or_else(|| panic!("a {heading} section"));
+    section
+        .split(&format!("```{lang}\n"))
+        .nth(n + 1)
         .and_then(|b| b.split("```").next())
-        .expect("a bash block in the Quick Start");
+        .unwrap_or_else(|| panic!("block {n} of {lang} in {heading}"))
+        .to_string()
+}
+
+/// A shell block's commands, without comments.
+fn commands(block: &str) -> Vec<String> {
     block
         .lines()
         .map(|l| l.split(" #").next().unwrap_or(l).trim().to_string())
         .filter(|l| !l.is_empty())
         .collect()
+}
+
+fn quick_start_commands() -> Vec<String> {
+    commands(&readme_block("Quick Start", "bash", 0))
+}
+
+/// The Quick Start's transcript: each `$ command` with the lines it prints.
+fn quick_start_transcript() -> Vec<(String, String)> {
+    let block = readme_block("Quick Start", "text", 0);
+    let mut shown: Vec<(String, String)> = Vec::new();
+    for line in block.lines() {
+        match line.strip_prefix("$ ") {
+            Some(command) => shown.push((command.to_string(), String::new())),
+            None => {
+                let (_, out) = shown.last_mut().expect("output before any command");
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    shown
 }
 
 #[test]
@@ -51,6 +81,7 @@ fn every_quick_start_command_works_in_order() {
     };
     let mut node = None;
     let mut ran = Vec::new();
+    let mut printed = Vec::new();
     for line in quick_start_commands() {
         let words = shlex::split(&line).unwrap_or_else(|| panic!("cannot split {line:?}"));
         match words.first().map(String::as_str) {
@@ -67,7 +98,10 @@ fn every_quick_start_command_works_in_order() {
                 assert!(status.success(), "the node did not stop cleanly: {status}");
             }
             Some("./target/release/peervault") if words.last().map(String::as_str) == Some("&") => {
-                let mut args: Vec<String> = words[1..words.len() - 1].to_vec();
+                // `... > node.log 2>&1 &`: the log goes to a file, not the terminal.
+                let redirect = [">", "node.log", "2>&1", "&"];
+                assert!(words.ends_with(&redirect.map(String::from)), "{line}");
+                let mut args: Vec<String> = words[1..words.len() - redirect.len()].to_vec();
                 let at = args.iter().position(|a| a == "-addr").expect("-addr");
                 assert_eq!(args[at + 1], ":3000");
                 args[at + 1] = addr.clone();
@@ -99,6 +133,7 @@ fn every_quick_start_command_works_in_order() {
                     String::from_utf8_lossy(&out.stderr)
                 );
                 ran.push(words[1].clone());
+                printed.push((line.clone(), String::from_utf8(out.stdout).unwrap()));
             }
             _ => panic!("the test does not know how to run {line:?}; teach it"),
         }
@@ -120,4 +155,85 @@ fn every_quick_start_command_works_in_order() {
         "remember the milk\n"
     );
     assert!(node.is_none(), "the Quick Start stops its node");
+    // What the README says they print is what they printed.
+    let transcript = quick_start_transcript();
+    assert!(transcript.len() >= 4, "{transcript:?}");
+    for (command, shown) in transcript {
+        let (_, real) = printed
+            .iter()
+            .find(|(line, _)| *line == command)
+            .unwrap_or_else(|| panic!("{command:?} is not in the Quick Start"));
+        assert_eq!(real, &shown, "what {command:?} prints");
+    }
+}
+
+#[test]
+fn the_install_lines_work_in_an_empty_home() {
+    let home = tempfile::tempdir().unwrap();
+    // `cargo install` put the binary in ~/.cargo/bin; here, the one under test.
+    let cargo_bin = home.path().join(".cargo/bin");
+    std::fs::create_dir_all(&cargo_bin).unwrap();
+    std::os::unix::fs::symlink(bin(), cargo_bin.join("peervault")).unwrap();
+    let lines: Vec<String> = commands(&readme_block("Install", "bash", 0))
+        .into_iter()
+        .filter(|l| !l.starts_with("cargo install") && !l.ends_with("-demo"))
+        .collect();
+    assert!(lines.len() >= 3, "{lines:?}");
+    let path = format!("{}:/usr/bin:/bin", cargo_bin.display());
+    let shell = |script: &str| {
+        Command::new("bash")
+            .args(["--noprofile", "--norc", "-e", "-c", script])
+            .env_clear()
+            .env("HOME", home.path())
+            .env("PATH", &path)
+            .current_dir(home.path())
+            .output()
+            .unwrap()
+    };
+    let out = shell(&lines.join("\n"));
+    assert!(
+        out.status.success(),
+        "{lines:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `man` finds the page.
+    if Command::new("man").arg("--version").output().is_ok() {
+        let found = shell("man -w peervault");
+        assert!(
+            found.status.success(),
+            "man does not find the page: {}",
+            String::from_utf8_lossy(&found.stderr)
+        );
+    } else {
+        assert!(std::env::var_os("CI").is_none(), "man is not installed");
+        eprintln!("skipping the man lookup: man is not installed");
+    }
+    // bash completes flags as the README spells them, and their values.
+    let complete = |words: &str| {
+        let out = shell(&format!(
+            "source ~/.local/share/bash-completion/completions/peervault
+             COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1))
+             _peervault peervault \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"
+             printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        ));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let flags = complete("peervault -data-d");
+    assert_eq!(flags.trim(), "-data-dir", "{flags}");
+    let both = complete("peervault -inter");
+    assert_eq!(both.trim(), "-interactive");
+    let long = complete("peervault --inter");
+    assert_eq!(long.trim(), "--interactive");
+    let values = complete("peervault -log-format ''");
+    assert_eq!(
+        values.split_whitespace().collect::<Vec<_>>(),
+        ["text", "json"]
+    );
+    let sub = complete("peervault -addr :4000 get -fo");
+    assert_eq!(sub.trim(), "-force", "{sub}");
 }
