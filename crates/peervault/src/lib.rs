@@ -10,6 +10,7 @@ mod commands;
 pub mod control;
 mod demo;
 pub mod http;
+pub mod log_output;
 mod ops;
 mod progress;
 mod repl;

@@ -38,7 +38,7 @@ fn init_logging(filter: &str, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
-        .with_writer(std::io::stderr);
+        .with_writer(crate::log_output::LogOutput);
     let _ = match format {
         LogFormat::Text => builder.with_target(false).try_init(),
         // One JSON object per line, with the target, for log shippers.

@@ -186,6 +186,12 @@ pub fn run(node: Node, rt: Handle, history: &Path) -> anyhow::Result<()> {
     if let Some(history) = &history {
         let _ = editor.load_history(history);
     }
+    // Log lines go above the prompt, not onto it (a terminal only: with a
+    // script on stdin there is no prompt line to keep).
+    let _logs_above = ui::stdin_is_terminal()
+        .then(|| editor.create_external_printer().ok())
+        .flatten()
+        .map(crate::log_output::above_prompt);
     let mut repl = Repl { node, rt, editor };
     println!("Type 'help' for the commands, 'quit' or Ctrl-D to leave.");
     loop {

@@ -453,7 +453,8 @@ fn a_user_at_the_prompt_completes_recalls_watches_progress_and_confirms() {
     t.wait_for("File 'big.bin' stored successfully");
     let seen = t.history();
     assert!(
-        seen.contains("storing big.bin") && seen.contains("MiB"),
+        // In MB, as every other figure (it said MiB).
+        seen.contains("storing big.bin") && seen.contains("/50.00 MB") && !seen.contains("MiB"),
         "no progress bar was drawn:\n{seen}"
     );
 
@@ -501,6 +502,51 @@ fn ctrl_c_cancels_a_half_typed_line_and_ctrl_d_stops_the_node_cleanly() {
         "{}",
         t.screen()
     );
+    t.keys(&["C-d"]);
+    t.wait_for("PeerVault node stopped.");
+}
+
+#[test]
+fn log_lines_appear_above_the_prompt_and_keep_the_half_typed_line() {
+    use crate::harness::{TestNode, free_port};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut args = repl_args(&dir.path().join("node"));
+    let at = args.iter().position(|a| a == "127.0.0.1:0").unwrap();
+    args[at] = format!("127.0.0.1:{port}");
+    args.extend(["--log-level".to_string(), "info".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let Some(t) = Tmux::start("l", dir.path(), &args) else {
+        return;
+    };
+    t.wait_for("PeerVault>");
+    t.text("stat");
+    // A peer arrives while the user types: the node logs it.
+    let bootstrap = format!("127.0.0.1:{port}");
+    let _peer = TestNode::start_with(
+        &dir.path().join("peer"),
+        TEST_KEY,
+        &["-bootstrap", bootstrap.as_str()],
+    );
+    t.wait_for("connected to peer");
+    let screen = t.screen();
+    let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+    let logged = lines
+        .iter()
+        .find(|l| l.contains("connected to peer"))
+        .unwrap();
+    assert!(
+        !logged.contains("PeerVault>"),
+        "the log line took the prompt's line:\n{screen}"
+    );
+    assert_eq!(
+        lines.last().map(|l| l.trim_end()),
+        Some("PeerVault> stat"),
+        "the prompt and the typed text are drawn again below the log:\n{screen}"
+    );
+    t.text("us");
+    t.keys(&["Enter"]);
+    t.wait_for("=== Node Status ===");
     t.keys(&["C-d"]);
     t.wait_for("PeerVault node stopped.");
 }
