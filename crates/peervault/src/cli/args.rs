@@ -387,6 +387,33 @@ pub enum Command {
     },
 }
 
+/// Commands that remove data: never offered as the correction of a typo
+/// (`clear` is not `clean`), by clap's tips or the prompt's suggestions.
+pub const DESTRUCTIVE: &[&str] = &["clean", "delete", "rm"];
+
+/// `error` without a tip that would correct a typo into a destructive command.
+pub fn without_destructive_tips(error: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue};
+    let destructive = |value: &ContextValue| match value {
+        ContextValue::String(name) => DESTRUCTIVE.contains(&name.as_str()),
+        ContextValue::Strings(names) => names.iter().any(|n| DESTRUCTIVE.contains(&n.as_str())),
+        _ => false,
+    };
+    if !error
+        .get(ContextKind::SuggestedSubcommand)
+        .is_some_and(destructive)
+    {
+        return error;
+    }
+    let mut told = clap::Error::new(error.kind()).with_cmd(&Cli::command());
+    for (kind, value) in error.context() {
+        if kind != ContextKind::SuggestedSubcommand {
+            told.insert(kind, value.clone());
+        }
+    }
+    told
+}
+
 /// Long and short option names known anywhere in the command tree.
 fn option_names(cmd: &clap::Command, longs: &mut Vec<String>, shorts: &mut Vec<char>) {
     for arg in cmd.get_arguments() {
@@ -485,6 +512,27 @@ mod tests {
         let cli = parse(&["peervault", "-data-dir", "/tmp/x", "ls", "-json"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Ls { json: true })));
         assert_eq!(cli.global.data_dir, Some(PathBuf::from("/tmp/x")));
+    }
+
+    #[test]
+    fn a_typo_is_never_corrected_into_a_destructive_command() {
+        for (typo, tip) in [
+            ("clear", None),
+            ("remove", None),
+            ("stat", Some("'status'")),
+        ] {
+            let error = without_destructive_tips(parse(&["peervault", typo]).unwrap_err());
+            let text = error.render().to_string();
+            assert!(
+                text.contains(&format!("unrecognized subcommand '{typo}'")),
+                "{text}"
+            );
+            match tip {
+                Some(tip) => assert!(text.contains(tip), "{text}"),
+                None => assert!(!text.contains("tip:"), "{text}"),
+            }
+            assert_eq!(error.exit_code(), 2);
+        }
     }
 
     #[test]

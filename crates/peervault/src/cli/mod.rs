@@ -66,7 +66,8 @@ pub fn main() -> ExitCode {
         .and_then(|matches| {
             use clap::FromArgMatches;
             args::Cli::from_arg_matches(&matches).map(|cli| (cli, matches))
-        });
+        })
+        .map_err(args::without_destructive_tips);
     let (cli, matches) = match parsed {
         Ok(parsed) => parsed,
         Err(e) => {

@@ -16,7 +16,7 @@ use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use tokio::runtime::Handle;
 
-use crate::cli::args::Command;
+use crate::cli::args::{Command, DESTRUCTIVE};
 use crate::commands::{Console, Surface};
 use crate::ui;
 
@@ -125,10 +125,6 @@ fn find(word: &str) -> Option<clap::Command> {
         .into_iter()
         .find(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word))
 }
-
-/// Commands that remove data: never offered as the correction of a typo
-/// (`clear` is not `clean`).
-const DESTRUCTIVE: &[&str] = &["clean", "delete", "rm"];
 
 fn suggestion(word: &str) -> Option<String> {
     command_words()

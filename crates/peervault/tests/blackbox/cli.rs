@@ -36,6 +36,16 @@ fn help_documents_every_flag_of_the_original_and_ours() {
 }
 
 #[test]
+fn a_typo_gets_a_tip_but_never_a_destructive_one() {
+    let clear = run(&["clear"]);
+    assert_eq!(clear.status.code(), Some(2));
+    assert!(stderr(&clear).contains("unrecognized subcommand 'clear'"));
+    assert!(!stderr(&clear).contains("clean"), "{}", stderr(&clear));
+    let stat = run(&["stat"]);
+    assert!(stderr(&stat).contains("'status'"), "{}", stderr(&stat));
+}
+
+#[test]
 fn bad_values_and_unknown_flags_exit_non_zero_naming_the_problem() {
     for (args, words) in [
         (&["-addr", ":70000"][..], "--addr"),
