@@ -301,6 +301,55 @@ impl Maintenance {
         })
     }
 
+    /// `clean NAME...`: drops this node's copies of the files named, as
+    /// [`Maintenance::clean`] does for every file. Nothing is dropped if a name
+    /// is not in the vault, or if this node holds the only copy of a file that
+    /// a connected peer could be asked about (dropping it would lose the file).
+    pub async fn clean_files(&self, names: &[String]) -> Result<CleanReport> {
+        for name in names {
+            self.ctx.vault.stat(name).await?;
+        }
+        let held: Vec<(NameId, FileSummary)> = (self.ctx.vault.summaries().await?)
+            .into_iter()
+            .filter(|(_, s)| s.held && names.contains(&s.name))
+            .collect();
+        let versions: Vec<(NameId, Version)> =
+            held.iter().map(|(id, s)| (*id, s.version)).collect();
+        let elsewhere = self.replicator.count_remote_copies(&versions).await;
+        let only_here: Vec<&str> = held
+            .iter()
+            .zip(elsewhere)
+            .filter(|(_, others)| *others == 0)
+            .map(|((_, s), _)| s.name.as_str())
+            .collect();
+        if !only_here.is_empty() {
+            return Err(NodeError::Invalid(format!(
+                "this node holds the only copy of {}: dropping it would lose the file; \
+                 wait until a peer holds a copy (ls shows the copies), or delete it with rm",
+                only_here
+                    .iter()
+                    .map(|n| format!("'{n}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let mut report = CleanReport::default();
+        for name in names {
+            let (chunks, freed) = self.ctx.vault.release(name).await?;
+            self.replicator.stop_providing(name).await;
+            report.files.push(name.clone());
+            report.chunks += chunks;
+            report.bytes_freed += freed;
+        }
+        tracing::info!(
+            "clean: dropped this node's copies of {:?} ({} chunks, {} bytes)",
+            report.files,
+            report.chunks,
+            report.bytes_freed
+        );
+        Ok(report)
+    }
+
     /// One look at every file held here; copies or drops as needed.
     pub async fn repair_round(&self) -> Result<RepairRound> {
         let mut round = RepairRound::default();
@@ -417,7 +466,7 @@ impl Maintenance {
     }
 
     async fn drop_surplus_copy(&self, name: &str) -> Result<()> {
-        let freed = self.ctx.vault.release(name).await?;
+        let (_, freed) = self.ctx.vault.release(name).await?;
         self.replicator.stop_providing(name).await;
         tracing::info!(
             "dropped a surplus copy of {name:?} ({freed} bytes): enough better-placed nodes hold it"

@@ -626,6 +626,11 @@ impl Node {
         self.inner.maintenance.clean().await
     }
 
+    /// `clean NAME...`: drops this node's copies of the files named only.
+    pub async fn clean_files(&self, names: &[String]) -> Result<CleanReport> {
+        self.inner.maintenance.clean_files(names).await
+    }
+
     /// Sets the state figures (peers, storage, uptime) from their sources.
     async fn refresh_metrics(&self) -> (Vec<PeerStatus>, usize) {
         let m = &self.inner.ctx.metrics;

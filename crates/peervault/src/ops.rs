@@ -50,7 +50,8 @@ pub(crate) trait Operations {
     /// Changes the quota and saves it; the quota now in force.
     async fn set_quota(&self, bytes: u64) -> anyhow::Result<QuotaStatus>;
     async fn gc(&self) -> anyhow::Result<GcSummary>;
-    async fn clean(&self) -> anyhow::Result<CleanReport>;
+    /// Drops this node's copies of the files `names` (of every file if empty).
+    async fn clean(&self, names: &[String]) -> anyhow::Result<CleanReport>;
     async fn invite(&self) -> anyhow::Result<String>;
     /// Makes `peer` (a number from `peers`, a peer id or an address) hold a
     /// complete copy of `name`; the peer's id.
@@ -209,8 +210,12 @@ impl Operations for Node {
         Ok(self.collect_garbage().await?)
     }
 
-    async fn clean(&self) -> anyhow::Result<CleanReport> {
-        Ok(Node::clean(self).await?)
+    async fn clean(&self, names: &[String]) -> anyhow::Result<CleanReport> {
+        Ok(if names.is_empty() {
+            Node::clean(self).await?
+        } else {
+            Node::clean_files(self, names).await?
+        })
     }
 
     async fn invite(&self) -> anyhow::Result<String> {
@@ -355,8 +360,9 @@ impl Operations for Client {
         ask!(self, Request::Gc, Response::Gc { summary } => summary)
     }
 
-    async fn clean(&self) -> anyhow::Result<CleanReport> {
-        ask!(self, Request::Clean, Response::Cleaned { report } => report)
+    async fn clean(&self, names: &[String]) -> anyhow::Result<CleanReport> {
+        let names = names.to_vec();
+        ask!(self, Request::Clean { names }, Response::Cleaned { report } => report)
     }
 
     async fn invite(&self) -> anyhow::Result<String> {

@@ -543,7 +543,7 @@ async fn release_drops_a_copy_but_keeps_the_record_and_shared_chunks() {
     a.extend_from_slice(&data(5000, 10));
     vault.write_file("a", &a[..], None).await.unwrap();
     vault.write_file("b", &shared[..], None).await.unwrap();
-    let freed = vault.release("a").await.unwrap();
+    let (_, freed) = vault.release("a").await.unwrap();
     assert!(freed > 0);
     let a_manifest = vault.stat("a").await.unwrap();
     assert!(

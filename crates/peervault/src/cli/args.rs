@@ -343,9 +343,12 @@ pub enum Command {
     },
     /// Print the manual page (roff): peervault man > /usr/local/share/man/man1/peervault.1
     Man,
-    /// Drop this node's copies of every file; the vault and other nodes' copies
-    /// stay, and the repair worker makes new copies where needed.
+    /// Drop this node's copies of some files, or of every file, to free space
+    /// here; the vault and other nodes' copies stay, and the repair worker makes
+    /// new copies where needed.
     Clean {
+        /// Files whose copy here to drop [default: every file].
+        names: Vec<String>,
         /// Do not ask for confirmation (required when not on a terminal).
         #[arg(long)]
         yes: bool,

@@ -35,6 +35,11 @@ pub async fn quota(
         }
         say!("{}", ui::quota_block(&quota));
     }
+    if action.is_some()
+        && let Some(warning) = ui::over_quota_warning(&quota)
+    {
+        eprintln!("{warning}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

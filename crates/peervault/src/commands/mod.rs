@@ -124,7 +124,7 @@ pub(crate) async fn run_on(
         }
         Command::Ls { json } => ls::run(ops, json, console).await,
         Command::Rm { name, yes } => rm::run(ops, &name, yes, console).await,
-        Command::Clean { yes } => rm::clean(ops, yes, console).await,
+        Command::Clean { names, yes } => rm::clean(ops, &names, yes, console).await,
         Command::Status { json } => status::run(ops, json).await,
         Command::Invite { json } => invite::run(ops, json, console).await,
         Command::Verify { name, json } => verify::run(ops, name.as_deref(), json).await,

@@ -80,10 +80,11 @@ fn show(bar: &Progress, progress: PutProgress, size: Option<u64>) {
     }
 }
 
-/// At the prompt, before a store that would not fit the quota: the original's
-/// offer to free space by deleting files held here. False if the user cancelled
-/// (or nothing can be deleted); then nothing was stored and nothing deleted that
-/// the user did not pick.
+/// At the prompt, before a store that would not fit the quota: first the offer
+/// to drop this node's copies of files that other nodes also hold (they stay in
+/// the vault), then the original's offer to delete files held here from every
+/// node. False if the user cancelled (or nothing can go); then nothing was
+/// stored and nothing removed that the user did not pick.
 async fn make_room(
     ops: &impl Operations,
     console: &mut impl Console,
@@ -112,6 +113,43 @@ async fn make_room(
                 "No file held on this node can be deleted to make room; raise the quota with: quota set <size>"
             );
             return Ok(false);
+        }
+        let droppable: Vec<FileInfo> = files.iter().filter(|f| f.replicas > 1).cloned().collect();
+        if !droppable.is_empty() {
+            say!(
+                "\nFiles other nodes also hold: dropping this node's copy frees the space here, and the file stays in the vault (read from the nodes that hold it):"
+            );
+            say!("{}", ui::deletion_table(&droppable));
+            let answer = console
+                .read_line("Enter file numbers whose copy here to drop (e.g., 1,3), Enter to delete files instead, or 'cancel': ")?
+                .unwrap_or_else(|| "cancel".into());
+            match answer.trim() {
+                "" => {}
+                cancel if cancel.eq_ignore_ascii_case("cancel") => {
+                    say!("Store cancelled; nothing was removed.");
+                    return Ok(false);
+                }
+                answer => {
+                    match ui::parse_choices(answer, droppable.len()) {
+                        Ok(chosen) => {
+                            let names: Vec<String> =
+                                chosen.iter().map(|i| droppable[*i].name.clone()).collect();
+                            let report = ops.clean(&names).await?;
+                            say!(
+                                "Dropped this node's copies of {} ({} freed); the vault still has them.",
+                                names
+                                    .iter()
+                                    .map(|n| format!("'{n}'"))
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                HumanSize(report.bytes_freed)
+                            );
+                        }
+                        Err(why) => eprintln!("error: {why}"),
+                    }
+                    continue;
+                }
+            }
         }
         say!("\nFiles available for deletion (a deleted file is removed from every node):");
         say!("{}", ui::deletion_table(&files));

@@ -173,8 +173,11 @@ pub enum Request {
     Discover,
     /// Run the integrity GC now.
     Gc,
-    /// Drop this node's copies of every file.
-    Clean,
+    /// Drop this node's copies of the files named, or of every file.
+    Clean {
+        #[serde(default)]
+        names: Vec<String>,
+    },
     Metrics,
     /// Push a copy of a file to one peer (number, peer id or address).
     Send {

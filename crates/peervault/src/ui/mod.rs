@@ -117,19 +117,34 @@ fn short_hash(hash: &str) -> &str {
         .map_or(hash, |(at, _)| &hash[..at])
 }
 
+/// What a quota below what is already stored means, or `None` if it is not.
+pub fn over_quota_warning(q: &QuotaStatus) -> Option<String> {
+    (q.used_bytes > q.total_bytes).then(|| {
+        format!(
+            "warning: {} is stored here, {} over the new quota of {}. Nothing is removed; \
+             new files and copies from peers are refused here until use falls below the quota \
+             (rm deletes files from the vault; clean NAME drops this node's copy of files other nodes hold).",
+            HumanSize(q.used_bytes),
+            HumanSize(q.used_bytes - q.total_bytes),
+            HumanSize(q.total_bytes)
+        )
+    })
+}
+
 /// Files offered for deletion when a store does not fit: number, name, size,
-/// first 8 hex digits of the hash (the original's layout).
+/// first 8 hex digits of the hash (the original's layout), and the copies known.
 pub fn deletion_table(files: &[FileInfo]) -> String {
-    let mut table = new_table(&["#", "Filename", "Size", "Hash (first 8)"]);
+    let mut table = new_table(&["#", "Filename", "Size", "Hash (first 8)", "Copies"]);
     for (i, f) in files.iter().enumerate() {
         table.add_row(vec![
             (i + 1).to_string(),
             f.name.clone(),
             HumanSize(f.size).to_string(),
             f.hash.chars().take(8).collect(),
+            f.replicas.to_string(),
         ]);
     }
-    for col in [0, 2] {
+    for col in [0, 2, 4] {
         if let Some(col) = table.column_mut(col) {
             col.set_cell_alignment(CellAlignment::Right);
         }

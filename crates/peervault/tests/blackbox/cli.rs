@@ -36,6 +36,81 @@ fn help_documents_every_flag_of_the_original_and_ours() {
 }
 
 #[test]
+fn a_quota_below_what_is_stored_says_what_is_over_and_what_happens() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&dir.path().join("n"));
+    let input = dir.path().join("f.bin");
+    crate::harness::write_random_file(&input, 300_000, 3);
+    node.ok(&["put", input.to_str().unwrap()]);
+    let out = node.cli(&["quota", "set", "1KB"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warning = stderr(&out);
+    assert!(
+        warning.contains("over the new quota of 1.00 KB"),
+        "{warning}"
+    );
+    assert!(warning.contains("Nothing is removed"), "{warning}");
+    // What it says happens: the file stays, a new one is refused with the way out.
+    assert!(node.ok(&["ls"]).contains("f.bin"));
+    let refused = node.cli(&["put", input.to_str().unwrap(), "--name", "g.bin"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("quota set"),
+        "{}",
+        stderr(&refused)
+    );
+    // Back above usage: no warning.
+    let fine = node.cli(&["quota", "set", "1GB"]);
+    assert!(!stderr(&fine).contains("warning"), "{}", stderr(&fine));
+}
+
+#[test]
+fn clean_of_chosen_files_keeps_an_only_copy_and_the_vault_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::start(&dir.path().join("a"));
+    let input = dir.path().join("f.bin");
+    crate::harness::write_random_file(&input, 300_000, 4);
+    a.ok(&["put", input.to_str().unwrap()]);
+    // Alone, this node holds the only copy: clean of that file refuses.
+    let only = a.cli(&["clean", "f.bin", "--yes"]);
+    assert!(!only.status.success());
+    assert!(
+        stderr(&only).contains("only copy of 'f.bin'"),
+        "{}",
+        stderr(&only)
+    );
+    let missing = a.cli(&["clean", "nothing.bin", "--yes"]);
+    assert!(
+        stderr(&missing).contains("no file named"),
+        "{}",
+        stderr(&missing)
+    );
+    // With a second holder, the copy here goes and the file stays in the vault.
+    let bootstrap = format!("127.0.0.1:{}", a.port());
+    let b = TestNode::start_with(
+        &dir.path().join("b"),
+        TEST_KEY,
+        &["-bootstrap", bootstrap.as_str()],
+    );
+    b.wait_peers(1, std::time::Duration::from_secs(20));
+    b.ok(&["fetch", "f.bin", "1"]);
+    let out = a.ok(&["clean", "f.bin", "--yes"]);
+    assert!(
+        out.contains("Removed this node's copies of 1 file"),
+        "{out}"
+    );
+    let listed: serde_json::Value = serde_json::from_str(&a.ok(&["ls", "--json"])).unwrap();
+    assert_eq!(listed[0]["name"], "f.bin");
+    assert_eq!(listed[0]["local"], false);
+    let copy = dir.path().join("copy.bin");
+    a.ok(&["get", "f.bin", "-o", copy.to_str().unwrap()]);
+    assert_eq!(
+        crate::harness::hash_file(&copy),
+        crate::harness::hash_file(&input)
+    );
+}
+
+#[test]
 fn a_typo_gets_a_tip_but_never_a_destructive_one() {
     let clear = run(&["clear"]);
     assert_eq!(clear.status.code(), Some(2));

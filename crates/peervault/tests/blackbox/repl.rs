@@ -294,6 +294,80 @@ fn a_store_over_quota_offers_files_to_delete_by_number_or_cancel() {
     assert!(!list.contains("b.bin") && !list.contains("d.bin"), "{list}");
 }
 
+#[test]
+fn a_store_over_quota_offers_to_drop_copies_other_nodes_hold_before_deleting() {
+    use crate::harness::TestNode;
+    let dir = tempfile::tempdir().unwrap();
+    let peer = TestNode::start(&dir.path().join("peer"));
+    let bootstrap = format!("127.0.0.1:{}", peer.port());
+    let mib = 1024 * 1024;
+    let shared = dir.path().join("shared.bin");
+    let big = dir.path().join("big.bin");
+    crate::harness::write_random_file(&shared, 4 * mib, 1);
+    crate::harness::write_random_file(&big, 8 * mib, 2);
+    // Two status lines give the prompt time to meet its peer.
+    let input = format!(
+        "status\nstatus\nstore {shared}\nstore {big}\n9\n1\nlist\nquit\n",
+        shared = shared.display(),
+        big = big.display()
+    );
+    let data = dir.path().join("node");
+    let Some(text) = run_in_pty(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+            "--key",
+            TEST_KEY,
+            "--quota",
+            "10MB",
+            "-bootstrap",
+            &bootstrap,
+            "-interactive",
+        ],
+        &input,
+    ) else {
+        return;
+    };
+    assert!(
+        text.contains("File 'shared.bin' stored successfully"),
+        "{text}"
+    );
+    assert!(text.contains("Insufficient storage space!"), "{text}");
+    assert!(
+        text.contains(
+            "Files other nodes also hold: dropping this node's copy frees the space here"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"9\" is not a number from the list (1-1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Dropped this node's copies of 'shared.bin'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("File 'big.bin' stored successfully"),
+        "{text}"
+    );
+    assert!(!text.contains("deleted successfully"), "{text}");
+    // Both files are in the vault; the peer still holds the dropped one.
+    let list = text.rsplit("Files in the vault").next().unwrap();
+    assert!(
+        list.contains("shared.bin") && list.contains("big.bin"),
+        "{list}"
+    );
+    let copy = dir.path().join("copy.bin");
+    peer.ok(&["get", "shared.bin", "-o", copy.to_str().unwrap()]);
+    assert_eq!(
+        crate::harness::hash_file(&copy),
+        crate::harness::hash_file(&shared)
+    );
+}
+
 /// A REPL running in a tmux pane, with everything the pane ever showed logged.
 struct Tmux {
     session: String,

@@ -60,14 +60,13 @@ impl Vault {
 
     /// Drops this node's copy of `name` (the record stays, so the file is still
     /// listed and readable from its other holders). Chunks another live file also
-    /// uses are kept. Returns the bytes freed.
-    pub async fn release(&self, name: &str) -> Result<u64> {
+    /// uses are kept. Returns the chunks removed and the bytes freed.
+    pub async fn release(&self, name: &str) -> Result<(usize, u64)> {
         let name = name.to_string();
         self.blocking(move |inner| {
             let manifest = inner.live_manifest(&name)?;
             let only_here = inner.catalogue.referenced_once(&manifest.chunks)?;
-            let (_, freed) = inner.forget_chunks(&only_here)?;
-            Ok(freed)
+            inner.forget_chunks(&only_here)
         })
         .await
     }
