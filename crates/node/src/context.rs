@@ -14,12 +14,14 @@
 //! Nothing here is a decision: a component that needs another one's judgement
 //! holds that component, so who may touch what is written in the struct fields.
 
+use std::path::Path;
 use std::sync::Mutex;
 
 use peervault_net::{NetHandle, PeerId};
 use peervault_store::Vault;
 
 use crate::conduct::{BAN_AFTER, BAN_FOR, Conduct, Offence, Verdict};
+use crate::extras::Extras;
 use crate::lanes::Lanes;
 use crate::metrics::{Metrics, OffenceLabel};
 use crate::settings::Replicas;
@@ -39,10 +41,17 @@ pub(crate) struct Context {
     pub(crate) replicas: Replicas,
     /// Recent offences of peers (see [`crate::conduct`]).
     conduct: Mutex<Conduct>,
+    /// Copies held because a user asked (see [`crate::extras`]).
+    pub(crate) extras: Extras,
 }
 
 impl Context {
-    pub(crate) fn new(vault: Vault, net: NetHandle, replicas: Replicas) -> Context {
+    pub(crate) fn new(
+        vault: Vault,
+        net: NetHandle,
+        replicas: Replicas,
+        data_dir: &Path,
+    ) -> Context {
         let tasks = Tasks::default();
         Context {
             vault,
@@ -52,6 +61,7 @@ impl Context {
             tasks,
             replicas,
             conduct: Mutex::new(Conduct::default()),
+            extras: Extras::load(data_dir),
         }
     }
 

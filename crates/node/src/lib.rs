@@ -42,6 +42,7 @@ pub mod client;
 pub mod conduct;
 mod context;
 mod error;
+mod extras;
 pub mod keyring;
 pub mod lanes;
 pub mod maintenance;

@@ -31,7 +31,7 @@ use peervault_store::{ChunkId, FileSummary, GcReport, Manifest, NameId, StoreErr
 
 use crate::context::Context;
 use crate::error::{NodeError, Result};
-use crate::replicate::{Replicator, placement};
+use crate::replicate::{Holders, Replicator, placement};
 use crate::settings::MaintenanceConfig;
 use crate::views::{CleanReport, GcSummary, RepairRound};
 use crate::workers::Worker;
@@ -72,26 +72,46 @@ enum RepairAction {
     Copy(usize),
 }
 
-/// Decides what `me` does about the file `name_id`, held by `me` and `others`
-/// (the connected peers that report a complete copy), with `target` copies
-/// wanted. Every holder that computes this from the same holders reaches a
-/// decision that agrees with the others': exactly one makes the missing copies,
-/// exactly the surplus ones drop theirs.
-fn repair_action(name_id: &NameId, me: PeerId, others: &[PeerId], target: usize) -> RepairAction {
-    let mut holding = others.to_vec();
-    holding.push(me);
-    let ranked = placement(name_id, holding);
-    let copies = ranked.len();
+/// Decides what `me` does about the file `name_id`, held by `me` (an extra
+/// copy if `me_extra`, see [`crate::extras`]) and `others` (the connected peers
+/// that report a complete copy), with `target` copies wanted. Every holder that
+/// computes this from the same holders reaches a decision that agrees with the
+/// others': exactly one makes the missing copies, exactly the surplus ones drop
+/// theirs.
+///
+/// Every copy counts towards the target, but only regular copies are ranked
+/// for a surplus: an extra copy never drops (a user asked for it) and never
+/// makes a regular one surplus. The first regular holder makes missing copies
+/// (the first extra holder when no regular one is left).
+fn repair_action(
+    name_id: &NameId,
+    me: PeerId,
+    me_extra: bool,
+    others: &Holders,
+    target: usize,
+) -> RepairAction {
+    let copies = others.len() + 1;
+    let mut regular = others.regular.clone();
+    if !me_extra {
+        regular.push(me);
+    }
+    let ranked = placement(name_id, regular);
     if copies >= target {
-        if copies > target && !ranked[..target].contains(&me) {
+        if !me_extra && ranked.len() > target && !ranked[..target].contains(&me) {
             RepairAction::DropSurplus
         } else {
             RepairAction::Keep
         }
-    } else if ranked[0] == me {
-        RepairAction::Copy(target - copies)
     } else {
-        RepairAction::LeaveToBetterHolder
+        let maker = match ranked.first() {
+            Some(first) => *first,
+            None => placement(name_id, [others.extra.clone(), vec![me]].concat())[0],
+        };
+        if maker == me {
+            RepairAction::Copy(target - copies)
+        } else {
+            RepairAction::LeaveToBetterHolder
+        }
     }
 }
 
@@ -388,7 +408,8 @@ impl Maintenance {
         for ((name_id, file), others) in mine.iter().zip(holders) {
             let name_id = *name_id;
             live_ids.insert(name_id);
-            let wanted = match repair_action(&name_id, me, &others, target) {
+            let me_extra = self.ctx.extras.contains(&name_id);
+            let wanted = match repair_action(&name_id, me, me_extra, &others, target) {
                 RepairAction::Keep => {
                     self.state().short_since.remove(&name_id);
                     continue;
@@ -548,13 +569,79 @@ mod tests {
 
     /// What every holder of the file decides, each from the same holders.
     fn decisions(name_id: &NameId, holders: &[PeerId], target: usize) -> Vec<RepairAction> {
+        decisions_with_extras(name_id, holders, &[], target)
+    }
+
+    /// The same, with some holders holding extra copies.
+    fn decisions_with_extras(
+        name_id: &NameId,
+        holders: &[PeerId],
+        extras: &[PeerId],
+        target: usize,
+    ) -> Vec<RepairAction> {
         holders
             .iter()
             .map(|me| {
-                let others: Vec<PeerId> = holders.iter().filter(|p| *p != me).copied().collect();
-                repair_action(name_id, *me, &others, target)
+                let others = Holders {
+                    regular: holders
+                        .iter()
+                        .filter(|p| *p != me && !extras.contains(p))
+                        .copied()
+                        .collect(),
+                    extra: extras.iter().filter(|p| *p != me).copied().collect(),
+                };
+                repair_action(name_id, *me, extras.contains(me), &others, target)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_fetched_extra_copy_never_makes_a_placement_holder_drop() {
+        for round in 0..200u32 {
+            let name_id = NameId(*blake3::hash(&round.to_le_bytes()).as_bytes());
+            let target = 1 + round as usize % 4;
+            let regular = peers(target);
+            let extras = peers(1 + round as usize % 2);
+            let holders = [regular.clone(), extras.clone()].concat();
+            let actions = decisions_with_extras(&name_id, &holders, &extras, target);
+            assert!(
+                actions.iter().all(|a| *a == RepairAction::Keep),
+                "{actions:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn with_extras_exactly_the_surplus_regular_copies_drop_or_one_holder_copies() {
+        for round in 0..200u32 {
+            let name_id = NameId(*blake3::hash(&round.to_le_bytes()).as_bytes());
+            let target = 2 + round as usize % 3;
+            let regular = peers(round as usize % (target + 3));
+            let extras = peers(1);
+            let holders = [regular.clone(), extras.clone()].concat();
+            let actions = decisions_with_extras(&name_id, &holders, &extras, target);
+            let extra_at = holders.len() - 1;
+            assert!(!matches!(actions[extra_at], RepairAction::DropSurplus));
+            let dropping = actions
+                .iter()
+                .filter(|a| **a == RepairAction::DropSurplus)
+                .count();
+            assert_eq!(dropping, regular.len().saturating_sub(target));
+            let copying: Vec<_> = actions
+                .iter()
+                .filter(|a| matches!(a, RepairAction::Copy(_)))
+                .collect();
+            if holders.len() < target {
+                assert_eq!(copying, [&RepairAction::Copy(target - holders.len())]);
+                // The extra holder copies only when it is alone.
+                assert_eq!(
+                    matches!(actions[extra_at], RepairAction::Copy(_)),
+                    regular.is_empty()
+                );
+            } else {
+                assert!(copying.is_empty());
+            }
+        }
     }
 
     #[test]

@@ -171,7 +171,12 @@ impl Node {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        let ctx = Arc::new(Context::new(vault, network.handle, config.replicas));
+        let ctx = Arc::new(Context::new(
+            vault,
+            network.handle,
+            config.replicas,
+            &data_dir,
+        ));
         let replicator = Replicator::new(ctx.clone());
         let syncer = Syncer::new(ctx.clone(), replicator.clone(), membership);
         let maintenance =

@@ -36,7 +36,7 @@ use crate::context::Context;
 use crate::error::{NodeError, PeerError, Result};
 use crate::remote_read::PeerChunks;
 use crate::views::{CopyProgress, Replication};
-use crate::wire::{Request, Response, SealedEntry};
+use crate::wire::{Holding, Request, Response, SealedEntry};
 
 /// Chunks in flight to one peer while copying.
 const COPY_WINDOW: usize = 4;
@@ -375,6 +375,10 @@ impl Replicator {
             }
             match fetching.next().await {
                 None => {
+                    if !missing.is_empty() {
+                        // Asked for by a user, not by the placement (see crate::extras).
+                        self.ctx.extras.insert(self.ctx.vault.name_id(name));
+                    }
                     self.provide(name).await;
                     return Ok(fetched);
                 }
@@ -420,7 +424,7 @@ impl Replicator {
         self.remote_holders(files, &peers)
             .await
             .iter()
-            .map(Vec::len)
+            .map(Holders::len)
             .collect()
     }
 
@@ -430,8 +434,8 @@ impl Replicator {
         &self,
         files: &[(NameId, Version)],
         peers: &[PeerId],
-    ) -> Vec<Vec<PeerId>> {
-        let mut holders = vec![Vec::new(); files.len()];
+    ) -> Vec<Holders> {
+        let mut holders = vec![Holders::default(); files.len()];
         if files.is_empty() || peers.is_empty() {
             return holders;
         }
@@ -452,9 +456,11 @@ impl Replicator {
         }))
         .await;
         for (peer, held) in answers.into_iter().flatten() {
-            for (list, h) in holders.iter_mut().zip(held) {
-                if h {
-                    list.push(peer);
+            for (file, h) in holders.iter_mut().zip(held) {
+                match h {
+                    Holding::No => {}
+                    Holding::Copy => file.regular.push(peer),
+                    Holding::Extra => file.extra.push(peer),
                 }
             }
         }
@@ -472,6 +478,25 @@ impl Replicator {
             placement(&name_id, peers),
             likely,
         ))
+    }
+}
+
+/// The peers holding a complete copy of one file version: those the placement
+/// put there, and those holding an extra copy a user asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Holders {
+    pub(crate) regular: Vec<PeerId>,
+    pub(crate) extra: Vec<PeerId>,
+}
+
+impl Holders {
+    /// Copies held by these peers, of both kinds.
+    pub(crate) fn len(&self) -> usize {
+        self.regular.len() + self.extra.len()
+    }
+
+    pub(crate) fn contains(&self, peer: &PeerId) -> bool {
+        self.regular.contains(peer) || self.extra.contains(peer)
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use peervault_net::{InboundRequest, PeerId};
-use peervault_store::{CatalogueEntry, ChunkId, StoreError, Vault};
+use peervault_store::{CatalogueEntry, ChunkId, NameId, StoreError, Vault};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::conduct::Offence;
@@ -19,7 +19,9 @@ use crate::context::Context;
 use crate::lanes::ChunkServer;
 use crate::replicate::Replicator;
 use crate::sync::Syncer;
-use crate::wire::{ChunkAnswer, ENTRIES_PER_MESSAGE, Refusal, Request, Response, SealedEntry};
+use crate::wire::{
+    ChunkAnswer, ENTRIES_PER_MESSAGE, Holding, Refusal, Request, Response, SealedEntry,
+};
 
 /// Peer requests handled at the same time.
 const CONCURRENCY: usize = 32;
@@ -187,10 +189,23 @@ impl Responder {
             Request::GetChunk { id } => {
                 Response::Error(format!("chunk {id} was asked for by the wrong path"))
             }
-            Request::Holdings { files } => match vault.holds_versions(files).await {
-                Ok(held) => Response::Held { held },
-                Err(e) => Response::Error(e.to_string()),
-            },
+            Request::Holdings { files } => {
+                let ids: Vec<NameId> = files.iter().map(|(id, _)| *id).collect();
+                match vault.holds_versions(files).await {
+                    Ok(held) => Response::Held {
+                        held: held
+                            .into_iter()
+                            .zip(ids)
+                            .map(|(complete, id)| match complete {
+                                false => Holding::No,
+                                true if self.ctx.extras.contains(&id) => Holding::Extra,
+                                true => Holding::Copy,
+                            })
+                            .collect(),
+                    },
+                    Err(e) => Response::Error(e.to_string()),
+                }
+            }
         }
     }
 
@@ -213,6 +228,8 @@ impl Responder {
                 "the record is a deletion, not a file".into(),
             ));
         };
+        // The placement wants a copy here: an extra one becomes a regular one.
+        self.ctx.extras.remove(&entry.name_id);
         if vault
             .version_of(&entry.name_id)
             .is_some_and(|held| held > manifest.version)

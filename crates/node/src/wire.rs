@@ -47,6 +47,18 @@ pub enum Request {
     Holdings { files: Vec<(NameId, Version)> },
 }
 
+/// Whether a node holds a file version completely, and why (see
+/// [`crate::extras`]). Encoded as postcard encodes `false`/`true` for the first
+/// two, as the `Vec<bool>` this answer used to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Holding {
+    No,
+    /// A copy the file's placement put here.
+    Copy,
+    /// A copy a user asked for (`fetch`): it never makes a regular one surplus.
+    Extra,
+}
+
 /// Why a node would not take a copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Refusal {
@@ -102,7 +114,7 @@ pub enum Response {
     },
     Missing,
     Held {
-        held: Vec<bool>,
+        held: Vec<Holding>,
     },
     /// The request could not be handled (in words).
     Error(String),
@@ -385,12 +397,20 @@ mod tests {
                 blob: vec![1, 2, 3],
             },
             Response::Held {
-                held: vec![true, false],
+                held: vec![Holding::Copy, Holding::No, Holding::Extra],
             },
         ];
         for r in responses {
             assert_eq!(Response::decode(&r.encode()).unwrap(), r);
         }
+    }
+
+    #[test]
+    fn holdings_read_as_the_booleans_they_were() {
+        let now = postcard::to_allocvec(&vec![Holding::No, Holding::Copy]).unwrap();
+        assert_eq!(now, postcard::to_allocvec(&vec![false, true]).unwrap());
+        let before: Vec<Holding> = postcard::from_bytes(&[2, 1, 0]).unwrap();
+        assert_eq!(before, [Holding::Copy, Holding::No]);
     }
 
     #[test]

@@ -287,6 +287,72 @@ async fn a_lost_holder_is_replaced_and_its_surplus_copy_dropped_when_it_returns(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_extra_copy_never_makes_a_placement_holder_drop_its_copy() {
+    let cluster = Cluster::with(quick_repair);
+    let hub = cluster.start("n0", &[], Replicas::Count(3)).await;
+    let mut nodes = vec![hub.clone()];
+    for i in 1..4 {
+        nodes.push(
+            cluster
+                .start(&format!("n{i}"), &[&hub], Replicas::Count(3))
+                .await,
+        );
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_connected(&refs).await;
+    let original = data(MIB, 21);
+    nodes[1].store("extra", &original[..], None).await.unwrap();
+    assert_eq!(holders(&refs, "extra").await, 3);
+    eventually("every node lists it", || async {
+        for node in &refs {
+            if node.stat("extra").await.is_err() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    // The one node outside the placement fetches a copy from a holder.
+    let mut outside = None;
+    let mut holder = None;
+    for (i, node) in nodes.iter().enumerate() {
+        match node.stat("extra").await.unwrap().local {
+            false => outside = Some(i),
+            true => holder = Some(node.peer_id().parse().unwrap()),
+        }
+    }
+    let outside = outside.unwrap();
+    nodes[outside]
+        .fetch_from("extra", holder.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(holders(&refs, "extra").await, 4);
+    // Rounds everywhere, each of which could have dropped a copy: none does.
+    after_repair_rounds(&refs, 2).await;
+    assert_eq!(
+        holders(&refs, "extra").await,
+        4,
+        "no placement holder dropped"
+    );
+    // The fetching node leaves: the file still has its three copies.
+    let gone = nodes.remove(outside);
+    stop(gone).await;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    after_repair_rounds(&refs, 1).await;
+    assert_eq!(holders(&refs, "extra").await, 3);
+    // Back, it still knows its copy is an extra one.
+    let back = restart(&cluster, &format!("n{outside}"), &[&hub]).await;
+    nodes.push(back);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_connected(&refs).await;
+    after_repair_rounds(&refs, 2).await;
+    assert_eq!(holders(&refs, "extra").await, 4);
+    for node in &nodes {
+        assert_eq!(read(node, "extra").await.unwrap(), original);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_away_longer_than_deletions_are_remembered_does_not_bring_them_back() {
     let cluster = Cluster::with(short_memory);
     let a = cluster.start("a", &[], Replicas::Count(3)).await;
