@@ -237,3 +237,30 @@ fn the_install_lines_work_in_an_empty_home() {
     let sub = complete("peervault -addr :4000 get -fo");
     assert_eq!(sub.trim(), "-force", "{sub}");
 }
+
+/// The binary `cargo install` puts on users' disks carries no debug info (with
+/// line tables it was 117 MB; without, about 24); profiling has its own profile.
+#[test]
+fn installed_binaries_carry_no_debug_info_and_profiling_has_a_profile() {
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml"))
+            .unwrap();
+    let manifest: toml::Table = toml::from_str(&manifest).unwrap();
+    let profiles = manifest["profile"].as_table().unwrap();
+    let release = profiles["release"].as_table().unwrap();
+    let no_debug = |v: &toml::Value| {
+        matches!(v, toml::Value::Boolean(false) | toml::Value::Integer(0))
+            || v.as_str() == Some("none")
+    };
+    assert!(release.get("debug").is_some_and(no_debug), "{release:?}");
+    assert!(
+        matches!(
+            release.get("strip").and_then(|s| s.as_str()),
+            Some("debuginfo" | "symbols")
+        ),
+        "{release:?}"
+    );
+    let profiling = profiles["profiling"].as_table().unwrap();
+    assert_eq!(profiling["inherits"].as_str(), Some("release"));
+    assert!(!profiling.get("debug").is_some_and(no_debug), "{profiling:?}");
+}
