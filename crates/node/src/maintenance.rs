@@ -237,7 +237,7 @@ impl Maintenance {
                 }
             };
             // put_blob checks tag and hash before a byte is kept.
-            match self.ctx.vault.put_blob(id, blob).await {
+            match self.ctx.vault.restore_blob(id, blob).await {
                 Ok(_) => {
                     tracing::info!("restored chunk {id} of {:?} from a peer", manifest.name);
                     restored += 1;

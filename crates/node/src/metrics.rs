@@ -33,6 +33,49 @@ pub struct OffenceLabel {
     pub kind: String,
 }
 
+/// Label of the error counter: what failed (`disk`, `integrity`, `peers`, `other`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+/// Label of the refusal counter: why a request was refused (`not_found`,
+/// `bad_name`, `quota`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+/// What can fail in the node itself: the alerts watch these.
+const ERROR_KINDS: [&str; 4] = ["disk", "integrity", "peers", "other"];
+/// Why a request may be refused: the caller's to fix, not the node's.
+const REFUSAL_REASONS: [&str; 3] = ["not_found", "bad_name", "quota"];
+
+/// How an error of an operation asked of the node is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A failure of the node, of this kind.
+    Failure(&'static str),
+    /// A refusal of the request, for this reason.
+    Refusal(&'static str),
+}
+
+/// Failures of the node (disk, integrity, peers) apart from refusals of what
+/// was asked (no such file, a bad name, no room): a typo must not look like a
+/// failing disk to the alerts.
+pub(crate) fn outcome(error: &peervault_store::StoreError) -> Outcome {
+    use peervault_store::StoreError as E;
+    match error {
+        E::NotFound { .. } => Outcome::Refusal("not_found"),
+        E::InvalidName(_) => Outcome::Refusal("bad_name"),
+        E::QuotaExceeded { .. } => Outcome::Refusal("quota"),
+        E::Io { .. } | E::Database(_) => Outcome::Failure("disk"),
+        E::Integrity { .. } | E::CorruptRecord { .. } => Outcome::Failure("integrity"),
+        E::Unavailable { .. } => Outcome::Failure("peers"),
+        _ => Outcome::Failure("other"),
+    }
+}
+
 /// Every metric of one node.
 #[derive(Debug)]
 pub struct Metrics {
@@ -42,7 +85,8 @@ pub struct Metrics {
     pub(crate) files_deleted: Counter,
     pub(crate) bytes_sent: Counter,
     pub(crate) bytes_received: Counter,
-    pub(crate) errors: Counter,
+    errors: Family<KindLabel, Counter>,
+    requests_refused: Family<ReasonLabel, Counter>,
     pub(crate) replicas_accepted: Counter,
     pub(crate) peer_request_failures: Counter,
     pub(crate) request_duration: Histogram,
@@ -90,7 +134,8 @@ impl Metrics {
             files_deleted: Counter::default(),
             bytes_sent: Counter::default(),
             bytes_received: Counter::default(),
-            errors: Counter::default(),
+            errors: Family::default(),
+            requests_refused: Family::default(),
             replicas_accepted: Counter::default(),
             peer_request_failures: Counter::default(),
             request_duration: Histogram::new(exponential_buckets(0.0005, 4.0, 10)),
@@ -159,9 +204,24 @@ impl Metrics {
         );
         r.register(
             "errors",
-            "Operations that failed: stores, reads, deletes asked of this node, and damage GC could not repair",
+            "Failures of the node by kind (disk, integrity, peers, other): stores, reads and deletes that failed, and damage GC could not repair. Refused requests are counted apart",
             m.errors.clone(),
         );
+        r.register(
+            "requests_refused",
+            "Requests refused by reason (not_found, bad_name, quota): the caller's to fix, not failures of the node",
+            m.requests_refused.clone(),
+        );
+        // Every kind and reason appears from the start (at 0), so that the
+        // alerts and dashboards see the series before the first event.
+        for kind in ERROR_KINDS {
+            let _ = m.errors.get_or_create(&KindLabel { kind: kind.into() });
+        }
+        for reason in REFUSAL_REASONS {
+            let _ = m.requests_refused.get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            });
+        }
         r.register(
             "replicas_accepted",
             "Copies of files this node agreed to hold for peers",
@@ -235,7 +295,7 @@ impl Metrics {
         );
         r.register(
             "chunks_corrupted",
-            "Chunks found damaged or missing by the integrity GC",
+            "Chunks found damaged or missing, by a read or by the integrity GC",
             m.chunks_corrupted.clone(),
         );
         r.register(
@@ -290,21 +350,60 @@ impl Metrics {
         self.gc_runs.inc();
         self.gc_duration.observe(s.duration_ms as f64 / 1000.0);
         self.chunks_checked.inc_by(s.checked as u64);
-        self.chunks_corrupted.inc_by(s.corrupted as u64);
-        self.chunks_quarantined.inc_by(s.corrupted as u64);
-        self.chunks_restored.inc_by(s.repaired as u64);
         self.chunks_removed.inc_by(s.removed as u64);
         self.tombstones_collected
             .inc_by(s.tombstones_collected as u64);
         if s.corrupted > s.repaired {
-            self.errors.inc();
+            self.failure("integrity");
         }
     }
 
-    /// Counts one failed operation; a failure of the disk is also remembered
-    /// for `/health`.
+    /// Sets the damage counters from the vault's, which every path that finds,
+    /// quarantines or restores a chunk counts (reads, the GC, restores).
+    pub(crate) fn set_damage(&self, d: peervault_store::DamageCounts) {
+        for (counter, value) in [
+            (&self.chunks_corrupted, d.corrupted),
+            (&self.chunks_quarantined, d.quarantined),
+            (&self.chunks_restored, d.restored),
+        ] {
+            counter.inc_by(value.saturating_sub(counter.get()));
+        }
+    }
+
+    fn failure(&self, kind: &str) {
+        self.errors
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
+    /// Failures of the node, all kinds.
+    pub fn errors_total(&self) -> u64 {
+        ERROR_KINDS
+            .iter()
+            .map(|kind| {
+                self.errors
+                    .get_or_create(&KindLabel {
+                        kind: (*kind).into(),
+                    })
+                    .get()
+            })
+            .sum()
+    }
+
+    /// Counts one operation that ended in `error`: a failure of the node or a
+    /// refusal of the request. A failure of the disk is also remembered for
+    /// `/health`.
     pub(crate) fn failed(&self, error: &peervault_store::StoreError) {
-        self.errors.inc();
+        match outcome(error) {
+            Outcome::Failure(kind) => self.failure(kind),
+            Outcome::Refusal(reason) => {
+                self.requests_refused
+                    .get_or_create(&ReasonLabel {
+                        reason: reason.into(),
+                    })
+                    .inc();
+            }
+        }
         if error.is_disk_error() {
             *self
                 .last_disk_error
@@ -381,7 +480,15 @@ pub struct StorageFigures {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorCount {
+    /// Failures of the node (what the alerts watch).
     pub total: u64,
+    /// The same by kind: disk, integrity, peers, other.
+    #[serde(default)]
+    pub by_kind: std::collections::BTreeMap<String, u64>,
+    /// Requests refused (no such file, a bad name, no room), by reason: not
+    /// failures of the node.
+    #[serde(default)]
+    pub refused: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -418,6 +525,9 @@ pub struct ReplicationFigures {
 pub struct GcFigures {
     pub runs: u64,
     pub chunks_corrupted: u64,
+    /// Damaged chunks moved to quarantine.
+    #[serde(default)]
+    pub chunks_quarantined: u64,
     pub chunks_restored: u64,
     pub chunks_removed: u64,
     pub last: Option<GcSummary>,
@@ -495,7 +605,28 @@ impl Metrics {
                 utilization_percent: facts.quota.utilization_percent,
             },
             errors: ErrorCount {
-                total: m.errors.get(),
+                total: m.errors_total(),
+                by_kind: ERROR_KINDS
+                    .iter()
+                    .map(|kind| {
+                        let label = KindLabel {
+                            kind: (*kind).into(),
+                        };
+                        (kind.to_string(), m.errors.get_or_create(&label).get())
+                    })
+                    .collect(),
+                refused: REFUSAL_REASONS
+                    .iter()
+                    .map(|reason| {
+                        let label = ReasonLabel {
+                            reason: (*reason).into(),
+                        };
+                        (
+                            reason.to_string(),
+                            m.requests_refused.get_or_create(&label).get(),
+                        )
+                    })
+                    .collect(),
             },
             system: SystemFigures {
                 uptime_seconds: facts.uptime_seconds,
@@ -518,6 +649,7 @@ impl Metrics {
             gc: GcFigures {
                 runs: m.gc_runs.get(),
                 chunks_corrupted: m.chunks_corrupted.get(),
+                chunks_quarantined: m.chunks_quarantined.get(),
                 chunks_restored: m.chunks_restored.get(),
                 chunks_removed: m.chunks_removed.get(),
                 last: facts.last_gc,

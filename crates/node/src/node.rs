@@ -306,6 +306,11 @@ impl Node {
     }
 
     /// The data dir.
+    /// How long the node has run.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.inner.started.elapsed()
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
     }
@@ -394,7 +399,10 @@ impl Node {
             .await
             .inspect_err(|e| self.inner.ctx.metrics.failed(e))?;
         self.inner.ctx.metrics.files_retrieved.inc();
-        Ok(reader)
+        // A read that fails midway (damage no peer could mend, peers gone) is
+        // a failure of the node too.
+        let ctx = self.inner.ctx.clone();
+        Ok(reader.on_error(move |e| ctx.metrics.failed(e)))
     }
 
     /// The names of every file in the vault, sorted, from the local catalogue
@@ -662,6 +670,7 @@ impl Node {
         m.storage_utilization.set(quota.utilization_percent);
         m.uptime_seconds
             .set(self.inner.started.elapsed().as_secs_f64());
+        m.set_damage(self.inner.ctx.vault.damage());
         (peers, discovery.known.len())
     }
 

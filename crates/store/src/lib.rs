@@ -34,8 +34,8 @@ pub use manifest::{CatalogueEntry, FileSummary, Manifest, Tombstone};
 pub use names::{MAX_NAME_BYTES, NameError, validate_name};
 pub use space::Usage;
 pub use vault::{
-    BlobLocation, BlobTap, DEFAULT_CHUNK_SIZE, DEFAULT_TOMBSTONE_RETENTION, Damage, DataDirLock,
-    DeleteOutcome, FileReader, GcReport, SweepReport, Vault, VaultConfig, VerifyReport,
-    WriteOutcome, stored_size_of,
+    BlobLocation, BlobTap, DEFAULT_CHUNK_SIZE, DEFAULT_TOMBSTONE_RETENTION, Damage, DamageCounts,
+    DataDirLock, DeleteOutcome, FileReader, GcReport, SweepReport, Vault, VaultConfig,
+    VerifyReport, WriteOutcome, stored_size_of,
 };
 pub use version::Version;

@@ -18,7 +18,7 @@
 //!   (any IP address when bound to all interfaces), `localhost`, or a name given
 //!   with `--http-allow-host`. A web page that rebinds its own DNS name to
 //!   127.0.0.1 reaches the port but names itself, and is refused (421).
-//! * `/metrics`, `/metrics/json`, `/metrics/human` and `/health` stay open for
+//! * `/metrics`, `/metrics/json`, `/metrics/human`, `/health` and `/health/live` stay open for
 //!   scrapers and load balancers; they carry counts, never file names or hashes.
 
 use std::net::{IpAddr, SocketAddr};
@@ -179,6 +179,7 @@ pub fn router(node: Node, access: Access) -> Router {
         .route("/metrics/json", get(json))
         .route("/metrics/human", get(human))
         .route("/health", get(health))
+        .route("/health/live", get(live))
         .merge(operator)
         .layer(middleware::from_fn_with_state(access, require_host))
         .with_state(node)
@@ -305,6 +306,17 @@ async fn json(State(node): State<Node>) -> Response {
 async fn human(State(node): State<Node>) -> Response {
     let text = ui::metrics_block(&node.metrics_snapshot().await);
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
+/// `/health/live`: 200 while the process serves, whatever the vault's state
+/// (for liveness probes: `/health` answers 503 when a file is short of copies,
+/// which a restart would not mend).
+async fn live(State(node): State<Node>) -> Response {
+    Json(serde_json::json!({
+        "status": "alive",
+        "uptime_seconds": node.uptime().as_secs_f64(),
+    }))
+    .into_response()
 }
 
 async fn health(State(node): State<Node>) -> Response {

@@ -277,7 +277,7 @@ pub fn metrics_block(m: &MetricsSnapshot) -> String {
          \x20 Replicas accepted: {}\n\n\
          Integrity GC:\n\
          \x20 Runs:      {}\n\
-         \x20 Corrupted: {} ({} restored)\n\
+         \x20 Corrupted: {} ({} quarantined, {} restored)\n\
          \x20 Removed:   {}\n",
         m.files.stored,
         m.files.retrieved,
@@ -295,15 +295,28 @@ pub fn metrics_block(m: &MetricsSnapshot) -> String {
         m.replication.replicas_accepted,
         m.gc.runs,
         m.gc.chunks_corrupted,
+        m.gc.chunks_quarantined,
         m.gc.chunks_restored,
         m.gc.chunks_removed,
     );
     if let Some(last) = &m.gc.last {
         out.push_str(&format!("  Last run:  {}\n", last.line()));
     }
+    let refused: u64 = m.errors.refused.values().sum();
+    let kinds: Vec<String> = m
+        .errors
+        .by_kind
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect();
+    let errors = if kinds.is_empty() {
+        m.errors.total.to_string()
+    } else {
+        format!("{} ({})", m.errors.total, kinds.join(", "))
+    };
     out.push_str(&format!(
-        "\nSystem:\n  Errors:  {}\n  Uptime:  {}\n  Started: {started}",
-        m.errors.total,
+        "\nSystem:\n  Errors:  {errors}\n  Refused: {refused} (no such file, bad name, no room: not errors of the node)\n  Uptime:  {}\n  Started: {started}",
         human_duration(m.system.uptime_seconds),
     ));
     out

@@ -47,6 +47,22 @@ fn sample(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// The sum of a metric's samples over all its labels (`None` if it has none).
+fn sum_of(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.parse().ok()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 #[test]
 fn counters_are_exact_after_a_known_sequence_in_all_three_formats() {
     let dir = tempfile::tempdir().unwrap();
@@ -106,10 +122,10 @@ fn counters_are_exact_after_a_known_sequence_in_all_three_formats() {
             ("peervault_bytes_received_total", received as f64),
             ("peervault_peers_connected", 1.0),
             ("peervault_peers_discovered", 1.0),
-            ("peervault_errors_total", 0.0),
         ] {
             assert_eq!(sample(&text, name), Some(value), "{name} in\n{text}");
         }
+        assert_eq!(sum_of(&text, "peervault_errors_total"), Some(0.0), "{text}");
         for name in [
             "peervault_storage_used_bytes",
             "peervault_storage_total_bytes",
@@ -221,6 +237,109 @@ fn metrics_pass_promtool_and_the_contrib_files_are_valid() {
         }
     }
     assert!(exprs >= 8, "the dashboard has {exprs} queries");
+}
+
+#[test]
+fn damage_is_counted_on_every_path_and_typos_are_refusals_not_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::start_with(&dir.path().join("a"), TEST_KEY, &["--replicas", "2"]);
+    let bootstrap = format!("localhost:{}", a.port());
+    let b = start_with_metrics(
+        &dir.path().join("b"),
+        &["--replicas", "2", "-bootstrap", &bootstrap],
+    );
+    b.wait_peers(1, Duration::from_secs(30));
+    let input = dir.path().join("doc.bin");
+    let hash = write_random_file(&input, 3 * MIB, 5);
+    a.ok(&["put", input.to_str().unwrap()]);
+    // b's copies arrived into one segment, in three slots of equal size.
+    let segments = crate::harness::segment_files(&dir.path().join("b"));
+    assert_eq!(segments.len(), 1);
+    let slot = std::fs::metadata(&segments[0]).unwrap().len() / 3;
+    let base = b.metrics_url();
+    let damage = || json(&format!("{base}/metrics/json"))["gc"].clone();
+
+    // A read finds the third chunk damaged and restores it from a.
+    crate::harness::flip_byte(&segments[0], 2 * slot + slot / 3, 1);
+    let copy = dir.path().join("copy.bin");
+    b.ok(&["get", "doc.bin", "-o", copy.to_str().unwrap()]);
+    assert_eq!(crate::harness::hash_file(&copy), hash);
+    let after_read = damage();
+    assert_eq!(after_read["chunks_corrupted"], 1, "{after_read}");
+    assert_eq!(after_read["chunks_quarantined"], 1, "{after_read}");
+    assert_eq!(after_read["chunks_restored"], 1, "{after_read}");
+
+    // The GC finds the first one and restores it too.
+    crate::harness::flip_byte(&segments[0], slot / 3, 1);
+    let out = b.ok(&["gc"]);
+    assert!(out.contains("1 corrupted"), "{out}");
+    let after_gc = damage();
+    assert_eq!(after_gc["chunks_corrupted"], 2, "{after_gc}");
+    assert_eq!(after_gc["chunks_quarantined"], 2, "{after_gc}");
+    assert_eq!(after_gc["chunks_restored"], 2, "{after_gc}");
+    let (_, text) = http_get(&format!("{base}/metrics"));
+    for name in [
+        "peervault_chunks_corrupted_total",
+        "peervault_chunks_quarantined_total",
+        "peervault_chunks_restored_total",
+    ] {
+        assert_eq!(sample(&text, name), Some(2.0), "{name} in\n{text}");
+    }
+
+    // A typo is the caller's: refused, not an error the alerts would see.
+    assert!(!b.cli(&["get", "dco.bin"]).status.success());
+    let m = json(&format!("{base}/metrics/json"));
+    assert_eq!(m["errors"]["total"], 0, "{m}");
+    assert_eq!(m["errors"]["refused"]["not_found"], 1, "{m}");
+    let (_, text) = http_get(&format!("{base}/metrics"));
+    assert_eq!(sum_of(&text, "peervault_errors_total"), Some(0.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "peervault_requests_refused_total{reason=\"not_found\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // A failure of the node is an error, by kind: a chunk damaged on the only
+    // node that held it, once a is gone.
+    a.stop();
+    eventually("b notices a left", Duration::from_secs(30), || {
+        b.peer_count() == 0
+    });
+    let segments = crate::harness::segment_files(&dir.path().join("b"));
+    for segment in &segments {
+        let len = std::fs::metadata(segment).unwrap().len();
+        for at in (0..len).step_by(MIB as usize / 2) {
+            crate::harness::flip_byte(segment, at + 1000, 1);
+        }
+    }
+    assert!(
+        !b.cli(&["get", "doc.bin", "-o", copy.to_str().unwrap(), "--force"])
+            .status
+            .success()
+    );
+    let m = json(&format!("{base}/metrics/json"));
+    assert!(m["errors"]["total"].as_u64().unwrap() >= 1, "{m}");
+    assert!(
+        m["errors"]["by_kind"]["integrity"].as_u64().unwrap() >= 1,
+        "{m}"
+    );
+}
+
+#[test]
+fn liveness_stays_200_while_health_says_degraded() {
+    let dir = tempfile::tempdir().unwrap();
+    // A bootstrap peer that is not there: /health says degraded.
+    let nobody = format!("127.0.0.1:{}", crate::harness::free_port());
+    let a = start_with_metrics(&dir.path().join("a"), &["-bootstrap", &nobody]);
+    let (code, h) = health(&a);
+    assert_eq!(code, 503, "{h}");
+    let (code, body) = http_get(&format!("{}/health/live", a.metrics_url()));
+    assert_eq!(code, 200, "{body}");
+    let live: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(live["status"], "alive");
+    assert!(live["uptime_seconds"].as_f64().unwrap() > 0.0);
 }
 
 fn health(node: &TestNode) -> (u16, serde_json::Value) {

@@ -262,5 +262,8 @@ fn installed_binaries_carry_no_debug_info_and_profiling_has_a_profile() {
     );
     let profiling = profiles["profiling"].as_table().unwrap();
     assert_eq!(profiling["inherits"].as_str(), Some("release"));
-    assert!(!profiling.get("debug").is_some_and(no_debug), "{profiling:?}");
+    assert!(
+        !profiling.get("debug").is_some_and(no_debug),
+        "{profiling:?}"
+    );
 }

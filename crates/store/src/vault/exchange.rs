@@ -293,6 +293,19 @@ impl Vault {
         self.blocking(move |inner| inner.put_blob(id, blob)).await
     }
 
+    /// [`Vault::put_blob`] of a good copy of a chunk found damaged here (and
+    /// quarantined): counted as restored (see [`crate::DamageCounts`]).
+    pub async fn restore_blob(&self, id: ChunkId, blob: BytesMut) -> Result<bool> {
+        let put = self.put_blob(id, blob).await?;
+        self.inner.damage.restored();
+        Ok(put)
+    }
+
+    /// Damaged chunks found since the vault opened, and what became of them.
+    pub fn damage(&self) -> crate::DamageCounts {
+        self.inner.damage.read()
+    }
+
     /// Bytes the given missing chunks of `manifest` would occupy here.
     pub fn blob_bytes(manifest: &Manifest, missing: &[ChunkId]) -> u64 {
         manifest

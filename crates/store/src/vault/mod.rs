@@ -159,7 +159,45 @@ struct Inner {
     /// Held for the vault's lifetime: one process per data dir.
     /// The metadata database was created at this start.
     catalogue_created: bool,
+    /// Damaged chunks found and what became of them (see [`DamageCounts`]).
+    damage: DamageCounters,
     _lock: DataDirLock,
+}
+
+/// Damaged chunks this vault found since it opened, by any path (a read that
+/// restored one from a peer, the GC, `restore_blob`), and what became of them.
+/// The node's metrics are set from these, so no path can forget to count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DamageCounts {
+    /// Chunks found damaged or missing (each is quarantined when found).
+    pub corrupted: u64,
+    /// Damaged blobs copied to `quarantine/` and forgotten.
+    pub quarantined: u64,
+    /// Damaged chunks replaced by a good copy from a peer.
+    pub restored: u64,
+}
+
+#[derive(Debug, Default)]
+struct DamageCounters {
+    corrupted: std::sync::atomic::AtomicU64,
+    quarantined: std::sync::atomic::AtomicU64,
+    restored: std::sync::atomic::AtomicU64,
+}
+
+impl DamageCounters {
+    fn read(&self) -> DamageCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        DamageCounts {
+            corrupted: self.corrupted.load(Relaxed),
+            quarantined: self.quarantined.load(Relaxed),
+            restored: self.restored.load(Relaxed),
+        }
+    }
+
+    fn restored(&self) {
+        self.restored
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Bytes a file of `size` will occupy once sealed.
@@ -281,6 +319,7 @@ impl Vault {
                     gc::DEFAULT_TOMBSTONE_RETENTION.as_millis() as u64,
                 ),
                 catalogue_created: state.created,
+                damage: DamageCounters::default(),
                 _lock: lock,
             }),
         })
@@ -486,14 +525,18 @@ impl Inner {
         }
     }
 
-    /// Copies one damaged blob to quarantine, forgets its record and frees its slot.
+    /// Copies one damaged blob to quarantine, forgets its record and frees its
+    /// slot; counted as found damaged and quarantined.
     fn quarantine_one(&self, id: &ChunkId) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.damage.corrupted.fetch_add(1, Relaxed);
         if let Some(slot) = self.catalogue.slot(id)? {
             self.files
                 .quarantine(id, &slot)
                 .map_err(|e| StoreError::io(format!("quarantining chunk {id}"), e))?;
         }
         self.forget_slots(&[*id])?;
+        self.damage.quarantined.fetch_add(1, Relaxed);
         Ok(())
     }
 

@@ -82,10 +82,19 @@ impl DiskReader {
 }
 
 /// Verified plaintext of one file, chunk by chunk, in order.
-#[derive(Debug)]
 pub struct FileReader {
     manifest: Manifest,
     rx: mpsc::Receiver<Result<Bytes>>,
+    /// Told of the error that ends a read (for the node's metrics).
+    on_error: Option<Box<dyn Fn(&StoreError) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for FileReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileReader")
+            .field("name", &self.manifest.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FileReader {
@@ -93,13 +102,23 @@ impl FileReader {
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
+
+    /// Calls `f` with the error that ends the read, if one does.
+    pub fn on_error(mut self, f: impl Fn(&StoreError) + Send + Sync + 'static) -> Self {
+        self.on_error = Some(Box::new(f));
+        self
+    }
 }
 
 impl futures::Stream for FileReader {
     type Item = Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        let polled = self.rx.poll_recv(cx);
+        if let (Poll::Ready(Some(Err(e))), Some(tell)) = (&polled, &self.on_error) {
+            tell(e);
+        }
+        polled
     }
 }
 
@@ -179,7 +198,11 @@ impl Vault {
                 }
             }
         });
-        Ok(FileReader { manifest, rx })
+        Ok(FileReader {
+            manifest,
+            rx,
+            on_error: None,
+        })
     }
 }
 
@@ -259,7 +282,11 @@ impl Inner {
         let restored = tokio::task::spawn_blocking(move || {
             inner.quarantine_one(&id)?;
             match sealed {
-                Some(sealed) => inner.put_blob(id, sealed).map(|_| ()),
+                Some(sealed) => {
+                    inner.put_blob(id, sealed)?;
+                    inner.damage.restored();
+                    Ok::<(), StoreError>(())
+                }
                 None => Ok(()),
             }
         })
