@@ -86,8 +86,11 @@ pub struct FileReader {
     manifest: Manifest,
     rx: mpsc::Receiver<Result<Bytes>>,
     /// Told of the error that ends a read (for the node's metrics).
-    on_error: Option<Box<dyn Fn(&StoreError) + Send + Sync>>,
+    on_error: Option<ErrorHook>,
 }
+
+/// What [`FileReader::on_error`] calls.
+type ErrorHook = Box<dyn Fn(&StoreError) + Send + Sync>;
 
 impl std::fmt::Debug for FileReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
