@@ -21,6 +21,10 @@ use crate::wire::{Request, Response};
 
 /// Time for one chunk to cross in either direction.
 pub const CHUNK_TIMEOUT: Duration = Duration::from_secs(20);
+/// What a chunk asked for is expected to weigh, for the download limit (the
+/// answer settles the difference).
+const ESTIMATED_CHUNK_BYTES: u64 =
+    peervault_store::DEFAULT_CHUNK_SIZE as u64 + peervault_store::crypto::CHUNK_OVERHEAD as u64;
 /// Time for a small request (offer, holdings).
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a request was, for counting its bytes once it succeeds (chunk reads go
@@ -64,6 +68,9 @@ impl Context {
         kind: Asked,
         timeout: Duration,
     ) -> std::result::Result<Response, PeerError> {
+        if let Asked::PutChunk { bytes } = kind {
+            self.bandwidth.upload.take(bytes as u64).await;
+        }
         let started = std::time::Instant::now();
         let m = &self.metrics;
         // Chunks go on the peer's lane, everything else through request-response.
@@ -145,9 +152,21 @@ impl Context {
         peer: PeerId,
         id: ChunkId,
     ) -> std::result::Result<Option<BytesMut>, PeerError> {
+        // A chunk's worth before asking, settled with the real size after.
+        let expected = ESTIMATED_CHUNK_BYTES;
+        self.bandwidth.download.take(expected).await;
         let started = std::time::Instant::now();
         let request = Bytes::from(Request::GetChunk { id }.encode());
-        let answer = self.ask_on_lane(peer, request).await?;
+        let answer = self.ask_on_lane(peer, request).await;
+        let received = answer
+            .as_ref()
+            .ok()
+            .and_then(|a| crate::wire::chunk_in_response(a))
+            .map_or(0, |blob| blob.len() as u64);
+        self.bandwidth
+            .download
+            .settle(received as i64 - expected as i64);
+        let answer = answer?;
         if let Some(blob) = crate::wire::chunk_in_response(&answer) {
             let m = &self.metrics;
             m.bytes_received.inc_by(blob.len() as u64);

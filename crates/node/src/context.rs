@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use peervault_net::{NetHandle, PeerId};
 use peervault_store::Vault;
 
+use crate::bandwidth::{Bandwidth, RateLimits};
 use crate::conduct::{BAN_AFTER, BAN_FOR, Conduct, Offence, Verdict};
 use crate::extras::Extras;
 use crate::lanes::Lanes;
@@ -43,6 +44,8 @@ pub(crate) struct Context {
     conduct: Mutex<Conduct>,
     /// Copies held because a user asked (see [`crate::extras`]).
     pub(crate) extras: Extras,
+    /// The upload and download limits (see [`crate::bandwidth`]).
+    pub(crate) bandwidth: Bandwidth,
 }
 
 impl Context {
@@ -51,6 +54,7 @@ impl Context {
         net: NetHandle,
         replicas: Replicas,
         data_dir: &Path,
+        limits: RateLimits,
     ) -> Context {
         let tasks = Tasks::default();
         Context {
@@ -62,6 +66,7 @@ impl Context {
             replicas,
             conduct: Mutex::new(Conduct::default()),
             extras: Extras::load(data_dir),
+            bandwidth: Bandwidth::new(limits),
         }
     }
 

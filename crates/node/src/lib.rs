@@ -38,6 +38,7 @@
 //! # }
 //! ```
 
+pub mod bandwidth;
 pub mod client;
 pub mod conduct;
 mod context;
@@ -61,6 +62,7 @@ mod views;
 pub mod wire;
 mod workers;
 
+pub use bandwidth::RateLimits;
 pub use error::{ErrorKind, NodeError, PeerError};
 pub use keyring::{JoinCode, KeyInput, KeyOrigin, KeyringError};
 pub use metrics::{Health, Metrics, MetricsSnapshot};

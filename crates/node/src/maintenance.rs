@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use peervault_net::PeerId;
 use peervault_store::{ChunkId, FileSummary, GcReport, Manifest, NameId, StoreError, Version};
 
+use crate::bandwidth::in_background;
 use crate::context::Context;
 use crate::error::{NodeError, Result};
 use crate::replicate::{Holders, Replicator, placement};
@@ -160,7 +161,12 @@ impl Maintenance {
     }
 
     /// Runs the integrity GC now (waiting for a run in progress to end first).
+    /// Its transfers (restoring chunks) yield to users' (see [`crate::bandwidth`]).
     pub async fn collect_garbage(&self) -> Result<GcSummary> {
+        in_background(self.run_gc()).await
+    }
+
+    async fn run_gc(&self) -> Result<GcSummary> {
         let _one_at_a_time = self.gc_lock.lock().await;
         tracing::info!("Running garbage collection...");
         let started = Instant::now();
@@ -371,7 +377,12 @@ impl Maintenance {
     }
 
     /// One look at every file held here; copies or drops as needed.
+    /// Its copies yield to users' transfers (see [`crate::bandwidth`]).
     pub async fn repair_round(&self) -> Result<RepairRound> {
+        in_background(self.run_repair_round()).await
+    }
+
+    async fn run_repair_round(&self) -> Result<RepairRound> {
         let mut round = RepairRound::default();
         // Summaries, not manifests: a round over 100,000 held files kept every
         // chunk list in memory at once. The manifest is read only for a file

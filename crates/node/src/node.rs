@@ -26,6 +26,7 @@ use peervault_store::{
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
+use crate::bandwidth::RateLimits;
 use crate::context::Context;
 use crate::error::{NodeError, Result};
 use crate::keyring::KeyOrigin;
@@ -176,6 +177,7 @@ impl Node {
             network.handle,
             config.replicas,
             &data_dir,
+            config.limits,
         ));
         let replicator = Replicator::new(ctx.clone());
         let syncer = Syncer::new(ctx.clone(), replicator.clone(), membership);
@@ -306,6 +308,22 @@ impl Node {
     }
 
     /// The data dir.
+    /// The bandwidth limits in force.
+    pub fn limits(&self) -> RateLimits {
+        self.inner.ctx.bandwidth.limits()
+    }
+
+    /// Changes the bandwidth limits now (transfers waiting see the change at
+    /// once); they last until the node stops.
+    pub fn set_limits(&self, limits: RateLimits) {
+        self.inner.ctx.bandwidth.set(limits);
+        tracing::info!(
+            "bandwidth limits: upload {}, download {}",
+            crate::bandwidth::describe(limits.upload_bytes_per_second),
+            crate::bandwidth::describe(limits.download_bytes_per_second)
+        );
+    }
+
     /// How long the node has run.
     pub fn uptime(&self) -> std::time::Duration {
         self.inner.started.elapsed()
@@ -602,6 +620,7 @@ impl Node {
             relay_service: addresses.relay_service,
             paths,
             workers: self.workers(),
+            limits: self.limits(),
         })
     }
 

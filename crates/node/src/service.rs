@@ -14,6 +14,7 @@ use peervault_net::{InboundRequest, PeerId};
 use peervault_store::{CatalogueEntry, ChunkId, NameId, StoreError, Vault};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::bandwidth::Class;
 use crate::conduct::Offence;
 use crate::context::Context;
 use crate::lanes::ChunkServer;
@@ -98,6 +99,13 @@ impl Responder {
     /// Checks and stores a chunk a peer sent.
     async fn store_chunk(&self, peer: PeerId, id: ChunkId, blob: BytesMut) -> Response {
         let len = blob.len() as u64;
+        // Not acknowledged before the download limit allows: that holds the
+        // sender's window back.
+        self.ctx
+            .bandwidth
+            .download
+            .take_as(len, Class::Foreground)
+            .await;
         match self.ctx.vault.put_blob(id, blob).await {
             Ok(_) => {
                 self.ctx.metrics.bytes_received.inc_by(len);
@@ -130,6 +138,11 @@ impl Responder {
         match read {
             Ok(Some(message)) => {
                 let blob = crate::wire::chunk_in_response(&message).map_or(0, |r| r.len());
+                self.ctx
+                    .bandwidth
+                    .upload
+                    .take_as(blob as u64, Class::Foreground)
+                    .await;
                 self.ctx.metrics.bytes_sent.inc_by(blob as u64);
                 message
             }

@@ -50,6 +50,9 @@ pub struct NodeConfig {
     pub maintenance: MaintenanceConfig,
     /// How long deletions are remembered.
     pub tombstone_retention: Duration,
+    /// Bandwidth limits, node-wide (see [`crate::bandwidth`]); changeable at run
+    /// time with [`crate::Node::set_limits`].
+    pub limits: crate::bandwidth::RateLimits,
 }
 
 impl NodeConfig {
@@ -82,6 +85,7 @@ impl NodeConfig {
             sync_interval: DEFAULT_SYNC_INTERVAL,
             maintenance: MaintenanceConfig::default(),
             tombstone_retention: peervault_store::DEFAULT_TOMBSTONE_RETENTION,
+            limits: crate::bandwidth::RateLimits::default(),
         }
     }
 }

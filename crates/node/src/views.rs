@@ -305,6 +305,9 @@ pub struct NodeStatus {
     /// What the background workers (GC, repair) are doing.
     #[serde(default)]
     pub workers: Vec<WorkerStatus>,
+    /// Bandwidth limits in force.
+    #[serde(default)]
+    pub limits: crate::bandwidth::RateLimits,
 }
 
 pub(crate) fn peer_status(number: usize, p: PeerInfo) -> PeerStatus {

@@ -17,7 +17,7 @@ use std::os::fd::AsFd;
 use futures::StreamExt;
 use peervault_node::{
     CleanReport, CopyProgress, DeleteOutcome, DiscoveryStatus, FileCheck, FileInfo, GcSummary,
-    MetricsSnapshot, Node, NodeStatus, PeerStatus, QuotaStatus,
+    MetricsSnapshot, Node, NodeStatus, PeerStatus, QuotaStatus, RateLimits,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -49,6 +49,9 @@ pub(crate) trait Operations {
     async fn quota(&self) -> anyhow::Result<QuotaStatus>;
     /// Changes the quota and saves it; the quota now in force.
     async fn set_quota(&self, bytes: u64) -> anyhow::Result<QuotaStatus>;
+    async fn limits(&self) -> anyhow::Result<RateLimits>;
+    /// Changes the bandwidth limits; the limits now in force.
+    async fn set_limits(&self, limits: RateLimits) -> anyhow::Result<RateLimits>;
     async fn gc(&self) -> anyhow::Result<GcSummary>;
     /// Drops this node's copies of the files `names` (of every file if empty).
     async fn clean(&self, names: &[String]) -> anyhow::Result<CleanReport>;
@@ -206,6 +209,15 @@ impl Operations for Node {
         Ok(Node::quota(self))
     }
 
+    async fn limits(&self) -> anyhow::Result<RateLimits> {
+        Ok(Node::limits(self))
+    }
+
+    async fn set_limits(&self, limits: RateLimits) -> anyhow::Result<RateLimits> {
+        Node::set_limits(self, limits);
+        Ok(Node::limits(self))
+    }
+
     async fn gc(&self) -> anyhow::Result<GcSummary> {
         Ok(self.collect_garbage().await?)
     }
@@ -354,6 +366,14 @@ impl Operations for Client {
 
     async fn set_quota(&self, bytes: u64) -> anyhow::Result<QuotaStatus> {
         ask!(self, Request::SetQuota { bytes }, Response::Quota { quota } => quota)
+    }
+
+    async fn limits(&self) -> anyhow::Result<RateLimits> {
+        ask!(self, Request::Limits, Response::Limits { limits } => limits)
+    }
+
+    async fn set_limits(&self, limits: RateLimits) -> anyhow::Result<RateLimits> {
+        ask!(self, Request::SetLimits { limits }, Response::Limits { limits } => limits)
     }
 
     async fn gc(&self) -> anyhow::Result<GcSummary> {

@@ -117,6 +117,17 @@ pub struct NodeArgs {
     #[arg(long, value_name = "SIZE")]
     pub quota: Option<String>,
 
+    /// Upload limit, bytes per second for all peers together (e.g. 20MB; off for
+    /// none): replication, repair and reads served to peers included. Change it
+    /// at run time with `peervault limits set`.
+    #[arg(long, value_name = "RATE", help_heading = NETWORK)]
+    pub max_upload_rate: Option<String>,
+
+    /// Download limit, bytes per second for all peers together (e.g. 20MB; off
+    /// for none).
+    #[arg(long, value_name = "RATE", help_heading = NETWORK)]
+    pub max_download_rate: Option<String>,
+
     /// Address announced to peers (HOST:PORT or multiaddr), e.g. behind port forwarding.
     #[arg(long, value_name = "ADDR", help_heading = NETWORK)]
     pub advertise: Option<String>,
@@ -240,6 +251,21 @@ pub enum LogFormat {
     Json,
 }
 
+/// `limits set [--upload RATE] [--download RATE]`.
+#[derive(Debug, Subcommand)]
+pub enum LimitsAction {
+    /// Change the bandwidth limits now, until the node stops (give the flags to
+    /// the node, or put them in its config file, to keep them).
+    Set {
+        /// Upload limit in bytes per second (e.g. 20MB), or off.
+        #[arg(long, value_name = "RATE")]
+        upload: Option<String>,
+        /// Download limit in bytes per second (e.g. 20MB), or off.
+        #[arg(long, value_name = "RATE")]
+        download: Option<String>,
+    },
+}
+
 /// `quota set SIZE`.
 #[derive(Debug, Subcommand)]
 pub enum QuotaAction {
@@ -332,6 +358,14 @@ pub enum Command {
     Quota {
         #[command(subcommand)]
         action: Option<QuotaAction>,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Show the bandwidth limits, or change them with `limits set`.
+    Limits {
+        #[command(subcommand)]
+        action: Option<LimitsAction>,
         /// Print JSON instead of text.
         #[arg(long, global = true)]
         json: bool,

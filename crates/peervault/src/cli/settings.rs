@@ -36,6 +36,8 @@ pub struct ConfigFile {
     pub http_allow_host: Option<StringList>,
     pub interactive: Option<bool>,
     pub quota: Option<String>,
+    pub max_upload_rate: Option<String>,
+    pub max_download_rate: Option<String>,
     pub advertise: Option<String>,
     pub advertise_only: Option<bool>,
     pub relay: Option<bool>,
@@ -344,6 +346,25 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         }
         None => None,
     };
+    let mut limits = peervault_node::RateLimits::default();
+    for (flag, file_value, key, slot) in [
+        (
+            &node.max_upload_rate,
+            &file.max_upload_rate,
+            "max-upload-rate",
+            &mut limits.upload_bytes_per_second,
+        ),
+        (
+            &node.max_download_rate,
+            &file.max_download_rate,
+            "max-download-rate",
+            &mut limits.download_bytes_per_second,
+        ),
+    ] {
+        if let Some((text, origin)) = pick(flag.clone(), file_value.clone(), key, config) {
+            *slot = crate::ui::parse_rate(&text).map_err(|e| invalid(&origin, e))?;
+        }
+    }
     let advertise = match pick(
         node.advertise.clone(),
         file.advertise.clone(),
@@ -475,6 +496,7 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
     node_config.maintenance = maintenance;
     node_config.tombstone_retention = tombstone_retention;
     node_config.sync_interval = sync_interval;
+    node_config.limits = limits;
     Ok(NodeSettings {
         common,
         node: node_config,

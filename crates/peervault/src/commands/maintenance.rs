@@ -1,4 +1,5 @@
-//! `peervault quota [set SIZE] [--json]` and `peervault gc [--json]`.
+//! `peervault quota [set SIZE] [--json]`, `peervault limits [set ...] [--json]`
+//! and `peervault gc [--json]`.
 
 use std::process::ExitCode;
 
@@ -6,7 +7,7 @@ use anyhow::Context;
 use peervault_node::{HumanSize, parse_size};
 
 use super::{Console, Surface};
-use crate::cli::args::QuotaAction;
+use crate::cli::args::{LimitsAction, QuotaAction};
 use crate::ops::Operations;
 use crate::ui;
 
@@ -39,6 +40,39 @@ pub async fn quota(
         && let Some(warning) = ui::over_quota_warning(&quota)
     {
         eprintln!("{warning}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn limits(
+    ops: &impl Operations,
+    action: Option<LimitsAction>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let limits = match action {
+        None => ops.limits().await?,
+        Some(LimitsAction::Set { upload, download }) => {
+            if upload.is_none() && download.is_none() {
+                anyhow::bail!(
+                    "say what to change: limits set --upload RATE and/or --download RATE (e.g. 20MB, or off)"
+                );
+            }
+            let mut limits = ops.limits().await?;
+            if let Some(text) = upload {
+                limits.upload_bytes_per_second =
+                    ui::parse_rate(&text).map_err(|e| anyhow::anyhow!("--upload: {e}"))?;
+            }
+            if let Some(text) = download {
+                limits.download_bytes_per_second =
+                    ui::parse_rate(&text).map_err(|e| anyhow::anyhow!("--download: {e}"))?;
+            }
+            ops.set_limits(limits).await?
+        }
+    };
+    if json {
+        say!("{}", serde_json::to_string_pretty(&limits)?);
+    } else {
+        say!("{}", ui::limits_line(&limits));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -131,6 +131,7 @@ pub(crate) async fn run_on(
         Command::Peers { json } => peers::run(ops, json).await,
         Command::Discover { json } => discover::run(ops, json).await,
         Command::Quota { action, json } => maintenance::quota(ops, action, json).await,
+        Command::Limits { action, json } => maintenance::limits(ops, action, json).await,
         Command::Gc { json } => maintenance::gc(ops, json, console).await,
         Command::Metrics { json } => status::metrics(ops, json).await,
         Command::Send { name, peer } => transfer::send(ops, &name, &peer).await,

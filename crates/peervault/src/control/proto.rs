@@ -38,7 +38,7 @@ use std::io;
 use bytes::{BufMut, Bytes, BytesMut};
 use peervault_node::{
     CleanReport, DiscoveryStatus, ErrorKind, FileCheck, FileInfo, GcSummary, MetricsSnapshot,
-    NodeStatus, PeerStatus, QuotaStatus,
+    NodeStatus, PeerStatus, QuotaStatus, RateLimits,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -166,6 +166,10 @@ pub enum Request {
         name: Option<String>,
     },
     Quota,
+    Limits,
+    SetLimits {
+        limits: RateLimits,
+    },
     SetQuota {
         bytes: u64,
     },
@@ -239,6 +243,9 @@ pub enum Response {
     },
     Quota {
         quota: QuotaStatus,
+    },
+    Limits {
+        limits: RateLimits,
     },
     Peers {
         peers: Vec<PeerStatus>,

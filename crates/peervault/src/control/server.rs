@@ -243,6 +243,15 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
         Request::Quota => Response::Quota {
             quota: node.quota(),
         },
+        Request::Limits => Response::Limits {
+            limits: node.limits(),
+        },
+        Request::SetLimits { limits } => {
+            node.set_limits(limits);
+            Response::Limits {
+                limits: node.limits(),
+            }
+        }
         Request::SetQuota { bytes } => match node.set_quota(bytes) {
             Ok(()) => Response::Quota {
                 quota: node.quota(),

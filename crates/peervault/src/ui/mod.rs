@@ -117,6 +117,32 @@ fn short_hash(hash: &str) -> &str {
         .map_or(hash, |(at, _)| &hash[..at])
 }
 
+/// A rate limit as given (`20MB`, `20MB/s`, `1.5 GB`), or `off`/`none`/`0` for
+/// none: bytes per second.
+pub fn parse_rate(text: &str) -> Result<Option<u64>, String> {
+    let trimmed = text.trim();
+    if ["off", "none", "unlimited", "0"].contains(&trimmed.to_ascii_lowercase().as_str()) {
+        return Ok(None);
+    }
+    let amount = trimmed.strip_suffix("/s").unwrap_or(trimmed);
+    match peervault_node::parse_size(amount) {
+        Ok(0) => Ok(None),
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) => Err(format!(
+            "{text:?} is not a rate ({e}); write bytes per second as 20MB or 500KB, or off"
+        )),
+    }
+}
+
+/// The bandwidth limits in one line.
+pub fn limits_line(l: &peervault_node::RateLimits) -> String {
+    format!(
+        "Bandwidth: upload {}, download {}",
+        peervault_node::bandwidth::describe(l.upload_bytes_per_second),
+        peervault_node::bandwidth::describe(l.download_bytes_per_second)
+    )
+}
+
 /// What a quota below what is already stored means, or `None` if it is not.
 pub fn over_quota_warning(q: &QuotaStatus) -> Option<String> {
     (q.used_bytes > q.total_bytes).then(|| {
@@ -387,6 +413,7 @@ pub fn status_block(s: &NodeStatus) -> String {
          Data dir:        {}\n\
          Files:           {}\n\
          Storage:         {} of {} used ({:.1}%)\n\
+         Bandwidth:       upload {}, download {}\n\
          Uptime:          {}\n\
          Key fingerprint: {}{key_note}\n\
          Version:         {}{workers}",
@@ -399,6 +426,8 @@ pub fn status_block(s: &NodeStatus) -> String {
         HumanSize(s.storage.used_bytes),
         HumanSize(s.storage.total_bytes),
         s.storage.utilization_percent,
+        peervault_node::bandwidth::describe(s.limits.upload_bytes_per_second),
+        peervault_node::bandwidth::describe(s.limits.download_bytes_per_second),
         human_duration(s.uptime_seconds),
         s.key_fingerprint,
         s.version,

@@ -153,3 +153,126 @@ fn a_node_holding_nothing_reads_chunks_from_several_holders_at_once() {
     }
     assert!(!holds(&reader, "spread.bin"), "reading makes no copy");
 }
+
+/// Samples a counter of `node`'s `/metrics/json` every 100 ms until `stop`.
+fn sample_counter(
+    url: String,
+    section: &'static str,
+    key: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(std::time::Instant, u64)>> {
+    std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        // Bounded: at most 10 minutes of samples.
+        for _ in 0..6000 {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            let (code, body) = crate::harness::http_get(&format!("{url}/metrics/json"));
+            if code == 200 {
+                let m: serde_json::Value = serde_json::from_str(&body).unwrap();
+                samples.push((std::time::Instant::now(), m[section][key].as_u64().unwrap()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        samples
+    })
+}
+
+/// Checks that between any two samples at least a second apart the counter
+/// rose by no more than `rate` allows (with the bucket's burst and one chunk).
+fn assert_within_rate(samples: &[(std::time::Instant, u64)], rate: u64, what: &str) {
+    assert!(samples.len() > 10, "too few samples of {what}");
+    let slack = (rate / 10 + 2 * MIB) as f64;
+    let mut worst: f64 = 0.0;
+    for (i, (t0, b0)) in samples.iter().enumerate() {
+        for (t1, b1) in &samples[i + 1..] {
+            let span = t1.duration_since(*t0).as_secs_f64();
+            if span < 1.0 {
+                continue;
+            }
+            let rose = (b1 - b0) as f64;
+            worst = worst.max(rose / span);
+            assert!(
+                rose <= rate as f64 * span + slack,
+                "{what} rose {rose} bytes in {span:.2} s, over {rate} bytes/s"
+            );
+        }
+    }
+    eprintln!(
+        "{what}: fastest rise over >= 1 s was {:.1} MB/s (limit {:.1} MB/s)",
+        worst / MIB as f64,
+        rate as f64 / MIB as f64
+    );
+}
+
+#[test]
+fn bandwidth_limits_hold_over_every_window_and_change_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::start_with(
+        &dir.path().join("a"),
+        TEST_KEY,
+        &[
+            "--replicas",
+            "2",
+            "--max-upload-rate",
+            "20MB",
+            "-metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let b = join(
+        &dir.path().join("b"),
+        a.port(),
+        &["--replicas", "2", "-metrics", "127.0.0.1:0"],
+    );
+    a.wait_peers(1, CONNECT);
+    b.wait_peers(1, CONNECT);
+    assert!(
+        a.ok(&["status"])
+            .contains("Bandwidth:       upload 20.00 MB/s, download unlimited")
+    );
+    let input = dir.path().join("big.bin");
+    let hash = write_random_file(&input, 60 * MIB, 8);
+
+    // A put of 60 MB copied to b at most at 20 MB/s.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_counter(a.metrics_url(), "network", "bytes_sent", stop.clone());
+    let started = std::time::Instant::now();
+    let out = a.ok(&["put", input.to_str().unwrap()]);
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(out.contains("2 of 2 copies durable"), "{out}");
+    eprintln!("put of 60 MB at --max-upload-rate 20MB took {took:?}");
+    assert!(took >= Duration::from_millis(2500), "{took:?}");
+    assert_within_rate(&sampler.join().unwrap(), 20 * MIB, "a's bytes sent");
+
+    // At run time: no upload limit on a, a download limit on b, which reads
+    // the file from a after dropping its own copy.
+    let shown = a.ok(&["limits", "set", "--upload", "off"]);
+    assert!(shown.contains("upload unlimited"), "{shown}");
+    let shown = b.ok(&["limits", "set", "--download", "20MB"]);
+    assert!(shown.contains("download 20.00 MB/s"), "{shown}");
+    let limits: serde_json::Value = serde_json::from_str(&b.ok(&["limits", "--json"])).unwrap();
+    assert_eq!(limits["download_bytes_per_second"], 20 * MIB);
+    b.ok(&["clean", "big.bin", "--yes"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_counter(b.metrics_url(), "network", "bytes_received", stop.clone());
+    let copy = dir.path().join("copy.bin");
+    let started = std::time::Instant::now();
+    b.ok(&["get", "big.bin", "-o", copy.to_str().unwrap()]);
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    eprintln!("get of 60 MB at a download limit of 20MB took {took:?}");
+    assert!(took >= Duration::from_millis(2500), "{took:?}");
+    assert_eq!(hash_file(&copy), hash);
+    assert_within_rate(&sampler.join().unwrap(), 20 * MIB, "b's bytes received");
+    // A bad rate is refused with the way to write it.
+    let bad = b.cli(&["limits", "set", "--upload", "fast"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("write bytes per second as 20MB"),
+        "{}",
+        stderr(&bad)
+    );
+}
