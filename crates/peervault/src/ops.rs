@@ -345,7 +345,7 @@ impl Operations for Client {
     }
 
     async fn status(&self) -> anyhow::Result<NodeStatus> {
-        ask!(self, Request::Status, Response::Status { status } => status)
+        ask!(self, Request::Status, Response::Status { status } => *status)
     }
 
     async fn metrics(&self) -> anyhow::Result<MetricsSnapshot> {

@@ -233,7 +233,7 @@ pub enum Response {
         freed_bytes: u64,
     },
     Status {
-        status: NodeStatus,
+        status: Box<NodeStatus>,
     },
     Invite {
         code: String,

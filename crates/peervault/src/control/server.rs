@@ -229,7 +229,9 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             Err(e) => error_response(&e),
         },
         Request::Status => match node.status().await {
-            Ok(status) => Response::Status { status },
+            Ok(status) => Response::Status {
+                status: Box::new(status),
+            },
             Err(e) => error_response(&e),
         },
         Request::Invite => match node.invite().await {
