@@ -40,6 +40,7 @@
 
 pub mod bandwidth;
 pub mod client;
+pub mod cluster;
 pub mod conduct;
 mod context;
 mod error;
@@ -63,6 +64,7 @@ pub mod wire;
 mod workers;
 
 pub use bandwidth::RateLimits;
+pub use cluster::{ClusterFile, ClusterNode, ClusterView};
 pub use error::{ErrorKind, NodeError, PeerError};
 pub use keyring::{JoinCode, KeyInput, KeyOrigin, KeyringError};
 pub use metrics::{Health, Metrics, MetricsSnapshot};

@@ -27,6 +27,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
 use crate::bandwidth::RateLimits;
+use crate::cluster::{Cluster, ClusterView};
 use crate::context::Context;
 use crate::error::{NodeError, Result};
 use crate::keyring::KeyOrigin;
@@ -55,6 +56,7 @@ pub(crate) struct Inner {
     pub(crate) ctx: Arc<Context>,
     pub(crate) replicator: Replicator,
     syncer: Syncer,
+    cluster: Cluster,
     maintenance: Maintenance,
     /// The background workers' statuses (see [`crate::workers`]).
     workers: Workers,
@@ -194,6 +196,7 @@ impl Node {
         let node = Node {
             inner: Arc::new(Inner {
                 ctx: ctx.clone(),
+                cluster: Cluster::new(ctx.clone(), replicator.clone()),
                 replicator,
                 syncer,
                 maintenance,
@@ -584,6 +587,14 @@ impl Node {
     /// What discovery knows (for `discover`).
     pub async fn discovery(&self) -> DiscoveryStatus {
         DiscoveryStatus::from(self.inner.ctx.net.discovery().await)
+    }
+
+    /// The vault view: every node this one knows (online or when last seen,
+    /// with its figures) and where the first `limit` files' copies are.
+    pub async fn cluster(&self, limit: usize) -> Result<ClusterView> {
+        let peers = self.peers().await;
+        let discovery = self.discovery().await;
+        self.inner.cluster.view(limit, peers, discovery).await
     }
 
     /// A snapshot for `status`.

@@ -202,6 +202,7 @@ impl Responder {
             Request::GetChunk { id } => {
                 Response::Error(format!("chunk {id} was asked for by the wrong path"))
             }
+            Request::Info => Response::Info(crate::cluster::own_info(&self.ctx).await),
             Request::Holdings { files } => {
                 let ids: Vec<NameId> = files.iter().map(|(id, _)| *id).collect();
                 match vault.holds_versions(files).await {

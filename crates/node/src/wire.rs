@@ -45,6 +45,17 @@ pub enum Request {
     GetChunk { id: ChunkId },
     /// "Which of these versions do you hold completely?"
     Holdings { files: Vec<(NameId, Version)> },
+    /// "How full are you, and what do you hold?" (the vault view, `/api/cluster`)
+    Info,
+}
+
+/// A node's own figures, as the vault view shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub used_bytes: u64,
+    pub quota_bytes: u64,
+    pub files_held: u64,
+    pub version: String,
 }
 
 /// Whether a node holds a file version completely, and why (see
@@ -118,6 +129,7 @@ pub enum Response {
     },
     /// The request could not be handled (in words).
     Error(String),
+    Info(NodeInfo),
 }
 
 /// Why bytes did not decode.
@@ -378,6 +390,7 @@ mod tests {
             Request::Holdings {
                 files: vec![(NameId([4; 32]), version)],
             },
+            Request::Info,
         ];
         for r in requests {
             assert_eq!(Request::decode(&r.encode()).unwrap(), r);
@@ -399,6 +412,12 @@ mod tests {
             Response::Held {
                 held: vec![Holding::Copy, Holding::No, Holding::Extra],
             },
+            Response::Info(NodeInfo {
+                used_bytes: 5,
+                quota_bytes: 10,
+                files_held: 2,
+                version: "0.1.0".into(),
+            }),
         ];
         for r in responses {
             assert_eq!(Response::decode(&r.encode()).unwrap(), r);

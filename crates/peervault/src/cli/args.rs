@@ -307,7 +307,9 @@ pub enum Command {
         #[arg(value_name = "DEST")]
         dest: Option<PathBuf>,
         /// Replace an existing file at the destination without asking.
-        #[arg(long, short = 'f')]
+        // No -f: a short letter makes Go-style words such as -frobnicate parse
+        // as -f.
+        #[arg(long)]
         force: bool,
         /// No progress bar.
         #[arg(long, short = 'q')]

@@ -47,7 +47,7 @@ fn get_makes_missing_folders_and_replaces_a_file_only_with_force() {
             .success()
     );
     assert_eq!(std::fs::read(&existing).unwrap(), b"mine");
-    // With --force (or -f) it is replaced.
+    // With --force it is replaced.
     node.ok(&["get", "b.txt", "-o", existing.to_str().unwrap(), "--force"]);
     assert_eq!(std::fs::read(&existing).unwrap(), b"new contents\n");
 

@@ -547,7 +547,7 @@ fn a_killed_holder_is_replaced_after_the_repair_delay() {
     );
     for node in &nodes {
         let copy = dir.path().join("copy.bin");
-        node.ok(&["get", "precious.bin", "-o", copy.to_str().unwrap(), "-f"]);
+        node.ok(&["get", "precious.bin", "-o", copy.to_str().unwrap(), "--force"]);
         assert_eq!(hash_file(&copy), hash);
     }
 }

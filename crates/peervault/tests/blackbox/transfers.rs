@@ -111,6 +111,7 @@ fn peers_show_health_and_a_peer_can_be_named_by_number_id_or_address() {
     let copy = dir.path().join("copy.bin");
     a.ok(&["get", "pulled.bin", "-o", copy.to_str().unwrap()]);
     assert_eq!(hash_file(&copy), hash2);
+    let copy = dir.path().join("copy-single.bin");
     c.ok(&["get", "single.bin", "-o", copy.to_str().unwrap()]);
     assert_eq!(hash_file(&copy), hash);
 }
