@@ -121,7 +121,10 @@ impl Cluster {
     ) -> crate::error::Result<ClusterView> {
         let me = self.ctx.net.local_peer_id();
         let own = own_info(&self.ctx).await;
-        let ids: Vec<PeerId> = peers.iter().filter_map(|p| p.peer_id.parse().ok()).collect();
+        let ids: Vec<PeerId> = peers
+            .iter()
+            .filter_map(|p| p.peer_id.parse().ok())
+            .collect();
         let answers = futures::future::join_all(
             ids.iter()
                 .map(|peer| self.ctx.ask(*peer, &Request::Info, INFO_TIMEOUT)),
@@ -223,7 +226,13 @@ impl Cluster {
                 if s.held {
                     holders.push(me.to_string());
                 }
-                holders.extend(others.regular.iter().chain(&others.extra).map(|p| p.to_string()));
+                holders.extend(
+                    others
+                        .regular
+                        .iter()
+                        .chain(&others.extra)
+                        .map(|p| p.to_string()),
+                );
                 ClusterFile {
                     name: s.name.clone(),
                     size: s.size,

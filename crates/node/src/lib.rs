@@ -59,6 +59,7 @@ pub mod settings;
 pub mod size;
 pub mod sync;
 pub mod tasks;
+pub mod throughput;
 mod views;
 pub mod wire;
 mod workers;
@@ -82,6 +83,7 @@ pub use settings::{
     MaintenanceConfig, NodeConfig, Replicas,
 };
 pub use size::{HumanSize, parse_size};
+pub use throughput::ThroughputPoint;
 pub use views::{
     CleanReport, CopyProgress, DamagedChunk, DiscoveredPeer, DiscoveryStatus, FileCheck, FileInfo,
     GcSummary, Listing, NodeStatus, PeerStatus, QuotaSource, RepairRound, Replication, StoreReport,

@@ -38,6 +38,7 @@ use crate::replicate::Replicator;
 use crate::service::Responder;
 use crate::settings::{NodeConfig, Replicas};
 use crate::sync::{SyncStats, Syncer};
+use crate::throughput::Throughput;
 use crate::views::{
     CleanReport, CopyProgress, DiscoveryStatus, FileCheck, FileInfo, GcSummary, Listing,
     NodeStatus, PeerStatus, QuotaSource, RepairRound, StoreReport, peer_status,
@@ -57,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) replicator: Replicator,
     syncer: Syncer,
     cluster: Cluster,
+    /// The last hour of traffic (see [`crate::throughput`]).
+    throughput: Throughput,
     maintenance: Maintenance,
     /// The background workers' statuses (see [`crate::workers`]).
     workers: Workers,
@@ -190,6 +193,8 @@ impl Node {
         ctx.spawn(crate::lanes::serve(responder, network.chunk_streams));
         ctx.spawn(crate::sync::periodic(syncer.clone(), config.sync_interval));
         ctx.spawn(replicator.clone().provide_held_files());
+        let throughput = Throughput::default();
+        ctx.spawn(throughput.clone().sample(ctx.clone()));
         let workers = Workers::default();
         workers.start(&ctx.tasks, GcWorker(maintenance.clone()));
         workers.start(&ctx.tasks, RepairWorker(maintenance.clone()));
@@ -197,6 +202,7 @@ impl Node {
             inner: Arc::new(Inner {
                 ctx: ctx.clone(),
                 cluster: Cluster::new(ctx.clone(), replicator.clone()),
+                throughput: throughput.clone(),
                 replicator,
                 syncer,
                 maintenance,
@@ -709,6 +715,11 @@ impl Node {
     pub async fn metrics_text(&self) -> String {
         self.refresh_metrics().await;
         self.inner.ctx.metrics.encode()
+    }
+
+    /// The last hour of traffic, a point every few seconds, oldest first.
+    pub fn throughput(&self) -> Vec<crate::throughput::ThroughputPoint> {
+        self.inner.throughput.points()
     }
 
     /// The metrics as `/metrics/json` and `metrics --json` show them.

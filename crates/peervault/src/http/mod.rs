@@ -170,6 +170,8 @@ pub fn router(node: Node, access: Access) -> Router {
     let operator = Router::new()
         .route("/", get(dashboard))
         .route("/api/files", get(files))
+        .route("/api/cluster", get(cluster))
+        .route("/api/download", get(download))
         .route_layer(middleware::from_fn_with_state(
             access.clone(),
             require_token,
@@ -180,6 +182,7 @@ pub fn router(node: Node, access: Access) -> Router {
         .route("/metrics/human", get(human))
         .route("/health", get(health))
         .route("/health/live", get(live))
+        .route("/api/throughput", get(throughput))
         .merge(operator)
         .layer(middleware::from_fn_with_state(access, require_host))
         .with_state(node)
@@ -347,6 +350,82 @@ async fn files(State(node): State<Node>, Query(query): Query<FilesQuery>) -> Res
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+/// `/api/cluster[?limit=N]`: every node the vault knows and where the first
+/// `N` files' copies are (200 by default: the page shows no more).
+async fn cluster(State(node): State<Node>, Query(query): Query<FilesQuery>) -> Response {
+    match node.cluster(query.limit.unwrap_or(200)).await {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// `/api/throughput`: the last hour of traffic (bytes per second, a point
+/// every 5 s), so the page's chart starts full.
+async fn throughput(State(node): State<Node>) -> Response {
+    Json(node.throughput()).into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DownloadQuery {
+    name: String,
+}
+
+/// `/api/download?name=NAME`: the file's verified bytes, as an attachment. A
+/// chunk that fails midway ends the body early, so the browser reports a
+/// failed download instead of keeping wrong bytes.
+async fn download(State(node): State<Node>, Query(query): Query<DownloadQuery>) -> Response {
+    let reader = match node.get(&query.name).await {
+        Ok(reader) => reader,
+        Err(e) => {
+            let code = match e.kind() {
+                peervault_node::ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                peervault_node::ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            return (code, format!("{e}\n")).into_response();
+        }
+    };
+    let size = reader.manifest().size;
+    let body = axum::body::Body::from_stream(futures::StreamExt::map(reader, |piece| {
+        piece.map_err(std::io::Error::other)
+    }));
+    // The name for the browser's file: its last part, quoted, with anything
+    // that could end the header replaced (RFC 6266's filename*= for the rest).
+    let base = query.name.rsplit('/').next().unwrap_or(&query.name);
+    let ascii: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = base
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let disposition = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
 }
 
 /// Turns the OpenMetrics text `prometheus-client` writes into the classic

@@ -547,7 +547,13 @@ fn a_killed_holder_is_replaced_after_the_repair_delay() {
     );
     for node in &nodes {
         let copy = dir.path().join("copy.bin");
-        node.ok(&["get", "precious.bin", "-o", copy.to_str().unwrap(), "--force"]);
+        node.ok(&[
+            "get",
+            "precious.bin",
+            "-o",
+            copy.to_str().unwrap(),
+            "--force",
+        ]);
         assert_eq!(hash_file(&copy), hash);
     }
 }

@@ -606,6 +606,17 @@ impl Browser {
         result["result"]["value"].clone()
     }
 
+    /// The value a promise-returning expression resolves to.
+    fn eval_async(&mut self, expression: &str) -> serde_json::Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({
+                "expression": expression, "returnByValue": true, "awaitPromise": true
+            }),
+        );
+        result["result"]["value"].clone()
+    }
+
     fn screenshot(&mut self, width: u32, path: &Path) {
         self.call(
             "Emulation.setDeviceMetricsOverride",
@@ -643,7 +654,16 @@ fn the_dashboard_updates_live_in_a_browser() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let node = start_with_metrics(&dir.path().join("n"), &[]);
+    // Three copies wanted of each file, two nodes: files are short of copies,
+    // and the page must say so and why.
+    let node = start_with_metrics(&dir.path().join("n"), &["--repair-delay", "1s"]);
+    let bootstrap = format!("localhost:{}", node.port());
+    let peer = TestNode::start_with(
+        &dir.path().join("peer"),
+        TEST_KEY,
+        &["-bootstrap", &bootstrap, "--repair-delay", "1s"],
+    );
+    node.wait_peers(1, Duration::from_secs(30));
     let mut browser = Browser::launch(&chromium);
     browser.call("Page.enable", serde_json::json!({}));
     browser.call(
@@ -659,15 +679,19 @@ fn the_dashboard_updates_live_in_a_browser() {
         .unwrap_or("")
         .to_string()
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while read(&mut browser, "files-stored") != "0" {
-        assert!(
-            Instant::now() < deadline,
-            "the dashboard never showed the counters"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(read(&mut browser, "health"), "healthy");
+    let wait = |b: &mut Browser, what: &str, check: &dyn Fn(&mut Browser) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !check(b) {
+            assert!(
+                Instant::now() < deadline,
+                "the dashboard never showed {what}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait(&mut browser, "the counters", &|b| {
+        read(b, "files-stored") == "0"
+    });
     assert_eq!(read(&mut browser, "node-id"), node.peer_id());
     // Mark this page: a reload would lose the mark.
     browser.eval("window.__same_page = 42");
@@ -675,14 +699,9 @@ fn the_dashboard_updates_live_in_a_browser() {
     let file = dir.path().join("report.pdf");
     write_random_file(&file, 2 * MIB, 4);
     node.ok(&["put", file.to_str().unwrap()]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while read(&mut browser, "files-stored") != "1" || read(&mut browser, "file-count") != "1" {
-        assert!(
-            Instant::now() < deadline,
-            "the dashboard did not update by itself"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait(&mut browser, "the new file", &|b| {
+        read(b, "files-stored") == "1" && read(b, "file-count") == "1"
+    });
     assert_eq!(
         browser.eval("window.__same_page"),
         42,
@@ -690,6 +709,77 @@ fn the_dashboard_updates_live_in_a_browser() {
     );
     assert!(read(&mut browser, "storage-used").contains("MB"));
     assert!(read(&mut browser, "files").contains("report.pdf"));
+
+    // The vault view: both nodes with their figures, and where the copies are.
+    let peer_id = peer.peer_id();
+    wait(&mut browser, "both nodes and the file's holders", &|b| {
+        let nodes = read(b, "cluster-nodes");
+        let files = read(b, "files");
+        read(b, "vault-nodes") == "2 nodes"
+            && nodes.contains("(this node)")
+            && nodes.contains("online")
+            && nodes.contains("MB")
+            && files.contains(&node.peer_id()[node.peer_id().len() - 8..])
+            && files.contains(&peer_id[peer_id.len() - 8..])
+    });
+    let view = json_with_token(&node, "/api/cluster");
+    assert_eq!(view["nodes"].as_array().unwrap().len(), 2, "{view}");
+    assert_eq!(view["nodes"][1]["peer_id"], peer_id.as_str());
+    assert!(
+        view["nodes"][1]["used_bytes"].as_u64().unwrap() > 2 * MIB,
+        "{view}"
+    );
+    assert_eq!(view["files"][0]["copies"], 2, "{view}");
+    assert_eq!(view["files"][0]["short"], true, "{view}");
+    // Degraded, and why, on the page and not only in a tooltip.
+    wait(&mut browser, "why the node is degraded", &|b| {
+        read(b, "health") == "degraded"
+            && read(b, "reasons").contains("fewer copies than the replica target")
+    });
+    assert!(read(&mut browser, "short-files").contains("report.pdf"));
+
+    // Download from the page, with the page's own cookie.
+    let got = browser.eval_async(
+        "(async () => { const a = document.querySelector('a.download'); \
+           const r = await fetch(a.href); const b = new Uint8Array(await r.arrayBuffer()); \
+           return [r.status, b.length, Array.from(b.slice(0, 16)), \
+                   r.headers.get('content-disposition')]; })()",
+    );
+    let original = std::fs::read(&file).unwrap();
+    assert_eq!(got[0], 200, "{got}");
+    assert_eq!(got[1], original.len(), "{got}");
+    assert_eq!(got[2], serde_json::json!(original[..16].to_vec()), "{got}");
+    assert!(
+        got[3].as_str().unwrap().contains("filename=\"report.pdf\""),
+        "{got}"
+    );
+    // Not without the token.
+    let (code, _) = http_get(&format!(
+        "{}/api/download?name=report.pdf",
+        node.metrics_url()
+    ));
+    assert_eq!(code, 401);
+
+    // The chart survives a reload: the node kept the last hour.
+    eventually(
+        "a throughput point with traffic",
+        Duration::from_secs(20),
+        || {
+            let (_, body) = http_get(&format!("{}/api/throughput", node.metrics_url()));
+            let points: serde_json::Value = serde_json::from_str(&body).unwrap();
+            points
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["sent_per_second"].as_f64().unwrap() > 0.0)
+        },
+    );
+    browser.call("Page.reload", serde_json::json!({}));
+    wait(&mut browser, "the history after a reload", &|b| {
+        b.eval("typeof history !== 'undefined' && Array.isArray(history) && history.some((p) => p.sent > 0)")
+            == serde_json::json!(true)
+    });
+    assert!(browser.eval("window.__same_page").is_null(), "reloaded");
 
     // Screenshots at laptop and phone widths, kept with the test (and copied to
     // PEERVAULT_SCREENSHOTS if set, to look at).
@@ -701,9 +791,35 @@ fn the_dashboard_updates_live_in_a_browser() {
             scroll_width.as_u64().unwrap() <= u64::from(width),
             "the page is wider ({scroll_width}) than the {width} px window"
         );
+        if width == 1280 {
+            // Every column of the peers and vault tables in view, no scrollbar.
+            let overflow = browser.eval(
+                "Array.from(document.querySelectorAll('.scroll')).map((s) => s.scrollWidth - s.clientWidth)",
+            );
+            assert!(
+                overflow
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|o| o.as_i64().unwrap() <= 0),
+                "a table scrolls sideways at 1280 px: {overflow}"
+            );
+        }
         if let Some(keep) = std::env::var_os("PEERVAULT_SCREENSHOTS") {
             std::fs::create_dir_all(&keep).unwrap();
             std::fs::copy(&path, Path::new(&keep).join(path.file_name().unwrap())).unwrap();
         }
     }
+}
+
+/// An operator's JSON endpoint, with the node's token.
+fn json_with_token(node: &TestNode, path: &str) -> serde_json::Value {
+    let token = std::fs::read_to_string(node.data_dir.join("http_token")).unwrap();
+    let (code, _, body) = http_exchange_with(
+        "GET",
+        &format!("{}{path}", node.metrics_url()),
+        &[("Authorization", &format!("Bearer {}", token.trim()))],
+    );
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
 }
