@@ -61,6 +61,27 @@ pub struct ClusterNode {
     pub figures_age_seconds: Option<f64>,
 }
 
+impl ClusterNode {
+    /// A member with nothing known yet but whether it is online and when it
+    /// was last seen.
+    fn member(peer_id: String, online: bool, last_seen_seconds: f64) -> ClusterNode {
+        ClusterNode {
+            peer_id,
+            this_node: false,
+            online,
+            last_seen_seconds: Some(last_seen_seconds),
+            address: None,
+            path: None,
+            rtt_ms: None,
+            used_bytes: None,
+            quota_bytes: None,
+            files_held: None,
+            version: None,
+            figures_age_seconds: None,
+        }
+    }
+}
+
 /// One file and where its complete copies are.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterFile {
@@ -153,35 +174,19 @@ impl Cluster {
                 node.figures_age_seconds = Some(now.duration_since(*at).as_secs_f64());
             }
         };
-        let mut nodes = vec![ClusterNode {
-            peer_id: me.to_string(),
-            this_node: true,
-            online: true,
-            last_seen_seconds: Some(0.0),
-            address: None,
-            path: None,
-            rtt_ms: None,
-            used_bytes: Some(own.used_bytes),
-            quota_bytes: Some(own.quota_bytes),
-            files_held: Some(own.files_held),
-            version: Some(own.version),
-            figures_age_seconds: Some(0.0),
-        }];
+        let mut this = ClusterNode::member(me.to_string(), true, 0.0);
+        this.this_node = true;
+        this.used_bytes = Some(own.used_bytes);
+        this.quota_bytes = Some(own.quota_bytes);
+        this.files_held = Some(own.files_held);
+        this.version = Some(own.version);
+        this.figures_age_seconds = Some(0.0);
+        let mut nodes = vec![this];
         for p in &peers {
-            let mut node = ClusterNode {
-                peer_id: p.peer_id.clone(),
-                this_node: false,
-                online: true,
-                last_seen_seconds: Some(p.last_seen_seconds),
-                address: Some(p.address.clone()),
-                path: Some(p.path.clone()),
-                rtt_ms: p.rtt_ms,
-                used_bytes: None,
-                quota_bytes: None,
-                files_held: None,
-                version: None,
-                figures_age_seconds: None,
-            };
+            let mut node = ClusterNode::member(p.peer_id.clone(), true, p.last_seen_seconds);
+            node.address = Some(p.address.clone());
+            node.path = Some(p.path.clone());
+            node.rtt_ms = p.rtt_ms;
             figures(&p.peer_id, &mut node);
             nodes.push(node);
         }
@@ -193,20 +198,8 @@ impl Cluster {
             .collect();
         away.sort_by(|a, b| a.last_seen_seconds.total_cmp(&b.last_seen_seconds));
         for k in away {
-            let mut node = ClusterNode {
-                peer_id: k.peer_id.clone(),
-                this_node: false,
-                online: false,
-                last_seen_seconds: Some(k.last_seen_seconds),
-                address: k.addresses.first().cloned(),
-                path: None,
-                rtt_ms: None,
-                used_bytes: None,
-                quota_bytes: None,
-                files_held: None,
-                version: None,
-                figures_age_seconds: None,
-            };
+            let mut node = ClusterNode::member(k.peer_id.clone(), false, k.last_seen_seconds);
+            node.address = k.addresses.first().cloned();
             figures(&k.peer_id, &mut node);
             nodes.push(node);
         }

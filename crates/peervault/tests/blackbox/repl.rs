@@ -256,20 +256,9 @@ fn a_store_over_quota_offers_files_to_delete_by_number_or_cancel() {
         c = paths[2],
         d = paths[3]
     );
-    let Some(text) = run_in_pty(
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-            "--key",
-            TEST_KEY,
-            "--quota",
-            "10MB",
-            "-interactive",
-        ],
-        &input,
-    ) else {
+    let args = prompt_args(&data, "10MB", &[]);
+    let Some(text) = run_in_pty(&args.iter().map(String::as_str).collect::<Vec<_>>(), &input)
+    else {
         return;
     };
     assert!(text.contains("Insufficient storage space!"), "{text}");
@@ -312,22 +301,9 @@ fn a_store_over_quota_offers_to_drop_copies_other_nodes_hold_before_deleting() {
         big = big.display()
     );
     let data = dir.path().join("node");
-    let Some(text) = run_in_pty(
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-            "--key",
-            TEST_KEY,
-            "--quota",
-            "10MB",
-            "-bootstrap",
-            &bootstrap,
-            "-interactive",
-        ],
-        &input,
-    ) else {
+    let args = prompt_args(&data, "10MB", &["-bootstrap", &bootstrap]);
+    let Some(text) = run_in_pty(&args.iter().map(String::as_str).collect::<Vec<_>>(), &input)
+    else {
         return;
     };
     assert!(
@@ -461,7 +437,13 @@ impl Drop for Tmux {
 }
 
 fn repl_args(data: &std::path::Path) -> Vec<String> {
-    [
+    prompt_args(data, "1GB", &[])
+}
+
+/// A node with the prompt on `data`, on a port of its own, with `quota` and
+/// `extra` flags.
+fn prompt_args(data: &std::path::Path, quota: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
         "--data-dir",
         data.to_str().unwrap(),
         "--addr",
@@ -469,12 +451,14 @@ fn repl_args(data: &std::path::Path) -> Vec<String> {
         "--key",
         TEST_KEY,
         "--quota",
-        "1GB",
-        "-interactive",
+        quota,
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push("-interactive".into());
+    args
 }
 
 #[test]
