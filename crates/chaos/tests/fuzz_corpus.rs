@@ -52,6 +52,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             message_frame(&Control::Put {
                 name: "a".into(),
                 size: Some(3),
+                meta: Default::default(),
             })[4..]
                 .to_vec(),
             b"Dsome data".to_vec(),

@@ -73,8 +73,9 @@ pub use node::Node;
 pub use peervault_net::{Endpoint, PeerId};
 pub use peervault_store::files;
 pub use peervault_store::{
-    BlobLocation, ChunkId, ChunkProblem, DEFAULT_TOMBSTONE_RETENTION, DeleteOutcome, FileReader,
-    KdfParams, KeySource, NetworkKey, StoreError, SweepReport, VerifyReport, direct::QueuedWriter,
+    BlobLocation, ChunkId, ChunkProblem, DEFAULT_TOMBSTONE_RETENTION, DeleteOutcome, FileMeta,
+    FileReader, KdfParams, KeySource, NetworkKey, StoreError, SweepReport, VerifyReport,
+    direct::QueuedWriter,
 };
 pub use quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
 pub use settings::{

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peervault_net::{Endpoint, NetConfig, NetEvent, NodeIdentity, PeerId};
 use peervault_store::{
-    BlobLocation, ChunkId, DataDirLock, DeleteOutcome, FileReader, KeySource, NameId, NetworkKey,
-    OriginId, SweepReport, Vault, VaultConfig, Version, WriteOutcome,
+    BlobLocation, ChunkId, DataDirLock, DeleteOutcome, FileMeta, FileReader, KeySource, NameId,
+    NetworkKey, OriginId, SweepReport, Vault, VaultConfig, Version, WriteOutcome,
 };
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
@@ -364,7 +364,8 @@ impl Node {
     where
         R: AsyncRead + Unpin + Send,
     {
-        self.store_watched(name, reader, size_hint, None).await
+        self.store_watched(name, FileMeta::default(), reader, size_hint, None)
+            .await
     }
 
     /// [`Node::store`], telling `progress` each time another copy is durable
@@ -372,6 +373,7 @@ impl Node {
     pub async fn store_watched<R>(
         &self,
         name: &str,
+        meta: FileMeta,
         reader: R,
         size_hint: Option<u64>,
         progress: Option<&tokio::sync::watch::Sender<CopyProgress>>,
@@ -390,7 +392,7 @@ impl Node {
             .inner
             .ctx
             .vault
-            .write_file_tapped(name, reader, size_hint, tap)
+            .write_file_with(name, meta, reader, size_hint, tap)
             .await;
         if let Some(task) = streaming {
             let _ = task.await;

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use peervault_net::{PeerId, PeerInfo};
-use peervault_store::{FileSummary, Manifest, VerifyReport};
+use peervault_store::{FileMeta, FileSummary, Manifest, VerifyReport};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PeerError;
@@ -44,6 +44,17 @@ pub struct FileInfo {
     /// Nodes known to hold a complete copy (this one included), when counted.
     #[serde(default)]
     pub replicas: usize,
+    /// "file", or "link" for a symbolic link stored by `put -r`.
+    #[serde(rename = "type", default = "file_kind")]
+    pub kind: String,
+    /// What the file was on the disk it came from (mode, modification time,
+    /// link target), when it was stored with `put -r`.
+    #[serde(default)]
+    pub meta: FileMeta,
+}
+
+fn file_kind() -> String {
+    "file".into()
 }
 
 impl FileInfo {
@@ -63,6 +74,13 @@ impl FileInfo {
             author: s.author.to_string(),
             local: s.held,
             replicas,
+            kind: if s.meta.link_target.is_some() {
+                "link"
+            } else {
+                "file"
+            }
+            .into(),
+            meta: s.meta.clone(),
         }
     }
 }

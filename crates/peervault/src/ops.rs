@@ -16,8 +16,8 @@ use std::os::fd::AsFd;
 
 use futures::StreamExt;
 use peervault_node::{
-    CleanReport, CopyProgress, DeleteOutcome, DiscoveryStatus, FileCheck, FileInfo, GcSummary,
-    MetricsSnapshot, Node, NodeStatus, PeerStatus, QuotaStatus, RateLimits,
+    CleanReport, CopyProgress, DeleteOutcome, DiscoveryStatus, FileCheck, FileInfo, FileMeta,
+    GcSummary, MetricsSnapshot, Node, NodeStatus, PeerStatus, QuotaStatus, RateLimits,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -76,6 +76,7 @@ pub(crate) trait Operations {
         &self,
         name: &str,
         size: Option<u64>,
+        meta: FileMeta,
         data: R,
         progress: &mut (dyn FnMut(PutProgress) + Send),
     ) -> anyhow::Result<Stored>;
@@ -130,6 +131,7 @@ impl Operations for Node {
         &self,
         name: &str,
         size: Option<u64>,
+        meta: FileMeta,
         data: R,
         progress: &mut (dyn FnMut(PutProgress) + Send),
     ) -> anyhow::Result<Stored> {
@@ -139,7 +141,7 @@ impl Operations for Node {
         let tell = |p: PutProgress| (progress.lock().unwrap_or_else(|e| e.into_inner()))(p);
         let data = Counted::new(data, |done| tell(PutProgress::Sent(done)));
         let (copies_tx, mut copies) = tokio::sync::watch::channel(CopyProgress::default());
-        let store = self.store_watched(name, data, size, Some(&copies_tx));
+        let store = self.store_watched(name, meta, data, size, Some(&copies_tx));
         tokio::pin!(store);
         let out = loop {
             tokio::select! {
@@ -287,10 +289,11 @@ impl Operations for Client {
         &self,
         name: &str,
         size: Option<u64>,
+        meta: FileMeta,
         data: R,
         progress: &mut (dyn FnMut(PutProgress) + Send),
     ) -> anyhow::Result<Stored> {
-        match self.put(name, size, data, progress).await? {
+        match self.put_with(name, size, meta, data, progress).await? {
             Response::Stored {
                 file,
                 copies,

@@ -30,7 +30,7 @@ pub mod version;
 pub use error::{ChunkProblem, KeyError, StoreError};
 pub use ids::{ChunkId, NameId, OriginId};
 pub use keys::{KdfParams, KeyFingerprint, KeySource, NetworkKey, UserKey};
-pub use manifest::{CatalogueEntry, FileSummary, Manifest, Tombstone};
+pub use manifest::{CatalogueEntry, FileMeta, FileSummary, Manifest, Tombstone};
 pub use names::{MAX_NAME_BYTES, NameError, validate_name};
 pub use space::Usage;
 pub use vault::{

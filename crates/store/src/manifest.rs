@@ -17,7 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::ids::ChunkId;
 use crate::version::Version;
 
-const ENTRY_FORMAT: u8 = 1;
+/// Entries are written in this format: format 2 added [`FileMeta`].
+const ENTRY_FORMAT: u8 = 2;
+/// Entries written before [`FileMeta`] existed; still read.
+const ENTRY_FORMAT_V1: u8 = 1;
 
 /// Largest chunk size a manifest may declare (the default is 1 MiB).
 pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
@@ -34,6 +37,57 @@ pub struct Manifest {
     pub version: Version,
     /// Peer id of the node that wrote this version.
     pub author: String,
+    /// What the file was on the disk it came from (`put -r`).
+    pub meta: FileMeta,
+}
+
+/// What a file was on the disk it came from, so that `get -r` gives a tree
+/// back as it was. Nothing is known of a file stored from a pipe.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    /// Unix permission bits (0o644 and the like).
+    pub mode: Option<u32>,
+    /// Modification time, milliseconds since the Unix epoch (negative before it).
+    pub modified_unix_ms: Option<i64>,
+    /// For a symbolic link: where it points (the link is stored, not followed,
+    /// and the content is empty).
+    pub link_target: Option<String>,
+}
+
+/// A manifest as format 1 wrote it (no [`FileMeta`]).
+#[derive(Deserialize)]
+struct ManifestV1 {
+    name: String,
+    size: u64,
+    hash: [u8; 32],
+    chunk_size: u32,
+    chunks: Vec<ChunkId>,
+    version: Version,
+    author: String,
+}
+
+#[derive(Deserialize)]
+enum EntryV1 {
+    File(ManifestV1),
+    Deleted(Tombstone),
+}
+
+impl From<EntryV1> for CatalogueEntry {
+    fn from(old: EntryV1) -> Self {
+        match old {
+            EntryV1::File(m) => CatalogueEntry::File(Manifest {
+                name: m.name,
+                size: m.size,
+                hash: m.hash,
+                chunk_size: m.chunk_size,
+                chunks: m.chunks,
+                version: m.version,
+                author: m.author,
+                meta: FileMeta::default(),
+            }),
+            EntryV1::Deleted(t) => CatalogueEntry::Deleted(t),
+        }
+    }
 }
 
 /// A live file as listings show it: its manifest without the chunk list, and
@@ -50,6 +104,7 @@ pub struct FileSummary {
     /// Shared by every file of one writer (a vault has few).
     pub author: Arc<str>,
     pub held: bool,
+    pub meta: FileMeta,
 }
 
 impl FileSummary {
@@ -74,6 +129,7 @@ impl FileSummary {
             version: manifest.version,
             author,
             held,
+            meta: manifest.meta.clone(),
         }
     }
 
@@ -178,10 +234,11 @@ impl CatalogueEntry {
     /// Strict inverse of [`CatalogueEntry::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let (&format, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
-        if format != ENTRY_FORMAT {
-            return Err(DecodeError::UnknownFormat(format));
-        }
-        let entry: CatalogueEntry = postcard::from_bytes(body)?;
+        let entry: CatalogueEntry = match format {
+            ENTRY_FORMAT => postcard::from_bytes(body)?,
+            ENTRY_FORMAT_V1 => postcard::from_bytes::<EntryV1>(body)?.into(),
+            other => return Err(DecodeError::UnknownFormat(other)),
+        };
         if let CatalogueEntry::File(m) = &entry {
             m.check()?;
         }
@@ -208,7 +265,54 @@ mod tests {
                 origin: OriginId([9; 16]),
             },
             author: "12D3KooW".into(),
+            meta: FileMeta::default(),
         }
+    }
+
+    #[test]
+    fn entries_of_format_1_still_read_and_new_ones_keep_their_meta() {
+        #[derive(Serialize)]
+        enum OldEntry {
+            File(OldManifest),
+        }
+        #[derive(Serialize)]
+        struct OldManifest {
+            name: String,
+            size: u64,
+            hash: [u8; 32],
+            chunk_size: u32,
+            chunks: Vec<ChunkId>,
+            version: Version,
+            author: String,
+        }
+        let m = manifest(10, 4);
+        let old = OldEntry::File(OldManifest {
+            name: m.name.clone(),
+            size: m.size,
+            hash: m.hash,
+            chunk_size: m.chunk_size,
+            chunks: m.chunks.clone(),
+            version: m.version,
+            author: m.author.clone(),
+        });
+        let mut bytes = vec![ENTRY_FORMAT_V1];
+        bytes.extend(postcard::to_stdvec(&old).unwrap());
+        assert_eq!(
+            CatalogueEntry::decode(&bytes).unwrap(),
+            CatalogueEntry::File(m.clone())
+        );
+        let mut with_meta = m;
+        with_meta.meta = FileMeta {
+            mode: Some(0o755),
+            modified_unix_ms: Some(-1000),
+            link_target: Some("../x".into()),
+        };
+        let entry = CatalogueEntry::File(with_meta);
+        assert_eq!(CatalogueEntry::decode(&entry.encode()).unwrap(), entry);
+        assert!(matches!(
+            CatalogueEntry::decode(&[9, 0]),
+            Err(DecodeError::UnknownFormat(9))
+        ));
     }
 
     #[test]

@@ -291,6 +291,11 @@ pub enum Command {
         /// Name in the vault, given after the path (as --name).
         #[arg(value_name = "NAME")]
         as_name: Option<String>,
+        /// Store every file under the folder PATH as NAME/relative/path (NAME
+        /// defaults to the folder's name), with modes, times and links; files
+        /// unchanged since the last time are not sent again.
+        #[arg(long, short = 'r')]
+        recursive: bool,
         /// No progress bar.
         #[arg(long, short = 'q')]
         quiet: bool,
@@ -306,6 +311,10 @@ pub enum Command {
         /// Where to write it, given after the name (as -o).
         #[arg(value_name = "DEST")]
         dest: Option<PathBuf>,
+        /// Write every file under NAME/ into the folder given with -o, as it
+        /// was stored (modes, times, links).
+        #[arg(long, short = 'r')]
+        recursive: bool,
         /// Replace an existing file at the destination without asking.
         // No -f: a short letter makes Go-style words such as -frobnicate parse
         // as -f.
@@ -318,6 +327,12 @@ pub enum Command {
     /// List the files in the vault.
     #[command(visible_alias = "list")]
     Ls {
+        /// A folder: list what is directly in it (folders with their file
+        /// count and size).
+        prefix: Option<String>,
+        /// Every file under the folder, not only one level.
+        #[arg(long)]
+        recursive: bool,
         /// Print JSON (an array of objects) instead of a table.
         #[arg(long)]
         json: bool,
@@ -327,6 +342,9 @@ pub enum Command {
     Rm {
         /// Name in the vault.
         name: String,
+        /// Delete every file under the folder NAME/.
+        #[arg(long, short = 'r')]
+        recursive: bool,
         /// Do not ask for confirmation (required when not on a terminal).
         #[arg(short = 'y', long)]
         yes: bool,
@@ -549,7 +567,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let cli = parse(&["peervault", "-data-dir", "/tmp/x", "ls", "-json"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Ls { json: true })));
+        assert!(matches!(cli.command, Some(Command::Ls { json: true, .. })));
         assert_eq!(cli.global.data_dir, Some(PathBuf::from("/tmp/x")));
     }
 

@@ -46,6 +46,7 @@ mod put;
 mod rm;
 mod status;
 mod transfer;
+mod tree;
 mod verify;
 
 /// Where a command runs: what differs between the two is here, nothing else.
@@ -110,20 +111,51 @@ pub(crate) async fn run_on(
             path,
             name,
             as_name,
+            recursive: true,
             quiet,
+        } => tree::put(ops, &path, name.or(as_name), quiet).await,
+        Command::Put {
+            path,
+            name,
+            as_name,
+            quiet,
+            ..
         } => put::run(ops, &path, name.or(as_name), quiet, console).await,
+        Command::Get {
+            name,
+            output,
+            dest,
+            recursive: true,
+            force,
+            quiet,
+        } => {
+            let Some(out) = output.or(dest) else {
+                anyhow::bail!("get -r writes a tree into a folder: give one with -o DIR");
+            };
+            tree::get(ops, &name, &out, force, quiet, console).await
+        }
         Command::Get {
             name,
             output,
             dest,
             force,
             quiet,
+            ..
         } => {
             let output = output.or(dest);
             get::run(ops, &name, output.as_deref(), force, quiet, console).await
         }
-        Command::Ls { json } => ls::run(ops, json, console).await,
-        Command::Rm { name, yes } => rm::run(ops, &name, yes, console).await,
+        Command::Ls {
+            prefix,
+            recursive,
+            json,
+        } => ls::run(ops, prefix.as_deref(), recursive, json, console).await,
+        Command::Rm {
+            name,
+            recursive: true,
+            yes,
+        } => tree::rm(ops, &name, yes, console).await,
+        Command::Rm { name, yes, .. } => rm::run(ops, &name, yes, console).await,
         Command::Clean { names, yes } => rm::clean(ops, &names, yes, console).await,
         Command::Status { json } => status::run(ops, json).await,
         Command::Invite { json } => invite::run(ops, json, console).await,

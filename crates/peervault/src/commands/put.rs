@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use peervault_node::{CopyProgress, FileInfo, HumanSize, NodeError, StoreError};
+use peervault_node::{CopyProgress, FileInfo, FileMeta, HumanSize, NodeError, StoreError};
 use tokio::io::AsyncRead;
 
 use super::{Console, Surface};
@@ -53,7 +53,9 @@ pub async fn run(
     }
     let bar = Progress::bytes(size, &format!("storing {name}"), quiet);
     let stored = ops
-        .store(&name, size, data, &mut |p| show(&bar, p, size))
+        .store(&name, size, FileMeta::default(), data, &mut |p| {
+            show(&bar, p, size)
+        })
         .await;
     bar.finish();
     let stored = stored?;

@@ -5,7 +5,7 @@ use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use futures::{SinkExt, StreamExt};
-use peervault_node::{ErrorKind, FileInfo};
+use peervault_node::{ErrorKind, FileInfo, FileMeta};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -137,6 +137,19 @@ impl Client {
         &self,
         name: &str,
         size: Option<u64>,
+        source: R,
+        progress: &mut (dyn FnMut(PutProgress) + Send),
+    ) -> Result<Response, ClientError> {
+        self.put_with(name, size, FileMeta::default(), source, progress)
+            .await
+    }
+
+    /// [`Client::put`] of a file with what it was on its disk (`put -r`).
+    pub async fn put_with<R: AsyncRead + Unpin>(
+        &self,
+        name: &str,
+        size: Option<u64>,
+        meta: FileMeta,
         mut source: R,
         progress: &mut (dyn FnMut(PutProgress) + Send),
     ) -> Result<Response, ClientError> {
@@ -144,6 +157,7 @@ impl Client {
         let request = Request::Put {
             name: name.to_string(),
             size,
+            meta,
         };
         writer.send(message_frame(&request)).await?;
         let mut buf = vec![0u8; DATA_FRAME_BYTES];

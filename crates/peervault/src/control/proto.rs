@@ -37,8 +37,8 @@ use std::io;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use peervault_node::{
-    CleanReport, DiscoveryStatus, ErrorKind, FileCheck, FileInfo, GcSummary, MetricsSnapshot,
-    NodeStatus, PeerStatus, QuotaStatus, RateLimits,
+    CleanReport, DiscoveryStatus, ErrorKind, FileCheck, FileInfo, FileMeta, GcSummary,
+    MetricsSnapshot, NodeStatus, PeerStatus, QuotaStatus, RateLimits,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -144,6 +144,9 @@ pub enum Request {
     Put {
         name: String,
         size: Option<u64>,
+        /// Mode, modification time, link target (`put -r`).
+        #[serde(default)]
+        meta: FileMeta,
     },
     Get {
         name: String,
@@ -286,6 +289,7 @@ mod tests {
         let req = Request::Put {
             name: "a/b".into(),
             size: Some(3),
+            meta: FileMeta::default(),
         };
         let frame = Frame::decode(BytesMut::from(&message_frame(&req)[..])).unwrap();
         let back: Request = frame.message().unwrap();

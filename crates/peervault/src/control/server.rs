@@ -165,13 +165,13 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
         .and_then(Frame::message)
         .map_err(io::Error::other)?;
     let response = match request {
-        Request::Put { name, size } => {
+        Request::Put { name, size, meta } => {
             let data = StreamReader::new(UploadFrames {
                 reader,
                 done: false,
             });
             let (progress, mut copies) = tokio::sync::watch::channel(CopyProgress::default());
-            let store = node.store_watched(&name, data, size, Some(&progress));
+            let store = node.store_watched(&name, meta, data, size, Some(&progress));
             tokio::pin!(store);
             let stored = loop {
                 tokio::select! {

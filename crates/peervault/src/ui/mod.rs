@@ -117,6 +117,27 @@ fn short_hash(hash: &str) -> &str {
         .map_or(hash, |(at, _)| &hash[..at])
 }
 
+/// One level of a folder (`ls PREFIX`): folders with their file count and
+/// size, then files.
+pub fn level_table(entries: &[serde_json::Value]) -> String {
+    let mut table = new_table(&["Name", "Type", "Size", "Files / hash"]);
+    for e in entries {
+        let kind = e["type"].as_str().unwrap_or("file");
+        let detail = if kind == "folder" {
+            plural(e["files"].as_u64().unwrap_or(0) as usize, "file")
+        } else {
+            e["hash"].as_str().unwrap_or("").chars().take(8).collect()
+        };
+        table.add_row(vec![
+            e["name"].as_str().unwrap_or("").to_string(),
+            kind.to_string(),
+            HumanSize(e["size"].as_u64().unwrap_or(0)).to_string(),
+            detail,
+        ]);
+    }
+    table.to_string()
+}
+
 /// A rate limit as given (`20MB`, `20MB/s`, `1.5 GB`), or `off`/`none`/`0` for
 /// none: bytes per second.
 pub fn parse_rate(text: &str) -> Result<Option<u64>, String> {
@@ -686,6 +707,8 @@ mod tests {
             author: "x".into(),
             local: true,
             replicas: 3,
+            kind: "file".into(),
+            meta: Default::default(),
         }];
         let table = files_table(&files);
         assert!(

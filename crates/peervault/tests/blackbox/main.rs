@@ -18,4 +18,5 @@ mod readme;
 mod repl;
 mod security;
 mod transfers;
+mod trees;
 mod trust;

@@ -13,7 +13,7 @@ use crate::buffers::PooledBuf;
 use crate::crypto::{CHUNK_HEADER_LEN, CHUNK_OVERHEAD};
 use crate::error::{Result, StoreError};
 use crate::ids::ChunkId;
-use crate::manifest::{CatalogueEntry, Manifest};
+use crate::manifest::{CatalogueEntry, FileMeta, Manifest};
 use crate::names::validate_name;
 use crate::segments::Slot;
 use crate::space::{Pins, Reservation};
@@ -143,6 +143,23 @@ impl Vault {
     pub async fn write_file_tapped<R>(
         &self,
         name: &str,
+        reader: R,
+        size_hint: Option<u64>,
+        tap: Option<BlobTap>,
+    ) -> Result<WriteOutcome>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        self.write_file_with(name, FileMeta::default(), reader, size_hint, tap)
+            .await
+    }
+
+    /// [`Vault::write_file_tapped`] of a file with what it was on its disk
+    /// (mode, modification time, link target).
+    pub async fn write_file_with<R>(
+        &self,
+        name: &str,
+        meta: FileMeta,
         mut reader: R,
         size_hint: Option<u64>,
         tap: Option<BlobTap>,
@@ -214,7 +231,7 @@ impl Vault {
             (None, Err(e), _) => e,
             (None, Ok(()), Err(e)) => e,
             (None, Ok(()), Ok(())) => {
-                return self.commit_write(name, size, state, new_chunks).await;
+                return self.commit_write(name, meta, size, state, new_chunks).await;
             }
         };
         drop(state);
@@ -234,6 +251,7 @@ impl Vault {
     async fn commit_write(
         &self,
         name: &str,
+        meta: FileMeta,
         size: u64,
         state: SealState,
         new_chunks: Vec<(ChunkId, Slot)>,
@@ -251,6 +269,7 @@ impl Vault {
                     origin: inner.origin,
                 },
                 author: inner.author.clone(),
+                meta,
             };
             let entry = CatalogueEntry::File(manifest.clone());
             let outcome = match inner.apply_entry(&entry, &new_chunks) {

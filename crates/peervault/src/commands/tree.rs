@@ -1,0 +1,420 @@
+//! Trees: `put -r DIR`, `get -r PREFIX -o DIR`, `ls PREFIX`, `rm -r PREFIX`.
+//!
+//! A `/` in a name makes a folder; a tree is every name under `PREFIX/`. Each
+//! file keeps what it was on its disk ([`FileMeta`]: mode, modification time,
+//! and for a symbolic link its target: links are stored, never followed), so
+//! `get -r` writes the tree back as it was. `put -r` is incremental: a file
+//! whose size, mode, modification time and content match the stored version is
+//! not sent again.
+//!
+//! Names are keys, not paths (`../x` is a valid name), so `get -r` maps each
+//! name under the prefix to a path below the destination only if every part of
+//! it is a plain component; anything else is refused, never written outside.
+
+use std::collections::HashMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use peervault_node::{FileInfo, FileMeta, HumanSize};
+
+use super::Console;
+use crate::atomic_file::Download;
+use crate::ops::Operations;
+use crate::progress::Progress;
+use crate::ui;
+
+/// What a walk of a directory found.
+#[derive(Debug, Default)]
+struct Walk {
+    /// (path on disk, path relative to the root with `/`, metadata).
+    entries: Vec<(PathBuf, String, std::fs::Metadata)>,
+    /// What cannot be stored (sockets, devices, FIFOs), with why.
+    skipped: Vec<String>,
+}
+
+/// Every regular file and symbolic link under `root`, in name order (links
+/// are not followed).
+fn walk(root: &Path) -> anyhow::Result<Walk> {
+    let mut out = Walk::default();
+    let mut pending = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = pending.pop() {
+        let mut children: Vec<_> = std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot read the folder {}", dir.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("cannot read the folder {}", dir.display()))?;
+        children.sort_by_key(|e| e.file_name());
+        for child in children {
+            let name = child.file_name();
+            let Some(name) = name.to_str() else {
+                out.skipped.push(format!(
+                    "{} (its name is not UTF-8)",
+                    child.path().display()
+                ));
+                continue;
+            };
+            let rel = if rel.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let meta = std::fs::symlink_metadata(child.path())
+                .with_context(|| format!("cannot read {}", child.path().display()))?;
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                pending.push((child.path(), rel));
+            } else if kind.is_file() || kind.is_symlink() {
+                out.entries.push((child.path(), rel, meta));
+            } else {
+                out.skipped.push(format!(
+                    "{} (not a file, folder or link)",
+                    child.path().display()
+                ));
+            }
+        }
+    }
+    out.entries.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+/// What a file on disk was, as the vault keeps it.
+fn meta_of(path: &Path, meta: &std::fs::Metadata) -> anyhow::Result<FileMeta> {
+    let link_target = if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(path)
+            .with_context(|| format!("cannot read the link {}", path.display()))?;
+        Some(
+            target
+                .to_str()
+                .with_context(|| format!("the target of {} is not UTF-8", path.display()))?
+                .to_string(),
+        )
+    } else {
+        None
+    };
+    Ok(FileMeta {
+        mode: Some(meta.mode() & 0o7777),
+        modified_unix_ms: Some(meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000),
+        link_target,
+    })
+}
+
+/// `put -r DIR [--name PREFIX]`
+pub async fn put(
+    ops: &impl Operations,
+    dir: &Path,
+    prefix: Option<String>,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let prefix = match prefix {
+        Some(p) => p.trim_end_matches('/').to_string(),
+        None => ui::vault_name_for(dir, "give one with --name")?,
+    };
+    let found = walk(dir)?;
+    let stored: HashMap<String, FileInfo> = ops
+        .list()
+        .await?
+        .into_iter()
+        .filter(|f| f.name.starts_with(&format!("{prefix}/")))
+        .map(|f| (f.name.clone(), f))
+        .collect();
+    let total: u64 = found.entries.iter().map(|(_, _, m)| m.len()).sum();
+    let bar = Progress::bytes(Some(total), &format!("storing {prefix}/"), quiet);
+    let (mut sent, mut sent_bytes, mut unchanged, mut done_bytes) = (0usize, 0u64, 0usize, 0u64);
+    let count = found.entries.len();
+    for (i, (path, rel, meta)) in found.entries.iter().enumerate() {
+        let name = format!("{prefix}/{rel}");
+        let file_meta = meta_of(path, meta)?;
+        let size = if file_meta.link_target.is_some() {
+            0
+        } else {
+            meta.len()
+        };
+        bar.note(&format!("storing {prefix}/: file {} of {count}", i + 1));
+        if let Some(old) = stored.get(&name)
+            && old.size == size
+            && old.meta == file_meta
+            && (file_meta.link_target.is_some() || same_content(path, &old.hash)?)
+        {
+            unchanged += 1;
+            done_bytes += size;
+            bar.set(done_bytes);
+            continue;
+        }
+        let data: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if file_meta.link_target.is_some()
+        {
+            Box::new(tokio::io::empty())
+        } else {
+            Box::new(
+                tokio::fs::File::open(path)
+                    .await
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+            )
+        };
+        let before = done_bytes;
+        ops.store(&name, Some(size), file_meta, data, &mut |p| {
+            if let crate::control::client::PutProgress::Sent(n) = p {
+                bar.set(before + n);
+            }
+        })
+        .await
+        .with_context(|| format!("{name} was not stored"))?;
+        sent += 1;
+        sent_bytes += size;
+        done_bytes += size;
+    }
+    bar.finish();
+    say!(
+        "Stored {} ({}) under {prefix}/; {} unchanged{}",
+        ui::plural(sent, "file"),
+        HumanSize(sent_bytes),
+        unchanged,
+        if found.skipped.is_empty() {
+            String::new()
+        } else {
+            format!("; {} skipped", found.skipped.len())
+        }
+    );
+    for why in &found.skipped {
+        eprintln!("  skipped: {why}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// True if the file at `path` hashes to `hash` (hex BLAKE3).
+fn same_content(path: &Path, hash: &str) -> anyhow::Result<bool> {
+    let mut hasher = blake3::Hasher::new();
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    hasher
+        .update_reader(file)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hasher.finalize().to_hex().as_str() == hash)
+}
+
+/// The files of the vault under `prefix/`, by name.
+async fn under(ops: &impl Operations, prefix: &str) -> anyhow::Result<Vec<FileInfo>> {
+    let prefix = format!("{}/", prefix.trim_end_matches('/'));
+    Ok(ops
+        .list()
+        .await?
+        .into_iter()
+        .filter(|f| f.name.starts_with(&prefix))
+        .collect())
+}
+
+/// The path below `root` for `rel` (a name less its prefix), if every part of
+/// it is a plain component: `..`, `.`, empty parts and absolute names never
+/// reach outside the destination.
+fn inside(root: &Path, rel: &str) -> Option<PathBuf> {
+    let path = Path::new(rel);
+    let plain = !rel.is_empty()
+        && rel.split('/').all(|part| !part.is_empty())
+        && path.components().all(|c| matches!(c, Component::Normal(_)));
+    plain.then(|| root.join(path))
+}
+
+/// `get -r PREFIX -o DIR [--force]`
+pub async fn get(
+    ops: &impl Operations,
+    prefix: &str,
+    out: &Path,
+    force: bool,
+    quiet: bool,
+    console: &mut impl Console,
+) -> anyhow::Result<ExitCode> {
+    let prefix = prefix.trim_end_matches('/');
+    let files = under(ops, prefix).await?;
+    if files.is_empty() {
+        bail!("no files under '{prefix}/' in the vault (ls shows what there is)");
+    }
+    let mut plan = Vec::new();
+    let mut refused = Vec::new();
+    for f in files {
+        match inside(out, &f.name[prefix.len() + 1..]) {
+            Some(path) => plan.push((f, path)),
+            None => refused.push(f.name),
+        }
+    }
+    let existing = plan
+        .iter()
+        .filter(|(_, p)| std::fs::symlink_metadata(p).is_ok())
+        .count();
+    if existing > 0 && !force {
+        let question = format!(
+            "{} under {} exist. Replace them?",
+            ui::plural(existing, "file"),
+            out.display()
+        );
+        if crate::ui::stdin_is_terminal() || console.surface() == super::Surface::Prompt {
+            if !console.confirm(&question, "replace files")? {
+                say!("Nothing written.");
+                return Ok(ExitCode::SUCCESS);
+            }
+        } else {
+            bail!(
+                "{} under {} exist; add --force to replace them, or give another folder",
+                ui::plural(existing, "file"),
+                out.display()
+            );
+        }
+    }
+    let total: u64 = plan.iter().map(|(f, _)| f.size).sum();
+    let bar = Progress::bytes(Some(total), &format!("reading {prefix}/"), quiet);
+    let (mut written, mut done) = (0usize, 0u64);
+    for (f, path) in &plan {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot make the folder {}", parent.display()))?;
+        }
+        match &f.meta.link_target {
+            Some(target) => {
+                if std::fs::symlink_metadata(path).is_ok() {
+                    std::fs::remove_file(path)
+                        .with_context(|| format!("cannot replace {}", path.display()))?;
+                }
+                std::os::unix::fs::symlink(target, path)
+                    .with_context(|| format!("cannot make the link {}", path.display()))?;
+            }
+            None => {
+                if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+                    // Replace the link itself, never the file it leads to.
+                    std::fs::remove_file(path)
+                        .with_context(|| format!("cannot replace {}", path.display()))?;
+                }
+                let mut target = Download::open(path)
+                    .await
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                let before = done;
+                ops.read_into(&f.name, &mut target, &mut |n, _| bar.set(before + n))
+                    .await?;
+                target
+                    .commit()
+                    .await
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                restore_meta(path, &f.meta)?;
+            }
+        }
+        written += 1;
+        done += f.size;
+    }
+    bar.finish();
+    say!(
+        "Wrote {} ({}) from {prefix}/ to {}",
+        ui::plural(written, "file"),
+        HumanSize(done),
+        out.display()
+    );
+    if !refused.is_empty() {
+        eprintln!(
+            "not written (their names would lead outside {}): {}",
+            out.display(),
+            refused.join(", ")
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Gives a written file back its mode and modification time.
+fn restore_meta(path: &Path, meta: &FileMeta) -> anyhow::Result<()> {
+    if let Some(mode) = meta.mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    }
+    if let Some(ms) = meta.modified_unix_ms {
+        let when = if ms >= 0 {
+            UNIX_EPOCH + Duration::from_millis(ms as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+        };
+        let file = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.set_modified(when)
+            .with_context(|| format!("cannot set the time of {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `rm -r PREFIX [--yes]`
+pub async fn rm(
+    ops: &impl Operations,
+    prefix: &str,
+    yes: bool,
+    console: &mut impl Console,
+) -> anyhow::Result<ExitCode> {
+    let prefix = prefix.trim_end_matches('/');
+    let files = under(ops, prefix).await?;
+    if files.is_empty() {
+        bail!("no files under '{prefix}/' in the vault (ls shows what there is)");
+    }
+    let bytes: u64 = files.iter().map(|f| f.size).sum();
+    if !yes
+        && !console.confirm(
+            &format!(
+                "Delete {} ({}) under '{prefix}/' from the vault? Every node will drop its copies.",
+                ui::plural(files.len(), "file"),
+                HumanSize(bytes)
+            ),
+            &format!("delete '{prefix}/'"),
+        )?
+    {
+        say!("Kept '{prefix}/'.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for f in &files {
+        ops.delete(&f.name).await?;
+    }
+    say!(
+        "Deleted {} ({}) under '{prefix}/'",
+        ui::plural(files.len(), "file"),
+        HumanSize(bytes)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One level of the vault under `prefix` (the whole vault for `None`): its
+/// files, and its folders with their file count and total size.
+pub fn one_level(files: Vec<FileInfo>, prefix: Option<&str>) -> Vec<serde_json::Value> {
+    let start = prefix.map_or(String::new(), |p| format!("{}/", p.trim_end_matches('/')));
+    let mut out = Vec::new();
+    let mut folders: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
+    for f in files.into_iter().filter(|f| f.name.starts_with(&start)) {
+        match f.name[start.len()..].split_once('/') {
+            Some((folder, _)) => {
+                let entry = folders.entry(format!("{start}{folder}/")).or_default();
+                entry.0 += 1;
+                entry.1 += f.size;
+            }
+            None => out.push(serde_json::to_value(&f).unwrap_or_default()),
+        }
+    }
+    let mut listed: Vec<serde_json::Value> = folders
+        .into_iter()
+        .map(|(name, (files, size))| {
+            serde_json::json!({"name": name, "type": "folder", "files": files, "size": size})
+        })
+        .collect();
+    listed.extend(out);
+    listed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_never_lead_outside_the_destination() {
+        let root = Path::new("/dest");
+        assert_eq!(
+            inside(root, "a/b.txt"),
+            Some(PathBuf::from("/dest/a/b.txt"))
+        );
+        for hostile in ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "", "a/."] {
+            assert_eq!(inside(root, hostile), None, "{hostile}");
+        }
+    }
+}
