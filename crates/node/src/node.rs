@@ -122,6 +122,7 @@ impl Node {
                 origin: OriginId::derive(&peer_id.to_bytes()),
                 author: peer_id.to_string(),
                 chunk_size: config.chunk_size,
+                content_defined_chunks: config.content_defined_chunks,
                 capacity_bytes: quota_bytes,
             },
             lock,

@@ -37,8 +37,12 @@ pub struct NodeConfig {
     /// Set (and persist) this quota; `None` keeps the quota file's value, or the
     /// default if there is no file yet.
     pub quota_bytes: Option<u64>,
-    /// Plaintext bytes per chunk for new files.
+    /// Plaintext bytes per chunk for new files (the most a chunk holds when
+    /// chunks are cut by content).
     pub chunk_size: u32,
+    /// Cut new files' chunks by content, so a new version stores and sends
+    /// only what changed.
+    pub content_defined_chunks: bool,
     /// Addresses, bootstrap peers, discovery, connection limits (see
     /// [`NetSettings`]; `peervault_net` owns their defaults).
     pub net: NetSettings,
@@ -78,6 +82,7 @@ impl NodeConfig {
             kdf_query_patience: crate::keyring::KDF_QUERY_PATIENCE,
             quota_bytes: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            content_defined_chunks: true,
             net: NetSettings::new(vec![
                 Endpoint::parse("127.0.0.1:0").unwrap_or_else(|_| unreachable!()),
             ]),

@@ -113,6 +113,15 @@ impl Crypto {
         ChunkId(*blake3::keyed_hash(&self.chunk_id_key, plaintext).as_bytes())
     }
 
+    /// The seed of the content-defined chunker's gear table: keyed, so that
+    /// where chunks are cut says nothing comparable across vaults.
+    pub fn cdc_seed(&self) -> u64 {
+        let hash = blake3::keyed_hash(&self.chunk_id_key, b"peervault cdc gear seed v1");
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&hash.as_bytes()[..8]);
+        u64::from_le_bytes(seed)
+    }
+
     /// Database key of a file name.
     pub fn name_id(&self, name: &str) -> NameId {
         NameId(*blake3::keyed_hash(&self.name_id_key, name.as_bytes()).as_bytes())

@@ -39,6 +39,10 @@ pub struct Manifest {
     pub author: String,
     /// What the file was on the disk it came from (`put -r`).
     pub meta: FileMeta,
+    /// Each chunk's plaintext length when chunks were cut by content (see
+    /// [`crate::vault`]'s writer); empty for fixed-size chunks, whose lengths
+    /// follow from `size` and `chunk_size`.
+    pub lengths: Vec<u32>,
 }
 
 /// What a file was on the disk it came from, so that `get -r` gives a tree
@@ -84,6 +88,7 @@ impl From<EntryV1> for CatalogueEntry {
                 version: m.version,
                 author: m.author,
                 meta: FileMeta::default(),
+                lengths: Vec::new(),
             }),
             EntryV1::Deleted(t) => CatalogueEntry::Deleted(t),
         }
@@ -181,6 +186,9 @@ impl Manifest {
 
     /// Plaintext length of chunk `index`.
     pub fn chunk_len(&self, index: usize) -> usize {
+        if !self.lengths.is_empty() {
+            return self.lengths.get(index).map_or(0, |l| *l as usize);
+        }
         let start = index as u64 * u64::from(self.chunk_size);
         (self.size.saturating_sub(start)).min(u64::from(self.chunk_size)) as usize
     }
@@ -193,6 +201,21 @@ impl Manifest {
     fn check(&self) -> Result<(), DecodeError> {
         if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE {
             return Err(DecodeError::Inconsistent("chunk size out of range"));
+        }
+        if !self.lengths.is_empty() {
+            if self.lengths.len() != self.chunks.len() {
+                return Err(DecodeError::Inconsistent("one length per chunk"));
+            }
+            if self.lengths.iter().any(|l| *l == 0 || *l > self.chunk_size) {
+                return Err(DecodeError::Inconsistent("chunk length out of range"));
+            }
+            let total: u64 = self.lengths.iter().map(|l| u64::from(*l)).sum();
+            if total != self.size {
+                return Err(DecodeError::Inconsistent(
+                    "chunk lengths do not add up to size",
+                ));
+            }
+            return Ok(());
         }
         if Manifest::chunk_count(self.size, self.chunk_size) != self.chunks.len() as u64 {
             return Err(DecodeError::Inconsistent("chunk count does not match size"));
@@ -266,6 +289,24 @@ mod tests {
             },
             author: "12D3KooW".into(),
             meta: FileMeta::default(),
+            lengths: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn content_defined_lengths_must_add_up() {
+        let mut m = manifest(10, 8);
+        m.chunks = vec![ChunkId([1; 32]), ChunkId([2; 32]), ChunkId([3; 32])];
+        m.lengths = vec![3, 3, 4];
+        let entry = CatalogueEntry::File(m.clone());
+        let back = CatalogueEntry::decode(&entry.encode()).unwrap();
+        assert_eq!(back, entry);
+        assert_eq!(m.chunk_len(2), 4);
+        for bad in [vec![3, 3], vec![3, 3, 5], vec![0, 6, 4], vec![1, 9, 0]] {
+            let mut m = m.clone();
+            m.lengths = bad.clone();
+            let encoded = CatalogueEntry::File(m).encode();
+            assert!(CatalogueEntry::decode(&encoded).is_err(), "{bad:?}");
         }
     }
 

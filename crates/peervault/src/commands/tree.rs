@@ -209,8 +209,11 @@ async fn under(ops: &impl Operations, prefix: &str) -> anyhow::Result<Vec<FileIn
 /// reach outside the destination.
 fn inside(root: &Path, rel: &str) -> Option<PathBuf> {
     let path = Path::new(rel);
+    // Checked part by part as written: `Path` would drop a trailing `.`.
     let plain = !rel.is_empty()
-        && rel.split('/').all(|part| !part.is_empty())
+        && rel
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
         && path.components().all(|c| matches!(c, Component::Normal(_)));
     plain.then(|| root.join(path))
 }

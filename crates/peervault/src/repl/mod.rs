@@ -370,7 +370,7 @@ mod tests {
         assert_eq!(line("put").0, "store <path> [name]");
         assert_eq!(line("get").0, "get <name> [dest]");
         assert_eq!(line("rm").0, "delete <name>");
-        assert_eq!(line("list").0, "list");
+        assert_eq!(line("list").0, "list [prefix]");
         assert_eq!(line("quota").0, "quota [set <size>]");
         assert_eq!(line("verify").0, "verify [name]");
         assert_eq!(line("send").0, "send <name> <peer>");

@@ -277,3 +277,52 @@ fn bandwidth_limits_hold_over_every_window_and_change_at_run_time() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn a_new_version_sends_and_stores_only_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::start_with(
+        &dir.path().join("a"),
+        TEST_KEY,
+        &["--replicas", "2", "-metrics", "127.0.0.1:0"],
+    );
+    let b = join(&dir.path().join("b"), a.port(), &["--replicas", "2"]);
+    a.wait_peers(1, CONNECT);
+    b.wait_peers(1, CONNECT);
+    let input = dir.path().join("disk.img");
+    write_random_file(&input, 256 * MIB, 26);
+    a.ok(&["put", input.to_str().unwrap()]);
+    let used = |n: &TestNode| -> u64 {
+        let q: serde_json::Value = serde_json::from_str(&n.ok(&["quota", "--json"])).unwrap();
+        q["used_bytes"].as_u64().unwrap()
+    };
+    let (sent_before, a_before, b_before) = (chunk_bytes_sent(&a), used(&a), used(&b));
+
+    // 100 bytes inserted in the middle: every byte after them moves.
+    let mut bytes = std::fs::read(&input).unwrap();
+    let middle = bytes.len() / 2;
+    bytes.splice(middle..middle, std::iter::repeat_n(0xAB, 100));
+    std::fs::write(&input, &bytes).unwrap();
+    let out = a.ok(&["put", input.to_str().unwrap()]);
+    assert!(out.contains("2 of 2 copies durable"), "{out}");
+
+    let sent = chunk_bytes_sent(&a) - sent_before;
+    let (a_grew, b_grew) = (used(&a) - a_before, used(&b) - b_before);
+    eprintln!(
+        "a new version with 100 bytes inserted: {sent} bytes sent, {a_grew} and {b_grew} bytes more stored"
+    );
+    for (what, bytes) in [
+        ("sent", sent),
+        ("stored on a", a_grew),
+        ("stored on b", b_grew),
+    ] {
+        assert!(
+            bytes < 8 * MIB,
+            "{what}: {bytes} bytes for a 100-byte change"
+        );
+    }
+    // And the new version reads back on the peer, byte for byte.
+    let copy = dir.path().join("copy.img");
+    b.ok(&["get", "disk.img", "-o", copy.to_str().unwrap()]);
+    assert_eq!(hash_file(&copy), blake3::hash(&bytes));
+}

@@ -76,6 +76,9 @@ pub struct VaultConfig {
     /// Recorded as the author of versions written here (the node's peer id).
     pub author: String,
     pub chunk_size: u32,
+    /// Cut chunks by content (FastCDC) rather than at fixed offsets, so that a
+    /// new version of a file shares the chunks of what did not change.
+    pub content_defined_chunks: bool,
     /// Quota in bytes.
     pub capacity_bytes: u64,
 }
@@ -148,6 +151,7 @@ struct Inner {
     origin: OriginId,
     author: String,
     chunk_size: u32,
+    content_defined_chunks: bool,
     /// Chunk buffers, reused across operations (see [`crate::buffers`]).
     buffers: Arc<BufferPool>,
     /// Versions and digests of the catalogue, for sync (see [`crate::index`]).
@@ -312,6 +316,7 @@ impl Vault {
                 origin: config.origin,
                 author: config.author,
                 chunk_size,
+                content_defined_chunks: config.content_defined_chunks,
                 buffers: BufferPool::new(CHUNK_OVERHEAD + chunk_size as usize, IDLE_BUFFERS),
                 index: Mutex::new(index),
                 blob_commits: GroupCommit::default(),

@@ -38,9 +38,70 @@ pub struct WriteOutcome {
 struct SealState {
     hasher: blake3::Hasher,
     ids: Vec<ChunkId>,
+    /// Each chunk's plaintext length, in order.
+    lengths: Vec<u32>,
     reused: usize,
     _pins: Pins,
     _reservation: Reservation,
+}
+
+/// Where chunks end: by content (FastCDC, the gear table seeded from the
+/// vault's key) when the chunk size allows it, so that a new version of a
+/// file shares every chunk its unchanged parts fill with the versions already
+/// stored, and only what changed is stored and sent again; at the chunk size
+/// otherwise (chunk sizes under 4 KiB, which only tests use). Content-defined
+/// chunks are 1/4 to 1 of the chunk size long, 1/2 on average, so the pooled
+/// buffers still hold any chunk.
+#[derive(Debug, Clone, Copy)]
+struct Chunker {
+    max: usize,
+    by_content: Option<(u32, u32, u64)>,
+}
+
+impl Chunker {
+    /// Chunk sizes below this are cut at fixed offsets.
+    const MIN_CDC_CHUNK: u32 = 4096;
+
+    fn for_size(chunk_size: u32, seed: u64) -> Chunker {
+        let by_content = (Self::MIN_CDC_CHUNK..=fastcdc::v2020::MAXIMUM_MAX)
+            .contains(&chunk_size)
+            .then_some((chunk_size / 4, chunk_size / 2, seed));
+        Chunker {
+            max: chunk_size as usize,
+            by_content,
+        }
+    }
+
+    fn fixed(chunk_size: u32) -> Chunker {
+        Chunker {
+            max: chunk_size as usize,
+            by_content: None,
+        }
+    }
+
+    fn by_content(&self) -> bool {
+        self.by_content.is_some()
+    }
+
+    /// The length of the chunk that starts `data` (at most the chunk size;
+    /// all of `data` when it is shorter than the smallest chunk).
+    fn cut(&self, data: &[u8]) -> usize {
+        let Some((min, avg, seed)) = self.by_content else {
+            return data.len().min(self.max);
+        };
+        if data.is_empty() {
+            return 0;
+        }
+        let cdc = fastcdc::v2020::FastCDC::with_level_and_seed(
+            data,
+            min,
+            avg,
+            self.max as u32,
+            fastcdc::v2020::Normalization::Level1,
+            seed,
+        );
+        cdc.cut(0, data.len()).1
+    }
 }
 
 fn seal_stage(
@@ -51,6 +112,7 @@ fn seal_stage(
     let mut state = SealState {
         hasher: blake3::Hasher::new(),
         ids: Vec::new(),
+        lengths: Vec::new(),
         reused: 0,
         _pins: Pins::new(inner.pins.clone()),
         _reservation: Reservation::new(inner.space.clone()),
@@ -62,6 +124,7 @@ fn seal_stage(
             state.hasher.update(plain);
             let id = inner.crypto.chunk_id(plain);
             state.ids.push(id);
+            state.lengths.push(plain.len() as u32);
             if !seen.insert(id) {
                 continue;
             }
@@ -179,21 +242,26 @@ impl Vault {
         let inner = self.inner.clone();
         let writer = tokio::task::spawn_blocking(move || write_stage(&inner, blob_rx, tap));
 
+        let chunker = match self.inner.content_defined_chunks {
+            true => Chunker::for_size(self.inner.chunk_size, self.inner.crypto.cdc_seed()),
+            false => Chunker::fixed(self.inner.chunk_size),
+        };
         let mut size = 0u64;
         let mut read_error = None;
+        // Bytes read past the last cut, the start of the next chunk.
+        let mut carry: Vec<u8> = Vec::new();
+        let mut eof = false;
         loop {
             let mut buf = self.inner.buffers.take();
             buf.resize(CHUNK_HEADER_LEN, 0);
+            buf.extend_from_slice(&carry);
+            carry.clear();
             let full = CHUNK_HEADER_LEN + chunk_size;
-            let mut eof = false;
-            while buf.len() < full {
+            while !eof && buf.len() < full {
                 // Reads into the buffer's spare capacity: no zeroing, no reallocation.
                 let room = full - buf.len();
                 match reader.read_buf(&mut (&mut *buf).limit(room)).await {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
+                    Ok(0) => eof = true,
                     Ok(_) => {}
                     Err(e) => {
                         read_error = Some(e);
@@ -204,15 +272,17 @@ impl Vault {
             if read_error.is_some() {
                 break;
             }
-            let filled = buf.len();
-            if filled > CHUNK_HEADER_LEN {
-                size += (filled - CHUNK_HEADER_LEN) as u64;
+            let cut = chunker.cut(&buf[CHUNK_HEADER_LEN..]);
+            carry.extend_from_slice(&buf[CHUNK_HEADER_LEN + cut..]);
+            buf.truncate(CHUNK_HEADER_LEN + cut);
+            if cut > 0 {
+                size += cut as u64;
                 // A closed channel means a later stage failed; its error is reported below.
                 if plain_tx.send(buf).await.is_err() {
                     break;
                 }
             }
-            if eof {
+            if eof && carry.is_empty() {
                 break;
             }
         }
@@ -231,7 +301,10 @@ impl Vault {
             (None, Err(e), _) => e,
             (None, Ok(()), Err(e)) => e,
             (None, Ok(()), Ok(())) => {
-                return self.commit_write(name, meta, size, state, new_chunks).await;
+                let by_content = chunker.by_content();
+                return self
+                    .commit_write(name, meta, size, state, new_chunks, by_content)
+                    .await;
             }
         };
         drop(state);
@@ -255,6 +328,7 @@ impl Vault {
         size: u64,
         state: SealState,
         new_chunks: Vec<(ChunkId, Slot)>,
+        by_content: bool,
     ) -> Result<WriteOutcome> {
         let name = name.to_string();
         self.blocking(move |inner| {
@@ -270,6 +344,11 @@ impl Vault {
                 },
                 author: inner.author.clone(),
                 meta,
+                lengths: if by_content {
+                    state.lengths.clone()
+                } else {
+                    Vec::new()
+                },
             };
             let entry = CatalogueEntry::File(manifest.clone());
             let outcome = match inner.apply_entry(&entry, &new_chunks) {
