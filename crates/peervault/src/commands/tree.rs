@@ -193,15 +193,20 @@ fn same_content(path: &Path, hash: &str) -> anyhow::Result<bool> {
     Ok(hasher.finalize().to_hex().as_str() == hash)
 }
 
-/// The files of the vault under `prefix/`, by name.
+/// The files of the vault under `prefix/`, by name; an error that says so if
+/// there are none.
 async fn under(ops: &impl Operations, prefix: &str) -> anyhow::Result<Vec<FileInfo>> {
-    let prefix = format!("{}/", prefix.trim_end_matches('/'));
-    Ok(ops
+    let start = format!("{prefix}/");
+    let files: Vec<FileInfo> = ops
         .list()
         .await?
         .into_iter()
-        .filter(|f| f.name.starts_with(&prefix))
-        .collect())
+        .filter(|f| f.name.starts_with(&start))
+        .collect();
+    if files.is_empty() {
+        bail!("no files under '{prefix}/' in the vault (ls shows what there is)");
+    }
+    Ok(files)
 }
 
 /// The path below `root` for `rel` (a name less its prefix), if every part of
@@ -229,9 +234,6 @@ pub async fn get(
 ) -> anyhow::Result<ExitCode> {
     let prefix = prefix.trim_end_matches('/');
     let files = under(ops, prefix).await?;
-    if files.is_empty() {
-        bail!("no files under '{prefix}/' in the vault (ls shows what there is)");
-    }
     let mut plan = Vec::new();
     let mut refused = Vec::new();
     for f in files {
@@ -351,9 +353,6 @@ pub async fn rm(
 ) -> anyhow::Result<ExitCode> {
     let prefix = prefix.trim_end_matches('/');
     let files = under(ops, prefix).await?;
-    if files.is_empty() {
-        bail!("no files under '{prefix}/' in the vault (ls shows what there is)");
-    }
     let bytes: u64 = files.iter().map(|f| f.size).sum();
     if !yes
         && !console.confirm(
