@@ -19,6 +19,7 @@ mod node;
 mod report;
 mod scale;
 mod small;
+mod tree;
 
 #[derive(Parser)]
 #[command(
@@ -77,6 +78,14 @@ enum Workload {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// Three nodes: a folder of many files (mostly small) put with `put -r`
+    /// and read with `get -r`, against `cp -r` + `sync`; and the bytes sent for
+    /// a 100-byte change to a large file.
+    Tree {
+        /// How many files in the folder.
+        #[arg(long, default_value_t = 10_000)]
+        files: usize,
+    },
     /// One node filled with many tiny files: `ls`, restart and a new node's
     /// catalogue sync, per catalogue size, to show how they grow.
     Scale {
@@ -121,6 +130,11 @@ fn main() -> anyhow::Result<()> {
             bin: &bin,
             dir: &dir,
             entries,
+        })),
+        Workload::Tree { files } => runtime.block_on(tree::run(tree::TreeArgs {
+            bin: &bin,
+            dir: &dir,
+            files: files.max(1),
         })),
         Workload::Small { files, concurrency } => runtime.block_on(small::run(small::SmallArgs {
             bin: &bin,

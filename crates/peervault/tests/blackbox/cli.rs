@@ -93,6 +93,9 @@ fn clean_of_chosen_files_keeps_an_only_copy_and_the_vault_listing() {
         &["-bootstrap", bootstrap.as_str()],
     );
     b.wait_peers(1, std::time::Duration::from_secs(20));
+    crate::harness::eventually("b lists f.bin", std::time::Duration::from_secs(30), || {
+        b.ls().iter().any(|f| f["name"] == "f.bin")
+    });
     b.ok(&["fetch", "f.bin", "1"]);
     let out = a.ok(&["clean", "f.bin", "--yes"]);
     assert!(

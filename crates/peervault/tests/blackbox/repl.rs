@@ -294,9 +294,9 @@ fn a_store_over_quota_offers_to_drop_copies_other_nodes_hold_before_deleting() {
     let big = dir.path().join("big.bin");
     crate::harness::write_random_file(&shared, 4 * mib, 1);
     crate::harness::write_random_file(&big, 8 * mib, 2);
-    // Two status lines give the prompt time to meet its peer.
+    // Status lines give the prompt time to meet its peer.
     let input = format!(
-        "status\nstatus\nstore {shared}\nstore {big}\n9\n1\nlist\nquit\n",
+        "status\nstatus\nstatus\nstatus\nstore {shared}\nstore {big}\n9\n1\nlist\nquit\n",
         shared = shared.display(),
         big = big.display()
     );
