@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use futures::StreamExt;
 use peervault_node::{FileInfo, FileMeta, HumanSize};
 
 use super::Console;
@@ -25,6 +26,9 @@ use crate::atomic_file::Download;
 use crate::ops::Operations;
 use crate::progress::Progress;
 use crate::ui;
+
+/// Files of a tree stored at once.
+const TREE_PUTS_AT_ONCE: usize = 8;
 
 /// What a walk of a directory found.
 #[derive(Debug, Default)]
@@ -121,9 +125,12 @@ pub async fn put(
         .collect();
     let total: u64 = found.entries.iter().map(|(_, _, m)| m.len()).sum();
     let bar = Progress::bytes(Some(total), &format!("storing {prefix}/"), quiet);
-    let (mut sent, mut sent_bytes, mut unchanged, mut done_bytes) = (0usize, 0u64, 0usize, 0u64);
     let count = found.entries.len();
-    for (i, (path, rel, meta)) in found.entries.iter().enumerate() {
+    // First what must go (unchanged files are checked here, one at a time)...
+    let mut unchanged = 0usize;
+    let mut checked_bytes = 0u64;
+    let mut to_send = Vec::new();
+    for (path, rel, meta) in &found.entries {
         let name = format!("{prefix}/{rel}");
         let file_meta = meta_of(path, meta)?;
         let size = if file_meta.link_target.is_some() {
@@ -131,39 +138,54 @@ pub async fn put(
         } else {
             meta.len()
         };
-        bar.note(&format!("storing {prefix}/: file {} of {count}", i + 1));
         if let Some(old) = stored.get(&name)
             && old.size == size
             && old.meta == file_meta
             && (file_meta.link_target.is_some() || same_content(path, &old.hash)?)
         {
             unchanged += 1;
-            done_bytes += size;
-            bar.set(done_bytes);
+            checked_bytes += size;
+            bar.set(checked_bytes);
             continue;
         }
-        let data: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if file_meta.link_target.is_some()
-        {
-            Box::new(tokio::io::empty())
-        } else {
-            Box::new(
-                tokio::fs::File::open(path)
+        to_send.push((name, path.clone(), file_meta, size));
+    }
+    // ... then the rest, several at a time: each file is made durable on every
+    // holder before its put returns, and one at a time a folder of small files
+    // waited on one fsync after another.
+    let done = std::sync::atomic::AtomicU64::new(checked_bytes);
+    let files_done = std::sync::atomic::AtomicUsize::new(unchanged);
+    let sent_bytes: u64 = to_send.iter().map(|(_, _, _, size)| size).sum();
+    let sent = to_send.len();
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(to_send)
+        .map(|(name, path, file_meta, size)| {
+            let (bar, done, files_done) = (&bar, &done, &files_done);
+            let prefix = &prefix;
+            async move {
+                let data: Box<dyn tokio::io::AsyncRead + Unpin + Send> =
+                    if file_meta.link_target.is_some() {
+                        Box::new(tokio::io::empty())
+                    } else {
+                        Box::new(
+                            tokio::fs::File::open(&path)
+                                .await
+                                .with_context(|| format!("cannot open {}", path.display()))?,
+                        )
+                    };
+                ops.store(&name, Some(size), file_meta, data, &mut |_| {})
                     .await
-                    .with_context(|| format!("cannot open {}", path.display()))?,
-            )
-        };
-        let before = done_bytes;
-        ops.store(&name, Some(size), file_meta, data, &mut |p| {
-            if let crate::control::client::PutProgress::Sent(n) = p {
-                bar.set(before + n);
+                    .with_context(|| format!("{name} was not stored"))?;
+                use std::sync::atomic::Ordering::Relaxed;
+                bar.set(done.fetch_add(size, Relaxed) + size);
+                let n = files_done.fetch_add(1, Relaxed) + 1;
+                bar.note(&format!("storing {prefix}/: {n} of {count} files"));
+                Ok(())
             }
         })
-        .await
-        .with_context(|| format!("{name} was not stored"))?;
-        sent += 1;
-        sent_bytes += size;
-        done_bytes += size;
-    }
+        .buffer_unordered(TREE_PUTS_AT_ONCE)
+        .collect()
+        .await;
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     bar.finish();
     say!(
         "Stored {} ({}) under {prefix}/; {} unchanged{}",
