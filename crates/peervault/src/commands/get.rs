@@ -15,7 +15,6 @@ use super::{Console, Surface};
 use crate::atomic_file::Download;
 use crate::ops::Operations;
 use crate::progress::Progress;
-use crate::ui;
 
 /// Files up to this size that are text are shown by `get` at the prompt when no
 /// destination is given.
@@ -71,7 +70,7 @@ pub async fn run(
 }
 
 /// Reads `name` into `dest`, which is complete or untouched at the end.
-async fn download(
+pub(super) async fn download(
     ops: &impl Operations,
     name: &str,
     dest: &Path,
@@ -100,7 +99,7 @@ fn may_replace(dest: &Path, force: bool, console: &mut impl Console) -> anyhow::
         dest.display(),
         HumanSize(existing.len())
     );
-    if console.surface() == Surface::Shell && !ui::stdin_is_terminal() {
+    if !console.can_ask() {
         bail!(
             "{} exists; add --force to replace it, or give another path",
             dest.display()

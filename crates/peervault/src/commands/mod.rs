@@ -62,6 +62,12 @@ pub(crate) enum Surface {
 pub(crate) trait Console {
     fn surface(&self) -> Surface;
 
+    /// Whether someone can answer a question: always at the prompt, on the
+    /// command line only when standard input is a terminal.
+    fn can_ask(&self) -> bool {
+        self.surface() == Surface::Prompt || ui::stdin_is_terminal()
+    }
+
     /// Asks `question` (yes or no). `refusal` names the action for the error
     /// when nobody can be asked ("refusing to {refusal} without confirmation").
     fn confirm(&mut self, question: &str, refusal: &str) -> anyhow::Result<bool>;
@@ -80,7 +86,7 @@ impl Console for Shell {
     }
 
     fn confirm(&mut self, question: &str, refusal: &str) -> anyhow::Result<bool> {
-        if !ui::stdin_is_terminal() {
+        if !self.can_ask() {
             anyhow::bail!(
                 "refusing to {refusal} without confirmation: pass --yes when not on a terminal"
             );

@@ -22,7 +22,6 @@ use futures::StreamExt;
 use peervault_node::{FileInfo, FileMeta, HumanSize};
 
 use super::Console;
-use crate::atomic_file::Download;
 use crate::ops::Operations;
 use crate::progress::Progress;
 use crate::ui;
@@ -274,17 +273,16 @@ pub async fn get(
             ui::plural(existing, "file"),
             out.display()
         );
-        if crate::ui::stdin_is_terminal() || console.surface() == super::Surface::Prompt {
-            if !console.confirm(&question, "replace files")? {
-                say!("Nothing written.");
-                return Ok(ExitCode::SUCCESS);
-            }
-        } else {
+        if !console.can_ask() {
             bail!(
                 "{} under {} exist; add --force to replace them, or give another folder",
                 ui::plural(existing, "file"),
                 out.display()
             );
+        }
+        if !console.confirm(&question, "replace files")? {
+            say!("Nothing written.");
+            return Ok(ExitCode::SUCCESS);
         }
     }
     let total: u64 = plan.iter().map(|(f, _)| f.size).sum();
@@ -310,16 +308,8 @@ pub async fn get(
                     std::fs::remove_file(path)
                         .with_context(|| format!("cannot replace {}", path.display()))?;
                 }
-                let mut target = Download::open(path)
-                    .await
-                    .with_context(|| format!("cannot write {}", path.display()))?;
                 let before = done;
-                ops.read_into(&f.name, &mut target, &mut |n, _| bar.set(before + n))
-                    .await?;
-                target
-                    .commit()
-                    .await
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                super::get::download(ops, &f.name, path, &mut |n, _| bar.set(before + n)).await?;
                 restore_meta(path, &f.meta)?;
             }
         }
