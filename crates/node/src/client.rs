@@ -158,16 +158,16 @@ impl Context {
         let started = std::time::Instant::now();
         let request = Bytes::from(Request::GetChunk { id }.encode());
         let answer = self.ask_on_lane(peer, request).await;
-        let received = answer
+        let blob = answer
             .as_ref()
             .ok()
-            .and_then(|a| crate::wire::chunk_in_response(a))
-            .map_or(0, |blob| blob.len() as u64);
+            .and_then(|a| crate::wire::chunk_in_response(a));
+        let received = blob.as_ref().map_or(0, |b| b.len() as u64);
         self.bandwidth
             .download
             .settle(received as i64 - expected as i64);
         let answer = answer?;
-        if let Some(blob) = crate::wire::chunk_in_response(&answer) {
+        if let Some(blob) = blob {
             let m = &self.metrics;
             m.bytes_received.inc_by(blob.len() as u64);
             m.chunk_transfer_duration

@@ -317,7 +317,6 @@ impl Node {
         self.inner.identity.peer_id().to_string()
     }
 
-    /// The data dir.
     /// The bandwidth limits in force.
     pub fn limits(&self) -> RateLimits {
         self.inner.ctx.bandwidth.limits()
@@ -339,6 +338,7 @@ impl Node {
         self.inner.started.elapsed()
     }
 
+    /// The data dir.
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
     }
@@ -625,7 +625,7 @@ impl Node {
             files,
             storage: self.quota(),
             replicas: self.inner.ctx.replicas.to_string(),
-            uptime_seconds: self.inner.started.elapsed().as_secs_f64(),
+            uptime_seconds: self.uptime().as_secs_f64(),
             started_unix_ms: self.inner.started_unix_ms,
             key_fingerprint: self.inner.key.fingerprint().to_string(),
             insecure_default_key: self.inner.key.is_insecure_default(),
@@ -671,16 +671,16 @@ impl Node {
         self.inner.maintenance.repair_round().await
     }
 
-    /// `clean`: drops this node's copies of every file (the catalogue and other
-    /// nodes' copies stay; the repair worker makes new copies where the vault
-    /// needs them). Returns what was removed.
-    pub async fn clean(&self) -> Result<CleanReport> {
-        self.inner.maintenance.clean().await
-    }
-
-    /// `clean NAME...`: drops this node's copies of the files named only.
-    pub async fn clean_files(&self, names: &[String]) -> Result<CleanReport> {
-        self.inner.maintenance.clean_files(names).await
+    /// `clean [NAME...]`: drops this node's copies of the files named, or of
+    /// every file if none is (the catalogue and other nodes' copies stay; the
+    /// repair worker makes new copies where the vault needs them). Returns what
+    /// was removed.
+    pub async fn clean(&self, names: &[String]) -> Result<CleanReport> {
+        if names.is_empty() {
+            self.inner.maintenance.clean().await
+        } else {
+            self.inner.maintenance.clean_files(names).await
+        }
     }
 
     /// Sets the state figures (peers, storage, uptime) from their sources.
@@ -707,8 +707,7 @@ impl Node {
         m.storage_used_bytes.set(quota.used_bytes as i64);
         m.storage_total_bytes.set(quota.total_bytes as i64);
         m.storage_utilization.set(quota.utilization_percent);
-        m.uptime_seconds
-            .set(self.inner.started.elapsed().as_secs_f64());
+        m.uptime_seconds.set(self.uptime().as_secs_f64());
         m.set_damage(self.inner.ctx.vault.damage());
         (peers, discovery.known.len())
     }
@@ -734,7 +733,7 @@ impl Node {
             peers,
             discovered,
             quota: self.quota(),
-            uptime_seconds: self.inner.started.elapsed().as_secs_f64(),
+            uptime_seconds: self.uptime().as_secs_f64(),
             started_unix_ms: self.inner.started_unix_ms,
             peer_id: self.peer_id(),
             listen_addrs: addresses.listen.iter().map(ToString::to_string).collect(),
@@ -750,7 +749,7 @@ impl Node {
         let peers = self.inner.ctx.net.peers().await.len();
         let lacks_peers = peers == 0 && self.inner.expects_peers();
         let last_gc = self.inner.maintenance.last_runs().0;
-        let uptime = self.inner.started.elapsed().as_secs_f64();
+        let uptime = self.uptime().as_secs_f64();
         (self.inner.ctx.metrics).health(lacks_peers, last_gc.as_ref(), uptime)
     }
 }

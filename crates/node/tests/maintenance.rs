@@ -461,7 +461,7 @@ async fn clean_drops_only_this_nodes_copies_and_repair_brings_them_back() {
     let b_blobs = blobs(&b).await;
     let a_blobs = blobs(&a).await.len();
 
-    let report = a.clean().await.unwrap();
+    let report = a.clean(&[]).await.unwrap();
     assert_eq!(report.files, vec!["one".to_string(), "two".to_string()]);
     assert_eq!(report.chunks, a_blobs);
     assert!(report.bytes_freed > 2 * MIB as u64);

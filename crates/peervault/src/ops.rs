@@ -225,11 +225,7 @@ impl Operations for Node {
     }
 
     async fn clean(&self, names: &[String]) -> anyhow::Result<CleanReport> {
-        Ok(if names.is_empty() {
-            Node::clean(self).await?
-        } else {
-            Node::clean_files(self, names).await?
-        })
+        Ok(Node::clean(self, names).await?)
     }
 
     async fn invite(&self) -> anyhow::Result<String> {

@@ -60,6 +60,7 @@ pub struct FileMeta {
 
 /// A manifest as format 1 wrote it (no [`FileMeta`]).
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct ManifestV1 {
     name: String,
     size: u64,
@@ -71,6 +72,7 @@ struct ManifestV1 {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 enum EntryV1 {
     File(ManifestV1),
     Deleted(Tombstone),
@@ -312,22 +314,8 @@ mod tests {
 
     #[test]
     fn entries_of_format_1_still_read_and_new_ones_keep_their_meta() {
-        #[derive(Serialize)]
-        enum OldEntry {
-            File(OldManifest),
-        }
-        #[derive(Serialize)]
-        struct OldManifest {
-            name: String,
-            size: u64,
-            hash: [u8; 32],
-            chunk_size: u32,
-            chunks: Vec<ChunkId>,
-            version: Version,
-            author: String,
-        }
         let m = manifest(10, 4);
-        let old = OldEntry::File(OldManifest {
+        let old = EntryV1::File(ManifestV1 {
             name: m.name.clone(),
             size: m.size,
             hash: m.hash,

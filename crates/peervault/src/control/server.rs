@@ -269,11 +269,7 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
         Request::Metrics => Response::Metrics {
             metrics: Box::new(node.metrics_snapshot().await),
         },
-        Request::Clean { names } => match if names.is_empty() {
-            node.clean().await
-        } else {
-            node.clean_files(&names).await
-        } {
+        Request::Clean { names } => match node.clean(&names).await {
             Ok(report) => Response::Cleaned { report },
             Err(e) => error_response(&e),
         },

@@ -296,9 +296,8 @@ impl Vault {
     /// [`Vault::put_blob`] of a good copy of a chunk found damaged here (and
     /// quarantined): counted as restored (see [`crate::DamageCounts`]).
     pub async fn restore_blob(&self, id: ChunkId, blob: BytesMut) -> Result<bool> {
-        let put = self.put_blob(id, blob).await?;
-        self.inner.damage.restored();
-        Ok(put)
+        self.blocking(move |inner| inner.restore_blob(id, blob))
+            .await
     }
 
     /// Damaged chunks found since the vault opened, and what became of them.
@@ -326,6 +325,13 @@ impl Vault {
 impl Inner {
     fn missing(&self, chunks: &[ChunkId]) -> Result<Vec<ChunkId>> {
         missing_in(&self.catalogue.chunk_view()?, chunks)
+    }
+
+    /// [`Inner::put_blob`] of a chunk that replaces a damaged one, counted.
+    pub(crate) fn restore_blob(&self, id: ChunkId, blob: BytesMut) -> Result<bool> {
+        let put = self.put_blob(id, blob)?;
+        self.damage.restored();
+        Ok(put)
     }
 
     /// The blob is written into a slot first, and is then checked where it lies

@@ -285,11 +285,7 @@ impl Inner {
         let restored = tokio::task::spawn_blocking(move || {
             inner.quarantine_one(&id)?;
             match sealed {
-                Some(sealed) => {
-                    inner.put_blob(id, sealed)?;
-                    inner.damage.restored();
-                    Ok::<(), StoreError>(())
-                }
+                Some(sealed) => inner.restore_blob(id, sealed).map(|_| ()),
                 None => Ok(()),
             }
         })
