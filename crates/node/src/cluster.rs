@@ -96,11 +96,14 @@ pub struct ClusterFile {
 
 /// This node's own figures (what it answers to `Request::Info`).
 pub(crate) async fn own_info(ctx: &Context) -> NodeInfo {
+    let files = ctx.vault.summaries().await.unwrap_or_default();
+    info_of(ctx, &files)
+}
+
+/// This node's figures, with `files` its summaries (read once by the caller).
+fn info_of(ctx: &Context, files: &[(NameId, FileSummary)]) -> NodeInfo {
     let usage = ctx.vault.usage();
-    let files_held = match ctx.vault.summaries().await {
-        Ok(files) => files.iter().filter(|(_, s)| s.held).count() as u64,
-        Err(_) => 0,
-    };
+    let files_held = files.iter().filter(|(_, s)| s.held).count() as u64;
     NodeInfo {
         used_bytes: usage.used_bytes,
         quota_bytes: usage.limit_bytes,
@@ -141,7 +144,9 @@ impl Cluster {
         discovery: DiscoveryStatus,
     ) -> crate::error::Result<ClusterView> {
         let me = self.ctx.net.local_peer_id();
-        let own = own_info(&self.ctx).await;
+        // One read of the catalogue serves this node's figures and the files.
+        let mut summaries: Vec<(NameId, FileSummary)> = self.ctx.vault.summaries().await?;
+        let own = info_of(&self.ctx, &summaries);
         let ids: Vec<PeerId> = peers
             .iter()
             .filter_map(|p| p.peer_id.parse().ok())
@@ -204,7 +209,6 @@ impl Cluster {
             nodes.push(node);
         }
 
-        let mut summaries: Vec<(NameId, FileSummary)> = self.ctx.vault.summaries().await?;
         let total_files = summaries.len();
         summaries.truncate(limit);
         let versions: Vec<(NameId, Version)> =
