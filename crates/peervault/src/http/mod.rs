@@ -9,7 +9,8 @@
 //!
 //! **Access.** The page is the operator's, not every visitor's:
 //!
-//! * The dashboard and `/api/*` (file names, sizes, hashes) need the token kept
+//! * The dashboard, `/api/files`, `/api/cluster` (file names, sizes, hashes)
+//!   and `/api/download` (contents) need the token kept
 //!   in `<data dir>/http_token` (0600, made on the first start with `-metrics`),
 //!   as `Authorization: Bearer TOKEN`, or once as `?token=TOKEN`, which sets an
 //!   `HttpOnly`, `SameSite=Strict` cookie and redirects to the same page without
@@ -18,8 +19,9 @@
 //!   (any IP address when bound to all interfaces), `localhost`, or a name given
 //!   with `--http-allow-host`. A web page that rebinds its own DNS name to
 //!   127.0.0.1 reaches the port but names itself, and is refused (421).
-//! * `/metrics`, `/metrics/json`, `/metrics/human`, `/health` and `/health/live` stay open for
-//!   scrapers and load balancers; they carry counts, never file names or hashes.
+//! * `/metrics`, `/metrics/json`, `/metrics/human`, `/health`, `/health/live`
+//!   and `/api/throughput` stay open for scrapers and load balancers; they carry
+//!   counts, never file names or hashes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
