@@ -5,8 +5,9 @@
 //! | table        | key          | value                                  |
 //! |--------------|--------------|----------------------------------------|
 //! | `catalogue`  | name id      | sealed [`CatalogueEntry`] (latest version of the name) |
+//! | `history`    | name id, version | sealed [`CatalogueEntry`] of a superseded version (see [`crate::history`]) |
 //! | `blobs`      | chunk id     | the [`Slot`] of the blob held on this node |
-//! | `chunk_refs` | chunk id     | number of live manifests naming it (absent = 0) |
+//! | `chunk_refs` | chunk id     | number of manifests, current or kept in history, naming it (absent = 0) |
 //! | `meta`       | text         | key fingerprint, clock, format          |
 //!
 //! Format 1 kept each blob in a file of its own and recorded only its length, in a
@@ -26,12 +27,16 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::crypto::{Crypto, catalogue_context};
 use crate::error::{Result, StoreError};
+use crate::history::{self, Retention};
 use crate::ids::{ChunkId, NameId};
 use crate::keys::KeyFingerprint;
 use crate::manifest::{CatalogueEntry, Manifest};
 use crate::segments::Slot;
+use crate::version::Version;
 
 const CATALOGUE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("catalogue");
+/// Superseded records, sealed as they were when current (see [`crate::history`]).
+const HISTORY: TableDefinition<[u8; history::KEY_LEN], &[u8]> = TableDefinition::new("history");
 /// Format 1's blob records (length only; the blob was a file named by its id).
 const LEGACY_CHUNKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("chunks");
 const BLOBS: TableDefinition<[u8; 32], [u8; Slot::ENCODED_LEN]> = TableDefinition::new("blobs");
@@ -66,8 +71,12 @@ pub struct OpenState {
 /// Result of offering an entry to the catalogue.
 #[derive(Debug, Default)]
 pub struct ApplyOutcome {
-    /// False if the catalogue already held an equal or newer version.
+    /// False if the catalogue already held this record, or it expired at once.
     pub applied: bool,
+    /// The record is now the name's current entry (else it went into history).
+    pub current: bool,
+    /// Versions of the name that left its history (expired), possibly this one.
+    pub expired: Vec<Version>,
     /// Bytes of blobs newly recorded by this change.
     pub recorded_bytes: u64,
     /// The new slots that were recorded, and those that were not because their
@@ -75,7 +84,7 @@ pub struct ApplyOutcome {
     pub slots: SlotOutcome,
     /// Chunks whose last live reference this change removed.
     pub unreferenced: Vec<ChunkId>,
-    /// The entry that was replaced, if any.
+    /// The current entry this one superseded (now in history), if any.
     pub previous: Option<CatalogueEntry>,
 }
 
@@ -174,6 +183,7 @@ impl Catalogue {
                 .map(u64::from_le_bytes)
                 .unwrap_or(0);
             txn.open_table(CATALOGUE)?;
+            txn.open_table(HISTORY)?;
             txn.open_table(CHUNK_REFS)?;
             txn.open_table(BLOBS)?;
             txn.open_table(LEGACY_CHUNKS)?;
@@ -421,16 +431,20 @@ impl Catalogue {
         Ok(())
     }
 
-    /// Records new blobs and offers `entry`; applied only if newer than what is held.
+    /// Records new blobs and offers `entry`: it becomes the name's current entry if
+    /// newer than what is held, and goes into the name's history otherwise (see
+    /// [`crate::history`]); versions past `retention` then leave the history.
     /// `new_chunks` are recorded either way: their blobs are durable and counted.
     pub fn apply(
         &self,
         entry: &CatalogueEntry,
         new_chunks: &[(ChunkId, Slot)],
         clock: u64,
+        retention: &Retention,
     ) -> Result<ApplyOutcome> {
         let txn = self.db.begin_write()?;
-        let outcome = self.apply_in(&txn, entry, new_chunks)?;
+        let now = crate::version::unix_millis_now();
+        let outcome = self.apply_in(&txn, entry, new_chunks, retention, now)?;
         txn.open_table(META)?
             .insert(META_CLOCK, clock.to_le_bytes().as_slice())?;
         txn.commit()?;
@@ -439,11 +453,17 @@ impl Catalogue {
 
     /// Offers several entries from peers in one transaction (one fsync for a whole
     /// batch of a sync instead of one per record).
-    pub fn apply_many(&self, entries: &[CatalogueEntry], clock: u64) -> Result<Vec<ApplyOutcome>> {
+    pub fn apply_many(
+        &self,
+        entries: &[CatalogueEntry],
+        clock: u64,
+        retention: &Retention,
+    ) -> Result<Vec<ApplyOutcome>> {
         let txn = self.db.begin_write()?;
+        let now = crate::version::unix_millis_now();
         let mut outcomes = Vec::with_capacity(entries.len());
         for entry in entries {
-            outcomes.push(self.apply_in(&txn, entry, &[])?);
+            outcomes.push(self.apply_in(&txn, entry, &[], retention, now)?);
         }
         txn.open_table(META)?
             .insert(META_CLOCK, clock.to_le_bytes().as_slice())?;
@@ -456,6 +476,8 @@ impl Catalogue {
         txn: &redb::WriteTransaction,
         entry: &CatalogueEntry,
         new_chunks: &[(ChunkId, Slot)],
+        retention: &Retention,
+        now: u64,
     ) -> Result<ApplyOutcome> {
         let name_id = self.crypto.name_id(entry.name());
         let sealed = self
@@ -466,37 +488,182 @@ impl Catalogue {
         (outcome.recorded_bytes, outcome.slots) =
             record_in(&mut txn.open_table(BLOBS)?, new_chunks)?;
         let mut catalogue = txn.open_table(CATALOGUE)?;
-        let previous = match catalogue.get(name_id.0)? {
-            Some(v) => Some(self.open_entry(&name_id, v.value())?),
+        let mut history = txn.open_table(HISTORY)?;
+        let mut refs = txn.open_table(CHUNK_REFS)?;
+        let current = match catalogue.get(name_id.0)? {
+            Some(v) => Some((self.open_entry(&name_id, v.value())?, v.value().to_vec())),
             None => None,
         };
-        let newer = previous
+        let version = entry.version();
+        let held = current
             .as_ref()
-            .is_none_or(|p| p.version() < entry.version());
-        if newer {
-            catalogue.insert(name_id.0, sealed.as_slice())?;
-            let mut refs = txn.open_table(CHUNK_REFS)?;
-            if let CatalogueEntry::File(m) = entry {
-                for id in distinct(&m.chunks) {
-                    let count = refs.get(id.0)?.map(|v| v.value()).unwrap_or(0);
-                    refs.insert(id.0, count.saturating_add(1))?;
-                }
-            }
-            if let Some(CatalogueEntry::File(old)) = previous.as_ref() {
-                for id in distinct(&old.chunks) {
-                    let count = refs.get(id.0)?.map(|v| v.value()).unwrap_or(0);
-                    if count <= 1 {
-                        refs.remove(id.0)?;
-                        outcome.unreferenced.push(id);
-                    } else {
-                        refs.insert(id.0, count - 1)?;
-                    }
-                }
-            }
-            outcome.applied = true;
-            outcome.previous = previous;
+            .is_some_and(|(c, _)| c.version() == version)
+            || history.get(history::key(&name_id, &version))?.is_some();
+        if held {
+            return Ok(outcome);
         }
+        if let CatalogueEntry::File(m) = entry {
+            add_refs(&mut refs, &m.chunks)?;
+        }
+        match current {
+            Some((newer, _)) if newer.version() > version => {
+                history.insert(history::key(&name_id, &version), sealed.as_slice())?;
+            }
+            previous => {
+                catalogue.insert(name_id.0, sealed.as_slice())?;
+                if let Some((previous, previous_sealed)) = previous {
+                    let key = history::key(&name_id, &previous.version());
+                    history.insert(key, previous_sealed.as_slice())?;
+                    outcome.previous = Some(previous);
+                }
+                outcome.current = true;
+            }
+        }
+        (outcome.expired, outcome.unreferenced) = self.expire_name(
+            &catalogue,
+            &mut history,
+            &mut refs,
+            &name_id,
+            retention,
+            now,
+        )?;
+        outcome.applied = !outcome.expired.contains(&version);
         Ok(outcome)
+    }
+
+    /// Removes the versions of `id` that `retention` no longer keeps; returns them
+    /// and the chunks that lost their last reference.
+    fn expire_name(
+        &self,
+        catalogue: &redb::Table<[u8; 32], &[u8]>,
+        history: &mut redb::Table<[u8; history::KEY_LEN], &[u8]>,
+        refs: &mut redb::Table<[u8; 32], u32>,
+        id: &NameId,
+        retention: &Retention,
+        now: u64,
+    ) -> Result<(Vec<Version>, Vec<ChunkId>)> {
+        let Some(current) = catalogue.get(id.0)? else {
+            return Ok(Default::default());
+        };
+        let current = self.open_entry(id, current.value())?;
+        let (low, high) = history::range_of(id);
+        let mut older = Vec::new();
+        for row in history.range(low..=high)?.rev() {
+            older.push(history::parse_key(&row?.0.value()).1);
+        }
+        let mut expired = Vec::new();
+        let mut unreferenced = Vec::new();
+        let live = current.as_file().is_some();
+        for i in retention.expired(current.version(), live, &older, now) {
+            let version = older[i];
+            let Some(sealed) = history.remove(history::key(id, &version))? else {
+                continue;
+            };
+            if let CatalogueEntry::File(m) = self.open_entry(id, sealed.value())? {
+                unreferenced.extend(drop_refs(refs, &m.chunks)?);
+            }
+            expired.push(version);
+        }
+        Ok((expired, unreferenced))
+    }
+
+    /// Every version of `name` held, the current one first, then its history
+    /// newest first.
+    pub fn versions(&self, name: &str) -> Result<Vec<CatalogueEntry>> {
+        let id = self.crypto.name_id(name);
+        let txn = self.db.begin_read()?;
+        let mut out = Vec::new();
+        if let Some(sealed) = txn.open_table(CATALOGUE)?.get(id.0)? {
+            out.push(self.open_entry(&id, sealed.value())?);
+        }
+        let history = txn.open_table(HISTORY)?;
+        let (low, high) = history::range_of(&id);
+        for row in history.range(low..=high)?.rev() {
+            out.push(self.open_entry(&id, row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Calls `each` with every record kept in history and its name id.
+    pub fn try_for_each_superseded(
+        &self,
+        mut each: impl FnMut(NameId, CatalogueEntry) -> Result<()>,
+    ) -> Result<()> {
+        let txn = self.db.begin_read()?;
+        for row in txn.open_table(HISTORY)?.iter()? {
+            let (key, value) = row?;
+            let (id, _) = history::parse_key(&key.value());
+            match self.open_entry(&id, value.value()) {
+                Ok(entry) => each(id, entry)?,
+                Err(e) => tracing::warn!("skipping a record of history: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// True if any record is kept in history.
+    pub fn has_history(&self) -> Result<bool> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(HISTORY)?.first()?.is_some())
+    }
+
+    /// Sealed records of the given versions, current or in history, as stored
+    /// (missing ones are left out).
+    pub fn sealed_records(&self, wanted: &[(NameId, Version)]) -> Result<Vec<(NameId, Vec<u8>)>> {
+        let txn = self.db.begin_read()?;
+        let catalogue = txn.open_table(CATALOGUE)?;
+        let history = txn.open_table(HISTORY)?;
+        let mut out = Vec::with_capacity(wanted.len());
+        for (id, version) in wanted {
+            if let Some(sealed) = history.get(history::key(id, version))? {
+                out.push((*id, sealed.value().to_vec()));
+                continue;
+            }
+            if let Some(sealed) = catalogue.get(id.0)? {
+                let entry = self.open_entry(id, sealed.value())?;
+                if entry.version() == *version {
+                    out.push((*id, sealed.value().to_vec()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes from every name's history the versions `retention` no longer keeps.
+    /// Returns them by name, and the chunks that lost their last reference.
+    pub fn expire_history(
+        &self,
+        retention: &Retention,
+    ) -> Result<(Vec<(NameId, Vec<Version>)>, Vec<ChunkId>)> {
+        let mut names = BTreeSet::new();
+        {
+            let txn = self.db.begin_read()?;
+            for row in txn.open_table(HISTORY)?.iter()? {
+                names.insert(history::parse_key(&row?.0.value()).0);
+            }
+        }
+        if names.is_empty() {
+            return Ok(Default::default());
+        }
+        let now = crate::version::unix_millis_now();
+        let txn = self.db.begin_write()?;
+        let mut expired = Vec::new();
+        let mut unreferenced = Vec::new();
+        {
+            let catalogue = txn.open_table(CATALOGUE)?;
+            let mut history = txn.open_table(HISTORY)?;
+            let mut refs = txn.open_table(CHUNK_REFS)?;
+            for id in names {
+                let (gone, unref) =
+                    self.expire_name(&catalogue, &mut history, &mut refs, &id, retention, now)?;
+                if !gone.is_empty() {
+                    expired.push((id, gone));
+                }
+                unreferenced.extend(unref);
+            }
+        }
+        txn.commit()?;
+        Ok((expired, unreferenced))
     }
 
     /// Forgets recorded blobs that no live manifest references and that `keep` does
@@ -557,6 +724,64 @@ impl Catalogue {
         Ok(out)
     }
 
+    /// The chunks that only the versions of `name_id` (current and history) use:
+    /// what dropping this node's copy of the name may free.
+    pub fn chunks_only_of(&self, name_id: &NameId) -> Result<Vec<ChunkId>> {
+        let txn = self.db.begin_read()?;
+        let mut uses: HashMap<ChunkId, u32> = HashMap::new();
+        let mut count = |sealed: &[u8]| -> Result<()> {
+            if let CatalogueEntry::File(m) = self.open_entry(name_id, sealed)? {
+                for id in distinct(&m.chunks) {
+                    *uses.entry(id).or_default() += 1;
+                }
+            }
+            Ok(())
+        };
+        if let Some(sealed) = txn.open_table(CATALOGUE)?.get(name_id.0)? {
+            count(sealed.value())?;
+        }
+        let (low, high) = history::range_of(name_id);
+        for row in txn.open_table(HISTORY)?.range(low..=high)? {
+            count(row?.1.value())?;
+        }
+        let refs = txn.open_table(CHUNK_REFS)?;
+        let mut out = Vec::new();
+        for (id, n) in uses {
+            if refs.get(id.0)?.map(|v| v.value()) == Some(n) {
+                out.push(id);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Bytes of the blobs held here that only superseded versions use (what
+    /// history costs this node; the quota counts them with the rest).
+    pub fn history_only_bytes(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let mut uses: HashMap<ChunkId, u32> = HashMap::new();
+        for row in txn.open_table(HISTORY)?.iter()? {
+            let (key, value) = row?;
+            let (id, _) = history::parse_key(&key.value());
+            if let Ok(CatalogueEntry::File(m)) = self.open_entry(&id, value.value()) {
+                for chunk in distinct(&m.chunks) {
+                    *uses.entry(chunk).or_default() += 1;
+                }
+            }
+        }
+        let refs = txn.open_table(CHUNK_REFS)?;
+        let blobs = txn.open_table(BLOBS)?;
+        let mut bytes = 0;
+        for (id, n) in uses {
+            if refs.get(id.0)?.map(|v| v.value()) == Some(n)
+                && let Some(slot) = blobs.get(id.0)?
+            {
+                bytes += u64::from(Slot::decode(&slot.value()).len);
+            }
+        }
+        Ok(bytes)
+    }
+
     /// Removes tombstones whose deletion happened before `cutoff` (Unix ms).
     /// Returns the name ids removed.
     pub fn remove_tombstones_before(&self, cutoff: u64) -> Result<Vec<NameId>> {
@@ -578,7 +803,14 @@ impl Catalogue {
         let mut removed = Vec::new();
         {
             let mut catalogue = txn.open_table(CATALOGUE)?;
+            let history = txn.open_table(HISTORY)?;
             for id in expired {
+                // A deleted name's versions outlive its tombstone never: without
+                // it, the newest of them would be the name's entry again.
+                let (low, high) = history::range_of(&id);
+                if history.range(low..=high)?.next().is_some() {
+                    continue;
+                }
                 // Checked again inside the transaction: a newer entry may have come.
                 let still = match catalogue.get(id.0)? {
                     Some(v) => crate::vault::is_expired_tombstone(
@@ -616,28 +848,48 @@ impl Catalogue {
         Ok(())
     }
 
-    /// Removes the record of `name_id` whatever it is (a record the rest of the
-    /// vault no longer has). Returns the chunks that lost their last reference.
+    /// Removes every record of `name_id`, current and history, whatever they are
+    /// (a name the rest of the vault no longer has). Returns the chunks that lost
+    /// their last reference.
     pub fn remove_entry(&self, name_id: &NameId) -> Result<Vec<ChunkId>> {
         let txn = self.db.begin_write()?;
         let mut unreferenced = Vec::new();
         {
             let mut catalogue = txn.open_table(CATALOGUE)?;
-            let previous = match catalogue.remove(name_id.0)? {
+            let mut history = txn.open_table(HISTORY)?;
+            let mut refs = txn.open_table(CHUNK_REFS)?;
+            let mut removed = Vec::new();
+            if let Some(v) = catalogue.remove(name_id.0)? {
+                removed.push(self.open_entry(name_id, v.value())?);
+            }
+            let (low, high) = history::range_of(name_id);
+            for row in history.extract_from_if(low..=high, |_, _| true)? {
+                removed.push(self.open_entry(name_id, row?.1.value())?);
+            }
+            for entry in removed {
+                if let CatalogueEntry::File(old) = entry {
+                    unreferenced.extend(drop_refs(&mut refs, &old.chunks)?);
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(unreferenced)
+    }
+
+    /// Removes one version of `name_id` from its history (one the rest of the
+    /// vault no longer has). Returns the chunks that lost their last reference.
+    pub fn remove_superseded(&self, name_id: &NameId, version: &Version) -> Result<Vec<ChunkId>> {
+        let txn = self.db.begin_write()?;
+        let mut unreferenced = Vec::new();
+        {
+            let mut history = txn.open_table(HISTORY)?;
+            let removed = match history.remove(history::key(name_id, version))? {
                 Some(v) => Some(self.open_entry(name_id, v.value())?),
                 None => None,
             };
-            if let Some(CatalogueEntry::File(old)) = previous {
+            if let Some(CatalogueEntry::File(old)) = removed {
                 let mut refs = txn.open_table(CHUNK_REFS)?;
-                for id in distinct(&old.chunks) {
-                    let count = refs.get(id.0)?.map(|v| v.value()).unwrap_or(0);
-                    if count <= 1 {
-                        refs.remove(id.0)?;
-                        unreferenced.push(id);
-                    } else {
-                        refs.insert(id.0, count - 1)?;
-                    }
-                }
+                unreferenced = drop_refs(&mut refs, &old.chunks)?;
             }
         }
         txn.commit()?;
@@ -658,6 +910,31 @@ impl Catalogue {
         }
         Ok(out)
     }
+}
+
+/// Counts one more reference to each distinct chunk of `chunks`.
+fn add_refs(refs: &mut redb::Table<[u8; 32], u32>, chunks: &[ChunkId]) -> Result<()> {
+    for id in distinct(chunks) {
+        let count = refs.get(id.0)?.map(|v| v.value()).unwrap_or(0);
+        refs.insert(id.0, count.saturating_add(1))?;
+    }
+    Ok(())
+}
+
+/// Counts one reference fewer to each distinct chunk of `chunks`; returns those
+/// that have none left.
+fn drop_refs(refs: &mut redb::Table<[u8; 32], u32>, chunks: &[ChunkId]) -> Result<Vec<ChunkId>> {
+    let mut unreferenced = Vec::new();
+    for id in distinct(chunks) {
+        let count = refs.get(id.0)?.map(|v| v.value()).unwrap_or(0);
+        if count <= 1 {
+            refs.remove(id.0)?;
+            unreferenced.push(id);
+        } else {
+            refs.insert(id.0, count - 1)?;
+        }
+    }
+    Ok(unreferenced)
 }
 
 /// Records the slots of `chunks` not recorded yet; returns their bytes and which

@@ -1,8 +1,9 @@
 //! An in-memory summary of the catalogue, for anti-entropy between nodes.
 //!
-//! Each entry's version is kept by name id, and the name-id space is cut into 256
+//! Each name's current version is kept by name id, with the versions kept in its
+//! history (see [`crate::history`]), and the name-id space is cut into 256
 //! buckets (by the first byte). A bucket's digest is the XOR of a hash of every
-//! `(name id, version)` in it, so it can be updated in O(1) when an entry changes,
+//! record `(name id, version)` in it, current or history, so it can be updated in O(1) when an entry changes,
 //! and two nodes compare whole catalogues by exchanging 256 digests (4 KiB): only
 //! buckets whose digests differ need their entry lists exchanged.
 //!
@@ -27,6 +28,8 @@ pub type BucketDigest = [u8; 16];
 #[derive(Debug, Clone)]
 pub struct CatalogueIndex {
     versions: HashMap<NameId, Slot>,
+    /// Superseded versions kept, by name (only names that have some).
+    history: HashMap<NameId, Vec<Version>>,
     digests: Vec<u128>,
     /// How many slots are live files (not tombstones).
     live: usize,
@@ -42,6 +45,7 @@ impl Default for CatalogueIndex {
     fn default() -> Self {
         Self {
             versions: HashMap::new(),
+            history: HashMap::new(),
             digests: vec![0; BUCKETS],
             live: 0,
         }
@@ -81,16 +85,57 @@ impl CatalogueIndex {
         self.set(id, entry.version(), entry.as_file().is_some());
     }
 
-    /// Forgets `id` (used when tombstones are collected).
+    /// Forgets `id` and its history (used when tombstones are collected).
     pub fn remove(&mut self, id: &NameId) {
         if let Some(old) = self.versions.remove(id) {
             self.digests[bucket_of(id)] ^= entry_digest(id, &old.version);
             self.live -= usize::from(old.live);
         }
+        for version in self.history.remove(id).unwrap_or_default() {
+            self.digests[bucket_of(id)] ^= entry_digest(id, &version);
+        }
     }
 
+    /// Records that `version` of `id` is kept in history.
+    pub fn add_superseded(&mut self, id: NameId, version: Version) {
+        let kept = self.history.entry(id).or_default();
+        if !kept.contains(&version) {
+            kept.push(version);
+            self.digests[bucket_of(&id)] ^= entry_digest(&id, &version);
+        }
+    }
+
+    /// Records that `version` of `id` left its history.
+    pub fn remove_superseded(&mut self, id: &NameId, version: &Version) {
+        let Some(kept) = self.history.get_mut(id) else {
+            return;
+        };
+        if let Some(at) = kept.iter().position(|v| v == version) {
+            kept.swap_remove(at);
+            self.digests[bucket_of(id)] ^= entry_digest(id, version);
+        }
+        if kept.is_empty() {
+            self.history.remove(id);
+        }
+    }
+
+    /// The current version of `id`.
     pub fn version(&self, id: &NameId) -> Option<Version> {
         self.versions.get(id).map(|slot| slot.version)
+    }
+
+    /// True if `version` of `id` is held, current or in history.
+    pub fn has(&self, id: &NameId, version: &Version) -> bool {
+        self.version(id) == Some(*version)
+            || self
+                .history
+                .get(id)
+                .is_some_and(|kept| kept.contains(version))
+    }
+
+    /// How many superseded versions are kept, over all names.
+    pub fn superseded(&self) -> usize {
+        self.history.values().map(Vec::len).sum()
     }
 
     /// How many entries are live files.
@@ -120,7 +165,7 @@ impl CatalogueIndex {
             .collect()
     }
 
-    /// Every `(name id, version)` in the given buckets.
+    /// Every record `(name id, version)`, current or history, in the given buckets.
     pub fn versions_in(&self, buckets: &[u8]) -> Vec<(NameId, Version)> {
         let mut wanted = [false; BUCKETS];
         for b in buckets {
@@ -132,6 +177,11 @@ impl CatalogueIndex {
             .filter(|(id, _)| wanted[bucket_of(id)])
             .map(|(id, slot)| (*id, slot.version))
             .collect();
+        for (id, kept) in &self.history {
+            if wanted[bucket_of(id)] {
+                out.extend(kept.iter().map(|v| (*id, *v)));
+            }
+        }
         out.sort();
         out
     }
@@ -180,6 +230,26 @@ mod tests {
             BUCKETS,
             "a malformed summary differs everywhere"
         );
+    }
+
+    #[test]
+    fn history_counts_in_the_digest_whichever_record_is_current() {
+        let id = NameId([5; 32]);
+        let mut a = CatalogueIndex::default();
+        a.set(id, v(1), true);
+        a.add_superseded(id, v(1));
+        a.set(id, v(2), true);
+        let mut b = CatalogueIndex::default();
+        b.set(id, v(2), true);
+        assert_ne!(a.digests(), b.digests(), "b lacks version 1");
+        b.add_superseded(id, v(1));
+        assert_eq!(a.digests(), b.digests());
+        assert!(a.has(&id, &v(1)) && a.has(&id, &v(2)) && !a.has(&id, &v(3)));
+        assert_eq!(a.versions_in(&[5]), vec![(id, v(1)), (id, v(2))]);
+        a.remove_superseded(&id, &v(1));
+        assert_eq!((a.superseded(), a.versions_in(&[5]).len()), (0, 1));
+        b.remove(&id);
+        assert_eq!(b.digests(), CatalogueIndex::default().digests());
     }
 
     proptest! {

@@ -17,6 +17,7 @@ pub mod direct;
 pub mod error;
 pub mod files;
 pub mod group;
+pub mod history;
 pub mod ids;
 pub mod index;
 pub mod keys;
@@ -28,6 +29,7 @@ pub mod vault;
 pub mod version;
 
 pub use error::{ChunkProblem, KeyError, StoreError};
+pub use history::Retention;
 pub use ids::{ChunkId, NameId, OriginId};
 pub use keys::{KdfParams, KeyFingerprint, KeySource, NetworkKey, UserKey};
 pub use manifest::{CatalogueEntry, FileMeta, FileSummary, Manifest, Tombstone};

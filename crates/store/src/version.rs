@@ -35,6 +35,17 @@ impl Version {
     pub fn unix_millis(&self) -> u64 {
         self.clock >> COUNTER_BITS
     }
+
+    /// How people name this version: 8 hex digits of a hash of it, the same on
+    /// every node (versions of one name are few, so they do not collide).
+    pub fn label(&self) -> String {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&self.clock.to_le_bytes());
+        hasher.update(&self.origin.0);
+        let mut hex = hasher.finalize().to_hex().to_string();
+        hex.truncate(8);
+        hex
+    }
 }
 
 /// A monotonic hybrid logical clock.

@@ -8,7 +8,8 @@ use futures::StreamExt;
 use peervault_store::crypto::CHUNK_OVERHEAD;
 use peervault_store::segments::SLOT_ALIGN;
 use peervault_store::{
-    ChunkProblem, NetworkKey, OriginId, StoreError, Vault, VaultConfig, stored_size_of,
+    CatalogueEntry, ChunkProblem, NetworkKey, OriginId, Retention, StoreError, Vault, VaultConfig,
+    Version, stored_size_of,
 };
 use proptest::prelude::*;
 
@@ -25,6 +26,9 @@ fn config(dir: &Path, chunk_size: u32) -> VaultConfig {
         // content-defined chunker has its own tests below.
         content_defined_chunks: false,
         capacity_bytes: 1 << 40,
+        // Most of these tests watch space come back at once; the versions kept
+        // by default have tests of their own below.
+        retention: Retention::NONE,
     }
 }
 
@@ -849,4 +853,171 @@ async fn content_defined_chunks_share_what_an_insertion_did_not_change() {
         back.extend_from_slice(&piece.unwrap());
     }
     assert_eq!(back, bytes);
+}
+
+async fn open_keeping(dir: &Path, origin: u8, retention: Retention) -> Vault {
+    let mut config = config(dir, SMALL_CHUNK);
+    config.origin = OriginId([origin; 16]);
+    config.retention = retention;
+    Vault::open(config).await.unwrap()
+}
+
+async fn read_version(vault: &Vault, name: &str, version: Version) -> Vec<u8> {
+    let mut reader = vault
+        .read_version_with(name, Some(version), None)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some(piece) = reader.next().await {
+        out.extend_from_slice(&piece.unwrap());
+    }
+    out
+}
+
+fn versions_of(entries: &[CatalogueEntry]) -> Vec<(Version, bool)> {
+    entries
+        .iter()
+        .map(|e| (e.version(), e.as_file().is_none()))
+        .collect()
+}
+
+#[tokio::test]
+async fn overwrites_and_deletes_keep_versions_that_read_back_and_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open_keeping(dir.path(), 7, Retention::default()).await;
+    let contents: Vec<Vec<u8>> = (0..3)
+        .map(|i| data(2 * SMALL_CHUNK as usize, 60 + i))
+        .collect();
+    for content in &contents {
+        vault.write_file("doc", &content[..], None).await.unwrap();
+    }
+    let versions = vault.versions("doc").await.unwrap();
+    assert_eq!(versions.len(), 3);
+    assert!(
+        versions.windows(2).all(|w| w[0].version() > w[1].version()),
+        "newest first"
+    );
+    for (entry, content) in versions.iter().zip(contents.iter().rev()) {
+        assert_eq!(&read_version(&vault, "doc", entry.version()).await, content);
+    }
+    assert_eq!(vault.superseded_count(), 2);
+    let history = vault.history_bytes().await.unwrap();
+    assert_eq!(
+        history,
+        2 * 2 * stored_size_of(SMALL_CHUNK as u64, SMALL_CHUNK)
+    );
+
+    // A delete frees nothing while its versions are kept, and can be undone.
+    let used = vault.usage().used_bytes;
+    assert_eq!(vault.delete("doc").await.unwrap().freed_bytes, 0);
+    assert_eq!(vault.usage().used_bytes, used);
+    let versions = vault.versions("doc").await.unwrap();
+    assert!(
+        versions[0].as_file().is_none(),
+        "the delete is the newest version"
+    );
+    let newest = versions[1].version();
+    let back = vault.revive("doc", newest).await.unwrap();
+    assert!(back.version > versions[0].version());
+    assert_eq!(read_all(&vault, "doc").await.unwrap(), contents[2]);
+    assert_eq!(vault.versions("doc").await.unwrap().len(), 5);
+    assert_eq!(vault.usage().used_bytes, used, "nothing was stored twice");
+    let deletion = vault.revive("doc", versions[0].version()).await;
+    assert!(matches!(deletion, Err(StoreError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn versions_past_the_retention_go_and_free_their_space_and_then_the_tombstone() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open_keeping(dir.path(), 7, Retention::default()).await;
+    for i in 0..3 {
+        let content = data(SMALL_CHUNK as usize, 70 + i);
+        vault.write_file("doc", &content[..], None).await.unwrap();
+    }
+    let all = vault.versions("doc").await.unwrap();
+    let one = stored_size_of(SMALL_CHUNK as u64, SMALL_CHUNK);
+    assert_eq!(vault.usage().used_bytes, 3 * one);
+    vault.set_retention(Retention {
+        keep_versions: 1,
+        keep_for: std::time::Duration::ZERO,
+    });
+    vault.collect_tombstones().await.unwrap();
+    let kept = vault.versions("doc").await.unwrap();
+    assert_eq!(
+        versions_of(&kept),
+        versions_of(&all[..2]),
+        "the oldest went"
+    );
+    assert_eq!(vault.usage().used_bytes, 2 * one, "and its space came back");
+
+    // Deleted: the versions go by time only, and the tombstone stays until they have.
+    vault.set_retention(Retention {
+        keep_versions: 1,
+        keep_for: std::time::Duration::from_secs(3600),
+    });
+    vault.delete("doc").await.unwrap();
+    vault.set_tombstone_retention(std::time::Duration::ZERO);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(
+        vault.collect_tombstones().await.unwrap(),
+        0,
+        "versions still kept"
+    );
+    assert_eq!(vault.versions("doc").await.unwrap().len(), 3);
+    vault.set_retention(Retention::NONE);
+    assert_eq!(vault.collect_tombstones().await.unwrap(), 1);
+    assert!(vault.versions("doc").await.is_err());
+    assert_eq!(vault.usage().used_bytes, 0);
+    assert_eq!(vault.catalogue_len(), 0);
+}
+
+#[tokio::test]
+async fn concurrent_writes_end_with_the_same_history_on_both_vaults() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open_keeping(a_dir.path(), 1, Retention::default()).await;
+    let b = open_keeping(b_dir.path(), 2, Retention::default()).await;
+    a.write_file("doc", &b"from a, first"[..], None)
+        .await
+        .unwrap();
+    b.write_file("doc", &b"from b"[..], None).await.unwrap();
+    a.write_file("doc", &b"from a, second"[..], None)
+        .await
+        .unwrap();
+    let id = a.name_id("doc");
+    // Each offers the other every record it holds, in whatever order.
+    for (from, to) in [(&a, &b), (&b, &a)] {
+        let wanted: Vec<(_, Version)> = versions_of(&from.versions("doc").await.unwrap())
+            .into_iter()
+            .map(|(v, _)| (id, v))
+            .collect();
+        let records = from.sealed_records(wanted).await.unwrap();
+        for result in to.apply_sealed_many(records).await.unwrap() {
+            result.unwrap();
+        }
+    }
+    let (on_a, on_b) = (
+        a.versions("doc").await.unwrap(),
+        b.versions("doc").await.unwrap(),
+    );
+    assert_eq!(versions_of(&on_a), versions_of(&on_b));
+    assert_eq!(on_a.len(), 3);
+    assert_eq!(a.summary(), b.summary(), "the sync index agrees");
+    assert_eq!(
+        a.version_of(&id),
+        b.version_of(&id),
+        "and the same current version"
+    );
+    // Offering a record again changes nothing.
+    let again = a
+        .sealed_records(vec![(id, on_a[2].version())])
+        .await
+        .unwrap();
+    let result = b
+        .apply_sealed_many(again)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .unwrap();
+    assert!(!result.applied);
 }

@@ -45,8 +45,10 @@ pub struct FetchError(pub String);
 /// The result of offering a record from a peer.
 #[derive(Debug, Clone)]
 pub struct RemoteEntry {
-    /// True if the record was newer than what this node held and is now in force.
+    /// True if the record was new here and is kept (current or history).
     pub applied: bool,
+    /// True if it is now the name's current entry.
+    pub current: bool,
     pub entry: CatalogueEntry,
 }
 
@@ -56,7 +58,7 @@ impl Vault {
         self.inner.crypto.name_id(name)
     }
 
-    fn with_index<T>(&self, f: impl FnOnce(&crate::index::CatalogueIndex) -> T) -> T {
+    pub(super) fn with_index<T>(&self, f: impl FnOnce(&crate::index::CatalogueIndex) -> T) -> T {
         f(&self.inner.index.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
@@ -97,8 +99,23 @@ impl Vault {
             .await
     }
 
-    /// Applies a sealed record from a peer if it is newer than what is held. Blobs
-    /// that only the replaced version referenced are freed.
+    /// Sealed records of the given versions, current or history (see
+    /// [`crate::history`]), as a peer may store them.
+    pub async fn sealed_records(
+        &self,
+        wanted: Vec<(NameId, Version)>,
+    ) -> Result<Vec<(NameId, Vec<u8>)>> {
+        self.blocking(move |inner| inner.catalogue.sealed_records(&wanted))
+            .await
+    }
+
+    /// True if this node holds `version` of `id`, current or in history.
+    pub fn has_record(&self, id: &NameId, version: &Version) -> bool {
+        self.with_index(|i| i.has(id, version))
+    }
+
+    /// Applies a sealed record from a peer: current if newer than what is held,
+    /// history otherwise. Blobs that no kept version references any more are freed.
     pub async fn apply_sealed(&self, name_id: NameId, sealed: Vec<u8>) -> Result<RemoteEntry> {
         self.apply_sealed_many(vec![(name_id, sealed)])
             .await?
@@ -126,21 +143,22 @@ impl Vault {
             for entry in &valid {
                 inner.clock.observe(entry.version().clock);
             }
-            let outcomes = inner.catalogue.apply_many(&valid, inner.clock.last())?;
+            let retention = inner.retention();
+            let outcomes = inner
+                .catalogue
+                .apply_many(&valid, inner.clock.last(), &retention)?;
             let cutoff = super::gc::expiry_cutoff(inner.tombstone_retention());
             let mut unreferenced = Vec::new();
             let mut expired = Vec::new();
             {
                 let mut index = inner.index.lock().unwrap_or_else(|p| p.into_inner());
                 for (entry, outcome) in valid.iter().zip(&outcomes) {
-                    if outcome.applied {
-                        let id = inner.crypto.name_id(entry.name());
-                        index.set_entry(id, entry);
-                        // A deletion older than the retention period still deletes
-                        // what it supersedes, but is not kept.
-                        if super::is_expired_tombstone(entry, cutoff) {
-                            expired.push(id);
-                        }
+                    inner.index_outcome(&mut index, entry, outcome);
+                    // A deletion older than the retention period still deletes
+                    // what it supersedes, but is not kept (once the versions it
+                    // deleted have expired too).
+                    if outcome.current && super::is_expired_tombstone(entry, cutoff) {
+                        expired.push(inner.crypto.name_id(entry.name()));
                     }
                     unreferenced.extend_from_slice(&outcome.unreferenced);
                 }
@@ -163,6 +181,7 @@ impl Vault {
                             .ok_or_else(|| StoreError::Database("a record went missing".into()))?;
                         Ok(RemoteEntry {
                             applied: outcome.applied,
+                            current: outcome.current,
                             entry,
                         })
                     })

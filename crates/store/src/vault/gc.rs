@@ -28,7 +28,7 @@ use crate::crypto::ChunkCheck;
 use crate::error::Result;
 use crate::ids::{ChunkId, NameId};
 use crate::manifest::{CatalogueEntry, Manifest};
-use crate::version::unix_millis_now;
+use crate::version::{Version, unix_millis_now};
 
 /// How long a deletion is remembered: a node offline for longer must re-sync its
 /// catalogue before it may hand out its records again (see `crate::vault` and the
@@ -64,8 +64,10 @@ impl Vault {
     pub async fn release(&self, name: &str) -> Result<(usize, u64)> {
         let name = name.to_string();
         self.blocking(move |inner| {
-            let manifest = inner.live_manifest(&name)?;
-            let only_here = inner.catalogue.referenced_once(&manifest.chunks)?;
+            inner.live_manifest(&name)?;
+            let only_here = inner
+                .catalogue
+                .chunks_only_of(&inner.crypto.name_id(&name))?;
             inner.forget_chunks(&only_here)
         })
         .await
@@ -148,10 +150,12 @@ impl Vault {
         .await
     }
 
-    /// Removes tombstones of deletions older than the retention period. Returns how
-    /// many.
+    /// Removes superseded versions past the version retention, then tombstones of
+    /// deletions older than the tombstone retention whose versions are all gone.
+    /// Returns how many tombstones went.
     pub async fn collect_tombstones(&self) -> Result<usize> {
         self.blocking(move |inner| {
+            inner.expire_versions()?;
             let cutoff = expiry_cutoff(inner.tombstone_retention());
             let expired = inner.catalogue.remove_tombstones_before(cutoff)?;
             let mut index = inner.index.lock().unwrap_or_else(|p| p.into_inner());
@@ -177,17 +181,21 @@ impl Vault {
             .await
     }
 
-    /// Forgets the record of `name_id` and the blobs only it used: for a node that
+    /// Forgets `version` of `name_id` and the blobs only it used: for a node that
     /// learns, after a long absence, that the rest of the vault no longer has it.
-    /// The blobs it alone used become orphans for the next GC run.
-    pub async fn forget_entry(&self, name_id: NameId) -> Result<()> {
+    /// If it is the name's current record, every version of the name goes (the
+    /// name is gone from the vault; an older version must not take its place).
+    /// The blobs they alone used become orphans for the next GC run.
+    pub async fn forget_entry(&self, name_id: NameId, version: Version) -> Result<()> {
         self.blocking(move |inner| {
-            inner.catalogue.remove_entry(&name_id)?;
-            inner
-                .index
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&name_id);
+            let mut index = inner.index.lock().unwrap_or_else(|p| p.into_inner());
+            if index.version(&name_id) == Some(version) {
+                inner.catalogue.remove_entry(&name_id)?;
+                index.remove(&name_id);
+            } else {
+                inner.catalogue.remove_superseded(&name_id, &version)?;
+                index.remove_superseded(&name_id, &version);
+            }
             Ok(())
         })
         .await
@@ -205,6 +213,22 @@ pub(crate) fn is_expired_tombstone(entry: &CatalogueEntry, cutoff: u64) -> bool 
 }
 
 impl Inner {
+    /// Removes the superseded versions past the retention, and the blobs no kept
+    /// version references any more. Returns how many versions went.
+    pub(crate) fn expire_versions(&self) -> Result<usize> {
+        let (expired, unreferenced) = self.catalogue.expire_history(&self.retention())?;
+        {
+            let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, versions) in &expired {
+                for version in versions {
+                    index.remove_superseded(id, version);
+                }
+            }
+        }
+        self.forget(&unreferenced)?;
+        Ok(expired.iter().map(|(_, v)| v.len()).sum())
+    }
+
     pub(crate) fn tombstone_retention(&self) -> Duration {
         Duration::from_millis(self.tombstone_retention_ms.load(Ordering::Relaxed))
     }

@@ -34,6 +34,7 @@ mod exchange;
 mod gc;
 mod migrate;
 mod read;
+mod versions;
 mod write;
 
 pub use read::FileReader;
@@ -81,6 +82,8 @@ pub struct VaultConfig {
     pub content_defined_chunks: bool,
     /// Quota in bytes.
     pub capacity_bytes: u64,
+    /// How long superseded versions are kept (see [`crate::history`]).
+    pub retention: crate::history::Retention,
 }
 
 /// What a delete did.
@@ -160,6 +163,8 @@ struct Inner {
     blob_commits: GroupCommit<(ChunkId, Slot)>,
     /// How long tombstones are kept, in ms (see [`gc`]).
     tombstone_retention_ms: std::sync::atomic::AtomicU64,
+    /// How long superseded versions are kept (see [`crate::history`]).
+    retention: Mutex<crate::history::Retention>,
     /// Held for the vault's lifetime: one process per data dir.
     /// The metadata database was created at this start.
     catalogue_created: bool,
@@ -303,6 +308,12 @@ impl Vault {
         catalogue
             .for_each_entry(|id, entry| index.set_entry(id, &entry))
             .map_err(damaged)?;
+        catalogue
+            .try_for_each_superseded(|id, entry| {
+                index.add_superseded(id, entry.version());
+                Ok(())
+            })
+            .map_err(damaged)?;
         Ok(Vault {
             inner: Arc::new(Inner {
                 data_dir,
@@ -323,6 +334,7 @@ impl Vault {
                 tombstone_retention_ms: std::sync::atomic::AtomicU64::new(
                     gc::DEFAULT_TOMBSTONE_RETENTION.as_millis() as u64,
                 ),
+                retention: Mutex::new(config.retention),
                 catalogue_created: state.created,
                 damage: DamageCounters::default(),
                 _lock: lock,
@@ -502,23 +514,52 @@ impl Inner {
         }
     }
 
-    /// Commits `entry` (if newer than what is held) with newly durable blobs, and keeps
-    /// the usage count and the sync index in step. Every catalogue change goes here.
+    /// Commits `entry` (current if newer than what is held, else history) with
+    /// newly durable blobs, and keeps the usage count and the sync index in step.
+    /// Every local catalogue change goes here.
     fn apply_entry(
         &self,
         entry: &CatalogueEntry,
         new_chunks: &[(ChunkId, Slot)],
     ) -> Result<crate::catalogue::ApplyOutcome> {
         self.clock.observe(entry.version().clock);
-        let outcome = self.catalogue.apply(entry, new_chunks, self.clock.last())?;
+        let retention = self.retention();
+        let outcome = self
+            .catalogue
+            .apply(entry, new_chunks, self.clock.last(), &retention)?;
         self.space.add_used(outcome.recorded_bytes);
-        if outcome.applied {
-            self.index
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .set_entry(self.crypto.name_id(entry.name()), entry);
-        }
+        self.index_outcome(
+            &mut self.index.lock().unwrap_or_else(|p| p.into_inner()),
+            entry,
+            &outcome,
+        );
         Ok(outcome)
+    }
+
+    /// Brings the sync index in step with what applying `entry` did.
+    fn index_outcome(
+        &self,
+        index: &mut CatalogueIndex,
+        entry: &CatalogueEntry,
+        outcome: &crate::catalogue::ApplyOutcome,
+    ) {
+        let id = self.crypto.name_id(entry.name());
+        if outcome.current {
+            if let Some(previous) = &outcome.previous {
+                index.add_superseded(id, previous.version());
+            }
+            index.set_entry(id, entry);
+        } else if outcome.applied {
+            index.add_superseded(id, entry.version());
+        }
+        for version in &outcome.expired {
+            index.remove_superseded(&id, version);
+        }
+    }
+
+    /// How long superseded versions are kept now.
+    fn retention(&self) -> crate::history::Retention {
+        *self.retention.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn live_manifest(&self, name: &str) -> Result<Manifest> {

@@ -19,6 +19,7 @@ use crate::error::{ChunkProblem, Result, StoreError};
 use crate::manifest::Manifest;
 use crate::segments::Slot;
 use crate::space::Pins;
+use crate::version::Version;
 
 /// Chunks verified ahead of the consumer on reads (memory: one buffer each).
 const READ_AHEAD: usize = 2;
@@ -138,10 +139,24 @@ impl Vault {
         name: &str,
         source: Option<Arc<dyn ChunkSource>>,
     ) -> Result<FileReader> {
+        self.read_version_with(name, None, source).await
+    }
+
+    /// [`Vault::read_file_with`] of `version` of `name` (current or superseded;
+    /// the current one if `None`).
+    pub async fn read_version_with(
+        &self,
+        name: &str,
+        version: Option<Version>,
+        source: Option<Arc<dyn ChunkSource>>,
+    ) -> Result<FileReader> {
         let name_owned = name.to_string();
         let (manifest, local, pins) = self
             .blocking(move |inner| {
-                let manifest = inner.live_manifest(&name_owned)?;
+                let manifest = match version {
+                    None => inner.live_manifest(&name_owned)?,
+                    Some(version) => inner.version_manifest(&name_owned, version)?,
+                };
                 let mut pins = Pins::new(inner.pins.clone());
                 for id in manifest.chunks.iter().collect::<HashSet<_>>() {
                     pins.pin(*id);
