@@ -60,6 +60,7 @@ pub mod size;
 pub mod sync;
 pub mod tasks;
 pub mod throughput;
+pub mod versions;
 mod views;
 pub mod wire;
 mod workers;
@@ -85,6 +86,7 @@ pub use settings::{
 };
 pub use size::{HumanSize, parse_size};
 pub use throughput::ThroughputPoint;
+pub use versions::VersionInfo;
 pub use views::{
     CleanReport, CopyProgress, DamagedChunk, DiscoveredPeer, DiscoveryStatus, FileCheck, FileInfo,
     GcSummary, Listing, NodeStatus, PeerStatus, QuotaSource, RepairRound, Replication, StoreReport,

@@ -51,8 +51,8 @@ pub fn repair_tick(repair_delay: Duration) -> Duration {
 struct MaintenanceState {
     /// Peers that disconnected, and when (removed when they return).
     departed: HashMap<PeerId, Instant>,
-    /// Files first seen short of copies, and when.
-    short_since: HashMap<NameId, Instant>,
+    /// File versions first seen short of copies, and when.
+    short_since: HashMap<(NameId, Version), Instant>,
     last_gc: Option<GcSummary>,
     last_repair: Option<RepairRound>,
 }
@@ -387,11 +387,18 @@ impl Maintenance {
         // Summaries, not manifests: a round over 100,000 held files kept every
         // chunk list in memory at once. The manifest is read only for a file
         // that needs a copy made.
-        let mine: Vec<(NameId, FileSummary)> = (self.ctx.vault.summaries().await?)
+        // Versions kept in history keep their copies like current ones.
+        let mut mine: Vec<(NameId, FileSummary)> = (self.ctx.vault.summaries().await?)
             .into_iter()
             .filter(|(_, file)| file.held)
             .collect();
-        round.checked = mine.len();
+        let current = mine.len();
+        mine.extend(
+            (self.ctx.vault.superseded_summaries().await?)
+                .into_iter()
+                .filter(|(_, file)| file.held),
+        );
+        round.checked = current;
         if mine.is_empty() {
             self.ctx.metrics.repair_round_done(0);
             return Ok(round);
@@ -416,18 +423,20 @@ impl Maintenance {
                 .any(|at| now.duration_since(*at) < delay)
         };
         let mut live_ids = HashSet::new();
-        for ((name_id, file), others) in mine.iter().zip(holders) {
+        for (i, ((name_id, file), others)) in mine.iter().zip(holders).enumerate() {
             let name_id = *name_id;
-            live_ids.insert(name_id);
+            let superseded = i >= current;
+            let unit = (name_id, file.version);
+            live_ids.insert(unit);
             let me_extra = self.ctx.extras.contains(&name_id);
             let wanted = match repair_action(&name_id, me, me_extra, &others, target) {
                 RepairAction::Keep => {
-                    self.state().short_since.remove(&name_id);
+                    self.state().short_since.remove(&unit);
                     continue;
                 }
                 RepairAction::DropSurplus => {
-                    self.state().short_since.remove(&name_id);
-                    match self.drop_surplus_copy(&file.name).await {
+                    self.state().short_since.remove(&unit);
+                    match self.drop_surplus_copy(file, superseded).await {
                         Ok(()) => round.copies_dropped += 1,
                         Err(e) => tracing::warn!("could not drop a surplus copy: {e}"),
                     }
@@ -442,7 +451,7 @@ impl Maintenance {
                     wanted
                 }
             };
-            let since = *self.state().short_since.entry(name_id).or_insert(now);
+            let since = *self.state().short_since.entry(unit).or_insert(now);
             if recent_departure && now.duration_since(since) < delay {
                 continue; // the holder that left may come back
             }
@@ -450,11 +459,9 @@ impl Maintenance {
                 .into_iter()
                 .filter(|p| !others.contains(p))
                 .collect();
-            let manifest = match self.ctx.vault.stat(&file.name).await {
-                // Rewritten or deleted since the summaries were read: the next
-                // round looks at the new version.
-                Ok(manifest) if manifest.version == file.version => manifest,
-                Ok(_) => continue,
+            let manifest = match self.ctx.vault.manifest_version(&file.name, file.version).await {
+                // Expired since the summaries were read: nothing to copy.
+                Ok(manifest) => manifest,
                 Err(e) => {
                     tracing::debug!("repair: {:?} changed under the round: {e}", file.name);
                     continue;
@@ -497,11 +504,21 @@ impl Maintenance {
         made
     }
 
-    async fn drop_surplus_copy(&self, name: &str) -> Result<()> {
-        let (_, freed) = self.ctx.vault.release(name).await?;
-        self.replicator.stop_providing(name).await;
+    /// Drops this node's copy of `file`: of the name if it is the current
+    /// version, of that version's own chunks only if it is `superseded` (what
+    /// it shares with the name's other versions stays for them).
+    async fn drop_surplus_copy(&self, file: &FileSummary, superseded: bool) -> Result<()> {
+        let name = &file.name;
+        let freed = if superseded {
+            (self.ctx.vault.release_version(name, file.version).await?).1
+        } else {
+            let (_, freed) = self.ctx.vault.release(name).await?;
+            self.replicator.stop_providing(name).await;
+            freed
+        };
         tracing::info!(
-            "dropped a surplus copy of {name:?} ({freed} bytes): enough better-placed nodes hold it"
+            "dropped a surplus copy of {name:?} (version {}, {freed} bytes): enough better-placed nodes hold it",
+            file.version.label()
         );
         Ok(())
     }

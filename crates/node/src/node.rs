@@ -56,7 +56,7 @@ pub(crate) struct Inner {
     /// The handles every component shares (see [`crate::context`]).
     pub(crate) ctx: Arc<Context>,
     pub(crate) replicator: Replicator,
-    syncer: Syncer,
+    pub(crate) syncer: Syncer,
     cluster: Cluster,
     /// The last hour of traffic (see [`crate::throughput`]).
     throughput: Throughput,
@@ -124,6 +124,7 @@ impl Node {
                 chunk_size: config.chunk_size,
                 content_defined_chunks: config.content_defined_chunks,
                 capacity_bytes: quota_bytes,
+                retention: config.versions,
             },
             lock,
         )

@@ -76,23 +76,22 @@ impl Replicator {
         Replicator { ctx }
     }
 
-    /// The sealed catalogue entry of `manifest`, to offer to peers. A name written
-    /// again since `manifest` was read has a newer entry, which a peer would answer
-    /// for with the newer version's chunks: that is refused here, and the newer
-    /// version is copied on its own (its writer, or the next repair round).
+    /// The sealed catalogue record of `manifest`'s version, to offer to peers
+    /// (the current version of its name, or one kept in history: old versions
+    /// keep their copies too).
     pub(crate) async fn sealed(&self, manifest: &Manifest) -> Result<SealedEntry> {
         let name_id = self.ctx.vault.name_id(&manifest.name);
-        let mut entries = self.ctx.vault.sealed_entries(vec![name_id]).await?;
-        let (name_id, sealed) = entries
-            .pop()
-            .ok_or_else(|| NodeError::Invalid("the file vanished from the catalogue".into()))?;
-        // Read after the entry: a newer entry means a newer version here too.
-        if self.ctx.vault.version_of(&name_id) != Some(manifest.version) {
-            return Err(NodeError::Invalid(format!(
-                "{:?} was written again meanwhile; its newer version is copied on its own",
+        let mut entries = self
+            .ctx
+            .vault
+            .sealed_records(vec![(name_id, manifest.version)])
+            .await?;
+        let (name_id, sealed) = entries.pop().ok_or_else(|| {
+            NodeError::Invalid(format!(
+                "that version of {:?} is no longer kept",
                 manifest.name
-            )));
-        }
+            ))
+        })?;
         Ok(SealedEntry { name_id, sealed })
     }
 

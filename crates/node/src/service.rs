@@ -188,6 +188,18 @@ impl Responder {
                     Err(e) => Response::Error(e.to_string()),
                 }
             }
+            Request::FetchRecords { mut records } => {
+                records.truncate(ENTRIES_PER_MESSAGE);
+                match vault.sealed_records(records).await {
+                    Ok(found) => Response::Entries {
+                        entries: found
+                            .into_iter()
+                            .map(|(name_id, sealed)| SealedEntry { name_id, sealed })
+                            .collect(),
+                    },
+                    Err(e) => Response::Error(e.to_string()),
+                }
+            }
             Request::Announce { mut entries } => {
                 entries.truncate(ENTRIES_PER_MESSAGE);
                 self.syncer.apply_from(peer, entries).await;
@@ -244,10 +256,9 @@ impl Responder {
         };
         // The placement wants a copy here: an extra one becomes a regular one.
         self.ctx.extras.remove(&entry.name_id);
-        if vault
-            .version_of(&entry.name_id)
-            .is_some_and(|held| held > manifest.version)
-        {
+        // An older version is kept as history and copied like the current one,
+        // unless it is past the retention (then it was not kept).
+        if !vault.has_record(&entry.name_id, &manifest.version) {
             return Response::Refused(Refusal::Superseded);
         }
         let missing = match vault.missing_chunks(&manifest).await {

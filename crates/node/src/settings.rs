@@ -54,6 +54,9 @@ pub struct NodeConfig {
     pub maintenance: MaintenanceConfig,
     /// How long deletions are remembered.
     pub tombstone_retention: Duration,
+    /// Which superseded versions of a name are kept (see
+    /// `peervault_store::history`); every node of a vault should use the same.
+    pub versions: peervault_store::Retention,
     /// Bandwidth limits, node-wide (see [`crate::bandwidth`]); changeable at run
     /// time with [`crate::Node::set_limits`].
     pub limits: crate::bandwidth::RateLimits,
@@ -90,6 +93,7 @@ impl NodeConfig {
             sync_interval: DEFAULT_SYNC_INTERVAL,
             maintenance: MaintenanceConfig::default(),
             tombstone_retention: peervault_store::DEFAULT_TOMBSTONE_RETENTION,
+            versions: peervault_store::Retention::default(),
             limits: crate::bandwidth::RateLimits::default(),
         }
     }

@@ -3,11 +3,13 @@
 //! A sync with one peer is one round trip plus what actually differs:
 //!
 //! 1. We send our 256 bucket digests. The peer answers with the buckets whose
-//!    digests differ and its `(name id, version)` in those buckets.
-//! 2. We fetch the records for which the peer has a newer version (or we have none)
-//!    and apply them; versions are totally ordered, so every node keeps the same
-//!    winner of concurrent writes.
-//! 3. We push the records in those buckets for which we are newer.
+//!    digests differ and its records `(name id, version)` in those buckets, the
+//!    current version of each name and those kept in its history.
+//! 2. We fetch the records we lack and apply them: the greatest version of a name
+//!    is its current entry, the others are its history (see
+//!    `peervault_store::history`). Versions are totally ordered, so every node
+//!    keeps the same winner of concurrent writes, and the loser in its history.
+//! 3. We push the records in those buckets that the peer lacks.
 //!
 //! Both sides run this on connect and every sync interval, and every local change
 //! is announced to all connected peers at once, so changes spread immediately and
@@ -26,7 +28,7 @@
 //! crosses the network while the last one is applied, and the records applied from
 //! one message are passed on to the other peers in one message.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -119,22 +121,22 @@ impl Syncer {
             };
         let me = self.membership();
         let mut stats = SyncStats::default();
-        let newer_there: Vec<NameId> = theirs
+        let lacking_here: Vec<(NameId, Version)> = theirs
             .iter()
-            .filter(|(id, v)| vault.version_of(id).is_none_or(|mine| mine < *v))
-            .map(|(id, _)| *id)
+            .filter(|(id, v)| !vault.has_record(id, v))
+            .copied()
             .collect();
         // Owned batches and node handles: a stream borrowing them would make this
         // future's type too general for the compiler to prove it `Send`.
-        let batches: Vec<Vec<NameId>> = newer_there
+        let batches: Vec<Vec<(NameId, Version)>> = lacking_here
             .chunks(ENTRIES_PER_MESSAGE)
-            .map(<[NameId]>::to_vec)
+            .map(<[(NameId, Version)]>::to_vec)
             .collect();
         let mut fetches = stream::iter(batches)
-            .map(|ids| {
+            .map(|records| {
                 let node = self.clone();
                 async move {
-                    let request = Request::FetchEntries { ids };
+                    let request = Request::FetchRecords { records };
                     node.ctx.ask(peer, &request, CONTROL_TIMEOUT).await
                 }
             })
@@ -147,11 +149,11 @@ impl Syncer {
             stats.fetched += entries.len();
             stats.applied += self.apply_from(peer, entries).await;
         }
-        let their_versions: HashMap<NameId, _> = theirs.into_iter().collect();
+        let their_records: HashSet<(NameId, Version)> = theirs.into_iter().collect();
         let mut newer_here: Vec<(NameId, Version)> = vault
             .versions_in(&buckets)
             .into_iter()
-            .filter(|(id, mine)| their_versions.get(id).is_none_or(|theirs| theirs < mine))
+            .filter(|record| !their_records.contains(record))
             .collect();
         // Back after longer than the tombstone retention: a record this peer lacks
         // that is older than our last sync was deleted while we were away (its
@@ -161,22 +163,22 @@ impl Syncer {
         if judge && their_start < me.last_synced_ms {
             let mut kept = Vec::with_capacity(newer_here.len());
             for (id, version) in newer_here {
-                let gone_there =
-                    !their_versions.contains_key(&id) && version.unix_millis() < me.last_synced_ms;
+                let gone_there = !their_records.contains(&(id, version))
+                    && version.unix_millis() < me.last_synced_ms;
                 if !gone_there {
                     kept.push((id, version));
                     continue;
                 }
-                match vault.forget_entry(id).await {
+                match vault.forget_entry(id, version).await {
                     Ok(()) => stats.forgotten += 1,
                     Err(e) => tracing::warn!("could not forget a deleted record: {e}"),
                 }
             }
             newer_here = kept;
         }
-        let newer_here: Vec<NameId> = match kind {
+        let newer_here: Vec<(NameId, Version)> = match kind {
             SyncKind::Connect if !me.resyncing => Vec::new(),
-            _ => newer_here.into_iter().map(|(id, _)| id).collect(),
+            _ => newer_here,
         };
         for batch in newer_here.chunks(ENTRIES_PER_MESSAGE) {
             let entries = self.sealed_batch(batch).await?;
@@ -224,20 +226,16 @@ impl Syncer {
         for (result, sealed) in results.into_iter().zip(entries) {
             match result {
                 Ok(remote) if remote.applied => {
-                    if let CatalogueEntry::Deleted(gone) = &remote.entry {
+                    if let (true, CatalogueEntry::Deleted(gone)) = (remote.current, &remote.entry) {
                         self.replicator.stop_providing(&gone.name).await;
                     }
                     forward.push(sealed);
                 }
                 Ok(remote) => {
                     let name_id = self.ctx.vault.name_id(remote.entry.name());
-                    if self
-                        .ctx
-                        .vault
-                        .version_of(&name_id)
-                        .is_some_and(|held| held > remote.entry.version())
-                    {
-                        // An old version (a replay, or a peer far behind): ignored.
+                    if !self.ctx.vault.has_record(&name_id, &remote.entry.version()) {
+                        // A version past the retention (from a peer far behind,
+                        // or one that has yet to expire it): not kept.
                         self.ctx.metrics.stale_records.inc();
                     }
                 }
@@ -263,12 +261,12 @@ impl Syncer {
 
     async fn sealed_batch(
         &self,
-        ids: &[NameId],
+        records: &[(NameId, Version)],
     ) -> std::result::Result<Vec<SealedEntry>, PeerError> {
         Ok(self
             .ctx
             .vault
-            .sealed_entries(ids.to_vec())
+            .sealed_records(records.to_vec())
             .await
             .map_err(|e| PeerError::Local {
                 reason: e.to_string(),
@@ -284,8 +282,11 @@ impl Syncer {
         let node = self.clone();
         let skip = skip.to_vec();
         let name_id = self.ctx.vault.name_id(name);
+        let Some(version) = self.ctx.vault.version_of(&name_id) else {
+            return;
+        };
         self.ctx.spawn(async move {
-            match node.sealed_batch(&[name_id]).await {
+            match node.sealed_batch(&[(name_id, version)]).await {
                 Ok(entries) => node.send_announce(entries, &skip).await,
                 Err(e) => tracing::warn!("cannot announce a change: {e}"),
             }

@@ -47,6 +47,10 @@ pub enum Request {
     Holdings { files: Vec<(NameId, Version)> },
     /// "How full are you, and what do you hold?" (the vault view, `/api/cluster`)
     Info,
+    /// "Send me these versions" (current or kept in history): the sync's fetch.
+    /// `FetchEntries` (current records by name id) is still answered for nodes
+    /// that predate history.
+    FetchRecords { records: Vec<(NameId, Version)> },
 }
 
 /// A node's own figures, as the vault view shows them.
@@ -75,7 +79,7 @@ pub enum Holding {
 pub enum Refusal {
     /// Not enough quota for the chunks it lacks.
     Quota { needed: u64, available: u64 },
-    /// It holds a newer version of the name.
+    /// The version offered is past the retention of old versions: not kept.
     Superseded,
     /// The data failed verification.
     Invalid(String),
@@ -89,7 +93,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Quota { needed, available } => {
                 write!(f, "quota full (needs {needed} bytes, {available} free)")
             }
-            Refusal::Superseded => f.write_str("it holds a newer version of that name"),
+            Refusal::Superseded => f.write_str("that version is past the retention of old versions"),
             Refusal::Invalid(why) => write!(f, "the data failed verification: {why}"),
             Refusal::Other(why) => f.write_str(why),
         }
@@ -391,6 +395,9 @@ mod tests {
                 files: vec![(NameId([4; 32]), version)],
             },
             Request::Info,
+            Request::FetchRecords {
+                records: vec![(NameId([6; 32]), version)],
+            },
         ];
         for r in requests {
             assert_eq!(Request::decode(&r.encode()).unwrap(), r);

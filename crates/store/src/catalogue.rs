@@ -610,21 +610,33 @@ impl Catalogue {
     /// Sealed records of the given versions, current or in history, as stored
     /// (missing ones are left out).
     pub fn sealed_records(&self, wanted: &[(NameId, Version)]) -> Result<Vec<(NameId, Vec<u8>)>> {
+        Ok(wanted
+            .iter()
+            .zip(self.sealed_records_each(wanted)?)
+            .filter_map(|((id, _), sealed)| Some((*id, sealed?)))
+            .collect())
+    }
+
+    /// The sealed record of each of the given versions, in order (`None` if not
+    /// held), in one read transaction.
+    pub fn sealed_records_each(&self, wanted: &[(NameId, Version)]) -> Result<Vec<Option<Vec<u8>>>> {
         let txn = self.db.begin_read()?;
         let catalogue = txn.open_table(CATALOGUE)?;
         let history = txn.open_table(HISTORY)?;
         let mut out = Vec::with_capacity(wanted.len());
         for (id, version) in wanted {
             if let Some(sealed) = history.get(history::key(id, version))? {
-                out.push((*id, sealed.value().to_vec()));
+                out.push(Some(sealed.value().to_vec()));
                 continue;
             }
-            if let Some(sealed) = catalogue.get(id.0)? {
-                let entry = self.open_entry(id, sealed.value())?;
-                if entry.version() == *version {
-                    out.push((*id, sealed.value().to_vec()));
+            let current = match catalogue.get(id.0)? {
+                Some(sealed) => {
+                    let entry = self.open_entry(id, sealed.value())?;
+                    (entry.version() == *version).then(|| sealed.value().to_vec())
                 }
-            }
+                None => None,
+            };
+            out.push(current);
         }
         Ok(out)
     }

@@ -243,34 +243,17 @@ impl Vault {
         .await
     }
 
-    /// For each `(name id, version)`: true if this node's entry for the name is that
-    /// version, a live file, and every chunk of it is held here.
+    /// For each `(name id, version)`: true if this node keeps that version of the
+    /// name (current or in history), it is a file, and every chunk of it is held here.
     pub async fn holds_versions(&self, files: Vec<(NameId, Version)>) -> Result<Vec<bool>> {
         self.blocking(move |inner| {
-            let current = {
-                let index = inner.index.lock().unwrap_or_else(|p| p.into_inner());
-                files
-                    .iter()
-                    .map(|(id, v)| index.version(id) == Some(*v))
-                    .collect::<Vec<_>>()
-            };
             // One read transaction for the records, one for the chunks.
-            let wanted: Vec<NameId> = files
-                .iter()
-                .zip(&current)
-                .filter(|(_, is_current)| **is_current)
-                .map(|((id, _), _)| *id)
-                .collect();
-            let sealed: std::collections::HashMap<NameId, Vec<u8>> = inner
-                .catalogue
-                .sealed_entries(&wanted)?
-                .into_iter()
-                .collect();
+            let sealed = inner.catalogue.sealed_records_each(&files)?;
             let view = inner.catalogue.chunk_view()?;
             let mut held = Vec::with_capacity(files.len());
-            for ((id, _), is_current) in files.iter().zip(current) {
-                let complete = match sealed.get(id).filter(|_| is_current) {
-                    Some(bytes) => match inner.catalogue.open_sealed(id, bytes)? {
+            for ((id, _), sealed) in files.iter().zip(sealed) {
+                let complete = match sealed {
+                    Some(bytes) => match inner.catalogue.open_sealed(id, &bytes)? {
                         CatalogueEntry::File(m) => missing_in(&view, &m.chunks)?.is_empty(),
                         CatalogueEntry::Deleted(_) => false,
                     },

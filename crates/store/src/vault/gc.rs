@@ -73,6 +73,19 @@ impl Vault {
         .await
     }
 
+    /// Drops this node's copy of `version` of `name` (kept in history): the
+    /// chunks no other version or file uses. Returns the chunks removed and the
+    /// bytes freed.
+    pub async fn release_version(&self, name: &str, version: Version) -> Result<(usize, u64)> {
+        let name = name.to_string();
+        self.blocking(move |inner| {
+            let manifest = inner.version_manifest(&name, version)?;
+            let only_here = inner.catalogue.referenced_once(&manifest.chunks)?;
+            inner.forget_chunks(&only_here)
+        })
+        .await
+    }
+
     /// Files of which this node holds some chunks but not all, and whose held
     /// chunks no file held completely here uses: what is left of a copy whose
     /// transfer broke off (a chunk refused, a peer gone mid-way). Each comes with
