@@ -75,7 +75,7 @@ pub use peervault_net::{Endpoint, PeerId};
 pub use peervault_store::files;
 pub use peervault_store::{
     BlobLocation, ChunkId, ChunkProblem, DEFAULT_TOMBSTONE_RETENTION, DeleteOutcome, FileMeta,
-    FileReader, KdfParams, KeySource, NetworkKey, StoreError, SweepReport, VerifyReport,
+    FileReader, KdfParams, KeySource, NetworkKey, Retention, StoreError, SweepReport, VerifyReport,
     direct::QueuedWriter,
 };
 pub use quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};

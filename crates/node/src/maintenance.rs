@@ -459,7 +459,12 @@ impl Maintenance {
                 .into_iter()
                 .filter(|p| !others.contains(p))
                 .collect();
-            let manifest = match self.ctx.vault.manifest_version(&file.name, file.version).await {
+            let manifest = match self
+                .ctx
+                .vault
+                .manifest_version(&file.name, file.version)
+                .await
+            {
                 // Expired since the summaries were read: nothing to copy.
                 Ok(manifest) => manifest,
                 Err(e) => {

@@ -532,6 +532,14 @@ impl Node {
         QuotaStatus::new(usage.used_bytes, usage.limit_bytes)
     }
 
+    /// [`Node::quota`] with the bytes only old versions use counted apart
+    /// (a pass over the history: for the `quota` command, not for polling).
+    pub async fn quota_in_detail(&self) -> Result<QuotaStatus> {
+        let mut quota = self.quota();
+        quota.old_versions_bytes = Some(self.inner.ctx.vault.history_bytes().await?);
+        Ok(quota)
+    }
+
     /// Fails early if `size` more bytes cannot be stored.
     pub fn check_fits(&self, size: u64) -> Result<()> {
         Ok(self.inner.ctx.vault.check_fits(size)?)

@@ -96,6 +96,10 @@ pub struct QuotaStatus {
     pub available_bytes: u64,
     /// 0-100 (may exceed 100 if the quota was lowered below usage).
     pub utilization_percent: f64,
+    /// Of `used_bytes`, what only old versions (kept in history) use: shown by
+    /// `quota`, absent where it was not counted (status, metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_versions_bytes: Option<u64>,
 }
 
 impl QuotaStatus {
@@ -109,6 +113,7 @@ impl QuotaStatus {
             } else {
                 used as f64 * 100.0 / total as f64
             },
+            old_versions_bytes: None,
         }
     }
 }

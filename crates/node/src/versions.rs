@@ -123,11 +123,14 @@ impl Node {
                  peervault restore {name} --version V"
             )));
         }
-        let newest = entries.iter().find(|e| e.as_file().is_some()).ok_or_else(|| {
-            NodeError::Invalid(format!(
-                "no version of {name} is kept any more (they expired); nothing to bring back"
-            ))
-        })?;
+        let newest = entries
+            .iter()
+            .find(|e| e.as_file().is_some())
+            .ok_or_else(|| {
+                NodeError::Invalid(format!(
+                    "no version of {name} is kept any more (they expired); nothing to bring back"
+                ))
+            })?;
         self.revive(name, newest.version()).await
     }
 

@@ -93,7 +93,9 @@ impl std::fmt::Display for Refusal {
             Refusal::Quota { needed, available } => {
                 write!(f, "quota full (needs {needed} bytes, {available} free)")
             }
-            Refusal::Superseded => f.write_str("that version is past the retention of old versions"),
+            Refusal::Superseded => {
+                f.write_str("that version is past the retention of old versions")
+            }
             Refusal::Invalid(why) => write!(f, "the data failed verification: {why}"),
             Refusal::Other(why) => f.write_str(why),
         }

@@ -17,7 +17,7 @@ use std::os::fd::AsFd;
 use futures::StreamExt;
 use peervault_node::{
     CleanReport, CopyProgress, DeleteOutcome, DiscoveryStatus, FileCheck, FileInfo, FileMeta,
-    GcSummary, MetricsSnapshot, Node, NodeStatus, PeerStatus, QuotaStatus, RateLimits,
+    GcSummary, MetricsSnapshot, Node, NodeStatus, PeerStatus, QuotaStatus, RateLimits, VersionInfo,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -66,6 +66,12 @@ pub(crate) trait Operations {
     async fn list(&self) -> anyhow::Result<Vec<FileInfo>>;
     async fn stat(&self, name: &str) -> anyhow::Result<FileInfo>;
     async fn delete(&self, name: &str) -> anyhow::Result<DeleteOutcome>;
+    /// Every version of `name` kept, newest first.
+    async fn versions(&self, name: &str) -> anyhow::Result<Vec<VersionInfo>>;
+    /// Makes the newest version of a deleted name current again.
+    async fn undelete(&self, name: &str) -> anyhow::Result<FileInfo>;
+    /// Makes `version` (a label, or its first digits) of `name` current again.
+    async fn restore(&self, name: &str, version: &str) -> anyhow::Result<FileInfo>;
     /// Fails if `size` more bytes cannot be stored here. Only a node in this
     /// process can say before a store; through the socket the store itself is
     /// refused (before any byte is sent, given the size).
@@ -83,33 +89,68 @@ pub(crate) trait Operations {
     /// Reads `name` into a file being downloaded (committed by the caller).
     async fn read_into(
         &self,
-        name: &str,
+        name: Wanted<'_>,
         target: &mut Download,
         progress: ReadProgress<'_>,
     ) -> anyhow::Result<FileInfo>;
     /// Reads `name` to `sink`.
     async fn read_to<W: AsyncWrite + Unpin + Send>(
         &self,
-        name: &str,
+        name: Wanted<'_>,
         sink: &mut W,
         progress: ReadProgress<'_>,
     ) -> anyhow::Result<FileInfo>;
     /// Reads `name` to standard output.
     async fn read_to_stdout(
         &self,
-        name: &str,
+        name: Wanted<'_>,
         progress: ReadProgress<'_>,
     ) -> anyhow::Result<FileInfo>;
+}
+
+/// Which file a read wants: a name, and one of its versions (by label, or
+/// the first digits of one), or the current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted<'a> {
+    pub name: &'a str,
+    pub version: Option<&'a str>,
+}
+
+impl<'a> Wanted<'a> {
+    /// `version` of `name`, or its current version if `None`.
+    pub fn version(name: &'a str, version: Option<&'a str>) -> Self {
+        Self { name, version }
+    }
+}
+
+impl<'a> From<&'a str> for Wanted<'a> {
+    fn from(name: &'a str) -> Self {
+        Self::version(name, None)
+    }
+}
+
+/// Opens `wanted` on `node` for reading.
+pub async fn open_wanted(
+    node: &Node,
+    wanted: Wanted<'_>,
+) -> Result<peervault_node::FileReader, peervault_node::NodeError> {
+    match wanted.version {
+        None => node.get(wanted.name).await,
+        Some(label) => {
+            let version = node.find_version(wanted.name, label).await?;
+            node.get_version(wanted.name, version).await
+        }
+    }
 }
 
 /// Streams the verified bytes of `name` from `node` into `sink`.
 async fn copy_out<W: AsyncWrite + Unpin>(
     node: &Node,
-    name: &str,
+    name: Wanted<'_>,
     sink: &mut W,
     progress: ReadProgress<'_>,
 ) -> anyhow::Result<FileInfo> {
-    let mut reader = node.get(name).await?;
+    let mut reader = open_wanted(node, name).await?;
     let info = FileInfo::new(reader.manifest(), true, 1);
     let mut done = 0u64;
     while let Some(piece) = reader.next().await {
@@ -162,7 +203,7 @@ impl Operations for Node {
 
     async fn read_into(
         &self,
-        name: &str,
+        name: Wanted<'_>,
         target: &mut Download,
         progress: ReadProgress<'_>,
     ) -> anyhow::Result<FileInfo> {
@@ -171,7 +212,7 @@ impl Operations for Node {
 
     async fn read_to<W: AsyncWrite + Unpin + Send>(
         &self,
-        name: &str,
+        name: Wanted<'_>,
         sink: &mut W,
         progress: ReadProgress<'_>,
     ) -> anyhow::Result<FileInfo> {
@@ -180,7 +221,7 @@ impl Operations for Node {
 
     async fn read_to_stdout(
         &self,
-        name: &str,
+        name: Wanted<'_>,
         progress: ReadProgress<'_>,
     ) -> anyhow::Result<FileInfo> {
         copy_out(self, name, &mut tokio::io::stdout(), progress).await
@@ -203,7 +244,7 @@ impl Operations for Node {
     }
 
     async fn quota(&self) -> anyhow::Result<QuotaStatus> {
-        Ok(Node::quota(self))
+        Ok(Node::quota_in_detail(self).await?)
     }
 
     async fn set_quota(&self, bytes: u64) -> anyhow::Result<QuotaStatus> {
@@ -259,6 +300,19 @@ impl Operations for Node {
     async fn delete(&self, name: &str) -> anyhow::Result<DeleteOutcome> {
         Ok(Node::delete(self, name).await?)
     }
+
+    async fn versions(&self, name: &str) -> anyhow::Result<Vec<VersionInfo>> {
+        Ok(Node::versions(self, name).await?)
+    }
+
+    async fn undelete(&self, name: &str) -> anyhow::Result<FileInfo> {
+        Ok(Node::undelete(self, name).await?)
+    }
+
+    async fn restore(&self, name: &str, version: &str) -> anyhow::Result<FileInfo> {
+        let version = self.find_version(name, version).await?;
+        Ok(Node::restore(self, name, version).await?)
+    }
 }
 
 /// The error for a reply of the wrong kind.
@@ -308,7 +362,7 @@ impl Operations for Client {
 
     async fn read_into(
         &self,
-        name: &str,
+        name: Wanted<'_>,
         target: &mut Download,
         progress: ReadProgress<'_>,
     ) -> anyhow::Result<FileInfo> {
@@ -322,7 +376,7 @@ impl Operations for Client {
 
     async fn read_to<W: AsyncWrite + Unpin + Send>(
         &self,
-        name: &str,
+        name: Wanted<'_>,
         sink: &mut W,
         progress: ReadProgress<'_>,
     ) -> anyhow::Result<FileInfo> {
@@ -331,7 +385,7 @@ impl Operations for Client {
 
     async fn read_to_stdout(
         &self,
-        name: &str,
+        name: Wanted<'_>,
         progress: ReadProgress<'_>,
     ) -> anyhow::Result<FileInfo> {
         Ok(if stdout_is_a_file() {
@@ -427,6 +481,28 @@ impl Operations for Client {
             name: name.to_string(),
         };
         ask!(self, request, Response::Deleted { name, freed_bytes } => DeleteOutcome { name, freed_bytes })
+    }
+
+    async fn versions(&self, name: &str) -> anyhow::Result<Vec<VersionInfo>> {
+        let request = Request::Versions {
+            name: name.to_string(),
+        };
+        ask!(self, request, Response::Versions { versions } => versions)
+    }
+
+    async fn undelete(&self, name: &str) -> anyhow::Result<FileInfo> {
+        let request = Request::Undelete {
+            name: name.to_string(),
+        };
+        ask!(self, request, Response::File { file } => file)
+    }
+
+    async fn restore(&self, name: &str, version: &str) -> anyhow::Result<FileInfo> {
+        let request = Request::Restore {
+            name: name.to_string(),
+            version: version.to_string(),
+        };
+        ask!(self, request, Response::File { file } => file)
     }
 }
 

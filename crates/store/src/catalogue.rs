@@ -619,7 +619,10 @@ impl Catalogue {
 
     /// The sealed record of each of the given versions, in order (`None` if not
     /// held), in one read transaction.
-    pub fn sealed_records_each(&self, wanted: &[(NameId, Version)]) -> Result<Vec<Option<Vec<u8>>>> {
+    pub fn sealed_records_each(
+        &self,
+        wanted: &[(NameId, Version)],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
         let txn = self.db.begin_read()?;
         let catalogue = txn.open_table(CATALOGUE)?;
         let history = txn.open_table(HISTORY)?;

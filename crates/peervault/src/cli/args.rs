@@ -216,6 +216,17 @@ pub struct NodeArgs {
     #[arg(long, value_name = "DURATION", help_heading = MAINTENANCE)]
     pub tombstone_retention: Option<String>,
 
+    /// Old versions of each file kept after overwrites, whatever their age
+    /// (0 for none) [default: 10]. Use the same on every node.
+    #[arg(long, value_name = "N", help_heading = MAINTENANCE)]
+    pub keep_versions: Option<u32>,
+
+    /// Old versions (and deleted files) are kept at least this long after they
+    /// were replaced or deleted; 0 for no time [default: 30d]. Whichever of this
+    /// and --keep-versions keeps more applies. Use the same on every node.
+    #[arg(long, value_name = "DURATION", help_heading = MAINTENANCE)]
+    pub version_retention: Option<String>,
+
     /// Run three nodes in this process with a temporary vault and show what
     /// PeerVault does (store, replicate, lose a node, read, delete, metrics), then exit.
     #[arg(long)]
@@ -313,8 +324,12 @@ pub enum Command {
         dest: Option<PathBuf>,
         /// Write every file under NAME/ into the folder given with -o, as it
         /// was stored (modes, times, links).
-        #[arg(long, short = 'r')]
+        #[arg(long, short = 'r', conflicts_with = "version")]
         recursive: bool,
+        /// Read this old version (its label from `peervault versions NAME`, or
+        /// its first 4 or more digits) instead of the current one.
+        #[arg(long, value_name = "V")]
+        version: Option<String>,
         /// Replace an existing file at the destination without asking.
         // No -f: a short letter makes Go-style words such as -frobnicate parse
         // as -f.
@@ -348,6 +363,30 @@ pub enum Command {
         /// Do not ask for confirmation (required when not on a terminal).
         #[arg(short = 'y', long)]
         yes: bool,
+    },
+    /// List the versions of a file kept by the vault, newest first (overwrites
+    /// and deletes keep the versions before them; see --keep-versions).
+    Versions {
+        /// Name in the vault.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring back a deleted file: its newest version becomes current again, on
+    /// every node.
+    Undelete {
+        /// Name in the vault.
+        name: String,
+    },
+    /// Make an old version of a file current again (a new write, so the
+    /// version it replaces is kept in turn).
+    Restore {
+        /// Name in the vault.
+        name: String,
+        /// The version to bring back (from `peervault versions NAME`).
+        #[arg(long, value_name = "V", required = true)]
+        version: String,
     },
     /// Print a code that lets another node join this vault (`peervault -join CODE`).
     /// Anyone holding it can join and read everything: send it only where you trust.

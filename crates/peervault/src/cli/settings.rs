@@ -53,6 +53,8 @@ pub struct ConfigFile {
     pub gc_grace: Option<String>,
     pub repair_delay: Option<String>,
     pub tombstone_retention: Option<String>,
+    pub keep_versions: Option<u32>,
+    pub version_retention: Option<String>,
     pub max_peers: Option<usize>,
     pub sync_interval: Option<String>,
 }
@@ -462,6 +464,31 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         "tombstone-retention",
         DEFAULT_TOMBSTONE_RETENTION,
     )?;
+    let mut versions = peervault_node::Retention::default();
+    if let Some((n, _)) = pick(
+        node.keep_versions,
+        file.keep_versions,
+        "keep-versions",
+        config,
+    ) {
+        versions.keep_versions = n;
+    }
+    if let Some((text, origin)) = pick(
+        node.version_retention.clone(),
+        file.version_retention.clone(),
+        "version-retention",
+        config,
+    ) {
+        versions.keep_for = match text.trim() {
+            "0" => Duration::ZERO,
+            text => humantime::parse_duration(text).map_err(|e| {
+                invalid(
+                    &origin,
+                    format!("{text:?} is not a duration ({e}); examples: 30d, 12h, 0"),
+                )
+            })?,
+        };
+    }
     let max_peers = match pick(node.max_peers, file.max_peers, "max-peers", config) {
         Some((0, origin)) => {
             return Err(invalid(
@@ -495,6 +522,7 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
     node_config.replicas = replicas;
     node_config.maintenance = maintenance;
     node_config.tombstone_retention = tombstone_retention;
+    node_config.versions = versions;
     node_config.sync_interval = sync_interval;
     node_config.limits = limits;
     Ok(NodeSettings {

@@ -13,7 +13,7 @@ use peervault_node::{FileInfo, HumanSize};
 
 use super::{Console, Surface};
 use crate::atomic_file::Download;
-use crate::ops::Operations;
+use crate::ops::{Operations, Wanted};
 use crate::progress::Progress;
 
 /// Files up to this size that are text are shown by `get` at the prompt when no
@@ -22,7 +22,7 @@ const PRINT_LIMIT_BYTES: u64 = 64 * 1024;
 
 pub async fn run(
     ops: &impl Operations,
-    name: &str,
+    wanted: Wanted<'_>,
     output: Option<&Path>,
     force: bool,
     quiet: bool,
@@ -40,20 +40,23 @@ pub async fn run(
     let on_terminal = output.is_none()
         && (console.surface() == Surface::Prompt || std::io::stdout().is_terminal());
     match output.filter(|p| p.as_os_str() != "-") {
-        None if on_terminal => show_text(ops, name).await?,
+        None if on_terminal => show_text(ops, wanted).await?,
         None => {
-            ops.read_to_stdout(name, &mut show).await?;
+            ops.read_to_stdout(wanted, &mut show).await?;
         }
         Some(dest) => {
-            // A missing name fails before any question about the destination.
-            ops.stat(name).await?;
+            // A missing name fails before any question about the destination
+            // (an old version may be of a name deleted since: the read says).
+            if wanted.version.is_none() {
+                ops.stat(wanted.name).await?;
+            }
             if !may_replace(dest, force, console)? {
                 say!("Kept {}.", dest.display());
                 return Ok(ExitCode::SUCCESS);
             }
             let made = make_parents(dest)
                 .with_context(|| format!("cannot make the folders of {}", dest.display()))?;
-            let written = download(ops, name, dest, &mut show).await;
+            let written = download(ops, wanted, dest, &mut show).await;
             if let Some(bar) = &bar {
                 bar.finish();
             }
@@ -72,7 +75,7 @@ pub async fn run(
 /// Reads `name` into `dest`, which is complete or untouched at the end.
 pub(super) async fn download(
     ops: &impl Operations,
-    name: &str,
+    name: Wanted<'_>,
     dest: &Path,
     show: crate::ops::ReadProgress<'_>,
 ) -> anyhow::Result<FileInfo> {
@@ -133,16 +136,24 @@ fn remove_made(made: &[PathBuf]) {
 
 /// At the prompt without a destination: a short text file is shown; anything
 /// else needs one.
-async fn show_text(ops: &impl Operations, name: &str) -> anyhow::Result<()> {
-    let info = ops.stat(name).await?;
-    if info.size > PRINT_LIMIT_BYTES {
+async fn show_text(ops: &impl Operations, wanted: Wanted<'_>) -> anyhow::Result<()> {
+    let name = wanted.name;
+    let size = match wanted.version {
+        None => ops.stat(name).await?.size,
+        Some(label) => {
+            let versions = ops.versions(name).await?;
+            let version = versions.iter().find(|v| v.version.starts_with(label));
+            version.map_or(0, |v| v.size)
+        }
+    };
+    if size > PRINT_LIMIT_BYTES {
         bail!(
             "'{name}' is {} (too long to show); give a destination: get {name} <path> (-o - writes it here anyway)",
-            HumanSize(info.size)
+            HumanSize(size)
         );
     }
     let mut bytes = Vec::new();
-    ops.read_to(name, &mut bytes, &mut |_, _| {}).await?;
+    ops.read_to(wanted, &mut bytes, &mut |_, _| {}).await?;
     if !is_printable_text(&bytes) {
         bail!(
             "'{name}' is {} of binary data; give a destination: get {name} <path> (-o - writes it here anyway)",

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use crate::cli::args::Command;
 use crate::control::client::Client;
-use crate::ops::Operations;
+use crate::ops::{Operations, Wanted};
 use crate::ui;
 
 /// `println!` for command output, except that a closed pipe (`peervault ls | head`)
@@ -48,6 +48,7 @@ mod status;
 mod transfer;
 mod tree;
 mod verify;
+mod versions;
 
 /// Where a command runs: what differs between the two is here, nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +135,7 @@ pub(crate) async fn run_on(
             recursive: true,
             force,
             quiet,
+            ..
         } => {
             let Some(out) = output.or(dest) else {
                 anyhow::bail!("get -r writes a tree into a folder: give one with -o DIR");
@@ -144,12 +146,14 @@ pub(crate) async fn run_on(
             name,
             output,
             dest,
+            version,
             force,
             quiet,
             ..
         } => {
             let output = output.or(dest);
-            get::run(ops, &name, output.as_deref(), force, quiet, console).await
+            let wanted = Wanted::version(&name, version.as_deref());
+            get::run(ops, wanted, output.as_deref(), force, quiet, console).await
         }
         Command::Ls {
             prefix,
@@ -162,6 +166,9 @@ pub(crate) async fn run_on(
             yes,
         } => tree::rm(ops, &name, yes, console).await,
         Command::Rm { name, yes, .. } => rm::run(ops, &name, yes, console).await,
+        Command::Versions { name, json } => versions::list(ops, &name, json).await,
+        Command::Undelete { name } => versions::undelete(ops, &name).await,
+        Command::Restore { name, version } => versions::restore(ops, &name, &version).await,
         Command::Clean { names, yes } => rm::clean(ops, &names, yes, console).await,
         Command::Status { json } => status::run(ops, json).await,
         Command::Invite { json } => invite::run(ops, json, console).await,

@@ -309,7 +309,10 @@ pub async fn get(
                         .with_context(|| format!("cannot replace {}", path.display()))?;
                 }
                 let before = done;
-                super::get::download(ops, &f.name, path, &mut |n, _| bar.set(before + n)).await?;
+                super::get::download(ops, f.name.as_str().into(), path, &mut |n, _| {
+                    bar.set(before + n)
+                })
+                .await?;
                 restore_meta(path, &f.meta)?;
             }
         }

@@ -16,6 +16,7 @@ use super::proto::{
     write_data_frame,
 };
 use super::socket::{send_fd, socket_address, socket_path};
+use crate::ops::Wanted;
 
 type Reader = FramedRead<OwnedReadHalf, LengthDelimitedCodec>;
 type Writer = FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>;
@@ -209,12 +210,13 @@ impl Client {
     /// verified. On error, `sink` may hold a verified prefix of the file.
     pub async fn get<W: AsyncWrite + Unpin>(
         &self,
-        name: &str,
+        wanted: Wanted<'_>,
         sink: &mut W,
         progress: &mut (dyn FnMut(u64, &FileInfo) + Send),
     ) -> Result<FileInfo, ClientError> {
         let request = Request::Get {
-            name: name.to_string(),
+            name: wanted.name.to_string(),
+            version: wanted.version.map(str::to_string),
         };
         let (mut reader, _writer, info) = self.open_file(&request).await?;
         let mut received = 0u64;
@@ -254,12 +256,13 @@ impl Client {
     /// may hold a verified prefix. The bytes are written, not yet made durable.
     pub async fn get_into(
         &self,
-        name: &str,
+        wanted: Wanted<'_>,
         file: BorrowedFd<'_>,
         progress: &mut (dyn FnMut(u64, &FileInfo) + Send),
     ) -> Result<FileInfo, ClientError> {
         let request = Request::GetInto {
-            name: name.to_string(),
+            name: wanted.name.to_string(),
+            version: wanted.version.map(str::to_string),
         };
         let (mut reader, writer, info) = self.open_file(&request).await?;
         send_fd(writer.get_ref().as_ref(), file).await?;

@@ -38,7 +38,7 @@ use std::io;
 use bytes::{BufMut, Bytes, BytesMut};
 use peervault_node::{
     CleanReport, DiscoveryStatus, ErrorKind, FileCheck, FileInfo, FileMeta, GcSummary,
-    MetricsSnapshot, NodeStatus, PeerStatus, QuotaStatus, RateLimits,
+    MetricsSnapshot, NodeStatus, PeerStatus, QuotaStatus, RateLimits, VersionInfo,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -150,10 +150,15 @@ pub enum Request {
     },
     Get {
         name: String,
+        /// A version's label (or its first digits); the current one if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
     },
     /// Like `Get`, into a regular file the client passes after `File`.
     GetInto {
         name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
     },
     Stat {
         name: String,
@@ -161,6 +166,16 @@ pub enum Request {
     List,
     Delete {
         name: String,
+    },
+    Versions {
+        name: String,
+    },
+    Undelete {
+        name: String,
+    },
+    Restore {
+        name: String,
+        version: String,
     },
     Status,
     /// A join code for a new node.
@@ -234,6 +249,9 @@ pub enum Response {
     Deleted {
         name: String,
         freed_bytes: u64,
+    },
+    Versions {
+        versions: Vec<VersionInfo>,
     },
     Status {
         status: Box<NodeStatus>,

@@ -27,7 +27,7 @@ use super::proto::{
     DATA_FRAME_BYTES, Frame, Request, Response, codec, message_frame, write_data_frame,
 };
 use super::socket::{recv_fd, socket_address, socket_path};
-use crate::ops::Operations;
+use crate::ops::{Operations, Wanted};
 
 /// Requests served concurrently.
 const MAX_CONNECTIONS: usize = 64;
@@ -199,8 +199,14 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
                 Err(e) => error_response(&e),
             }
         }
-        Request::Get { name } => return send_file(node, &name, writer).await,
-        Request::GetInto { name } => return write_file_into(node, &name, reader, writer).await,
+        Request::Get { name, version } => {
+            let wanted = Wanted::version(&name, version.as_deref());
+            return send_file(node, wanted, writer).await;
+        }
+        Request::GetInto { name, version } => {
+            let wanted = Wanted::version(&name, version.as_deref());
+            return write_file_into(node, wanted, reader, writer).await;
+        }
         Request::Stat { name } => match node.stat(&name).await {
             Ok(file) => Response::File { file },
             Err(e) => error_response(&e),
@@ -228,6 +234,20 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             },
             Err(e) => error_response(&e),
         },
+        Request::Versions { name } => match node.versions(&name).await {
+            Ok(versions) => Response::Versions { versions },
+            Err(e) => error_response(&e),
+        },
+        Request::Undelete { name } => match node.undelete(&name).await {
+            Ok(file) => Response::File { file },
+            Err(e) => error_response(&e),
+        },
+        Request::Restore { name, version } => {
+            match Operations::restore(node, &name, &version).await {
+                Ok(file) => Response::File { file },
+                Err(e) => operation_error(&e),
+            }
+        }
         Request::Status => match node.status().await {
             Ok(status) => Response::Status {
                 status: Box::new(status),
@@ -242,8 +262,9 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             Ok(files) => Response::Verified { files },
             Err(e) => error_response(&e),
         },
-        Request::Quota => Response::Quota {
-            quota: node.quota(),
+        Request::Quota => match node.quota_in_detail().await {
+            Ok(quota) => Response::Quota { quota },
+            Err(e) => error_response(&e),
         },
         Request::Limits => Response::Limits {
             limits: node.limits(),
@@ -289,9 +310,13 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
     writer.send(message_frame(&response)).await
 }
 
-/// Opens `name` for a read and answers `File`; `None` once the refusal is sent.
-async fn open_file(node: &Node, name: &str, writer: &mut Writer) -> io::Result<Option<FileReader>> {
-    let file = match node.get(name).await {
+/// Opens `wanted` for a read and answers `File`; `None` once the refusal is sent.
+async fn open_file(
+    node: &Node,
+    wanted: Wanted<'_>,
+    writer: &mut Writer,
+) -> io::Result<Option<FileReader>> {
+    let file = match crate::ops::open_wanted(node, wanted).await {
         Ok(file) => file,
         Err(e) => {
             writer.send(message_frame(&error_response(&e))).await?;
@@ -305,8 +330,8 @@ async fn open_file(node: &Node, name: &str, writer: &mut Writer) -> io::Result<O
     Ok(Some(file))
 }
 
-async fn send_file(node: &Node, name: &str, writer: &mut Writer) -> io::Result<()> {
-    let Some(mut file) = open_file(node, name, writer).await? else {
+async fn send_file(node: &Node, wanted: Wanted<'_>, writer: &mut Writer) -> io::Result<()> {
+    let Some(mut file) = open_file(node, wanted, writer).await? else {
         return Ok(());
     };
     while let Some(piece) = file.next().await {
@@ -329,11 +354,11 @@ async fn send_file(node: &Node, name: &str, writer: &mut Writer) -> io::Result<(
 /// progress with `Written` (see the protocol's docs for why).
 async fn write_file_into(
     node: &Node,
-    name: &str,
+    wanted: Wanted<'_>,
     reader: &mut Reader,
     writer: &mut Writer,
 ) -> io::Result<()> {
-    let Some(mut file) = open_file(node, name, writer).await? else {
+    let Some(mut file) = open_file(node, wanted, writer).await? else {
         return Ok(());
     };
     let size = file.manifest().size;

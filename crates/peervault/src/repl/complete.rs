@@ -28,7 +28,7 @@ fn args_of(command: &str) -> &'static [Arg] {
     match command {
         "store" | "put" => &[Arg::Path, Arg::VaultName],
         "get" => &[Arg::VaultName, Arg::Path],
-        "delete" | "rm" | "verify" => &[Arg::VaultName],
+        "delete" | "rm" | "verify" | "versions" | "undelete" | "restore" => &[Arg::VaultName],
         "send" | "fetch" => &[Arg::VaultName, Arg::Peer],
         "help" => &[Arg::Command],
         "quota" => &[Arg::QuotaAction],

@@ -23,7 +23,7 @@ const BAR_WIDTH: usize = 50;
 /// terminal without a size reports 0), and tables keep their natural width.
 const MIN_TABLE_WIDTH: u16 = 40;
 
-fn new_table(header: &[&str]) -> Table {
+pub(crate) fn new_table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table.load_style(UTF8_FULL).set_header(header.to_vec());
     // Wrap cells to fit a real terminal; never squash a table into a window
@@ -272,9 +272,17 @@ pub fn usage_bar(percent: f64) -> String {
 
 /// The `quota` block.
 pub fn quota_block(q: &QuotaStatus) -> String {
+    let old_versions = match q.old_versions_bytes {
+        Some(bytes) if bytes > 0 => format!(
+            "  of which old versions: {} (they expire by the retention; see versions)\n",
+            HumanSize(bytes)
+        ),
+        _ => String::new(),
+    };
     format!(
         "=== Storage Quota ===\n\
          Used:      {}\n\
+         {old_versions}\
          Total:     {}\n\
          Available: {}\n\
          Usage:     {:.1}%\n\

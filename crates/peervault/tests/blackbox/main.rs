@@ -20,3 +20,4 @@ mod security;
 mod transfers;
 mod trees;
 mod trust;
+mod versions;

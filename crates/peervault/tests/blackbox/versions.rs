@@ -1,0 +1,224 @@
+//! Versions, undelete and restore across real node processes: every node keeps
+//! the same history of a name, old versions read back byte for byte anywhere,
+//! and versions past the retention go at GC and give their space back.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::{TEST_KEY, TestNode, eventually, stderr};
+
+const CONNECT: Duration = Duration::from_secs(30);
+const SPREAD: Duration = Duration::from_secs(30);
+
+fn join(data: &Path, to: &TestNode, extra: &[&str]) -> TestNode {
+    let bootstrap = format!("localhost:{}", to.port());
+    let mut args = vec!["-bootstrap", bootstrap.as_str()];
+    args.extend_from_slice(extra);
+    TestNode::start_with(data, TEST_KEY, &args)
+}
+
+fn versions(node: &TestNode, name: &str) -> Vec<serde_json::Value> {
+    let out = node.cli(&["versions", name, "--json"]);
+    if !out.status.success() {
+        return Vec::new();
+    }
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Each version's (label, deleted) pair, newest first: what must agree.
+fn history(node: &TestNode, name: &str) -> Vec<(String, bool)> {
+    versions(node, name)
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap().to_string(),
+                v["deleted"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn put_text(node: &TestNode, dir: &Path, name: &str, text: &str) {
+    let path = dir.join("input");
+    std::fs::write(&path, text).unwrap();
+    node.ok(&["put", path.to_str().unwrap(), name]);
+}
+
+fn read(node: &TestNode, dir: &Path, args: &[&str]) -> String {
+    let out = dir.join(format!("out-{}", rand_suffix()));
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["-o", out.to_str().unwrap()]);
+    node.ok(&all);
+    std::fs::read_to_string(out).unwrap()
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[test]
+fn versions_read_back_on_another_node_and_undelete_and_restore_reach_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::start(&dir.path().join("a"));
+    let b = join(&dir.path().join("b"), &a, &[]);
+    a.wait_peers(1, CONNECT);
+    let texts = ["version one\n", "version two, longer\n", "version three\n"];
+    for text in texts {
+        put_text(&a, dir.path(), "doc.txt", text);
+    }
+    eventually("B knows the three versions", SPREAD, || {
+        history(&b, "doc.txt").len() == 3
+    });
+    let listed = versions(&b, "doc.txt");
+    assert_eq!(listed[0]["current"], true);
+    assert_eq!(listed[0]["size"], texts[2].len());
+    assert_eq!(listed[2]["size"], texts[0].len());
+    assert!(listed[0]["time"].as_str().unwrap().ends_with('Z'));
+    let hash = blake3::hash(texts[1].as_bytes()).to_hex().to_string();
+    assert_eq!(listed[1]["hash"], hash);
+    for (entry, text) in listed.iter().zip(texts.iter().rev()) {
+        let label = entry["version"].as_str().unwrap();
+        let got = read(&b, dir.path(), &["get", "doc.txt", "--version", label]);
+        assert_eq!(got, *text, "version {label} on B");
+        // The first digits are enough.
+        let got = read(
+            &a,
+            dir.path(),
+            &["get", "doc.txt", "--version", &label[..5]],
+        );
+        assert_eq!(got, *text);
+    }
+    let text = b.ok(&["versions", "doc.txt"]);
+    assert!(
+        text.contains("3 versions") && text.contains("current"),
+        "{text}"
+    );
+
+    // Old versions count in the quota, apart.
+    let quota: serde_json::Value = serde_json::from_str(&a.ok(&["quota", "--json"])).unwrap();
+    let old = texts[0].len() + texts[1].len();
+    assert!(
+        quota["old_versions_bytes"].as_u64().unwrap() >= old as u64,
+        "{quota}"
+    );
+    assert!(a.ok(&["quota"]).contains("of which old versions"));
+
+    // Delete on A, undelete on B: v3 is back on both.
+    a.ok(&["rm", "doc.txt", "--yes"]);
+    eventually("B sees the delete", SPREAD, || {
+        history(&b, "doc.txt")
+            .first()
+            .is_some_and(|(_, deleted)| *deleted)
+    });
+    assert!(b.ls().is_empty());
+    let not_deleted = a.cli(&["undelete", "nothing-here"]);
+    assert!(!not_deleted.status.success());
+    let said = b.ok(&["undelete", "doc.txt"]);
+    assert!(said.contains("'doc.txt' is back"), "{said}");
+    eventually("A has it back", SPREAD, || a.ls().len() == 1);
+    assert_eq!(read(&a, dir.path(), &["get", "doc.txt"]), texts[2]);
+    assert_eq!(read(&b, dir.path(), &["get", "doc.txt"]), texts[2]);
+    let refused = b.cli(&["undelete", "doc.txt"]);
+    assert!(
+        stderr(&refused).contains("is not deleted"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Restore the first version on A: current everywhere, and nothing is lost.
+    let first = listed[2]["version"].as_str().unwrap().to_string();
+    a.ok(&["restore", "doc.txt", "--version", &first]);
+    eventually("B has version one current", SPREAD, || {
+        read(&b, dir.path(), &["get", "doc.txt"]) == texts[0]
+    });
+    eventually("both keep the same history", SPREAD, || {
+        let on_a = history(&a, "doc.txt");
+        on_a.len() == 6 && on_a == history(&b, "doc.txt")
+    });
+    let bad = a.cli(&["get", "doc.txt", "--version", "zz"]);
+    assert!(stderr(&bad).contains("not a version"), "{}", stderr(&bad));
+}
+
+#[test]
+fn versions_past_the_retention_go_at_gc_on_every_node_and_free_their_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = ["--keep-versions", "1", "--version-retention", "3s"];
+    let a = TestNode::start_with(&dir.path().join("a"), TEST_KEY, &keep);
+    let b = join(&dir.path().join("b"), &a, &keep);
+    a.wait_peers(1, CONNECT);
+    let big = "x".repeat(300_000);
+    put_text(&a, dir.path(), "log.txt", &format!("1{big}"));
+    put_text(&a, dir.path(), "log.txt", &format!("2{big}"));
+    put_text(&a, dir.path(), "log.txt", &format!("3{big}"));
+    eventually("B holds the three versions", SPREAD, || {
+        history(&b, "log.txt").len() == 3
+    });
+    let used = |node: &TestNode| {
+        let quota: serde_json::Value =
+            serde_json::from_str(&node.ok(&["quota", "--json"])).unwrap();
+        quota["used_bytes"].as_u64().unwrap()
+    };
+    eventually("B holds all three", SPREAD, || used(&b) > 900_000);
+    let before = (used(&a), used(&b));
+    std::thread::sleep(Duration::from_millis(3500));
+    for node in [&a, &b] {
+        node.ok(&["gc"]);
+    }
+    let (on_a, on_b) = (history(&a, "log.txt"), history(&b, "log.txt"));
+    assert_eq!(
+        on_a.len(),
+        2,
+        "the oldest went; one old version is kept by count"
+    );
+    assert_eq!(on_a, on_b);
+    for (node, before) in [(&a, before.0), (&b, before.1)] {
+        let after = used(node);
+        assert!(
+            after < before - 250_000,
+            "space came back: {before} -> {after}"
+        );
+    }
+    // The expired version does not come back from the other node.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(history(&a, "log.txt"), on_a);
+}
+
+#[test]
+fn concurrent_writers_and_a_node_that_missed_versions_end_with_the_same_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::start(&dir.path().join("a"));
+    let b = join(&dir.path().join("b"), &a, &[]);
+    a.wait_peers(1, CONNECT);
+    let (a_in, b_in) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+    std::fs::write(&a_in, "written on a\n").unwrap();
+    std::fs::write(&b_in, "written on b\n").unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| a.ok(&["put", a_in.to_str().unwrap(), "shared.txt"]));
+            s.spawn(|| b.ok(&["put", b_in.to_str().unwrap(), "shared.txt"]));
+        }
+    });
+    eventually("both keep all six writes, the same way", SPREAD, || {
+        let on_a = history(&a, "shared.txt");
+        on_a.len() == 6 && on_a == history(&b, "shared.txt")
+    });
+    let winner_a = read(&a, dir.path(), &["get", "shared.txt"]);
+    assert_eq!(winner_a, read(&b, dir.path(), &["get", "shared.txt"]));
+
+    // B is away while A writes twice: B catches up on both, not only the last.
+    let b_dir = dir.path().join("b");
+    b.stop();
+    put_text(&a, dir.path(), "shared.txt", "while b was away, 1\n");
+    put_text(&a, dir.path(), "shared.txt", "while b was away, 2\n");
+    let b = join(&b_dir, &a, &[]);
+    eventually("B catches up on the whole history", SPREAD, || {
+        let on_a = history(&a, "shared.txt");
+        on_a.len() == 8 && on_a == history(&b, "shared.txt")
+    });
+}
