@@ -129,6 +129,12 @@ impl<'a> From<&'a str> for Wanted<'a> {
     }
 }
 
+impl<'a> From<&'a String> for Wanted<'a> {
+    fn from(name: &'a String) -> Self {
+        Self::version(name, None)
+    }
+}
+
 /// Opens `wanted` on `node` for reading.
 pub async fn open_wanted(
     node: &Node,

@@ -208,12 +208,13 @@ impl Client {
 
     /// Downloads `name` into `sink`; returns its metadata once every byte arrived
     /// verified. On error, `sink` may hold a verified prefix of the file.
-    pub async fn get<W: AsyncWrite + Unpin>(
+    pub async fn get<'a, W: AsyncWrite + Unpin>(
         &self,
-        wanted: Wanted<'_>,
+        wanted: impl Into<Wanted<'a>>,
         sink: &mut W,
         progress: &mut (dyn FnMut(u64, &FileInfo) + Send),
     ) -> Result<FileInfo, ClientError> {
+        let wanted = wanted.into();
         let request = Request::Get {
             name: wanted.name.to_string(),
             version: wanted.version.map(str::to_string),
@@ -254,12 +255,13 @@ impl Client {
     /// the node writes the verified bytes into it directly (at its current offset),
     /// so they cross no socket. Same guarantees as [`Client::get`]; on error, `file`
     /// may hold a verified prefix. The bytes are written, not yet made durable.
-    pub async fn get_into(
+    pub async fn get_into<'a>(
         &self,
-        wanted: Wanted<'_>,
+        wanted: impl Into<Wanted<'a>>,
         file: BorrowedFd<'_>,
         progress: &mut (dyn FnMut(u64, &FileInfo) + Send),
     ) -> Result<FileInfo, ClientError> {
+        let wanted = wanted.into();
         let request = Request::GetInto {
             name: wanted.name.to_string(),
             version: wanted.version.map(str::to_string),

@@ -533,7 +533,7 @@ fn the_node_writes_a_get_into_the_clients_own_file() {
         use std::os::fd::AsFd;
         let (_read, write) = std::io::pipe().unwrap();
         let refused = client
-            .get_into("x.bin".into(), write.as_fd(), &mut |_, _| {})
+            .get_into("x.bin", write.as_fd(), &mut |_, _| {})
             .await
             .unwrap_err();
         assert!(
@@ -543,7 +543,7 @@ fn the_node_writes_a_get_into_the_clients_own_file() {
         let file = std::fs::File::create(dir.path().join("lib.bin")).unwrap();
         let mut seen = Vec::new();
         let info = client
-            .get_into("x.bin".into(), file.as_fd(), &mut |done, _| seen.push(done))
+            .get_into("x.bin", file.as_fd(), &mut |done, _| seen.push(done))
             .await
             .unwrap();
         assert_eq!(seen.last(), Some(&info.size));
@@ -555,7 +555,7 @@ fn the_node_writes_a_get_into_the_clients_own_file() {
         let mut file = std::fs::File::create(dir.path().join("mid.bin")).unwrap();
         file.write_all(&[b'<'; 8192]).unwrap();
         client
-            .get_into("x.bin".into(), file.as_fd(), &mut |_, _| {})
+            .get_into("x.bin", file.as_fd(), &mut |_, _| {})
             .await
             .unwrap();
         file.write_all(b">").unwrap();
@@ -565,7 +565,7 @@ fn the_node_writes_a_get_into_the_clients_own_file() {
         assert_eq!(blake3::hash(&mid[8192..mid.len() - 1]), hash);
         assert_eq!(mid.last(), Some(&b'>'));
         let missing = client
-            .get_into("nothing.bin".into(), file.as_fd(), &mut |_, _| {})
+            .get_into("nothing.bin", file.as_fd(), &mut |_, _| {})
             .await
             .unwrap_err();
         assert!(missing.to_string().contains("no file named"), "{missing}");
