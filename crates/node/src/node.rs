@@ -463,11 +463,22 @@ impl Node {
     /// Deletes `name` everywhere: a tombstone here, announced to every peer, and
     /// carried by catalogue sync to nodes that are offline now.
     pub async fn delete(&self, name: &str) -> Result<DeleteOutcome> {
+        self.remove(name, false).await
+    }
+
+    /// Deletes `name` for good (`rm --purge`): with every version the vault
+    /// keeps of it, here and on every node, at once; nothing can bring it back.
+    /// For a file stored by mistake (a secret), or space needed now.
+    pub async fn purge(&self, name: &str) -> Result<DeleteOutcome> {
+        self.remove(name, true).await
+    }
+
+    async fn remove(&self, name: &str, purge: bool) -> Result<DeleteOutcome> {
         let out = self
             .inner
             .ctx
             .vault
-            .delete(name)
+            .delete(name, purge)
             .await
             .inspect_err(|e| self.inner.ctx.metrics.failed(e))?;
         self.inner.ctx.metrics.files_deleted.inc();

@@ -600,3 +600,38 @@ async fn gc_completes_a_copy_whose_transfer_broke_off() {
     stop(a).await;
     assert_eq!(read(&c, "half.bin").await.unwrap(), original);
 }
+
+/// Old versions keep their copies like current ones: a node that lost its
+/// copies gets the old version back from the repair worker too, and can read
+/// it with nobody else up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_versions_are_repaired_like_current_ones() {
+    let cluster = Cluster::with(quick_repair);
+    let a = cluster.start("a", &[], Replicas::Count(2)).await;
+    let b = cluster.start("b", &[&a], Replicas::Count(2)).await;
+    wait_connected(&[&a, &b]).await;
+    let old = data(2 * MIB, 41);
+    let new = data(2 * MIB, 42);
+    a.store("doc", &old[..], None).await.unwrap();
+    a.store("doc", &new[..], None).await.unwrap();
+    let versions = a.versions("doc").await.unwrap();
+    assert_eq!(versions.len(), 2);
+    let first = a.find_version("doc", &versions[1].version).await.unwrap();
+    eventually("b holds both versions", || async {
+        blobs(&b).await.len() == blobs(&a).await.len()
+    })
+    .await;
+    a.clean(&[]).await.unwrap();
+    assert!(blobs(&a).await.is_empty());
+    eventually("a holds both versions again", || async {
+        blobs(&a).await.len() == blobs(&b).await.len()
+    })
+    .await;
+    stop(b).await;
+    let mut reader = a.get_version("doc", first).await.unwrap();
+    let mut back = Vec::new();
+    while let Some(piece) = futures::StreamExt::next(&mut reader).await {
+        back.extend_from_slice(&piece.unwrap());
+    }
+    assert!(back == old, "the old version reads back from a alone");
+}

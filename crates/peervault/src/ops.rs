@@ -65,7 +65,8 @@ pub(crate) trait Operations {
     async fn verify(&self, name: Option<&str>) -> anyhow::Result<Vec<FileCheck>>;
     async fn list(&self) -> anyhow::Result<Vec<FileInfo>>;
     async fn stat(&self, name: &str) -> anyhow::Result<FileInfo>;
-    async fn delete(&self, name: &str) -> anyhow::Result<DeleteOutcome>;
+    /// Deletes `name`; with `purge`, with every old version, for good.
+    async fn delete(&self, name: &str, purge: bool) -> anyhow::Result<DeleteOutcome>;
     /// Every version of `name` kept, newest first.
     async fn versions(&self, name: &str) -> anyhow::Result<Vec<VersionInfo>>;
     /// Makes the newest version of a deleted name current again.
@@ -303,8 +304,11 @@ impl Operations for Node {
         Ok(Node::stat(self, name).await?)
     }
 
-    async fn delete(&self, name: &str) -> anyhow::Result<DeleteOutcome> {
-        Ok(Node::delete(self, name).await?)
+    async fn delete(&self, name: &str, purge: bool) -> anyhow::Result<DeleteOutcome> {
+        Ok(match purge {
+            true => Node::purge(self, name).await?,
+            false => Node::delete(self, name).await?,
+        })
     }
 
     async fn versions(&self, name: &str) -> anyhow::Result<Vec<VersionInfo>> {
@@ -482,11 +486,12 @@ impl Operations for Client {
         ask!(self, request, Response::File { file } => file)
     }
 
-    async fn delete(&self, name: &str) -> anyhow::Result<DeleteOutcome> {
+    async fn delete(&self, name: &str, purge: bool) -> anyhow::Result<DeleteOutcome> {
         let request = Request::Delete {
             name: name.to_string(),
+            purge,
         };
-        ask!(self, request, Response::Deleted { name, freed_bytes } => DeleteOutcome { name, freed_bytes })
+        ask!(self, request, Response::Deleted { name, freed_bytes, recoverable } => DeleteOutcome { name, freed_bytes, recoverable })
     }
 
     async fn versions(&self, name: &str) -> anyhow::Result<Vec<VersionInfo>> {

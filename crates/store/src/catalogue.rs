@@ -548,13 +548,19 @@ impl Catalogue {
         let current = self.open_entry(id, current.value())?;
         let (low, high) = history::range_of(id);
         let mut older = Vec::new();
+        let mut purged = purge_version(&current);
         for row in history.range(low..=high)?.rev() {
-            older.push(history::parse_key(&row?.0.value()).1);
+            let (key, value) = row?;
+            let version = history::parse_key(&key.value()).1;
+            if purged.is_none() {
+                purged = purge_version(&self.open_entry(id, value.value())?);
+            }
+            older.push(version);
         }
         let mut expired = Vec::new();
         let mut unreferenced = Vec::new();
         let live = current.as_file().is_some();
-        for i in retention.expired(current.version(), live, &older, now) {
+        for i in retention.expired(current.version(), live, &older, purged, now) {
             let version = older[i];
             let Some(sealed) = history.remove(history::key(id, &version))? else {
                 continue;
@@ -924,6 +930,14 @@ impl Catalogue {
             }
         }
         Ok(out)
+    }
+}
+
+/// The version of `entry` if it is a purging tombstone.
+fn purge_version(entry: &CatalogueEntry) -> Option<Version> {
+    match entry {
+        CatalogueEntry::Deleted(t) if t.purge => Some(t.version),
+        _ => None,
     }
 }
 

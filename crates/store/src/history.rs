@@ -17,6 +17,10 @@
 //! for `keep_for` after the delete only (counting them would keep a deleted file's
 //! space for ever); its tombstone stays at least until they are gone, so a delete
 //! never comes undone by itself.
+//!
+//! A purging delete (`rm --purge`) is the exception: every version older than a
+//! purging tombstone of the name, current or kept, has expired, on every node and
+//! whenever it arrives, so its space returns at once and nothing brings it back.
 
 use std::time::Duration;
 
@@ -56,12 +60,14 @@ impl Retention {
     /// Which of `older`, the superseded versions of a name newest first, have
     /// expired at `now_ms` (indices into `older`). `current` is the name's current
     /// version, and `live` says whether it is a file (not a tombstone). A version
-    /// was superseded when the next newer one was written.
+    /// was superseded when the next newer one was written. Every version older
+    /// than `purged`, the newest purging tombstone of the name, has expired.
     pub fn expired(
         &self,
         current: Version,
         live: bool,
         older: &[Version],
+        purged: Option<Version>,
         now_ms: u64,
     ) -> Vec<usize> {
         let keep_for = self.keep_for.as_millis() as u64;
@@ -70,7 +76,8 @@ impl Retention {
         for (i, version) in older.iter().enumerate() {
             let by_count = live && (i as u64) < u64::from(self.keep_versions);
             let by_time = now_ms.saturating_sub(superseded_at) < keep_for;
-            if !by_count && !by_time {
+            let purged = purged.is_some_and(|p| *version < p);
+            if purged || (!by_count && !by_time) {
                 out.push(i);
             }
             superseded_at = version.unix_millis();
@@ -144,22 +151,27 @@ mod tests {
         // Day 90 is kept by count and time, day 30 by count (superseded at day 90:
         // also by time), day 20 superseded at day 30 (70 days ago): expired, as is day 10.
         assert_eq!(
-            retention.expired(at(99 * DAY), true, &older, now),
+            retention.expired(at(99 * DAY), true, &older, None, now),
             vec![2, 3]
         );
         // Deleted at day 99: only time counts; day 30 was superseded at day 90.
         assert_eq!(
-            retention.expired(at(99 * DAY), false, &older, now),
+            retention.expired(at(99 * DAY), false, &older, None, now),
             vec![2, 3]
         );
         // Deleted at day 50: the versions are kept until day 80 for the newest.
-        let gone = retention.expired(at(50 * DAY), false, &older[1..], now);
+        let gone = retention.expired(at(50 * DAY), false, &older[1..], None, now);
         assert_eq!(gone, vec![0, 1, 2]);
         let none = Retention {
             keep_versions: 0,
             keep_for: Duration::ZERO,
         };
-        assert_eq!(none.expired(at(99 * DAY), true, &older, now).len(), 4);
+        assert_eq!(none.expired(at(99 * DAY), true, &older, None, now).len(), 4);
+        // A purge at day 25 takes what is older, whatever the retention keeps.
+        let purged = retention.expired(at(99 * DAY), true, &older, Some(at(25 * DAY)), now);
+        assert_eq!(purged, vec![2, 3]);
+        let all = retention.expired(at(99 * DAY), true, &older, Some(at(99 * DAY)), now);
+        assert_eq!(all, vec![0, 1, 2, 3]);
     }
 
     #[test]
@@ -182,8 +194,8 @@ mod tests {
             let current = at(stamps[0] + 1);
             let older: Vec<Version> = stamps.iter().map(|s| at(*s)).collect();
             let r = Retention { keep_versions: keep, keep_for: Duration::from_millis(500) };
-            let early = r.expired(current, live, &older, t);
-            let late = r.expired(current, live, &older, t + 100);
+            let early = r.expired(current, live, &older, None, t);
+            let late = r.expired(current, live, &older, None, t + 100);
             prop_assert!(early.iter().all(|i| late.contains(i)));
         }
     }

@@ -17,8 +17,11 @@ use serde::{Deserialize, Serialize};
 use crate::ids::ChunkId;
 use crate::version::Version;
 
-/// Entries are written in this format: format 2 added [`FileMeta`].
-const ENTRY_FORMAT: u8 = 2;
+/// Entries are written in this format: format 2 added [`FileMeta`], format 3
+/// [`Tombstone::purge`].
+const ENTRY_FORMAT: u8 = 3;
+/// Entries written before [`Tombstone::purge`] existed; still read.
+const ENTRY_FORMAT_V2: u8 = 2;
 /// Entries written before [`FileMeta`] existed; still read.
 const ENTRY_FORMAT_V1: u8 = 1;
 
@@ -71,11 +74,47 @@ struct ManifestV1 {
     author: String,
 }
 
+/// A tombstone as formats 1 and 2 wrote it (no purge).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct TombstoneV2 {
+    name: String,
+    version: Version,
+    author: String,
+}
+
+impl From<TombstoneV2> for Tombstone {
+    fn from(t: TombstoneV2) -> Self {
+        Tombstone {
+            name: t.name,
+            version: t.version,
+            author: t.author,
+            purge: false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+enum EntryV2 {
+    File(Manifest),
+    Deleted(TombstoneV2),
+}
+
+impl From<EntryV2> for CatalogueEntry {
+    fn from(old: EntryV2) -> Self {
+        match old {
+            EntryV2::File(m) => CatalogueEntry::File(m),
+            EntryV2::Deleted(t) => CatalogueEntry::Deleted(t.into()),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(Serialize))]
 enum EntryV1 {
     File(ManifestV1),
-    Deleted(Tombstone),
+    Deleted(TombstoneV2),
 }
 
 impl From<EntryV1> for CatalogueEntry {
@@ -92,7 +131,7 @@ impl From<EntryV1> for CatalogueEntry {
                 meta: FileMeta::default(),
                 lengths: Vec::new(),
             }),
-            EntryV1::Deleted(t) => CatalogueEntry::Deleted(t),
+            EntryV1::Deleted(t) => CatalogueEntry::Deleted(t.into()),
         }
     }
 }
@@ -158,6 +197,9 @@ pub struct Tombstone {
     pub name: String,
     pub version: Version,
     pub author: String,
+    /// Deleted for good (`rm --purge`): every older version of the name goes
+    /// too, on every node, and cannot be brought back (see [`crate::history`]).
+    pub purge: bool,
 }
 
 /// What the catalogue holds for a name.
@@ -261,6 +303,7 @@ impl CatalogueEntry {
         let (&format, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
         let entry: CatalogueEntry = match format {
             ENTRY_FORMAT => postcard::from_bytes(body)?,
+            ENTRY_FORMAT_V2 => postcard::from_bytes::<EntryV2>(body)?.into(),
             ENTRY_FORMAT_V1 => postcard::from_bytes::<EntryV1>(body)?.into(),
             other => return Err(DecodeError::UnknownFormat(other)),
         };
@@ -313,7 +356,7 @@ mod tests {
     }
 
     #[test]
-    fn entries_of_format_1_still_read_and_new_ones_keep_their_meta() {
+    fn entries_of_formats_1_and_2_still_read_and_new_ones_keep_their_meta() {
         let m = manifest(10, 4);
         let old = EntryV1::File(ManifestV1 {
             name: m.name.clone(),
@@ -336,8 +379,23 @@ mod tests {
             modified_unix_ms: Some(-1000),
             link_target: Some("../x".into()),
         };
-        let entry = CatalogueEntry::File(with_meta);
+        let entry = CatalogueEntry::File(with_meta.clone());
         assert_eq!(CatalogueEntry::decode(&entry.encode()).unwrap(), entry);
+        // Format 2: the same manifest, and tombstones without `purge`.
+        let mut bytes = vec![ENTRY_FORMAT_V2];
+        bytes.extend(postcard::to_stdvec(&EntryV2::File(with_meta.clone())).unwrap());
+        assert_eq!(CatalogueEntry::decode(&bytes).unwrap(), entry);
+        let old = EntryV2::Deleted(TombstoneV2 {
+            name: "x".into(),
+            version: with_meta.version,
+            author: "a".into(),
+        });
+        let mut bytes = vec![ENTRY_FORMAT_V2];
+        bytes.extend(postcard::to_stdvec(&old).unwrap());
+        assert!(matches!(
+            CatalogueEntry::decode(&bytes).unwrap(),
+            CatalogueEntry::Deleted(Tombstone { purge: false, .. })
+        ));
         assert!(matches!(
             CatalogueEntry::decode(&[9, 0]),
             Err(DecodeError::UnknownFormat(9))
@@ -388,7 +446,7 @@ mod tests {
             let mut m = manifest(size, chunk);
             m.name = name.clone();
             let entry = if deleted {
-                CatalogueEntry::Deleted(Tombstone { name, version: m.version, author: m.author.clone() })
+                CatalogueEntry::Deleted(Tombstone { name, version: m.version, author: m.author.clone(), purge: size % 2 == 0 })
             } else {
                 CatalogueEntry::File(m)
             };

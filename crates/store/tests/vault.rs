@@ -215,9 +215,9 @@ async fn equal_chunks_are_stored_once() {
         slot_bytes(SMALL_CHUNK as u64)
     );
     // Deleting one user of the chunk keeps it for the other.
-    vault.delete("a").await.unwrap();
+    vault.delete("a", false).await.unwrap();
     assert_eq!(read_all(&vault, "b").await.unwrap(), block);
-    let freed = vault.delete("b").await.unwrap().freed_bytes;
+    let freed = vault.delete("b", false).await.unwrap().freed_bytes;
     assert_eq!(freed, first.stored_bytes);
     assert_eq!(vault.usage().used_bytes, 0);
     assert_eq!(blob_bytes_on_disk(dir.path()), 0);
@@ -252,10 +252,10 @@ async fn deleted_files_are_gone_after_reopen() {
         vault.write_file("kept", &b"kept"[..], None).await.unwrap();
         vault.write_file("kept", &b"again"[..], None).await.unwrap();
         assert_eq!(vault.file_count(), 2, "a rewrite is still one file");
-        vault.delete("x").await.unwrap();
+        vault.delete("x", false).await.unwrap();
         assert_eq!(vault.file_count(), 1, "a tombstone is not a file");
         assert!(matches!(
-            vault.delete("x").await,
+            vault.delete("x", false).await,
             Err(StoreError::NotFound { .. })
         ));
     }
@@ -348,7 +348,7 @@ async fn hostile_names_are_opaque_keys_or_refused() {
         assert!(matches!(err, StoreError::InvalidName(_)), "{name:?}: {err}");
     }
     for name in [&absolute, &traversal, &deep, &unicode, &long_ok] {
-        vault.delete(name).await.unwrap();
+        vault.delete(name, false).await.unwrap();
     }
     assert_eq!(std::fs::read(&sentinel).unwrap(), b"untouched");
     let outside: Vec<_> = std::fs::read_dir(dir.path())
@@ -471,7 +471,7 @@ async fn concurrent_writes_of_shared_chunks_and_deletes_lose_nothing() {
                 let name = format!("f{i}");
                 vault.write_file(&name, &shared[..], None).await.unwrap();
                 if round % 2 == 1 {
-                    vault.delete(&name).await.unwrap();
+                    vault.delete(&name, false).await.unwrap();
                 }
             }
         }));
@@ -574,7 +574,7 @@ async fn tombstones_are_collected_after_the_retention_period() {
     let dir = tempfile::tempdir().unwrap();
     let vault = open(dir.path(), SMALL_CHUNK).await;
     vault.write_file("gone", &b"x"[..], None).await.unwrap();
-    vault.delete("gone").await.unwrap();
+    vault.delete("gone", false).await.unwrap();
     let before = vault.catalogue_len();
     assert_eq!(
         vault.collect_tombstones().await.unwrap(),
@@ -642,7 +642,7 @@ async fn partial_copies_are_files_held_in_part_whose_chunks_no_complete_file_use
     // does not make either a copy; e holds nothing at all.
     assert!(vault.partial_copies().await.unwrap().is_empty());
 
-    vault.delete("d").await.unwrap();
+    vault.delete("d", false).await.unwrap();
     let partial: Vec<(String, Vec<usize>)> = (vault.partial_copies().await.unwrap())
         .into_iter()
         .map(|(m, missing)| (m.name, missing))
@@ -805,7 +805,7 @@ async fn without_direct_io_blobs_go_through_the_page_cache() {
     vault.write_file("f", &bytes[..], None).await.unwrap();
     assert_eq!(read_all(&vault, "f").await.unwrap(), bytes);
     assert!(vault.verify_file("f").await.unwrap().is_ok());
-    vault.delete("f").await.unwrap();
+    vault.delete("f", false).await.unwrap();
     assert_eq!(blob_bytes_on_disk(dir.path()), 0);
 }
 
@@ -909,7 +909,7 @@ async fn overwrites_and_deletes_keep_versions_that_read_back_and_come_back() {
 
     // A delete frees nothing while its versions are kept, and can be undone.
     let used = vault.usage().used_bytes;
-    assert_eq!(vault.delete("doc").await.unwrap().freed_bytes, 0);
+    assert_eq!(vault.delete("doc", false).await.unwrap().freed_bytes, 0);
     assert_eq!(vault.usage().used_bytes, used);
     let versions = vault.versions("doc").await.unwrap();
     assert!(
@@ -955,7 +955,7 @@ async fn versions_past_the_retention_go_and_free_their_space_and_then_the_tombst
         keep_versions: 1,
         keep_for: std::time::Duration::from_secs(3600),
     });
-    vault.delete("doc").await.unwrap();
+    vault.delete("doc", false).await.unwrap();
     vault.set_tombstone_retention(std::time::Duration::ZERO);
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert_eq!(

@@ -360,6 +360,11 @@ pub enum Command {
         /// Delete every file under the folder NAME/.
         #[arg(long, short = 'r')]
         recursive: bool,
+        /// Delete for good: every old version goes too, on every node, and
+        /// nothing can bring the file back (for a file stored by mistake, or
+        /// space needed now).
+        #[arg(long)]
+        purge: bool,
         /// Do not ask for confirmation (required when not on a terminal).
         #[arg(short = 'y', long)]
         yes: bool,

@@ -163,9 +163,12 @@ pub(crate) async fn run_on(
         Command::Rm {
             name,
             recursive: true,
+            purge,
             yes,
-        } => tree::rm(ops, &name, yes, console).await,
-        Command::Rm { name, yes, .. } => rm::run(ops, &name, yes, console).await,
+        } => tree::rm(ops, &name, purge, yes, console).await,
+        Command::Rm {
+            name, purge, yes, ..
+        } => rm::run(ops, &name, purge, yes, console).await,
         Command::Versions { name, json } => versions::list(ops, &name, json).await,
         Command::Undelete { name } => versions::undelete(ops, &name).await,
         Command::Restore { name, version } => versions::restore(ops, &name, &version).await,

@@ -153,7 +153,9 @@ async fn make_room(
                 }
             }
         }
-        say!("\nFiles available for deletion (a deleted file is removed from every node):");
+        say!(
+            "\nFiles available for deletion (a deleted file is removed from every node, with its old versions, for good):"
+        );
         say!("{}", ui::deletion_table(&files));
         let answer = console
             .read_line("Enter file numbers to delete (comma-separated, e.g., 1,3,5) or 'cancel': ")?
@@ -172,11 +174,9 @@ async fn make_room(
         };
         for i in chosen {
             let name = &files[i].name;
-            let out = ops.delete(name).await?;
-            say!(
-                "File '{name}' deleted successfully ({} freed on this node)",
-                HumanSize(out.freed_bytes)
-            );
+            // To make room: old versions too, or nothing would be freed.
+            let out = ops.delete(name, true).await?;
+            say!("{}", super::rm::deleted_line(&out));
         }
     }
 }

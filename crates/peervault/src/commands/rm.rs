@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use peervault_node::{FileInfo, HumanSize};
+use peervault_node::{DeleteOutcome, FileInfo, HumanSize};
 
 use super::Console;
 use crate::ops::Operations;
@@ -11,27 +11,43 @@ use crate::ui;
 pub async fn run(
     ops: &impl Operations,
     name: &str,
+    purge: bool,
     yes: bool,
     console: &mut impl Console,
 ) -> anyhow::Result<ExitCode> {
     // Ask about a file that exists: a missing name fails before any question.
     ops.stat(name).await?;
-    if !yes
-        && !console.confirm(
-            &format!("Delete '{name}' from the vault? Every node will drop its copy."),
-            &format!("delete '{name}'"),
-        )?
-    {
+    let question = if purge {
+        format!(
+            "Delete '{name}' and every old version of it from the vault, for good? \
+             Nothing can bring it back."
+        )
+    } else {
+        format!("Delete '{name}' from the vault? Every node will drop its copy.")
+    };
+    if !yes && !console.confirm(&question, &format!("delete '{name}'"))? {
         say!("Kept '{name}'.");
         return Ok(ExitCode::SUCCESS);
     }
-    let out = ops.delete(name).await?;
-    say!(
-        "File '{}' deleted successfully ({} freed on this node)",
-        out.name,
-        HumanSize(out.freed_bytes)
-    );
+    let out = ops.delete(name, purge).await?;
+    say!("{}", deleted_line(&out));
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `rm` says of a delete: what it freed, or how to undo it.
+pub(super) fn deleted_line(out: &DeleteOutcome) -> String {
+    let name = &out.name;
+    if out.recoverable {
+        format!(
+            "File '{name}' deleted successfully (its last version is kept: \
+             undelete {name} brings it back; rm --purge deletes it for good)"
+        )
+    } else {
+        format!(
+            "File '{name}' deleted successfully ({} freed on this node)",
+            HumanSize(out.freed_bytes)
+        )
+    }
 }
 
 /// `clean [NAME...] [--yes]`

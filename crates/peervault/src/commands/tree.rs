@@ -359,31 +359,35 @@ fn restore_meta(path: &Path, meta: &FileMeta) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `rm -r PREFIX [--yes]`
+/// `rm -r PREFIX [--purge] [--yes]`
 pub async fn rm(
     ops: &impl Operations,
     prefix: &str,
+    purge: bool,
     yes: bool,
     console: &mut impl Console,
 ) -> anyhow::Result<ExitCode> {
     let prefix = prefix.trim_end_matches('/');
     let files = under(ops, prefix).await?;
     let bytes: u64 = files.iter().map(|f| f.size).sum();
-    if !yes
-        && !console.confirm(
-            &format!(
-                "Delete {} ({}) under '{prefix}/' from the vault? Every node will drop its copies.",
-                ui::plural(files.len(), "file"),
-                HumanSize(bytes)
-            ),
-            &format!("delete '{prefix}/'"),
-        )?
-    {
+    if !yes && !console.confirm(
+        &format!(
+            "Delete {} ({}) under '{prefix}/' from the vault? Every node will drop its copies{}.",
+            ui::plural(files.len(), "file"),
+            HumanSize(bytes),
+            if purge {
+                ", with every old version, for good"
+            } else {
+                " (undelete brings each back while its versions are kept)"
+            }
+        ),
+        &format!("delete '{prefix}/'"),
+    )? {
         say!("Kept '{prefix}/'.");
         return Ok(ExitCode::SUCCESS);
     }
     for f in &files {
-        ops.delete(&f.name).await?;
+        ops.delete(&f.name, purge).await?;
     }
     say!(
         "Deleted {} ({}) under '{prefix}/'",

@@ -166,6 +166,9 @@ pub enum Request {
     List,
     Delete {
         name: String,
+        /// With every old version, for good.
+        #[serde(default)]
+        purge: bool,
     },
     Versions {
         name: String,
@@ -249,6 +252,8 @@ pub enum Response {
     Deleted {
         name: String,
         freed_bytes: u64,
+        #[serde(default)]
+        recoverable: bool,
     },
     Versions {
         versions: Vec<VersionInfo>,

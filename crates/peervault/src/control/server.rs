@@ -227,12 +227,13 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             }
             Err(e) => error_response(&e),
         },
-        Request::Delete { name } => match node.delete(&name).await {
+        Request::Delete { name, purge } => match Operations::delete(node, &name, purge).await {
             Ok(out) => Response::Deleted {
                 name: out.name,
                 freed_bytes: out.freed_bytes,
+                recoverable: out.recoverable,
             },
-            Err(e) => error_response(&e),
+            Err(e) => operation_error(&e),
         },
         Request::Versions { name } => match node.versions(&name).await {
             Ok(versions) => Response::Versions { versions },

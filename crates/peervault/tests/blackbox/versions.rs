@@ -222,3 +222,58 @@ fn concurrent_writers_and_a_node_that_missed_versions_end_with_the_same_history(
         on_a.len() == 8 && on_a == history(&b, "shared.txt")
     });
 }
+
+#[test]
+fn a_purge_removes_every_version_on_every_node_even_one_that_was_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::start(&dir.path().join("a"));
+    let b_dir = dir.path().join("b");
+    let b = join(&b_dir, &a, &[]);
+    a.wait_peers(1, CONNECT);
+    let big = "s".repeat(200_000);
+    put_text(&a, dir.path(), "secret.txt", &format!("1{big}"));
+    put_text(&a, dir.path(), "secret.txt", &format!("2{big}"));
+    eventually("B keeps both versions", SPREAD, || {
+        history(&b, "secret.txt").len() == 2
+    });
+    let used = |node: &TestNode| {
+        let quota: serde_json::Value =
+            serde_json::from_str(&node.ok(&["quota", "--json"])).unwrap();
+        quota["used_bytes"].as_u64().unwrap()
+    };
+    eventually("B holds both", SPREAD, || used(&b) > 400_000);
+
+    // A plain delete keeps the versions; a purge does not. B is away for it.
+    let said = a.ok(&["rm", "secret.txt", "--yes"]);
+    assert!(
+        said.contains("undelete secret.txt brings it back"),
+        "{said}"
+    );
+    assert!(
+        used(&a) > 400_000,
+        "a plain delete frees nothing while versions are kept"
+    );
+    a.ok(&["undelete", "secret.txt"]);
+    eventually("B has it back", SPREAD, || b.ls().len() == 1);
+    b.stop();
+    let said = a.ok(&["rm", "secret.txt", "--purge", "--yes"]);
+    assert!(said.contains("freed on this node"), "{said}");
+    let on_a = history(&a, "secret.txt");
+    assert_eq!(on_a.len(), 1, "only the purge is left: {on_a:?}");
+    assert!(on_a[0].1);
+    assert!(used(&a) < 10_000, "the space came back at once");
+    let refused = a.cli(&["undelete", "secret.txt"]);
+    assert!(
+        stderr(&refused).contains("no version"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let b = join(&b_dir, &a, &[]);
+    eventually("B drops every version too", SPREAD, || {
+        history(&b, "secret.txt") == on_a
+    });
+    assert!(used(&b) < 10_000);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(history(&a, "secret.txt"), on_a, "nothing came back from B");
+}

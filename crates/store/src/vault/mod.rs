@@ -90,8 +90,11 @@ pub struct VaultConfig {
 #[derive(Debug, Clone)]
 pub struct DeleteOutcome {
     pub name: String,
-    /// Bytes freed on this node (blobs no other file shares).
+    /// Bytes freed on this node (blobs no other file or kept version shares).
     pub freed_bytes: u64,
+    /// The deleted version is kept (see [`crate::history`]): `undelete` can
+    /// bring it back.
+    pub recoverable: bool,
 }
 
 /// The state of one file's chunks.
@@ -434,8 +437,10 @@ impl Vault {
         .await
     }
 
-    /// Deletes `name`: records a tombstone and frees blobs no other file uses.
-    pub async fn delete(&self, name: &str) -> Result<DeleteOutcome> {
+    /// Deletes `name`: records a tombstone and frees blobs no other file or
+    /// kept version uses. With `purge`, every version of the name goes too, here
+    /// and on every node the tombstone reaches (see [`crate::history`]).
+    pub async fn delete(&self, name: &str, purge: bool) -> Result<DeleteOutcome> {
         let name = name.to_string();
         self.blocking(move |inner| {
             inner.live_manifest(&name)?;
@@ -446,10 +451,19 @@ impl Vault {
                     origin: inner.origin,
                 },
                 author: inner.author.clone(),
+                purge,
             });
             let outcome = inner.apply_entry(&tombstone, &[])?;
+            let recoverable = outcome
+                .previous
+                .as_ref()
+                .is_some_and(|p| !outcome.expired.contains(&p.version()));
             let (_, freed_bytes) = inner.forget(&outcome.unreferenced)?;
-            Ok(DeleteOutcome { name, freed_bytes })
+            Ok(DeleteOutcome {
+                name,
+                freed_bytes,
+                recoverable,
+            })
         })
         .await
     }
