@@ -287,7 +287,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<Report> {
                     }
                     record(&history, &name, Effect::Read, start, false);
                 } else {
-                    let request = Request::Delete { name: name.clone() };
+                    let request = Request::Delete {
+                        name: name.clone(),
+                        purge: false,
+                    };
                     let delete = client.call(&request);
                     let acked = matches!(
                         tokio::time::timeout(OP_TIMEOUT, delete).await,

@@ -26,8 +26,8 @@ use crate::ops::Operations;
 use crate::progress::Progress;
 use crate::ui;
 
-/// Files of a tree stored at once.
-const TREE_PUTS_AT_ONCE: usize = 8;
+/// Files of a tree stored, or read, at once.
+const TREE_FILES_AT_ONCE: usize = 8;
 
 /// What a walk of a directory found.
 #[derive(Debug, Default)]
@@ -181,7 +181,7 @@ pub async fn put(
                 Ok(())
             }
         })
-        .buffer_unordered(TREE_PUTS_AT_ONCE)
+        .buffer_unordered(TREE_FILES_AT_ONCE)
         .collect()
         .await;
     results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
@@ -287,38 +287,53 @@ pub async fn get(
     }
     let total: u64 = plan.iter().map(|(f, _)| f.size).sum();
     let bar = Progress::bytes(Some(total), &format!("reading {prefix}/"), quiet);
-    let (mut written, mut done) = (0usize, 0u64);
+    let count = plan.len();
+    // Folders and links first, in order; then the files, several at a time (one
+    // at a time, a tree of small files waited on one round trip after another).
+    let mut files = Vec::new();
     for (f, path) in &plan {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot make the folder {}", parent.display()))?;
         }
-        match &f.meta.link_target {
-            Some(target) => {
-                if std::fs::symlink_metadata(path).is_ok() {
-                    std::fs::remove_file(path)
-                        .with_context(|| format!("cannot replace {}", path.display()))?;
-                }
-                std::os::unix::fs::symlink(target, path)
-                    .with_context(|| format!("cannot make the link {}", path.display()))?;
-            }
-            None => {
-                if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-                    // Replace the link itself, never the file it leads to.
-                    std::fs::remove_file(path)
-                        .with_context(|| format!("cannot replace {}", path.display()))?;
-                }
-                let before = done;
-                super::get::download(ops, f.name.as_str().into(), path, &mut |n, _| {
-                    bar.set(before + n)
-                })
-                .await?;
-                restore_meta(path, &f.meta)?;
+        let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if f.meta.link_target.is_some() || is_link {
+            // Replace a link itself, never the file it leads to.
+            if std::fs::symlink_metadata(path).is_ok() {
+                std::fs::remove_file(path)
+                    .with_context(|| format!("cannot replace {}", path.display()))?;
             }
         }
-        written += 1;
-        done += f.size;
+        match &f.meta.link_target {
+            Some(target) => std::os::unix::fs::symlink(target, path)
+                .with_context(|| format!("cannot make the link {}", path.display()))?,
+            None => files.push((f, path)),
+        }
     }
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+    let done = AtomicU64::new(0);
+    let written = AtomicUsize::new(count - files.len());
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(files)
+        .map(|(f, path)| {
+            let (bar, done, written) = (&bar, &done, &written);
+            async move {
+                let mut seen = 0u64;
+                let mut show = |n: u64, _: &FileInfo| {
+                    bar.set(done.fetch_add(n - seen, Relaxed) + n - seen);
+                    seen = n;
+                };
+                super::get::download(ops, f.name.as_str().into(), path, &mut show).await?;
+                restore_meta(path, &f.meta)?;
+                let n = written.fetch_add(1, Relaxed) + 1;
+                bar.note(&format!("reading {prefix}/: {n} of {count} files"));
+                Ok(())
+            }
+        })
+        .buffer_unordered(TREE_FILES_AT_ONCE)
+        .collect()
+        .await;
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    let (written, done) = (written.into_inner(), done.into_inner());
     bar.finish();
     say!(
         "Wrote {} ({}) from {prefix}/ to {}",
