@@ -85,6 +85,10 @@ enum Workload {
         /// How many files in the folder.
         #[arg(long, default_value_t = 10_000)]
         files: usize,
+        /// Cap every file at this many bytes (for very many files: 100,000
+        /// files of the usual mix would be 6 GB per copy).
+        #[arg(long)]
+        max_file_size: Option<usize>,
     },
     /// One node filled with many tiny files: `ls`, restart and a new node's
     /// catalogue sync, per catalogue size, to show how they grow.
@@ -131,10 +135,14 @@ fn main() -> anyhow::Result<()> {
             dir: &dir,
             entries,
         })),
-        Workload::Tree { files } => runtime.block_on(tree::run(tree::TreeArgs {
+        Workload::Tree {
+            files,
+            max_file_size,
+        } => runtime.block_on(tree::run(tree::TreeArgs {
             bin: &bin,
             dir: &dir,
             files: files.max(1),
+            max_file_size: max_file_size.unwrap_or(usize::MAX),
         })),
         Workload::Small { files, concurrency } => runtime.block_on(small::run(small::SmallArgs {
             bin: &bin,

@@ -17,6 +17,8 @@ pub struct TreeArgs<'a> {
     pub bin: &'a Path,
     pub dir: &'a Path,
     pub files: usize,
+    /// No file is larger than this.
+    pub max_file_size: usize,
 }
 
 /// The size of file `i`: nine in ten small (1-16 KiB), one in eleven medium
@@ -31,12 +33,12 @@ fn size_of(i: usize) -> usize {
 }
 
 /// Writes the tree: `files` files, 100 to a folder, two levels deep.
-fn make_tree(root: &Path, files: usize) -> anyhow::Result<u64> {
+fn make_tree(root: &Path, files: usize, max_file_size: usize) -> anyhow::Result<u64> {
     let mut total = 0;
     for i in 0..files {
         let dir = root.join(format!("d{}/e{}", i / 1000, (i / 100) % 10));
         std::fs::create_dir_all(&dir)?;
-        let mut body = vec![0u8; size_of(i)];
+        let mut body = vec![0u8; size_of(i).min(max_file_size)];
         blake3::Hasher::new()
             .update(&(i as u64).to_le_bytes())
             .finalize_xof()
@@ -80,7 +82,7 @@ pub async fn run(args: TreeArgs<'_>) -> anyhow::Result<()> {
         .context("cannot create the benchmark directory")?;
     let nodes = start_three(args.bin, work.path()).await?;
     let source = work.path().join("tree");
-    let bytes = make_tree(&source, args.files)?;
+    let bytes = make_tree(&source, args.files, args.max_file_size)?;
     let sync = || timed(&mut Command::new("sync"));
 
     // Baselines: three copies with cp -r, made durable with sync.
@@ -99,16 +101,33 @@ pub async fn run(args: TreeArgs<'_>) -> anyhow::Result<()> {
     )? + sync()?;
 
     let data_a = work.path().join("a");
+    let peaks = |nodes: &[BenchNode; 3]| -> anyhow::Result<String> {
+        let mib = |n: &BenchNode| n.peak_rss().map(|b| b as f64 / (1 << 20) as f64);
+        Ok(format!(
+            "{:.1} / {:.1} / {:.1} MiB",
+            mib(&nodes[0])?,
+            mib(&nodes[1])?,
+            mib(&nodes[2])?
+        ))
+    };
+    for node in &nodes {
+        node.reset_peak_rss()?;
+    }
     let put = timed(
         cli(args.bin, &data_a)
             .args(["put", "-r", "--quiet"])
             .arg(&source),
     )?;
+    let put_peaks = peaks(&nodes)?;
+    for node in &nodes {
+        node.reset_peak_rss()?;
+    }
     let get = timed(
         cli(args.bin, &work.path().join("c"))
             .args(["get", "-r", "tree", "--quiet", "-o"])
             .arg(work.path().join("back")),
     )? + sync()?;
+    let get_peaks = peaks(&nodes)?;
     let again = timed(
         cli(args.bin, &data_a)
             .args(["put", "-r", "--quiet"])
@@ -138,6 +157,9 @@ pub async fn run(args: TreeArgs<'_>) -> anyhow::Result<()> {
     println!(
         "put -r again, nothing changed: {again:.2} s ({:.0} files per second checked)",
         args.files as f64 / again
+    );
+    println!(
+        "nodes' peak RSS (writer / b / c): during put -r {put_peaks}, during get -r from c {get_peaks}"
     );
 
     // A change: 100 bytes inserted into the middle of a 64 MiB file.

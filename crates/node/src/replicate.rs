@@ -507,8 +507,9 @@ mod tests {
     use peervault_store::NetworkKey;
 
     /// A repair that read a file's manifest before the name was written again must
-    /// not offer the newer entry for it: the peer would ask for the newer
-    /// version's chunks ("asked for chunks the file does not have").
+    /// offer that version's own record, never the newer one (the peer would ask
+    /// for the newer version's chunks: "asked for chunks the file does not
+    /// have"); and a version no longer kept is not offered at all.
     #[tokio::test]
     async fn an_entry_is_offered_only_with_the_version_it_belongs_to() {
         let dir = tempfile::tempdir().unwrap();
@@ -516,15 +517,24 @@ mod tests {
         let node = Node::start(NodeConfig::new(dir.path().join("n"), key))
             .await
             .unwrap();
+        let vault = &node.inner.ctx.vault;
         node.store("a.txt", &b"one"[..], None).await.unwrap();
         let replicator = &node.inner.replicator;
-        let old = node.inner.ctx.vault.stat("a.txt").await.unwrap();
-        assert!(replicator.sealed(&old).await.is_ok());
+        let old = vault.stat("a.txt").await.unwrap();
         node.store("a.txt", &b"two"[..], None).await.unwrap();
-        let new = node.inner.ctx.vault.stat("a.txt").await.unwrap();
+        let new = vault.stat("a.txt").await.unwrap();
+        for manifest in [&old, &new] {
+            let offered = replicator.sealed(manifest).await.unwrap();
+            let opened = vault
+                .apply_sealed(offered.name_id, offered.sealed)
+                .await
+                .unwrap();
+            assert_eq!(opened.entry.version(), manifest.version);
+        }
+        vault.set_retention(peervault_store::Retention::NONE);
+        node.store("a.txt", &b"three"[..], None).await.unwrap();
         let refused = replicator.sealed(&old).await.unwrap_err();
-        assert!(refused.to_string().contains("written again"), "{refused}");
-        assert!(replicator.sealed(&new).await.is_ok());
+        assert!(refused.to_string().contains("no longer kept"), "{refused}");
         node.shutdown(Duration::from_secs(2)).await;
     }
 }
