@@ -303,10 +303,25 @@ async fn records_that_do_not_open_or_name_another_file_are_refused_and_replays_c
     assert_eq!(offences(&target).await, (5, 1));
 
     // That was the fifth offence: this rogue is banned now. A replay of the old
-    // version after a delete, from a member in good standing: ignored, counted as
-    // stale, and the delete stands.
+    // version after a delete, from a member in good standing: the version is
+    // kept as history already, so nothing changes, and the delete stands.
     let replayer = Rogue::join(&cluster, &target, false).await;
     target.delete("real.txt").await.unwrap();
+    let history = target.versions("real.txt").await.unwrap();
+    replayer
+        .ask(
+            &target,
+            &Request::Announce {
+                entries: vec![original.clone()],
+            },
+        )
+        .await
+        .unwrap();
+    assert!(target.stat("real.txt").await.is_err(), "the delete stands");
+    assert_eq!(target.versions("real.txt").await.unwrap(), history);
+    assert_eq!(target.metrics_snapshot().await.network.offences, 5);
+    // A version past the retention, replayed, is not kept: counted as stale.
+    target.purge("real.txt").await.unwrap();
     replayer
         .ask(
             &target,
@@ -316,8 +331,7 @@ async fn records_that_do_not_open_or_name_another_file_are_refused_and_replays_c
         )
         .await
         .unwrap();
-    assert!(target.stat("real.txt").await.is_err(), "the delete stands");
-    assert_eq!(target.metrics_snapshot().await.network.offences, 5);
+    assert_eq!(target.versions("real.txt").await.unwrap().len(), 1);
     let text = target.metrics_text().await;
     assert!(
         text.lines()

@@ -26,6 +26,8 @@ fn quick_repair(config: &mut NodeConfig) {
 
 fn short_memory(config: &mut NodeConfig) {
     config.tombstone_retention = Duration::from_secs(3);
+    // A deleted file's versions go first; its tombstone only after them.
+    config.versions.keep_for = Duration::from_secs(3);
     config.maintenance.gc_delay = Duration::from_secs(3600);
 }
 

@@ -15,8 +15,12 @@ pub async fn run(
     yes: bool,
     console: &mut impl Console,
 ) -> anyhow::Result<ExitCode> {
-    // Ask about a file that exists: a missing name fails before any question.
-    ops.stat(name).await?;
+    // Ask about a file that exists: a missing name fails before any question
+    // (a deleted one may still be purged, while versions of it are kept).
+    match purge {
+        true => drop(ops.versions(name).await?),
+        false => drop(ops.stat(name).await?),
+    }
     let question = if purge {
         format!(
             "Delete '{name}' and every old version of it from the vault, for good? \

@@ -443,7 +443,16 @@ impl Vault {
     pub async fn delete(&self, name: &str, purge: bool) -> Result<DeleteOutcome> {
         let name = name.to_string();
         self.blocking(move |inner| {
-            inner.live_manifest(&name)?;
+            // A deleted name may still be purged, while versions of it are kept.
+            let purgeable = purge
+                && inner
+                    .catalogue
+                    .versions(&name)?
+                    .iter()
+                    .any(|e| !matches!(e, CatalogueEntry::Deleted(t) if t.purge));
+            if !purgeable {
+                inner.live_manifest(&name)?;
+            }
             let tombstone = CatalogueEntry::Deleted(Tombstone {
                 name: name.clone(),
                 version: Version {
