@@ -88,6 +88,10 @@ pub struct ApplyOutcome {
     pub previous: Option<CatalogueEntry>,
 }
 
+/// Versions that left history, by name, and the chunks no kept version uses
+/// any more (see [`Catalogue::expire_history`]).
+pub type ExpiredVersions = (Vec<(NameId, Vec<Version>)>, Vec<ChunkId>);
+
 /// What became of new slots offered for recording.
 #[derive(Debug, Default)]
 pub struct SlotOutcome {
@@ -652,10 +656,7 @@ impl Catalogue {
 
     /// Removes from every name's history the versions `retention` no longer keeps.
     /// Returns them by name, and the chunks that lost their last reference.
-    pub fn expire_history(
-        &self,
-        retention: &Retention,
-    ) -> Result<(Vec<(NameId, Vec<Version>)>, Vec<ChunkId>)> {
+    pub fn expire_history(&self, retention: &Retention) -> Result<ExpiredVersions> {
         let mut names = BTreeSet::new();
         {
             let txn = self.db.begin_read()?;
