@@ -583,6 +583,10 @@ mod tests {
             (&["peervault", "--gc-interval", "soon"], "--gc-interval"),
             (&["peervault", "-bootstrap", "a:1,nope"], "--bootstrap"),
             (&["peervault", "--log-level", "[[["], "--log-level"),
+            (
+                &["peervault", "--version-retention", "ages"],
+                "--version-retention",
+            ),
         ] {
             let e = node_settings(&cli(args)).unwrap_err().to_string();
             assert!(e.contains(words), "{args:?}: {e}");
@@ -595,7 +599,7 @@ mod tests {
         let path = dir.path().join("peervault.toml");
         std::fs::write(
             &path,
-            "addr = \":4100\"\nquota = \"5GB\"\nbootstrap = \"localhost:3000,localhost:3001\"\nreplicas = \"all\"\ninteractive = true\n",
+            "addr = \":4100\"\nquota = \"5GB\"\nbootstrap = \"localhost:3000,localhost:3001\"\nreplicas = \"all\"\ninteractive = true\nkeep_versions = 3\nversion_retention = \"7d\"\n",
         )
         .unwrap();
         let p = path.to_str().unwrap();
@@ -605,8 +609,22 @@ mod tests {
         assert_eq!(s.node.net.bootstrap.len(), 2);
         assert_eq!(s.node.replicas, Replicas::All);
         assert!(s.interactive);
-        let s = node_settings(&cli(&["peervault", "--config", p, "-addr", ":4200"])).unwrap();
+        assert_eq!(s.node.versions.keep_versions, 3);
+        assert_eq!(s.node.versions.keep_for, Duration::from_secs(7 * 86_400));
+        let s = node_settings(&cli(&[
+            "peervault",
+            "--config",
+            p,
+            "-addr",
+            ":4200",
+            "--keep-versions",
+            "0",
+            "--version-retention",
+            "0",
+        ]))
+        .unwrap();
         assert_eq!(s.common.addr.port, 4200);
+        assert_eq!(s.node.versions, peervault_node::Retention::NONE);
     }
 
     #[test]
