@@ -178,27 +178,11 @@ impl Responder {
             }
             Request::FetchEntries { mut ids } => {
                 ids.truncate(ENTRIES_PER_MESSAGE);
-                match vault.sealed_entries(ids).await {
-                    Ok(found) => Response::Entries {
-                        entries: found
-                            .into_iter()
-                            .map(|(name_id, sealed)| SealedEntry { name_id, sealed })
-                            .collect(),
-                    },
-                    Err(e) => Response::Error(e.to_string()),
-                }
+                entries_answer(vault.sealed_entries(ids).await)
             }
             Request::FetchRecords { mut records } => {
                 records.truncate(ENTRIES_PER_MESSAGE);
-                match vault.sealed_records(records).await {
-                    Ok(found) => Response::Entries {
-                        entries: found
-                            .into_iter()
-                            .map(|(name_id, sealed)| SealedEntry { name_id, sealed })
-                            .collect(),
-                    },
-                    Err(e) => Response::Error(e.to_string()),
-                }
+                entries_answer(vault.sealed_records(records).await)
             }
             Request::Announce { mut entries } => {
                 entries.truncate(ENTRIES_PER_MESSAGE);
@@ -275,6 +259,19 @@ impl Responder {
             return Response::Refused(Refusal::Quota { needed, available });
         }
         Response::Want { missing }
+    }
+}
+
+/// The answer to a fetch of sealed records.
+fn entries_answer(found: Result<Vec<(NameId, Vec<u8>)>, StoreError>) -> Response {
+    match found {
+        Ok(found) => Response::Entries {
+            entries: found
+                .into_iter()
+                .map(|(name_id, sealed)| SealedEntry { name_id, sealed })
+                .collect(),
+        },
+        Err(e) => Response::Error(e.to_string()),
     }
 }
 

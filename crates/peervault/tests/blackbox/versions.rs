@@ -42,6 +42,12 @@ fn history(node: &TestNode, name: &str) -> Vec<(String, bool)> {
         .collect()
 }
 
+/// Bytes this node's blobs take.
+fn used(node: &TestNode) -> u64 {
+    let quota: serde_json::Value = serde_json::from_str(&node.ok(&["quota", "--json"])).unwrap();
+    quota["used_bytes"].as_u64().unwrap()
+}
+
 fn put_text(node: &TestNode, dir: &Path, name: &str, text: &str) {
     let path = dir.join("input");
     std::fs::write(&path, text).unwrap();
@@ -159,11 +165,6 @@ fn versions_past_the_retention_go_at_gc_on_every_node_and_free_their_space() {
     eventually("B holds the three versions", SPREAD, || {
         history(&b, "log.txt").len() == 3
     });
-    let used = |node: &TestNode| {
-        let quota: serde_json::Value =
-            serde_json::from_str(&node.ok(&["quota", "--json"])).unwrap();
-        quota["used_bytes"].as_u64().unwrap()
-    };
     eventually("B holds all three", SPREAD, || used(&b) > 900_000);
     let before = (used(&a), used(&b));
     std::thread::sleep(Duration::from_millis(3500));
@@ -236,11 +237,6 @@ fn a_purge_removes_every_version_on_every_node_even_one_that_was_away() {
     eventually("B keeps both versions", SPREAD, || {
         history(&b, "secret.txt").len() == 2
     });
-    let used = |node: &TestNode| {
-        let quota: serde_json::Value =
-            serde_json::from_str(&node.ok(&["quota", "--json"])).unwrap();
-        quota["used_bytes"].as_u64().unwrap()
-    };
     eventually("B holds both", SPREAD, || used(&b) > 400_000);
 
     // A plain delete keeps the versions; a purge does not. B is away for it.
