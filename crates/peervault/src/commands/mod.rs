@@ -120,7 +120,7 @@ pub(crate) async fn run_on(
             as_name,
             recursive: true,
             quiet,
-        } => tree::put(ops, &path, name.or(as_name), quiet).await,
+        } => tree::put(ops, &path, name.or(as_name), quiet, console).await,
         Command::Put {
             path,
             name,

@@ -87,7 +87,7 @@ fn show(bar: &Progress, progress: PutProgress, size: Option<u64>) {
 /// the vault), then the original's offer to delete files held here from every
 /// node. False if the user cancelled (or nothing can go); then nothing was
 /// stored and nothing removed that the user did not pick.
-async fn make_room(
+pub(super) async fn make_room(
     ops: &impl Operations,
     console: &mut impl Console,
     size: u64,

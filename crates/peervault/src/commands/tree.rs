@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use peervault_node::{FileInfo, FileMeta, HumanSize};
 
-use super::Console;
+use super::{Console, Surface};
 use crate::ops::Operations;
 use crate::progress::Progress;
 use crate::ui;
@@ -109,6 +109,7 @@ pub async fn put(
     dir: &Path,
     prefix: Option<String>,
     quiet: bool,
+    console: &mut impl Console,
 ) -> anyhow::Result<ExitCode> {
     let prefix = match prefix {
         Some(p) => p.trim_end_matches('/').to_string(),
@@ -149,12 +150,24 @@ pub async fn put(
         }
         to_send.push((name, path.clone(), file_meta, size));
     }
+    // At the prompt, a tree that would not fit gets the offer to make room
+    // that a single store gets (from the shell, the first put that does not
+    // fit fails with the quota's numbers).
+    let sent_bytes: u64 = to_send.iter().map(|(_, _, _, size)| size).sum();
+    bar.finish();
+    if console.surface() == Surface::Prompt
+        && sent_bytes > 0
+        && !super::put::make_room(ops, console, sent_bytes).await?
+    {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bar = Progress::bytes(Some(total), &format!("storing {prefix}/"), quiet);
+    bar.set(checked_bytes);
     // ... then the rest, several at a time: each file is made durable on every
     // holder before its put returns, and one at a time a folder of small files
     // waited on one fsync after another.
     let done = std::sync::atomic::AtomicU64::new(checked_bytes);
     let files_done = std::sync::atomic::AtomicUsize::new(unchanged);
-    let sent_bytes: u64 = to_send.iter().map(|(_, _, _, size)| size).sum();
     let sent = to_send.len();
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(to_send)
         .map(|(name, path, file_meta, size)| {

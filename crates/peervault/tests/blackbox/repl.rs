@@ -766,3 +766,33 @@ fn progress_bars_and_colours_appear_only_on_a_terminal() {
     assert!(plain.contains("DEBUG"), "{plain}");
     assert!(!plain.contains('\x1b'), "colour despite NO_COLOR:\n{plain}");
 }
+
+#[test]
+fn a_tree_stored_over_quota_at_the_prompt_gets_the_offer_to_make_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let mib = 1024 * 1024;
+    let old = dir.path().join("old.bin");
+    crate::harness::write_random_file(&old, 6 * mib, 1);
+    let tree = dir.path().join("photos");
+    std::fs::create_dir_all(tree.join("2024")).unwrap();
+    crate::harness::write_random_file(&tree.join("2024/a.bin"), 3 * mib, 2);
+    crate::harness::write_random_file(&tree.join("b.bin"), 3 * mib, 3);
+    let input = format!(
+        "store {old}\nstore -r {tree}\n1\nlist photos\nquit\n",
+        old = old.display(),
+        tree = tree.display()
+    );
+    let args = prompt_args(&data, "10MB", &[]);
+    let Some(text) = run_in_pty(&args.iter().map(String::as_str).collect::<Vec<_>>(), &input)
+    else {
+        return;
+    };
+    assert!(text.contains("Insufficient storage space!"), "{text}");
+    assert!(
+        text.contains("File 'old.bin' deleted successfully"),
+        "{text}"
+    );
+    assert!(text.contains("Stored 2 files"), "{text}");
+    assert!(text.contains("photos/2024/"), "{text}");
+}
