@@ -189,6 +189,7 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
         humantime::format_duration(m.gc_interval),
         humantime::format_duration(m.repair_delay)
     );
+    println!("  Versions:   {}", versions_line(&settings.node.versions));
     println!("  Control:    {}", socket_path(&data_dir).display());
     let http_stop = tokio_util::sync::CancellationToken::new();
     if let Some(endpoint) = &settings.metrics {
@@ -261,4 +262,21 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     drop(node);
     println!("PeerVault node stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the start banner says of the versions kept.
+fn versions_line(kept: &peervault_node::Retention) -> String {
+    let secs = kept.keep_for.as_secs();
+    let time = match secs {
+        s if s > 0 && s % 86_400 == 0 => format!("{} days", s / 86_400),
+        _ => humantime::format_duration(kept.keep_for).to_string(),
+    };
+    match (kept.keep_versions, kept.keep_for.is_zero()) {
+        (0, true) => "none kept (an overwrite or a delete frees its space at once)".into(),
+        (0, false) => format!("every old version from the last {time} (undelete, restore)"),
+        (n, true) => format!("the last {n} old versions of each file (undelete, restore)"),
+        (n, false) => format!(
+            "the last {n} old versions of each file, and every one from the last {time} (undelete, restore)"
+        ),
+    }
 }
