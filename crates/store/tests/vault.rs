@@ -1021,3 +1021,83 @@ async fn concurrent_writes_end_with_the_same_history_on_both_vaults() {
         .unwrap();
     assert!(!result.applied);
 }
+
+/// Sends every record `from` keeps of `names` (current and history) to `to`.
+async fn offer_all(from: &Vault, to: &Vault, names: &[&str]) {
+    let mut wanted = Vec::new();
+    for name in names {
+        let id = from.name_id(name);
+        if let Ok(versions) = from.versions(name).await {
+            wanted.extend(versions.iter().map(|e| (id, e.version())));
+        }
+    }
+    let records = from.sealed_records(wanted).await.unwrap();
+    for result in to.apply_sealed_many(records).await.unwrap() {
+        result.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn any_interleaving_of_writes_deletes_purges_and_exchanges_converges() {
+    const NAMES: [&str; 2] = ["a", "b"];
+    let mut longest = 0;
+    for seed in 1..=12u64 {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut vaults = Vec::new();
+        for (i, dir) in dirs.iter().enumerate() {
+            vaults.push(open_keeping(dir.path(), i as u8 + 1, Retention::default()).await);
+        }
+        let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for step in 0..24u64 {
+            let v = &vaults[next(3) as usize];
+            let name = NAMES[next(2) as usize];
+            match next(10) {
+                0..=4 => {
+                    let content = format!("{seed}-{step}");
+                    v.write_file(name, content.as_bytes(), None).await.unwrap();
+                }
+                5 | 6 => {
+                    let _ = v.delete(name, false).await;
+                }
+                7 => {
+                    let _ = v.delete(name, true).await;
+                }
+                _ => {
+                    let to = &vaults[next(3) as usize];
+                    offer_all(v, to, &NAMES).await;
+                }
+            }
+        }
+        // Everyone tells everyone everything, twice over.
+        for _ in 0..2 {
+            for from in &vaults {
+                for to in &vaults {
+                    offer_all(from, to, &NAMES).await;
+                }
+            }
+        }
+        for name in NAMES {
+            let histories: Vec<_> =
+                futures::future::join_all(vaults.iter().map(|v| v.versions(name)))
+                    .await
+                    .into_iter()
+                    .map(|r| r.map(|e| versions_of(&e)).unwrap_or_default())
+                    .collect();
+            assert_eq!(histories[0], histories[1], "seed {seed}, {name}");
+            assert_eq!(histories[1], histories[2], "seed {seed}, {name}");
+            longest = longest.max(histories[0].len());
+        }
+        assert_eq!(vaults[0].summary(), vaults[1].summary(), "seed {seed}");
+        assert_eq!(vaults[1].summary(), vaults[2].summary(), "seed {seed}");
+    }
+    assert!(
+        longest >= 4,
+        "the runs made little history ({longest}): the test proves little"
+    );
+}
