@@ -29,6 +29,9 @@ pub struct VersionInfo {
     pub time_unix_ms: u64,
     /// True for a deletion.
     pub deleted: bool,
+    /// True for a deletion for good (`rm --purge`): the versions before it are gone.
+    #[serde(default)]
+    pub purged: bool,
     /// True for the name's current version.
     pub current: bool,
     /// Peer id of the node that wrote it.
@@ -50,6 +53,7 @@ impl VersionInfo {
             time: humantime::format_rfc3339_millis(at).to_string(),
             time_unix_ms: version.unix_millis(),
             deleted: entry.as_file().is_none(),
+            purged: matches!(entry, CatalogueEntry::Deleted(t) if t.purge),
             current,
             author,
         }

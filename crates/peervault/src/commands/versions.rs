@@ -21,11 +21,12 @@ pub async fn list(ops: &impl Operations, name: &str, json: bool) -> anyhow::Resu
     );
     let mut table = ui::new_table(&["Version", "Written (UTC)", "Size", "Hash", ""]);
     for v in &versions {
-        let what = match (v.current, v.deleted) {
-            (true, true) => "deleted (undelete brings back the newest version)",
-            (true, false) => "current",
-            (false, true) => "deleted",
-            (false, false) => "",
+        let what = match (v.current, v.deleted, v.purged) {
+            (_, true, true) => "deleted for good (rm --purge)",
+            (true, true, false) => "deleted (undelete brings back the newest version)",
+            (true, false, _) => "current",
+            (false, true, false) => "deleted",
+            (false, false, _) => "",
         };
         table.add_row(vec![
             v.version.clone(),

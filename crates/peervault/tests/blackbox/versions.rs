@@ -256,6 +256,11 @@ fn a_purge_removes_every_version_on_every_node_even_one_that_was_away() {
     assert!(said.contains("freed on this node"), "{said}");
     let on_a = history(&a, "secret.txt");
     assert_eq!(on_a.len(), 1, "only the purge is left: {on_a:?}");
+    assert_eq!(versions(&a, "secret.txt")[0]["purged"], true);
+    assert!(
+        a.ok(&["versions", "secret.txt"])
+            .contains("deleted for good")
+    );
     assert!(on_a[0].1);
     assert!(used(&a) < 10_000, "the space came back at once");
     let refused = a.cli(&["undelete", "secret.txt"]);
