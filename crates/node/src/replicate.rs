@@ -81,12 +81,12 @@ impl Replicator {
     /// keep their copies too).
     pub(crate) async fn sealed(&self, manifest: &Manifest) -> Result<SealedEntry> {
         let name_id = self.ctx.vault.name_id(&manifest.name);
-        let mut entries = self
+        let found = self
             .ctx
             .vault
-            .sealed_records(vec![(name_id, manifest.version)])
+            .sealed_record(name_id, manifest.version)
             .await?;
-        let (name_id, sealed) = entries.pop().ok_or_else(|| {
+        let sealed = found.ok_or_else(|| {
             NodeError::Invalid(format!(
                 "that version of {:?} is no longer kept",
                 manifest.name

@@ -618,38 +618,41 @@ impl Catalogue {
     }
 
     /// Sealed records of the given versions, current or in history, as stored
-    /// (missing ones are left out).
-    pub fn sealed_records(&self, wanted: &[(NameId, Version)]) -> Result<Vec<(NameId, Vec<u8>)>> {
+    /// (missing ones are left out). `current` says which are their name's
+    /// current version (the sync index knows without opening a record).
+    pub fn sealed_records(
+        &self,
+        wanted: &[(NameId, Version)],
+        current: impl Fn(&NameId, &Version) -> bool,
+    ) -> Result<Vec<(NameId, Vec<u8>)>> {
         Ok(wanted
             .iter()
-            .zip(self.sealed_records_each(wanted)?)
+            .zip(self.sealed_records_each(wanted, current)?)
             .filter_map(|((id, _), sealed)| Some((*id, sealed?)))
             .collect())
     }
 
     /// The sealed record of each of the given versions, in order (`None` if not
-    /// held), in one read transaction.
+    /// held), in one read transaction. A version `current` names is read from
+    /// the catalogue without being opened (a sync serves thousands; opening each
+    /// cost a decryption): should the name have been written again meanwhile,
+    /// the newer record goes instead, which a peer applies like any other.
     pub fn sealed_records_each(
         &self,
         wanted: &[(NameId, Version)],
+        current: impl Fn(&NameId, &Version) -> bool,
     ) -> Result<Vec<Option<Vec<u8>>>> {
         let txn = self.db.begin_read()?;
         let catalogue = txn.open_table(CATALOGUE)?;
         let history = txn.open_table(HISTORY)?;
         let mut out = Vec::with_capacity(wanted.len());
         for (id, version) in wanted {
-            if let Some(sealed) = history.get(history::key(id, version))? {
-                out.push(Some(sealed.value().to_vec()));
-                continue;
-            }
-            let current = match catalogue.get(id.0)? {
-                Some(sealed) => {
-                    let entry = self.open_entry(id, sealed.value())?;
-                    (entry.version() == *version).then(|| sealed.value().to_vec())
-                }
-                None => None,
+            let sealed = if current(id, version) {
+                catalogue.get(id.0)?
+            } else {
+                history.get(history::key(id, version))?
             };
-            out.push(current);
+            out.push(sealed.map(|s| s.value().to_vec()));
         }
         Ok(out)
     }

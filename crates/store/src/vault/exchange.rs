@@ -105,8 +105,34 @@ impl Vault {
         &self,
         wanted: Vec<(NameId, Version)>,
     ) -> Result<Vec<(NameId, Vec<u8>)>> {
-        self.blocking(move |inner| inner.catalogue.sealed_records(&wanted))
-            .await
+        self.blocking(move |inner| {
+            let current = inner.current_versions(&wanted);
+            inner
+                .catalogue
+                .sealed_records(&wanted, |id, v| current.contains(&(*id, *v)))
+        })
+        .await
+    }
+
+    /// The sealed record of exactly `version` of `id` (opened and checked: not a
+    /// newer one written meanwhile), or `None` if it is not kept.
+    pub async fn sealed_record(&self, id: NameId, version: Version) -> Result<Option<Vec<u8>>> {
+        self.blocking(move |inner| {
+            let wanted = [(id, version)];
+            let current = inner.current_versions(&wanted);
+            let found = inner
+                .catalogue
+                .sealed_records(&wanted, |id, v| current.contains(&(*id, *v)))?;
+            match found.into_iter().next() {
+                Some((id, sealed))
+                    if inner.catalogue.open_sealed(&id, &sealed)?.version() == version =>
+                {
+                    Ok(Some(sealed))
+                }
+                _ => Ok(None),
+            }
+        })
+        .await
     }
 
     /// True if this node holds `version` of `id`, current or in history.
@@ -248,14 +274,21 @@ impl Vault {
     pub async fn holds_versions(&self, files: Vec<(NameId, Version)>) -> Result<Vec<bool>> {
         self.blocking(move |inner| {
             // One read transaction for the records, one for the chunks.
-            let sealed = inner.catalogue.sealed_records_each(&files)?;
+            let current = inner.current_versions(&files);
+            let sealed = inner
+                .catalogue
+                .sealed_records_each(&files, |id, v| current.contains(&(*id, *v)))?;
             let view = inner.catalogue.chunk_view()?;
             let mut held = Vec::with_capacity(files.len());
-            for ((id, _), sealed) in files.iter().zip(sealed) {
+            for ((id, version), sealed) in files.iter().zip(sealed) {
                 let complete = match sealed {
                     Some(bytes) => match inner.catalogue.open_sealed(id, &bytes)? {
-                        CatalogueEntry::File(m) => missing_in(&view, &m.chunks)?.is_empty(),
-                        CatalogueEntry::Deleted(_) => false,
+                        // The name may have been written again since the
+                        // index was read: only the version asked about counts.
+                        CatalogueEntry::File(m) if m.version == *version => {
+                            missing_in(&view, &m.chunks)?.is_empty()
+                        }
+                        _ => false,
                     },
                     None => false,
                 };
@@ -325,6 +358,19 @@ impl Vault {
 }
 
 impl Inner {
+    /// Those of `records` that are their name's current version, per the index.
+    fn current_versions(
+        &self,
+        records: &[(NameId, Version)],
+    ) -> std::collections::HashSet<(NameId, Version)> {
+        let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        records
+            .iter()
+            .filter(|(id, v)| index.version(id) == Some(*v))
+            .copied()
+            .collect()
+    }
+
     fn missing(&self, chunks: &[ChunkId]) -> Result<Vec<ChunkId>> {
         missing_in(&self.catalogue.chunk_view()?, chunks)
     }
