@@ -499,10 +499,15 @@ impl Catalogue {
             None => None,
         };
         let version = entry.version();
-        let held = current
-            .as_ref()
-            .is_some_and(|(c, _)| c.version() == version)
-            || history.get(history::key(&name_id, &version))?.is_some();
+        // History holds only versions older than the current one: a newer
+        // record (every write) needs no look there.
+        let held = match &current {
+            Some((c, _)) if c.version() == version => true,
+            Some((c, _)) if c.version() > version => {
+                history.get(history::key(&name_id, &version))?.is_some()
+            }
+            _ => false,
+        };
         if held {
             return Ok(outcome);
         }
@@ -546,11 +551,16 @@ impl Catalogue {
         retention: &Retention,
         now: u64,
     ) -> Result<(Vec<Version>, Vec<ChunkId>)> {
+        let (low, high) = history::range_of(id);
+        // Most names have no history: nothing to open (every write and every
+        // record a sync applies comes through here).
+        if history.range(low..=high)?.next().is_none() {
+            return Ok(Default::default());
+        }
         let Some(current) = catalogue.get(id.0)? else {
             return Ok(Default::default());
         };
         let current = self.open_entry(id, current.value())?;
-        let (low, high) = history::range_of(id);
         let mut older = Vec::new();
         let mut purged = purge_version(&current);
         for row in history.range(low..=high)?.rev() {
