@@ -621,29 +621,10 @@ impl Catalogue {
         Ok(())
     }
 
-    /// True if any record is kept in history.
-    pub fn has_history(&self) -> Result<bool> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(HISTORY)?.first()?.is_some())
-    }
-
-    /// Sealed records of the given versions, current or in history, as stored
-    /// (missing ones are left out). `current` says which are their name's
-    /// current version (the sync index knows without opening a record).
-    pub fn sealed_records(
-        &self,
-        wanted: &[(NameId, Version)],
-        current: impl Fn(&NameId, &Version) -> bool,
-    ) -> Result<Vec<(NameId, Vec<u8>)>> {
-        Ok(wanted
-            .iter()
-            .zip(self.sealed_records_each(wanted, current)?)
-            .filter_map(|((id, _), sealed)| Some((*id, sealed?)))
-            .collect())
-    }
-
-    /// The sealed record of each of the given versions, in order (`None` if not
-    /// held), in one read transaction. A version `current` names is read from
+    /// The sealed record of each of the given versions, current or in history,
+    /// as stored, in order (`None` if not held), in one read transaction.
+    /// `current` says which are their name's current version (the sync index
+    /// knows without opening a record). A version `current` names is read from
     /// the catalogue without being opened (a sync serves thousands; opening each
     /// cost a decryption): should the name have been written again meanwhile,
     /// the newer record goes instead, which a peer applies like any other.
@@ -779,13 +760,7 @@ impl Catalogue {
         for row in txn.open_table(HISTORY)?.range(low..=high)? {
             count(row?.1.value())?;
         }
-        let refs = txn.open_table(CHUNK_REFS)?;
-        let mut out = Vec::new();
-        for (id, n) in uses {
-            if refs.get(id.0)?.map(|v| v.value()) == Some(n) {
-                out.push(id);
-            }
-        }
+        let mut out = used_only_by(&txn.open_table(CHUNK_REFS)?, uses)?;
         out.sort_unstable();
         Ok(out)
     }
@@ -804,13 +779,10 @@ impl Catalogue {
                 }
             }
         }
-        let refs = txn.open_table(CHUNK_REFS)?;
         let blobs = txn.open_table(BLOBS)?;
         let mut bytes = 0;
-        for (id, n) in uses {
-            if refs.get(id.0)?.map(|v| v.value()) == Some(n)
-                && let Some(slot) = blobs.get(id.0)?
-            {
+        for id in used_only_by(&txn.open_table(CHUNK_REFS)?, uses)? {
+            if let Some(slot) = blobs.get(id.0)? {
                 bytes += u64::from(Slot::decode(&slot.value()).len);
             }
         }
@@ -840,8 +812,8 @@ impl Catalogue {
             let mut catalogue = txn.open_table(CATALOGUE)?;
             let history = txn.open_table(HISTORY)?;
             for id in expired {
-                // A deleted name's versions outlive its tombstone never: without
-                // it, the newest of them would be the name's entry again.
+                // A tombstone never goes before its name's kept versions:
+                // without it, the newest of them would be the name's entry again.
                 let (low, high) = history::range_of(&id);
                 if history.range(low..=high)?.next().is_some() {
                     continue;
@@ -953,6 +925,21 @@ fn purge_version(entry: &CatalogueEntry) -> Option<Version> {
         CatalogueEntry::Deleted(t) if t.purge => Some(t.version),
         _ => None,
     }
+}
+
+/// The chunks of `uses` (chunk, references counted among some manifests) that
+/// no other manifest references: their whole reference count is those uses.
+fn used_only_by(
+    refs: &redb::ReadOnlyTable<[u8; 32], u32>,
+    uses: HashMap<ChunkId, u32>,
+) -> Result<Vec<ChunkId>> {
+    let mut out = Vec::new();
+    for (id, n) in uses {
+        if refs.get(id.0)?.map(|v| v.value()) == Some(n) {
+            out.push(id);
+        }
+    }
+    Ok(out)
 }
 
 /// Counts one more reference to each distinct chunk of `chunks`.

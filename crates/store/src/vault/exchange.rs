@@ -106,10 +106,12 @@ impl Vault {
         wanted: Vec<(NameId, Version)>,
     ) -> Result<Vec<(NameId, Vec<u8>)>> {
         self.blocking(move |inner| {
-            let current = inner.current_versions(&wanted);
-            inner
-                .catalogue
-                .sealed_records(&wanted, |id, v| current.contains(&(*id, *v)))
+            let found = inner.sealed_records_each(&wanted)?;
+            Ok(wanted
+                .iter()
+                .zip(found)
+                .filter_map(|((id, _), sealed)| Some((*id, sealed?)))
+                .collect())
         })
         .await
     }
@@ -117,22 +119,8 @@ impl Vault {
     /// The sealed record of exactly `version` of `id` (opened and checked: not a
     /// newer one written meanwhile), or `None` if it is not kept.
     pub async fn sealed_record(&self, id: NameId, version: Version) -> Result<Option<Vec<u8>>> {
-        self.blocking(move |inner| {
-            let wanted = [(id, version)];
-            let current = inner.current_versions(&wanted);
-            let found = inner
-                .catalogue
-                .sealed_records(&wanted, |id, v| current.contains(&(*id, *v)))?;
-            match found.into_iter().next() {
-                Some((id, sealed))
-                    if inner.catalogue.open_sealed(&id, &sealed)?.version() == version =>
-                {
-                    Ok(Some(sealed))
-                }
-                _ => Ok(None),
-            }
-        })
-        .await
+        self.blocking(move |inner| Ok(inner.record(id, version)?.map(|(_, sealed)| sealed)))
+            .await
     }
 
     /// True if this node holds `version` of `id`, current or in history.
@@ -274,10 +262,7 @@ impl Vault {
     pub async fn holds_versions(&self, files: Vec<(NameId, Version)>) -> Result<Vec<bool>> {
         self.blocking(move |inner| {
             // One read transaction for the records, one for the chunks.
-            let current = inner.current_versions(&files);
-            let sealed = inner
-                .catalogue
-                .sealed_records_each(&files, |id, v| current.contains(&(*id, *v)))?;
+            let sealed = inner.sealed_records_each(&files)?;
             let view = inner.catalogue.chunk_view()?;
             let mut held = Vec::with_capacity(files.len());
             for ((id, version), sealed) in files.iter().zip(sealed) {
@@ -358,17 +343,39 @@ impl Vault {
 }
 
 impl Inner {
-    /// Those of `records` that are their name's current version, per the index.
-    fn current_versions(
+    /// The sealed record of each of `records`, current or history, in order
+    /// (`None` if not kept). The index says which are current, so those are
+    /// read without being opened (see [`Catalogue::sealed_records_each`]).
+    ///
+    /// [`Catalogue::sealed_records_each`]: crate::catalogue::Catalogue::sealed_records_each
+    pub(super) fn sealed_records_each(
         &self,
         records: &[(NameId, Version)],
-    ) -> std::collections::HashSet<(NameId, Version)> {
-        let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-        records
-            .iter()
-            .filter(|(id, v)| index.version(id) == Some(*v))
-            .copied()
-            .collect()
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let current: std::collections::HashSet<(NameId, Version)> = {
+            let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            records
+                .iter()
+                .filter(|(id, v)| index.version(id) == Some(*v))
+                .copied()
+                .collect()
+        };
+        self.catalogue
+            .sealed_records_each(records, |id, v| current.contains(&(*id, *v)))
+    }
+
+    /// Exactly `version` of `id`, opened and checked (not a newer record
+    /// written meanwhile), with its sealed bytes; `None` if it is not kept.
+    pub(super) fn record(
+        &self,
+        id: NameId,
+        version: Version,
+    ) -> Result<Option<(CatalogueEntry, Vec<u8>)>> {
+        let Some(Some(sealed)) = self.sealed_records_each(&[(id, version)])?.pop() else {
+            return Ok(None);
+        };
+        let entry = self.catalogue.open_sealed(&id, &sealed)?;
+        Ok((entry.version() == version).then_some((entry, sealed)))
     }
 
     fn missing(&self, chunks: &[ChunkId]) -> Result<Vec<ChunkId>> {

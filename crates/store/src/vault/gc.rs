@@ -201,13 +201,13 @@ impl Vault {
     /// The blobs they alone used become orphans for the next GC run.
     pub async fn forget_entry(&self, name_id: NameId, version: Version) -> Result<()> {
         self.blocking(move |inner| {
-            let mut index = inner.index.lock().unwrap_or_else(|p| p.into_inner());
-            if index.version(&name_id) == Some(version) {
+            let index = || inner.index.lock().unwrap_or_else(|p| p.into_inner());
+            if index().version(&name_id) == Some(version) {
                 inner.catalogue.remove_entry(&name_id)?;
-                index.remove(&name_id);
+                index().remove(&name_id);
             } else {
                 inner.catalogue.remove_superseded(&name_id, &version)?;
-                index.remove_superseded(&name_id, &version);
+                index().remove_superseded(&name_id, &version);
             }
             Ok(())
         })
@@ -227,8 +227,8 @@ pub(crate) fn is_expired_tombstone(entry: &CatalogueEntry, cutoff: u64) -> bool 
 
 impl Inner {
     /// Removes the superseded versions past the retention, and the blobs no kept
-    /// version references any more. Returns how many versions went.
-    pub(crate) fn expire_versions(&self) -> Result<usize> {
+    /// version references any more.
+    pub(crate) fn expire_versions(&self) -> Result<()> {
         let (expired, unreferenced) = self.catalogue.expire_history(&self.retention())?;
         {
             let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
@@ -239,7 +239,7 @@ impl Inner {
             }
         }
         self.forget(&unreferenced)?;
-        Ok(expired.iter().map(|(_, v)| v.len()).sum())
+        Ok(())
     }
 
     pub(crate) fn tombstone_retention(&self) -> Duration {

@@ -107,14 +107,9 @@ impl Inner {
     /// The manifest of `version` of `name`: not found if that version is not
     /// held, and refused if it is a deletion.
     pub(super) fn version_manifest(&self, name: &str, version: Version) -> Result<Manifest> {
-        let found = self
-            .catalogue
-            .versions(name)?
-            .into_iter()
-            .find(|e| e.version() == version);
-        match found {
-            Some(CatalogueEntry::File(m)) => Ok(m),
-            Some(CatalogueEntry::Deleted(_)) => Err(StoreError::NotFound {
+        match self.record(self.crypto.name_id(name), version)? {
+            Some((CatalogueEntry::File(m), _)) => Ok(m),
+            Some((CatalogueEntry::Deleted(_), _)) => Err(StoreError::NotFound {
                 name: format!("{name} (that version is its deletion)"),
             }),
             None => Err(StoreError::NotFound {
