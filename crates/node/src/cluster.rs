@@ -147,6 +147,7 @@ impl Cluster {
         // One read of the catalogue serves this node's figures and the files.
         let mut summaries: Vec<(NameId, FileSummary)> = self.ctx.vault.summaries().await?;
         let own = info_of(&self.ctx, &summaries);
+        summaries.retain(|(_, s)| !crate::objects::is_reserved(&s.name));
         let ids: Vec<PeerId> = peers
             .iter()
             .filter_map(|p| p.peer_id.parse().ok())

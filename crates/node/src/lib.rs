@@ -51,6 +51,7 @@ pub mod maintenance;
 pub mod memory;
 pub mod metrics;
 pub mod node;
+pub mod objects;
 pub mod quota;
 mod remote_read;
 pub mod replicate;
@@ -75,7 +76,7 @@ pub use peervault_net::{Endpoint, PeerId};
 pub use peervault_store::files;
 pub use peervault_store::{
     BlobLocation, ChunkId, ChunkProblem, DEFAULT_TOMBSTONE_RETENTION, DeleteOutcome, FileMeta,
-    FileReader, KdfParams, KeySource, NetworkKey, Retention, StoreError, SweepReport, VerifyReport,
+    FileReader, FinishMeta, ObjectMeta, KdfParams, KeySource, NetworkKey, Retention, StoreError, SweepReport, VerifyReport,
     direct::QueuedWriter,
 };
 pub use quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};

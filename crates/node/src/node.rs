@@ -383,6 +383,25 @@ impl Node {
     where
         R: AsyncRead + Unpin + Send,
     {
+        crate::objects::refuse_reserved(name)?;
+        self.write_replicated(name, Box::new(move || Ok(meta)), reader, size_hint, progress)
+            .await
+    }
+
+    /// Writes `name` here while streaming its new chunks to the holders its
+    /// placement names, then replicates and announces it. `finish` makes its
+    /// metadata once every byte is read.
+    pub(crate) async fn write_replicated<R>(
+        &self,
+        name: &str,
+        finish: peervault_store::FinishMeta,
+        reader: R,
+        size_hint: Option<u64>,
+        progress: Option<&tokio::sync::watch::Sender<CopyProgress>>,
+    ) -> Result<StoreReport>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
         let holders = self.inner.replicator.holders_for(name).await;
         let (tap, streaming) = if holders.is_empty() {
             (None, None)
@@ -394,7 +413,7 @@ impl Node {
             .inner
             .ctx
             .vault
-            .write_file_with(name, meta, reader, size_hint, tap)
+            .write_file_finishing(name, finish, reader, size_hint, tap)
             .await;
         if let Some(task) = streaming {
             let _ = task.await;
@@ -440,7 +459,11 @@ impl Node {
     /// (no network round trip).
     pub async fn names(&self) -> Result<Vec<String>> {
         let files = self.inner.ctx.vault.list().await?;
-        Ok(files.into_iter().map(|m| m.name).collect())
+        Ok(files
+            .into_iter()
+            .map(|m| m.name)
+            .filter(|name| !crate::objects::is_reserved(name))
+            .collect())
     }
 
     /// Opens `name` for reading as an [`AsyncRead`]: verified bytes, fetched from
@@ -474,6 +497,12 @@ impl Node {
     }
 
     async fn remove(&self, name: &str, purge: bool) -> Result<DeleteOutcome> {
+        crate::objects::refuse_reserved(name)?;
+        self.remove_any(name, purge).await
+    }
+
+    /// [`Node::delete`] or [`Node::purge`] of any name, PeerVault's own included.
+    pub(crate) async fn remove_any(&self, name: &str, purge: bool) -> Result<DeleteOutcome> {
         let out = self
             .inner
             .ctx
@@ -500,6 +529,7 @@ impl Node {
     /// all of them.
     pub async fn listing(&self, limit: usize) -> Result<Listing> {
         let mut summaries = self.inner.ctx.vault.summaries().await?;
+        summaries.retain(|(_, s)| !crate::objects::is_reserved(&s.name));
         let total = summaries.len();
         summaries.truncate(limit);
         let versions: Vec<(NameId, Version)> =

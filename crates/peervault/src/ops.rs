@@ -15,6 +15,7 @@
 use std::os::fd::AsFd;
 
 use futures::StreamExt;
+use peervault_s3::keys::{AccessKey, KeySummary};
 use peervault_node::{
     CleanReport, CopyProgress, DeleteOutcome, DiscoveryStatus, FileCheck, FileInfo, FileMeta,
     GcSummary, MetricsSnapshot, Node, NodeStatus, PeerStatus, QuotaStatus, RateLimits, VersionInfo,
@@ -69,6 +70,12 @@ pub(crate) trait Operations {
     async fn delete(&self, name: &str, purge: bool) -> anyhow::Result<DeleteOutcome>;
     /// Every version of `name` kept, newest first.
     async fn versions(&self, name: &str) -> anyhow::Result<Vec<VersionInfo>>;
+    /// `s3 keys create NAME`: a new access key for the S3 gateway.
+    async fn s3_key_create(&self, name: &str) -> anyhow::Result<AccessKey>;
+    /// `s3 keys ls`.
+    async fn s3_keys(&self) -> anyhow::Result<Vec<KeySummary>>;
+    /// `s3 keys rm ID`.
+    async fn s3_key_remove(&self, id: &str) -> anyhow::Result<()>;
     /// Makes the newest version of a deleted name current again.
     async fn undelete(&self, name: &str) -> anyhow::Result<FileInfo>;
     /// Makes `version` (a label, or its first digits) of `name` current again.
@@ -319,6 +326,18 @@ impl Operations for Node {
         Ok(Node::undelete(self, name).await?)
     }
 
+    async fn s3_key_create(&self, name: &str) -> anyhow::Result<AccessKey> {
+        Ok(peervault_s3::keys::create(self, name).await?)
+    }
+
+    async fn s3_keys(&self) -> anyhow::Result<Vec<KeySummary>> {
+        Ok(peervault_s3::keys::list(self).await?)
+    }
+
+    async fn s3_key_remove(&self, id: &str) -> anyhow::Result<()> {
+        Ok(peervault_s3::keys::remove(self, id).await?)
+    }
+
     async fn restore(&self, name: &str, version: &str) -> anyhow::Result<FileInfo> {
         let version = self.find_version(name, version).await?;
         Ok(Node::restore(self, name, version).await?)
@@ -499,6 +518,22 @@ impl Operations for Client {
             name: name.to_string(),
         };
         ask!(self, request, Response::Versions { versions } => versions)
+    }
+
+    async fn s3_key_create(&self, name: &str) -> anyhow::Result<AccessKey> {
+        let request = Request::S3KeyCreate {
+            name: name.to_string(),
+        };
+        ask!(self, request, Response::S3Key { key } => key)
+    }
+
+    async fn s3_keys(&self) -> anyhow::Result<Vec<KeySummary>> {
+        ask!(self, Request::S3KeyList, Response::S3Keys { keys } => keys)
+    }
+
+    async fn s3_key_remove(&self, id: &str) -> anyhow::Result<()> {
+        let request = Request::S3KeyRemove { id: id.to_string() };
+        ask!(self, request, Response::S3KeyRemoved { .. } => ())
     }
 
     async fn undelete(&self, name: &str) -> anyhow::Result<FileInfo> {

@@ -213,6 +213,11 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
         );
     }
 
+    let _s3 = match &settings.s3 {
+        Some(endpoint) => Some(start_s3(&node, endpoint, settings.s3_domain.clone()).await?),
+        None => None,
+    };
+
     if node.key_origin() == KeyOrigin::Created {
         println!(
             "A new vault. To add a node: run `peervault invite{}` here, then start the other \
@@ -279,4 +284,32 @@ fn versions_line(kept: &peervault_node::Retention) -> String {
             "the last {n} old versions of each file, and every one from the last {time} (undelete, restore)"
         ),
     }
+}
+
+/// Starts the S3 gateway on `endpoint` and says where it is.
+async fn start_s3(
+    node: &Node,
+    endpoint: &peervault_net::Endpoint,
+    domain: Option<String>,
+) -> anyhow::Result<peervault_s3::S3Gateway> {
+    use peervault_net::Host;
+    let addr = match &endpoint.host {
+        Host::Unspecified => format!("0.0.0.0:{}", endpoint.port),
+        Host::Ip(ip) => std::net::SocketAddr::new(*ip, endpoint.port).to_string(),
+        Host::Name(name) => format!("{name}:{}", endpoint.port),
+    };
+    let config = peervault_s3::GatewayConfig { addr, domain };
+    let gateway = peervault_s3::S3Gateway::start(node.clone(), &config).await?;
+    let bound = gateway.local_addr();
+    let shown = if bound.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], bound.port()))
+    } else {
+        bound
+    };
+    let keys = peervault_s3::keys::list(node).await.map(|k| k.len()).unwrap_or(0);
+    println!(
+        "  S3:         http://{shown} (path style; {}; `peervault s3 keys create NAME` makes one)",
+        crate::ui::plural(keys, "access key")
+    );
+    Ok(gateway)
 }

@@ -32,12 +32,12 @@ pub use error::{ChunkProblem, KeyError, StoreError};
 pub use history::Retention;
 pub use ids::{ChunkId, NameId, OriginId};
 pub use keys::{KdfParams, KeyFingerprint, KeySource, NetworkKey, UserKey};
-pub use manifest::{CatalogueEntry, FileMeta, FileSummary, Manifest, Tombstone};
+pub use manifest::{CatalogueEntry, FileMeta, FileSummary, Manifest, ObjectMeta, Tombstone};
 pub use names::{MAX_NAME_BYTES, NameError, validate_name};
 pub use space::Usage;
 pub use vault::{
     BlobLocation, BlobTap, DEFAULT_CHUNK_SIZE, DEFAULT_TOMBSTONE_RETENTION, Damage, DamageCounts,
-    DataDirLock, DeleteOutcome, FileReader, GcReport, SweepReport, Vault, VaultConfig,
+    DataDirLock, DeleteOutcome, FileReader, FinishMeta, GcReport, SweepReport, Vault, VaultConfig,
     VerifyReport, WriteOutcome, stored_size_of,
 };
 pub use version::Version;

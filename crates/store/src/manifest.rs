@@ -18,8 +18,10 @@ use crate::ids::ChunkId;
 use crate::version::Version;
 
 /// Entries are written in this format: format 2 added [`FileMeta`], format 3
-/// [`Tombstone::purge`].
-const ENTRY_FORMAT: u8 = 3;
+/// [`Tombstone::purge`], format 4 [`FileMeta::object`].
+const ENTRY_FORMAT: u8 = 4;
+/// Entries written before [`FileMeta::object`] existed; still read.
+const ENTRY_FORMAT_V3: u8 = 3;
 /// Entries written before [`Tombstone::purge`] existed; still read.
 const ENTRY_FORMAT_V2: u8 = 2;
 /// Entries written before [`FileMeta`] existed; still read.
@@ -59,6 +61,86 @@ pub struct FileMeta {
     /// For a symbolic link: where it points (the link is stored, not followed,
     /// and the content is empty).
     pub link_target: Option<String>,
+    /// What an S3 client stored with the object (ETag, content type, user
+    /// metadata), when it came through the gateway.
+    pub object: Option<ObjectMeta>,
+}
+
+/// What S3 keeps with an object besides its bytes. The ETag is computed as the
+/// object is written (MD5 of the content for a single upload, S3's multipart
+/// form for a multipart one), because clients compare it with their own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    /// Without quotes: 32 hex digits, or `<hex>-<parts>` after a multipart upload.
+    pub etag: String,
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+    /// `x-amz-meta-*` headers, names lower-case without the prefix, sorted.
+    pub user: Vec<(String, String)>,
+}
+
+/// [`FileMeta`] as formats 2 and 3 wrote it (no [`FileMeta::object`]).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct FileMetaV3 {
+    mode: Option<u32>,
+    modified_unix_ms: Option<i64>,
+    link_target: Option<String>,
+}
+
+/// A manifest as formats 2 and 3 wrote it.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct ManifestV3 {
+    name: String,
+    size: u64,
+    hash: [u8; 32],
+    chunk_size: u32,
+    chunks: Vec<ChunkId>,
+    version: Version,
+    author: String,
+    meta: FileMetaV3,
+    lengths: Vec<u32>,
+}
+
+impl From<ManifestV3> for Manifest {
+    fn from(m: ManifestV3) -> Self {
+        Manifest {
+            name: m.name,
+            size: m.size,
+            hash: m.hash,
+            chunk_size: m.chunk_size,
+            chunks: m.chunks,
+            version: m.version,
+            author: m.author,
+            meta: FileMeta {
+                mode: m.meta.mode,
+                modified_unix_ms: m.meta.modified_unix_ms,
+                link_target: m.meta.link_target,
+                object: None,
+            },
+            lengths: m.lengths,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+enum EntryV3 {
+    File(ManifestV3),
+    Deleted(Tombstone),
+}
+
+impl From<EntryV3> for CatalogueEntry {
+    fn from(old: EntryV3) -> Self {
+        match old {
+            EntryV3::File(m) => CatalogueEntry::File(m.into()),
+            EntryV3::Deleted(t) => CatalogueEntry::Deleted(t),
+        }
+    }
 }
 
 /// A manifest as format 1 wrote it (no [`FileMeta`]).
@@ -97,14 +179,14 @@ impl From<TombstoneV2> for Tombstone {
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(Serialize))]
 enum EntryV2 {
-    File(Manifest),
+    File(ManifestV3),
     Deleted(TombstoneV2),
 }
 
 impl From<EntryV2> for CatalogueEntry {
     fn from(old: EntryV2) -> Self {
         match old {
-            EntryV2::File(m) => CatalogueEntry::File(m),
+            EntryV2::File(m) => CatalogueEntry::File(m.into()),
             EntryV2::Deleted(t) => CatalogueEntry::Deleted(t.into()),
         }
     }
@@ -303,6 +385,7 @@ impl CatalogueEntry {
         let (&format, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
         let entry: CatalogueEntry = match format {
             ENTRY_FORMAT => postcard::from_bytes(body)?,
+            ENTRY_FORMAT_V3 => postcard::from_bytes::<EntryV3>(body)?.into(),
             ENTRY_FORMAT_V2 => postcard::from_bytes::<EntryV2>(body)?.into(),
             ENTRY_FORMAT_V1 => postcard::from_bytes::<EntryV1>(body)?.into(),
             other => return Err(DecodeError::UnknownFormat(other)),
@@ -378,13 +461,43 @@ mod tests {
             mode: Some(0o755),
             modified_unix_ms: Some(-1000),
             link_target: Some("../x".into()),
+            object: None,
         };
         let entry = CatalogueEntry::File(with_meta.clone());
         assert_eq!(CatalogueEntry::decode(&entry.encode()).unwrap(), entry);
-        // Format 2: the same manifest, and tombstones without `purge`.
+        // Formats 2 and 3: the same manifest without object metadata, and (2)
+        // tombstones without `purge`.
+        let v3 = || ManifestV3 {
+            name: with_meta.name.clone(),
+            size: with_meta.size,
+            hash: with_meta.hash,
+            chunk_size: with_meta.chunk_size,
+            chunks: with_meta.chunks.clone(),
+            version: with_meta.version,
+            author: with_meta.author.clone(),
+            meta: FileMetaV3 {
+                mode: Some(0o755),
+                modified_unix_ms: Some(-1000),
+                link_target: Some("../x".into()),
+            },
+            lengths: Vec::new(),
+        };
         let mut bytes = vec![ENTRY_FORMAT_V2];
-        bytes.extend(postcard::to_stdvec(&EntryV2::File(with_meta.clone())).unwrap());
+        bytes.extend(postcard::to_stdvec(&EntryV2::File(v3())).unwrap());
         assert_eq!(CatalogueEntry::decode(&bytes).unwrap(), entry);
+        let mut bytes = vec![ENTRY_FORMAT_V3];
+        bytes.extend(postcard::to_stdvec(&EntryV3::File(v3())).unwrap());
+        assert_eq!(CatalogueEntry::decode(&bytes).unwrap(), entry);
+        // Format 4 keeps what an S3 client stored.
+        let mut object = with_meta.clone();
+        object.meta.object = Some(ObjectMeta {
+            etag: "0123456789abcdef0123456789abcdef-3".into(),
+            content_type: Some("text/plain".into()),
+            user: vec![("mtime".into(), "1700000000".into())],
+            ..ObjectMeta::default()
+        });
+        let object = CatalogueEntry::File(object);
+        assert_eq!(CatalogueEntry::decode(&object.encode()).unwrap(), object);
         let old = EntryV2::Deleted(TombstoneV2 {
             name: "x".into(),
             version: with_meta.version,

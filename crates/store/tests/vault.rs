@@ -1101,3 +1101,152 @@ async fn any_interleaving_of_writes_deletes_purges_and_exchanges_converges() {
         "the runs made little history ({longest}): the test proves little"
     );
 }
+
+async fn read_range(vault: &Vault, name: &str, range: std::ops::Range<u64>) -> Vec<u8> {
+    let mut reader = vault
+        .read_range_with(name, None, Some(range), None)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some(piece) = reader.next().await {
+        out.extend_from_slice(&piece.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_range_read_returns_exactly_those_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open(dir.path(), SMALL_CHUNK).await;
+    let size = 5 * SMALL_CHUNK as usize + 123;
+    let bytes = data(size, 11);
+    vault.write_file("r", &bytes[..], None).await.unwrap();
+    let c = SMALL_CHUNK as u64;
+    let size = size as u64;
+    for (start, end) in [
+        (0, size),
+        (0, 1),
+        (1, 2),
+        (c - 1, c + 1),
+        (c, 2 * c),
+        (c + 7, 4 * c + 9),
+        (size - 1, size),
+        (size - 200, size + 500),
+        (3, 3),
+        (size, size + 10),
+    ] {
+        let want = &bytes[(start.min(size) as usize)..(end.min(size) as usize)];
+        assert_eq!(
+            read_range(&vault, "r", start..end).await,
+            want,
+            "{start}..{end}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn range_reads_match_the_slice_with_content_defined_chunks(
+        size in 0usize..40_000,
+        a in 0u64..45_000,
+        b in 0u64..45_000,
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = config(dir.path(), SMALL_CHUNK);
+            config.content_defined_chunks = true;
+            let vault = Vault::open(config).await.unwrap();
+            let bytes = data(size, 5);
+            vault.write_file("p", &bytes[..], None).await.unwrap();
+            let (start, end) = (a.min(b), a.max(b));
+            let s = (start as usize).min(size);
+            let e = (end as usize).min(size);
+            prop_assert_eq!(read_range(&vault, "p", start..end).await, bytes[s..e].to_vec());
+            Ok(())
+        })?;
+    }
+}
+
+#[tokio::test]
+async fn compose_joins_parts_without_copying_and_keeps_meta() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open(dir.path(), SMALL_CHUNK).await;
+    let parts = [
+        data(3 * SMALL_CHUNK as usize + 5, 1),
+        data(17, 2),
+        data(2 * SMALL_CHUNK as usize, 3),
+    ];
+    let mut manifests = Vec::new();
+    let mut whole = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let out = vault
+            .write_file(&format!("part{i}"), &part[..], None)
+            .await
+            .unwrap();
+        manifests.push(out.manifest);
+        whole.extend_from_slice(part);
+    }
+    let used = vault.usage().used_bytes;
+    let meta = peervault_store::FileMeta {
+        object: Some(peervault_store::ObjectMeta {
+            etag: "abc-3".into(),
+            content_type: Some("application/octet-stream".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let hash = *blake3::hash(&whole).as_bytes();
+    let out = vault
+        .compose("whole", manifests, hash, meta.clone())
+        .await
+        .unwrap();
+    assert_eq!(out.manifest.size, whole.len() as u64);
+    assert_eq!(vault.usage().used_bytes, used, "no new blob");
+    for i in 0..3 {
+        vault.delete(&format!("part{i}"), true).await.unwrap();
+    }
+    vault
+        .collect_garbage(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(read_all(&vault, "whole").await.unwrap(), whole);
+    let stat = vault.stat("whole").await.unwrap();
+    assert_eq!(stat.meta, meta);
+    assert_eq!(stat.hash, hash);
+    let c = SMALL_CHUNK as u64;
+    assert_eq!(
+        read_range(&vault, "whole", 3 * c..3 * c + 20).await,
+        whole[3 * c as usize..3 * c as usize + 20]
+    );
+    // Reopened, the composed manifest (lengths of mixed chunks) still decodes.
+    drop(vault);
+    let vault = open(dir.path(), SMALL_CHUNK).await;
+    assert_eq!(read_all(&vault, "whole").await.unwrap(), whole);
+}
+
+#[tokio::test]
+async fn a_failing_finish_abandons_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open(dir.path(), SMALL_CHUNK).await;
+    vault.write_file("keep", &b"old"[..], None).await.unwrap();
+    let bytes = data(10 * SMALL_CHUNK as usize, 9);
+    let err = vault
+        .write_file_finishing(
+            "keep",
+            Box::new(|| Err(std::io::Error::other("digest mismatch"))),
+            &bytes[..],
+            None,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("digest mismatch"), "{err}");
+    assert_eq!(read_all(&vault, "keep").await.unwrap(), b"old");
+    vault
+        .collect_garbage(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(vault.usage().used_bytes < 2 * SMALL_CHUNK as u64 + 1024);
+}

@@ -165,6 +165,18 @@ pub struct NodeArgs {
     #[arg(long, value_delimiter = ',', value_name = "HOSTS")]
     pub http_allow_host: Vec<String>,
 
+    /// Serve the S3 API on ADDR (e.g. :9000) for restic, rclone, the AWS CLI
+    /// and SDKs; a bucket is a top-level folder of the vault. Requests are
+    /// signed with keys from `peervault s3 keys create NAME`. Plain HTTP: put a
+    /// TLS proxy in front for other machines.
+    #[arg(long, value_name = "ADDR")]
+    pub s3: Option<String>,
+
+    /// The domain of virtual-host style S3 addresses (BUCKET.DOMAIN); path
+    /// style always works.
+    #[arg(long, value_name = "DOMAIN")]
+    pub s3_domain: Option<String>,
+
     /// Find peers on the local network with mDNS (they connect only if they share
     /// the network key).
     #[arg(long, help_heading = NETWORK)]
@@ -260,6 +272,41 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+/// `s3 keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum S3Action {
+    /// Access keys S3 clients sign requests with. They are kept in the vault,
+    /// so every node's gateway accepts them.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+/// `s3 keys create NAME | ls | rm ID`.
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Make an access key; prints its id and secret for the client's config.
+    Create {
+        /// What the key is for (e.g. restic-laptop).
+        name: String,
+        /// Print {"access_key_id": ..., "secret_access_key": ...}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the access keys (never their secrets).
+    Ls {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an access key on every node: requests signed with it fail.
+    Rm {
+        /// The access key id (from `s3 keys ls`).
+        id: String,
+    },
 }
 
 /// `limits set [--upload RATE] [--download RATE]`.
@@ -392,6 +439,11 @@ pub enum Command {
         /// The version to bring back (from `peervault versions NAME`).
         #[arg(long, value_name = "V", required = true)]
         version: String,
+    },
+    /// The S3 gateway's access keys (start a node with -s3 ADDR to serve S3).
+    S3 {
+        #[command(subcommand)]
+        action: S3Action,
     },
     /// Print a code that lets another node join this vault (`peervault -join CODE`).
     /// Anyone holding it can join and read everything: send it only where you trust.

@@ -44,6 +44,8 @@ pub struct ConfigFile {
     pub bootstrap: Option<StringList>,
     pub public_ip: Option<bool>,
     pub metrics: Option<String>,
+    pub s3: Option<String>,
+    pub s3_domain: Option<String>,
     pub discover_local: Option<bool>,
     pub discover_pex: Option<bool>,
     pub replicas: Option<Scalar>,
@@ -109,6 +111,9 @@ pub struct NodeSettings {
     pub node: NodeConfig,
     pub interactive: bool,
     pub metrics: Option<Endpoint>,
+    /// Where the S3 gateway listens, and its virtual-host domain.
+    pub s3: Option<Endpoint>,
+    pub s3_domain: Option<String>,
     /// Host names the HTTP server answers to besides its address and localhost.
     pub http_allow_host: Vec<String>,
     pub demo: bool,
@@ -401,6 +406,17 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         Some((text, origin)) => Some(parse_endpoint(&origin, &text)?),
         None => None,
     };
+    let s3 = match pick(node.s3.clone(), file.s3.clone(), "s3", config) {
+        Some((text, origin)) => Some(parse_endpoint(&origin, &text)?),
+        None => None,
+    };
+    let s3_domain = pick(
+        node.s3_domain.clone(),
+        file.s3_domain.clone(),
+        "s3-domain",
+        config,
+    )
+    .map(|(domain, _)| domain);
     let replicas = match pick(
         node.replicas.clone().map(Scalar::Text),
         file.replicas.clone(),
@@ -530,6 +546,8 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         node: node_config,
         interactive,
         metrics,
+        s3,
+        s3_domain,
         http_allow_host: match (&node.http_allow_host[..], &file.http_allow_host) {
             ([], Some(list)) => list.items(),
             (given, _) => given.to_vec(),

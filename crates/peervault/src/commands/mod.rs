@@ -44,6 +44,7 @@ mod maintenance;
 mod peers;
 mod put;
 mod rm;
+mod s3;
 mod status;
 mod transfer;
 mod tree;
@@ -175,6 +176,7 @@ pub(crate) async fn run_on(
         Command::Clean { names, yes } => rm::clean(ops, &names, yes, console).await,
         Command::Status { json } => status::run(ops, json).await,
         Command::Invite { json } => invite::run(ops, json, console).await,
+        Command::S3 { action } => s3::run(ops, action).await,
         Command::Verify { name, json } => verify::run(ops, name.as_deref(), json).await,
         Command::Peers { json } => peers::run(ops, json).await,
         Command::Discover { json } => discover::run(ops, json).await,

@@ -100,6 +100,7 @@ fn meta_of(path: &Path, meta: &std::fs::Metadata) -> anyhow::Result<FileMeta> {
         mode: Some(meta.mode() & 0o7777),
         modified_unix_ms: Some(meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000),
         link_target,
+        object: None,
     })
 }
 

@@ -181,6 +181,16 @@ pub enum Request {
         version: String,
     },
     Status,
+    /// `s3 keys create NAME`.
+    S3KeyCreate {
+        name: String,
+    },
+    /// `s3 keys ls`.
+    S3KeyList,
+    /// `s3 keys rm ID`.
+    S3KeyRemove {
+        id: String,
+    },
     /// A join code for a new node.
     Invite,
     Verify {
@@ -257,6 +267,15 @@ pub enum Response {
     },
     Versions {
         versions: Vec<VersionInfo>,
+    },
+    S3Key {
+        key: peervault_s3::keys::AccessKey,
+    },
+    S3Keys {
+        keys: Vec<peervault_s3::keys::KeySummary>,
+    },
+    S3KeyRemoved {
+        id: String,
     },
     Status {
         status: Box<NodeStatus>,

@@ -249,6 +249,18 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
                 Err(e) => operation_error(&e),
             }
         }
+        Request::S3KeyCreate { name } => match node.s3_key_create(&name).await {
+            Ok(key) => Response::S3Key { key },
+            Err(e) => operation_error(&e),
+        },
+        Request::S3KeyList => match node.s3_keys().await {
+            Ok(keys) => Response::S3Keys { keys },
+            Err(e) => operation_error(&e),
+        },
+        Request::S3KeyRemove { id } => match node.s3_key_remove(&id).await {
+            Ok(()) => Response::S3KeyRemoved { id },
+            Err(e) => operation_error(&e),
+        },
         Request::Status => match node.status().await {
             Ok(status) => Response::Status {
                 status: Box::new(status),

@@ -232,12 +232,21 @@ impl Vault {
     /// and whether this node holds all its chunks: no chunk list and no manifest
     /// kept past its summary (one pass over the records).
     pub async fn summaries(&self) -> Result<Vec<(NameId, FileSummary)>> {
-        let count = self.file_count();
+        self.summaries_under("").await
+    }
+
+    /// [`Vault::summaries`] of the files whose names start with `prefix`.
+    pub async fn summaries_under(&self, prefix: &str) -> Result<Vec<(NameId, FileSummary)>> {
+        let count = if prefix.is_empty() { self.file_count() } else { 0 };
+        let prefix = prefix.to_string();
         self.blocking(move |inner| {
             let view = inner.catalogue.chunk_view()?;
             let mut authors: HashMap<String, Arc<str>> = HashMap::new();
             let mut files = Vec::with_capacity(count);
             inner.catalogue.try_for_each_file(|id, mut m| {
+                if !m.name.starts_with(&prefix) {
+                    return Ok(());
+                }
                 let held = holds_all(&view, &m.chunks)?;
                 let author = match authors.get(&m.author) {
                     Some(author) => author.clone(),

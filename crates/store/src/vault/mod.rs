@@ -38,7 +38,7 @@ mod versions;
 mod write;
 
 pub use read::FileReader;
-pub use write::WriteOutcome;
+pub use write::{FinishMeta, WriteOutcome};
 
 pub(crate) use gc::is_expired_tombstone;
 pub use gc::{DEFAULT_TOMBSTONE_RETENTION, GcReport};

@@ -150,6 +150,19 @@ impl Vault {
         version: Option<Version>,
         source: Option<Arc<dyn ChunkSource>>,
     ) -> Result<FileReader> {
+        self.read_range_with(name, version, None, source).await
+    }
+
+    /// [`Vault::read_version_with`] of the bytes in `range` only (an HTTP
+    /// range): only the chunks that hold them are read. A range past the end
+    /// is cut at the end.
+    pub async fn read_range_with(
+        &self,
+        name: &str,
+        version: Option<Version>,
+        range: Option<std::ops::Range<u64>>,
+        source: Option<Arc<dyn ChunkSource>>,
+    ) -> Result<FileReader> {
         let name_owned = name.to_string();
         let (manifest, local, pins) = self
             .blocking(move |inner| {
@@ -178,17 +191,20 @@ impl Vault {
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let inner = self.inner.clone();
         let task_manifest = Arc::new(manifest.clone());
+        let span = ChunkSpan::of(&manifest, range);
         tokio::spawn(async move {
             let _pins = pins;
             let m = task_manifest;
-            let disk = local
+            let disk = local[span.chunks.clone()]
                 .iter()
                 .any(Option::is_some)
                 .then(|| DiskReader::start(inner.clone()));
             let mut in_flight = FuturesOrdered::new();
-            let mut next = 0usize;
+            let mut next = span.chunks.start;
+            let mut offset = span.first_offset;
+            let mut index = span.chunks.start;
             loop {
-                while in_flight.len() < read_ahead && next < m.chunks.len() {
+                while in_flight.len() < read_ahead && next < span.chunks.end {
                     let (inner, m, index) = (inner.clone(), m.clone(), next);
                     let source = source.clone();
                     let local = match (local[index], &disk) {
@@ -210,6 +226,10 @@ impl Vault {
                 let Some(item) = in_flight.next().await else {
                     break;
                 };
+                let len = m.chunk_len(index) as u64;
+                let item = item.map(|bytes| span.trim(bytes, offset));
+                offset += len;
+                index += 1;
                 let failed = item.is_err();
                 if tx.send(item).await.is_err() || failed {
                     break;
@@ -221,6 +241,56 @@ impl Vault {
             rx,
             on_error: None,
         })
+    }
+}
+
+/// The chunks of a file that hold a byte range, and where the first starts.
+struct ChunkSpan {
+    chunks: std::ops::Range<usize>,
+    first_offset: u64,
+    bytes: std::ops::Range<u64>,
+}
+
+impl ChunkSpan {
+    fn of(manifest: &Manifest, range: Option<std::ops::Range<u64>>) -> Self {
+        let n = manifest.chunks.len();
+        let Some(range) = range else {
+            return Self {
+                chunks: 0..n,
+                first_offset: 0,
+                bytes: 0..manifest.size,
+            };
+        };
+        let end = range.end.min(manifest.size);
+        let start = range.start.min(end);
+        let (mut first, mut first_offset, mut last) = (n, 0, n);
+        let mut offset = 0u64;
+        for index in 0..n {
+            let chunk_end = offset + manifest.chunk_len(index) as u64;
+            if first == n && chunk_end > start {
+                (first, first_offset) = (index, offset);
+            }
+            if chunk_end >= end {
+                last = index + 1;
+                break;
+            }
+            offset = chunk_end;
+        }
+        if start == end {
+            (first, last) = (n, n);
+        }
+        Self {
+            chunks: first..last.max(first),
+            first_offset,
+            bytes: start..end,
+        }
+    }
+
+    /// The part of the chunk that starts at `offset` inside the range.
+    fn trim(&self, chunk: Bytes, offset: u64) -> Bytes {
+        let from = self.bytes.start.saturating_sub(offset) as usize;
+        let to = (self.bytes.end - offset).min(chunk.len() as u64) as usize;
+        chunk.slice(from.min(to)..to)
     }
 }
 

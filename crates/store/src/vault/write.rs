@@ -184,6 +184,10 @@ fn write_stage(
     (written, result)
 }
 
+/// Makes a file's metadata once all of it is read (see
+/// [`Vault::write_file_finishing`]).
+pub type FinishMeta = Box<dyn FnOnce() -> std::io::Result<FileMeta> + Send>;
+
 impl Vault {
     /// Stores the bytes of `reader` under `name`, replacing any earlier version.
     /// `size_hint`, if known, lets an oversized file be refused before any byte is read.
@@ -223,6 +227,24 @@ impl Vault {
         &self,
         name: &str,
         meta: FileMeta,
+        reader: R,
+        size_hint: Option<u64>,
+        tap: Option<BlobTap>,
+    ) -> Result<WriteOutcome>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        self.write_file_finishing(name, Box::new(move || Ok(meta)), reader, size_hint, tap)
+            .await
+    }
+
+    /// [`Vault::write_file_with`], with the file's metadata made by `finish`
+    /// once every byte is read (an S3 ETag is the MD5 of the content). An
+    /// error from `finish` abandons the write, as a read error does.
+    pub async fn write_file_finishing<R>(
+        &self,
+        name: &str,
+        finish: FinishMeta,
         mut reader: R,
         size_hint: Option<u64>,
         tap: Option<BlobTap>,
@@ -300,12 +322,15 @@ impl Vault {
             (Some(e), _, _) => StoreError::io("reading the input", e),
             (None, Err(e), _) => e,
             (None, Ok(()), Err(e)) => e,
-            (None, Ok(()), Ok(())) => {
-                let by_content = chunker.by_content();
-                return self
-                    .commit_write(name, meta, size, state, new_chunks, by_content)
-                    .await;
-            }
+            (None, Ok(()), Ok(())) => match finish() {
+                Ok(meta) => {
+                    let by_content = chunker.by_content();
+                    return self
+                        .commit_write(name, meta, size, state, new_chunks, by_content)
+                        .await;
+                }
+                Err(e) => StoreError::io("finishing the file", e),
+            },
         };
         drop(state);
         let slots: Vec<Slot> = new_chunks.iter().map(|(_, slot)| *slot).collect();
@@ -371,6 +396,59 @@ impl Vault {
                 manifest,
                 stored_bytes: outcome.recorded_bytes,
                 reused_chunks,
+                replaced: matches!(outcome.previous, Some(CatalogueEntry::File(_))),
+            })
+        })
+        .await
+    }
+
+    /// Makes `name` the concatenation of `parts` without copying a byte: the
+    /// new version lists their chunks in order (an S3 multipart upload, a
+    /// copy). `hash` is BLAKE3 of the whole, which the caller computed by
+    /// reading the parts (a single part's is its own). The parts' records must
+    /// stay until this returns, so that their chunks are not collected first.
+    pub async fn compose(
+        &self,
+        name: &str,
+        parts: Vec<Manifest>,
+        hash: [u8; 32],
+        meta: FileMeta,
+    ) -> Result<WriteOutcome> {
+        validate_name(name)?;
+        let name = name.to_string();
+        self.blocking(move |inner| {
+            let mut chunks = Vec::new();
+            let mut lengths = Vec::new();
+            let mut size = 0u64;
+            let mut chunk_size = inner.chunk_size;
+            for part in &parts {
+                chunk_size = chunk_size.max(part.chunk_size);
+                for index in 0..part.chunks.len() {
+                    lengths.push(part.chunk_len(index) as u32);
+                }
+                chunks.extend_from_slice(&part.chunks);
+                size += part.size;
+            }
+            let manifest = Manifest {
+                name,
+                size,
+                hash,
+                chunk_size,
+                chunks,
+                version: Version {
+                    clock: inner.clock.tick(),
+                    origin: inner.origin,
+                },
+                author: inner.author.clone(),
+                meta,
+                lengths,
+            };
+            let outcome = inner.apply_entry(&CatalogueEntry::File(manifest.clone()), &[])?;
+            inner.forget(&outcome.unreferenced)?;
+            Ok(WriteOutcome {
+                manifest,
+                stored_bytes: 0,
+                reused_chunks: 0,
                 replaced: matches!(outcome.previous, Some(CatalogueEntry::File(_))),
             })
         })

@@ -1,0 +1,191 @@
+//! Objects: what the S3 gateway (the `peervault-s3` crate) needs of a node,
+//! and nothing more.
+//!
+//! An object is a vault file like any other, so that `peervault ls` and `get`
+//! see what S3 clients write and the other way round; what S3 adds (the ETag
+//! clients check, content type, user metadata) rides in the manifest's
+//! [`FileMeta::object`]. Three things a file API does not give:
+//!
+//! - metadata made once every byte is read ([`Node::put_object`] takes a
+//!   [`FinishMeta`]: the ETag of a single upload is the MD5 of the content);
+//! - byte ranges read without reading what comes before ([`Node::read_object`]);
+//! - a file made of other files without copying a byte ([`Node::compose`]): a
+//!   multipart upload's parts become one object, a copy is a new manifest.
+//!
+//! Names under [`RESERVED_PREFIX`] are PeerVault's own (the gateway's access
+//! keys, empty buckets, uploads in progress): replicated, synced and repaired
+//! like any file, so that every node's gateway sees them, but not listed by
+//! `ls` and refused to `put` and `rm`.
+
+use std::ops::Range;
+
+use tokio::io::AsyncRead;
+
+use peervault_store::{FileMeta, FileReader, FileSummary, FinishMeta, Manifest, Version};
+
+use crate::Node;
+use crate::error::{NodeError, Result};
+
+/// Names PeerVault keeps for itself (see the module docs).
+pub const RESERVED_PREFIX: &str = ".peervault/";
+
+/// True if `name` is one of PeerVault's own.
+pub fn is_reserved(name: &str) -> bool {
+    name.starts_with(RESERVED_PREFIX)
+}
+
+/// Refuses a user's write or delete of one of PeerVault's own names.
+pub(crate) fn refuse_reserved(name: &str) -> Result<()> {
+    if is_reserved(name) {
+        return Err(NodeError::Invalid(format!(
+            "{name:?}: names under {RESERVED_PREFIX} are PeerVault's own (S3 access keys, \
+             buckets, uploads); use another name, or `peervault s3 keys` for keys"
+        )));
+    }
+    Ok(())
+}
+
+/// One object: a current file version as the gateway shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub name: String,
+    pub size: u64,
+    /// BLAKE3 of the content.
+    pub hash: [u8; 32],
+    /// When this version was written, milliseconds since the Unix epoch.
+    pub modified_unix_ms: u64,
+    pub meta: FileMeta,
+}
+
+impl ObjectInfo {
+    fn of_manifest(m: &Manifest) -> Self {
+        Self::of_summary(&FileSummary::of(m, false))
+    }
+
+    fn of_summary(s: &FileSummary) -> Self {
+        Self {
+            name: s.name.clone(),
+            size: s.size,
+            hash: s.hash,
+            modified_unix_ms: s.version.unix_millis(),
+            meta: s.meta.clone(),
+        }
+    }
+}
+
+impl Node {
+    /// Stores `reader` under `name` (PeerVault's own names included) with the
+    /// metadata `finish` makes after the last byte; an error from `finish`
+    /// (a digest that does not match) abandons the write and keeps what was
+    /// there. Replicated like [`Node::store`].
+    pub async fn put_object<R>(
+        &self,
+        name: &str,
+        reader: R,
+        size_hint: Option<u64>,
+        finish: FinishMeta,
+    ) -> Result<ObjectInfo>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let report = self
+            .write_replicated(name, finish, reader, size_hint, None)
+            .await?;
+        self.object(&report.file.name).await
+    }
+
+    /// The current version of `name`, from the local catalogue.
+    pub async fn object(&self, name: &str) -> Result<ObjectInfo> {
+        let manifest = self.inner.ctx.vault.stat(name).await?;
+        Ok(ObjectInfo::of_manifest(&manifest))
+    }
+
+    /// Every current file whose name starts with `prefix`, sorted by name (S3's
+    /// order: bytes of UTF-8), from the local catalogue: no peer is asked.
+    pub async fn objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let summaries = self.inner.ctx.vault.summaries_under(prefix).await?;
+        Ok(summaries
+            .iter()
+            .map(|(_, s)| ObjectInfo::of_summary(s))
+            .collect())
+    }
+
+    /// Opens the bytes of `name` in `range` (all of it if `None`), verified,
+    /// chunks this node lacks fetched from peers. Only the chunks that hold the
+    /// range are read.
+    pub async fn read_object(&self, name: &str, range: Option<Range<u64>>) -> Result<FileReader> {
+        let source = self.inner.replicator.chunk_source(name).await;
+        let reader = self
+            .inner
+            .ctx
+            .vault
+            .read_range_with(name, None, range, Some(source))
+            .await
+            .inspect_err(|e| self.inner.ctx.metrics.failed(e))?;
+        self.inner.ctx.metrics.files_retrieved.inc();
+        let ctx = self.inner.ctx.clone();
+        Ok(reader.on_error(move |e| ctx.metrics.failed(e)))
+    }
+
+    /// Makes `name` the concatenation of the current versions of `parts`, with
+    /// `meta`, without copying their chunks: a new manifest lists them. The
+    /// whole is read once to hash it unless there is one part. The parts stay;
+    /// the caller removes them when it no longer needs them.
+    pub async fn compose(&self, name: &str, parts: &[String], meta: FileMeta) -> Result<ObjectInfo> {
+        let vault = &self.inner.ctx.vault;
+        let mut manifests = Vec::with_capacity(parts.len());
+        for part in parts {
+            manifests.push(vault.stat(part).await?);
+        }
+        let hash = match manifests.as_slice() {
+            [one] => one.hash,
+            _ => self.hash_of(&manifests).await?,
+        };
+        let out = vault
+            .compose(name, manifests, hash, meta)
+            .await
+            .inspect_err(|e| self.inner.ctx.metrics.failed(e))?;
+        self.inner.ctx.metrics.files_stored.inc();
+        let manifest = out.manifest;
+        if vault.holds(&manifest).await? {
+            self.inner.replicator.provide(name).await;
+            let replication = self.inner.replicator.replicate(&manifest, None).await;
+            self.inner.syncer.announce(name, &replication.holders);
+        } else {
+            // Parts written through other nodes: those hold the chunks, and the
+            // record tells them they hold the whole.
+            self.inner.syncer.announce(name, &[]);
+        }
+        Ok(ObjectInfo::of_manifest(&manifest))
+    }
+
+    /// BLAKE3 of the versions `manifests` name, one after the other.
+    async fn hash_of(&self, manifests: &[Manifest]) -> Result<[u8; 32]> {
+        use futures::StreamExt;
+        let mut hasher = blake3::Hasher::new();
+        for m in manifests {
+            let source = self.inner.replicator.chunk_source(&m.name).await;
+            let mut reader = self
+                .inner
+                .ctx
+                .vault
+                .read_range_with(&m.name, Some(m.version), None, Some(source))
+                .await?;
+            while let Some(piece) = reader.next().await {
+                hasher.update(&piece?);
+            }
+        }
+        Ok(*hasher.finalize().as_bytes())
+    }
+
+    /// Deletes `name` (PeerVault's own names included); `purge` as
+    /// [`Node::purge`] does.
+    pub async fn remove_object(&self, name: &str, purge: bool) -> Result<()> {
+        self.remove_any(name, purge).await.map(|_| ())
+    }
+
+    /// The version of `name` that is current, if it is a file.
+    pub async fn current_version(&self, name: &str) -> Result<Version> {
+        Ok(self.inner.ctx.vault.stat(name).await?.version)
+    }
+}
