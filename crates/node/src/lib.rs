@@ -76,8 +76,8 @@ pub use peervault_net::{Endpoint, PeerId};
 pub use peervault_store::files;
 pub use peervault_store::{
     BlobLocation, ChunkId, ChunkProblem, DEFAULT_TOMBSTONE_RETENTION, DeleteOutcome, FileMeta,
-    FileReader, FinishMeta, ObjectMeta, KdfParams, KeySource, NetworkKey, Retention, StoreError, SweepReport, VerifyReport,
-    direct::QueuedWriter,
+    FileReader, FinishMeta, KdfParams, KeySource, NetworkKey, ObjectMeta, Retention, StoreError,
+    SweepReport, VerifyReport, direct::QueuedWriter,
 };
 pub use quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
 pub use settings::{

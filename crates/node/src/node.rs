@@ -384,8 +384,14 @@ impl Node {
         R: AsyncRead + Unpin + Send,
     {
         crate::objects::refuse_reserved(name)?;
-        self.write_replicated(name, Box::new(move || Ok(meta)), reader, size_hint, progress)
-            .await
+        self.write_replicated(
+            name,
+            Box::new(move || Ok(meta)),
+            reader,
+            size_hint,
+            progress,
+        )
+        .await
     }
 
     /// Writes `name` here while streaming its new chunks to the holders its

@@ -131,7 +131,12 @@ impl Node {
     /// `meta`, without copying their chunks: a new manifest lists them. The
     /// whole is read once to hash it unless there is one part. The parts stay;
     /// the caller removes them when it no longer needs them.
-    pub async fn compose(&self, name: &str, parts: &[String], meta: FileMeta) -> Result<ObjectInfo> {
+    pub async fn compose(
+        &self,
+        name: &str,
+        parts: &[String],
+        meta: FileMeta,
+    ) -> Result<ObjectInfo> {
         let vault = &self.inner.ctx.vault;
         let mut manifests = Vec::with_capacity(parts.len());
         for part in parts {

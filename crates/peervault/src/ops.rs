@@ -15,11 +15,11 @@
 use std::os::fd::AsFd;
 
 use futures::StreamExt;
-use peervault_s3::keys::{AccessKey, KeySummary};
 use peervault_node::{
     CleanReport, CopyProgress, DeleteOutcome, DiscoveryStatus, FileCheck, FileInfo, FileMeta,
     GcSummary, MetricsSnapshot, Node, NodeStatus, PeerStatus, QuotaStatus, RateLimits, VersionInfo,
 };
+use peervault_s3::keys::{AccessKey, KeySummary};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::atomic_file::Download;

@@ -306,7 +306,10 @@ async fn start_s3(
     } else {
         bound
     };
-    let keys = peervault_s3::keys::list(node).await.map(|k| k.len()).unwrap_or(0);
+    let keys = peervault_s3::keys::list(node)
+        .await
+        .map(|k| k.len())
+        .unwrap_or(0);
     println!(
         "  S3:         http://{shown} (path style; {}; `peervault s3 keys create NAME` makes one)",
         crate::ui::plural(keys, "access key")

@@ -41,8 +41,13 @@ impl Digests {
     pub(crate) fn new(declared: &Declared) -> S3Result<Self> {
         let mut checks = ChecksumHasher::default();
         let c = &declared.checksums;
-        let algorithm = declared.algorithm.as_ref().map(|a| a.as_str().to_ascii_uppercase());
-        let wants = |given: &Option<String>, name: &str| given.is_some() || algorithm.as_deref() == Some(name);
+        let algorithm = declared
+            .algorithm
+            .as_ref()
+            .map(|a| a.as_str().to_ascii_uppercase());
+        let wants = |given: &Option<String>, name: &str| {
+            given.is_some() || algorithm.as_deref() == Some(name)
+        };
         if wants(&c.checksum_crc32, "CRC32") {
             checks.crc32 = Some(Crc32::new());
         }
@@ -61,7 +66,10 @@ impl Digests {
         if let Some(name) = &algorithm
             && !["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"].contains(&name.as_str())
         {
-            return Err(s3_error!(InvalidArgument, "unknown checksum algorithm {name}"));
+            return Err(s3_error!(
+                InvalidArgument,
+                "unknown checksum algorithm {name}"
+            ));
         }
         Ok(Self {
             state: Arc::new(Mutex::new(Some(State {
@@ -128,24 +136,42 @@ fn check(declared: &Declared, md5: &[u8; 16], got: Checksum) -> S3Result<()> {
             .decode(expected.trim())
             .map_err(|_| s3_error!(InvalidDigest, "Content-MD5 is not base64"))?;
         if expected != md5 {
-            return Err(s3_error!(BadDigest, "the body does not match its Content-MD5"));
+            return Err(s3_error!(
+                BadDigest,
+                "the body does not match its Content-MD5"
+            ));
         }
     }
     let mut want = declared.checksums.clone();
     if let Some(trailers) = declared.trailers.as_ref().and_then(TrailingHeaders::take) {
-        let get = |name: &str| trailers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let get = |name: &str| {
+            trailers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         want.checksum_crc32 = want.checksum_crc32.or_else(|| get("x-amz-checksum-crc32"));
-        want.checksum_crc32c = want.checksum_crc32c.or_else(|| get("x-amz-checksum-crc32c"));
+        want.checksum_crc32c = want
+            .checksum_crc32c
+            .or_else(|| get("x-amz-checksum-crc32c"));
         want.checksum_sha1 = want.checksum_sha1.or_else(|| get("x-amz-checksum-sha1"));
-        want.checksum_sha256 = want.checksum_sha256.or_else(|| get("x-amz-checksum-sha256"));
-        want.checksum_crc64nvme = want.checksum_crc64nvme.or_else(|| get("x-amz-checksum-crc64nvme"));
+        want.checksum_sha256 = want
+            .checksum_sha256
+            .or_else(|| get("x-amz-checksum-sha256"));
+        want.checksum_crc64nvme = want
+            .checksum_crc64nvme
+            .or_else(|| get("x-amz-checksum-crc64nvme"));
     }
     for (name, want, got) in [
         ("CRC32", &want.checksum_crc32, &got.checksum_crc32),
         ("CRC32C", &want.checksum_crc32c, &got.checksum_crc32c),
         ("SHA1", &want.checksum_sha1, &got.checksum_sha1),
         ("SHA256", &want.checksum_sha256, &got.checksum_sha256),
-        ("CRC64NVME", &want.checksum_crc64nvme, &got.checksum_crc64nvme),
+        (
+            "CRC64NVME",
+            &want.checksum_crc64nvme,
+            &got.checksum_crc64nvme,
+        ),
     ] {
         if let (Some(want), Some(got)) = (want, got)
             && want != got

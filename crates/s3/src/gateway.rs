@@ -72,7 +72,12 @@ fn user_metadata(meta: &ObjectMeta) -> Option<Metadata> {
 impl Gateway {
     /// True if `bucket` was created or holds an object.
     pub(crate) async fn bucket_exists(&self, bucket: &str) -> S3Result<bool> {
-        if self.node.object(&names::bucket_marker(bucket)).await.is_ok() {
+        if self
+            .node
+            .object(&names::bucket_marker(bucket))
+            .await
+            .is_ok()
+        {
             return Ok(true);
         }
         let objects = self
@@ -202,10 +207,17 @@ impl Conditions {
         };
         match (&self.if_match, &self.if_unmodified_since) {
             (Some(c), _) if !matches(c, false) => {
-                return Err(s3_error!(PreconditionFailed, "If-Match: the ETag is {}", etag.value()));
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "If-Match: the ETag is {}",
+                    etag.value()
+                ));
             }
             (None, Some(t)) if modified > seconds_of(t) => {
-                return Err(s3_error!(PreconditionFailed, "modified since If-Unmodified-Since"));
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "modified since If-Unmodified-Since"
+                ));
             }
             _ => {}
         }
@@ -229,7 +241,10 @@ fn range_of(range: Option<Range>, size: u64) -> S3Result<Option<std::ops::Range<
     match range {
         None => Ok(None),
         Some(range) => range.check(size).map(Some).map_err(|_| {
-            s3_error!(InvalidRange, "the range is outside the object ({size} bytes)")
+            s3_error!(
+                InvalidRange,
+                "the range is outside the object ({size} bytes)"
+            )
         }),
     }
 }
@@ -278,11 +293,19 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let bucket = req.input.bucket;
         if self.bucket_exists(&bucket).await? {
-            return Err(s3_error!(BucketAlreadyOwnedByYou, "bucket {bucket:?} exists"));
+            return Err(s3_error!(
+                BucketAlreadyOwnedByYou,
+                "bucket {bucket:?} exists"
+            ));
         }
         let marker = names::bucket_marker(&bucket);
         self.node
-            .put_object(&marker, &b""[..], Some(0), Box::new(|| Ok(FileMeta::default())))
+            .put_object(
+                &marker,
+                &b""[..],
+                Some(0),
+                Box::new(|| Ok(FileMeta::default())),
+            )
             .await
             .map_err(errors::object)?;
         Ok(S3Response::new(CreateBucketOutput {
@@ -355,7 +378,10 @@ impl S3 for Gateway {
             let current = self.node.object(&name).await.ok();
             match (&input.if_none_match, &current) {
                 (Some(_), Some(_)) => {
-                    return Err(s3_error!(PreconditionFailed, "the object exists (If-None-Match)"));
+                    return Err(s3_error!(
+                        PreconditionFailed,
+                        "the object exists (If-None-Match)"
+                    ));
                 }
                 _ => {}
             }
@@ -367,7 +393,11 @@ impl S3 for Gateway {
                 if let ETagCondition::ETag(e) = c
                     && !e.strong_cmp(&etag)
                 {
-                    return Err(s3_error!(PreconditionFailed, "If-Match: the ETag is {}", etag.value()));
+                    return Err(s3_error!(
+                        PreconditionFailed,
+                        "If-Match: the ETag is {}",
+                        etag.value()
+                    ));
                 }
             }
         }
@@ -407,7 +437,10 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         if input.version_id.is_some() {
-            return Err(s3_error!(NotImplemented, "versions are not exposed over S3"));
+            return Err(s3_error!(
+                NotImplemented,
+                "versions are not exposed over S3"
+            ));
         }
         let object = self.existing(&input.bucket, &input.key).await?;
         Conditions {
@@ -421,7 +454,12 @@ impl S3 for Gateway {
         let (length, content_range) = match &range {
             Some(r) => (
                 r.end - r.start,
-                Some(format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), object.size)),
+                Some(format!(
+                    "bytes {}-{}/{}",
+                    r.start,
+                    r.end.saturating_sub(1),
+                    object.size
+                )),
             ),
             None => (object.size, None),
         };
@@ -498,7 +536,10 @@ impl S3 for Gateway {
         let input = req.input;
         self.require_bucket(&input.bucket).await?;
         if input.delete.objects.len() > 1000 {
-            return Err(s3_error!(MalformedXML, "at most 1000 keys per DeleteObjects"));
+            return Err(s3_error!(
+                MalformedXML,
+                "at most 1000 keys per DeleteObjects"
+            ));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut failed) = (Vec::new(), Vec::new());
@@ -679,7 +720,9 @@ impl S3 for Gateway {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        multipart::create(self, req.input).await.map(S3Response::new)
+        multipart::create(self, req.input)
+            .await
+            .map(S3Response::new)
     }
 
     async fn upload_part(
@@ -704,7 +747,9 @@ impl S3 for Gateway {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        multipart::complete(self, req.input).await.map(S3Response::new)
+        multipart::complete(self, req.input)
+            .await
+            .map(S3Response::new)
     }
 
     async fn abort_multipart_upload(
@@ -718,7 +763,9 @@ impl S3 for Gateway {
         &self,
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
-        multipart::list_parts(self, req.input).await.map(S3Response::new)
+        multipart::list_parts(self, req.input)
+            .await
+            .map(S3Response::new)
     }
 
     async fn list_multipart_uploads(
@@ -757,7 +804,12 @@ fn decode_token(token: &str) -> S3Result<String> {
         .decode(token)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| s3_error!(InvalidArgument, "the continuation token is not one this gateway gave"))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "the continuation token is not one this gateway gave"
+            )
+        })
 }
 
 /// One page of a bucket's listing.
@@ -779,11 +831,17 @@ impl Listed {
                 let object = &self.objects[*i];
                 let key = &object.name[self.bucket_prefix_len..];
                 Object {
-                    key: Some(if url { url_encode(key) } else { key.to_string() }),
+                    key: Some(if url {
+                        url_encode(key)
+                    } else {
+                        key.to_string()
+                    }),
                     size: Some(object.size as i64),
                     e_tag: Some(ETag::Strong(etag_of(object))),
                     last_modified: Some(timestamp(object.modified_unix_ms)),
-                    storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+                    storage_class: Some(ObjectStorageClass::from_static(
+                        ObjectStorageClass::STANDARD,
+                    )),
                     owner: Some(owner()),
                     ..Default::default()
                 }

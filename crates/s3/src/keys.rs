@@ -63,7 +63,11 @@ pub async fn create(node: &Node, name: &str) -> Result<AccessKey, KeyError> {
     const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let id: String = "PV"
         .chars()
-        .chain(random[..ID_LEN - 2].iter().map(|b| BASE32[(b & 31) as usize] as char))
+        .chain(
+            random[..ID_LEN - 2]
+                .iter()
+                .map(|b| BASE32[(b & 31) as usize] as char),
+        )
         .collect();
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&random[12..42]);
     let key = AccessKey {
@@ -154,7 +158,12 @@ impl VaultKeys {
 #[async_trait::async_trait]
 impl S3Auth for VaultKeys {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        let unknown = || s3_error!(InvalidAccessKeyId, "no such access key (peervault s3 keys ls lists them)");
+        let unknown = || {
+            s3_error!(
+                InvalidAccessKeyId,
+                "no such access key (peervault s3 keys ls lists them)"
+            )
+        };
         if !valid_id(access_key) {
             return Err(unknown());
         }

@@ -67,12 +67,13 @@ pub struct S3Gateway {
 impl S3Gateway {
     /// Binds `config.addr` and serves the S3 API of `node` there.
     pub async fn start(node: Node, config: &GatewayConfig) -> Result<S3Gateway, ServeError> {
-        let listener = TcpListener::bind(&config.addr)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: config.addr.clone(),
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(&config.addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: config.addr.clone(),
+                    source,
+                })?;
         let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
             addr: config.addr.clone(),
             source,
@@ -99,8 +100,13 @@ impl S3Gateway {
                     }
                 };
                 let _ = socket.set_nodelay(true);
+                let service = service.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let service = service.clone();
+                    async move { close_after_refused_body(&service, request).await }
+                });
                 let connection = http
-                    .serve_connection(TokioIo::new(socket), service.clone())
+                    .serve_connection(TokioIo::new(socket), service)
                     .into_owned();
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
@@ -116,6 +122,26 @@ impl S3Gateway {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
+}
+
+/// Serves `request`, closing the connection after a refusal of a request
+/// that has a body: a body the gateway did not read (a failed precondition,
+/// a bad signature) would otherwise be taken for the next request on the
+/// connection, which then fails for no reason of its own.
+async fn close_after_refused_body(
+    service: &s3s::service::S3Service,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<s3s::HttpResponse, s3s::HttpError> {
+    use hyper::body::Body as _;
+    let has_body = !request.body().is_end_stream();
+    let mut response = hyper::service::Service::call(service, request).await?;
+    if has_body && !response.status().is_success() {
+        response.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
+    Ok(response)
 }
 
 impl Drop for S3Gateway {

@@ -40,7 +40,12 @@ fn valid_upload_id(id: &str) -> bool {
 
 /// Upload `id`, which must be for `bucket`/`key`.
 async fn upload(gateway: &Gateway, id: &str, bucket: &str, key: &str) -> S3Result<Upload> {
-    let missing = || s3_error!(NoSuchUpload, "no upload {id} (completed, aborted, or never begun)");
+    let missing = || {
+        s3_error!(
+            NoSuchUpload,
+            "no upload {id} (completed, aborted, or never begun)"
+        )
+    };
     if !valid_upload_id(id) {
         return Err(missing());
     }
@@ -158,10 +163,18 @@ pub(crate) async fn upload_part_copy(
     let range = match &input.copy_source_range {
         None => None,
         Some(text) => {
-            let range = Range::parse(text)
-                .map_err(|_| s3_error!(InvalidArgument, "x-amz-copy-source-range is bytes=FIRST-LAST"))?;
+            let range = Range::parse(text).map_err(|_| {
+                s3_error!(
+                    InvalidArgument,
+                    "x-amz-copy-source-range is bytes=FIRST-LAST"
+                )
+            })?;
             let range = range.check(source.size).map_err(|_| {
-                s3_error!(InvalidRange, "the range is outside the source ({} bytes)", source.size)
+                s3_error!(
+                    InvalidRange,
+                    "the range is outside the source ({} bytes)",
+                    source.size
+                )
             })?;
             Some(range)
         }
@@ -202,26 +215,37 @@ pub(crate) async fn complete(
         .and_then(|m| m.parts)
         .unwrap_or_default();
     if listed.is_empty() {
-        return Err(s3_error!(MalformedXML, "a completion names at least one part"));
+        return Err(s3_error!(
+            MalformedXML,
+            "a completion names at least one part"
+        ));
+    }
+    let numbers: Vec<i32> = listed.iter().map(|p| p.part_number.unwrap_or(0)).collect();
+    if numbers.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(s3_error!(
+            InvalidPartOrder,
+            "parts must be listed in ascending order"
+        ));
     }
     let mut part_names = Vec::with_capacity(listed.len());
     let mut md5s = Vec::with_capacity(listed.len() * 16);
-    let mut previous = 0;
-    for (index, wanted) in listed.iter().enumerate() {
-        let number = wanted.part_number.unwrap_or(0);
-        if number <= previous {
-            return Err(s3_error!(InvalidPartOrder, "parts must be listed in ascending order"));
-        }
-        previous = number;
+    for (index, (wanted, number)) in listed.iter().zip(numbers).enumerate() {
         let part_name = names::upload_part(&input.upload_id, number);
         let part = gateway.node.object(&part_name).await.map_err(|_| {
-            s3_error!(InvalidPart, "part {number} was not uploaded (or not to this node yet)")
+            s3_error!(
+                InvalidPart,
+                "part {number} was not uploaded (or not to this node yet)"
+            )
         })?;
         let etag = etag_of(&part);
         if let Some(want) = &wanted.e_tag
             && want.value() != etag
         {
-            return Err(s3_error!(InvalidPart, "part {number}'s ETag is {etag}, not {}", want.value()));
+            return Err(s3_error!(
+                InvalidPart,
+                "part {number}'s ETag is {etag}, not {}",
+                want.value()
+            ));
         }
         if index + 1 < listed.len() && part.size < MIN_PART_BYTES {
             return Err(s3_error!(
@@ -312,7 +336,10 @@ pub(crate) async fn list_parts(
         .collect();
     let truncated = parts.len() > max;
     parts.truncate(max);
-    let next = parts.last().and_then(|p| p.part_number).filter(|_| truncated);
+    let next = parts
+        .last()
+        .and_then(|p| p.part_number)
+        .filter(|_| truncated);
     Ok(ListPartsOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),

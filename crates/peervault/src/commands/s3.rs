@@ -19,7 +19,10 @@ pub async fn run(ops: &impl Operations, action: S3Action) -> anyhow::Result<Exit
                 });
                 say!("{}", serde_json::to_string_pretty(&shown)?);
             } else {
-                say!("Access key '{}' created; every node's S3 gateway accepts it.", key.name);
+                say!(
+                    "Access key '{}' created; every node's S3 gateway accepts it.",
+                    key.name
+                );
                 say!("  Access key id:      {}", key.access_key_id);
                 say!("  Secret access key:  {}", key.secret_access_key);
                 say!(

@@ -16,6 +16,7 @@ mod network;
 mod observability;
 mod readme;
 mod repl;
+mod s3;
 mod security;
 mod transfers;
 mod trees;

@@ -237,7 +237,11 @@ impl Vault {
 
     /// [`Vault::summaries`] of the files whose names start with `prefix`.
     pub async fn summaries_under(&self, prefix: &str) -> Result<Vec<(NameId, FileSummary)>> {
-        let count = if prefix.is_empty() { self.file_count() } else { 0 };
+        let count = if prefix.is_empty() {
+            self.file_count()
+        } else {
+            0
+        };
         let prefix = prefix.to_string();
         self.blocking(move |inner| {
             let view = inner.catalogue.chunk_view()?;

@@ -1,0 +1,468 @@
+//! The S3 gateway against the clients people use: boto3 (every operation, the
+//! errors S3 gives, presigned URLs, a 100 MiB multipart upload), the AWS CLI,
+//! restic and rclone, on real nodes; objects written through one node's
+//! gateway are read through another's, also with the first stopped; and what
+//! S3 clients write is what `peervault ls`/`get` see, and the other way round.
+//!
+//! The clients are installed by `.ci/run`; without one a test fails under
+//! `CI=true` and is skipped (saying why) elsewhere.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::harness::{TEST_KEY, TestNode, eventually, free_port, hash_file, stderr, stdout};
+
+const SPREAD: Duration = Duration::from_secs(60);
+
+/// True if `tool` runs; otherwise fails under CI and says why it is skipped.
+fn have(tool: &str, args: &[&str]) -> bool {
+    let ok = Command::new(tool)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let why = format!("{tool} is not installed (.ci/run installs it); skipping");
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("{why}");
+    }
+    ok
+}
+
+/// A node serving S3 on a free port of 127.0.0.1, and its endpoint URL.
+fn s3_node(data: &Path, extra: &[&str]) -> (TestNode, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut args = vec!["-s3", addr.as_str()];
+    args.extend_from_slice(extra);
+    let node = TestNode::start_with(data, TEST_KEY, &args);
+    (node, format!("http://{addr}"))
+}
+
+struct Key {
+    id: String,
+    secret: String,
+}
+
+fn create_key(node: &TestNode, name: &str) -> Key {
+    let out = node.ok(&["s3", "keys", "create", name, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    Key {
+        id: v["access_key_id"].as_str().unwrap().to_string(),
+        secret: v["secret_access_key"].as_str().unwrap().to_string(),
+    }
+}
+
+/// A client command with the key, and nothing from this machine's own
+/// AWS/rclone configuration (CA bundles, profiles, config files).
+fn client(program: &str, key: &Key, home: &Path) -> Command {
+    let mut c = Command::new(program);
+    for var in [
+        "AWS_CA_BUNDLE",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+    ] {
+        c.env_remove(var);
+    }
+    std::fs::create_dir_all(home).unwrap();
+    c.env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("aws-credentials"))
+        .env("AWS_ACCESS_KEY_ID", &key.id)
+        .env("AWS_SECRET_ACCESS_KEY", &key.secret)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("RCLONE_CONFIG", home.join("rclone.conf"));
+    c
+}
+
+fn run_ok(mut command: Command, what: &str) -> String {
+    let out: Output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed\nstdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+fn aws(endpoint: &str, key: &Key, home: &Path, args: &[&str]) -> Command {
+    let mut c = client("aws", key, home);
+    c.args(["--endpoint-url", endpoint]).args(args);
+    c
+}
+
+/// Every regular file under `dir`, relative, with its BLAKE3.
+fn tree(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().to_path_buf();
+                out.push((rel, hash_file(&path).to_hex().to_string()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A small tree of files of many sizes (an empty one, one over a chunk).
+fn make_tree(dir: &Path) {
+    std::fs::create_dir_all(dir.join("sub/deep")).unwrap();
+    for i in 0..25u64 {
+        let path = dir
+            .join(if i % 3 == 0 { "sub" } else { "" })
+            .join(format!("f{i}"));
+        crate::harness::write_random_file(&path, i * i * 997, i);
+    }
+    crate::harness::write_random_file(&dir.join("sub/deep/large"), 9_000_000, 99);
+    std::fs::write(dir.join("empty"), b"").unwrap();
+}
+
+#[test]
+fn boto3_against_one_node() {
+    if !have("python3", &["-c", "import boto3"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (node, endpoint) = s3_node(&dir.path().join("a"), &[]);
+    let key = create_key(&node, "boto3");
+    let hello = dir.path().join("hello.txt");
+    std::fs::write(&hello, b"stored with peervault put\n").unwrap();
+    node.ok(&[
+        "put",
+        hello.to_str().unwrap(),
+        "--name",
+        "fromcli/hello.txt",
+    ]);
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3/boto3_suite.py");
+    let mut python = client("python3", &key, &dir.path().join("home"));
+    python
+        .arg(script)
+        .env("S3_ENDPOINT", &endpoint)
+        .env("WORK", &work);
+    let out = run_ok(python, "the boto3 suite");
+    assert!(out.contains("boto3 suite: all passed"), "{out}");
+
+    // What boto3 wrote is in the vault, under bucket/key; nothing of the
+    // gateway's own shows.
+    let names: Vec<String> = node
+        .ls()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        names.contains(&"alpha/big/100MiB.bin".to_string()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"alpha/hand/made".to_string()), "{names:?}");
+    assert!(
+        names.iter().all(|n| !n.starts_with(".peervault")),
+        "{names:?}"
+    );
+    let back = dir.path().join("made.back");
+    node.ok(&["get", "alpha/big/100MiB.bin", "-o", back.to_str().unwrap()]);
+    assert_eq!(hash_file(&back), hash_file(&work.join("big.bin")));
+    // The gateway's own names cannot be written or deleted from the CLI.
+    let out = node.cli(&[
+        "put",
+        hello.to_str().unwrap(),
+        "--name",
+        ".peervault/s3/keys/X",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("PeerVault's own"), "{}", stderr(&out));
+}
+
+#[test]
+fn keys_are_listed_without_secrets_and_removed_everywhere() {
+    if !have("aws", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (node, endpoint) = s3_node(&dir.path().join("a"), &[]);
+    let home = dir.path().join("home");
+    let first = create_key(&node, "laptop backups");
+    let second = create_key(&node, "scripts");
+    assert_ne!(first.id, second.id);
+    assert_eq!(first.id.len(), 20);
+    let listed: serde_json::Value =
+        serde_json::from_str(&node.ok(&["s3", "keys", "ls", "--json"])).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["name"], "laptop backups");
+    let text = node.ok(&["s3", "keys", "ls"]);
+    assert!(
+        !text.contains(&first.secret) && text.contains(&first.id),
+        "{text}"
+    );
+    run_ok(
+        aws(&endpoint, &first, &home, &["s3", "mb", "s3://keys-test"]),
+        "mb",
+    );
+    node.ok(&["s3", "keys", "rm", &first.id]);
+    let out = aws(&endpoint, &first, &home, &["s3", "ls"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("InvalidAccessKeyId"),
+        "{}",
+        stderr(&out)
+    );
+    run_ok(
+        aws(&endpoint, &second, &home, &["s3", "ls"]),
+        "ls with the other key",
+    );
+    let out = node.cli(&["s3", "keys", "rm", &first.id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no access key"), "{}", stderr(&out));
+}
+
+#[test]
+fn aws_cli_copies_a_multipart_object_and_presigns() {
+    if !have("aws", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, endpoint) = s3_node(&dir.path().join("a"), &[]);
+    let key = create_key(&_node, "cli");
+    let home = dir.path().join("home");
+    let file = dir.path().join("30MB");
+    let hash = crate::harness::write_random_file(&file, 30_000_000, 7);
+    run_ok(
+        aws(&endpoint, &key, &home, &["s3", "mb", "s3://cli-bucket"]),
+        "mb",
+    );
+    run_ok(
+        aws(
+            &endpoint,
+            &key,
+            &home,
+            &[
+                "s3",
+                "cp",
+                file.to_str().unwrap(),
+                "s3://cli-bucket/dir/30MB",
+            ],
+        ),
+        "cp up",
+    );
+    let ls = run_ok(
+        aws(
+            &endpoint,
+            &key,
+            &home,
+            &["s3", "ls", "s3://cli-bucket/dir/"],
+        ),
+        "ls",
+    );
+    assert!(ls.contains("30000000 30MB"), "{ls}");
+    let back = dir.path().join("back");
+    run_ok(
+        aws(
+            &endpoint,
+            &key,
+            &home,
+            &[
+                "s3",
+                "cp",
+                "s3://cli-bucket/dir/30MB",
+                back.to_str().unwrap(),
+            ],
+        ),
+        "cp down",
+    );
+    assert_eq!(hash_file(&back), hash);
+    let url = run_ok(
+        aws(
+            &endpoint,
+            &key,
+            &home,
+            &[
+                "s3",
+                "presign",
+                "s3://cli-bucket/dir/30MB",
+                "--expires-in",
+                "60",
+            ],
+        ),
+        "presign",
+    );
+    let (status, _) = crate::harness::http_get(url.trim());
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn restic_backs_up_checks_and_restores_a_tree() {
+    if !have("restic", &["version"]) || !have("aws", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (node, endpoint) = s3_node(&dir.path().join("a"), &[]);
+    let key = create_key(&node, "restic");
+    let home = dir.path().join("home");
+    let source = dir.path().join("source");
+    make_tree(&source);
+    run_ok(
+        aws(&endpoint, &key, &home, &["s3", "mb", "s3://backups"]),
+        "mb",
+    );
+    let repo = format!("s3:{endpoint}/backups/restic");
+    let restic = |args: &[&str]| {
+        let mut c = client("restic", &key, &home);
+        c.args(["-r", &repo, "--no-cache"])
+            .args(args)
+            .env("RESTIC_PASSWORD", "correct horse");
+        c
+    };
+    run_ok(restic(&["init"]), "restic init");
+    run_ok(
+        restic(&["backup", source.to_str().unwrap()]),
+        "restic backup",
+    );
+    let check = run_ok(restic(&["check", "--read-data"]), "restic check");
+    assert!(check.contains("no errors were found"), "{check}");
+    let target = dir.path().join("restored");
+    run_ok(
+        restic(&["restore", "latest", "--target", target.to_str().unwrap()]),
+        "restic restore",
+    );
+    let restored = target.join(source.strip_prefix("/").unwrap());
+    assert_eq!(tree(&restored), tree(&source));
+    // restic's pack files are vault files like any other.
+    assert!(node.ls().iter().any(|f| {
+        f["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("backups/restic/data/")
+    }));
+}
+
+#[test]
+fn rclone_copies_a_tree_in_checks_it_and_copies_it_out() {
+    if !have("rclone", &["version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (node, endpoint) = s3_node(&dir.path().join("a"), &[]);
+    let key = create_key(&node, "rclone");
+    let home = dir.path().join("home");
+    let source = dir.path().join("source");
+    make_tree(&source);
+    let rclone = |args: &[&str]| {
+        let mut c = client("rclone", &key, &home);
+        c.args(args)
+            .env("RCLONE_CONFIG_PV_TYPE", "s3")
+            .env("RCLONE_CONFIG_PV_PROVIDER", "Other")
+            .env("RCLONE_CONFIG_PV_ACCESS_KEY_ID", &key.id)
+            .env("RCLONE_CONFIG_PV_SECRET_ACCESS_KEY", &key.secret)
+            .env("RCLONE_CONFIG_PV_ENDPOINT", &endpoint)
+            .env("RCLONE_CONFIG_PV_REGION", "us-east-1");
+        c
+    };
+    run_ok(
+        rclone(&[
+            "copy",
+            source.to_str().unwrap(),
+            "pv:mirror/tree",
+            "--transfers",
+            "8",
+        ]),
+        "rclone copy in",
+    );
+    // check compares sizes and MD5s (the ETags) of every file.
+    let check = rclone(&["check", source.to_str().unwrap(), "pv:mirror/tree"])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(
+        stderr(&check).contains("0 differences found"),
+        "{}",
+        stderr(&check)
+    );
+    let out = dir.path().join("out");
+    run_ok(
+        rclone(&["copy", "pv:mirror/tree", out.to_str().unwrap()]),
+        "rclone copy out",
+    );
+    assert_eq!(tree(&out), tree(&source));
+    // And the vault has the same files under the bucket's folder.
+    let got = dir.path().join("via-cli");
+    node.ok(&["get", "-r", "mirror/tree", "-o", got.to_str().unwrap()]);
+    assert_eq!(tree(&got), tree(&source));
+}
+
+#[test]
+fn objects_written_through_one_gateway_are_read_through_another_with_the_writer_gone() {
+    if !have("aws", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (a, a_url) = s3_node(&dir.path().join("a"), &[]);
+    let bootstrap = format!("localhost:{}", a.port());
+    let (b, _) = s3_node(&dir.path().join("b"), &["-bootstrap", &bootstrap]);
+    let (c, c_url) = s3_node(&dir.path().join("c"), &["-bootstrap", &bootstrap]);
+    a.wait_peers(2, SPREAD);
+    let key = create_key(&a, "shared");
+    let home = dir.path().join("home");
+    // The key reaches C with the catalogue.
+    eventually("C's gateway accepts the key made on A", SPREAD, || {
+        aws(&c_url, &key, &home, &["s3", "ls"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let file = dir.path().join("12MB");
+    let hash = crate::harness::write_random_file(&file, 12_000_000, 3);
+    run_ok(
+        aws(&a_url, &key, &home, &["s3", "mb", "s3://shared"]),
+        "mb on A",
+    );
+    run_ok(
+        aws(
+            &a_url,
+            &key,
+            &home,
+            &["s3", "cp", file.to_str().unwrap(), "s3://shared/x/12MB"],
+        ),
+        "cp to A",
+    );
+    eventually("C lists the object written on A", SPREAD, || {
+        aws(&c_url, &key, &home, &["s3", "ls", "s3://shared/x/"])
+            .output()
+            .is_ok_and(|o| stdout(&o).contains("12000000 12MB"))
+    });
+    let via_c = dir.path().join("via-c");
+    run_ok(
+        aws(
+            &c_url,
+            &key,
+            &home,
+            &["s3", "cp", "s3://shared/x/12MB", via_c.to_str().unwrap()],
+        ),
+        "cp from C",
+    );
+    assert_eq!(hash_file(&via_c), hash);
+    // With A gone, C still serves it (from its copy or B's).
+    a.stop();
+    let again = dir.path().join("again");
+    run_ok(
+        aws(
+            &c_url,
+            &key,
+            &home,
+            &["s3", "cp", "s3://shared/x/12MB", again.to_str().unwrap()],
+        ),
+        "cp from C with A stopped",
+    );
+    assert_eq!(hash_file(&again), hash);
+    drop(b);
+}
