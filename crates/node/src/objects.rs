@@ -21,7 +21,7 @@ use std::ops::Range;
 
 use tokio::io::AsyncRead;
 
-use peervault_store::{FileMeta, FileReader, FileSummary, FinishMeta, Manifest, Version};
+use peervault_store::{FileMeta, FileReader, FileSummary, FinishMeta, Manifest};
 
 use crate::Node;
 use crate::error::{NodeError, Result};
@@ -187,10 +187,5 @@ impl Node {
     /// [`Node::purge`] does.
     pub async fn remove_object(&self, name: &str, purge: bool) -> Result<()> {
         self.remove_any(name, purge).await.map(|_| ())
-    }
-
-    /// The version of `name` that is current, if it is a file.
-    pub async fn current_version(&self, name: &str) -> Result<Version> {
-        Ok(self.inner.ctx.vault.stat(name).await?.version)
     }
 }

@@ -135,7 +135,7 @@ impl Gateway {
             let (md5, _) = finish_digests.finish(&declared)?;
             meta.etag = md5;
             Ok(FileMeta {
-                object: Some(meta),
+                object: Some(Box::new(meta)),
                 ..FileMeta::default()
             })
         });
@@ -376,14 +376,11 @@ impl S3 for Gateway {
         self.require_bucket(&input.bucket).await?;
         if input.if_match.is_some() || input.if_none_match.is_some() {
             let current = self.node.object(&name).await.ok();
-            match (&input.if_none_match, &current) {
-                (Some(_), Some(_)) => {
-                    return Err(s3_error!(
-                        PreconditionFailed,
-                        "the object exists (If-None-Match)"
-                    ));
-                }
-                _ => {}
+            if input.if_none_match.is_some() && current.is_some() {
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "the object exists (If-None-Match)"
+                ));
             }
             if let Some(c) = &input.if_match {
                 let Some(current) = &current else {
@@ -464,7 +461,7 @@ impl S3 for Gateway {
             None => (object.size, None),
         };
         let body = self.body_of(&object, range).await?;
-        let meta = object.meta.object.clone().unwrap_or_default();
+        let meta = object.meta.object.as_deref().cloned().unwrap_or_default();
         Ok(S3Response::new(GetObjectOutput {
             body: Some(body),
             content_length: Some(length as i64),
@@ -495,7 +492,7 @@ impl S3 for Gateway {
             if_unmodified_since: input.if_unmodified_since,
         }
         .check(&object, false)?;
-        let meta = object.meta.object.clone().unwrap_or_default();
+        let meta = object.meta.object.as_deref().cloned().unwrap_or_default();
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(object.size as i64),
             accept_ranges: Some("bytes".into()),
@@ -613,7 +610,7 @@ impl S3 for Gateway {
                 input.cache_control,
                 input.metadata,
             ),
-            false => source.meta.object.clone().unwrap_or_default(),
+            false => source.meta.object.as_deref().cloned().unwrap_or_default(),
         };
         // The content is the same, and so is its ETag.
         meta.etag = etag_of(&source);
@@ -623,7 +620,7 @@ impl S3 for Gateway {
                 &target,
                 std::slice::from_ref(&source.name),
                 FileMeta {
-                    object: Some(meta),
+                    object: Some(Box::new(meta)),
                     ..FileMeta::default()
                 },
             )

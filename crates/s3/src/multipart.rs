@@ -265,7 +265,7 @@ pub(crate) async fn complete(
             &name,
             &part_names,
             FileMeta {
-                object: Some(meta),
+                object: Some(Box::new(meta)),
                 ..FileMeta::default()
             },
         )

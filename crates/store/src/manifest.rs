@@ -63,7 +63,7 @@ pub struct FileMeta {
     pub link_target: Option<String>,
     /// What an S3 client stored with the object (ETag, content type, user
     /// metadata), when it came through the gateway.
-    pub object: Option<ObjectMeta>,
+    pub object: Option<Box<ObjectMeta>>,
 }
 
 /// What S3 keeps with an object besides its bytes. The ETag is computed as the
@@ -490,12 +490,12 @@ mod tests {
         assert_eq!(CatalogueEntry::decode(&bytes).unwrap(), entry);
         // Format 4 keeps what an S3 client stored.
         let mut object = with_meta.clone();
-        object.meta.object = Some(ObjectMeta {
+        object.meta.object = Some(Box::new(ObjectMeta {
             etag: "0123456789abcdef0123456789abcdef-3".into(),
             content_type: Some("text/plain".into()),
             user: vec![("mtime".into(), "1700000000".into())],
             ..ObjectMeta::default()
-        });
+        }));
         let object = CatalogueEntry::File(object);
         assert_eq!(CatalogueEntry::decode(&object.encode()).unwrap(), object);
         let old = EntryV2::Deleted(TombstoneV2 {

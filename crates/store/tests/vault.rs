@@ -1190,11 +1190,11 @@ async fn compose_joins_parts_without_copying_and_keeps_meta() {
     }
     let used = vault.usage().used_bytes;
     let meta = peervault_store::FileMeta {
-        object: Some(peervault_store::ObjectMeta {
+        object: Some(Box::new(peervault_store::ObjectMeta {
             etag: "abc-3".into(),
             content_type: Some("application/octet-stream".into()),
             ..Default::default()
-        }),
+        })),
         ..Default::default()
     };
     let hash = *blake3::hash(&whole).as_bytes();

@@ -410,7 +410,7 @@ fn objects_written_through_one_gateway_are_read_through_another_with_the_writer_
     let (a, a_url) = s3_node(&dir.path().join("a"), &[]);
     let bootstrap = format!("localhost:{}", a.port());
     let (b, _) = s3_node(&dir.path().join("b"), &["-bootstrap", &bootstrap]);
-    let (c, c_url) = s3_node(&dir.path().join("c"), &["-bootstrap", &bootstrap]);
+    let (_c, c_url) = s3_node(&dir.path().join("c"), &["-bootstrap", &bootstrap]);
     a.wait_peers(2, SPREAD);
     let key = create_key(&a, "shared");
     let home = dir.path().join("home");
