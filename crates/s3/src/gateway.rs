@@ -65,6 +65,22 @@ pub(crate) fn object_meta(
     }
 }
 
+/// S3's limit on user metadata: 2 KB of names and values together.
+pub(crate) fn check_metadata(metadata: &Option<Metadata>) -> S3Result<()> {
+    let size: usize = metadata
+        .iter()
+        .flatten()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    if size > 2048 {
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "x-amz-meta-* headers hold {size} bytes; S3 allows 2 KB"
+        ));
+    }
+    Ok(())
+}
+
 fn user_metadata(meta: &ObjectMeta) -> Option<Metadata> {
     (!meta.user.is_empty()).then(|| meta.user.iter().cloned().collect())
 }
@@ -236,6 +252,49 @@ impl Conditions {
     }
 }
 
+/// `$output` (GetObjectOutput, HeadObjectOutput) with what S3 tells of
+/// `$object` (ETag, time, metadata) and the fields given.
+macro_rules! described {
+    ($output:ident, $object:expr, { $($field:ident $(: $value:expr)?),* $(,)? }) => {{
+        let object: &ObjectInfo = $object;
+        let meta = object.meta.object.as_deref().cloned().unwrap_or_default();
+        $output {
+            $($field $(: $value)?,)*
+            accept_ranges: Some("bytes".into()),
+            last_modified: Some(timestamp(object.modified_unix_ms)),
+            e_tag: Some(ETag::Strong(etag_of(object))),
+            metadata: user_metadata(&meta),
+            content_type: meta.content_type,
+            content_encoding: meta.content_encoding,
+            content_disposition: meta.content_disposition,
+            content_language: meta.content_language,
+            cache_control: meta.cache_control,
+            ..Default::default()
+        }
+    }};
+}
+
+/// What a request with a body declares of it (`$input` has S3's checksum
+/// fields: PutObjectInput, UploadPartInput).
+macro_rules! declared {
+    ($input:expr, $trailers:expr) => {
+        Declared {
+            content_md5: $input.content_md5,
+            checksums: Checksum {
+                checksum_crc32: $input.checksum_crc32,
+                checksum_crc32c: $input.checksum_crc32c,
+                checksum_sha1: $input.checksum_sha1,
+                checksum_sha256: $input.checksum_sha256,
+                checksum_crc64nvme: $input.checksum_crc64nvme,
+                ..Default::default()
+            },
+            algorithm: $input.checksum_algorithm,
+            trailers: $trailers,
+        }
+    };
+}
+pub(crate) use declared;
+
 /// A range checked against an object's size.
 fn range_of(range: Option<Range>, size: u64) -> S3Result<Option<std::ops::Range<u64>>> {
     match range {
@@ -373,6 +432,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         let name = names::object(&input.bucket, &input.key)?;
+        check_metadata(&input.metadata)?;
         self.require_bucket(&input.bucket).await?;
         if input.if_match.is_some() || input.if_none_match.is_some() {
             let current = self.node.object(&name).await.ok();
@@ -406,19 +466,7 @@ impl S3 for Gateway {
             input.cache_control,
             input.metadata,
         );
-        let declared = Declared {
-            content_md5: input.content_md5,
-            checksums: Checksum {
-                checksum_crc32: input.checksum_crc32,
-                checksum_crc32c: input.checksum_crc32c,
-                checksum_sha1: input.checksum_sha1,
-                checksum_sha256: input.checksum_sha256,
-                checksum_crc64nvme: input.checksum_crc64nvme,
-                ..Default::default()
-            },
-            algorithm: input.checksum_algorithm,
-            trailers: req.trailing_headers,
-        };
+        let declared = declared!(input, req.trailing_headers);
         let object = self
             .write_body(&name, input.body, input.content_length, meta, declared)
             .await?;
@@ -461,22 +509,11 @@ impl S3 for Gateway {
             None => (object.size, None),
         };
         let body = self.body_of(&object, range).await?;
-        let meta = object.meta.object.as_deref().cloned().unwrap_or_default();
-        Ok(S3Response::new(GetObjectOutput {
+        Ok(S3Response::new(described!(GetObjectOutput, &object, {
             body: Some(body),
             content_length: Some(length as i64),
             content_range,
-            accept_ranges: Some("bytes".into()),
-            last_modified: Some(timestamp(object.modified_unix_ms)),
-            e_tag: Some(ETag::Strong(etag_of(&object))),
-            metadata: user_metadata(&meta),
-            content_type: meta.content_type,
-            content_encoding: meta.content_encoding,
-            content_disposition: meta.content_disposition,
-            content_language: meta.content_language,
-            cache_control: meta.cache_control,
-            ..Default::default()
-        }))
+        })))
     }
 
     async fn head_object(
@@ -492,20 +529,9 @@ impl S3 for Gateway {
             if_unmodified_since: input.if_unmodified_since,
         }
         .check(&object, false)?;
-        let meta = object.meta.object.as_deref().cloned().unwrap_or_default();
-        Ok(S3Response::new(HeadObjectOutput {
+        Ok(S3Response::new(described!(HeadObjectOutput, &object, {
             content_length: Some(object.size as i64),
-            accept_ranges: Some("bytes".into()),
-            last_modified: Some(timestamp(object.modified_unix_ms)),
-            e_tag: Some(ETag::Strong(etag_of(&object))),
-            metadata: user_metadata(&meta),
-            content_type: meta.content_type,
-            content_encoding: meta.content_encoding,
-            content_disposition: meta.content_disposition,
-            content_language: meta.content_language,
-            cache_control: meta.cache_control,
-            ..Default::default()
-        }))
+        })))
     }
 
     async fn delete_object(
@@ -600,6 +626,9 @@ impl S3 for Gateway {
                 InvalidRequest,
                 "copying an object onto itself must change its metadata (--metadata-directive REPLACE)"
             ));
+        }
+        if replace {
+            check_metadata(&input.metadata)?;
         }
         let mut meta = match replace {
             true => object_meta(

@@ -74,6 +74,7 @@ pub(crate) async fn create(
     input: CreateMultipartUploadInput,
 ) -> S3Result<CreateMultipartUploadOutput> {
     names::check_key(&input.key)?;
+    crate::gateway::check_metadata(&input.metadata)?;
     gateway.require_bucket(&input.bucket).await?;
     let id = new_upload_id()?;
     let upload = Upload {
@@ -115,19 +116,7 @@ pub(crate) async fn upload_part(
 ) -> S3Result<UploadPartOutput> {
     check_part_number(input.part_number)?;
     upload(gateway, &input.upload_id, &input.bucket, &input.key).await?;
-    let declared = Declared {
-        content_md5: input.content_md5,
-        checksums: Checksum {
-            checksum_crc32: input.checksum_crc32,
-            checksum_crc32c: input.checksum_crc32c,
-            checksum_sha1: input.checksum_sha1,
-            checksum_sha256: input.checksum_sha256,
-            checksum_crc64nvme: input.checksum_crc64nvme,
-            ..Default::default()
-        },
-        algorithm: input.checksum_algorithm,
-        trailers,
-    };
+    let declared = crate::gateway::declared!(input, trailers);
     let part = gateway
         .write_body(
             &names::upload_part(&input.upload_id, input.part_number),

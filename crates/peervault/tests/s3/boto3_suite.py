@@ -246,6 +246,40 @@ finally:
     botocore.auth.get_current_datetime = real_now
 assert error_of(s3.put_object, Bucket="alpha", Key="k" * 1025, Body=b"x")[0] == "KeyTooLongError"
 assert error_of(s3.put_object, Bucket="alpha", Key="nul\x01here", Body=b"x")[1] == 400
+assert error_of(s3.put_object, Bucket="alpha", Key="k" * 2000, Body=b"x")[0] == "KeyTooLongError"
+assert error_of(s3.put_object, Bucket="alpha", Key="nul\x00here", Body=b"x")[1] == 400
+
+
+def signed(method, path, body=b"", headers=None):
+    """A request signed by botocore, as raw as it goes on the wire."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    request = AWSRequest(method=method, url=f"{ENDPOINT}{path}", data=body, headers=headers or {})
+    request.headers["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest()
+    S3SigV4Auth(Credentials(KEY_ID, SECRET), "s3", "us-east-1").add_auth(request)
+    prepared = request.prepare()
+    raw = urllib.request.Request(prepared.url, data=body or None, method=method, headers=dict(prepared.headers))
+    try:
+        with urllib.request.urlopen(raw) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+status, text = signed("POST", "/alpha?delete", b"<Delete><Object><Key>unclosed")
+assert status == 400 and b"MalformedXML" in text, (status, text)
+status, text = signed("POST", "/alpha/k?uploads=", b"")
+upload_id = text.split(b"<UploadId>")[1].split(b"</UploadId>")[0].decode()
+status, text = signed("POST", f"/alpha/k?uploadId={upload_id}", b"<CompleteMultipartUpload><Part>")
+assert status == 400 and b"MalformedXML" in text, (status, text)
+try:
+    status, _ = signed("GET", "/alpha/docs/a.bin", headers={"x-amz-meta-huge": "h" * 1_000_000})
+    assert status in (400, 431), status
+except (urllib.error.URLError, ConnectionError):
+    pass  # the connection was closed on it: also a refusal
+assert error_of(s3.put_object, Bucket="alpha", Key="meta", Body=b"x", Metadata={"big": "m" * 3000})[0] == "MetadataTooLarge"
+assert s3.head_bucket(Bucket="alpha")["ResponseMetadata"]["HTTPStatusCode"] == 200  # still serving
 s3.put_object(Bucket="alpha", Key="../../escape", Body=b"plain key")
 assert s3.get_object(Bucket="alpha", Key="../../escape")["Body"].read() == b"plain key"
 
