@@ -20,8 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peervault_net::{Endpoint, NetConfig, NetEvent, NodeIdentity, PeerId};
 use peervault_store::{
-    BlobLocation, ChunkId, DataDirLock, DeleteOutcome, FileMeta, FileReader, KeySource, NameId,
-    NetworkKey, OriginId, SweepReport, Vault, VaultConfig, Version, WriteOutcome,
+    BlobLocation, ChunkId, DataDirLock, DeleteOutcome, FileMeta, FileReader, KeySource, Manifest,
+    NameId, NetworkKey, OriginId, SweepReport, Vault, VaultConfig, Version, WriteOutcome,
 };
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
@@ -384,19 +384,21 @@ impl Node {
         R: AsyncRead + Unpin + Send,
     {
         crate::objects::refuse_reserved(name)?;
-        self.write_replicated(
-            name,
-            Box::new(move || Ok(meta)),
-            reader,
-            size_hint,
-            progress,
-        )
-        .await
+        let (report, _) = self
+            .write_replicated(
+                name,
+                Box::new(move || Ok(meta)),
+                reader,
+                size_hint,
+                progress,
+            )
+            .await?;
+        Ok(report)
     }
 
     /// Writes `name` here while streaming its new chunks to the holders its
     /// placement names, then replicates and announces it. `finish` makes its
-    /// metadata once every byte is read.
+    /// metadata once every byte is read. Returns the manifest written too.
     pub(crate) async fn write_replicated<R>(
         &self,
         name: &str,
@@ -404,7 +406,7 @@ impl Node {
         reader: R,
         size_hint: Option<u64>,
         progress: Option<&tokio::sync::watch::Sender<CopyProgress>>,
-    ) -> Result<StoreReport>
+    ) -> Result<(StoreReport, Manifest)>
     where
         R: AsyncRead + Unpin + Send,
     {
@@ -435,23 +437,53 @@ impl Node {
         self.inner
             .syncer
             .announce(&out.manifest.name, &replication.holders);
-        Ok(StoreReport {
+        let report = StoreReport {
             file: FileInfo::new(&out.manifest, true, replication.copies),
             stored_bytes: out.stored_bytes,
             replaced: out.replaced,
             replication,
-        })
+        };
+        Ok((report, out.manifest))
+    }
+
+    /// Spreads a version written here from chunks already stored (a revived
+    /// version, a composed object): replicated like a write if this node holds
+    /// all of it, else only announced, since the nodes that hold its chunks
+    /// hold it completely as soon as the record reaches them (their repair
+    /// rounds keep its copies). Returns whether this node holds it and the
+    /// copies made.
+    pub(crate) async fn spread(&self, manifest: &Manifest) -> Result<(bool, usize)> {
+        let name = &manifest.name;
+        if !self.inner.ctx.vault.holds(manifest).await? {
+            self.inner.syncer.announce(name, &[]);
+            return Ok((false, 0));
+        }
+        self.inner.replicator.provide(name).await;
+        let replication = self.inner.replicator.replicate(manifest, None).await;
+        self.inner.syncer.announce(name, &replication.holders);
+        Ok((true, replication.copies))
     }
 
     /// Opens `name` for reading: a stream of verified bytes. Chunks this node does
     /// not hold come from peers, several at a time.
     pub async fn get(&self, name: &str) -> Result<FileReader> {
+        self.open(name, None, None).await
+    }
+
+    /// Opens the bytes in `range` (all if `None`) of `version` (the current one
+    /// if `None`) of `name`, chunks this node lacks fetched from peers.
+    pub(crate) async fn open(
+        &self,
+        name: &str,
+        version: Option<Version>,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<FileReader> {
         let source = self.inner.replicator.chunk_source(name).await;
         let reader = self
             .inner
             .ctx
             .vault
-            .read_file_with(name, Some(source))
+            .read_range_with(name, version, range, Some(source))
             .await
             .inspect_err(|e| self.inner.ctx.metrics.failed(e))?;
         self.inner.ctx.metrics.files_retrieved.inc();

@@ -88,10 +88,10 @@ impl Node {
     where
         R: AsyncRead + Unpin + Send,
     {
-        let report = self
+        let (_, manifest) = self
             .write_replicated(name, finish, reader, size_hint, None)
             .await?;
-        self.object(&report.file.name).await
+        Ok(ObjectInfo::of_manifest(&manifest))
     }
 
     /// The current version of `name`, from the local catalogue.
@@ -114,17 +114,7 @@ impl Node {
     /// chunks this node lacks fetched from peers. Only the chunks that hold the
     /// range are read.
     pub async fn read_object(&self, name: &str, range: Option<Range<u64>>) -> Result<FileReader> {
-        let source = self.inner.replicator.chunk_source(name).await;
-        let reader = self
-            .inner
-            .ctx
-            .vault
-            .read_range_with(name, None, range, Some(source))
-            .await
-            .inspect_err(|e| self.inner.ctx.metrics.failed(e))?;
-        self.inner.ctx.metrics.files_retrieved.inc();
-        let ctx = self.inner.ctx.clone();
-        Ok(reader.on_error(move |e| ctx.metrics.failed(e)))
+        self.open(name, None, range).await
     }
 
     /// Makes `name` the concatenation of the current versions of `parts`, with
@@ -151,17 +141,10 @@ impl Node {
             .await
             .inspect_err(|e| self.inner.ctx.metrics.failed(e))?;
         self.inner.ctx.metrics.files_stored.inc();
-        let manifest = out.manifest;
-        if vault.holds(&manifest).await? {
-            self.inner.replicator.provide(name).await;
-            let replication = self.inner.replicator.replicate(&manifest, None).await;
-            self.inner.syncer.announce(name, &replication.holders);
-        } else {
-            // Parts written through other nodes: those hold the chunks, and the
-            // record tells them they hold the whole.
-            self.inner.syncer.announce(name, &[]);
-        }
-        Ok(ObjectInfo::of_manifest(&manifest))
+        // Parts written through other nodes are only announced: those nodes
+        // hold the chunks, and the record tells them they hold the whole.
+        self.spread(&out.manifest).await?;
+        Ok(ObjectInfo::of_manifest(&out.manifest))
     }
 
     /// BLAKE3 of the versions `manifests` name, one after the other.

@@ -104,17 +104,7 @@ impl Node {
         name: &str,
         version: Version,
     ) -> Result<peervault_store::FileReader> {
-        let source = self.inner.replicator.chunk_source(name).await;
-        let reader = self
-            .inner
-            .ctx
-            .vault
-            .read_version_with(name, Some(version), Some(source))
-            .await
-            .inspect_err(|e| self.inner.ctx.metrics.failed(e))?;
-        self.inner.ctx.metrics.files_retrieved.inc();
-        let ctx = self.inner.ctx.clone();
-        Ok(reader.on_error(move |e| ctx.metrics.failed(e)))
+        self.open(name, Some(version), None).await
     }
 
     /// `undelete NAME`: makes the newest file version of a deleted name current
@@ -152,18 +142,9 @@ impl Node {
             .await
             .inspect_err(|e| self.inner.ctx.metrics.failed(e))?;
         self.inner.ctx.metrics.files_stored.inc();
-        if !self.inner.ctx.vault.holds(&manifest).await? {
-            // The nodes that hold the old version's chunks hold the new one
-            // completely as soon as the record reaches them; their repair
-            // rounds keep its copies.
-            self.inner.syncer.announce(name, &[]);
-            return Ok(FileInfo::new(&manifest, false, 0));
-        }
-        self.inner.replicator.provide(name).await;
         // The name's placement is the same for every version, so its holders
         // mostly hold these chunks already and nothing crosses the network.
-        let replication = self.inner.replicator.replicate(&manifest, None).await;
-        self.inner.syncer.announce(name, &replication.holders);
-        Ok(FileInfo::new(&manifest, true, replication.copies))
+        let (local, copies) = self.spread(&manifest).await?;
+        Ok(FileInfo::new(&manifest, local, copies))
     }
 }

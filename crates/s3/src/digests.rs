@@ -25,7 +25,6 @@ pub(crate) struct Declared {
 struct State {
     md5: Md5,
     checks: ChecksumHasher,
-    bytes: u64,
 }
 
 /// Digests of one body, shared by the stream that feeds the vault and the
@@ -75,7 +74,6 @@ impl Digests {
             state: Arc::new(Mutex::new(Some(State {
                 md5: Md5::new(),
                 checks,
-                bytes: 0,
             }))),
             refusal: Arc::new(Mutex::new(None)),
         })
@@ -93,7 +91,6 @@ impl Digests {
             {
                 state.md5.update(bytes);
                 state.checks.update(bytes);
-                state.bytes += bytes.len() as u64;
             }
             piece.map_err(std::io::Error::other)
         });
@@ -102,7 +99,7 @@ impl Digests {
 
     /// After the last byte: the MD5 (hex), or the refusal of a body whose
     /// declared checksums do not match (kept for [`Digests::refusal`]).
-    pub(crate) fn finish(&self, declared: &Declared) -> std::io::Result<(String, u64)> {
+    pub(crate) fn finish(&self, declared: &Declared) -> std::io::Result<String> {
         let state = self.state.lock().ok().and_then(|mut s| s.take());
         let Some(state) = state else {
             return Err(std::io::Error::other("the body's digests were taken twice"));
@@ -110,7 +107,7 @@ impl Digests {
         let md5 = state.md5.finalize();
         let result = check(declared, &md5, state.checks.finalize());
         match result {
-            Ok(()) => Ok((hex::encode(md5), state.bytes)),
+            Ok(()) => Ok(hex::encode(md5)),
             Err(refusal) => {
                 let message = refusal.to_string();
                 if let Ok(mut slot) = self.refusal.lock() {

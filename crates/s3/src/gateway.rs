@@ -88,12 +88,7 @@ fn user_metadata(meta: &ObjectMeta) -> Option<Metadata> {
 impl Gateway {
     /// True if `bucket` was created or holds an object.
     pub(crate) async fn bucket_exists(&self, bucket: &str) -> S3Result<bool> {
-        if self
-            .node
-            .object(&names::bucket_marker(bucket))
-            .await
-            .is_ok()
-        {
+        if self.has_marker(bucket).await {
             return Ok(true);
         }
         let objects = self
@@ -104,13 +99,18 @@ impl Gateway {
         Ok(!objects.is_empty())
     }
 
+    /// True if `bucket` was created (and not deleted) by CreateBucket.
+    async fn has_marker(&self, bucket: &str) -> bool {
+        self.node
+            .object(&names::bucket_marker(bucket))
+            .await
+            .is_ok()
+    }
+
     pub(crate) async fn require_bucket(&self, bucket: &str) -> S3Result<()> {
         match self.bucket_exists(bucket).await? {
             true => Ok(()),
-            false => Err(s3_error!(
-                NoSuchBucket,
-                "no bucket {bucket:?} (create it with CreateBucket, e.g. aws s3 mb s3://{bucket})"
-            )),
+            false => Err(no_such_bucket(bucket)),
         }
     }
 
@@ -148,8 +148,7 @@ impl Gateway {
         let reader = digests.reader(body);
         let finish_digests = digests.clone();
         let finish = Box::new(move || {
-            let (md5, _) = finish_digests.finish(&declared)?;
-            meta.etag = md5;
+            meta.etag = finish_digests.finish(&declared)?;
             Ok(FileMeta {
                 object: Some(Box::new(meta)),
                 ..FileMeta::default()
@@ -295,6 +294,29 @@ macro_rules! declared {
 }
 pub(crate) use declared;
 
+/// The preconditions of `$input`: `conditions!(input)` for a read's
+/// (`if_match`, ...), `conditions!(input, copy_source)` for a copy's source
+/// (`copy_source_if_match`, ...).
+macro_rules! conditions {
+    ($input:expr) => {
+        Conditions {
+            if_match: $input.if_match,
+            if_none_match: $input.if_none_match,
+            if_modified_since: $input.if_modified_since,
+            if_unmodified_since: $input.if_unmodified_since,
+        }
+    };
+    ($input:expr, copy_source) => {
+        Conditions {
+            if_match: $input.copy_source_if_match,
+            if_none_match: $input.copy_source_if_none_match,
+            if_modified_since: $input.copy_source_if_modified_since,
+            if_unmodified_since: $input.copy_source_if_unmodified_since,
+        }
+    };
+}
+pub(crate) use conditions;
+
 /// A range checked against an object's size.
 fn range_of(range: Option<Range>, size: u64) -> S3Result<Option<std::ops::Range<u64>>> {
     match range {
@@ -405,10 +427,10 @@ impl S3 for Gateway {
                 objects.len()
             ));
         }
-        let marker = names::bucket_marker(&bucket);
-        if self.node.object(&marker).await.is_err() {
-            return Err(s3_error!(NoSuchBucket, "no bucket {bucket:?}"));
+        if !self.has_marker(&bucket).await {
+            return Err(no_such_bucket(&bucket));
         }
+        let marker = names::bucket_marker(&bucket);
         self.node
             .remove_object(&marker, true)
             .await
@@ -488,13 +510,7 @@ impl S3 for Gateway {
             ));
         }
         let object = self.existing(&input.bucket, &input.key).await?;
-        Conditions {
-            if_match: input.if_match,
-            if_none_match: input.if_none_match,
-            if_modified_since: input.if_modified_since,
-            if_unmodified_since: input.if_unmodified_since,
-        }
-        .check(&object, false)?;
+        conditions!(input).check(&object, false)?;
         let range = range_of(input.range, object.size)?;
         let (length, content_range) = match &range {
             Some(r) => (
@@ -522,13 +538,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         let object = self.existing(&input.bucket, &input.key).await?;
-        Conditions {
-            if_match: input.if_match,
-            if_none_match: input.if_none_match,
-            if_modified_since: input.if_modified_since,
-            if_unmodified_since: input.if_unmodified_since,
-        }
-        .check(&object, false)?;
+        conditions!(input).check(&object, false)?;
         Ok(S3Response::new(described!(HeadObjectOutput, &object, {
             content_length: Some(object.size as i64),
         })))
@@ -607,15 +617,7 @@ impl S3 for Gateway {
         let target = names::object(&input.bucket, &input.key)?;
         self.require_bucket(&input.bucket).await?;
         let source = self
-            .copy_source(
-                &input.copy_source,
-                Conditions {
-                    if_match: input.copy_source_if_match,
-                    if_none_match: input.copy_source_if_none_match,
-                    if_modified_since: input.copy_source_if_modified_since,
-                    if_unmodified_since: input.copy_source_if_unmodified_since,
-                },
-            )
+            .copy_source(&input.copy_source, conditions!(input, copy_source))
             .await?;
         let replace = input
             .metadata_directive
@@ -804,6 +806,13 @@ impl S3 for Gateway {
     }
 }
 
+fn no_such_bucket(bucket: &str) -> S3Error {
+    s3_error!(
+        NoSuchBucket,
+        "no bucket {bucket:?} (create it with CreateBucket, e.g. aws s3 mb s3://{bucket})"
+    )
+}
+
 /// The owner S3 clients are shown: the vault has one.
 pub(crate) fn owner() -> Owner {
     Owner {
@@ -902,8 +911,10 @@ impl Gateway {
             .objects(&bucket_prefix)
             .await
             .map_err(errors::object)?;
-        if objects.is_empty() {
-            self.require_bucket(bucket).await?;
+        // No object: the bucket is there only if it was created empty (its
+        // objects were just listed, so they need not be looked for again).
+        if objects.is_empty() && !self.has_marker(bucket).await {
+            return Err(no_such_bucket(bucket));
         }
         let keys: Vec<&str> = objects
             .iter()

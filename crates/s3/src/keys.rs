@@ -58,18 +58,17 @@ pub async fn create(node: &Node, name: &str) -> Result<AccessKey, KeyError> {
             "a key's name is 1 to 200 printable characters, e.g. backup-laptop".into(),
         ));
     }
-    let mut random = [0u8; 42];
-    getrandom::fill(&mut random).map_err(|e| KeyError::Invalid(format!("no randomness: {e}")))?;
+    // Separate bytes for the id (public) and the secret (240 bits).
+    let (mut id_bytes, mut secret_bytes) = ([0u8; ID_LEN - 2], [0u8; 30]);
+    for bytes in [&mut id_bytes[..], &mut secret_bytes[..]] {
+        getrandom::fill(bytes).map_err(|e| KeyError::Invalid(format!("no randomness: {e}")))?;
+    }
     const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let id: String = "PV"
         .chars()
-        .chain(
-            random[..ID_LEN - 2]
-                .iter()
-                .map(|b| BASE32[(b & 31) as usize] as char),
-        )
+        .chain(id_bytes.iter().map(|b| BASE32[(b & 31) as usize] as char))
         .collect();
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&random[12..42]);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret_bytes);
     let key = AccessKey {
         access_key_id: id,
         secret_access_key: secret,

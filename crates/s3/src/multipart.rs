@@ -141,12 +141,7 @@ pub(crate) async fn upload_part_copy(
     let source = gateway
         .copy_source(
             &input.copy_source,
-            Conditions {
-                if_match: input.copy_source_if_match,
-                if_none_match: input.copy_source_if_none_match,
-                if_modified_since: input.copy_source_if_modified_since,
-                if_unmodified_since: input.copy_source_if_unmodified_since,
-            },
+            crate::gateway::conditions!(input, copy_source),
         )
         .await?;
     let range = match &input.copy_source_range {

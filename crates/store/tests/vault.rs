@@ -8,8 +8,8 @@ use futures::StreamExt;
 use peervault_store::crypto::CHUNK_OVERHEAD;
 use peervault_store::segments::SLOT_ALIGN;
 use peervault_store::{
-    CatalogueEntry, ChunkProblem, NetworkKey, OriginId, Retention, StoreError, Vault, VaultConfig,
-    Version, stored_size_of,
+    CatalogueEntry, ChunkProblem, FileReader, NetworkKey, OriginId, Retention, StoreError, Vault,
+    VaultConfig, Version, stored_size_of,
 };
 use proptest::prelude::*;
 
@@ -52,7 +52,11 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
 }
 
 async fn read_all(vault: &Vault, name: &str) -> Result<Vec<u8>, StoreError> {
-    let mut reader = vault.read_file(name).await?;
+    drain(vault.read_file(name).await?).await
+}
+
+/// Every byte a read yields, or its first error.
+async fn drain(mut reader: FileReader) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::new();
     while let Some(piece) = reader.next().await {
         out.extend_from_slice(&piece?);
@@ -863,15 +867,11 @@ async fn open_keeping(dir: &Path, origin: u8, retention: Retention) -> Vault {
 }
 
 async fn read_version(vault: &Vault, name: &str, version: Version) -> Vec<u8> {
-    let mut reader = vault
+    let reader = vault
         .read_version_with(name, Some(version), None)
         .await
         .unwrap();
-    let mut out = Vec::new();
-    while let Some(piece) = reader.next().await {
-        out.extend_from_slice(&piece.unwrap());
-    }
-    out
+    drain(reader).await.unwrap()
 }
 
 fn versions_of(entries: &[CatalogueEntry]) -> Vec<(Version, bool)> {
@@ -1103,15 +1103,11 @@ async fn any_interleaving_of_writes_deletes_purges_and_exchanges_converges() {
 }
 
 async fn read_range(vault: &Vault, name: &str, range: std::ops::Range<u64>) -> Vec<u8> {
-    let mut reader = vault
+    let reader = vault
         .read_range_with(name, None, Some(range), None)
         .await
         .unwrap();
-    let mut out = Vec::new();
-    while let Some(piece) = reader.next().await {
-        out.extend_from_slice(&piece.unwrap());
-    }
-    out
+    drain(reader).await.unwrap()
 }
 
 #[tokio::test]
