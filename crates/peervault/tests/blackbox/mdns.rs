@@ -31,7 +31,7 @@ fn wait_full_mesh(nodes: &[TestNode], within: Duration) {
 }
 
 /// Namespaces made by one test, removed when dropped (which removes their links).
-struct Lab {
+pub(crate) struct Lab {
     namespaces: Vec<String>,
     prefix: String,
 }
@@ -70,11 +70,11 @@ impl Lab {
         Ok(lab)
     }
 
-    fn namespace(&self, tag: &str, i: usize) -> String {
+    pub(crate) fn namespace(&self, tag: &str, i: usize) -> String {
         format!("pv{tag}{}n{i}", std::process::id())
     }
 
-    fn addr(&self, i: usize) -> String {
+    pub(crate) fn addr(&self, i: usize) -> String {
         format!("{}.{}", self.prefix, i)
     }
 }
@@ -88,7 +88,7 @@ impl Drop for Lab {
 }
 
 /// Builds the lab, or explains why not (failing under CI).
-fn lab(tag: &str, nodes: usize) -> Option<Lab> {
+pub(crate) fn lab(tag: &str, nodes: usize) -> Option<Lab> {
     if let Some(why) = missing_capability(tag, &[]) {
         assert!(
             std::env::var_os("CI").is_none(),

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::harness::{TEST_KEY, TestNode, eventually, free_port, hash_file, stderr, stdout};
+use crate::harness::{
+    NO_KEY, TEST_KEY, TestNode, eventually, free_port, hash_file, stderr, stdout,
+};
 
 const SPREAD: Duration = Duration::from_secs(60);
 
@@ -465,4 +467,86 @@ fn objects_written_through_one_gateway_are_read_through_another_with_the_writer_
     );
     assert_eq!(hash_file(&again), hash);
     drop(b);
+}
+
+/// The README's LAN set-up as users run it, with S3 on: every machine (a network
+/// namespace) on the default port `:3000`, the first with no key and the others
+/// joining with its code, each serving S3 on the same `:9000`. A client on the
+/// first machine writes through its gateway and reads through the third's across
+/// the LAN, also after the first node is stopped.
+#[test]
+fn on_a_lan_with_the_defaults_one_gateway_serves_what_another_stored() {
+    if !have("aws", &["--version"]) {
+        return;
+    }
+    let Some(lab) = crate::mdns::lab("s", 3) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--addr", ":3000", "-discover-local", "-s3", ":9000"];
+    let first = TestNode::start_in_netns(
+        &lab.namespace("s", 1),
+        &dir.path().join("n1"),
+        NO_KEY,
+        &flags,
+    );
+    let code = first.ok(&["invite"]).trim().to_string();
+    let mut others = Vec::new();
+    for i in 2..=3 {
+        let mut args = flags.to_vec();
+        args.extend(["--join", code.as_str()]);
+        others.push(TestNode::start_in_netns(
+            &lab.namespace("s", i),
+            &dir.path().join(format!("n{i}")),
+            NO_KEY,
+            &args,
+        ));
+    }
+    first.wait_peers(2, SPREAD);
+    let key = create_key(&first, "lan");
+    let home = dir.path().join("home");
+    let client_ns = lab.namespace("s", 1);
+    let own = "http://127.0.0.1:9000".to_string();
+    let third = format!("http://{}:9000", lab.addr(3));
+    let aws_on_first = |endpoint: &str, args: &[&str]| {
+        let mut c = client("ip", &key, &home);
+        c.args([
+            "netns",
+            "exec",
+            &client_ns,
+            "aws",
+            "--endpoint-url",
+            endpoint,
+        ])
+        .args(args);
+        c
+    };
+    eventually("the third node's gateway accepts the key", SPREAD, || {
+        aws_on_first(&third, &["s3", "ls"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let file = dir.path().join("9MB");
+    let hash = crate::harness::write_random_file(&file, 9_000_000, 5);
+    run_ok(aws_on_first(&own, &["s3", "mb", "s3://lan"]), "mb");
+    run_ok(
+        aws_on_first(&own, &["s3", "cp", file.to_str().unwrap(), "s3://lan/9MB"]),
+        "cp up through the first node",
+    );
+    eventually("the third node lists it", SPREAD, || {
+        aws_on_first(&third, &["s3", "ls", "s3://lan/"])
+            .output()
+            .is_ok_and(|o| stdout(&o).contains("9000000 9MB"))
+    });
+    first.stop();
+    let back = dir.path().join("back");
+    run_ok(
+        aws_on_first(
+            &third,
+            &["s3", "cp", "s3://lan/9MB", back.to_str().unwrap()],
+        ),
+        "cp down through the third node, the first stopped",
+    );
+    assert_eq!(hash_file(&back), hash);
+    drop(others);
 }
