@@ -273,6 +273,22 @@ macro_rules! described {
     }};
 }
 
+/// What S3 keeps with an object, from the headers of `$input` (PutObjectInput,
+/// CreateMultipartUploadInput, CopyObjectInput with REPLACE).
+macro_rules! meta_of {
+    ($input:expr) => {
+        object_meta(
+            $input.content_type,
+            $input.content_encoding,
+            $input.content_disposition,
+            $input.content_language,
+            $input.cache_control,
+            $input.metadata,
+        )
+    };
+}
+pub(crate) use meta_of;
+
 /// What a request with a body declares of it (`$input` has S3's checksum
 /// fields: PutObjectInput, UploadPartInput).
 macro_rules! declared {
@@ -480,14 +496,7 @@ impl S3 for Gateway {
                 }
             }
         }
-        let meta = object_meta(
-            input.content_type,
-            input.content_encoding,
-            input.content_disposition,
-            input.content_language,
-            input.cache_control,
-            input.metadata,
-        );
+        let meta = meta_of!(input);
         let declared = declared!(input, req.trailing_headers);
         let object = self
             .write_body(&name, input.body, input.content_length, meta, declared)
@@ -633,14 +642,7 @@ impl S3 for Gateway {
             check_metadata(&input.metadata)?;
         }
         let mut meta = match replace {
-            true => object_meta(
-                input.content_type,
-                input.content_encoding,
-                input.content_disposition,
-                input.content_language,
-                input.cache_control,
-                input.metadata,
-            ),
+            true => meta_of!(input),
             false => source.meta.object.as_deref().cloned().unwrap_or_default(),
         };
         // The content is the same, and so is its ETag.

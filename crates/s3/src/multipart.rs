@@ -81,14 +81,7 @@ pub(crate) async fn create(
         bucket: input.bucket.clone(),
         key: input.key.clone(),
         initiated_unix_ms: now_ms(),
-        meta: object_meta(
-            input.content_type,
-            input.content_encoding,
-            input.content_disposition,
-            input.content_language,
-            input.cache_control,
-            input.metadata,
-        ),
+        meta: crate::gateway::meta_of!(input),
     };
     let record = serde_json::to_vec(&upload).map_err(errors::internal)?;
     gateway
