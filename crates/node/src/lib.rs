@@ -83,7 +83,7 @@ pub use quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
 pub use settings::{
     DEFAULT_GC_DELAY, DEFAULT_GC_GRACE, DEFAULT_GC_INTERVAL, DEFAULT_MAX_PEERS,
     DEFAULT_PEX_INTERVAL, DEFAULT_REPAIR_DELAY, DEFAULT_REPLICAS, DEFAULT_SYNC_INTERVAL,
-    MaintenanceConfig, NodeConfig, Replicas,
+    DEFAULT_TRANSFER_MEMORY, MIN_TRANSFER_MEMORY, MaintenanceConfig, NodeConfig, Replicas,
 };
 pub use size::{HumanSize, parse_size};
 pub use throughput::ThroughputPoint;

@@ -97,6 +97,9 @@ pub struct Metrics {
     pub(crate) peers_discovered: Gauge,
     pub(crate) storage_used_bytes: Gauge,
     pub(crate) storage_total_bytes: Gauge,
+    pub(crate) transfer_memory_bytes: Gauge,
+    pub(crate) transfer_memory_budget_bytes: Gauge,
+    pub(crate) transfer_memory_waits: Counter,
     pub(crate) storage_utilization: Gauge<f64, AtomicU64>,
     pub(crate) uptime_seconds: Gauge<f64, AtomicU64>,
     gc_runs: Counter,
@@ -146,6 +149,9 @@ impl Metrics {
             peers_discovered: Gauge::default(),
             storage_used_bytes: Gauge::default(),
             storage_total_bytes: Gauge::default(),
+            transfer_memory_bytes: Gauge::default(),
+            transfer_memory_budget_bytes: Gauge::default(),
+            transfer_memory_waits: Counter::default(),
             storage_utilization: Gauge::default(),
             uptime_seconds: Gauge::default(),
             gc_runs: Counter::default(),
@@ -271,6 +277,21 @@ impl Metrics {
             "storage_total_bytes",
             "Storage quota of this node in bytes",
             m.storage_total_bytes.clone(),
+        );
+        r.register(
+            "transfer_memory_bytes",
+            "Bytes of chunk buffers held by transfers now (S3, CLI, peers, repair)",
+            m.transfer_memory_bytes.clone(),
+        );
+        r.register(
+            "transfer_memory_budget_bytes",
+            "The most bytes of chunk buffers transfers may hold together (--transfer-memory)",
+            m.transfer_memory_budget_bytes.clone(),
+        );
+        r.register(
+            "transfer_memory_waits",
+            "Times a transfer waited for buffers because the budget was spent",
+            m.transfer_memory_waits.clone(),
         );
         r.register(
             "storage_utilization",

@@ -125,6 +125,7 @@ impl Node {
                 content_defined_chunks: config.content_defined_chunks,
                 capacity_bytes: quota_bytes,
                 retention: config.versions,
+                budget: peervault_store::MemoryBudget::new(config.transfer_memory),
             },
             lock,
         )
@@ -795,6 +796,12 @@ impl Node {
         m.storage_used_bytes.set(quota.used_bytes as i64);
         m.storage_total_bytes.set(quota.total_bytes as i64);
         m.storage_utilization.set(quota.utilization_percent);
+        let budget = self.inner.ctx.vault.budget();
+        m.transfer_memory_bytes.set(budget.in_use() as i64);
+        m.transfer_memory_budget_bytes.set(budget.total() as i64);
+        let waits = budget.waits();
+        m.transfer_memory_waits
+            .inc_by(waits.saturating_sub(m.transfer_memory_waits.get()));
         m.uptime_seconds.set(self.uptime().as_secs_f64());
         m.set_damage(self.inner.ctx.vault.damage());
         (peers, discovery.known.len())

@@ -26,8 +26,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
-use peervault_store::BlobTap;
 use peervault_store::vault::ChunkSource;
+use peervault_store::{BlobTap, LeasedBytes, TappedBlob};
 use peervault_store::{ChunkId, Manifest, NameId, StoreError, Vault, Version};
 use tokio::sync::mpsc;
 
@@ -225,6 +225,9 @@ impl Replicator {
     }
 
     async fn send_chunk(&self, peer: PeerId, id: ChunkId) -> std::result::Result<(), PeerError> {
+        // Held until the peer has the chunk: copies and repair pay for what
+        // they hold like every other transfer.
+        let _lease = self.ctx.vault.lease_chunk().await;
         let blob = match self.ctx.vault.read_blob(id).await {
             Ok(Some(blob)) => blob,
             Ok(None) => {
@@ -265,7 +268,7 @@ impl Replicator {
         &self,
         peers: Vec<PeerId>,
     ) -> (BlobTap, tokio::task::JoinHandle<Option<()>>) {
-        let (tap, mut blobs) = mpsc::channel::<(ChunkId, Bytes)>(STREAM_QUEUE);
+        let (tap, mut blobs) = mpsc::channel::<TappedBlob>(STREAM_QUEUE);
         let node = self.clone();
         let task = self.ctx.tasks.spawn_joinable(async move {
             let mut queues = Vec::new();
@@ -279,9 +282,11 @@ impl Replicator {
                         .spawn_joinable(node.clone().stream_worker(peer, rx)),
                 );
             }
-            while let Some((id, blob)) = blobs.recv().await {
-                // Encoded once for every holder.
-                let message = Bytes::from(crate::wire::encode_put_chunk(&id, &blob));
+            while let Some(TappedBlob { id, blob, lease }) = blobs.recv().await {
+                // Encoded once for every holder; the blob's lease pays for the
+                // encoded copy until the last holder has sent it.
+                let message = crate::wire::encode_put_chunk(&id, &blob);
+                let message = LeasedBytes::wrap(Bytes::from(message), lease);
                 let bytes = blob.len();
                 drop(blob);
                 for queue in &queues {

@@ -14,6 +14,7 @@ use std::time::Duration;
 pub use peervault_net::{DEFAULT_MAX_PEERS, DEFAULT_PEX_INTERVAL};
 use peervault_net::{Endpoint, NetSettings};
 use peervault_store::DEFAULT_CHUNK_SIZE;
+pub use peervault_store::budget::{DEFAULT_TRANSFER_MEMORY, MIN_TRANSFER_MEMORY};
 
 use crate::keyring::KeyInput;
 
@@ -60,6 +61,9 @@ pub struct NodeConfig {
     /// Bandwidth limits, node-wide (see [`crate::bandwidth`]); changeable at run
     /// time with [`crate::Node::set_limits`].
     pub limits: crate::bandwidth::RateLimits,
+    /// Bytes of chunk buffers all transfers together may hold (S3, CLI,
+    /// copies to peers, repair; see `peervault_store::budget`). More waits.
+    pub transfer_memory: u64,
 }
 
 impl NodeConfig {
@@ -95,6 +99,7 @@ impl NodeConfig {
             tombstone_retention: peervault_store::DEFAULT_TOMBSTONE_RETENTION,
             versions: peervault_store::Retention::default(),
             limits: crate::bandwidth::RateLimits::default(),
+            transfer_memory: DEFAULT_TRANSFER_MEMORY,
         }
     }
 }

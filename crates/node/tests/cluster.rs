@@ -306,3 +306,69 @@ async fn a_stopped_node_lets_go_of_its_data_dir_at_once_twenty_times() {
     let node = restart(&cluster, "again", &[&hub]).await;
     assert_eq!(read(&node, "round-19").await.unwrap(), data(1_500_000, 19));
 }
+
+/// Three nodes with the smallest transfer budget, all writing at once files
+/// that each copies to another, then all reading every file at once (a third
+/// of them from peers): the budgets are spent, and still no transfer fails
+/// or waits forever, because what a node does for a peer never waits on its
+/// own budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_with_spent_budgets_copying_to_each_other_all_finish() {
+    let cluster =
+        Cluster::with(|config| config.transfer_memory = peervault_node::MIN_TRANSFER_MEMORY);
+    let a = cluster.start("a", &[], Replicas::Count(2)).await;
+    let b = cluster.start("b", &[&a], Replicas::Count(2)).await;
+    let c = cluster.start("c", &[&a], Replicas::Count(2)).await;
+    wait_connected(&[&a, &b, &c]).await;
+    let nodes = [&a, &b, &c];
+    const PER_NODE: u64 = 6;
+    let len = 4 * 1024 * 1024 + 77;
+    let all = async {
+        let writes = nodes.iter().enumerate().flat_map(|(n, node)| {
+            (0..PER_NODE).map(move |i| async move {
+                let seed = n as u64 * 100 + i;
+                let bytes = data(len, seed);
+                let report = node
+                    .store(&format!("{n}/{i}"), &bytes[..], None)
+                    .await
+                    .unwrap();
+                assert_eq!(report.replication.copies, 2, "{:?}", report.replication);
+            })
+        });
+        futures::future::join_all(writes).await;
+        let reads = nodes.iter().flat_map(|node| {
+            (0..nodes.len()).flat_map(move |n| {
+                (0..PER_NODE).map(move |i| async move {
+                    let name = format!("{n}/{i}");
+                    eventually("the catalogue reaches every node", || async {
+                        node.stat(&name).await.is_ok()
+                    })
+                    .await;
+                    let seed = n as u64 * 100 + i;
+                    assert_eq!(read(node, &name).await.unwrap(), data(len, seed));
+                })
+            })
+        });
+        futures::future::join_all(reads).await;
+    };
+    tokio::time::timeout(Duration::from_secs(180), all)
+        .await
+        .expect("every transfer finishes");
+    let mut waited = 0.0;
+    for node in nodes {
+        let text = node.metrics_text().await;
+        let sample = |metric: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(metric)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("no {metric}"))
+        };
+        waited += sample("peervault_transfer_memory_waits_total");
+        eventually("every lease comes back", || async {
+            let text = node.metrics_text().await;
+            text.lines()
+                .any(|l| l == "peervault_transfer_memory_bytes 0")
+        })
+        .await;
+    }
+    assert!(waited > 0.0, "the budgets were spent: transfers waited");
+}

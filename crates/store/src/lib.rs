@@ -6,10 +6,12 @@
 //!
 //! * [`keys`]: the network key and its subkeys.
 //! * [`crypto`]: sealing of chunks and records (AES-256-GCM, keyed BLAKE3 ids).
+//! * [`budget`]: the memory budget every transfer's buffers are paid from.
 //! * [`segments`]: blobs packed into segment files, with durable writes.
 //! * [`catalogue`]: the redb metadata database.
 //! * [`vault`]: the streaming façade used by the node.
 
+pub mod budget;
 pub mod buffers;
 pub mod catalogue;
 pub mod crypto;
@@ -28,6 +30,7 @@ pub mod space;
 pub mod vault;
 pub mod version;
 
+pub use budget::{Lease, LeasedBytes, MemoryBudget};
 pub use error::{ChunkProblem, KeyError, StoreError};
 pub use history::Retention;
 pub use ids::{ChunkId, NameId, OriginId};
@@ -37,7 +40,7 @@ pub use names::{MAX_NAME_BYTES, NameError, validate_name};
 pub use space::Usage;
 pub use vault::{
     BlobLocation, BlobTap, DEFAULT_CHUNK_SIZE, DEFAULT_TOMBSTONE_RETENTION, Damage, DamageCounts,
-    DataDirLock, DeleteOutcome, FileReader, FinishMeta, GcReport, SweepReport, Vault, VaultConfig,
-    VerifyReport, WriteOutcome, stored_size_of,
+    DataDirLock, DeleteOutcome, FileReader, FinishMeta, GcReport, SweepReport, TappedBlob, Vault,
+    VaultConfig, VerifyReport, WriteOutcome, stored_size_of,
 };
 pub use version::Version;

@@ -8,8 +8,8 @@ use futures::StreamExt;
 use peervault_store::crypto::CHUNK_OVERHEAD;
 use peervault_store::segments::SLOT_ALIGN;
 use peervault_store::{
-    CatalogueEntry, ChunkProblem, FileReader, NetworkKey, OriginId, Retention, StoreError, Vault,
-    VaultConfig, Version, stored_size_of,
+    CatalogueEntry, ChunkProblem, FileReader, MemoryBudget, NetworkKey, OriginId, Retention,
+    StoreError, Vault, VaultConfig, Version, stored_size_of,
 };
 use proptest::prelude::*;
 
@@ -29,6 +29,7 @@ fn config(dir: &Path, chunk_size: u32) -> VaultConfig {
         // Most of these tests watch space come back at once; the versions kept
         // by default have tests of their own below.
         retention: Retention::NONE,
+        budget: MemoryBudget::new(peervault_store::budget::DEFAULT_TRANSFER_MEMORY),
     }
 }
 
@@ -1245,4 +1246,59 @@ async fn a_failing_finish_abandons_the_write() {
         .await
         .unwrap();
     assert!(vault.usage().used_bytes < 2 * SMALL_CHUNK as u64 + 1024);
+}
+
+/// Many writes and reads at once through a budget of a few chunks: each
+/// waits for buffers (none fails, none deadlocks), every byte comes back,
+/// and every byte lent is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_wait_for_a_small_budget_and_all_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = MemoryBudget::new(8 << 20);
+    let mut config = config(dir.path(), peervault_store::DEFAULT_CHUNK_SIZE);
+    config.content_defined_chunks = true;
+    config.budget = budget.clone();
+    let vault = std::sync::Arc::new(Vault::open(config).await.unwrap());
+    const FILES: u64 = 12;
+    const LEN: usize = 5 << 20;
+    for i in 0..FILES {
+        let name = format!("old/{i}");
+        vault
+            .write_file(&name, &data(LEN, i)[..], None)
+            .await
+            .unwrap();
+    }
+    let mut jobs = tokio::task::JoinSet::new();
+    for i in 0..FILES {
+        let writer = vault.clone();
+        jobs.spawn(async move {
+            let vault = writer;
+            let name = format!("new/{i}");
+            let bytes = data(LEN, 100 + i);
+            vault.write_file(&name, &bytes[..], None).await.unwrap();
+            assert_eq!(
+                drain(vault.read_file(&name).await.unwrap()).await.unwrap(),
+                bytes
+            );
+        });
+        let reader = vault.clone();
+        jobs.spawn(async move {
+            let vault = reader;
+            let back = drain(vault.read_file(&format!("old/{i}")).await.unwrap()).await;
+            assert_eq!(back.unwrap(), data(LEN, i));
+        });
+    }
+    let all = async {
+        while let Some(job) = jobs.join_next().await {
+            job.unwrap();
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), all)
+        .await
+        .expect("every transfer finishes (none waits forever)");
+    assert!(
+        budget.waits() > 0,
+        "the budget was spent and transfers waited"
+    );
+    assert_eq!(budget.in_use(), 0, "every lease came back");
 }

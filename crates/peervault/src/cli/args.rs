@@ -117,6 +117,12 @@ pub struct NodeArgs {
     #[arg(long, value_name = "SIZE")]
     pub quota: Option<String>,
 
+    /// Memory for the chunk buffers of all transfers together (S3, put/get,
+    /// copies to peers, repair), e.g. 64MB, 1GB [default: 64MB]. Transfers
+    /// beyond it wait for buffers to come back instead of failing.
+    #[arg(long, value_name = "SIZE")]
+    pub transfer_memory: Option<String>,
+
     /// Upload limit, bytes per second for all peers together (e.g. 20MB; off for
     /// none): replication, repair and reads served to peers included. Change it
     /// at run time with `peervault limits set`.

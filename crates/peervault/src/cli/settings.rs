@@ -36,6 +36,7 @@ pub struct ConfigFile {
     pub http_allow_host: Option<StringList>,
     pub interactive: Option<bool>,
     pub quota: Option<String>,
+    pub transfer_memory: Option<String>,
     pub max_upload_rate: Option<String>,
     pub max_download_rate: Option<String>,
     pub advertise: Option<String>,
@@ -353,6 +354,27 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         }
         None => None,
     };
+    let transfer_memory = match pick(
+        node.transfer_memory.clone(),
+        file.transfer_memory.clone(),
+        "transfer-memory",
+        config,
+    ) {
+        Some((text, origin)) => {
+            let bytes = parse_size(&text).map_err(|e| invalid(&origin, e))?;
+            if bytes < peervault_node::MIN_TRANSFER_MEMORY {
+                return Err(invalid(
+                    &origin,
+                    format!(
+                        "{text} cannot hold the buffers of one transfer; give at least {}",
+                        peervault_node::HumanSize(peervault_node::MIN_TRANSFER_MEMORY)
+                    ),
+                ));
+            }
+            bytes
+        }
+        None => peervault_node::DEFAULT_TRANSFER_MEMORY,
+    };
     let mut limits = peervault_node::RateLimits::default();
     for (flag, file_value, key, slot) in [
         (
@@ -541,6 +563,7 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
     node_config.versions = versions;
     node_config.sync_interval = sync_interval;
     node_config.limits = limits;
+    node_config.transfer_memory = transfer_memory;
     Ok(NodeSettings {
         common,
         node: node_config,

@@ -172,6 +172,18 @@ impl TestNode {
             .expect("a tcp port")
     }
 
+    /// The node process's peak resident set size so far, in bytes (`VmHWM`).
+    pub fn peak_rss(&self) -> u64 {
+        let pid = self.process.pid().expect("the node is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmHWM line");
+        kib * 1024
+    }
+
     /// The base URL of the node's HTTP server (`-metrics`), from its start-up lines
     /// (the dashboard's address, less its token).
     pub fn metrics_url(&self) -> String {

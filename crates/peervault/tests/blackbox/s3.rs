@@ -184,6 +184,69 @@ fn boto3_against_one_node() {
     assert!(stderr(&out).contains("PeerVault's own"), "{}", stderr(&out));
 }
 
+/// The most a node may hold resident with its default transfer budget while
+/// 64 GETs and 64 PUTs run at once (the promise: under 256 MiB).
+const NODE_RSS_LIMIT: u64 = 256 << 20;
+
+/// A Prometheus sample of `metric` on `base`'s /metrics.
+fn metric(base: &str, metric: &str) -> f64 {
+    let (code, body) = crate::harness::http_get(&format!("{base}/metrics"));
+    assert_eq!(code, 200, "{body}");
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(metric)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {metric} in /metrics"))
+}
+
+#[test]
+fn many_clients_at_once_within_the_memory_budget() {
+    if !have("python3", &["-c", "import boto3"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    // The defaults users run: no --transfer-memory.
+    let (node, endpoint) = s3_node(&dir.path().join("a"), &["-metrics", &metrics]);
+    let key = create_key(&node, "load");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3/many_clients.py");
+    let mut python = client("python3", &key, &dir.path().join("home"));
+    python
+        .arg(script)
+        .env("S3_ENDPOINT", &endpoint)
+        .env("COUNT", "64")
+        .env("SIZE", (64u64 << 20).to_string());
+    let out = run_ok(python, "64 GETs and 64 PUTs at once");
+    assert!(out.contains("many clients: all byte-identical"), "{out}");
+
+    let peak = node.peak_rss();
+    eprintln!(
+        "node peak RSS with 64 GETs and 64 PUTs of 64 MiB at once: {} MiB",
+        peak >> 20
+    );
+    assert!(
+        peak < NODE_RSS_LIMIT,
+        "the node peaked at {} MiB, over {} MiB",
+        peak >> 20,
+        NODE_RSS_LIMIT >> 20
+    );
+    let base = node.metrics_url();
+    let budget = metric(&base, "peervault_transfer_memory_budget_bytes");
+    assert_eq!(budget, (64u64 << 20) as f64, "the default budget");
+    // The budget was spent and requests waited for it instead of failing.
+    assert!(metric(&base, "peervault_transfer_memory_waits_total") > 0.0);
+    // Every byte lent was given back.
+    eventually(
+        "the transfers' buffers come back",
+        Duration::from_secs(10),
+        || metric(&base, "peervault_transfer_memory_bytes") == 0.0,
+    );
+}
+
 #[test]
 fn keys_are_listed_without_secrets_and_removed_everywhere() {
     if !have("aws", &["--version"]) {

@@ -45,6 +45,7 @@ pub use gc::{DEFAULT_TOMBSTONE_RETENTION, GcReport};
 
 pub use exchange::{ChunkSource, FetchError, RemoteEntry};
 
+use crate::budget::{Lease, MemoryBudget};
 use crate::buffers::BufferPool;
 use crate::catalogue::Catalogue;
 use crate::crypto::{CHUNK_OVERHEAD, ChunkCheck, Crypto};
@@ -58,8 +59,18 @@ use crate::segments::{Appender, Reclaimed, Segments, Slot};
 use crate::space::{PinSet, Space, Usage};
 use crate::version::{HybridClock, Version};
 
-/// Receives `(chunk id, sealed blob)` of each new chunk of a write.
-pub type BlobTap = mpsc::Sender<(ChunkId, Bytes)>;
+/// Receives each new sealed chunk of a write.
+pub type BlobTap = mpsc::Sender<TappedBlob>;
+
+/// A new chunk of a write, as it was appended, with the lease that pays for
+/// its buffer (see [`crate::budget`]): whoever takes it on (to copy it to
+/// peers) keeps the lease for as long as it keeps a copy of the bytes.
+#[derive(Debug)]
+pub struct TappedBlob {
+    pub id: ChunkId,
+    pub blob: Bytes,
+    pub lease: Lease,
+}
 
 /// Default plaintext bytes per chunk.
 pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
@@ -84,6 +95,9 @@ pub struct VaultConfig {
     pub capacity_bytes: u64,
     /// How long superseded versions are kept (see [`crate::history`]).
     pub retention: crate::history::Retention,
+    /// What the buffers of transfers are paid from (see [`crate::budget`]);
+    /// the node shares it with everything else that moves chunks.
+    pub budget: Arc<MemoryBudget>,
 }
 
 /// What a delete did.
@@ -160,6 +174,8 @@ struct Inner {
     content_defined_chunks: bool,
     /// Chunk buffers, reused across operations (see [`crate::buffers`]).
     buffers: Arc<BufferPool>,
+    /// What transfers pay their buffers from (see [`crate::budget`]).
+    budget: Arc<MemoryBudget>,
     /// Versions and digests of the catalogue, for sync (see [`crate::index`]).
     index: Mutex<CatalogueIndex>,
     /// Blobs from peers, made durable and recorded in batches (see [`crate::group`]).
@@ -332,6 +348,7 @@ impl Vault {
                 chunk_size,
                 content_defined_chunks: config.content_defined_chunks,
                 buffers: BufferPool::new(CHUNK_OVERHEAD + chunk_size as usize, IDLE_BUFFERS),
+                budget: config.budget,
                 index: Mutex::new(index),
                 blob_commits: GroupCommit::default(),
                 tombstone_retention_ms: std::sync::atomic::AtomicU64::new(
@@ -384,6 +401,17 @@ impl Vault {
     /// Plaintext bytes per chunk for new writes.
     pub fn chunk_size(&self) -> u32 {
         self.inner.chunk_size
+    }
+
+    /// The budget this vault's transfers pay their buffers from.
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.inner.budget
+    }
+
+    /// Pays for one sealed chunk of this vault from its budget (waiting while
+    /// the budget is spent): for a transfer that is about to hold one.
+    pub async fn lease_chunk(&self) -> Lease {
+        self.inner.budget.lease(self.inner.blob_buffer_len()).await
     }
 
     /// Current quota accounting.
@@ -529,6 +557,12 @@ pub struct BlobLocation {
 }
 
 impl Inner {
+    /// The bytes one chunk buffer of this vault holds: what a transfer pays
+    /// for each chunk it keeps in memory.
+    fn blob_buffer_len(&self) -> usize {
+        self.chunk_size as usize + CHUNK_OVERHEAD
+    }
+
     fn location_of(&self, slot: &Slot) -> BlobLocation {
         BlobLocation {
             path: self.files.path_of(slot.segment),

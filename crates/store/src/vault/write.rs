@@ -8,7 +8,8 @@ use bytes::BufMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use super::{BlobTap, Inner, Vault};
+use super::{BlobTap, Inner, TappedBlob, Vault};
+use crate::budget::Lease;
 use crate::buffers::PooledBuf;
 use crate::crypto::{CHUNK_HEADER_LEN, CHUNK_OVERHEAD};
 use crate::error::{Result, StoreError};
@@ -106,8 +107,8 @@ impl Chunker {
 
 fn seal_stage(
     inner: &Inner,
-    mut plain_rx: mpsc::Receiver<PooledBuf>,
-    blob_tx: mpsc::Sender<(ChunkId, PooledBuf)>,
+    mut plain_rx: mpsc::Receiver<(PooledBuf, Lease)>,
+    blob_tx: mpsc::Sender<(ChunkId, PooledBuf, Lease)>,
 ) -> (SealState, Result<()>) {
     let mut state = SealState {
         hasher: blake3::Hasher::new(),
@@ -119,7 +120,7 @@ fn seal_stage(
     };
     let mut seen = HashSet::new();
     let result = (|| {
-        while let Some(mut buf) = plain_rx.blocking_recv() {
+        while let Some((mut buf, lease)) = plain_rx.blocking_recv() {
             let plain = &buf[CHUNK_HEADER_LEN..];
             state.hasher.update(plain);
             let id = inner.crypto.chunk_id(plain);
@@ -140,7 +141,7 @@ fn seal_stage(
                 .crypto
                 .seal_chunk_in_place(&id, &mut buf)
                 .map_err(|e| StoreError::io("sealing a chunk", std::io::Error::other(e)))?;
-            if blob_tx.blocking_send((id, buf)).is_err() {
+            if blob_tx.blocking_send((id, buf, lease)).is_err() {
                 // The writer failed; the caller reports its error.
                 break;
             }
@@ -156,23 +157,24 @@ fn seal_stage(
 /// fails (their space is then the caller's to give back).
 fn write_stage(
     inner: &Inner,
-    mut blob_rx: mpsc::Receiver<(ChunkId, PooledBuf)>,
+    mut blob_rx: mpsc::Receiver<(ChunkId, PooledBuf, Lease)>,
     tap: Option<BlobTap>,
 ) -> (Vec<(ChunkId, Slot)>, Result<()>) {
     let mut appender = inner.files.appender();
     let mut written = Vec::new();
     let result = (|| {
         let mut tap = tap;
-        while let Some((id, blob)) = blob_rx.blocking_recv() {
+        while let Some((id, blob, lease)) = blob_rx.blocking_recv() {
             let len = blob.len();
             let blob = blob.into_bytes(0..len);
             let slot = appender
                 .append(&blob)
                 .map_err(|e| StoreError::io(format!("writing chunk {id}"), e))?;
             written.push((id, slot));
-            // Hand the sealed blob on (to replication); a closed tap is simply dropped.
+            // Hand the sealed blob on (to replication), with what pays for it;
+            // a closed tap is simply dropped.
             if let Some(t) = &tap
-                && t.blocking_send((id, blob)).is_err()
+                && t.blocking_send(TappedBlob { id, blob, lease }).is_err()
             {
                 tap = None;
             }
@@ -257,8 +259,8 @@ impl Vault {
             self.check_fits(size)?;
         }
         let chunk_size = self.inner.chunk_size as usize;
-        let (plain_tx, plain_rx) = mpsc::channel::<PooledBuf>(PIPELINE_DEPTH);
-        let (blob_tx, blob_rx) = mpsc::channel::<(ChunkId, PooledBuf)>(PIPELINE_DEPTH);
+        let (plain_tx, plain_rx) = mpsc::channel::<(PooledBuf, Lease)>(PIPELINE_DEPTH);
+        let (blob_tx, blob_rx) = mpsc::channel::<(ChunkId, PooledBuf, Lease)>(PIPELINE_DEPTH);
         let inner = self.inner.clone();
         let sealer = tokio::task::spawn_blocking(move || seal_stage(&inner, plain_rx, blob_tx));
         let inner = self.inner.clone();
@@ -270,10 +272,16 @@ impl Vault {
         };
         let mut size = 0u64;
         let mut read_error = None;
-        // Bytes read past the last cut, the start of the next chunk.
+        // Bytes read past the last cut, the start of the next chunk, paid for
+        // until the write ends (see `crate::budget`); then every chunk buffer
+        // is paid for before it is filled, and its lease travels with it.
+        let budget = &self.inner.budget;
+        let buffer_len = self.inner.blob_buffer_len();
+        let _carry_lease = budget.admit_write(chunk_size).await;
         let mut carry: Vec<u8> = Vec::new();
         let mut eof = false;
         loop {
+            let lease = budget.lease(buffer_len).await;
             let mut buf = self.inner.buffers.take();
             buf.resize(CHUNK_HEADER_LEN, 0);
             buf.extend_from_slice(&carry);
@@ -300,7 +308,7 @@ impl Vault {
             if cut > 0 {
                 size += cut as u64;
                 // A closed channel means a later stage failed; its error is reported below.
-                if plain_tx.send(buf).await.is_err() {
+                if plain_tx.send((buf, lease)).await.is_err() {
                     break;
                 }
             }
