@@ -39,7 +39,7 @@ pub struct LocalArgs<'a> {
     pub drop_caches: bool,
 }
 
-async fn timed_put(node: &BenchNode, name: &str, path: &Path) -> anyhow::Result<f64> {
+pub(crate) async fn timed_put(node: &BenchNode, name: &str, path: &Path) -> anyhow::Result<f64> {
     let file = tokio::fs::File::open(path).await?;
     let len = file.metadata().await?.len();
     let start = Instant::now();
@@ -51,7 +51,7 @@ async fn timed_put(node: &BenchNode, name: &str, path: &Path) -> anyhow::Result<
     Ok(seconds)
 }
 
-async fn timed_get(node: &BenchNode, name: &str) -> anyhow::Result<f64> {
+pub(crate) async fn timed_get(node: &BenchNode, name: &str) -> anyhow::Result<f64> {
     let start = Instant::now();
     node.client
         .get(name, &mut tokio::io::sink(), &mut |_, _| {})

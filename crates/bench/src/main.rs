@@ -17,6 +17,7 @@ mod cluster;
 mod local;
 mod node;
 mod report;
+mod s3;
 mod scale;
 mod small;
 mod tree;
@@ -90,6 +91,22 @@ enum Workload {
         #[arg(long)]
         max_file_size: Option<usize>,
     },
+    /// One node serving S3: a multipart upload and download through boto3
+    /// (python3 with boto3 installed), against `put` and `get` on the same vault.
+    S3 {
+        /// Bytes of the object.
+        #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+        size: u64,
+        /// Also measure the node's peak RSS for an object this large (0 skips).
+        #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+        rss_size: u64,
+        /// Rounds of each measurement (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// The client's part size in MiB (boto3's default is 8).
+        #[arg(long, default_value_t = 8)]
+        part_mib: u64,
+    },
     /// One node filled with many tiny files: `ls`, restart and a new node's
     /// catalogue sync, per catalogue size, to show how they grow.
     Scale {
@@ -128,6 +145,20 @@ fn main() -> anyhow::Result<()> {
             size,
             rounds: rounds.max(1),
             rss_size,
+            drop_caches: !args.keep_caches,
+        })),
+        Workload::S3 {
+            size,
+            rss_size,
+            rounds,
+            part_mib,
+        } => runtime.block_on(s3::run(s3::S3Args {
+            bin: &bin,
+            dir: &dir,
+            size,
+            rss_size,
+            rounds: rounds.max(1),
+            part_mib: part_mib.max(5),
             drop_caches: !args.keep_caches,
         })),
         Workload::Scale { entries } => runtime.block_on(scale::run(scale::ScaleArgs {

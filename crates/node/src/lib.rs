@@ -74,6 +74,7 @@ pub use metrics::{Health, Metrics, MetricsSnapshot};
 pub use node::Node;
 pub use peervault_net::{Endpoint, PeerId};
 pub use peervault_store::files;
+pub use peervault_store::tree_hash;
 pub use peervault_store::{
     BlobLocation, ChunkId, ChunkProblem, DEFAULT_TOMBSTONE_RETENTION, DeleteOutcome, FileMeta,
     FileReader, FinishMeta, KdfParams, KeySource, NetworkKey, ObjectMeta, Retention, StoreError,
@@ -91,5 +92,6 @@ pub use versions::VersionInfo;
 pub use views::{
     CleanReport, CopyProgress, DamagedChunk, DiscoveredPeer, DiscoveryStatus, FileCheck, FileInfo,
     GcSummary, Listing, NodeStatus, PeerStatus, QuotaSource, RepairRound, Replication, StoreReport,
+    TransferMemory,
 };
 pub use workers::WorkerStatus;

@@ -730,6 +730,7 @@ impl Node {
             paths,
             workers: self.workers(),
             limits: self.limits(),
+            transfer_memory: crate::views::TransferMemory::of(self.inner.ctx.vault.budget()),
         })
     }
 

@@ -21,10 +21,36 @@ use std::ops::Range;
 
 use tokio::io::AsyncRead;
 
+use peervault_store::tree_hash::{self, LeafHasher};
 use peervault_store::{FileMeta, FileReader, FileSummary, FinishMeta, Manifest};
 
 use crate::Node;
 use crate::error::{NodeError, Result};
+
+/// One part of a composed object: the file, and its BLAKE3 leaves if they
+/// were hashed as it was written (see [`peervault_store::tree_hash`]).
+#[derive(Debug, Clone)]
+pub struct ComposedPart {
+    pub name: String,
+    pub leaves: Option<PartLeaves>,
+}
+
+impl ComposedPart {
+    /// A part whose leaves are not known (it is read to hash the whole).
+    pub fn named(name: impl Into<String>) -> ComposedPart {
+        ComposedPart {
+            name: name.into(),
+            leaves: None,
+        }
+    }
+}
+
+/// A part's BLAKE3 leaves, hashed as if it started at `offset` of the whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartLeaves {
+    pub offset: u64,
+    pub leaves: Vec<[u8; 32]>,
+}
 
 /// Names PeerVault keeps for itself (see the module docs).
 pub const RESERVED_PREFIX: &str = ".peervault/";
@@ -119,22 +145,24 @@ impl Node {
 
     /// Makes `name` the concatenation of the current versions of `parts`, with
     /// `meta`, without copying their chunks: a new manifest lists them. The
-    /// whole is read once to hash it unless there is one part. The parts stay;
-    /// the caller removes them when it no longer needs them.
+    /// whole's BLAKE3 comes from the parts' leaves where they were hashed at
+    /// the offset they have in the whole (see
+    /// [`peervault_store::tree_hash`]); parts without are read. The parts
+    /// stay; the caller removes them when it no longer needs them.
     pub async fn compose(
         &self,
         name: &str,
-        parts: &[String],
+        parts: &[ComposedPart],
         meta: FileMeta,
     ) -> Result<ObjectInfo> {
         let vault = &self.inner.ctx.vault;
         let mut manifests = Vec::with_capacity(parts.len());
         for part in parts {
-            manifests.push(vault.stat(part).await?);
+            manifests.push(vault.stat(&part.name).await?);
         }
         let hash = match manifests.as_slice() {
             [one] => one.hash,
-            _ => self.hash_of(&manifests).await?,
+            _ => self.hash_of(&manifests, parts).await?,
         };
         let out = vault
             .compose(name, manifests, hash, meta)
@@ -147,23 +175,60 @@ impl Node {
         Ok(ObjectInfo::of_manifest(&out.manifest))
     }
 
-    /// BLAKE3 of the versions `manifests` name, one after the other.
-    async fn hash_of(&self, manifests: &[Manifest]) -> Result<[u8; 32]> {
-        use futures::StreamExt;
+    /// BLAKE3 of the versions `manifests` name, one after the other: merged
+    /// from the leaves of `parts` that were hashed where they now start, the
+    /// others read and hashed here; all read when a part does not start on a
+    /// leaf, or the whole is one leaf.
+    async fn hash_of(&self, manifests: &[Manifest], parts: &[ComposedPart]) -> Result<[u8; 32]> {
+        let total: u64 = manifests.iter().map(|m| m.size).sum();
+        let mut all = Vec::new();
+        let mut offset = 0u64;
+        for (m, part) in manifests.iter().zip(parts) {
+            let Some(mut hasher) = LeafHasher::new(offset) else {
+                return self.read_and_hash(manifests).await;
+            };
+            match &part.leaves {
+                Some(known) if known.offset == offset => all.extend_from_slice(&known.leaves),
+                _ => {
+                    self.read_each(m, |piece| hasher.update(piece)).await?;
+                    all.extend(hasher.finish());
+                }
+            }
+            offset += m.size;
+        }
+        let expected_leaves = total.div_ceil(tree_hash::LEAF);
+        match tree_hash::root_of(all.iter().copied()) {
+            Some(root) if all.len() as u64 == expected_leaves => Ok(*root.as_bytes()),
+            _ => self.read_and_hash(manifests).await,
+        }
+    }
+
+    /// BLAKE3 of `manifests` one after the other, every byte read.
+    async fn read_and_hash(&self, manifests: &[Manifest]) -> Result<[u8; 32]> {
         let mut hasher = blake3::Hasher::new();
         for m in manifests {
-            let source = self.inner.replicator.chunk_source(&m.name).await;
-            let mut reader = self
-                .inner
-                .ctx
-                .vault
-                .read_range_with(&m.name, Some(m.version), None, Some(source))
-                .await?;
-            while let Some(piece) = reader.next().await {
-                hasher.update(&piece?);
-            }
+            self.read_each(m, |piece| {
+                hasher.update(piece);
+            })
+            .await?;
         }
         Ok(*hasher.finalize().as_bytes())
+    }
+
+    /// Calls `f` with every verified piece of the version `m` names, in order.
+    async fn read_each(&self, m: &Manifest, mut f: impl FnMut(&[u8])) -> Result<()> {
+        use futures::StreamExt;
+        let source = self.inner.replicator.chunk_source(&m.name).await;
+        let mut reader = self
+            .inner
+            .ctx
+            .vault
+            .read_range_with(&m.name, Some(m.version), None, Some(source))
+            .await?;
+        while let Some(piece) = reader.next().await {
+            f(&piece?);
+        }
+        Ok(())
     }
 
     /// Deletes `name` (PeerVault's own names included); `purge` as

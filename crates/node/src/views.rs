@@ -326,6 +326,31 @@ pub struct NodeStatus {
     /// Bandwidth limits in force.
     #[serde(default)]
     pub limits: crate::bandwidth::RateLimits,
+    /// The memory of transfers (see `peervault_store::budget`).
+    #[serde(default)]
+    pub transfer_memory: TransferMemory,
+}
+
+/// How much of the transfer budget is in use, and has been.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TransferMemory {
+    pub budget_bytes: u64,
+    pub in_use_bytes: u64,
+    /// The most in use at once since the node started.
+    pub peak_bytes: u64,
+    /// Times a transfer waited for buffers.
+    pub waits: u64,
+}
+
+impl TransferMemory {
+    pub(crate) fn of(budget: &peervault_store::MemoryBudget) -> Self {
+        TransferMemory {
+            budget_bytes: budget.total(),
+            in_use_bytes: budget.in_use(),
+            peak_bytes: budget.peak(),
+            waits: budget.waits(),
+        }
+    }
 }
 
 pub(crate) fn peer_status(number: usize, p: PeerInfo) -> PeerStatus {

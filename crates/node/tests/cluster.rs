@@ -372,3 +372,65 @@ async fn nodes_with_spent_budgets_copying_to_each_other_all_finish() {
     }
     assert!(waited > 0.0, "the budgets were spent: transfers waited");
 }
+
+/// A multipart object's hash is merged from its parts' BLAKE3 leaves where
+/// they were hashed at the right offset, and read back where not: the leaves
+/// are used (wrong ones would give a wrong hash), a part whose leaves are
+/// for another offset is read, and either way the hash is BLAKE3 of the bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composed_hashes_come_from_part_leaves_where_they_fit() {
+    use peervault_node::objects::{ComposedPart, PartLeaves};
+    use peervault_node::tree_hash::LeafHasher;
+    let cluster = Cluster::new();
+    let a = cluster.start("a", &[], Replicas::Count(1)).await;
+    let mib = 1 << 20;
+    let sizes = [3 * mib, 3 * mib, mib + 17];
+    let datas: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| data(n, 40 + i as u64))
+        .collect();
+    let whole: Vec<u8> = datas.concat();
+    let mut parts = Vec::new();
+    let mut offset = 0u64;
+    for (i, bytes) in datas.iter().enumerate() {
+        let name = format!(".peervault/test/part{i}");
+        a.put_object(&name, &bytes[..], None, Box::new(|| Ok(Default::default())))
+            .await
+            .unwrap();
+        let mut hasher = LeafHasher::new(offset).unwrap();
+        hasher.update(bytes);
+        parts.push(ComposedPart {
+            name,
+            leaves: Some(PartLeaves {
+                offset,
+                leaves: hasher.finish(),
+            }),
+        });
+        offset += bytes.len() as u64;
+    }
+    let expected = blake3::hash(&whole).to_hex().to_string();
+    let hash_of = |info: peervault_node::objects::ObjectInfo| hex::encode(info.hash);
+
+    let right = a
+        .compose("right", &parts, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(hash_of(right), expected);
+
+    // The last part's leaves recorded for another offset: it is read instead.
+    let mut misplaced = parts.clone();
+    misplaced[2].leaves.as_mut().unwrap().offset = 0;
+    let reread = a
+        .compose("read", &misplaced, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(hash_of(reread), expected);
+
+    // Leaves that lie are believed: the proof that they are used at all.
+    let mut lying = parts.clone();
+    lying[0].leaves.as_mut().unwrap().leaves[0] = [9; 32];
+    let lied = a.compose("lied", &lying, Default::default()).await.unwrap();
+    assert_ne!(hash_of(lied), expected);
+    assert_eq!(read(&a, "right").await.unwrap(), whole);
+}

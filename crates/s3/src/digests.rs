@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use peervault_node::objects::PartLeaves;
+use peervault_node::tree_hash::LeafHasher;
 use s3s::checksum::ChecksumHasher;
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
 use s3s::dto::{Checksum, ChecksumAlgorithm, StreamingBlob};
@@ -25,6 +27,16 @@ pub(crate) struct Declared {
 struct State {
     md5: Md5,
     checks: ChecksumHasher,
+    /// The BLAKE3 leaves of a multipart upload's part (see
+    /// `peervault_store::tree_hash`), hashed where the part will likely start.
+    leaves: Option<(u64, LeafHasher)>,
+}
+
+/// What a body's digests came to.
+pub(crate) struct Finished {
+    /// The MD5, in hex: the ETag.
+    pub etag: String,
+    pub leaves: Option<PartLeaves>,
 }
 
 /// Digests of one body, shared by the stream that feeds the vault and the
@@ -74,9 +86,23 @@ impl Digests {
             state: Arc::new(Mutex::new(Some(State {
                 md5: Md5::new(),
                 checks,
+                leaves: None,
             }))),
             refusal: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Also hashes the body into BLAKE3 leaves as if it started at `offset`
+    /// of a whole (a part of a multipart upload), if that is a leaf boundary.
+    pub(crate) fn with_leaves_at(self, offset: Option<u64>) -> Self {
+        if let Some(offset) = offset
+            && let Some(hasher) = LeafHasher::new(offset)
+            && let Ok(mut state) = self.state.lock()
+            && let Some(state) = state.as_mut()
+        {
+            state.leaves = Some((offset, hasher));
+        }
+        self
     }
 
     /// `body`, digested as it passes, as the vault reads it.
@@ -91,15 +117,19 @@ impl Digests {
             {
                 state.md5.update(bytes);
                 state.checks.update(bytes);
+                if let Some((_, leaves)) = &mut state.leaves {
+                    leaves.update(bytes);
+                }
             }
             piece.map_err(std::io::Error::other)
         });
         tokio_util::io::StreamReader::new(Box::pin(stream) as BoxedBytes)
     }
 
-    /// After the last byte: the MD5 (hex), or the refusal of a body whose
-    /// declared checksums do not match (kept for [`Digests::refusal`]).
-    pub(crate) fn finish(&self, declared: &Declared) -> std::io::Result<String> {
+    /// After the last byte: the MD5 (hex) and the leaves, or the refusal of a
+    /// body whose declared checksums do not match (kept for
+    /// [`Digests::refusal`]).
+    pub(crate) fn finish(&self, declared: &Declared) -> std::io::Result<Finished> {
         let state = self.state.lock().ok().and_then(|mut s| s.take());
         let Some(state) = state else {
             return Err(std::io::Error::other("the body's digests were taken twice"));
@@ -107,7 +137,13 @@ impl Digests {
         let md5 = state.md5.finalize();
         let result = check(declared, &md5, state.checks.finalize());
         match result {
-            Ok(()) => Ok(hex::encode(md5)),
+            Ok(()) => Ok(Finished {
+                etag: hex::encode(md5),
+                leaves: state.leaves.map(|(offset, hasher)| PartLeaves {
+                    offset,
+                    leaves: hasher.finish(),
+                }),
+            }),
             Err(refusal) => {
                 let message = refusal.to_string();
                 if let Ok(mut slot) = self.refusal.lock() {

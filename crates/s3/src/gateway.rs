@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use peervault_node::objects::ObjectInfo;
+use peervault_node::objects::{ComposedPart, ObjectInfo};
 use peervault_node::{FileMeta, Node, ObjectMeta};
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
@@ -135,6 +135,7 @@ impl Gateway {
         size_hint: Option<i64>,
         mut meta: ObjectMeta,
         declared: Declared,
+        leaves_at: Option<u64>,
     ) -> S3Result<ObjectInfo> {
         let body = body.ok_or_else(|| s3_error!(IncompleteBody, "the request has no body"))?;
         let size_hint = size_hint.and_then(|s| u64::try_from(s).ok());
@@ -144,11 +145,15 @@ impl Gateway {
                 "one upload is at most 5 GiB; send larger objects as multipart uploads"
             ));
         }
-        let digests = Digests::new(&declared)?;
+        let digests = Digests::new(&declared)?.with_leaves_at(leaves_at);
         let reader = digests.reader(body);
         let finish_digests = digests.clone();
         let finish = Box::new(move || {
-            meta.etag = finish_digests.finish(&declared)?;
+            let finished = finish_digests.finish(&declared)?;
+            meta.etag = finished.etag;
+            if let Some(leaves) = finished.leaves {
+                crate::multipart::keep_leaves(&mut meta, &leaves);
+            }
             Ok(FileMeta {
                 object: Some(Box::new(meta)),
                 ..FileMeta::default()
@@ -499,7 +504,14 @@ impl S3 for Gateway {
         let meta = meta_of!(input);
         let declared = declared!(input, req.trailing_headers);
         let object = self
-            .write_body(&name, input.body, input.content_length, meta, declared)
+            .write_body(
+                &name,
+                input.body,
+                input.content_length,
+                meta,
+                declared,
+                None,
+            )
             .await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(etag_of(&object))),
@@ -651,7 +663,7 @@ impl S3 for Gateway {
             .node
             .compose(
                 &target,
-                std::slice::from_ref(&source.name),
+                &[ComposedPart::named(&source.name)],
                 FileMeta {
                     object: Some(Box::new(meta)),
                     ..FileMeta::default()

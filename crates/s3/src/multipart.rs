@@ -5,6 +5,8 @@
 //! is for (bucket, key, metadata) is a small record beside its parts, so that
 //! any node sees the uploads in progress.
 
+use peervault_node::objects::{ComposedPart, ObjectInfo, PartLeaves};
+use peervault_node::tree_hash;
 use peervault_node::{FileMeta, ObjectMeta};
 use s3s::dto::*;
 use s3s::{S3Result, TrailingHeaders, s3_error};
@@ -117,6 +119,7 @@ pub(crate) async fn upload_part(
             input.content_length,
             ObjectMeta::default(),
             declared,
+            likely_offset(input.part_number, input.content_length),
         )
         .await?;
     Ok(UploadPartOutput {
@@ -169,6 +172,7 @@ pub(crate) async fn upload_part_copy(
             Some(length as i64),
             ObjectMeta::default(),
             Declared::default(),
+            likely_offset(input.part_number, Some(length as i64)),
         )
         .await?;
     Ok(UploadPartCopyOutput {
@@ -204,7 +208,7 @@ pub(crate) async fn complete(
             "parts must be listed in ascending order"
         ));
     }
-    let mut part_names = Vec::with_capacity(listed.len());
+    let mut parts = Vec::with_capacity(listed.len());
     let mut md5s = Vec::with_capacity(listed.len() * 16);
     for (index, (wanted, number)) in listed.iter().zip(numbers).enumerate() {
         let part_name = names::upload_part(&input.upload_id, number);
@@ -232,7 +236,10 @@ pub(crate) async fn complete(
             ));
         }
         md5s.extend(hex::decode(&etag).map_err(errors::internal)?);
-        part_names.push(part_name);
+        parts.push(ComposedPart {
+            leaves: kept_leaves(&part),
+            name: part_name,
+        });
     }
     let mut meta = upload.meta;
     meta.etag = format!("{}-{}", hex::encode(md5_of(&md5s)), listed.len());
@@ -240,7 +247,7 @@ pub(crate) async fn complete(
         .node
         .compose(
             &name,
-            &part_names,
+            &parts,
             FileMeta {
                 object: Some(Box::new(meta)),
                 ..FileMeta::default()
@@ -255,6 +262,42 @@ pub(crate) async fn complete(
         e_tag: Some(ETag::Strong(etag_of(&object))),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         ..Default::default()
+    })
+}
+
+/// Where part `number` of `length` bytes starts if every part before it is
+/// as long, as clients cut them (all parts but the last the same size): its
+/// BLAKE3 leaves are hashed for that offset as it streams, and the whole's hash
+/// needs no reading back where the guess was right (see
+/// `peervault_store::tree_hash`). The last part is usually shorter; it alone
+/// is read again at completion.
+fn likely_offset(number: i32, length: Option<i64>) -> Option<u64> {
+    let length = u64::try_from(length?).ok()?;
+    u64::try_from(number - 1).ok()?.checked_mul(length)
+}
+
+/// The user-metadata entry of a part that holds its leaves. Parts are
+/// PeerVault's own files: no client sees their metadata.
+const LEAVES_KEY: &str = "peervault-leaves";
+
+/// Records `leaves` in the metadata of the part being written.
+pub(crate) fn keep_leaves(meta: &mut ObjectMeta, leaves: &PartLeaves) {
+    let text = format!(
+        "{}:{}",
+        leaves.offset,
+        tree_hash::leaves_to_text(&leaves.leaves)
+    );
+    meta.user.push((LEAVES_KEY.to_string(), text));
+}
+
+/// The leaves recorded with `part`, if any (and readable).
+fn kept_leaves(part: &ObjectInfo) -> Option<PartLeaves> {
+    let meta = part.meta.object.as_deref()?;
+    let (_, text) = meta.user.iter().find(|(k, _)| k == LEAVES_KEY)?;
+    let (offset, leaves) = text.split_once(':')?;
+    Some(PartLeaves {
+        offset: offset.parse().ok()?,
+        leaves: tree_hash::leaves_from_text(leaves)?,
     })
 }
 

@@ -51,6 +51,8 @@ pub struct MemoryBudget {
     carries: Share,
     /// Leases that had to wait for bytes to come back.
     waits: AtomicU64,
+    /// The most bytes lent at once so far.
+    peak: AtomicU64,
 }
 
 /// One part of a budget, lent out first come, first served.
@@ -118,6 +120,7 @@ impl MemoryBudget {
             buffers: Share::new(bytes - carries),
             carries: Share::new(carries),
             waits: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
         })
     }
 
@@ -125,13 +128,17 @@ impl MemoryBudget {
     /// only while every buffer already held can be released without this one
     /// (see the module docs).
     pub async fn lease(&self, bytes: usize) -> Lease {
-        self.buffers.lease(bytes, &self.waits).await
+        let lease = self.buffers.lease(bytes, &self.waits).await;
+        self.note_peak();
+        lease
     }
 
     /// Pays for `bytes` of buffers if they are free now (read-ahead beyond
     /// the chunk a read needs next).
     pub fn try_lease(&self, bytes: usize) -> Option<Lease> {
-        self.buffers.try_lease(self.buffers.clip(bytes))
+        let lease = self.buffers.try_lease(self.buffers.clip(bytes))?;
+        self.note_peak();
+        Some(lease)
     }
 
     /// Pays for the carry of a write: the bytes past one chunk's cut that
@@ -142,7 +149,13 @@ impl MemoryBudget {
     /// budget to themselves, so a write waits here, holding nothing, until
     /// one comes back: at most that many writes take in bytes at once.
     pub async fn admit_write(&self, bytes: usize) -> Lease {
-        self.carries.lease(bytes, &self.waits).await
+        let lease = self.carries.lease(bytes, &self.waits).await;
+        self.note_peak();
+        lease
+    }
+
+    fn note_peak(&self) {
+        self.peak.fetch_max(self.in_use(), Ordering::Relaxed);
     }
 
     /// The whole budget in bytes.
@@ -158,6 +171,17 @@ impl MemoryBudget {
     /// Leases that have waited so far.
     pub fn waits(&self) -> u64 {
         self.waits.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes lent at once since the start, or since the last
+    /// [`MemoryBudget::reset_peak`].
+    pub fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Starts a new peak measurement (from what is lent now).
+    pub fn reset_peak(&self) {
+        self.peak.store(self.in_use(), Ordering::Relaxed);
     }
 }
 
@@ -261,6 +285,9 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), 50);
         assert_eq!(budget.waits(), 1);
         assert_eq!(budget.in_use(), 0);
+        assert_eq!(budget.peak(), 80, "80 at most were lent at once");
+        budget.reset_peak();
+        assert_eq!(budget.peak(), 0);
     }
 
     #[tokio::test]

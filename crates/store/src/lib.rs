@@ -27,6 +27,7 @@ pub mod manifest;
 pub mod names;
 pub mod segments;
 pub mod space;
+pub mod tree_hash;
 pub mod vault;
 pub mod version;
 

@@ -443,6 +443,7 @@ pub fn status_block(s: &NodeStatus) -> String {
          Files:           {}\n\
          Storage:         {} of {} used ({:.1}%)\n\
          Bandwidth:       upload {}, download {}\n\
+         Transfers:       {} of {} buffers in use (peak {}, {} waited)\n\
          Uptime:          {}\n\
          Key fingerprint: {}{key_note}\n\
          Version:         {}{workers}",
@@ -457,6 +458,10 @@ pub fn status_block(s: &NodeStatus) -> String {
         s.storage.utilization_percent,
         peervault_node::bandwidth::describe(s.limits.upload_bytes_per_second),
         peervault_node::bandwidth::describe(s.limits.download_bytes_per_second),
+        HumanSize(s.transfer_memory.in_use_bytes),
+        HumanSize(s.transfer_memory.budget_bytes),
+        HumanSize(s.transfer_memory.peak_bytes),
+        plural(s.transfer_memory.waits as usize, "time"),
         human_duration(s.uptime_seconds),
         s.key_fingerprint,
         s.version,
