@@ -1302,3 +1302,37 @@ async fn transfers_wait_for_a_small_budget_and_all_finish() {
     );
     assert_eq!(budget.in_use(), 0, "every lease came back");
 }
+
+/// More read streams at once than tokio has blocking threads (512), through a
+/// budget of a few chunks: streams waiting for the budget must not hold every
+/// thread while those holding the budget wait for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_reads_at_once_than_blocking_threads_all_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = MemoryBudget::new(64 * 1024);
+    let mut config = config(dir.path(), SMALL_CHUNK);
+    config.budget = budget.clone();
+    let vault = std::sync::Arc::new(Vault::open(config).await.unwrap());
+    const FILES: u64 = 8;
+    for i in 0..FILES {
+        let bytes = data(8 * SMALL_CHUNK as usize, i);
+        vault
+            .write_file(&format!("f{i}"), &bytes[..], None)
+            .await
+            .unwrap();
+    }
+    let mut readers = Vec::new();
+    for n in 0..700u64 {
+        readers.push(vault.read_file(&format!("f{}", n % FILES)).await.unwrap());
+    }
+    let all = futures::future::join_all(readers.into_iter().enumerate().map(
+        |(n, reader)| async move {
+            let back = drain(reader).await.unwrap();
+            assert_eq!(back, data(8 * SMALL_CHUNK as usize, n as u64 % FILES));
+        },
+    ));
+    tokio::time::timeout(std::time::Duration::from_secs(120), all)
+        .await
+        .expect("every read finishes");
+    assert_eq!(budget.in_use(), 0);
+}

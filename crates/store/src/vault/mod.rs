@@ -176,6 +176,9 @@ struct Inner {
     buffers: Arc<BufferPool>,
     /// What transfers pay their buffers from (see [`crate::budget`]).
     budget: Arc<MemoryBudget>,
+    /// Read streams that may hold a disk-reading thread at once (see
+    /// [`read::DISK_READERS`]).
+    disk_readers: Arc<tokio::sync::Semaphore>,
     /// Versions and digests of the catalogue, for sync (see [`crate::index`]).
     index: Mutex<CatalogueIndex>,
     /// Blobs from peers, made durable and recorded in batches (see [`crate::group`]).
@@ -349,6 +352,7 @@ impl Vault {
                 content_defined_chunks: config.content_defined_chunks,
                 buffers: BufferPool::new(CHUNK_OVERHEAD + chunk_size as usize, IDLE_BUFFERS),
                 budget: config.budget,
+                disk_readers: Arc::new(tokio::sync::Semaphore::new(read::DISK_READERS)),
                 index: Mutex::new(index),
                 blob_commits: GroupCommit::default(),
                 tombstone_retention_ms: std::sync::atomic::AtomicU64::new(

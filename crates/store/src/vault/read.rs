@@ -45,6 +45,14 @@ const READ_AHEAD_REMOTE: usize = 8;
 /// four nodes fell from 2.42 to 2.32 s and its time from 1.38 to 1.34 s inline.
 const INLINE_CHECK_MAX: usize = DEFAULT_CHUNK_SIZE as usize + CHUNK_OVERHEAD;
 
+/// Read streams that hold a thread of tokio's blocking pool (512 threads) for
+/// their [`DiskReader`] at once; more wait for one to end. A stream holds its
+/// thread while it waits for the memory budget, and the budget comes back only
+/// from streams that read: were the pool full of streams waiting for the
+/// budget, the streams holding it could never get a thread. Half the pool
+/// leaves the rest to writes and short tasks.
+pub(crate) const DISK_READERS: usize = 256;
+
 /// A blob read from disk: its buffer and where in it the blob lies.
 type BlobRead = std::io::Result<(PooledBuf, std::ops::Range<usize>)>;
 
@@ -196,10 +204,14 @@ impl Vault {
         tokio::spawn(async move {
             let _pins = pins;
             let m = task_manifest;
-            let disk = local[span.chunks.clone()]
-                .iter()
-                .any(Option::is_some)
-                .then(|| DiskReader::start(inner.clone()));
+            let needs_disk = local[span.chunks.clone()].iter().any(Option::is_some);
+            // Taken before any lease of the budget, so that every stream that
+            // holds part of the budget has its thread (see `DISK_READERS`).
+            let _slot = match needs_disk {
+                true => inner.disk_readers.clone().acquire_owned().await.ok(),
+                false => None,
+            };
+            let disk = needs_disk.then(|| DiskReader::start(inner.clone()));
             let mut in_flight = FuturesOrdered::new();
             let mut next = span.chunks.start;
             let mut offset = span.first_offset;

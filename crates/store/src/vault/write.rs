@@ -259,6 +259,14 @@ impl Vault {
             self.check_fits(size)?;
         }
         let chunk_size = self.inner.chunk_size as usize;
+        // Admitted first (see `crate::budget`): the bytes past each chunk's cut,
+        // the start of the next, are paid for until the write ends. Before the
+        // stages below take their two blocking threads: 2,000 writes at once
+        // whose stages all started would fill tokio's blocking pool (512) with
+        // stages waiting for writes not yet admitted, and the admitted ones'
+        // stages would never get a thread.
+        let budget = &self.inner.budget;
+        let _carry_lease = budget.admit_write(chunk_size).await;
         let (plain_tx, plain_rx) = mpsc::channel::<(PooledBuf, Lease)>(PIPELINE_DEPTH);
         let (blob_tx, blob_rx) = mpsc::channel::<(ChunkId, PooledBuf, Lease)>(PIPELINE_DEPTH);
         let inner = self.inner.clone();
@@ -272,12 +280,10 @@ impl Vault {
         };
         let mut size = 0u64;
         let mut read_error = None;
-        // Bytes read past the last cut, the start of the next chunk, paid for
-        // until the write ends (see `crate::budget`); then every chunk buffer
-        // is paid for before it is filled, and its lease travels with it.
-        let budget = &self.inner.budget;
+        // Bytes read past the last cut, the start of the next chunk (paid for
+        // above); every chunk buffer is paid for before it is filled, and its
+        // lease travels with it.
         let buffer_len = self.inner.blob_buffer_len();
-        let _carry_lease = budget.admit_write(chunk_size).await;
         let mut carry: Vec<u8> = Vec::new();
         let mut eof = false;
         loop {
