@@ -179,6 +179,8 @@ struct Inner {
     /// Read streams that may hold a disk-reading thread at once (see
     /// [`read::DISK_READERS`]).
     disk_readers: Arc<tokio::sync::Semaphore>,
+    /// Writes whose stages may hold threads at once (see [`write::WRITERS`]).
+    writers: tokio::sync::Semaphore,
     /// Versions and digests of the catalogue, for sync (see [`crate::index`]).
     index: Mutex<CatalogueIndex>,
     /// Blobs from peers, made durable and recorded in batches (see [`crate::group`]).
@@ -353,6 +355,7 @@ impl Vault {
                 buffers: BufferPool::new(CHUNK_OVERHEAD + chunk_size as usize, IDLE_BUFFERS),
                 budget: config.budget,
                 disk_readers: Arc::new(tokio::sync::Semaphore::new(read::DISK_READERS)),
+                writers: tokio::sync::Semaphore::new(write::WRITERS),
                 index: Mutex::new(index),
                 blob_commits: GroupCommit::default(),
                 tombstone_retention_ms: std::sync::atomic::AtomicU64::new(

@@ -49,9 +49,10 @@ const INLINE_CHECK_MAX: usize = DEFAULT_CHUNK_SIZE as usize + CHUNK_OVERHEAD;
 /// their [`DiskReader`] at once; more wait for one to end. A stream holds its
 /// thread while it waits for the memory budget, and the budget comes back only
 /// from streams that read: were the pool full of streams waiting for the
-/// budget, the streams holding it could never get a thread. Half the pool
-/// leaves the rest to writes and short tasks.
-pub(crate) const DISK_READERS: usize = 256;
+/// budget, the streams holding it could never get a thread. A quarter of the
+/// pool, as many as writes take (`write::WRITERS`), leaves half of it to
+/// short tasks.
+pub(crate) const DISK_READERS: usize = 128;
 
 /// A blob read from disk: its buffer and where in it the blob lies.
 type BlobRead = std::io::Result<(PooledBuf, std::ops::Range<usize>)>;

@@ -23,6 +23,14 @@ use crate::version::Version;
 /// Chunks buffered between pipeline stages (per stage).
 const PIPELINE_DEPTH: usize = 2;
 
+/// Writes in progress at once; more wait before their stages start. Each
+/// takes two threads of tokio's blocking pool (512) for its stages, and holds
+/// them while it waits for the memory budget: were the pool full of writes
+/// waiting, the writes holding the budget could never get their threads.
+/// The carries' share of the budget (see `crate::budget`) bounds writes too,
+/// but a large `--transfer-memory` would let thousands through.
+pub(crate) const WRITERS: usize = 64;
+
 /// What a completed write did.
 #[derive(Debug, Clone)]
 pub struct WriteOutcome {
@@ -259,12 +267,13 @@ impl Vault {
             self.check_fits(size)?;
         }
         let chunk_size = self.inner.chunk_size as usize;
-        // Admitted first (see `crate::budget`): the bytes past each chunk's cut,
-        // the start of the next, are paid for until the write ends. Before the
-        // stages below take their two blocking threads: 2,000 writes at once
-        // whose stages all started would fill tokio's blocking pool (512) with
-        // stages waiting for writes not yet admitted, and the admitted ones'
-        // stages would never get a thread.
+        // Admitted first (see `WRITERS` and `crate::budget`): the bytes past
+        // each chunk's cut, the start of the next, are paid for until the
+        // write ends. Before the stages below take their two blocking threads:
+        // 2,000 writes at once whose stages all started filled tokio's blocking
+        // pool (512) with stages waiting for writes not yet admitted, and the
+        // admitted ones' stages never got a thread.
+        let _writer = self.inner.writers.acquire().await.ok();
         let budget = &self.inner.budget;
         let _carry_lease = budget.admit_write(chunk_size).await;
         let (plain_tx, plain_rx) = mpsc::channel::<(PooledBuf, Lease)>(PIPELINE_DEPTH);
