@@ -328,6 +328,23 @@ fn key_input(
 }
 
 /// Settings for running a node.
+/// A size given as `picked` (text and where it came from), of at least `min`
+/// bytes; `too_small` says why a smaller one is refused.
+fn size_setting(
+    picked: Option<(String, String)>,
+    min: u64,
+    too_small: impl Fn(&str) -> String,
+) -> Result<Option<u64>, SettingsError> {
+    let Some((text, origin)) = picked else {
+        return Ok(None);
+    };
+    let bytes = parse_size(&text).map_err(|e| invalid(&origin, e))?;
+    if bytes < min {
+        return Err(invalid(&origin, too_small(&text)));
+    }
+    Ok(Some(bytes))
+}
+
 pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
     let config_path = cli.global.config.clone();
     let config = config_path.as_deref();
@@ -341,40 +358,27 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
     let common = common(&cli.global, &file, config, interactive || node.demo)?;
     let flag = |cli_set: bool, file_value: Option<bool>| cli_set || file_value == Some(true);
 
-    let quota = match pick(node.quota.clone(), file.quota.clone(), "quota", config) {
-        Some((text, origin)) => {
-            let bytes = parse_size(&text).map_err(|e| invalid(&origin, e))?;
-            if bytes == 0 {
-                return Err(invalid(
-                    &origin,
-                    "a quota of 0 bytes would refuse every file",
-                ));
-            }
-            Some(bytes)
-        }
-        None => None,
-    };
-    let transfer_memory = match pick(
-        node.transfer_memory.clone(),
-        file.transfer_memory.clone(),
-        "transfer-memory",
-        config,
-    ) {
-        Some((text, origin)) => {
-            let bytes = parse_size(&text).map_err(|e| invalid(&origin, e))?;
-            if bytes < peervault_node::MIN_TRANSFER_MEMORY {
-                return Err(invalid(
-                    &origin,
-                    format!(
-                        "{text} cannot hold the buffers of one transfer; give at least {}",
-                        peervault_node::HumanSize(peervault_node::MIN_TRANSFER_MEMORY)
-                    ),
-                ));
-            }
-            bytes
-        }
-        None => peervault_node::DEFAULT_TRANSFER_MEMORY,
-    };
+    let quota = size_setting(
+        pick(node.quota.clone(), file.quota.clone(), "quota", config),
+        1,
+        |_| "a quota of 0 bytes would refuse every file".to_string(),
+    )?;
+    let transfer_memory = size_setting(
+        pick(
+            node.transfer_memory.clone(),
+            file.transfer_memory.clone(),
+            "transfer-memory",
+            config,
+        ),
+        peervault_node::MIN_TRANSFER_MEMORY,
+        |text| {
+            format!(
+                "{text} cannot hold the buffers of one transfer; give at least {}",
+                peervault_node::HumanSize(peervault_node::MIN_TRANSFER_MEMORY)
+            )
+        },
+    )?
+    .unwrap_or(peervault_node::DEFAULT_TRANSFER_MEMORY);
     let mut limits = peervault_node::RateLimits::default();
     for (flag, file_value, key, slot) in [
         (
@@ -620,6 +624,11 @@ mod tests {
         for (args, words) in [
             (&["peervault", "-addr", ":99999"][..], "--addr"),
             (&["peervault", "--quota", "lots"], "--quota"),
+            (&["peervault", "--quota", "0"], "refuse every file"),
+            (
+                &["peervault", "--transfer-memory", "1MB"],
+                "give at least 8.00 MB",
+            ),
             (&["peervault", "--replicas", "0"], "--replicas"),
             (&["peervault", "--gc-interval", "soon"], "--gc-interval"),
             (&["peervault", "-bootstrap", "a:1,nope"], "--bootstrap"),
@@ -640,13 +649,14 @@ mod tests {
         let path = dir.path().join("peervault.toml");
         std::fs::write(
             &path,
-            "addr = \":4100\"\nquota = \"5GB\"\nbootstrap = \"localhost:3000,localhost:3001\"\nreplicas = \"all\"\ninteractive = true\nkeep_versions = 3\nversion_retention = \"7d\"\n",
+            "addr = \":4100\"\nquota = \"5GB\"\nbootstrap = \"localhost:3000,localhost:3001\"\nreplicas = \"all\"\ninteractive = true\nkeep_versions = 3\nversion_retention = \"7d\"\ntransfer_memory = \"128MB\"\n",
         )
         .unwrap();
         let p = path.to_str().unwrap();
         let s = node_settings(&cli(&["peervault", "--config", p])).unwrap();
         assert_eq!(s.common.addr.port, 4100);
         assert_eq!(s.node.quota_bytes, Some(5 << 30));
+        assert_eq!(s.node.transfer_memory, 128 << 20);
         assert_eq!(s.node.net.bootstrap.len(), 2);
         assert_eq!(s.node.replicas, Replicas::All);
         assert!(s.interactive);
