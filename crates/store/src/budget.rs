@@ -147,7 +147,8 @@ impl MemoryBudget {
     /// the same bytes as buffers, writes holding carries could spend the whole
     /// budget and wait forever for a buffer. Carries have a quarter of the
     /// budget to themselves, so a write waits here, holding nothing, until
-    /// one comes back: at most that many writes take in bytes at once.
+    /// one comes back. A write pays for the carry it can need: a chunk, or
+    /// the whole file if that is smaller.
     pub async fn admit_write(&self, bytes: usize) -> Lease {
         let lease = self.carries.lease(bytes, &self.waits).await;
         self.note_peak();

@@ -275,7 +275,10 @@ impl Vault {
         // admitted ones' stages never got a thread.
         let _writer = self.inner.writers.acquire().await.ok();
         let budget = &self.inner.budget;
-        let _carry_lease = budget.admit_write(chunk_size).await;
+        // A carry never outgrows the file: a small file pays for what it can
+        // hold, so that many small writes run at once (up to `WRITERS`).
+        let carry_bytes = size_hint.map_or(chunk_size, |size| size.min(chunk_size as u64) as usize);
+        let _carry_lease = budget.admit_write(carry_bytes).await;
         let (plain_tx, plain_rx) = mpsc::channel::<(PooledBuf, Lease)>(PIPELINE_DEPTH);
         let (blob_tx, blob_rx) = mpsc::channel::<(ChunkId, PooledBuf, Lease)>(PIPELINE_DEPTH);
         let inner = self.inner.clone();
