@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use peervault_net::{Endpoint, NetConfig, NetEvent, NodeIdentity, PeerId};
 use peervault_store::{
     BlobLocation, ChunkId, DataDirLock, DeleteOutcome, FileMeta, FileReader, KeySource, Manifest,
-    NameId, NetworkKey, OriginId, SweepReport, Vault, VaultConfig, Version, WriteOutcome,
+    NameId, NetworkKey, OriginId, Paying, SweepReport, Vault, VaultConfig, Version, WriteOutcome,
 };
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
@@ -479,12 +479,23 @@ impl Node {
         version: Option<Version>,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<FileReader> {
+        self.open_paying(name, version, range, Paying::Budget).await
+    }
+
+    /// [`Node::open`], its chunks paid for as `paying` says.
+    pub(crate) async fn open_paying(
+        &self,
+        name: &str,
+        version: Option<Version>,
+        range: Option<std::ops::Range<u64>>,
+        paying: Paying,
+    ) -> Result<FileReader> {
         let source = self.inner.replicator.chunk_source(name).await;
         let reader = self
             .inner
             .ctx
             .vault
-            .read_range_with(name, version, range, Some(source))
+            .read_range_paying(name, version, range, Some(source), paying)
             .await
             .inspect_err(|e| self.inner.ctx.metrics.failed(e))?;
         self.inner.ctx.metrics.files_retrieved.inc();

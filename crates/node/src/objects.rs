@@ -22,7 +22,7 @@ use std::ops::Range;
 use tokio::io::AsyncRead;
 
 use peervault_store::tree_hash::{self, LeafHasher};
-use peervault_store::{FileMeta, FileReader, FileSummary, FinishMeta, Manifest};
+use peervault_store::{FileMeta, FileReader, FileSummary, FinishMeta, Manifest, Paying};
 
 use crate::Node;
 use crate::error::{NodeError, Result};
@@ -141,6 +141,18 @@ impl Node {
     /// range are read.
     pub async fn read_object(&self, name: &str, range: Option<Range<u64>>) -> Result<FileReader> {
         self.open(name, None, range).await
+    }
+
+    /// [`Node::read_object`] of the source of a copy into a new object
+    /// ([`Node::put_object`] of these bytes): the write pays for the bytes it
+    /// copies, and the read waits for no budget (see [`Paying::TheWriteItFeeds`]).
+    pub async fn read_object_to_copy(
+        &self,
+        name: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<FileReader> {
+        self.open_paying(name, None, range, Paying::TheWriteItFeeds)
+            .await
     }
 
     /// Makes `name` the concatenation of the current versions of `parts`, with

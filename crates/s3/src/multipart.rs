@@ -162,7 +162,7 @@ pub(crate) async fn upload_part_copy(
     let length = range.as_ref().map_or(source.size, |r| r.end - r.start);
     let reader = gateway
         .node
-        .read_object(&source.name, range)
+        .read_object_to_copy(&source.name, range)
         .await
         .map_err(errors::object)?;
     let part = gateway

@@ -1336,3 +1336,45 @@ async fn more_reads_at_once_than_blocking_threads_all_finish() {
         .expect("every read finishes");
     assert_eq!(budget.in_use(), 0);
 }
+
+/// Many copies at once (a read feeding a write, as S3's UploadPartCopy does)
+/// through a budget of a few chunks: the copies' reads are paid for by their
+/// writes, so they never hold chunks their own writes wait for buffers to
+/// take, and they all finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_through_a_small_budget_all_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = MemoryBudget::new(64 * 1024);
+    let mut config = config(dir.path(), SMALL_CHUNK);
+    config.budget = budget.clone();
+    let vault = Vault::open(config).await.unwrap();
+    let vault = &vault;
+    let bytes = data(40 * SMALL_CHUNK as usize, 5);
+    vault.write_file("source", &bytes[..], None).await.unwrap();
+    let all = futures::future::join_all((0..40).map(|i| async move {
+        let reader = vault
+            .read_range_paying(
+                "source",
+                None,
+                None,
+                None,
+                peervault_store::Paying::TheWriteItFeeds,
+            )
+            .await
+            .unwrap();
+        let stream = reader.map(|piece| piece.map_err(std::io::Error::other));
+        let copy = tokio_util::io::StreamReader::new(stream);
+        vault
+            .write_file(&format!("copy{i}"), copy, None)
+            .await
+            .unwrap();
+    }));
+    tokio::time::timeout(std::time::Duration::from_secs(120), all)
+        .await
+        .expect("every copy finishes");
+    for i in 0..40 {
+        let back = drain(vault.read_file(&format!("copy{i}")).await.unwrap()).await;
+        assert_eq!(back.unwrap(), bytes);
+    }
+    assert_eq!(budget.in_use(), 0);
+}

@@ -37,7 +37,7 @@ mod read;
 mod versions;
 mod write;
 
-pub use read::FileReader;
+pub use read::{FileReader, Paying};
 pub use write::{FinishMeta, WriteOutcome};
 
 pub(crate) use gc::is_expired_tombstone;

@@ -13,7 +13,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ChunkSource, DEFAULT_CHUNK_SIZE, Inner, Vault};
-use crate::budget::LeasedBytes;
+use crate::budget::{Lease, LeasedBytes};
 use crate::buffers::PooledBuf;
 use crate::crypto::{CHUNK_OVERHEAD, ChunkCheck};
 use crate::error::{ChunkProblem, Result, StoreError};
@@ -53,6 +53,19 @@ const INLINE_CHECK_MAX: usize = DEFAULT_CHUNK_SIZE as usize + CHUNK_OVERHEAD;
 /// pool, as many as writes take (`write::WRITERS`), leaves half of it to
 /// short tasks.
 pub(crate) const DISK_READERS: usize = 128;
+
+/// Who pays for the chunks a read holds (see [`crate::budget`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paying {
+    /// The read does, from the vault's budget, waiting when it is spent.
+    Budget,
+    /// The write that the read feeds (a copy: S3's UploadPartCopy). Such a
+    /// read waits for nothing and keeps only a few chunks ahead: were it to
+    /// wait for the budget too, copies could each hold chunks of their source
+    /// that their own writes wait for buffers to take, and the budget, spent
+    /// on those chunks, would never come back.
+    TheWriteItFeeds,
+}
 
 /// A blob read from disk: its buffer and where in it the blob lies.
 type BlobRead = std::io::Result<(PooledBuf, std::ops::Range<usize>)>;
@@ -173,6 +186,19 @@ impl Vault {
         range: Option<std::ops::Range<u64>>,
         source: Option<Arc<dyn ChunkSource>>,
     ) -> Result<FileReader> {
+        self.read_range_paying(name, version, range, source, Paying::Budget)
+            .await
+    }
+
+    /// [`Vault::read_range_with`] whose chunks are paid for as `paying` says.
+    pub async fn read_range_paying(
+        &self,
+        name: &str,
+        version: Option<Version>,
+        range: Option<std::ops::Range<u64>>,
+        source: Option<Arc<dyn ChunkSource>>,
+        paying: Paying,
+    ) -> Result<FileReader> {
         let name_owned = name.to_string();
         let (manifest, local, pins) = self
             .blocking(move |inner| {
@@ -193,10 +219,10 @@ impl Vault {
                 Ok((manifest, local, pins))
             })
             .await?;
-        let read_ahead = if local.iter().all(Option::is_some) {
-            READ_AHEAD_LOCAL
-        } else {
-            READ_AHEAD_REMOTE
+        let read_ahead = match (paying, local.iter().all(Option::is_some)) {
+            (Paying::TheWriteItFeeds, _) => READ_AHEAD,
+            (Paying::Budget, true) => READ_AHEAD_LOCAL,
+            (Paying::Budget, false) => READ_AHEAD_REMOTE,
         };
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let inner = self.inner.clone();
@@ -222,9 +248,10 @@ impl Vault {
                     // The chunk needed next is waited for; read-ahead is taken
                     // only while the budget has it free (see `crate::budget`).
                     let need = m.chunk_len(next) + CHUNK_OVERHEAD;
-                    let lease = match in_flight.is_empty() {
-                        true => inner.budget.lease(need).await,
-                        false => match inner.budget.try_lease(need) {
+                    let lease = match (paying, in_flight.is_empty()) {
+                        (Paying::TheWriteItFeeds, _) => Lease::none(),
+                        (Paying::Budget, true) => inner.budget.lease(need).await,
+                        (Paying::Budget, false) => match inner.budget.try_lease(need) {
                             Some(lease) => lease,
                             None => break,
                         },
