@@ -388,6 +388,7 @@ impl Node {
         let (report, _) = self
             .write_replicated(
                 name,
+                name,
                 Box::new(move || Ok(meta)),
                 reader,
                 size_hint,
@@ -397,12 +398,14 @@ impl Node {
         Ok(report)
     }
 
-    /// Writes `name` here while streaming its new chunks to the holders its
-    /// placement names, then replicates and announces it. `finish` makes its
+    /// Writes `name` here while streaming its new chunks to the holders that
+    /// placement picks for `placed_with` (its own name, or the object a part
+    /// becomes), then replicates and announces it. `finish` makes its
     /// metadata once every byte is read. Returns the manifest written too.
     pub(crate) async fn write_replicated<R>(
         &self,
         name: &str,
+        placed_with: &str,
         finish: peervault_store::FinishMeta,
         reader: R,
         size_hint: Option<u64>,
@@ -411,7 +414,7 @@ impl Node {
     where
         R: AsyncRead + Unpin + Send,
     {
-        let holders = self.inner.replicator.holders_for(name).await;
+        let holders = self.inner.replicator.holders_for(placed_with).await;
         let (tap, streaming) = if holders.is_empty() {
             (None, None)
         } else {
@@ -433,7 +436,7 @@ impl Node {
         let replication = self
             .inner
             .replicator
-            .replicate(&out.manifest, progress)
+            .replicate_placed(&out.manifest, placed_with, progress)
             .await;
         self.inner
             .syncer

@@ -114,8 +114,27 @@ impl Node {
     where
         R: AsyncRead + Unpin + Send,
     {
+        self.put_part(name, name, reader, size_hint, finish).await
+    }
+
+    /// [`Node::put_object`] of a file that will become part of `object` (an
+    /// S3 multipart upload's part): its copies go to the peers that `object`'s
+    /// will, so that composing the object copies no chunk again. Placed by
+    /// its own name, each part would go to peers of its own and the object's
+    /// holders would then fetch every chunk a second time.
+    pub async fn put_part<R>(
+        &self,
+        name: &str,
+        object: &str,
+        reader: R,
+        size_hint: Option<u64>,
+        finish: FinishMeta,
+    ) -> Result<ObjectInfo>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
         let (_, manifest) = self
-            .write_replicated(name, finish, reader, size_hint, None)
+            .write_replicated(name, object, finish, reader, size_hint, None)
             .await?;
         Ok(ObjectInfo::of_manifest(&manifest))
     }

@@ -101,6 +101,19 @@ impl Replicator {
         manifest: &Manifest,
         progress: Option<&tokio::sync::watch::Sender<CopyProgress>>,
     ) -> Replication {
+        self.replicate_placed(manifest, &manifest.name, progress)
+            .await
+    }
+
+    /// [`Replicator::replicate`] to the peers that placement picks for
+    /// `placed_with` rather than for the file's own name (the parts of an S3
+    /// multipart upload go where their object will).
+    pub(crate) async fn replicate_placed(
+        &self,
+        manifest: &Manifest,
+        placed_with: &str,
+        progress: Option<&tokio::sync::watch::Sender<CopyProgress>>,
+    ) -> Replication {
         let peers = self.ctx.connected_peers().await;
         let mut report = Replication {
             target: self.ctx.target_copies(peers.len()),
@@ -124,7 +137,7 @@ impl Replicator {
         };
         tell(&report);
         let wanted = report.target.saturating_sub(1);
-        let candidates = placement(&entry.name_id, peers);
+        let candidates = placement(&self.ctx.vault.name_id(placed_with), peers);
         report.failures = self
             .copy_to_first(manifest, &entry, candidates, wanted, |peer| {
                 report.copies += 1;

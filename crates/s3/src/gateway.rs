@@ -10,6 +10,7 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use crate::digests::{Declared, Digests};
 use crate::listing::{self, url_encode};
+use crate::multipart::PartOf;
 use crate::{errors, multipart, names};
 
 /// S3's largest single upload (PutObject, one part): 5 GiB.
@@ -127,7 +128,8 @@ impl Gateway {
     }
 
     /// Streams `body` into `name` with its MD5 as ETag, refusing it if the
-    /// checksums the request declared do not match.
+    /// checksums the request declared do not match. A part of a multipart
+    /// upload (`part_of`) is placed with its object and hashed into leaves.
     pub(crate) async fn write_body(
         &self,
         name: &str,
@@ -135,7 +137,7 @@ impl Gateway {
         size_hint: Option<i64>,
         mut meta: ObjectMeta,
         declared: Declared,
-        leaves_at: Option<u64>,
+        part_of: Option<PartOf>,
     ) -> S3Result<ObjectInfo> {
         let body = body.ok_or_else(|| s3_error!(IncompleteBody, "the request has no body"))?;
         let size_hint = size_hint.and_then(|s| u64::try_from(s).ok());
@@ -145,6 +147,7 @@ impl Gateway {
                 "one upload is at most 5 GiB; send larger objects as multipart uploads"
             ));
         }
+        let leaves_at = part_of.as_ref().and_then(|p| p.likely_offset);
         let digests = Digests::new(&declared)?.with_leaves_at(leaves_at);
         let reader = digests.reader(body);
         let finish_digests = digests.clone();
@@ -159,7 +162,12 @@ impl Gateway {
                 ..FileMeta::default()
             })
         });
-        match self.node.put_object(name, reader, size_hint, finish).await {
+        let placed_with = part_of.as_ref().map_or(name, |p| p.object.as_str());
+        match self
+            .node
+            .put_part(name, placed_with, reader, size_hint, finish)
+            .await
+        {
             Ok(object) => Ok(object),
             Err(e) => Err(digests.refusal().unwrap_or_else(|| errors::object(e))),
         }

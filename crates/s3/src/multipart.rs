@@ -119,7 +119,10 @@ pub(crate) async fn upload_part(
             input.content_length,
             ObjectMeta::default(),
             declared,
-            likely_offset(input.part_number, input.content_length),
+            Some(PartOf {
+                object: names::object(&input.bucket, &input.key)?,
+                likely_offset: likely_offset(input.part_number, input.content_length),
+            }),
         )
         .await?;
     Ok(UploadPartOutput {
@@ -172,7 +175,10 @@ pub(crate) async fn upload_part_copy(
             Some(length as i64),
             ObjectMeta::default(),
             Declared::default(),
-            likely_offset(input.part_number, Some(length as i64)),
+            Some(PartOf {
+                object: names::object(&input.bucket, &input.key)?,
+                likely_offset: likely_offset(input.part_number, Some(length as i64)),
+            }),
         )
         .await?;
     Ok(UploadPartCopyOutput {
@@ -263,6 +269,13 @@ pub(crate) async fn complete(
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         ..Default::default()
     })
+}
+
+/// What a part is written for: the object it becomes (its copies go where
+/// the object's will) and where in it the part likely starts.
+pub(crate) struct PartOf {
+    pub object: String,
+    pub likely_offset: Option<u64>,
 }
 
 /// Where part `number` of `length` bytes starts if every part before it is

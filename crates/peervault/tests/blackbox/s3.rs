@@ -263,6 +263,83 @@ fn many_clients_at_once_within_the_memory_budget() {
     );
 }
 
+/// On four nodes keeping two copies, a multipart upload's parts go where
+/// their object will: the object's one other copy is all that crosses the
+/// network, not the parts to peers of their own and then the object again.
+#[test]
+fn multipart_parts_are_copied_where_their_object_goes() {
+    if !have("aws", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_of = |name: &str| {
+        let addr = format!("127.0.0.1:{}", free_port());
+        (dir.path().join(name), addr)
+    };
+    let (a_dir, a_metrics) = metrics_of("a");
+    let (a, a_url) = s3_node(&a_dir, &["--replicas", "2", "-metrics", &a_metrics]);
+    let bootstrap = format!("localhost:{}", a.port());
+    let others: Vec<TestNode> = ["b", "c", "d"]
+        .iter()
+        .map(|name| {
+            let (data, metrics) = metrics_of(name);
+            TestNode::start_with(
+                &data,
+                TEST_KEY,
+                &[
+                    "-bootstrap",
+                    &bootstrap,
+                    "--replicas",
+                    "2",
+                    "-metrics",
+                    &metrics,
+                ],
+            )
+        })
+        .collect();
+    a.wait_peers(3, SPREAD);
+    let received = || -> f64 {
+        others
+            .iter()
+            .map(|n| metric(&n.metrics_url(), "peervault_bytes_received_total"))
+            .sum()
+    };
+    let key = create_key(&a, "parts");
+    let home = dir.path().join("home");
+    run_ok(aws(&a_url, &key, &home, &["s3", "mb", "s3://parts"]), "mb");
+    let size = 30_000_000u64;
+    let file = dir.path().join("30MB");
+    let hash = crate::harness::write_random_file(&file, size, 8);
+    let before = received();
+    // The AWS CLI sends it in parts of 8 MiB.
+    run_ok(
+        aws(
+            &a_url,
+            &key,
+            &home,
+            &["s3", "cp", file.to_str().unwrap(), "s3://parts/big"],
+        ),
+        "multipart cp",
+    );
+    eventually("the object has its two copies", SPREAD, || {
+        a.ls()
+            .iter()
+            .any(|f| f["name"] == "parts/big" && f["replicas"] == 2)
+    });
+    let sent = received() - before;
+    eprintln!(
+        "bytes the other nodes received for a {size}-byte multipart object: {sent} ({:.2}x)",
+        sent / size as f64
+    );
+    assert!(
+        sent < 1.1 * size as f64,
+        "{sent} bytes crossed the network for one extra copy of {size}"
+    );
+    let back = dir.path().join("back");
+    a.ok(&["get", "parts/big", "-o", back.to_str().unwrap()]);
+    assert_eq!(hash_file(&back), hash);
+}
+
 #[test]
 fn keys_are_listed_without_secrets_and_removed_everywhere() {
     if !have("aws", &["--version"]) {
