@@ -112,7 +112,8 @@ impl Share {
 }
 
 impl MemoryBudget {
-    /// A budget of `bytes` (at most 4 GiB).
+    /// A budget of `bytes`: three quarters for buffers and one for carries,
+    /// each share at most 4 GiB (a share counts in `u32` bytes).
     pub fn new(bytes: u64) -> Arc<Self> {
         let bytes = bytes.clamp(4, 4 * u64::from(u32::MAX));
         let carries = bytes / 4;

@@ -97,21 +97,13 @@ fn aws(endpoint: &str, key: &Key, home: &Path, args: &[&str]) -> Command {
 
 /// Every regular file under `dir`, relative, with its BLAKE3.
 fn tree(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path.strip_prefix(dir).unwrap().to_path_buf();
-                out.push((rel, hash_file(&path).to_hex().to_string()));
-            }
-        }
-    }
-    out.sort();
-    out
+    peervault_testkit::data::files_under(dir)
+        .iter()
+        .map(|path| {
+            let rel = path.strip_prefix(dir).unwrap().to_path_buf();
+            (rel, hash_file(path).to_hex().to_string())
+        })
+        .collect()
 }
 
 /// A small tree of files of many sizes (an empty one, one over a chunk).
