@@ -72,6 +72,7 @@ use libp2p::identity::{Keypair, PublicKey};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use zeroize::Zeroize;
 
+use crate::gate::{FixedKey, Gatekeeper, Side, Ticket, Verdict};
 use crate::transport::HandshakeError;
 
 /// The Noise protocol of every connection.
@@ -95,6 +96,8 @@ const MIN_MESSAGE_TWO: usize = DH_LEN + DH_LEN + TAG_LEN + TAG_LEN;
 /// A responder's answer to a message 1 that does not open; also the initiator's
 /// empty first message that asks for the key-derivation parameters.
 const EMPTY: [u8; 2] = [0, 0];
+/// Longest reason a refusal carries.
+const MAX_REASON: usize = 1024;
 /// Largest key-derivation parameters a node hands out.
 const MAX_PARAMETERS: usize = 512;
 /// Largest frame on the wire (ciphertext and tag), as a u16 allows.
@@ -247,16 +250,37 @@ impl NoiseIdentity {
 }
 
 /// Everything a handshake needs besides the socket.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ChannelConfig {
-    /// The pre-shared key (from the network key).
-    pub psk: [u8; 32],
+    /// The pre-shared keys accepted and dialled with, and who is admitted.
+    pub gate: Arc<dyn Gatekeeper>,
     pub identity: Arc<NoiseIdentity>,
     /// Frames per key in each direction ([`DEFAULT_REKEY_INTERVAL`]; tests lower it).
     pub rekey_interval: u64,
     /// What to answer a stranger who asks for the key-derivation parameters
     /// (`None`: this vault's key is not derived from a passphrase).
     pub kdf_parameters: Option<Arc<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for ChannelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelConfig")
+            .field("identity", &self.identity)
+            .field("rekey_interval", &self.rekey_interval)
+            .finish()
+    }
+}
+
+impl ChannelConfig {
+    /// A channel with one pre-shared key that admits every holder.
+    pub fn with_psk(psk: [u8; 32], identity: Arc<NoiseIdentity>) -> Self {
+        Self {
+            gate: Arc::new(FixedKey(psk)),
+            identity,
+            rekey_interval: DEFAULT_REKEY_INTERVAL,
+            kdf_parameters: None,
+        }
+    }
 }
 
 /// Which side of the handshake this node plays: the dialler initiates (unless
@@ -388,20 +412,24 @@ fn verify_identity(payload: &[u8], remote_static: Option<&[u8]>) -> Result<PeerI
     Ok(public_key.to_peer_id())
 }
 
-/// Opens a channel over `socket` (see the module docs for the messages).
+/// Opens a channel over `socket` (see the module docs for the messages);
+/// `target` is the peer a dialler means to reach, when its address names it.
 pub async fn handshake<S>(
     mut socket: S,
     role: Role,
     config: &ChannelConfig,
+    target: Option<&PeerId>,
 ) -> Result<Channel<S>, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let identity = &config.identity;
+    let gate = &config.gate;
     let mut buffer = vec![0u8; MAX_HANDSHAKE_MESSAGE];
-    let (mut noise, remote) = match role {
+    let (mut noise, remote, ticket) = match role {
         Role::Initiator => {
-            let mut noise = builder(&config.psk, identity)?.build_initiator()?;
+            let (ticket, psk) = gate.dial_key(target);
+            let mut noise = builder(&psk, identity)?.build_initiator()?;
             let n = noise.write_message(&[], &mut buffer)?;
             write_message(&mut socket, &buffer[..n]).await?;
             let len = read_len(&mut socket).await?;
@@ -421,9 +449,15 @@ where
                 .read_message(&message, &mut payload)
                 .map_err(|_| HandshakeError::KeyMismatch)?;
             let remote = verify_identity(&payload[..n], noise.get_remote_static())?;
+            if remote != identity.peer_id
+                && let Verdict::Refuse(reason) = gate.admit(&remote, Side::Dialled, ticket)
+            {
+                let _ = socket.close().await;
+                return Err(HandshakeError::Refused(reason));
+            }
             let n = noise.write_message(&identity.payload, &mut buffer)?;
             write_message(&mut socket, &buffer[..n]).await?;
-            (noise, remote)
+            (noise, remote, ticket)
         }
         Role::Responder => {
             let len = read_len(&mut socket).await?;
@@ -446,14 +480,21 @@ where
             let message_one = read_body(&mut socket, len).await?;
             // Setting up costs some hashing and deriving our static public key
             // (one base-point multiplication); checking message 1 costs some
-            // HMAC-SHA256 and a 16-byte AES-GCM open. No Diffie-Hellman, signature
-            // or frame buffer is spent on a stranger.
-            let mut noise = builder(&config.psk, identity)?.build_responder()?;
-            if noise.read_message(&message_one, &mut []).is_err() {
+            // HMAC-SHA256 and a 16-byte AES-GCM open, for each key accepted. No
+            // Diffie-Hellman, signature or frame buffer is spent on a stranger.
+            let mut opened = None;
+            for (ticket, psk) in gate.accepted() {
+                let mut noise = builder(&psk, identity)?.build_responder()?;
+                if noise.read_message(&message_one, &mut []).is_ok() {
+                    opened = Some((noise, ticket));
+                    break;
+                }
+            }
+            let Some((mut noise, ticket)) = opened else {
                 socket.write_all(&EMPTY).await?;
                 let _ = socket.close().await;
                 return Err(HandshakeError::KeyMismatch);
-            }
+            };
             let n = noise.write_message(&identity.payload, &mut buffer)?;
             write_message(&mut socket, &buffer[..n]).await?;
             let len = read_len(&mut socket).await?;
@@ -468,7 +509,7 @@ where
                 HandshakeError::BadIdentity("its last message does not open".into())
             })?;
             let remote = verify_identity(&payload[..n], noise.get_remote_static())?;
-            (noise, remote)
+            (noise, remote, ticket)
         }
     };
     if remote == identity.peer_id {
@@ -480,12 +521,82 @@ where
         Role::Initiator => (initiator_to_responder, responder_to_initiator),
         Role::Responder => (responder_to_initiator, initiator_to_responder),
     };
-    Ok(Channel::new(
+    let mut channel = Channel::new(
         socket,
         remote,
         Direction::new(send, config.rekey_interval)?,
         Direction::new(recv, config.rekey_interval)?,
-    ))
+    );
+    match role {
+        Role::Responder => {
+            let verdict = gate.admit(&remote, Side::Accepted, ticket);
+            write_verdict(&mut channel, &verdict, gate.current()).await?;
+            if let Verdict::Refuse(reason) = verdict {
+                let _ = channel.close().await;
+                return Err(HandshakeError::Refused(format!(
+                    "refused {remote}: {reason}"
+                )));
+            }
+        }
+        Role::Initiator => {
+            let their_current = read_verdict(&mut channel).await?;
+            gate.peer_current(&remote, their_current);
+        }
+    }
+    Ok(channel)
+}
+
+/// The responder's verdict, the first thing it sends inside the channel:
+/// `0 | its current ticket (u64, big endian)` or `1 | reason (u16 length, UTF-8)`.
+async fn write_verdict<S: AsyncWrite + Unpin>(
+    channel: &mut Channel<S>,
+    verdict: &Verdict,
+    current: Ticket,
+) -> Result<(), HandshakeError> {
+    let mut out = Vec::new();
+    match verdict {
+        Verdict::Admit => {
+            out.push(0);
+            out.extend_from_slice(&current.to_be_bytes());
+        }
+        Verdict::Refuse(reason) => {
+            let reason = &reason.as_bytes()[..reason.len().min(MAX_REASON)];
+            out.push(1);
+            out.extend_from_slice(&(reason.len() as u16).to_be_bytes());
+            out.extend_from_slice(reason);
+        }
+    }
+    channel.write_all(&out).await?;
+    channel.flush().await?;
+    Ok(())
+}
+
+/// Reads the responder's verdict: its current ticket, or its refusal.
+async fn read_verdict<S: AsyncRead + Unpin>(
+    channel: &mut Channel<S>,
+) -> Result<Ticket, HandshakeError> {
+    let mut kind = [0u8; 1];
+    channel.read_exact(&mut kind).await.map_err(closed)?;
+    match kind[0] {
+        0 => {
+            let mut ticket = [0u8; 8];
+            channel.read_exact(&mut ticket).await.map_err(closed)?;
+            Ok(u64::from_be_bytes(ticket))
+        }
+        1 => {
+            let mut len = [0u8; 2];
+            channel.read_exact(&mut len).await.map_err(closed)?;
+            let len = (u16::from_be_bytes(len) as usize).min(MAX_REASON);
+            let mut reason = vec![0u8; len];
+            channel.read_exact(&mut reason).await.map_err(closed)?;
+            Err(HandshakeError::Refused(
+                String::from_utf8_lossy(&reason).into_owned(),
+            ))
+        }
+        other => Err(HandshakeError::NotPeerVault(format!(
+            "its verdict began with byte {other}"
+        ))),
+    }
 }
 
 /// Asks the node at the other end of `socket` for its vault's key-derivation
@@ -596,17 +707,15 @@ pub(crate) fn handshake_under_test_key(wire: &[u8], initiator: bool) -> bool {
         return false;
     };
     let config = ChannelConfig {
-        psk: [7; 32],
-        identity,
-        rekey_interval: DEFAULT_REKEY_INTERVAL,
         kdf_parameters: Some(Arc::new(b"parameters".to_vec())),
+        ..ChannelConfig::with_psk([7; 32], identity)
     };
     let role = if initiator {
         Role::Initiator
     } else {
         Role::Responder
     };
-    futures::executor::block_on(handshake(Scripted { input: wire }, role, &config)).is_ok()
+    futures::executor::block_on(handshake(Scripted { input: wire }, role, &config, None)).is_ok()
 }
 
 /// Bytes of a frame's length header.
@@ -909,12 +1018,10 @@ mod tests {
     }
 
     fn config(psk: [u8; 32]) -> ChannelConfig {
-        ChannelConfig {
+        ChannelConfig::with_psk(
             psk,
-            identity: Arc::new(NoiseIdentity::new(&Keypair::generate_ed25519()).unwrap()),
-            rekey_interval: DEFAULT_REKEY_INTERVAL,
-            kdf_parameters: None,
-        }
+            Arc::new(NoiseIdentity::new(&Keypair::generate_ed25519()).unwrap()),
+        )
     }
 
     type Opened =
@@ -923,8 +1030,8 @@ mod tests {
     async fn connected_pair(a: &ChannelConfig, b: &ChannelConfig) -> (Opened, Opened) {
         let (x, y) = tokio::io::duplex(1 << 16);
         tokio::join!(
-            handshake(x.compat(), Role::Initiator, a),
-            handshake(y.compat(), Role::Responder, b)
+            handshake(x.compat(), Role::Initiator, a, None),
+            handshake(y.compat(), Role::Responder, b, None)
         )
     }
 
@@ -962,6 +1069,95 @@ mod tests {
         assert_eq!(ca.remote_peer(), b.identity.peer_id());
         assert_eq!(cb.remote_peer(), a.identity.peer_id());
         exchange_both_ways(&mut ca, &mut cb, 200_000).await;
+    }
+
+    /// A gatekeeper with two keys (tickets 1 and 2, dialling with `dial`) that
+    /// refuses one peer, and remembers what it was told.
+    struct TwoKeys {
+        dial: Ticket,
+        refuse: Option<PeerId>,
+        admitted: std::sync::Mutex<Vec<(PeerId, Side, Ticket)>>,
+        told: std::sync::Mutex<Vec<Ticket>>,
+    }
+
+    impl Gatekeeper for TwoKeys {
+        fn accepted(&self) -> Vec<(Ticket, [u8; 32])> {
+            vec![(2, [2; 32]), (1, [1; 32])]
+        }
+        fn dial_key(&self, _peer: Option<&PeerId>) -> (Ticket, [u8; 32]) {
+            (self.dial, [self.dial as u8; 32])
+        }
+        fn admit(&self, peer: &PeerId, side: Side, ticket: Ticket) -> Verdict {
+            self.admitted.lock().unwrap().push((*peer, side, ticket));
+            if Some(*peer) == self.refuse {
+                Verdict::Refuse("this device was removed from the vault".into())
+            } else {
+                Verdict::Admit
+            }
+        }
+        fn current(&self) -> Ticket {
+            2
+        }
+        fn peer_current(&self, _peer: &PeerId, ticket: Ticket) {
+            self.told.lock().unwrap().push(ticket);
+        }
+    }
+
+    fn gated(dial: Ticket, refuse: Option<PeerId>) -> (ChannelConfig, Arc<TwoKeys>) {
+        let gate = Arc::new(TwoKeys {
+            dial,
+            refuse,
+            admitted: Default::default(),
+            told: Default::default(),
+        });
+        let mut config = config([0; 32]);
+        config.gate = gate.clone();
+        (config, gate)
+    }
+
+    #[tokio::test]
+    async fn a_responder_accepts_each_of_its_keys_and_says_which() {
+        for dial in [1, 2] {
+            let (a, a_gate) = gated(dial, None);
+            let (b, b_gate) = gated(2, None);
+            let (x, y) = connected_pair(&a, &b).await;
+            let (mut x, mut y) = (x.unwrap(), y.unwrap());
+            exchange_both_ways(&mut x, &mut y, 1000).await;
+            assert_eq!(
+                b_gate.admitted.lock().unwrap()[..],
+                [(a.identity.peer_id(), Side::Accepted, dial)],
+                "the responder knows which key the dialler proved"
+            );
+            assert_eq!(
+                a_gate.admitted.lock().unwrap()[..],
+                [(b.identity.peer_id(), Side::Dialled, dial)]
+            );
+            assert_eq!(
+                a_gate.told.lock().unwrap()[..],
+                [2],
+                "and the dialler, its current"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_dialler_is_told_why() {
+        let (a, _) = gated(1, None);
+        let (b, _) = gated(2, Some(a.identity.peer_id()));
+        let (x, y) = connected_pair(&a, &b).await;
+        match x {
+            Err(HandshakeError::Refused(reason)) => {
+                assert!(reason.contains("removed from the vault"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(y, Err(HandshakeError::Refused(_))), "{y:?}");
+        // A dialler refuses a responder it does not admit, before sending its identity.
+        let (b, _) = gated(2, None);
+        let (a, _) = gated(1, Some(b.identity.peer_id()));
+        let (x, y) = connected_pair(&a, &b).await;
+        assert!(matches!(x, Err(HandshakeError::Refused(_))), "{x:?}");
+        assert!(y.is_err(), "{y:?}");
     }
 
     #[tokio::test]
@@ -1014,7 +1210,7 @@ mod tests {
             let (mut r, mut w) = tokio::io::split(b);
             let _ = tokio::io::copy(&mut r, &mut w).await;
         });
-        let result = handshake(a.compat(), Role::Initiator, &config([9; 32])).await;
+        let result = handshake(a.compat(), Role::Initiator, &config([9; 32]), None).await;
         assert!(
             matches!(
                 result,
@@ -1030,7 +1226,7 @@ mod tests {
         let (mut stranger, node) = tokio::io::duplex(1 << 16);
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         stranger.write_all(first).await.unwrap();
-        let verdict = handshake(node.compat(), Role::Responder, config)
+        let verdict = handshake(node.compat(), Role::Responder, config, None)
             .await
             .unwrap_err();
         let mut answer = Vec::new();
@@ -1044,7 +1240,7 @@ mod tests {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let config = config(psk);
         let dial = tokio::spawn(async move {
-            let _ = handshake(node.compat(), Role::Initiator, &config).await;
+            let _ = handshake(node.compat(), Role::Initiator, &config, None).await;
         });
         let mut sent = vec![0u8; 2 + MESSAGE_ONE_LEN];
         stranger.read_exact(&mut sent).await.unwrap();
@@ -1081,14 +1277,14 @@ mod tests {
     async fn key_derivation_parameters_are_answered_and_nothing_else() {
         let mut node = config([3; 32]);
         let (x, y) = tokio::io::duplex(1 << 16);
-        let serve = handshake(y.compat(), Role::Responder, &node);
+        let serve = handshake(y.compat(), Role::Responder, &node, None);
         let (asked, served) = tokio::join!(ask_kdf_parameters(x.compat()), serve);
         assert_eq!(asked.unwrap(), None, "no passphrase, no parameters");
         assert!(matches!(served, Err(HandshakeError::ParametersAsked)));
 
         node.kdf_parameters = Some(Arc::new(b"salt and costs".to_vec()));
         let (x, y) = tokio::io::duplex(1 << 16);
-        let serve = handshake(y.compat(), Role::Responder, &node);
+        let serve = handshake(y.compat(), Role::Responder, &node, None);
         let (asked, _) = tokio::join!(ask_kdf_parameters(x.compat()), serve);
         assert_eq!(asked.unwrap(), Some(b"salt and costs".to_vec()));
     }

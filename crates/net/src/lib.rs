@@ -10,6 +10,7 @@ pub mod admission;
 pub mod channel;
 pub mod codec;
 mod event_loop;
+pub mod gate;
 pub mod identity;
 pub mod muxer;
 pub mod network;
@@ -43,6 +44,7 @@ pub mod fuzzing {
 }
 
 pub use addr::{AddrError, Endpoint, Host};
+pub use gate::{FixedKey, Gatekeeper, Side, Ticket, Verdict};
 pub use identity::{IdentityError, NodeIdentity};
 pub use libp2p::{Multiaddr, PeerId, Stream};
 pub use libp2p_stream::IncomingStreams;

@@ -42,6 +42,7 @@ use crate::addr::Endpoint;
 use crate::channel::{ChannelConfig, NoiseIdentity};
 use crate::codec::FrameCodec;
 use crate::event_loop::{Behaviour, BehaviourEvent, EventLoop};
+use crate::gate::Gatekeeper;
 use crate::identity::NodeIdentity;
 use crate::peers::{Discovery, PeerInfo};
 use crate::transport;
@@ -151,11 +152,11 @@ impl NetSettings {
 }
 
 /// How to start the network: the operator's settings and what the node derives.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NetConfig {
     pub identity: NodeIdentity,
-    /// Pre-shared key of the private network.
-    pub psk: [u8; 32],
+    /// The pre-shared keys of the private channel, and who is admitted.
+    pub gate: Arc<dyn Gatekeeper>,
     pub settings: NetSettings,
     /// The vault's key-derivation parameters, handed to whoever asks (a node given
     /// the passphrase and this node's address needs them); `None` when the key is
@@ -163,11 +164,20 @@ pub struct NetConfig {
     pub kdf_parameters: Option<Vec<u8>>,
 }
 
+impl std::fmt::Debug for NetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetConfig")
+            .field("identity", &self.identity)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
 impl NetConfig {
-    pub fn new(identity: NodeIdentity, psk: [u8; 32], settings: NetSettings) -> Self {
+    pub fn new(identity: NodeIdentity, gate: Arc<dyn Gatekeeper>, settings: NetSettings) -> Self {
         Self {
             identity,
-            psk,
+            gate,
             settings,
             kdf_parameters: None,
         }
@@ -251,6 +261,9 @@ pub(crate) enum Command {
         peer: PeerId,
         until: std::time::Instant,
     },
+    /// Close every connection to this peer and forget its addresses (the
+    /// gatekeeper refuses it from now on).
+    Disconnect(PeerId),
     /// The connection to this peer carries work outside the swarm (a chunk lane).
     Used(PeerId),
     Provide(Vec<u8>),
@@ -376,6 +389,12 @@ impl NetHandle {
         let _ = self.commands.send(Command::Ban { peer, until }).await;
     }
 
+    /// Closes every connection to `peer` and forgets its addresses: for a peer
+    /// the gatekeeper now refuses (a removed device), which cannot come back.
+    pub async fn disconnect(&self, peer: PeerId) {
+        let _ = self.commands.send(Command::Disconnect(peer)).await;
+    }
+
     /// Tells the network that the connection to `peer` is in use (by a chunk
     /// stream, which the swarm does not see), so that trimming leaves it open.
     pub fn mark_used(&self, peer: PeerId) {
@@ -445,7 +464,7 @@ pub async fn start(config: NetConfig) -> Result<Network, NetError> {
     let keypair = config.identity.keypair().clone();
     let local_peer_id = keypair.public().to_peer_id();
     let channel = ChannelConfig {
-        psk: config.psk,
+        gate: config.gate.clone(),
         identity: Arc::new(
             NoiseIdentity::new(&keypair).map_err(|e| NetError::Setup(e.to_string()))?,
         ),

@@ -50,6 +50,8 @@ pub enum HandshakeError {
     NotPeerVault(String),
     #[error("the connection closed during the handshake")]
     ClosedDuringHandshake,
+    #[error("{0}")]
+    Refused(String),
     #[error("answered a request for the vault's key-derivation parameters")]
     ParametersAsked,
     #[error("the peer did not complete the handshake within {0:?}")]
@@ -68,6 +70,8 @@ pub enum HandshakeFailure {
     ClosedDuringHandshake,
     ParametersAsked,
     Timeout,
+    /// The gatekeeper of one side refused the other (a removed device).
+    Refused,
 }
 
 impl HandshakeFailure {
@@ -80,6 +84,7 @@ impl HandshakeFailure {
             HandshakeError::ClosedDuringHandshake => Self::ClosedDuringHandshake,
             HandshakeError::ParametersAsked => Self::ParametersAsked,
             HandshakeError::HandshakeTimeout(_) => Self::Timeout,
+            HandshakeError::Refused(_) => Self::Refused,
             HandshakeError::Io(_) => return None,
         })
     }
@@ -95,10 +100,11 @@ impl HandshakeFailure {
             Self::ClosedDuringHandshake => "ClosedDuringHandshake",
             Self::ParametersAsked => "ParametersAsked",
             Self::Timeout => "HandshakeTimeout(",
+            Self::Refused => "Refused(",
         }
     }
 
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::KeyMismatch,
         Self::BadIdentity,
         Self::SelfDial,
@@ -106,6 +112,7 @@ impl HandshakeFailure {
         Self::ClosedDuringHandshake,
         Self::ParametersAsked,
         Self::Timeout,
+        Self::Refused,
     ];
 }
 
@@ -166,9 +173,17 @@ where
         Endpoint::Dialer => Role::Initiator,
         Endpoint::Listener => Role::Responder,
     };
+    // The swarm appends the peer id to the address of a dial to a known peer.
+    let target = match endpoint {
+        ConnectedPoint::Dialer { address, .. } => match address.iter().last() {
+            Some(libp2p::multiaddr::Protocol::P2p(peer)) => Some(peer),
+            _ => None,
+        },
+        ConnectedPoint::Listener { .. } => None,
+    };
     let channel = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        crate::channel::handshake(socket, channel_role, config),
+        crate::channel::handshake(socket, channel_role, config, target.as_ref()),
     )
     .await
     .map_err(|_| HandshakeError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;

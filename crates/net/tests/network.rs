@@ -13,7 +13,7 @@ const KEY: [u8; 32] = [7; 32];
 fn config(dir: &std::path::Path, psk: [u8; 32], bootstrap: Vec<Endpoint>) -> NetConfig {
     let mut config = NetConfig::new(
         NodeIdentity::load_or_create(dir).unwrap(),
-        psk,
+        std::sync::Arc::new(peervault_net::FixedKey(psk)),
         NetSettings::new(vec![Endpoint::parse("127.0.0.1:0").unwrap()]),
     );
     config.settings.bootstrap = bootstrap;

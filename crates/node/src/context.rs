@@ -22,6 +22,7 @@ use peervault_store::Vault;
 
 use crate::bandwidth::{Bandwidth, RateLimits};
 use crate::conduct::{BAN_AFTER, BAN_FOR, Conduct, Offence, Verdict};
+use crate::devices::Devices;
 use crate::extras::Extras;
 use crate::lanes::Lanes;
 use crate::metrics::{Metrics, OffenceLabel};
@@ -46,6 +47,8 @@ pub(crate) struct Context {
     pub(crate) extras: Extras,
     /// The upload and download limits (see [`crate::bandwidth`]).
     pub(crate) bandwidth: Bandwidth,
+    /// Members, removed devices, key epochs (see [`crate::devices`]).
+    pub(crate) devices: std::sync::Arc<Devices>,
 }
 
 impl Context {
@@ -55,6 +58,7 @@ impl Context {
         replicas: Replicas,
         data_dir: &Path,
         limits: RateLimits,
+        devices: std::sync::Arc<Devices>,
     ) -> Context {
         let tasks = Tasks::default();
         Context {
@@ -67,6 +71,7 @@ impl Context {
             conduct: Mutex::new(Conduct::default()),
             extras: Extras::load(data_dir),
             bandwidth: Bandwidth::new(limits),
+            devices,
         }
     }
 

@@ -43,6 +43,8 @@ pub mod client;
 pub mod cluster;
 pub mod conduct;
 mod context;
+pub mod devices;
+mod epochs;
 mod error;
 mod extras;
 pub mod keyring;

@@ -154,6 +154,12 @@ impl Maintenance {
         self.state().departed.insert(peer, Instant::now());
     }
 
+    /// A peer was removed from the vault: it is not waited for, its files are
+    /// copied elsewhere at the next round.
+    pub(crate) fn peer_removed(&self, peer: &PeerId) {
+        self.state().departed.remove(peer);
+    }
+
     /// The last GC run and repair round, if any ran yet.
     pub(crate) fn last_runs(&self) -> (Option<GcSummary>, Option<RepairRound>) {
         let state = self.state();

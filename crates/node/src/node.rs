@@ -60,16 +60,16 @@ pub(crate) struct Inner {
     cluster: Cluster,
     /// The last hour of traffic (see [`crate::throughput`]).
     throughput: Throughput,
-    maintenance: Maintenance,
+    pub(crate) maintenance: Maintenance,
     /// The background workers' statuses (see [`crate::workers`]).
     workers: Workers,
-    identity: NodeIdentity,
+    pub(crate) identity: NodeIdentity,
     data_dir: PathBuf,
     /// The vault's key (for invitations and its fingerprint) and how it was found.
     key: NetworkKey,
     key_origin: KeyOrigin,
     started: Instant,
-    started_unix_ms: u64,
+    pub(crate) started_unix_ms: u64,
     quota_source: QuotaSource,
     /// Bootstrap peers were given.
     has_bootstrap: bool,
@@ -145,7 +145,21 @@ impl Node {
             }
         }
         let has_bootstrap = !settings.bootstrap.is_empty();
-        let mut net_config = NetConfig::new(identity.clone(), key.pnet_psk(), settings);
+        // Key epochs after the vault key's (see `devices`, `epochs`).
+        let epochs = crate::epochs::load(&data_dir)?;
+        vault.set_epochs(&epochs);
+        let gate = Arc::new(crate::devices::VaultGate::new(
+            key.pnet_psk(),
+            epochs.clone(),
+        ));
+        let devices = Arc::new(crate::devices::Devices::new(
+            gate.clone(),
+            identity.keypair().clone(),
+            data_dir.clone(),
+            epochs,
+        ));
+        devices.set_registry(crate::devices::Registry::load(&vault).await?);
+        let mut net_config = NetConfig::new(identity.clone(), gate, settings);
         net_config.kdf_parameters = key.kdf_params().map(|p| p.to_text().into_bytes());
         vault.set_tombstone_retention(config.tombstone_retention);
         // Debris of the previous run goes before anything can use it: no write is
@@ -186,6 +200,7 @@ impl Node {
             config.replicas,
             &data_dir,
             config.limits,
+            devices,
         ));
         let replicator = Replicator::new(ctx.clone());
         let syncer = Syncer::new(ctx.clone(), replicator.clone(), membership);
@@ -223,6 +238,7 @@ impl Node {
             }),
         };
         ctx.spawn(node.clone().watch_network(network.events));
+        ctx.spawn(node.clone().watch_devices());
         Ok(node)
     }
 
@@ -230,15 +246,26 @@ impl Node {
         while let Some(event) = events.recv().await {
             match event {
                 NetEvent::Connected(peer) => {
+                    if !self.device_connected(peer).await {
+                        continue;
+                    }
                     self.inner.maintenance.peer_connected(&peer);
                     let syncer = self.inner.syncer.clone();
+                    let node = self.clone();
                     self.inner.ctx.spawn(async move {
-                        if let Err(e) = syncer.sync(peer, crate::sync::SyncKind::Connect).await {
-                            tracing::debug!("catalogue sync with {peer} failed: {e}");
+                        match syncer.sync(peer, crate::sync::SyncKind::Connect).await {
+                            Ok(_) => node.record_self().await,
+                            Err(e) => tracing::debug!("catalogue sync with {peer} failed: {e}"),
                         }
                     });
                 }
-                NetEvent::Disconnected(peer) => self.inner.maintenance.peer_departed(peer),
+                NetEvent::Disconnected(peer) => {
+                    self.inner
+                        .ctx
+                        .devices
+                        .seen(peer, peervault_store::version::unix_millis_now());
+                    self.inner.maintenance.peer_departed(peer)
+                }
                 NetEvent::KeyMismatch { .. } => {}
                 NetEvent::Misbehaved { peer, what } => {
                     let offence = crate::conduct::Offence::Malformed;
@@ -745,6 +772,8 @@ impl Node {
             workers: self.workers(),
             limits: self.limits(),
             transfer_memory: crate::views::TransferMemory::of(self.inner.ctx.vault.budget()),
+            key_epoch: self.inner.ctx.vault.current_epoch(),
+            members: self.inner.ctx.devices.registry().members.len(),
         })
     }
 

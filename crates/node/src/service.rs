@@ -190,6 +190,21 @@ impl Responder {
                 Response::Ack
             }
             Request::Offer { entry } => self.answer_offer(peer, vault, entry).await,
+            Request::Grant { sealed } => match self.ctx.devices.accept_grant(vault, &peer, &sealed)
+            {
+                Ok(true) => {
+                    // Records of the new epoch this node could not open until now.
+                    let syncer = self.syncer.clone();
+                    self.ctx.spawn(async move {
+                        if let Err(e) = syncer.sync(peer, crate::sync::SyncKind::Periodic).await {
+                            tracing::debug!("catalogue sync with {peer} after its grant: {e}");
+                        }
+                    });
+                    Response::Ack
+                }
+                Ok(false) => Response::Ack,
+                Err(e) => Response::Refused(Refusal::Invalid(e.to_string())),
+            },
             // `answer_chunk_request` normally stores a chunk straight from its message.
             Request::PutChunk { id, blob } => {
                 self.store_chunk(peer, id, Bytes::from(blob).into()).await
@@ -222,6 +237,9 @@ impl Responder {
     async fn answer_offer(&self, peer: PeerId, vault: &Vault, entry: SealedEntry) -> Response {
         let offered = match vault.apply_sealed(entry.name_id, entry.sealed).await {
             Ok(applied) => applied,
+            Err(e @ StoreError::UnknownEpoch { .. }) => {
+                return Response::Refused(Refusal::Other(e.to_string()));
+            }
             Err(e) => {
                 self.ctx
                     .offence(
@@ -233,6 +251,9 @@ impl Responder {
                 return Response::Refused(Refusal::Invalid(e.to_string()));
             }
         };
+        if crate::devices::Devices::touches(offered.entry.name()) {
+            self.ctx.devices.changed.notify_one();
+        }
         let CatalogueEntry::File(manifest) = offered.entry else {
             return Response::Refused(Refusal::Other(
                 "the record is a deletion, not a file".into(),

@@ -224,6 +224,12 @@ impl Syncer {
         };
         let mut forward = Vec::new();
         for (result, sealed) in results.into_iter().zip(entries) {
+            if let Ok(remote) = &result
+                && remote.applied
+                && crate::devices::Devices::touches(remote.entry.name())
+            {
+                self.ctx.devices.changed.notify_one();
+            }
             match result {
                 Ok(remote) if remote.applied => {
                     if let (true, CatalogueEntry::Deleted(gone)) = (remote.current, &remote.entry) {
@@ -238,6 +244,11 @@ impl Syncer {
                         // or one that has yet to expire it): not kept.
                         self.ctx.metrics.stale_records.inc();
                     }
+                }
+                // Sealed in an epoch whose key has not reached this node yet:
+                // the peer's grant comes, then a sync fetches it again.
+                Err(peervault_store::StoreError::UnknownEpoch { .. }) => {
+                    self.ctx.metrics.stale_records.inc();
                 }
                 Err(e) => {
                     self.ctx

@@ -329,6 +329,13 @@ pub struct NodeStatus {
     /// The memory of transfers (see `peervault_store::budget`).
     #[serde(default)]
     pub transfer_memory: TransferMemory,
+    /// The key epoch new data is sealed in (0: the vault key; see
+    /// `crate::devices`).
+    #[serde(default)]
+    pub key_epoch: u32,
+    /// Member devices this node knows of.
+    #[serde(default)]
+    pub members: usize,
 }
 
 /// How much of the transfer budget is in use, and has been.

@@ -51,6 +51,12 @@ pub enum Request {
     /// `FetchEntries` (current records by name id) is still answered for nodes
     /// that predate history.
     FetchRecords { records: Vec<(NameId, Version)> },
+    /// "Here are the key epochs I hold, sealed to your identity key" (see
+    /// [`crate::epochs`]): answered with `Ack` once they are kept.
+    Grant {
+        #[serde(with = "serde_bytes")]
+        sealed: Vec<u8>,
+    },
 }
 
 /// A node's own figures, as the vault view shows them.

@@ -30,7 +30,7 @@ impl Rogue {
         let dir = tempfile::tempdir().unwrap();
         let mut config = NetConfig::new(
             NodeIdentity::load_or_create(dir.path()).unwrap(),
-            cluster.key.pnet_psk(),
+            std::sync::Arc::new(peervault_net::FixedKey(cluster.key.pnet_psk())),
             peervault_net::NetSettings::new(vec![
                 peervault_net::Endpoint::parse("127.0.0.1:0").unwrap(),
             ]),

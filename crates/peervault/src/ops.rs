@@ -15,6 +15,7 @@
 use std::os::fd::AsFd;
 
 use futures::StreamExt;
+use peervault_node::devices::{DeviceInfo, RemovedDevice};
 use peervault_node::{
     CleanReport, CopyProgress, DeleteOutcome, DiscoveryStatus, FileCheck, FileInfo, FileMeta,
     GcSummary, MetricsSnapshot, Node, NodeStatus, PeerStatus, QuotaStatus, RateLimits, VersionInfo,
@@ -76,6 +77,14 @@ pub(crate) trait Operations {
     async fn s3_keys(&self) -> anyhow::Result<Vec<KeySummary>>;
     /// `s3 keys rm ID`.
     async fn s3_key_remove(&self, id: &str) -> anyhow::Result<()>;
+    /// The vault's member devices.
+    async fn devices(&self) -> anyhow::Result<Vec<DeviceInfo>>;
+    /// `devices rename WHO NAME`.
+    async fn rename_device(&self, who: &str, name: &str) -> anyhow::Result<DeviceInfo>;
+    /// `devices remove WHO`.
+    async fn remove_device(&self, who: &str) -> anyhow::Result<RemovedDevice>;
+    /// `rekey`: a new key epoch; its number.
+    async fn rekey(&self) -> anyhow::Result<u32>;
     /// Makes the newest version of a deleted name current again.
     async fn undelete(&self, name: &str) -> anyhow::Result<FileInfo>;
     /// Makes `version` (a label, or its first digits) of `name` current again.
@@ -338,6 +347,22 @@ impl Operations for Node {
         Ok(peervault_s3::keys::remove(self, id).await?)
     }
 
+    async fn devices(&self) -> anyhow::Result<Vec<DeviceInfo>> {
+        Ok(Node::devices(self).await?)
+    }
+
+    async fn rename_device(&self, who: &str, name: &str) -> anyhow::Result<DeviceInfo> {
+        Ok(Node::rename_device(self, who, name).await?)
+    }
+
+    async fn remove_device(&self, who: &str) -> anyhow::Result<RemovedDevice> {
+        Ok(Node::remove_device(self, who).await?)
+    }
+
+    async fn rekey(&self) -> anyhow::Result<u32> {
+        Ok(Node::rekey(self).await?)
+    }
+
     async fn restore(&self, name: &str, version: &str) -> anyhow::Result<FileInfo> {
         let version = self.find_version(name, version).await?;
         Ok(Node::restore(self, name, version).await?)
@@ -534,6 +559,29 @@ impl Operations for Client {
     async fn s3_key_remove(&self, id: &str) -> anyhow::Result<()> {
         let request = Request::S3KeyRemove { id: id.to_string() };
         ask!(self, request, Response::S3KeyRemoved { .. } => ())
+    }
+
+    async fn devices(&self) -> anyhow::Result<Vec<DeviceInfo>> {
+        ask!(self, Request::Devices, Response::Devices { devices } => devices)
+    }
+
+    async fn rename_device(&self, who: &str, name: &str) -> anyhow::Result<DeviceInfo> {
+        let request = Request::RenameDevice {
+            who: who.to_string(),
+            name: name.to_string(),
+        };
+        ask!(self, request, Response::Device { device } => device)
+    }
+
+    async fn remove_device(&self, who: &str) -> anyhow::Result<RemovedDevice> {
+        let request = Request::RemoveDevice {
+            who: who.to_string(),
+        };
+        ask!(self, request, Response::DeviceRemoved { removed } => removed)
+    }
+
+    async fn rekey(&self) -> anyhow::Result<u32> {
+        ask!(self, Request::Rekey, Response::Rekeyed { epoch } => epoch)
     }
 
     async fn undelete(&self, name: &str) -> anyhow::Result<FileInfo> {

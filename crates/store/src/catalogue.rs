@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::crypto::{Crypto, catalogue_context};
+use crate::crypto::{Crypto, RecordOpenError, catalogue_context};
 use crate::error::{Result, StoreError};
 use crate::history::{self, Retention};
 use crate::ids::{ChunkId, NameId};
@@ -227,8 +227,13 @@ impl Catalogue {
         let plain = self
             .crypto
             .open_record(&catalogue_context(name_id), sealed)
-            .map_err(|_| StoreError::CorruptRecord {
-                what: format!("catalogue entry {name_id}"),
+            .map_err(|e| match e {
+                RecordOpenError::UnknownEpoch => StoreError::UnknownEpoch {
+                    what: format!("catalogue entry {name_id}"),
+                },
+                RecordOpenError::Failed => StoreError::CorruptRecord {
+                    what: format!("catalogue entry {name_id}"),
+                },
             })?;
         CatalogueEntry::decode(&plain).map_err(|e| StoreError::CorruptRecord {
             what: format!("catalogue entry {name_id}: {e}"),

@@ -11,6 +11,19 @@
 //! * **Records** (catalogue entries): `VERSION | nonce | ciphertext | tag`, with a
 //!   caller-chosen associated data that binds the record to its place.
 //!
+//! **Key epochs.** Chunk ids and name ids always come from the vault key, but
+//! the two encryption keys come from the current key epoch ([`EpochKey`]):
+//! epoch 0 is the vault key, and each removal of a device starts a new one
+//! whose key only the remaining members hold. A blob sealed in epoch 0 starts
+//! with the magic `PVc1`; one sealed later starts with `PE` and the epoch key's
+//! two-byte hint, so the header keeps its length (sizes everywhere assume it)
+//! and opening picks the key at once. A record sealed later has version 2 and
+//! the hint after it. What was sealed in an epoch opens only with that epoch's
+//! key: a removed device's keys open nothing written after its removal. A blob
+//! or record of an epoch this node does not hold yet is
+//! [`ChunkProblem::UnknownEpoch`] / [`RecordOpenError::UnknownEpoch`], not
+//! damage: its key arrives from the other members.
+//!
 //! Nonces are random (96 bits). Each chunk is sealed at most a few times per node,
 //! far below the 2^32 messages per key at which random GCM nonces start to matter.
 //!
@@ -30,25 +43,32 @@
 //! being copied.
 
 use std::ops::Range;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 use crate::error::ChunkProblem;
 use crate::ids::{ChunkId, NameId};
-use crate::keys::StoreKeys;
+use crate::keys::{EpochKey, StoreKeys};
 
 const CHUNK_MAGIC: &[u8; 4] = b"PVc1";
+/// The first two bytes of the header of a blob sealed in a key epoch after the
+/// first; the other two are the epoch key's hint ([`EpochKey::hint`]).
+const EPOCH_CHUNK_MAGIC: &[u8; 2] = b"PE";
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
-/// Bytes in front of a chunk's ciphertext: magic and nonce.
+/// Bytes in front of a chunk's ciphertext: magic (or epoch mark) and nonce.
 pub const CHUNK_HEADER_LEN: usize = CHUNK_MAGIC.len() + NONCE_LEN;
 
 /// Bytes a sealed chunk occupies beyond its plaintext.
 pub const CHUNK_OVERHEAD: usize = CHUNK_HEADER_LEN + TAG_LEN;
 
+/// Records sealed with the vault key (epoch 0): `1 | nonce | ciphertext | tag`.
 const RECORD_VERSION: u8 = 1;
+/// Records sealed in a later epoch: `2 | hint (2 bytes) | nonce | ciphertext | tag`.
+const RECORD_VERSION_EPOCH: u8 = 2;
 
 /// How thoroughly a chunk is checked when opened (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,24 +78,55 @@ pub enum ChunkCheck {
     /// Tag and keyed hash: for blobs entering the store, `verify` and the GC.
     TagAndHash,
 }
-const RECORD_HEADER_LEN: usize = 1 + NONCE_LEN;
 
 /// Returned when random bytes for a nonce cannot be had; the operation is aborted.
 #[derive(Debug, thiserror::Error)]
 #[error("the operating system could not supply random bytes: {0}")]
 pub struct RandomnessError(String);
 
-/// A record failed to open: wrong key, wrong place, or damaged bytes.
-#[derive(Debug, thiserror::Error)]
-#[error("record failed authentication")]
-pub struct RecordOpenError;
+/// Why a record failed to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecordOpenError {
+    /// Wrong key, wrong place, or damaged bytes.
+    #[error("record failed authentication")]
+    Failed,
+    /// Sealed in a key epoch whose key this node does not hold (yet).
+    #[error("record is sealed with a key epoch this node does not hold")]
+    UnknownEpoch,
+}
+
+/// The ciphers of one key epoch.
+struct Sealer {
+    number: u32,
+    /// `None` for epoch 0 (the vault key), whose blobs carry the old magic.
+    hint: Option<[u8; 2]>,
+    chunk: LessSafeKey,
+    record: LessSafeKey,
+}
+
+/// Every epoch this node holds, and the one new data is sealed in.
+struct Epochs {
+    current: Arc<Sealer>,
+    all: Vec<Arc<Sealer>>,
+}
+
+impl Epochs {
+    fn with_hint(&self, hint: Option<[u8; 2]>) -> impl Iterator<Item = &Arc<Sealer>> {
+        self.all.iter().filter(move |s| s.hint == hint)
+    }
+}
 
 /// All sealing operations of one vault.
+///
+/// Chunk ids, name ids and the chunker's seed always come from the vault key, so
+/// that a chunk has one id whatever epoch sealed it (a re-encrypted chunk keeps
+/// its id, and manifests never change). Encryption keys come from the current
+/// key epoch; every blob and record names the epoch it was sealed in, and opens
+/// with that epoch's key.
 pub struct Crypto {
     chunk_id_key: [u8; 32],
     name_id_key: [u8; 32],
-    chunk_cipher: LessSafeKey,
-    record_cipher: LessSafeKey,
+    epochs: RwLock<Arc<Epochs>>,
 }
 
 impl std::fmt::Debug for Crypto {
@@ -98,14 +149,71 @@ fn cipher(key: &[u8; 32]) -> LessSafeKey {
 }
 
 impl Crypto {
-    /// Builds the ciphers from the store's subkeys.
+    /// Builds the ciphers from the store's subkeys (epoch 0 only).
     pub fn new(keys: &StoreKeys) -> Self {
+        let first = Arc::new(Sealer {
+            number: 0,
+            hint: None,
+            chunk: cipher(&keys.chunk_seal),
+            record: cipher(&keys.record_seal),
+        });
         Self {
             chunk_id_key: keys.chunk_id,
             name_id_key: keys.name_id,
-            chunk_cipher: cipher(&keys.chunk_seal),
-            record_cipher: cipher(&keys.record_seal),
+            epochs: RwLock::new(Arc::new(Epochs {
+                current: first.clone(),
+                all: vec![first],
+            })),
         }
+    }
+
+    fn epochs(&self) -> Arc<Epochs> {
+        self.epochs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Makes `keys` (and the vault key's epoch 0) the epochs this store opens,
+    /// and the latest of them the one it seals new data in.
+    pub fn set_epochs(&self, keys: &[EpochKey]) {
+        let current = self.epochs();
+        let first = current
+            .all
+            .iter()
+            .find(|s| s.number == 0)
+            .cloned()
+            .unwrap_or_else(|| current.current.clone());
+        let mut all = vec![first.clone()];
+        let latest = keys.iter().max_by_key(|k| k.order());
+        let mut now = first;
+        for key in keys {
+            let sealer = Arc::new(Sealer {
+                number: key.number,
+                hint: Some(key.hint()),
+                chunk: cipher(&key.chunk_seal()),
+                record: cipher(&key.record_seal()),
+            });
+            if Some(key) == latest {
+                now = sealer.clone();
+            }
+            all.push(sealer);
+        }
+        *self.epochs.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Epochs { current: now, all });
+    }
+
+    /// The number of the epoch new data is sealed in.
+    pub fn current_epoch(&self) -> u32 {
+        self.epochs().current.number
+    }
+
+    /// The epoch a blob was sealed in, if this node holds its key (for `rekey`).
+    pub fn chunk_epoch(&self, blob: &[u8]) -> Option<u32> {
+        let hint = chunk_hint(blob).ok()?;
+        let epochs = self.epochs();
+        let number = epochs.with_hint(hint).next()?.number;
+        Some(number)
     }
 
     /// Content address of a chunk's plaintext.
@@ -127,19 +235,27 @@ impl Crypto {
         NameId(*blake3::keyed_hash(&self.name_id_key, name.as_bytes()).as_bytes())
     }
 
-    /// Seals a chunk in place. `buf` must hold [`CHUNK_HEADER_LEN`] bytes of room
-    /// followed by the plaintext; afterwards it holds the complete blob.
+    /// Seals a chunk in place, in the current epoch. `buf` must hold
+    /// [`CHUNK_HEADER_LEN`] bytes of room followed by the plaintext; afterwards
+    /// it holds the complete blob.
     pub fn seal_chunk_in_place(
         &self,
         id: &ChunkId,
         buf: &mut Vec<u8>,
     ) -> Result<(), RandomnessError> {
         debug_assert!(buf.len() >= CHUNK_HEADER_LEN);
+        let sealer = self.epochs().current.clone();
         let nonce = random_nonce()?;
-        buf[..CHUNK_MAGIC.len()].copy_from_slice(CHUNK_MAGIC);
+        match sealer.hint {
+            None => buf[..CHUNK_MAGIC.len()].copy_from_slice(CHUNK_MAGIC),
+            Some(hint) => {
+                buf[..2].copy_from_slice(EPOCH_CHUNK_MAGIC);
+                buf[2..4].copy_from_slice(&hint);
+            }
+        }
         buf[CHUNK_MAGIC.len()..CHUNK_HEADER_LEN].copy_from_slice(&nonce);
-        let tag = self
-            .chunk_cipher
+        let tag = sealer
+            .chunk
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(&id.0),
@@ -168,13 +284,43 @@ impl Crypto {
         blob: &mut [u8],
         check: ChunkCheck,
     ) -> Result<Range<usize>, ChunkProblem> {
-        if blob.len() < CHUNK_OVERHEAD || &blob[..CHUNK_MAGIC.len()] != CHUNK_MAGIC {
+        if blob.len() < CHUNK_OVERHEAD {
             return Err(ChunkProblem::Malformed);
         }
+        let hint = chunk_hint(blob)?;
         let nonce = Nonce::try_assume_unique_for_key(&blob[CHUNK_MAGIC.len()..CHUNK_HEADER_LEN])
             .map_err(|_| ChunkProblem::Malformed)?;
-        let plain = self
-            .chunk_cipher
+        let epochs = self.epochs();
+        let mut candidates = epochs.with_hint(hint).peekable();
+        let Some(first) = candidates.next() else {
+            return Err(ChunkProblem::UnknownEpoch);
+        };
+        // Two epoch keys share a hint once in 65,536 pairs: the second is tried
+        // on a copy only then, and opening in place costs nothing otherwise.
+        let mut sealer = first;
+        if candidates.peek().is_some() {
+            let body = blob[CHUNK_HEADER_LEN..].to_vec();
+            for other in std::iter::once(first).chain(candidates) {
+                let mut trial = body.clone();
+                if other
+                    .chunk
+                    .open_in_place(
+                        Nonce::try_assume_unique_for_key(
+                            &blob[CHUNK_MAGIC.len()..CHUNK_HEADER_LEN],
+                        )
+                        .map_err(|_| ChunkProblem::Malformed)?,
+                        Aad::from(&id.0),
+                        &mut trial,
+                    )
+                    .is_ok()
+                {
+                    sealer = other;
+                    break;
+                }
+            }
+        }
+        let plain = sealer
+            .chunk
             .open_in_place(nonce, Aad::from(&id.0), &mut blob[CHUNK_HEADER_LEN..])
             .map_err(|_| ChunkProblem::BadTag)?;
         if check == ChunkCheck::TagAndHash && self.chunk_id(plain) != *id {
@@ -194,44 +340,92 @@ impl Crypto {
         Ok(Bytes::from(blob).slice(range))
     }
 
-    /// Seals a record; `context` is authenticated but not stored.
+    /// Seals a record in the current epoch; `context` is authenticated but not
+    /// stored.
     pub fn seal_record(
         &self,
         context: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, RandomnessError> {
+        let sealer = self.epochs().current.clone();
         let nonce = random_nonce()?;
-        let mut out = Vec::with_capacity(RECORD_HEADER_LEN + plaintext.len() + TAG_LEN);
-        out.push(RECORD_VERSION);
+        let mut out = Vec::with_capacity(3 + NONCE_LEN + plaintext.len() + TAG_LEN);
+        match sealer.hint {
+            None => out.push(RECORD_VERSION),
+            Some(hint) => {
+                out.push(RECORD_VERSION_EPOCH);
+                out.extend_from_slice(&hint);
+            }
+        }
+        let header = out.len() + NONCE_LEN;
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
-        let tag = self
-            .record_cipher
+        let tag = sealer
+            .record
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(context),
-                &mut out[RECORD_HEADER_LEN..],
+                &mut out[header..],
             )
             .map_err(|_| RandomnessError("record too large for AES-GCM".into()))?;
         out.extend_from_slice(tag.as_ref());
         Ok(out)
     }
 
-    /// Opens a record sealed with the same `context`.
+    /// Opens a record sealed with the same `context`, in whichever epoch it
+    /// was sealed.
     pub fn open_record(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, RecordOpenError> {
-        if sealed.len() < RECORD_HEADER_LEN + TAG_LEN || sealed[0] != RECORD_VERSION {
-            return Err(RecordOpenError);
+        let (hint, rest) = match sealed.split_first() {
+            Some((&RECORD_VERSION, rest)) => (None, rest),
+            Some((&RECORD_VERSION_EPOCH, rest)) if rest.len() >= 2 => {
+                (Some([rest[0], rest[1]]), &rest[2..])
+            }
+            _ => return Err(RecordOpenError::Failed),
+        };
+        if rest.len() < NONCE_LEN + TAG_LEN {
+            return Err(RecordOpenError::Failed);
         }
-        let nonce = Nonce::try_assume_unique_for_key(&sealed[1..RECORD_HEADER_LEN])
-            .map_err(|_| RecordOpenError)?;
-        let mut plaintext = sealed[RECORD_HEADER_LEN..].to_vec();
-        let len = self
-            .record_cipher
-            .open_in_place(nonce, Aad::from(context), &mut plaintext)
-            .map_err(|_| RecordOpenError)?
-            .len();
-        plaintext.truncate(len);
-        Ok(plaintext)
+        let epochs = self.epochs();
+        let mut tried = false;
+        for sealer in epochs.with_hint(hint) {
+            tried = true;
+            let nonce = Nonce::try_assume_unique_for_key(&rest[..NONCE_LEN])
+                .map_err(|_| RecordOpenError::Failed)?;
+            let mut plaintext = rest[NONCE_LEN..].to_vec();
+            if let Ok(plain) =
+                sealer
+                    .record
+                    .open_in_place(nonce, Aad::from(context), &mut plaintext)
+            {
+                let len = plain.len();
+                plaintext.truncate(len);
+                return Ok(plaintext);
+            }
+        }
+        Err(if tried {
+            RecordOpenError::Failed
+        } else {
+            RecordOpenError::UnknownEpoch
+        })
+    }
+
+    /// True if `sealed` (a record) was sealed in the current epoch.
+    pub fn record_is_current(&self, sealed: &[u8]) -> bool {
+        let current = self.epochs().current.hint;
+        match (sealed.first(), current) {
+            (Some(&RECORD_VERSION), None) => true,
+            (Some(&RECORD_VERSION_EPOCH), Some(hint)) => sealed.get(1..3) == Some(&hint[..]),
+            _ => false,
+        }
+    }
+}
+
+/// The epoch hint in a blob's header (`None`: the vault key's epoch 0).
+fn chunk_hint(blob: &[u8]) -> Result<Option<[u8; 2]>, ChunkProblem> {
+    match blob.get(..CHUNK_MAGIC.len()) {
+        Some(magic) if magic == CHUNK_MAGIC => Ok(None),
+        Some(magic) if magic[..2] == EPOCH_CHUNK_MAGIC[..] => Ok(Some([magic[2], magic[3]])),
+        _ => Err(ChunkProblem::Malformed),
     }
 }
 
@@ -327,6 +521,100 @@ mod tests {
         assert!(other.open_chunk(&id, blob, ChunkCheck::Tag).is_err());
         let record = c.seal_record(b"ctx", b"record").unwrap();
         assert!(other.open_record(b"ctx", &record).is_err());
+    }
+
+    #[test]
+    fn each_epoch_opens_only_what_was_sealed_in_it() {
+        let c = crypto();
+        let (id, old_blob) = c.seal_chunk(b"before").unwrap();
+        let old_record = c.seal_record(b"ctx", b"old").unwrap();
+        let one = EpochKey::generate(1).unwrap();
+        c.set_epochs(std::slice::from_ref(&one));
+        assert_eq!(c.current_epoch(), 1);
+        let (id2, new_blob) = c.seal_chunk(b"after").unwrap();
+        assert_eq!(
+            new_blob.len(),
+            5 + CHUNK_OVERHEAD,
+            "the header keeps its length"
+        );
+        assert_eq!(&new_blob[..2], b"PE");
+        let new_record = c.seal_record(b"ctx", b"new").unwrap();
+        // This node opens both epochs.
+        assert_eq!(
+            &c.open_chunk(&id, old_blob.clone(), ChunkCheck::TagAndHash)
+                .unwrap()[..],
+            b"before"
+        );
+        assert_eq!(
+            &c.open_chunk(&id2, new_blob.clone(), ChunkCheck::TagAndHash)
+                .unwrap()[..],
+            b"after"
+        );
+        assert_eq!(c.open_record(b"ctx", &old_record).unwrap(), b"old");
+        assert_eq!(c.open_record(b"ctx", &new_record).unwrap(), b"new");
+        assert_eq!(c.chunk_epoch(&old_blob), Some(0));
+        assert_eq!(c.chunk_epoch(&new_blob), Some(1));
+        assert!(c.record_is_current(&new_record) && !c.record_is_current(&old_record));
+        // A node with only the vault key (a removed device) opens the old, not the new.
+        let removed = crypto();
+        assert!(removed.open_chunk(&id, old_blob, ChunkCheck::Tag).is_ok());
+        assert_eq!(
+            removed.open_chunk(&id2, new_blob.clone(), ChunkCheck::Tag),
+            Err(ChunkProblem::UnknownEpoch)
+        );
+        assert_eq!(
+            removed.open_record(b"ctx", &new_record),
+            Err(RecordOpenError::UnknownEpoch)
+        );
+        // Another epoch 1 (started at once elsewhere) is another key.
+        let other = crypto();
+        other.set_epochs(&[EpochKey::generate(1).unwrap()]);
+        assert!(
+            other
+                .open_chunk(&id2, new_blob.clone(), ChunkCheck::Tag)
+                .is_err()
+        );
+        // Holding both, a node opens both and seals in the later of the two.
+        let both = crypto();
+        let two = EpochKey::generate(2).unwrap();
+        both.set_epochs(&[two.clone(), one.clone()]);
+        assert_eq!(both.current_epoch(), 2);
+        assert!(both.open_chunk(&id2, new_blob, ChunkCheck::Tag).is_ok());
+    }
+
+    #[test]
+    fn two_epoch_keys_with_one_hint_both_open() {
+        let mut keys = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        // Find two keys whose hints collide (about 300 tries on average).
+        for i in 0u32.. {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_le_bytes());
+            let k = EpochKey { number: 1, key };
+            if let Some(j) = seen.insert(k.hint(), i) {
+                let mut other = [0u8; 32];
+                other[..4].copy_from_slice(&u32::to_le_bytes(j));
+                keys = vec![
+                    EpochKey {
+                        number: 1,
+                        key: other,
+                    },
+                    k,
+                ];
+                break;
+            }
+        }
+        let a = crypto();
+        a.set_epochs(&keys[..1]);
+        let (id, blob) = a.seal_chunk(b"first key").unwrap();
+        let record = a.seal_record(b"c", b"r").unwrap();
+        let both = crypto();
+        both.set_epochs(&keys);
+        assert_eq!(
+            &both.open_chunk(&id, blob, ChunkCheck::Tag).unwrap()[..],
+            b"first key"
+        );
+        assert_eq!(both.open_record(b"c", &record).unwrap(), b"r");
     }
 
     #[test]

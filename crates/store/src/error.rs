@@ -106,6 +106,12 @@ pub enum StoreError {
     #[error("stored metadata is damaged ({what}); the record cannot be decoded with this key")]
     CorruptRecord { what: String },
 
+    #[error(
+        "{what} is sealed with a key epoch this node does not hold yet; the other members hand \
+         its key over when they connect"
+    )]
+    UnknownEpoch { what: String },
+
     #[error("the store is shutting down")]
     ShuttingDown,
 }
@@ -121,6 +127,11 @@ pub enum ChunkProblem {
     WrongHash,
     #[error("has an invalid size or header")]
     Malformed,
+    #[error(
+        "is sealed with a key epoch this node does not hold yet (the other members hand it \
+         over when they connect)"
+    )]
+    UnknownEpoch,
 }
 
 impl StoreError {

@@ -413,6 +413,66 @@ impl NetworkKey {
     }
 }
 
+/// The key of one key epoch (see [`crate::crypto`]): data sealed from the
+/// epoch's start on uses the subkeys of this key, not the vault key's.
+///
+/// Epoch 0 is the vault key itself and never appears as an `EpochKey`. A new
+/// epoch starts when a device is removed (or on `peervault rekey`), and its key
+/// is handed only to the members that remain, so that what is written from then
+/// on cannot be opened with what the removed device held.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop, serde::Serialize, serde::Deserialize)]
+pub struct EpochKey {
+    /// Counts up from 1; two epochs started at once on two nodes share a number
+    /// and are told apart by their keys ([`EpochKey::hint`]).
+    #[zeroize(skip)]
+    pub number: u32,
+    pub key: [u8; KEY_LEN],
+}
+
+impl fmt::Debug for EpochKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EpochKey({}, {})", self.number, hex::encode(self.hint()))
+    }
+}
+
+const CONTEXT_EPOCH_HINT: &str = "peervault 2026-12 epoch key hint v1";
+
+impl EpochKey {
+    /// A new random key for epoch `number`.
+    pub fn generate(number: u32) -> Result<Self, KeyError> {
+        let mut key = [0u8; KEY_LEN];
+        getrandom::fill(&mut key).map_err(|e| KeyError::Random(e.to_string()))?;
+        Ok(Self { number, key })
+    }
+
+    /// Two bytes that name the key in every blob and record sealed with it, so
+    /// that opening picks the right key without trying each (public: it says
+    /// nothing useful about the key).
+    pub fn hint(&self) -> [u8; 2] {
+        let full = blake3::derive_key(CONTEXT_EPOCH_HINT, &self.key);
+        [full[0], full[1]]
+    }
+
+    /// The order of epochs: by number, then (for two started at once) by hint
+    /// and key, so that every node that holds both picks the same current one.
+    pub fn order(&self) -> (u32, [u8; 2], [u8; KEY_LEN]) {
+        (self.number, self.hint(), self.key)
+    }
+
+    /// The channel's pre-shared key in this epoch.
+    pub fn pnet_psk(&self) -> [u8; KEY_LEN] {
+        blake3::derive_key(CONTEXT_PNET, &self.key)
+    }
+
+    pub(crate) fn chunk_seal(&self) -> [u8; KEY_LEN] {
+        blake3::derive_key(CONTEXT_CHUNK_SEAL, &self.key)
+    }
+
+    pub(crate) fn record_seal(&self) -> [u8; KEY_LEN] {
+        blake3::derive_key(CONTEXT_RECORD_SEAL, &self.key)
+    }
+}
+
 /// The store's subkeys, one per purpose.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct StoreKeys {

@@ -35,7 +35,7 @@ pub use budget::{Lease, LeasedBytes, MemoryBudget};
 pub use error::{ChunkProblem, KeyError, StoreError};
 pub use history::Retention;
 pub use ids::{ChunkId, NameId, OriginId};
-pub use keys::{KdfParams, KeyFingerprint, KeySource, NetworkKey, UserKey};
+pub use keys::{EpochKey, KdfParams, KeyFingerprint, KeySource, NetworkKey, UserKey};
 pub use manifest::{CatalogueEntry, FileMeta, FileSummary, Manifest, ObjectMeta, Tombstone};
 pub use names::{MAX_NAME_BYTES, NameError, validate_name};
 pub use space::Usage;

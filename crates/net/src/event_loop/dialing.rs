@@ -196,6 +196,9 @@ impl EventLoop {
                 Some(HandshakeFailure::KeyMismatch) => {
                     self.log_key_mismatch(&endpoint.to_multiaddr(), false)
                 }
+                Some(HandshakeFailure::Refused) => {
+                    self.log_refused(&endpoint.to_multiaddr(), &error_chain(error), false)
+                }
                 _ => {}
             }
             self.book.bootstrap[index].new_port |= in_use;
@@ -228,7 +231,10 @@ impl EventLoop {
             known.pending = false;
             known.next_attempt = now + redial_pause(known.attempts);
             known.new_port |= in_use;
-            if verdict == Some(HandshakeFailure::KeyMismatch) {
+            if matches!(
+                verdict,
+                Some(HandshakeFailure::KeyMismatch | HandshakeFailure::Refused)
+            ) {
                 known.mismatch_until = Some(now + KEY_MISMATCH_EXPIRY);
             }
             address = known
@@ -239,10 +245,40 @@ impl EventLoop {
         }
         match verdict {
             Some(HandshakeFailure::KeyMismatch) => self.log_key_mismatch(&address, false),
+            Some(HandshakeFailure::Refused) => {
+                self.log_refused(&address, &error_chain(error), false)
+            }
             Some(HandshakeFailure::BadIdentity) => {
                 tracing::warn!("dial to {peer} refused: {}", error_chain(error))
             }
             _ => tracing::debug!("dial to {peer} failed: {}", error_chain(error)),
+        }
+    }
+
+    /// A gatekeeper's refusal (a removed device, or one that is not a member),
+    /// logged at most once a minute per host like a key mismatch.
+    pub(super) fn log_refused(&mut self, address: &Multiaddr, why: &str, inbound: bool) {
+        let key = format!(
+            "refused {}",
+            address
+                .iter()
+                .next()
+                .map(|p| p.to_string())
+                .unwrap_or_default()
+        );
+        let now = Instant::now();
+        if self
+            .mismatch_logged
+            .get(&key)
+            .is_some_and(|t| now.duration_since(*t) < MISMATCH_LOG_INTERVAL)
+        {
+            return;
+        }
+        self.mismatch_logged.insert(key, now);
+        if inbound {
+            tracing::info!("refused a connection from {address}: {why}");
+        } else {
+            tracing::warn!("the node at {address} refused this node: {why}");
         }
     }
 

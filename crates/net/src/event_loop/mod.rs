@@ -270,6 +270,11 @@ impl EventLoop {
             }
             Command::Resolved { index, result } => self.dial_bootstrap(index, result),
             Command::Used(peer) => self.touch_used(&peer),
+            Command::Disconnect(peer) => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+                self.book.known.remove(&peer);
+                self.swarm.behaviour_mut().kad.remove_peer(&peer);
+            }
             Command::Ban { peer, until } => {
                 tracing::warn!(
                     "banned peer {peer} for {} s: it kept sending invalid data",
@@ -469,6 +474,9 @@ impl EventLoop {
             } => match handshake_failure(&error) {
                 Some(HandshakeFailure::KeyMismatch) => {
                     self.log_key_mismatch(&send_back_addr, true);
+                }
+                Some(HandshakeFailure::Refused) => {
+                    self.log_refused(&send_back_addr, &error_chain(&error), true)
                 }
                 Some(HandshakeFailure::BadIdentity) => tracing::warn!(
                     "refused a connection from {send_back_addr}: {}",

@@ -340,6 +340,26 @@ pub enum QuotaAction {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum DevicesAction {
+    /// Give a device a name (shown by `devices` on every node).
+    Rename {
+        /// The device: its peer id (or an unambiguous start of it) or its name.
+        device: String,
+        /// Its new name (1 to 64 printable characters).
+        name: String,
+    },
+    /// Remove a device from the vault: no member accepts it again, it cannot read
+    /// what is written from now on, and what it held is copied to the others.
+    Remove {
+        /// The device: its peer id (or an unambiguous start of it) or its name.
+        device: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
 /// Client commands: each talks to the node owning --data-dir.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -455,6 +475,21 @@ pub enum Command {
     /// Anyone holding it can join and read everything: send it only where you trust.
     Invite {
         /// Print {"code": "..."} instead of the code alone.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the vault's member devices, or rename or remove one.
+    Devices {
+        #[command(subcommand)]
+        action: Option<DevicesAction>,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Start a new key epoch: data written from now on is sealed with a new key
+    /// that only the current members receive.
+    Rekey {
+        /// Print {"epoch": N} instead of a sentence.
         #[arg(long)]
         json: bool,
     },

@@ -36,6 +36,7 @@ pub(crate) fn say_line(args: std::fmt::Arguments<'_>) {
     }
 }
 
+mod devices;
 mod discover;
 mod get;
 mod invite;
@@ -176,6 +177,8 @@ pub(crate) async fn run_on(
         Command::Clean { names, yes } => rm::clean(ops, &names, yes, console).await,
         Command::Status { json } => status::run(ops, json).await,
         Command::Invite { json } => invite::run(ops, json, console).await,
+        Command::Devices { action, json } => devices::run(ops, action, json, console).await,
+        Command::Rekey { json } => devices::rekey(ops, json).await,
         Command::S3 { action } => s3::run(ops, action).await,
         Command::Verify { name, json } => verify::run(ops, name.as_deref(), json).await,
         Command::Peers { json } => peers::run(ops, json).await,

@@ -193,6 +193,19 @@ pub enum Request {
     },
     /// A join code for a new node.
     Invite,
+    /// `devices`.
+    Devices,
+    /// `devices rename WHO NAME`.
+    RenameDevice {
+        who: String,
+        name: String,
+    },
+    /// `devices remove WHO`.
+    RemoveDevice {
+        who: String,
+    },
+    /// `rekey`.
+    Rekey,
     Verify {
         name: Option<String>,
     },
@@ -282,6 +295,18 @@ pub enum Response {
     },
     Invite {
         code: String,
+    },
+    Devices {
+        devices: Vec<peervault_node::devices::DeviceInfo>,
+    },
+    Device {
+        device: peervault_node::devices::DeviceInfo,
+    },
+    DeviceRemoved {
+        removed: peervault_node::devices::RemovedDevice,
+    },
+    Rekeyed {
+        epoch: u32,
     },
     Verified {
         files: Vec<FileCheck>,

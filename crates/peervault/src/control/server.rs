@@ -271,6 +271,22 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             Ok(code) => Response::Invite { code },
             Err(e) => error_response(&e),
         },
+        Request::Devices => match node.devices().await {
+            Ok(devices) => Response::Devices { devices },
+            Err(e) => error_response(&e),
+        },
+        Request::RenameDevice { who, name } => match node.rename_device(&who, &name).await {
+            Ok(device) => Response::Device { device },
+            Err(e) => error_response(&e),
+        },
+        Request::RemoveDevice { who } => match node.remove_device(&who).await {
+            Ok(removed) => Response::DeviceRemoved { removed },
+            Err(e) => error_response(&e),
+        },
+        Request::Rekey => match node.rekey().await {
+            Ok(epoch) => Response::Rekeyed { epoch },
+            Err(e) => error_response(&e),
+        },
         Request::Verify { name } => match node.verify(name.as_deref()).await {
             Ok(files) => Response::Verified { files },
             Err(e) => error_response(&e),

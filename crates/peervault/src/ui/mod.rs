@@ -260,6 +260,40 @@ pub fn peers_table(peers: &[PeerStatus]) -> String {
     table.to_string()
 }
 
+/// The `devices` table.
+pub fn devices_table(devices: &[peervault_node::devices::DeviceInfo]) -> String {
+    let mut table = new_table(&[
+        "Name",
+        "Peer ID",
+        "Online",
+        "Last Seen",
+        "Added By",
+        "Added",
+    ]);
+    let name_of = |id: &str| {
+        devices
+            .iter()
+            .find(|d| d.peer_id == id)
+            .map(|d| d.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    };
+    for d in devices {
+        let name = match d.this_device {
+            true => format!("{} (this device)", d.name),
+            false => d.name.clone(),
+        };
+        table.add_row(vec![
+            name,
+            d.peer_id.clone(),
+            if d.online { "yes" } else { "no" }.to_string(),
+            d.last_seen.clone().unwrap_or_else(|| "-".into()),
+            name_of(&d.added_by),
+            d.added_at.clone(),
+        ]);
+    }
+    table.to_string()
+}
+
 /// `[█████░░░░░] 46.8%`
 pub fn usage_bar(percent: f64) -> String {
     let filled = ((percent.clamp(0.0, 100.0) / 100.0) * BAR_WIDTH as f64).round() as usize;
@@ -446,6 +480,7 @@ pub fn status_block(s: &NodeStatus) -> String {
          Transfers:       {} of {} buffers in use (peak {}, {} waited)\n\
          Uptime:          {}\n\
          Key fingerprint: {}{key_note}\n\
+         Key epoch:       {} ({} recorded)\n\
          Version:         {}{workers}",
         s.peers_connected,
         s.peer_id,
@@ -464,6 +499,8 @@ pub fn status_block(s: &NodeStatus) -> String {
         plural(s.transfer_memory.waits as usize, "time"),
         human_duration(s.uptime_seconds),
         s.key_fingerprint,
+        s.key_epoch,
+        plural(s.members, "member"),
         s.version,
     )
 }

@@ -7,6 +7,7 @@ mod harness;
 mod badinput;
 mod cli;
 mod crash;
+mod devices;
 mod faults;
 mod files;
 mod mdns;

@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 
 use super::{Inner, Vault};
 use crate::crypto::ChunkCheck;
-use crate::error::{Result, StoreError};
+use crate::error::{ChunkProblem, Result, StoreError};
 use crate::ids::{ChunkId, NameId};
 use crate::index::BucketDigest;
 use crate::manifest::{CatalogueEntry, FileSummary, Manifest};
@@ -432,6 +432,11 @@ impl Inner {
         drop(blob);
         if let Err(problem) = checked {
             self.files.discard(&[slot]);
+            if problem == ChunkProblem::UnknownEpoch {
+                return Err(StoreError::UnknownEpoch {
+                    what: format!("chunk {id} from a peer"),
+                });
+            }
             return Err(StoreError::CorruptRecord {
                 what: format!("chunk {id} from a peer {problem}"),
             });

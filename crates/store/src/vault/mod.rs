@@ -410,6 +410,17 @@ impl Vault {
         self.inner.chunk_size
     }
 
+    /// Makes `keys` the key epochs this vault opens, the latest of them the one
+    /// it seals new chunks and records in (see [`crate::crypto::Crypto`]).
+    pub fn set_epochs(&self, keys: &[crate::keys::EpochKey]) {
+        self.inner.crypto.set_epochs(keys);
+    }
+
+    /// The number of the key epoch new data is sealed in.
+    pub fn current_epoch(&self) -> u32 {
+        self.inner.crypto.current_epoch()
+    }
+
     /// The budget this vault's transfers pay their buffers from.
     pub fn budget(&self) -> &Arc<MemoryBudget> {
         &self.inner.budget

@@ -1,0 +1,1090 @@
+//! Devices: the vault's members, who may connect, and how a device is removed.
+//!
+//! **Members are records in the catalogue.** Each member device has a record
+//! under `.peervault/devices/<peer id>` (its name, who added it, when and how),
+//! and each removed device one under `.peervault/removed/<peer id>`. Both are
+//! empty files whose record carries the data (in the object metadata, so that
+//! every node has it without holding any chunk), synced and forwarded like every
+//! record: the member list converges wherever the catalogue does, also on nodes
+//! that were offline. A removal is a record of its own and is never deleted or
+//! overwritten, so a rename written at the same time cannot undo it.
+//!
+//! **Records are signed** by the device that wrote them (`by`), with its
+//! identity key, over the record's fields; one whose signature does not verify
+//! is ignored (and logged). Only key holders can write records at all; the
+//! signature says which of them did.
+//!
+//! **Who may connect** ([`VaultGate`], the network's [`Gatekeeper`]):
+//! - a removed device never, whatever key it holds (a dialler refuses it too);
+//! - a member, with the key of any epoch this node holds (one that was offline
+//!   while a new epoch started still dials with the old key);
+//! - anyone else, only with the current epoch's key. Before any removal that
+//!   is the vault key, so that nodes started with `-key`, a join code, or a
+//!   data dir from before members existed are admitted and recorded as members
+//!   when they connect (a vault from before this adopts its connected nodes
+//!   this way). After a removal the current key is one only members hold: the
+//!   vault key no longer admits anyone by itself.
+//!
+//! **A removal** ([`crate::Node::remove_device`]) starts a new key epoch (see
+//! [`crate::epochs`]): the new key is sealed to each remaining member it can
+//! reach at once, then the removal record is written (in the new epoch), the
+//! device is disconnected, and repair copies what it held to the others. A
+//! member that was offline gets the new key from the first member it connects
+//! to: each side of a connection tells the other its current epoch, and the
+//! side that is ahead sends a grant.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+
+use libp2p_identity::Keypair;
+use peervault_net::{Gatekeeper, PeerId, Side, Ticket, Verdict};
+use peervault_store::{EpochKey, FileMeta, ObjectMeta, Vault};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{NodeError, Result};
+
+/// Where member records live.
+pub const DEVICES_PREFIX: &str = ".peervault/devices/";
+/// Where removal records live.
+pub const REMOVED_PREFIX: &str = ".peervault/removed/";
+/// The object metadata entry that holds a record.
+const RECORD_ENTRY: &str = "peervault-device";
+const SIGNING_CONTEXT: &[u8] = b"peervault device record v1\0";
+/// Longest device name.
+pub const MAX_DEVICE_NAME: usize = 64;
+
+/// How a device became a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Admission {
+    /// It connected holding the vault's current key (`-key`, a join code).
+    Key,
+}
+
+/// A member device, as its record says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub peer_id: String,
+    pub name: String,
+    pub added_by: String,
+    pub added_at_ms: u64,
+    pub how: Admission,
+    /// Who wrote this version of the record (the adder, or who renamed it),
+    /// and when; `signature` is theirs.
+    pub by: String,
+    pub at_ms: u64,
+    #[serde(default)]
+    pub signature: String,
+}
+
+/// A removed device, as its removal record says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovalRecord {
+    pub peer_id: String,
+    /// Its name when it was removed.
+    pub name: String,
+    pub by: String,
+    pub at_ms: u64,
+    #[serde(default)]
+    pub signature: String,
+}
+
+/// Signing and checking of a record by the device named in its `by`.
+trait Signed: Serialize + Clone {
+    fn by(&self) -> &str;
+    fn signature_mut(&mut self) -> &mut String;
+
+    /// The bytes signed: the record, signature empty, as JSON.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.signature_mut().clear();
+        let json = serde_json::to_vec(&unsigned).unwrap_or_default();
+        [SIGNING_CONTEXT, &json].concat()
+    }
+
+    fn sign(mut self, identity: &Keypair) -> Result<Self> {
+        let signature = identity
+            .sign(&self.signed_bytes())
+            .map_err(|e| NodeError::Invalid(format!("cannot sign a device record: {e}")))?;
+        *self.signature_mut() = hex::encode(signature);
+        Ok(self)
+    }
+
+    fn verifies(&self) -> bool {
+        let Ok(by) = self.by().parse::<PeerId>() else {
+            return false;
+        };
+        let Some(key) = crate::epochs::public_key(&by) else {
+            return false;
+        };
+        let mut me = self.clone();
+        let Ok(signature) = hex::decode(me.signature_mut().as_str()) else {
+            return false;
+        };
+        key.verify(&self.signed_bytes(), &signature)
+    }
+}
+
+impl Signed for DeviceRecord {
+    fn by(&self) -> &str {
+        &self.by
+    }
+    fn signature_mut(&mut self) -> &mut String {
+        &mut self.signature
+    }
+}
+
+impl Signed for RemovalRecord {
+    fn by(&self) -> &str {
+        &self.by
+    }
+    fn signature_mut(&mut self) -> &mut String {
+        &mut self.signature
+    }
+}
+
+/// The metadata that carries a record.
+fn record_meta<T: Serialize>(record: &T) -> Result<FileMeta> {
+    let json = serde_json::to_string(record)
+        .map_err(|e| NodeError::Invalid(format!("device record: {e}")))?;
+    Ok(FileMeta {
+        object: Some(Box::new(ObjectMeta {
+            user: vec![(RECORD_ENTRY.to_string(), json)],
+            ..ObjectMeta::default()
+        })),
+        ..FileMeta::default()
+    })
+}
+
+fn record_of<T: for<'de> Deserialize<'de> + Signed>(name: &str, meta: &FileMeta) -> Option<T> {
+    let json = meta
+        .object
+        .as_ref()?
+        .user
+        .iter()
+        .find(|(k, _)| k == RECORD_ENTRY)?
+        .1
+        .as_str();
+    match serde_json::from_str::<T>(json) {
+        Ok(record) if record.verifies() => Some(record),
+        Ok(_) => {
+            tracing::warn!("{name}: its signature does not verify; ignored");
+            None
+        }
+        Err(e) => {
+            tracing::warn!("{name}: not a device record ({e}); ignored");
+            None
+        }
+    }
+}
+
+/// The member and removal records, as the catalogue holds them now.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Registry {
+    pub members: HashMap<PeerId, DeviceRecord>,
+    pub removed: HashMap<PeerId, RemovalRecord>,
+}
+
+impl Registry {
+    /// Reads every record from the local catalogue.
+    pub(crate) async fn load(vault: &Vault) -> Result<Registry> {
+        let mut registry = Registry::default();
+        for (_, summary) in vault.summaries_under(DEVICES_PREFIX).await? {
+            if let Some(record) = record_of::<DeviceRecord>(&summary.name, &summary.meta)
+                && let Ok(peer) = record.peer_id.parse()
+                && summary.name == member_name(&peer)
+            {
+                registry.members.insert(peer, record);
+            }
+        }
+        for (_, summary) in vault.summaries_under(REMOVED_PREFIX).await? {
+            if let Some(record) = record_of::<RemovalRecord>(&summary.name, &summary.meta)
+                && let Ok(peer) = record.peer_id.parse()
+                && summary.name == removal_name(&peer)
+            {
+                registry.removed.insert(peer, record);
+            }
+        }
+        // A removed device is no member, whatever else was written meanwhile.
+        for peer in registry.removed.keys() {
+            registry.members.remove(peer);
+        }
+        Ok(registry)
+    }
+
+    /// The member `who` names: a peer id, or a name (unique), or a peer id's
+    /// unambiguous start of at least 8 characters.
+    pub(crate) fn find(&self, who: &str) -> Result<(PeerId, DeviceRecord)> {
+        let who = who.trim();
+        if let Ok(peer) = who.parse::<PeerId>() {
+            return self
+                .members
+                .get(&peer)
+                .map(|r| (peer, r.clone()))
+                .ok_or_else(|| self.not_found(who));
+        }
+        let by_name: Vec<_> = self.members.iter().filter(|(_, r)| r.name == who).collect();
+        let by_start: Vec<_> = if who.len() >= 8 {
+            self.members
+                .iter()
+                .filter(|(p, _)| p.to_string().starts_with(who))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        match (by_name.as_slice(), by_start.as_slice()) {
+            ([(peer, record)], _) | ([], [(peer, record)]) => Ok((**peer, (*record).clone())),
+            ([], []) => Err(self.not_found(who)),
+            _ => Err(NodeError::Invalid(format!(
+                "{who:?} names more than one device; give its peer id (`peervault devices`)"
+            ))),
+        }
+    }
+
+    fn not_found(&self, who: &str) -> NodeError {
+        let removed = self
+            .removed
+            .values()
+            .any(|r| r.peer_id == who || r.name == who);
+        NodeError::Invalid(if removed {
+            format!("{who:?} was removed from the vault already")
+        } else {
+            format!("no device {who:?} in this vault (`peervault devices` lists them)")
+        })
+    }
+}
+
+pub(crate) fn member_name(peer: &PeerId) -> String {
+    format!("{DEVICES_PREFIX}{peer}")
+}
+
+pub(crate) fn removal_name(peer: &PeerId) -> String {
+    format!("{REMOVED_PREFIX}{peer}")
+}
+
+/// A new member record for `peer`, signed by this node.
+pub(crate) fn new_member(
+    identity: &Keypair,
+    peer: &PeerId,
+    name: &str,
+    how: Admission,
+    now_ms: u64,
+) -> Result<DeviceRecord> {
+    let me = identity.public().to_peer_id().to_string();
+    DeviceRecord {
+        peer_id: peer.to_string(),
+        name: name.to_string(),
+        added_by: me.clone(),
+        added_at_ms: now_ms,
+        how,
+        by: me,
+        at_ms: now_ms,
+        signature: String::new(),
+    }
+    .sign(identity)
+}
+
+/// `record` renamed to `name` by this node.
+pub(crate) fn renamed(
+    identity: &Keypair,
+    record: &DeviceRecord,
+    name: &str,
+    now_ms: u64,
+) -> Result<DeviceRecord> {
+    DeviceRecord {
+        name: name.to_string(),
+        by: identity.public().to_peer_id().to_string(),
+        at_ms: now_ms,
+        signature: String::new(),
+        ..record.clone()
+    }
+    .sign(identity)
+}
+
+/// A removal record of `record`'s device, by this node.
+pub(crate) fn removal(
+    identity: &Keypair,
+    record: &DeviceRecord,
+    now_ms: u64,
+) -> Result<RemovalRecord> {
+    RemovalRecord {
+        peer_id: record.peer_id.clone(),
+        name: record.name.clone(),
+        by: identity.public().to_peer_id().to_string(),
+        at_ms: now_ms,
+        signature: String::new(),
+    }
+    .sign(identity)
+}
+
+/// The metadata of a member record's file.
+pub(crate) fn member_meta(record: &DeviceRecord) -> Result<FileMeta> {
+    record_meta(record)
+}
+
+/// The metadata of a removal record's file.
+pub(crate) fn removal_meta(record: &RemovalRecord) -> Result<FileMeta> {
+    record_meta(record)
+}
+
+/// Checks a device name a user gave.
+pub(crate) fn check_name(name: &str) -> Result<&str> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_DEVICE_NAME
+        || name.chars().any(char::is_control)
+    {
+        return Err(NodeError::Invalid(format!(
+            "a device's name is 1 to {MAX_DEVICE_NAME} printable characters, e.g. laptop"
+        )));
+    }
+    Ok(name)
+}
+
+/// A default name for a device: the start of its peer id.
+pub(crate) fn default_name(peer: &PeerId) -> String {
+    let id = peer.to_string();
+    let start = id.len().saturating_sub(8);
+    format!("device-{}", &id[start..])
+}
+
+/// The ticket of an epoch key: its number, then its hint, so tickets order as
+/// epochs do. Epoch 0 (the vault key) is ticket 0.
+pub(crate) fn ticket_of(key: &EpochKey) -> Ticket {
+    let hint = key.hint();
+    ((key.number as u64) << 16) | u16::from_be_bytes(hint) as u64
+}
+
+/// The network's gatekeeper for this vault (see the module docs).
+pub(crate) struct VaultGate {
+    /// The vault key's pre-shared key (epoch 0).
+    root_psk: [u8; 32],
+    state: RwLock<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// Epochs after the first, oldest first.
+    epochs: Vec<EpochKey>,
+    members: std::collections::HashSet<PeerId>,
+    /// Removed devices and what they are told.
+    removed: HashMap<PeerId, String>,
+    /// The epoch each peer proved last (the key it dialled with, or its current).
+    tickets: HashMap<PeerId, Ticket>,
+}
+
+impl std::fmt::Debug for VaultGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VaultGate(..)")
+    }
+}
+
+impl VaultGate {
+    pub(crate) fn new(root_psk: [u8; 32], epochs: Vec<EpochKey>) -> VaultGate {
+        VaultGate {
+            root_psk,
+            state: RwLock::new(GateState {
+                epochs,
+                ..GateState::default()
+            }),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, GateState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, GateState> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the member list from `registry`.
+    pub(crate) fn set_registry(&self, registry: &Registry) {
+        let mut state = self.write();
+        state.members = registry.members.keys().copied().collect();
+        state.removed = registry
+            .removed
+            .iter()
+            .map(|(peer, r)| {
+                let when = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.at_ms),
+                );
+                (
+                    *peer,
+                    format!(
+                        "this device ({peer}, {:?}) was removed from the vault by {} at {when}; \
+                         it can no longer connect to the vault's members",
+                        r.name, r.by
+                    ),
+                )
+            })
+            .collect();
+    }
+
+    pub(crate) fn set_epochs(&self, epochs: Vec<EpochKey>) {
+        self.write().epochs = epochs;
+    }
+
+    /// (ticket, pre-shared key) of every epoch, newest first.
+    fn keys(state: &GateState, root: [u8; 32]) -> Vec<(Ticket, [u8; 32])> {
+        let mut keys: Vec<_> = state
+            .epochs
+            .iter()
+            .map(|k| (ticket_of(k), k.pnet_psk()))
+            .collect();
+        keys.push((0, root));
+        keys.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+        keys
+    }
+
+    pub(crate) fn current_ticket(&self) -> Ticket {
+        self.read().epochs.iter().map(ticket_of).max().unwrap_or(0)
+    }
+
+    /// The epoch `peer` last proved, if it connected since this node started.
+    pub(crate) fn peer_ticket(&self, peer: &PeerId) -> Option<Ticket> {
+        self.read().tickets.get(peer).copied()
+    }
+
+    pub(crate) fn is_removed(&self, peer: &PeerId) -> bool {
+        self.read().removed.contains_key(peer)
+    }
+}
+
+impl Gatekeeper for VaultGate {
+    fn accepted(&self) -> Vec<(Ticket, [u8; 32])> {
+        Self::keys(&self.read(), self.root_psk)
+    }
+
+    fn dial_key(&self, peer: Option<&PeerId>) -> (Ticket, [u8; 32]) {
+        let state = self.read();
+        let keys = Self::keys(&state, self.root_psk);
+        // A peer that proved an older epoch is dialled with its key: it may
+        // not hold the newer one yet.
+        let known = peer.and_then(|p| state.tickets.get(p));
+        known
+            .and_then(|t| keys.iter().find(|(k, _)| k == t))
+            .or(keys.first())
+            .copied()
+            .unwrap_or((0, self.root_psk))
+    }
+
+    fn admit(&self, peer: &PeerId, side: Side, ticket: Ticket) -> Verdict {
+        let mut state = self.write();
+        if let Some(reason) = state.removed.get(peer) {
+            return Verdict::Refuse(reason.clone());
+        }
+        if side == Side::Dialled {
+            return Verdict::Admit;
+        }
+        state.tickets.insert(*peer, ticket);
+        let current = state.epochs.iter().map(ticket_of).max().unwrap_or(0);
+        if ticket == current || state.members.contains(peer) {
+            Verdict::Admit
+        } else {
+            Verdict::Refuse(
+                "not a member of this vault: its key was changed when a device was removed, \
+                 and the key this node holds no longer admits a new device"
+                    .into(),
+            )
+        }
+    }
+
+    fn current(&self) -> Ticket {
+        self.current_ticket()
+    }
+
+    fn peer_current(&self, peer: &PeerId, ticket: Ticket) {
+        self.write().tickets.insert(*peer, ticket);
+    }
+}
+
+/// What the node keeps about devices besides the records: when peers were
+/// last seen, and the epoch keys it holds.
+pub(crate) struct Devices {
+    pub(crate) gate: std::sync::Arc<VaultGate>,
+    identity: Keypair,
+    data_dir: std::path::PathBuf,
+    registry: RwLock<Registry>,
+    last_seen: Mutex<HashMap<PeerId, u64>>,
+    epochs: Mutex<Vec<EpochKey>>,
+    /// Records under the device prefixes changed (a sync applied some).
+    pub(crate) changed: tokio::sync::Notify,
+    /// This node's own record was written or found, this run.
+    pub(crate) recorded_self: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Devices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Devices(..)")
+    }
+}
+
+impl Devices {
+    pub(crate) fn new(
+        gate: std::sync::Arc<VaultGate>,
+        identity: Keypair,
+        data_dir: std::path::PathBuf,
+        epochs: Vec<EpochKey>,
+    ) -> Devices {
+        Devices {
+            gate,
+            identity,
+            data_dir,
+            registry: RwLock::new(Registry::default()),
+            last_seen: Mutex::new(HashMap::new()),
+            epochs: Mutex::new(epochs),
+            changed: tokio::sync::Notify::new(),
+            recorded_self: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn registry(&self) -> Registry {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes a new member list. Removals are for good, so one known before
+    /// stays even if `registry` lacks it (read while its record was being
+    /// written).
+    pub(crate) fn set_registry(&self, mut registry: Registry) {
+        let mut current = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        for (peer, removal) in &current.removed {
+            registry
+                .removed
+                .entry(*peer)
+                .or_insert_with(|| removal.clone());
+            registry.members.remove(peer);
+        }
+        self.gate.set_registry(&registry);
+        *current = registry;
+    }
+
+    pub(crate) fn seen(&self, peer: PeerId, now_ms: u64) {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer, now_ms);
+    }
+
+    pub(crate) fn last_seen(&self, peer: &PeerId) -> Option<u64> {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(peer)
+            .copied()
+    }
+
+    pub(crate) fn epochs(&self) -> Vec<EpochKey> {
+        self.epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Adds `new` to the epochs held; if any was new, keeps them in the data
+    /// dir and makes the vault and the gate use them. True if any was new.
+    pub(crate) fn add_epochs(&self, vault: &Vault, new: Vec<EpochKey>) -> Result<bool> {
+        let mut epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut merged = epochs.clone();
+        if !crate::epochs::merge(&mut merged, new) {
+            return Ok(false);
+        }
+        // Kept before used: data sealed in an epoch whose key a crash lost
+        // would open nowhere if this node were its only holder.
+        crate::epochs::save(&self.data_dir, &merged)?;
+        vault.set_epochs(&merged);
+        self.gate.set_epochs(merged.clone());
+        *epochs = merged;
+        Ok(true)
+    }
+
+    /// Starts a new key epoch (numbered after every epoch held); its key.
+    pub(crate) fn new_epoch(&self, vault: &Vault) -> Result<EpochKey> {
+        let number = self.epochs().iter().map(|k| k.number).max().unwrap_or(0) + 1;
+        let key = EpochKey::generate(number)
+            .map_err(|e| NodeError::Invalid(format!("no new epoch key: {e}")))?;
+        self.add_epochs(vault, vec![key.clone()])?;
+        Ok(key)
+    }
+
+    /// Every epoch key held, sealed for `peer`.
+    pub(crate) fn grant_for(&self, peer: &PeerId) -> Result<Vec<u8>> {
+        crate::epochs::seal_grant(&self.identity, peer, &self.epochs())
+    }
+
+    /// Opens and keeps the epochs `from` granted; true if any was new. Only a
+    /// device that is not removed may grant (one whose connection was accepted).
+    pub(crate) fn accept_grant(&self, vault: &Vault, from: &PeerId, sealed: &[u8]) -> Result<bool> {
+        if self.gate.is_removed(from) {
+            return Err(NodeError::Invalid(format!(
+                "{from} was removed from the vault; its keys are not taken"
+            )));
+        }
+        let keys = crate::epochs::open_grant(&self.identity, from, sealed)?;
+        let added = self.add_epochs(vault, keys)?;
+        if added {
+            tracing::info!(
+                "key epoch {} received from {from}: data written from now on is sealed in it",
+                vault.current_epoch()
+            );
+        }
+        Ok(added)
+    }
+
+    pub(crate) fn identity(&self) -> &Keypair {
+        &self.identity
+    }
+
+    /// True if `name` is a member's or a removal's record.
+    pub(crate) fn touches(name: &str) -> bool {
+        name.starts_with(DEVICES_PREFIX) || name.starts_with(REMOVED_PREFIX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_verify_only_as_signed() {
+        let a = Keypair::generate_ed25519();
+        let b = Keypair::generate_ed25519().public().to_peer_id();
+        let record = new_member(&a, &b, "laptop", Admission::Key, 1).unwrap();
+        assert!(record.verifies());
+        let mut bent = record.clone();
+        bent.name = "evil".into();
+        assert!(!bent.verifies(), "a changed field breaks the signature");
+        let mut claimed = record.clone();
+        claimed.by = b.to_string();
+        assert!(!claimed.verifies(), "signed by another than it says");
+        let renamed = renamed(&a, &record, "desk", 2).unwrap();
+        assert!(renamed.verifies() && renamed.added_at_ms == 1 && renamed.name == "desk");
+        let gone = removal(&a, &record, 3).unwrap();
+        assert!(gone.verifies());
+        let meta = removal_meta(&gone).unwrap();
+        assert_eq!(record_of::<RemovalRecord>("x", &meta), Some(gone));
+    }
+
+    fn registry_of(names: &[&str]) -> (Registry, Vec<PeerId>) {
+        let a = Keypair::generate_ed25519();
+        let mut registry = Registry::default();
+        let mut peers = Vec::new();
+        for name in names {
+            let peer = Keypair::generate_ed25519().public().to_peer_id();
+            let record = new_member(&a, &peer, name, Admission::Key, 1).unwrap();
+            registry.members.insert(peer, record);
+            peers.push(peer);
+        }
+        (registry, peers)
+    }
+
+    #[test]
+    fn devices_are_found_by_id_name_or_a_long_enough_start() {
+        let (registry, peers) = registry_of(&["laptop", "desk", "desk"]);
+        assert_eq!(registry.find("laptop").unwrap().0, peers[0]);
+        assert_eq!(registry.find(&peers[1].to_string()).unwrap().0, peers[1]);
+        let e = registry.find("desk").unwrap_err().to_string();
+        assert!(e.contains("more than one"), "{e}");
+        let e = registry.find("phone").unwrap_err().to_string();
+        assert!(e.contains("peervault devices"), "{e}");
+        let id = peers[0].to_string();
+        assert_eq!(registry.find(&id[..id.len() - 2]).unwrap().0, peers[0]);
+    }
+
+    #[test]
+    fn the_gate_admits_members_and_current_key_holders_and_never_the_removed() {
+        let (mut registry, peers) = registry_of(&["a", "b"]);
+        let gate = VaultGate::new([1; 32], Vec::new());
+        gate.set_registry(&registry);
+        let stranger = Keypair::generate_ed25519().public().to_peer_id();
+        // Before any removal the vault key is current: key holders get in.
+        assert_eq!(gate.admit(&stranger, Side::Accepted, 0), Verdict::Admit);
+        // A removal: b is out, a new epoch is current.
+        let record = registry.members.remove(&peers[1]).unwrap();
+        let a = Keypair::generate_ed25519();
+        registry
+            .removed
+            .insert(peers[1], removal(&a, &record, 5).unwrap());
+        gate.set_registry(&registry);
+        let one = EpochKey::generate(1).unwrap();
+        gate.set_epochs(vec![one.clone()]);
+        let current = ticket_of(&one);
+        assert_eq!(gate.accepted()[0], (current, one.pnet_psk()));
+        assert_eq!(gate.accepted()[1], (0, [1; 32]));
+        for ticket in [0, current] {
+            assert!(matches!(
+                gate.admit(&peers[1], Side::Accepted, ticket),
+                Verdict::Refuse(r) if r.contains("removed")
+            ));
+            assert!(matches!(
+                gate.admit(&peers[1], Side::Dialled, ticket),
+                Verdict::Refuse(_)
+            ));
+        }
+        // The old key admits members only; the new one, its holders.
+        assert!(matches!(
+            gate.admit(&stranger, Side::Accepted, 0),
+            Verdict::Refuse(r) if r.contains("not a member")
+        ));
+        assert_eq!(gate.admit(&peers[0], Side::Accepted, 0), Verdict::Admit);
+        assert_eq!(
+            gate.dial_key(Some(&peers[0])),
+            (0, [1; 32]),
+            "dialled as it proved"
+        );
+        assert_eq!(gate.dial_key(None).0, current);
+        assert_eq!(
+            gate.admit(&stranger, Side::Accepted, current),
+            Verdict::Admit
+        );
+    }
+}
+
+/// A member device as `peervault devices` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub peer_id: String,
+    pub name: String,
+    /// Connected to the node answering (or that node itself).
+    pub online: bool,
+    /// When the answering node last saw it connected (RFC 3339): now if
+    /// online, `None` if not since that node started.
+    pub last_seen: Option<String>,
+    pub added_by: String,
+    /// RFC 3339.
+    pub added_at: String,
+    /// How it became a member.
+    pub how: Admission,
+    /// It is the node answering.
+    #[serde(default)]
+    pub this_device: bool,
+}
+
+/// What `devices remove` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedDevice {
+    pub peer_id: String,
+    pub name: String,
+    /// The key epoch the removal started.
+    pub epoch: u32,
+    /// Peers that received the new epoch's key at once (the others get it
+    /// from the first member they connect to).
+    pub members_told: usize,
+    /// Members besides this node and the removed device.
+    pub members_left: usize,
+}
+
+fn rfc3339(unix_ms: u64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms),
+    )
+    .to_string()
+}
+
+fn now_ms() -> u64 {
+    peervault_store::version::unix_millis_now()
+}
+
+impl crate::Node {
+    /// The vault's member devices, oldest first. This node is listed even
+    /// before another member has recorded it.
+    pub async fn devices(&self) -> Result<Vec<DeviceInfo>> {
+        let ctx = &self.inner.ctx;
+        let registry = ctx.devices.registry();
+        let me = self.inner.identity.peer_id();
+        let online: std::collections::HashSet<PeerId> =
+            ctx.connected_peers().await.into_iter().collect();
+        let now = now_ms();
+        let mut out: Vec<DeviceInfo> = registry
+            .members
+            .iter()
+            .map(|(peer, r)| {
+                let on = *peer == me || online.contains(peer);
+                let seen = if on {
+                    Some(now)
+                } else {
+                    ctx.devices.last_seen(peer)
+                };
+                DeviceInfo {
+                    peer_id: r.peer_id.clone(),
+                    name: r.name.clone(),
+                    online: on,
+                    last_seen: seen.map(rfc3339),
+                    added_by: r.added_by.clone(),
+                    added_at: rfc3339(r.added_at_ms),
+                    how: r.how,
+                    this_device: *peer == me,
+                }
+            })
+            .collect();
+        if !registry.members.contains_key(&me) && !registry.removed.contains_key(&me) {
+            out.push(DeviceInfo {
+                peer_id: me.to_string(),
+                name: default_name(&me),
+                online: true,
+                last_seen: Some(rfc3339(now)),
+                added_by: me.to_string(),
+                added_at: rfc3339(self.inner.started_unix_ms),
+                how: Admission::Key,
+                this_device: true,
+            });
+        }
+        out.sort_by(|a, b| (&a.added_at, &a.peer_id).cmp(&(&b.added_at, &b.peer_id)));
+        Ok(out)
+    }
+
+    /// Renames the member `who` (peer id or name) on every node.
+    pub async fn rename_device(&self, who: &str, name: &str) -> Result<DeviceInfo> {
+        let name = check_name(name)?;
+        let registry = self.inner.ctx.devices.registry();
+        let me = self.inner.identity.peer_id();
+        let (peer, record) = match registry.find(who) {
+            Ok(found) => found,
+            // This node before anyone recorded it.
+            Err(_) if who == me.to_string() || who == default_name(&me) => (
+                me,
+                new_member(self.keypair(), &me, name, Admission::Key, now_ms())?,
+            ),
+            Err(e) => return Err(e),
+        };
+        if registry
+            .members
+            .iter()
+            .any(|(p, r)| *p != peer && r.name == name)
+        {
+            return Err(NodeError::Invalid(format!(
+                "another device is named {name:?} already; choose another name"
+            )));
+        }
+        let record = renamed(self.keypair(), &record, name, now_ms())?;
+        self.write_device_record(&member_name(&peer), member_meta(&record)?)
+            .await?;
+        self.devices()
+            .await?
+            .into_iter()
+            .find(|d| d.peer_id == record.peer_id)
+            .ok_or_else(|| NodeError::Invalid("the renamed device is not listed".into()))
+    }
+
+    /// Removes the member `who` (peer id or name) from the vault: a new key
+    /// epoch that it does not receive, its removal recorded on every node,
+    /// its connections closed, and what it held copied to the others.
+    pub async fn remove_device(&self, who: &str) -> Result<RemovedDevice> {
+        let ctx = &self.inner.ctx;
+        let registry = ctx.devices.registry();
+        let (peer, record) = registry.find(who)?;
+        if peer == self.inner.identity.peer_id() {
+            return Err(NodeError::Invalid(
+                "a device cannot remove itself: run `peervault devices remove` on another member"
+                    .into(),
+            ));
+        }
+        let epoch = ctx.devices.new_epoch(&ctx.vault)?;
+        // The remaining members get the new key before the removal record,
+        // which is sealed in it.
+        let others: Vec<PeerId> = ctx
+            .connected_peers()
+            .await
+            .into_iter()
+            .filter(|p| *p != peer)
+            .collect();
+        let told = self.push_grants(&others).await;
+        // Refused and disconnected before its record is written, so that it
+        // is offered nothing more (a record's copies go to connected peers).
+        let gone = removal(self.keypair(), &record, now_ms())?;
+        let mut refused = registry.clone();
+        refused.members.remove(&peer);
+        refused.removed.insert(peer, gone.clone());
+        ctx.devices.set_registry(refused);
+        self.device_removed(peer).await;
+        self.write_device_record(&removal_name(&peer), removal_meta(&gone)?)
+            .await?;
+        tracing::warn!(
+            "removed device {peer} ({:?}) from the vault; key epoch {} started",
+            record.name,
+            epoch.number
+        );
+        Ok(RemovedDevice {
+            peer_id: peer.to_string(),
+            name: record.name,
+            epoch: epoch.number,
+            members_told: told,
+            members_left: registry
+                .members
+                .keys()
+                .filter(|p| **p != peer && **p != self.inner.identity.peer_id())
+                .count(),
+        })
+    }
+
+    /// Starts a new key epoch without removing anyone: data written from now
+    /// on is sealed in it. Its number.
+    pub async fn rekey(&self) -> Result<u32> {
+        let ctx = &self.inner.ctx;
+        let epoch = ctx.devices.new_epoch(&ctx.vault)?;
+        let peers = ctx.connected_peers().await;
+        self.push_grants(&peers).await;
+        Ok(epoch.number)
+    }
+
+    /// The key epoch new data is sealed in.
+    pub fn key_epoch(&self) -> u32 {
+        self.inner.ctx.vault.current_epoch()
+    }
+
+    fn keypair(&self) -> &Keypair {
+        self.inner.ctx.devices.identity()
+    }
+
+    /// Hands every epoch key to each of `peers`; how many took them.
+    async fn push_grants(&self, peers: &[PeerId]) -> usize {
+        let grants = peers.iter().map(|peer| async move {
+            let sealed = match self.inner.ctx.devices.grant_for(peer) {
+                Ok(sealed) => sealed,
+                Err(e) => {
+                    tracing::warn!("cannot seal the key epochs for {peer}: {e}");
+                    return false;
+                }
+            };
+            let request = crate::wire::Request::Grant { sealed };
+            match self
+                .inner
+                .ctx
+                .ask(*peer, &request, crate::client::CONTROL_TIMEOUT)
+                .await
+            {
+                Ok(crate::wire::Response::Ack) => true,
+                Ok(other) => {
+                    tracing::warn!("{peer} did not take the key epochs: {other:?}");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!("cannot hand the key epochs to {peer}: {e}");
+                    false
+                }
+            }
+        });
+        futures::future::join_all(grants)
+            .await
+            .into_iter()
+            .filter(|ok| *ok)
+            .count()
+    }
+
+    /// Writes a device record under `name` (an empty file; the record rides
+    /// in its metadata) and reloads the member list.
+    async fn write_device_record(&self, name: &str, meta: FileMeta) -> Result<()> {
+        self.put_object(name, &[][..], Some(0), Box::new(move || Ok(meta)))
+            .await?;
+        self.reload_devices().await
+    }
+
+    /// Reads the member list again, and acts on removals it did not know of.
+    async fn reload_devices(&self) -> Result<()> {
+        let ctx = &self.inner.ctx;
+        let before = ctx.devices.registry();
+        let registry = Registry::load(&ctx.vault).await?;
+        let newly_removed: Vec<PeerId> = registry
+            .removed
+            .keys()
+            .filter(|p| !before.removed.contains_key(p))
+            .copied()
+            .collect();
+        ctx.devices.set_registry(registry);
+        for peer in newly_removed {
+            self.device_removed(peer).await;
+        }
+        Ok(())
+    }
+
+    /// A removal this node now knows of: the device is disconnected, never
+    /// waited for, and what it held is copied to the others at once.
+    async fn device_removed(&self, peer: PeerId) {
+        let ctx = &self.inner.ctx;
+        ctx.net.disconnect(peer).await;
+        self.inner.maintenance.peer_removed(&peer);
+        let maintenance = self.inner.maintenance.clone();
+        ctx.spawn(async move {
+            // Give the disconnection a moment to reach the peer list.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            if let Err(e) = maintenance.repair_round().await {
+                tracing::warn!("repair after a removal: {e}");
+            }
+        });
+    }
+
+    /// Reloads the member list whenever a sync applies a device record.
+    pub(crate) async fn watch_devices(self) {
+        loop {
+            self.inner.ctx.devices.changed.notified().await;
+            // Records of one sync arrive in batches: take them together.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            if let Err(e) = self.reload_devices().await {
+                tracing::warn!("cannot read the member list: {e}");
+            }
+        }
+    }
+
+    /// A peer connected: refused if it was removed (false), else seen, and
+    /// handed the key epochs if it proved an older one than this node's.
+    pub(crate) async fn device_connected(&self, peer: PeerId) -> bool {
+        let devices = &self.inner.ctx.devices;
+        if devices.gate.is_removed(&peer) {
+            self.inner.ctx.net.disconnect(peer).await;
+            return false;
+        }
+        devices.seen(peer, now_ms());
+        let current = devices.gate.current_ticket();
+        if current > 0 && devices.gate.peer_ticket(&peer).is_none_or(|t| t < current) {
+            let node = self.clone();
+            self.inner.ctx.spawn(async move {
+                node.push_grants(&[peer]).await;
+            });
+        }
+        true
+    }
+
+    /// After a sync: records this node as a member if no record of it came
+    /// with the catalogue (it holds the current key: `-key`, a join code, or
+    /// a vault from before members were recorded). Once per run; done after a
+    /// sync so that a record made elsewhere (a rename) is not overwritten.
+    pub(crate) async fn record_self(&self) {
+        let devices = &self.inner.ctx.devices;
+        if devices
+            .recorded_self
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        let me = self.inner.identity.peer_id();
+        let written = async {
+            let registry = Registry::load(&self.inner.ctx.vault).await?;
+            if registry.members.contains_key(&me) || registry.removed.contains_key(&me) {
+                return Ok(false);
+            }
+            let record = new_member(
+                self.keypair(),
+                &me,
+                &default_name(&me),
+                Admission::Key,
+                now_ms(),
+            )?;
+            self.write_device_record(&member_name(&me), member_meta(&record)?)
+                .await?;
+            Ok::<_, NodeError>(true)
+        };
+        match written.await {
+            Ok(true) => tracing::info!("recorded this node as a member of the vault"),
+            Ok(false) => {}
+            Err(e) => {
+                devices
+                    .recorded_self
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                tracing::warn!("cannot record this node as a member: {e}")
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Devices you can remove: the vault's members as every node sees them, a
+//! removal that locks the device out (also on a member offline at the time),
+//! copies what it held back to full count, and a new key epoch whose data the
+//! removed device cannot open.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::harness::{TEST_KEY, TestNode, eventually, hash_file, write_random_file};
+
+const CONNECT: Duration = Duration::from_secs(30);
+const KIB: u64 = 1024;
+
+fn json(node: &TestNode, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&node.ok(args)).unwrap()
+}
+
+fn devices(node: &TestNode) -> Vec<serde_json::Value> {
+    json(node, &["devices", "--json"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn device_ids(node: &TestNode) -> Vec<String> {
+    let mut ids: Vec<String> = devices(node)
+        .iter()
+        .map(|d| d["peer_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn peer_ids(node: &TestNode) -> Vec<String> {
+    json(node, &["peers", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["peer_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn address(node: &TestNode) -> String {
+    format!("127.0.0.1:{}", node.port())
+}
+
+/// Nodes that hold every chunk of `name`.
+fn holders(nodes: &[&TestNode], name: &str) -> usize {
+    nodes
+        .iter()
+        .filter(|n| {
+            n.ls()
+                .iter()
+                .any(|f| f["name"] == name && f["local"] == true)
+        })
+        .count()
+}
+
+fn start(dir: &Path, name: &str, bootstrap: Option<&TestNode>) -> TestNode {
+    let boot = bootstrap.map(address);
+    let mut args = vec!["--repair-delay", "8s", "--sync-interval", "5s"];
+    if let Some(boot) = &boot {
+        args.extend(["-bootstrap", boot.as_str()]);
+    }
+    TestNode::start_with(&dir.join(name), TEST_KEY, &args)
+}
+
+#[test]
+fn a_removed_device_is_locked_out_everywhere_and_what_it_held_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(dir.path(), "a", None);
+    let b = start(dir.path(), "b", Some(&a));
+    let c = start(dir.path(), "c", Some(&a));
+    let d = start(dir.path(), "d", Some(&a));
+    for node in [&a, &b, &c, &d] {
+        node.wait_peers(3, CONNECT);
+    }
+    let all: Vec<String> = {
+        let mut ids: Vec<String> = [&a, &b, &c, &d].iter().map(|n| n.peer_id()).collect();
+        ids.sort();
+        ids
+    };
+    // Every node records itself once it has synced; each lists all four.
+    for node in [&a, &b, &c, &d] {
+        eventually("four members everywhere", CONNECT, || {
+            device_ids(node) == all
+        });
+    }
+    let listed = devices(&a);
+    for d in &listed {
+        for field in [
+            "peer_id",
+            "name",
+            "online",
+            "last_seen",
+            "added_by",
+            "added_at",
+        ] {
+            assert!(d.get(field).is_some(), "{field} missing in {d}");
+        }
+        assert_eq!(d["online"], true);
+    }
+    let table = a.ok(&["devices"]);
+    assert!(table.contains("(this device)"), "{table}");
+
+    // A name given on one node shows everywhere.
+    b.ok(&["devices", "rename", &c.peer_id(), "old-laptop"]);
+    for node in [&a, &c, &d] {
+        eventually("the new name arrives", CONNECT, || {
+            devices(node)
+                .iter()
+                .any(|x| x["peer_id"] == c.peer_id().as_str() && x["name"] == "old-laptop")
+        });
+    }
+
+    // Files, some written through C, so that C holds copies.
+    let mut files = Vec::new();
+    for (i, node) in [&a, &c, &c, &b, &c].iter().enumerate() {
+        let name = format!("before-{i}.bin");
+        let path = dir.path().join(&name);
+        let hash = write_random_file(&path, 300 * KIB + i as u64 * 7_001, i as u64 + 10);
+        node.ok(&["put", path.to_str().unwrap(), "--name", &name]);
+        files.push((name, hash));
+    }
+    for (name, _) in &files {
+        eventually("three copies of each file", CONNECT, || {
+            holders(&[&a, &b, &c, &d], name) == 3
+        });
+    }
+    let c_held: Vec<&String> = files
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| {
+            c.ls()
+                .iter()
+                .any(|f| f["name"] == n.as_str() && f["local"] == true)
+        })
+        .collect();
+    assert!(!c_held.is_empty(), "C holds some of the files");
+
+    // D goes offline; C is removed on A, by its name.
+    let d_dir = d.data_dir.clone();
+    d.stop();
+    let out = a.cli(&["devices", "remove", "old-laptop"]);
+    assert!(!out.status.success(), "no --yes and no terminal: refused");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--yes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let removed_at = Instant::now();
+    let removed = json(&a, &["devices", "remove", "old-laptop", "--yes", "--json"]);
+    assert_eq!(removed["peer_id"], c.peer_id().as_str());
+    assert_eq!(removed["epoch"], 1);
+    let c_id = c.peer_id();
+    eventually("no member holds a connection to C", CONNECT, || {
+        !peer_ids(&a).contains(&c_id) && !peer_ids(&b).contains(&c_id) && c.peer_count() == 0
+    });
+    eprintln!(
+        "removal: C disconnected from A and B after {:?}",
+        removed_at.elapsed()
+    );
+    assert_eq!(
+        json(&b, &["status", "--json"])["key_epoch"],
+        1,
+        "B has the new key"
+    );
+    assert!(!device_ids(&a).contains(&c_id) && !device_ids(&b).contains(&c_id));
+    // C keeps trying its old addresses and is told why.
+    eventually("C is told it was removed", CONNECT, || {
+        c.log().contains("removed from the vault")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!peer_ids(&a).contains(&c_id) && !peer_ids(&b).contains(&c_id));
+
+    // A new address: C restarted on another port, dialling B.
+    let c_dir = c.data_dir.clone();
+    c.stop();
+    let c = TestNode::start_with(&c_dir, TEST_KEY, &["-bootstrap", &address(&b)]);
+    eventually("C is refused at its new address", CONNECT, || {
+        c.log().contains("removed from the vault")
+    });
+    assert_eq!(c.peer_count(), 0);
+    // A fresh connection with the old network key: a new node holding only it.
+    let fresh = start(dir.path(), "fresh", Some(&a));
+    eventually("a stranger with the old key is refused", CONNECT, || {
+        fresh.log().contains("not a member of this vault")
+    });
+    assert_eq!(fresh.peer_count(), 0);
+    fresh.stop();
+
+    // D, back online, gets the new key from A, learns of the removal, and
+    // refuses C as well.
+    let d = TestNode::start_with(
+        &d_dir,
+        TEST_KEY,
+        &[
+            "-bootstrap",
+            &address(&a),
+            "--repair-delay",
+            "8s",
+            "--sync-interval",
+            "5s",
+        ],
+    );
+    eventually("D catches up with the new epoch", CONNECT, || {
+        json(&d, &["status", "--json"])["key_epoch"] == 1
+    });
+    eventually("D knows C was removed", CONNECT, || {
+        !device_ids(&d).contains(&c_id)
+    });
+    c.stop();
+    let c = TestNode::start_with(&c_dir, TEST_KEY, &["-bootstrap", &address(&d)]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(c.peer_count(), 0, "D refuses C too");
+    assert!(!peer_ids(&d).contains(&c_id));
+    assert!(
+        c.log().contains("removed from the vault"),
+        "C is told why:\n{}",
+        c.log()
+    );
+
+    // Every file is back at three copies, on A, B and D.
+    for (name, hash) in &files {
+        eventually("three copies without C", Duration::from_secs(60), || {
+            holders(&[&a, &b, &d], name) == 3
+        });
+        let out = dir.path().join(format!("got-{name}"));
+        d.ok(&["get", name, "-o", out.to_str().unwrap()]);
+        assert_eq!(hash_file(&out), *hash);
+    }
+    eprintln!(
+        "removal: every file back at 3 copies on A, B, D {:?} after the removal",
+        removed_at.elapsed()
+    );
+
+    // A file written after the removal: its records and blobs, copied off A's
+    // disk into C's data dir beside everything C had, open with none of C's
+    // keys; one written before does.
+    let after = dir.path().join("after.bin");
+    let after_hash = write_random_file(&after, 200 * KIB, 99);
+    a.ok(&["put", after.to_str().unwrap()]);
+    assert_eq!(
+        a.ls().iter().filter(|f| f["name"] == "after.bin").count(),
+        1
+    );
+    c.stop();
+    let a_dir = a.data_dir.clone();
+    a.stop();
+    std::fs::copy(a_dir.join("meta.redb"), c_dir.join("meta.redb")).unwrap();
+    let _ = std::fs::remove_dir_all(c_dir.join("segments"));
+    std::fs::create_dir(c_dir.join("segments")).unwrap();
+    for seg in std::fs::read_dir(a_dir.join("segments")).unwrap() {
+        let seg = seg.unwrap().path();
+        std::fs::copy(&seg, c_dir.join("segments").join(seg.file_name().unwrap())).unwrap();
+    }
+    assert!(
+        !std::fs::read_to_string(c_dir.join("epochs"))
+            .unwrap_or_default()
+            .starts_with('1'),
+        "C never held epoch 1"
+    );
+    let thief = TestNode::start_with(&c_dir, TEST_KEY, &[]);
+    let names: Vec<String> = thief
+        .ls()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("before-")),
+        "what was written before opens: {names:?}"
+    );
+    assert!(
+        !names.contains(&"after.bin".to_string()),
+        "what was written after does not: {names:?}"
+    );
+    let out = thief.cli(&[
+        "get",
+        "after.bin",
+        "-o",
+        dir.path().join("stolen").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(!dir.path().join("stolen").exists());
+    // The same blobs and records open on a member: A, restarted.
+    thief.stop();
+    let a = TestNode::start_with(&a_dir, TEST_KEY, &[]);
+    let got = dir.path().join("after-again.bin");
+    a.ok(&["get", "after.bin", "-o", got.to_str().unwrap()]);
+    assert_eq!(hash_file(&got), after_hash);
+}
