@@ -125,12 +125,21 @@ pub fn kdf_params(data: &[u8]) {
     }
 }
 
-/// A join code, as a user pastes it.
+/// A join code or an invitation, as a user pastes it.
 pub fn join_code(data: &[u8]) {
-    if let Ok(code) = peervault_node::JoinCode::parse(&String::from_utf8_lossy(data)) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(code) = peervault_node::JoinCode::parse(&text) {
         assert_eq!(
             peervault_node::JoinCode::parse(&code.to_text()).ok(),
             Some(code)
+        );
+    }
+    use peervault_node::invitations::InvitationCode;
+    if let Ok(code) = InvitationCode::parse(&text) {
+        let again = InvitationCode::parse(&code.to_text()).ok();
+        assert_eq!(
+            again.map(|c| (c.id(), c.psk())),
+            Some((code.id(), code.psk()))
         );
     }
 }

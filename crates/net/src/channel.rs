@@ -98,6 +98,8 @@ const MIN_MESSAGE_TWO: usize = DH_LEN + DH_LEN + TAG_LEN + TAG_LEN;
 const EMPTY: [u8; 2] = [0, 0];
 /// Longest reason a refusal carries.
 const MAX_REASON: usize = 1024;
+/// Largest welcome (a new device's keys, sealed).
+const MAX_WELCOME: usize = 64 * 1024;
 /// Largest key-derivation parameters a node hands out.
 const MAX_PARAMETERS: usize = 512;
 /// Largest frame on the wire (ciphertext and tag), as a u16 allows.
@@ -531,23 +533,35 @@ where
         Role::Responder => {
             let verdict = gate.admit(&remote, Side::Accepted, ticket);
             write_verdict(&mut channel, &verdict, gate.current()).await?;
-            if let Verdict::Refuse(reason) = verdict {
-                let _ = channel.close().await;
-                return Err(HandshakeError::Refused(format!(
-                    "refused {remote}: {reason}"
-                )));
+            match verdict {
+                Verdict::Admit => {}
+                Verdict::Refuse(reason) => {
+                    let _ = channel.close().await;
+                    return Err(HandshakeError::Refused(format!(
+                        "refused {remote}: {reason}"
+                    )));
+                }
+                Verdict::Welcome(_) => {
+                    let _ = channel.close().await;
+                    return Err(HandshakeError::Welcomed(remote));
+                }
             }
         }
-        Role::Initiator => {
-            let their_current = read_verdict(&mut channel).await?;
-            gate.peer_current(&remote, their_current);
-        }
+        Role::Initiator => match read_verdict(&mut channel).await? {
+            Ok(their_current) => gate.peer_current(&remote, their_current),
+            Err(welcome) => {
+                gate.welcomed(&remote, welcome);
+                let _ = channel.close().await;
+                return Err(HandshakeError::Welcomed(remote));
+            }
+        },
     }
     Ok(channel)
 }
 
 /// The responder's verdict, the first thing it sends inside the channel:
-/// `0 | its current ticket (u64, big endian)` or `1 | reason (u16 length, UTF-8)`.
+/// `0 | its current ticket (u64, big endian)`, `1 | reason (u16 length, UTF-8)`
+/// or `2 | welcome (u32 length, bytes)`.
 async fn write_verdict<S: AsyncWrite + Unpin>(
     channel: &mut Channel<S>,
     verdict: &Verdict,
@@ -565,6 +579,12 @@ async fn write_verdict<S: AsyncWrite + Unpin>(
             out.extend_from_slice(&(reason.len() as u16).to_be_bytes());
             out.extend_from_slice(reason);
         }
+        Verdict::Welcome(welcome) => {
+            let welcome = &welcome[..welcome.len().min(MAX_WELCOME)];
+            out.push(2);
+            out.extend_from_slice(&(welcome.len() as u32).to_be_bytes());
+            out.extend_from_slice(welcome);
+        }
     }
     channel.write_all(&out).await?;
     channel.flush().await?;
@@ -574,14 +594,27 @@ async fn write_verdict<S: AsyncWrite + Unpin>(
 /// Reads the responder's verdict: its current ticket, or its refusal.
 async fn read_verdict<S: AsyncRead + Unpin>(
     channel: &mut Channel<S>,
-) -> Result<Ticket, HandshakeError> {
+) -> Result<Result<Ticket, Vec<u8>>, HandshakeError> {
     let mut kind = [0u8; 1];
     channel.read_exact(&mut kind).await.map_err(closed)?;
     match kind[0] {
         0 => {
             let mut ticket = [0u8; 8];
             channel.read_exact(&mut ticket).await.map_err(closed)?;
-            Ok(u64::from_be_bytes(ticket))
+            Ok(Ok(u64::from_be_bytes(ticket)))
+        }
+        2 => {
+            let mut len = [0u8; 4];
+            channel.read_exact(&mut len).await.map_err(closed)?;
+            let len = u32::from_be_bytes(len) as usize;
+            if len > MAX_WELCOME {
+                return Err(HandshakeError::NotPeerVault(format!(
+                    "its welcome announced {len} bytes"
+                )));
+            }
+            let mut welcome = vec![0u8; len];
+            channel.read_exact(&mut welcome).await.map_err(closed)?;
+            Ok(Err(welcome))
         }
         1 => {
             let mut len = [0u8; 2];

@@ -40,6 +40,10 @@ pub enum Verdict {
     Admit,
     /// Refused, and why, in words for the refused node's operator.
     Refuse(String),
+    /// A device redeeming an invitation: these bytes (its keys, sealed to
+    /// it) are its answer, and the connection ends there. It connects again
+    /// as a member.
+    Welcome(Vec<u8>),
 }
 
 /// The node's side of admission (see the module docs).
@@ -60,6 +64,39 @@ pub trait Gatekeeper: Send + Sync + 'static {
 
     /// A responder that admitted this node said `ticket` is its current one.
     fn peer_current(&self, _peer: &PeerId, _ticket: Ticket) {}
+
+    /// A responder answered with a welcome (see [`Verdict::Welcome`]).
+    fn welcomed(&self, _peer: &PeerId, _welcome: Vec<u8>) {}
+}
+
+/// Redeems an invitation: dials with the invitation's key and keeps the
+/// welcome the member answers with.
+#[derive(Debug)]
+pub struct Redeemer {
+    pub psk: [u8; 32],
+    pub welcome: std::sync::Mutex<Option<(PeerId, Vec<u8>)>>,
+}
+
+impl Gatekeeper for Redeemer {
+    fn accepted(&self) -> Vec<(Ticket, [u8; 32])> {
+        Vec::new()
+    }
+
+    fn dial_key(&self, _peer: Option<&PeerId>) -> (Ticket, [u8; 32]) {
+        (0, self.psk)
+    }
+
+    fn admit(&self, _peer: &PeerId, _side: Side, _ticket: Ticket) -> Verdict {
+        Verdict::Admit
+    }
+
+    fn current(&self) -> Ticket {
+        0
+    }
+
+    fn welcomed(&self, peer: &PeerId, welcome: Vec<u8>) {
+        *self.welcome.lock().unwrap_or_else(|p| p.into_inner()) = Some((*peer, welcome));
+    }
 }
 
 /// One pre-shared key, and every holder admitted (tests, tools, the chaos proxy).

@@ -44,13 +44,13 @@ pub mod fuzzing {
 }
 
 pub use addr::{AddrError, Endpoint, Host};
-pub use gate::{FixedKey, Gatekeeper, Side, Ticket, Verdict};
+pub use gate::{FixedKey, Gatekeeper, Redeemer, Side, Ticket, Verdict};
 pub use identity::{IdentityError, NodeIdentity};
 pub use libp2p::{Multiaddr, PeerId, Stream};
 pub use libp2p_stream::IncomingStreams;
 pub use network::{
     Addresses, DEFAULT_MAX_PEERS, DEFAULT_PEX_INTERVAL, InboundRequest, NetConfig, NetError,
-    NetEvent, NetHandle, NetSettings, Network, ask_kdf_parameters, start,
+    NetEvent, NetHandle, NetSettings, Network, ask_kdf_parameters, redeem_invitation, start,
 };
 pub use peers::{
     ConnectionPath, Discovery, KnownPeer, PeerInfo, PeerSource, Scope as AddressScope,

@@ -458,6 +458,64 @@ pub async fn ask_kdf_parameters(
     Err(fail(last))
 }
 
+/// Redeems an invitation at `endpoint`: dials it with the invitation's key
+/// `psk` as `identity` and returns the member that answered and its welcome
+/// (the vault's keys, sealed to `identity`), or why it was refused.
+pub async fn redeem_invitation(
+    endpoint: &Endpoint,
+    identity: &NodeIdentity,
+    psk: [u8; 32],
+    timeout: Duration,
+) -> Result<(PeerId, Vec<u8>), crate::transport::HandshakeError> {
+    use crate::transport::HandshakeError;
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+    let redeemer = Arc::new(crate::gate::Redeemer {
+        psk,
+        welcome: std::sync::Mutex::new(None),
+    });
+    let noise = NoiseIdentity::new(identity.keypair()).map_err(HandshakeError::Io)?;
+    let config = ChannelConfig {
+        gate: redeemer.clone(),
+        ..ChannelConfig::with_psk(psk, Arc::new(noise))
+    };
+    let attempt = async {
+        let addrs = endpoint
+            .resolve_for_dial()
+            .await
+            .map_err(|e| HandshakeError::Io(std::io::Error::other(e.to_string())))?;
+        let mut last = HandshakeError::Io(std::io::Error::other("the address resolves to nothing"));
+        for addr in addrs.iter().filter_map(tcp_socket_addr) {
+            let socket = match tokio::net::TcpStream::connect(addr).await {
+                Ok(socket) => socket,
+                Err(e) => {
+                    last = HandshakeError::Io(e);
+                    continue;
+                }
+            };
+            let role = crate::channel::Role::Initiator;
+            match crate::channel::handshake(socket.compat(), role, &config, None).await {
+                Err(HandshakeError::Welcomed(peer)) => return Ok(peer),
+                Err(e) => last = e,
+                Ok(_) => {
+                    last = HandshakeError::NotPeerVault(
+                        "it took the invitation's key for a member's".into(),
+                    )
+                }
+            }
+        }
+        Err(last)
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| HandshakeError::HandshakeTimeout(timeout))??;
+    redeemer
+        .welcome
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .ok_or_else(|| HandshakeError::NotPeerVault("it welcomed with nothing".into()))
+}
+
 /// Builds the swarm, starts listening (failing if an address cannot be bound) and
 /// spawns the event loop.
 pub async fn start(config: NetConfig) -> Result<Network, NetError> {

@@ -52,6 +52,8 @@ pub enum HandshakeError {
     ClosedDuringHandshake,
     #[error("{0}")]
     Refused(String),
+    #[error("welcomed {0} with an invitation; it connects again as a member")]
+    Welcomed(PeerId),
     #[error("answered a request for the vault's key-derivation parameters")]
     ParametersAsked,
     #[error("the peer did not complete the handshake within {0:?}")]
@@ -72,6 +74,8 @@ pub enum HandshakeFailure {
     Timeout,
     /// The gatekeeper of one side refused the other (a removed device).
     Refused,
+    /// An invitation was redeemed (not a failure).
+    Welcomed,
 }
 
 impl HandshakeFailure {
@@ -85,6 +89,7 @@ impl HandshakeFailure {
             HandshakeError::ParametersAsked => Self::ParametersAsked,
             HandshakeError::HandshakeTimeout(_) => Self::Timeout,
             HandshakeError::Refused(_) => Self::Refused,
+            HandshakeError::Welcomed(_) => Self::Welcomed,
             HandshakeError::Io(_) => return None,
         })
     }
@@ -101,10 +106,11 @@ impl HandshakeFailure {
             Self::ParametersAsked => "ParametersAsked",
             Self::Timeout => "HandshakeTimeout(",
             Self::Refused => "Refused(",
+            Self::Welcomed => "Welcomed(",
         }
     }
 
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::KeyMismatch,
         Self::BadIdentity,
         Self::SelfDial,
@@ -113,6 +119,7 @@ impl HandshakeFailure {
         Self::ParametersAsked,
         Self::Timeout,
         Self::Refused,
+        Self::Welcomed,
     ];
 }
 

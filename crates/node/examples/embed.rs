@@ -6,15 +6,17 @@
 
 use std::time::Duration;
 
-use peervault_node::{JoinCode, KeyInput, Node, NodeConfig, Replicas};
+use peervault_node::invitations::InvitationCode;
+use peervault_node::{KeyInput, Node, NodeConfig, Replicas};
 use tokio::io::AsyncReadExt;
 
 async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     // The first node makes the vault's key (kept in its data dir) and listens on a
-    // free loopback port; the second joins it with the code it hands out.
+    // free loopback port; the second joins it with an invitation it hands out
+    // (one device, expiring in a day; the key reaches the new node sealed to it).
     let first = Node::start(NodeConfig::new(dir.join("first"), KeyInput::Stored)).await?;
-    let code = JoinCode::parse(&first.invite().await?)?;
-    let mut config = NodeConfig::new(dir.join("second"), KeyInput::Join(code));
+    let code = InvitationCode::parse(&first.invite(None).await?.code)?;
+    let mut config = NodeConfig::new(dir.join("second"), KeyInput::Invitation(code));
     config.replicas = Replicas::Count(2);
     let second = Node::start(config).await?;
     for _ in 0..300 {

@@ -42,6 +42,9 @@ use peervault_store::{EpochKey, FileMeta, ObjectMeta, Vault};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NodeError, Result};
+use crate::invitations::{
+    INVITATIONS_PREFIX, INVITED_PREFIX, InvitationRecord, UsedRecord, invitation_name, used_name,
+};
 
 /// Where member records live.
 pub const DEVICES_PREFIX: &str = ".peervault/devices/";
@@ -59,6 +62,8 @@ pub const MAX_DEVICE_NAME: usize = 64;
 pub enum Admission {
     /// It connected holding the vault's current key (`-key`, a join code).
     Key,
+    /// A member admitted it with an invitation (`peervault invite`).
+    Invitation,
 }
 
 /// A member device, as its record says.
@@ -73,6 +78,9 @@ pub struct DeviceRecord {
     /// and when; `signature` is theirs.
     pub by: String,
     pub at_ms: u64,
+    /// The invitation it came with (its id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitation: Option<String>,
     #[serde(default)]
     pub signature: String,
 }
@@ -90,7 +98,7 @@ pub struct RemovalRecord {
 }
 
 /// Signing and checking of a record by the device named in its `by`.
-trait Signed: Serialize + Clone {
+pub(crate) trait Signed: Serialize + Clone {
     fn by(&self) -> &str;
     fn signature_mut(&mut self) -> &mut String;
 
@@ -102,7 +110,10 @@ trait Signed: Serialize + Clone {
         [SIGNING_CONTEXT, &json].concat()
     }
 
-    fn sign(mut self, identity: &Keypair) -> Result<Self> {
+    fn sign(mut self, identity: &Keypair) -> Result<Self>
+    where
+        Self: Sized,
+    {
         let signature = identity
             .sign(&self.signed_bytes())
             .map_err(|e| NodeError::Invalid(format!("cannot sign a device record: {e}")))?;
@@ -143,8 +154,26 @@ impl Signed for RemovalRecord {
     }
 }
 
+impl Signed for InvitationRecord {
+    fn by(&self) -> &str {
+        &self.by
+    }
+    fn signature_mut(&mut self) -> &mut String {
+        &mut self.signature
+    }
+}
+
+impl Signed for UsedRecord {
+    fn by(&self) -> &str {
+        &self.by
+    }
+    fn signature_mut(&mut self) -> &mut String {
+        &mut self.signature
+    }
+}
+
 /// The metadata that carries a record.
-fn record_meta<T: Serialize>(record: &T) -> Result<FileMeta> {
+pub(crate) fn record_meta<T: Serialize>(record: &T) -> Result<FileMeta> {
     let json = serde_json::to_string(record)
         .map_err(|e| NodeError::Invalid(format!("device record: {e}")))?;
     Ok(FileMeta {
@@ -183,29 +212,71 @@ fn record_of<T: for<'de> Deserialize<'de> + Signed>(name: &str, meta: &FileMeta)
 pub(crate) struct Registry {
     pub members: HashMap<PeerId, DeviceRecord>,
     pub removed: HashMap<PeerId, RemovalRecord>,
+    /// Invitations by id, and who used each.
+    pub invitations: HashMap<String, InvitationRecord>,
+    pub used: HashMap<String, UsedRecord>,
+    /// The newest request to re-encrypt everything (`rekey --all`).
+    pub rekey: Option<crate::rekey::RekeyRequest>,
+    /// Files in the catalogue that are these records (not the user's).
+    pub files: usize,
 }
 
 impl Registry {
     /// Reads every record from the local catalogue.
     pub(crate) async fn load(vault: &Vault) -> Result<Registry> {
         let mut registry = Registry::default();
-        for (_, summary) in vault.summaries_under(DEVICES_PREFIX).await? {
-            if let Some(record) = record_of::<DeviceRecord>(&summary.name, &summary.meta)
-                && let Ok(peer) = record.peer_id.parse()
-                && summary.name == member_name(&peer)
-            {
-                registry.members.insert(peer, record);
+        let mut files = 0;
+        // One pass over PeerVault's own names (a pass opens every record).
+        for (_, summary) in vault
+            .summaries_under(crate::objects::RESERVED_PREFIX)
+            .await?
+        {
+            let (name, meta) = (&summary.name, &summary.meta);
+            if !Devices::touches(name) {
+                continue;
+            }
+            files += 1;
+            if name.starts_with(DEVICES_PREFIX) {
+                if let Some(record) = record_of::<DeviceRecord>(name, meta)
+                    && let Ok(peer) = record.peer_id.parse()
+                    && *name == member_name(&peer)
+                {
+                    registry.members.insert(peer, record);
+                }
+            } else if name.starts_with(REMOVED_PREFIX) {
+                if let Some(record) = record_of::<RemovalRecord>(name, meta)
+                    && let Ok(peer) = record.peer_id.parse()
+                    && *name == removal_name(&peer)
+                {
+                    registry.removed.insert(peer, record);
+                }
+            } else if name.starts_with(INVITATIONS_PREFIX) {
+                if let Some(record) = record_of::<InvitationRecord>(name, meta)
+                    && *name == invitation_name(&record.id)
+                {
+                    registry.invitations.insert(record.id.clone(), record);
+                }
+            } else if name.starts_with(INVITED_PREFIX) {
+                if let Some(record) = record_of::<UsedRecord>(name, meta)
+                    && *name == used_name(&record.id)
+                {
+                    registry.used.insert(record.id.clone(), record);
+                }
+            } else if name == crate::rekey::REKEY_NAME {
+                registry.rekey = record_of(name, meta);
             }
         }
-        for (_, summary) in vault.summaries_under(REMOVED_PREFIX).await? {
-            if let Some(record) = record_of::<RemovalRecord>(&summary.name, &summary.meta)
-                && let Ok(peer) = record.peer_id.parse()
-                && summary.name == removal_name(&peer)
-            {
-                registry.removed.insert(peer, record);
-            }
-        }
-        // A removed device is no member, whatever else was written meanwhile.
+        registry.files = files;
+        // A removed device is no member, whatever else was written meanwhile;
+        // nor one whose invitation the catalogue says another device used.
+        let used = registry.used.clone();
+        registry.members.retain(|peer, record| {
+            let lost = record
+                .invitation
+                .as_ref()
+                .is_some_and(|id| used.get(id).is_some_and(|u| u.used_by != peer.to_string()));
+            !lost
+        });
         for peer in registry.removed.keys() {
             registry.members.remove(peer);
         }
@@ -279,6 +350,7 @@ pub(crate) fn new_member(
         how,
         by: me,
         at_ms: now_ms,
+        invitation: None,
         signature: String::new(),
     }
     .sign(identity)
@@ -355,11 +427,36 @@ pub(crate) fn ticket_of(key: &EpochKey) -> Ticket {
     ((key.number as u64) << 16) | u16::from_be_bytes(hint) as u64
 }
 
+/// Tickets of invitations have the top bit set (epochs never reach it).
+const INVITATION_TICKET: Ticket = 1 << 63;
+
+fn invitation_ticket(id: &str) -> Ticket {
+    INVITATION_TICKET | (u64::from_str_radix(id, 16).unwrap_or(0) >> 1)
+}
+
+/// A device admitted with an invitation, for the node to record.
+#[derive(Debug, Clone)]
+pub(crate) struct InvitationUsed {
+    pub peer: PeerId,
+    pub invitation: String,
+}
+
+/// What a new device gets: the vault key and a passphrase vault's
+/// parameters (the epochs come from the gate's state).
+pub(crate) struct VaultSecrets {
+    pub root: zeroize::Zeroizing<[u8; 32]>,
+    pub kdf: Option<String>,
+    pub identity: Keypair,
+}
+
 /// The network's gatekeeper for this vault (see the module docs).
 pub(crate) struct VaultGate {
     /// The vault key's pre-shared key (epoch 0).
     root_psk: [u8; 32],
+    secrets: VaultSecrets,
     state: RwLock<GateState>,
+    /// Devices admitted with invitations, for the node to record.
+    used: tokio::sync::mpsc::UnboundedSender<InvitationUsed>,
 }
 
 #[derive(Default)]
@@ -371,6 +468,11 @@ struct GateState {
     removed: HashMap<PeerId, String>,
     /// The epoch each peer proved last (the key it dialled with, or its current).
     tickets: HashMap<PeerId, Ticket>,
+    /// Invitations whose keys are accepted (newest first).
+    invitations: Vec<InvitationRecord>,
+    /// Who used each invitation: from the records, and from admissions
+    /// whose records are still being written.
+    used: HashMap<String, PeerId>,
 }
 
 impl std::fmt::Debug for VaultGate {
@@ -379,14 +481,24 @@ impl std::fmt::Debug for VaultGate {
     }
 }
 
+/// Most invitations whose keys a responder tries.
+const MAX_OPEN_INVITATIONS: usize = 64;
+
 impl VaultGate {
-    pub(crate) fn new(root_psk: [u8; 32], epochs: Vec<EpochKey>) -> VaultGate {
+    pub(crate) fn new(
+        root_psk: [u8; 32],
+        secrets: VaultSecrets,
+        epochs: Vec<EpochKey>,
+        used: tokio::sync::mpsc::UnboundedSender<InvitationUsed>,
+    ) -> VaultGate {
         VaultGate {
             root_psk,
+            secrets,
             state: RwLock::new(GateState {
                 epochs,
                 ..GateState::default()
             }),
+            used,
         }
     }
 
@@ -398,7 +510,7 @@ impl VaultGate {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the member list from `registry`.
+    /// Takes the member list and the invitations from `registry`.
     pub(crate) fn set_registry(&self, registry: &Registry) {
         let mut state = self.write();
         state.members = registry.members.keys().copied().collect();
@@ -406,19 +518,33 @@ impl VaultGate {
             .removed
             .iter()
             .map(|(peer, r)| {
-                let when = humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.at_ms),
-                );
                 (
                     *peer,
                     format!(
-                        "this device ({peer}, {:?}) was removed from the vault by {} at {when}; \
+                        "this device ({peer}, {:?}) was removed from the vault by {} at {}; \
                          it can no longer connect to the vault's members",
-                        r.name, r.by
+                        r.name,
+                        r.by,
+                        rfc3339(r.at_ms)
                     ),
                 )
             })
             .collect();
+        let oldest = now_ms().saturating_sub(crate::invitations::EXPIRED_KEPT.as_millis() as u64);
+        let mut invitations: Vec<InvitationRecord> = registry
+            .invitations
+            .values()
+            .filter(|i| i.expires_at_ms >= oldest && i.psk_bytes().is_some())
+            .cloned()
+            .collect();
+        invitations.sort_by_key(|i| std::cmp::Reverse(i.created_at_ms));
+        invitations.truncate(MAX_OPEN_INVITATIONS);
+        state.invitations = invitations;
+        for (id, used) in &registry.used {
+            if let Ok(peer) = used.used_by.parse() {
+                state.used.insert(id.clone(), peer);
+            }
+        }
     }
 
     pub(crate) fn set_epochs(&self, epochs: Vec<EpochKey>) {
@@ -449,11 +575,62 @@ impl VaultGate {
     pub(crate) fn is_removed(&self, peer: &PeerId) -> bool {
         self.read().removed.contains_key(peer)
     }
+
+    /// A device redeems invitation `ticket`: its welcome, or why not.
+    fn redeem(&self, state: &mut GateState, peer: &PeerId, ticket: Ticket) -> Verdict {
+        let Some(invitation) = state
+            .invitations
+            .iter()
+            .find(|i| invitation_ticket(&i.id) == ticket)
+            .cloned()
+        else {
+            return Verdict::Refuse("this invitation is no longer known here".into());
+        };
+        let ask = "ask a member for a new one (`peervault invite`)";
+        match state.used.get(&invitation.id) {
+            Some(user) if user != peer => {
+                return Verdict::Refuse(format!(
+                    "this invitation was used already, by another device; {ask}"
+                ));
+            }
+            Some(_) => {} // the same device again (it lost the first answer)
+            None if now_ms() > invitation.expires_at_ms => {
+                return Verdict::Refuse(format!(
+                    "this invitation expired at {}; {ask}",
+                    rfc3339(invitation.expires_at_ms)
+                ));
+            }
+            None => {
+                state.used.insert(invitation.id.clone(), *peer);
+                let _ = self.used.send(InvitationUsed {
+                    peer: *peer,
+                    invitation: invitation.id.clone(),
+                });
+            }
+        }
+        let welcome = crate::invitations::Welcome {
+            vault_key: *self.secrets.root,
+            kdf: self.secrets.kdf.clone(),
+            epochs: state.epochs.clone(),
+        };
+        match crate::invitations::seal_welcome(&self.secrets.identity, peer, &welcome) {
+            Ok(sealed) => Verdict::Welcome(sealed),
+            Err(e) => Verdict::Refuse(format!("the member could not seal the keys: {e}")),
+        }
+    }
 }
 
 impl Gatekeeper for VaultGate {
     fn accepted(&self) -> Vec<(Ticket, [u8; 32])> {
-        Self::keys(&self.read(), self.root_psk)
+        let state = self.read();
+        let mut keys = Self::keys(&state, self.root_psk);
+        keys.extend(
+            state
+                .invitations
+                .iter()
+                .filter_map(|i| Some((invitation_ticket(&i.id), i.psk_bytes()?))),
+        );
+        keys
     }
 
     fn dial_key(&self, peer: Option<&PeerId>) -> (Ticket, [u8; 32]) {
@@ -477,6 +654,9 @@ impl Gatekeeper for VaultGate {
         if side == Side::Dialled {
             return Verdict::Admit;
         }
+        if ticket & INVITATION_TICKET != 0 {
+            return self.redeem(&mut state, peer, ticket);
+        }
         state.tickets.insert(*peer, ticket);
         let current = state.epochs.iter().map(ticket_of).max().unwrap_or(0);
         if ticket == current || state.members.contains(peer) {
@@ -484,7 +664,8 @@ impl Gatekeeper for VaultGate {
         } else {
             Verdict::Refuse(
                 "not a member of this vault: its key was changed when a device was removed, \
-                 and the key this node holds no longer admits a new device"
+                 and the key this node holds no longer admits a new device; ask a member for \
+                 an invitation (`peervault invite`)"
                     .into(),
             )
         }
@@ -640,106 +821,15 @@ impl Devices {
 
     /// True if `name` is a member's or a removal's record.
     pub(crate) fn touches(name: &str) -> bool {
-        name.starts_with(DEVICES_PREFIX) || name.starts_with(REMOVED_PREFIX)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_verify_only_as_signed() {
-        let a = Keypair::generate_ed25519();
-        let b = Keypair::generate_ed25519().public().to_peer_id();
-        let record = new_member(&a, &b, "laptop", Admission::Key, 1).unwrap();
-        assert!(record.verifies());
-        let mut bent = record.clone();
-        bent.name = "evil".into();
-        assert!(!bent.verifies(), "a changed field breaks the signature");
-        let mut claimed = record.clone();
-        claimed.by = b.to_string();
-        assert!(!claimed.verifies(), "signed by another than it says");
-        let renamed = renamed(&a, &record, "desk", 2).unwrap();
-        assert!(renamed.verifies() && renamed.added_at_ms == 1 && renamed.name == "desk");
-        let gone = removal(&a, &record, 3).unwrap();
-        assert!(gone.verifies());
-        let meta = removal_meta(&gone).unwrap();
-        assert_eq!(record_of::<RemovalRecord>("x", &meta), Some(gone));
-    }
-
-    fn registry_of(names: &[&str]) -> (Registry, Vec<PeerId>) {
-        let a = Keypair::generate_ed25519();
-        let mut registry = Registry::default();
-        let mut peers = Vec::new();
-        for name in names {
-            let peer = Keypair::generate_ed25519().public().to_peer_id();
-            let record = new_member(&a, &peer, name, Admission::Key, 1).unwrap();
-            registry.members.insert(peer, record);
-            peers.push(peer);
-        }
-        (registry, peers)
-    }
-
-    #[test]
-    fn devices_are_found_by_id_name_or_a_long_enough_start() {
-        let (registry, peers) = registry_of(&["laptop", "desk", "desk"]);
-        assert_eq!(registry.find("laptop").unwrap().0, peers[0]);
-        assert_eq!(registry.find(&peers[1].to_string()).unwrap().0, peers[1]);
-        let e = registry.find("desk").unwrap_err().to_string();
-        assert!(e.contains("more than one"), "{e}");
-        let e = registry.find("phone").unwrap_err().to_string();
-        assert!(e.contains("peervault devices"), "{e}");
-        let id = peers[0].to_string();
-        assert_eq!(registry.find(&id[..id.len() - 2]).unwrap().0, peers[0]);
-    }
-
-    #[test]
-    fn the_gate_admits_members_and_current_key_holders_and_never_the_removed() {
-        let (mut registry, peers) = registry_of(&["a", "b"]);
-        let gate = VaultGate::new([1; 32], Vec::new());
-        gate.set_registry(&registry);
-        let stranger = Keypair::generate_ed25519().public().to_peer_id();
-        // Before any removal the vault key is current: key holders get in.
-        assert_eq!(gate.admit(&stranger, Side::Accepted, 0), Verdict::Admit);
-        // A removal: b is out, a new epoch is current.
-        let record = registry.members.remove(&peers[1]).unwrap();
-        let a = Keypair::generate_ed25519();
-        registry
-            .removed
-            .insert(peers[1], removal(&a, &record, 5).unwrap());
-        gate.set_registry(&registry);
-        let one = EpochKey::generate(1).unwrap();
-        gate.set_epochs(vec![one.clone()]);
-        let current = ticket_of(&one);
-        assert_eq!(gate.accepted()[0], (current, one.pnet_psk()));
-        assert_eq!(gate.accepted()[1], (0, [1; 32]));
-        for ticket in [0, current] {
-            assert!(matches!(
-                gate.admit(&peers[1], Side::Accepted, ticket),
-                Verdict::Refuse(r) if r.contains("removed")
-            ));
-            assert!(matches!(
-                gate.admit(&peers[1], Side::Dialled, ticket),
-                Verdict::Refuse(_)
-            ));
-        }
-        // The old key admits members only; the new one, its holders.
-        assert!(matches!(
-            gate.admit(&stranger, Side::Accepted, 0),
-            Verdict::Refuse(r) if r.contains("not a member")
-        ));
-        assert_eq!(gate.admit(&peers[0], Side::Accepted, 0), Verdict::Admit);
-        assert_eq!(
-            gate.dial_key(Some(&peers[0])),
-            (0, [1; 32]),
-            "dialled as it proved"
-        );
-        assert_eq!(gate.dial_key(None).0, current);
-        assert_eq!(
-            gate.admit(&stranger, Side::Accepted, current),
-            Verdict::Admit
-        );
+        [
+            DEVICES_PREFIX,
+            REMOVED_PREFIX,
+            INVITATIONS_PREFIX,
+            INVITED_PREFIX,
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+            || name == crate::rekey::REKEY_NAME
     }
 }
 
@@ -975,10 +1065,16 @@ impl crate::Node {
     }
 
     /// Writes a device record under `name` (an empty file; the record rides
-    /// in its metadata) and reloads the member list.
-    async fn write_device_record(&self, name: &str, meta: FileMeta) -> Result<()> {
-        self.put_object(name, &[][..], Some(0), Box::new(move || Ok(meta)))
+    /// in its metadata), announces it to every connected peer (each forwards
+    /// it; the sync takes it to the others) and reloads the member list. No
+    /// copy is offered: a record without chunks is complete wherever it is.
+    pub(crate) async fn write_device_record(&self, name: &str, meta: FileMeta) -> Result<()> {
+        self.inner
+            .ctx
+            .vault
+            .write_file_finishing(name, Box::new(move || Ok(meta)), &[][..], Some(0), None)
             .await?;
+        self.inner.syncer.announce(name, &[]);
         self.reload_devices().await
     }
 
@@ -1014,6 +1110,16 @@ impl crate::Node {
                 tracing::warn!("repair after a removal: {e}");
             }
         });
+    }
+
+    /// Records each device the gate admitted with an invitation.
+    pub(crate) async fn watch_invitations(
+        self,
+        mut used: tokio::sync::mpsc::UnboundedReceiver<InvitationUsed>,
+    ) {
+        while let Some(admitted) = used.recv().await {
+            self.record_invitation_used(admitted).await;
+        }
     }
 
     /// Reloads the member list whenever a sync applies a device record.
@@ -1086,5 +1192,110 @@ impl crate::Node {
                 tracing::warn!("cannot record this node as a member: {e}")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_verify_only_as_signed() {
+        let a = Keypair::generate_ed25519();
+        let b = Keypair::generate_ed25519().public().to_peer_id();
+        let record = new_member(&a, &b, "laptop", Admission::Key, 1).unwrap();
+        assert!(record.verifies());
+        let mut bent = record.clone();
+        bent.name = "evil".into();
+        assert!(!bent.verifies(), "a changed field breaks the signature");
+        let mut claimed = record.clone();
+        claimed.by = b.to_string();
+        assert!(!claimed.verifies(), "signed by another than it says");
+        let renamed = renamed(&a, &record, "desk", 2).unwrap();
+        assert!(renamed.verifies() && renamed.added_at_ms == 1 && renamed.name == "desk");
+        let gone = removal(&a, &record, 3).unwrap();
+        assert!(gone.verifies());
+        let meta = removal_meta(&gone).unwrap();
+        assert_eq!(record_of::<RemovalRecord>("x", &meta), Some(gone));
+    }
+
+    fn registry_of(names: &[&str]) -> (Registry, Vec<PeerId>) {
+        let a = Keypair::generate_ed25519();
+        let mut registry = Registry::default();
+        let mut peers = Vec::new();
+        for name in names {
+            let peer = Keypair::generate_ed25519().public().to_peer_id();
+            let record = new_member(&a, &peer, name, Admission::Key, 1).unwrap();
+            registry.members.insert(peer, record);
+            peers.push(peer);
+        }
+        (registry, peers)
+    }
+
+    #[test]
+    fn devices_are_found_by_id_name_or_a_long_enough_start() {
+        let (registry, peers) = registry_of(&["laptop", "desk", "desk"]);
+        assert_eq!(registry.find("laptop").unwrap().0, peers[0]);
+        assert_eq!(registry.find(&peers[1].to_string()).unwrap().0, peers[1]);
+        let e = registry.find("desk").unwrap_err().to_string();
+        assert!(e.contains("more than one"), "{e}");
+        let e = registry.find("phone").unwrap_err().to_string();
+        assert!(e.contains("peervault devices"), "{e}");
+        let id = peers[0].to_string();
+        assert_eq!(registry.find(&id[..id.len() - 2]).unwrap().0, peers[0]);
+    }
+
+    #[test]
+    fn the_gate_admits_members_and_current_key_holders_and_never_the_removed() {
+        let (mut registry, peers) = registry_of(&["a", "b"]);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let secrets = VaultSecrets {
+            root: zeroize::Zeroizing::new([1; 32]),
+            kdf: None,
+            identity: Keypair::generate_ed25519(),
+        };
+        let gate = VaultGate::new([1; 32], secrets, Vec::new(), tx);
+        gate.set_registry(&registry);
+        let stranger = Keypair::generate_ed25519().public().to_peer_id();
+        // Before any removal the vault key is current: key holders get in.
+        assert_eq!(gate.admit(&stranger, Side::Accepted, 0), Verdict::Admit);
+        // A removal: b is out, a new epoch is current.
+        let record = registry.members.remove(&peers[1]).unwrap();
+        let a = Keypair::generate_ed25519();
+        registry
+            .removed
+            .insert(peers[1], removal(&a, &record, 5).unwrap());
+        gate.set_registry(&registry);
+        let one = EpochKey::generate(1).unwrap();
+        gate.set_epochs(vec![one.clone()]);
+        let current = ticket_of(&one);
+        assert_eq!(gate.accepted()[0], (current, one.pnet_psk()));
+        assert_eq!(gate.accepted()[1], (0, [1; 32]));
+        for ticket in [0, current] {
+            assert!(matches!(
+                gate.admit(&peers[1], Side::Accepted, ticket),
+                Verdict::Refuse(r) if r.contains("removed")
+            ));
+            assert!(matches!(
+                gate.admit(&peers[1], Side::Dialled, ticket),
+                Verdict::Refuse(_)
+            ));
+        }
+        // The old key admits members only; the new one, its holders.
+        assert!(matches!(
+            gate.admit(&stranger, Side::Accepted, 0),
+            Verdict::Refuse(r) if r.contains("not a member")
+        ));
+        assert_eq!(gate.admit(&peers[0], Side::Accepted, 0), Verdict::Admit);
+        assert_eq!(
+            gate.dial_key(Some(&peers[0])),
+            (0, [1; 32]),
+            "dialled as it proved"
+        );
+        assert_eq!(gate.dial_key(None).0, current);
+        assert_eq!(
+            gate.admit(&stranger, Side::Accepted, current),
+            Verdict::Admit
+        );
     }
 }

@@ -126,26 +126,31 @@ pub(crate) fn public_key(peer: &PeerId) -> Option<PublicKey> {
     (hash.code() == 0).then(|| PublicKey::try_decode_protobuf(hash.digest()).ok())?
 }
 
-fn grant_prologue(sender: &PeerId, recipient: &PeerId) -> Vec<u8> {
-    [GRANT_PROLOGUE, &sender.to_bytes(), &recipient.to_bytes()].concat()
+fn prologue(label: &[u8], sender: &PeerId, recipient: &PeerId) -> Vec<u8> {
+    [
+        GRANT_PROLOGUE,
+        label,
+        &sender.to_bytes(),
+        &recipient.to_bytes(),
+    ]
+    .concat()
 }
 
 fn noise_error(e: snow::Error) -> NodeError {
     NodeError::Invalid(format!("key grant: {e}"))
 }
 
-/// Seals `keys` for `recipient` (see the module docs).
-pub(crate) fn seal_grant(
+/// Seals `payload` for `recipient` as one `Noise_X` message (see the module
+/// docs); `label` says what it is (a grant, a welcome) and is bound in.
+pub(crate) fn seal_to(
     sender: &Keypair,
     recipient: &PeerId,
-    keys: &[EpochKey],
+    label: &[u8],
+    payload: &[u8],
 ) -> Result<Vec<u8>> {
-    let payload = Zeroizing::new(
-        postcard::to_stdvec(keys).map_err(|e| NodeError::Invalid(format!("key grant: {e}")))?,
-    );
     let secret = x25519_secret(sender)?;
     let remote = x25519_public(recipient)?;
-    let prologue = grant_prologue(&sender.public().to_peer_id(), recipient);
+    let prologue = prologue(label, &sender.public().to_peer_id(), recipient);
     let mut noise = snow::Builder::new(GRANT_PATTERN.parse().map_err(noise_error)?)
         .prologue(&prologue)
         .and_then(|b| b.local_private_key(&secret[..]))
@@ -154,21 +159,22 @@ pub(crate) fn seal_grant(
         .map_err(noise_error)?;
     let mut out = vec![0u8; payload.len() + 128];
     let n = noise
-        .write_message(&payload, &mut out)
+        .write_message(payload, &mut out)
         .map_err(noise_error)?;
     out.truncate(n);
     Ok(out)
 }
 
-/// Opens a grant `sender` sealed for this node; fails unless it really came
-/// from `sender` and is for this identity.
-pub(crate) fn open_grant(
+/// Opens what `sender` sealed for this node with [`seal_to`]; fails unless
+/// it really came from `sender`, for this identity, with this `label`.
+pub(crate) fn open_from(
     recipient: &Keypair,
     sender: &PeerId,
+    label: &[u8],
     sealed: &[u8],
-) -> Result<Vec<EpochKey>> {
+) -> Result<Zeroizing<Vec<u8>>> {
     let secret = x25519_secret(recipient)?;
-    let prologue = grant_prologue(sender, &recipient.public().to_peer_id());
+    let prologue = prologue(label, sender, &recipient.public().to_peer_id());
     let mut noise = snow::Builder::new(GRANT_PATTERN.parse().map_err(noise_error)?)
         .prologue(&prologue)
         .and_then(|b| b.local_private_key(&secret[..]))
@@ -177,13 +183,36 @@ pub(crate) fn open_grant(
     let mut payload = Zeroizing::new(vec![0u8; sealed.len()]);
     let n = noise
         .read_message(sealed, &mut payload)
-        .map_err(|_| NodeError::Invalid(format!("a key grant from {sender} does not open")))?;
+        .map_err(|_| NodeError::Invalid(format!("keys sealed by {sender} do not open here")))?;
     if noise.get_remote_static() != Some(&x25519_public(sender)?[..]) {
         return Err(NodeError::Invalid(format!(
-            "a key grant said to be from {sender} was sealed by another key"
+            "keys said to be from {sender} were sealed by another key"
         )));
     }
-    let keys: Vec<EpochKey> = postcard::from_bytes(&payload[..n])
+    payload.truncate(n);
+    Ok(payload)
+}
+
+/// Seals every epoch key in `keys` for `recipient` (a grant).
+pub(crate) fn seal_grant(
+    sender: &Keypair,
+    recipient: &PeerId,
+    keys: &[EpochKey],
+) -> Result<Vec<u8>> {
+    let payload = Zeroizing::new(
+        postcard::to_stdvec(keys).map_err(|e| NodeError::Invalid(format!("key grant: {e}")))?,
+    );
+    seal_to(sender, recipient, b" grant", &payload)
+}
+
+/// Opens a grant `sender` sealed for this node.
+pub(crate) fn open_grant(
+    recipient: &Keypair,
+    sender: &PeerId,
+    sealed: &[u8],
+) -> Result<Vec<EpochKey>> {
+    let payload = open_from(recipient, sender, b" grant", sealed)?;
+    let keys: Vec<EpochKey> = postcard::from_bytes(&payload)
         .map_err(|e| NodeError::Invalid(format!("a key grant from {sender}: {e}")))?;
     if keys.len() > MAX_EPOCHS {
         return Err(NodeError::Invalid(format!(

@@ -49,8 +49,10 @@ pub enum KeyInput {
     Key(NetworkKey),
     /// A passphrase, stretched with the vault's parameters.
     Passphrase(Zeroizing<String>),
-    /// A code from `peervault invite`.
+    /// A join code of an earlier version (it carries the vault key).
     Join(JoinCode),
+    /// An invitation from `peervault invite` (see [`crate::invitations`]).
+    Invitation(crate::invitations::InvitationCode),
 }
 
 impl std::fmt::Debug for KeyInput {
@@ -60,6 +62,7 @@ impl std::fmt::Debug for KeyInput {
             KeyInput::Key(_) => "KeyInput::Key(..)",
             KeyInput::Passphrase(_) => "KeyInput::Passphrase(..)",
             KeyInput::Join(_) => "KeyInput::Join(..)",
+            KeyInput::Invitation(_) => "KeyInput::Invitation(..)",
         })
     }
 }
@@ -120,6 +123,13 @@ pub enum KeyringError {
     BadParameters(String, KeyError),
     #[error("invalid join code: {0}")]
     BadJoinCode(String),
+    #[error("the invitation was refused: {0}")]
+    InvitationRefused(String),
+    #[error(
+        "no member answered the invitation at its addresses ({0}); check that the inviting \
+         node runs and can be reached from here"
+    )]
+    InvitationUnanswered(String),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -153,6 +163,8 @@ pub struct ResolvedKey {
     pub origin: KeyOrigin,
     /// Addresses from a join code, to dial as bootstrap peers.
     pub join_addrs: Vec<Multiaddr>,
+    /// Key epochs an invitation's welcome brought.
+    pub epochs: Vec<peervault_store::EpochKey>,
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> KeyringError {
@@ -244,12 +256,14 @@ async fn ask_bootstrap(
     }
 }
 
-/// Settles the vault's key for `data_dir` (which the caller has locked).
+/// Settles the vault's key for `data_dir` (which the caller has locked);
+/// `identity` is the node's, to which an invitation's keys are sealed.
 pub async fn resolve(
     data_dir: &Path,
     input: KeyInput,
     bootstrap: &[Endpoint],
     patience: Duration,
+    identity: &peervault_net::NodeIdentity,
 ) -> Result<ResolvedKey, KeyringError> {
     let key_path = data_dir.join(VAULT_KEY_FILE);
     let kdf_path = data_dir.join(KDF_FILE);
@@ -260,6 +274,7 @@ pub async fn resolve(
         key,
         origin,
         join_addrs: Vec::new(),
+        epochs: Vec::new(),
     };
     match input {
         KeyInput::Stored => match (kept, kdf) {
@@ -291,6 +306,26 @@ pub async fn resolve(
                 KeyOrigin::Given,
             ))
         }
+        KeyInput::Invitation(code) => {
+            let join_addrs = code.addrs.clone();
+            // Joined before (a restart with the same flags): the kept key.
+            if let Some(key) = kept {
+                let key = match kdf {
+                    Some(params) => key.with_kdf_params(params),
+                    None => key,
+                };
+                return Ok(ResolvedKey {
+                    join_addrs,
+                    ..resolved(key, KeyOrigin::Kept)
+                });
+            }
+            let (key, epochs) = redeem(&code, identity).await?;
+            Ok(ResolvedKey {
+                join_addrs,
+                epochs,
+                ..resolved(key, KeyOrigin::Joined)
+            })
+        }
         KeyInput::Join(code) => {
             let key = NetworkKey::from_bytes(code.key, KeySource::Joined);
             if let Some(kept) = &kept
@@ -310,6 +345,48 @@ pub async fn resolve(
             })
         }
     }
+}
+
+/// How long redeeming an invitation may take at each address.
+const REDEEM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Redeems `code` at its addresses, in turn: the vault key and its epochs.
+async fn redeem(
+    code: &crate::invitations::InvitationCode,
+    identity: &peervault_net::NodeIdentity,
+) -> Result<(NetworkKey, Vec<peervault_store::EpochKey>), KeyringError> {
+    use peervault_net::transport::HandshakeError;
+    let mut last = String::from("the code holds no address");
+    for addr in &code.addrs {
+        let Ok(endpoint) = Endpoint::parse(&addr.to_string()) else {
+            continue;
+        };
+        let psk = code.psk();
+        match peervault_net::redeem_invitation(&endpoint, identity, psk, REDEEM_TIMEOUT).await {
+            Ok((member, sealed)) => {
+                let welcome =
+                    crate::invitations::open_welcome(identity.keypair(), &member, &sealed)
+                        .map_err(|e| KeyringError::InvitationRefused(e.to_string()))?;
+                let mut key = NetworkKey::from_bytes(welcome.vault_key, KeySource::Joined);
+                if let Some(text) = &welcome.kdf {
+                    key = key.with_kdf_params(KdfParams::from_text(text)?);
+                }
+                tracing::info!("invitation accepted by {member}: this node is a member now");
+                return Ok((key, welcome.epochs.clone()));
+            }
+            Err(HandshakeError::Refused(reason)) => {
+                return Err(KeyringError::InvitationRefused(reason));
+            }
+            Err(HandshakeError::KeyMismatch) => {
+                last = format!(
+                    "{endpoint} does not know this invitation (another vault, or the \
+                     invitation's record has not reached it)"
+                );
+            }
+            Err(e) => last = format!("{endpoint}: {e}"),
+        }
+    }
+    Err(KeyringError::InvitationUnanswered(last))
 }
 
 /// Writes a secret file of the data dir (0600), atomically and durably; a symlink
@@ -377,7 +454,7 @@ impl Drop for JoinCode {
     }
 }
 
-mod multiaddrs {
+pub(crate) mod multiaddrs {
     use peervault_net::Multiaddr;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -420,39 +497,58 @@ impl JoinCode {
 
     /// The one-line text form.
     pub fn to_text(&self) -> String {
-        use base64::Engine as _;
-        let mut bytes = Zeroizing::new(postcard::to_stdvec(self).unwrap_or_default());
-        let check = blake3::hash(&bytes);
-        bytes.extend_from_slice(&check.as_bytes()[..4]);
-        format!(
-            "{JOIN_PREFIX}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&*bytes)
-        )
+        let bytes = Zeroizing::new(postcard::to_stdvec(self).unwrap_or_default());
+        encode_code(JOIN_PREFIX, &bytes)
     }
 
     /// Reads a code as `to_text` writes it (surrounding whitespace allowed).
     pub fn parse(text: &str) -> Result<Self, KeyringError> {
-        use base64::Engine as _;
-        let bad = |why: &str| KeyringError::BadJoinCode(why.to_string());
-        let body = text.trim().strip_prefix(JOIN_PREFIX).ok_or_else(|| {
-            bad("it does not start with pv1- (copy the whole line `peervault invite` printed)")
-        })?;
-        let bytes = Zeroizing::new(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(body)
-                .map_err(|_| bad("it is cut or has characters that do not belong in it"))?,
-        );
-        if bytes.len() < 4 {
-            return Err(bad("it is too short"));
-        }
-        let (payload, check) = bytes.split_at(bytes.len() - 4);
-        if &blake3::hash(payload).as_bytes()[..4] != check {
-            return Err(bad(
-                "its checksum does not match (a character changed in copying?)",
-            ));
-        }
-        postcard::from_bytes(payload).map_err(|_| bad("it does not decode"))
+        let payload = decode_code(JOIN_PREFIX, text)?;
+        postcard::from_bytes(&payload)
+            .map_err(|_| KeyringError::BadJoinCode("it does not decode".into()))
     }
+}
+
+/// `prefix`, then base64url (no padding) of `payload` and the first 4 bytes
+/// of its BLAKE3 hash, so that a mistyped code is refused rather than taken
+/// for another.
+pub(crate) fn encode_code(prefix: &str, payload: &[u8]) -> String {
+    use base64::Engine as _;
+    let mut bytes = Zeroizing::new(payload.to_vec());
+    let check = blake3::hash(payload);
+    bytes.extend_from_slice(&check.as_bytes()[..4]);
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&*bytes)
+    )
+}
+
+/// The payload of a code [`encode_code`] wrote with `prefix`.
+pub(crate) fn decode_code(prefix: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
+    use base64::Engine as _;
+    let bad = |why: &str| KeyringError::BadJoinCode(why.to_string());
+    let body = text.trim().strip_prefix(prefix).ok_or_else(|| {
+        KeyringError::BadJoinCode(format!(
+            "it does not start with {prefix} (copy the whole line `peervault invite` printed)"
+        ))
+    })?;
+    let mut bytes = Zeroizing::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| bad("it is cut or has characters that do not belong in it"))?,
+    );
+    if bytes.len() < 4 {
+        return Err(bad("it is too short"));
+    }
+    let (payload, check) = bytes.split_at(bytes.len() - 4);
+    if &blake3::hash(payload).as_bytes()[..4] != check {
+        return Err(bad(
+            "its checksum does not match (a character changed in copying?)",
+        ));
+    }
+    let len = bytes.len() - 4;
+    bytes.truncate(len);
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -501,7 +597,8 @@ mod tests {
     }
 
     async fn resolve_in(dir: &Path, input: KeyInput) -> Result<ResolvedKey, KeyringError> {
-        let resolved = resolve(dir, input, &[], Duration::from_secs(1)).await?;
+        let identity = peervault_net::NodeIdentity::load_or_create(dir).unwrap();
+        let resolved = resolve(dir, input, &[], Duration::from_secs(1), &identity).await?;
         resolved.persist(dir)?;
         Ok(resolved)
     }
@@ -620,7 +717,9 @@ mod tests {
             .port();
         let bootstrap = vec![Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap()];
         let words = KeyInput::parse_key("words words").unwrap();
-        let e = resolve(dir.path(), words, &bootstrap, Duration::from_secs(2))
+        let identity = peervault_net::NodeIdentity::load_or_create(dir.path()).unwrap();
+        let patience = Duration::from_secs(2);
+        let e = resolve(dir.path(), words, &bootstrap, patience, &identity)
             .await
             .unwrap_err();
         assert!(matches!(e, KeyringError::NoParameters { .. }), "{e}");

@@ -31,6 +31,7 @@ use peervault_store::{ChunkId, FileSummary, GcReport, Manifest, NameId, StoreErr
 
 use crate::bandwidth::in_background;
 use crate::context::Context;
+use crate::devices::Devices;
 use crate::error::{NodeError, Result};
 use crate::replicate::{Holders, Replicator, placement};
 use crate::settings::MaintenanceConfig;
@@ -314,9 +315,10 @@ impl Maintenance {
     /// nodes' copies stay; the repair worker makes new copies where the vault
     /// needs them). Returns what was removed.
     pub async fn clean(&self) -> Result<CleanReport> {
+        // Membership records have no chunks to drop.
         let names: Vec<String> = (self.ctx.vault.summaries().await?)
             .into_iter()
-            .filter_map(|(_, s)| s.held.then_some(s.name))
+            .filter_map(|(_, s)| (s.held && !Devices::touches(&s.name)).then_some(s.name))
             .collect();
         let (chunks, bytes_freed) = self.ctx.vault.drop_all_copies().await?;
         for name in &names {
@@ -394,15 +396,18 @@ impl Maintenance {
         // chunk list in memory at once. The manifest is read only for a file
         // that needs a copy made.
         // Versions kept in history keep their copies like current ones.
+        // Membership records have no chunks: the sync takes them to every
+        // node, and there is no copy to make.
+        let held = |file: &FileSummary| file.held && !Devices::touches(&file.name);
         let mut mine: Vec<(NameId, FileSummary)> = (self.ctx.vault.summaries().await?)
             .into_iter()
-            .filter(|(_, file)| file.held)
+            .filter(|(_, file)| held(file))
             .collect();
         let current = mine.len();
         mine.extend(
             (self.ctx.vault.superseded_summaries().await?)
                 .into_iter()
-                .filter(|(_, file)| file.held),
+                .filter(|(_, file)| held(file)),
         );
         round.checked = current;
         if mine.is_empty() {

@@ -61,6 +61,7 @@ pub(crate) struct Inner {
     /// The last hour of traffic (see [`crate::throughput`]).
     throughput: Throughput,
     pub(crate) maintenance: Maintenance,
+    pub(crate) rekeyer: crate::rekey::Rekeyer,
     /// The background workers' statuses (see [`crate::workers`]).
     workers: Workers,
     pub(crate) identity: NodeIdentity,
@@ -104,15 +105,16 @@ impl Node {
                 .await
                 .map_err(|e| NodeError::Invalid(format!("start-up task failed: {e}")))??
         };
+        let identity = NodeIdentity::load_or_create(&data_dir)?;
         let resolved = crate::keyring::resolve(
             &data_dir,
             config.key.clone(),
             &config.net.bootstrap,
             config.kdf_query_patience,
+            &identity,
         )
         .await?;
         let key = resolved.key.clone();
-        let identity = NodeIdentity::load_or_create(&data_dir)?;
         let (quota_bytes, quota_source) = resolve_quota(&data_dir, config.quota_bytes)?;
         let peer_id = identity.peer_id();
         let vault = Vault::open_locked(
@@ -145,12 +147,23 @@ impl Node {
             }
         }
         let has_bootstrap = !settings.bootstrap.is_empty();
-        // Key epochs after the vault key's (see `devices`, `epochs`).
-        let epochs = crate::epochs::load(&data_dir)?;
+        // Key epochs after the vault key's (see `devices`, `epochs`), with
+        // those an invitation's welcome brought.
+        let mut epochs = crate::epochs::load(&data_dir)?;
+        if crate::epochs::merge(&mut epochs, resolved.epochs.clone()) {
+            crate::epochs::save(&data_dir, &epochs)?;
+        }
         vault.set_epochs(&epochs);
+        let (used_tx, used_rx) = tokio::sync::mpsc::unbounded_channel();
         let gate = Arc::new(crate::devices::VaultGate::new(
             key.pnet_psk(),
+            crate::devices::VaultSecrets {
+                root: zeroize::Zeroizing::new(*key.root()),
+                kdf: key.kdf_params().map(|p| p.to_text()),
+                identity: identity.keypair().clone(),
+            },
             epochs.clone(),
+            used_tx,
         ));
         let devices = Arc::new(crate::devices::Devices::new(
             gate.clone(),
@@ -216,6 +229,8 @@ impl Node {
         let workers = Workers::default();
         workers.start(&ctx.tasks, GcWorker(maintenance.clone()));
         workers.start(&ctx.tasks, RepairWorker(maintenance.clone()));
+        let rekeyer = crate::rekey::Rekeyer::new(ctx.clone(), &data_dir);
+        workers.start(&ctx.tasks, crate::rekey::RekeyWorker(rekeyer.clone()));
         let node = Node {
             inner: Arc::new(Inner {
                 ctx: ctx.clone(),
@@ -224,6 +239,7 @@ impl Node {
                 replicator,
                 syncer,
                 maintenance,
+                rekeyer,
                 workers,
                 identity,
                 data_dir,
@@ -239,6 +255,7 @@ impl Node {
         };
         ctx.spawn(node.clone().watch_network(network.events));
         ctx.spawn(node.clone().watch_devices());
+        ctx.spawn(node.clone().watch_invitations(used_rx));
         Ok(node)
     }
 
@@ -311,11 +328,9 @@ impl Node {
         self.inner.key.source()
     }
 
-    /// A join code for a new node (`peervault -join CODE`): the vault's key, this
-    /// node's addresses (those peers on other hosts can dial first), and a
-    /// passphrase vault's key-derivation parameters. Whoever holds it can join the
-    /// vault and read everything in it.
-    pub async fn invite(&self) -> Result<String> {
+    /// The addresses an invitation carries: those peers on other hosts can
+    /// dial first, loopback last, each with this node's peer id.
+    pub(crate) async fn invite_addresses(&self) -> Vec<peervault_net::Multiaddr> {
         let addresses = self.inner.ctx.net.addresses().await;
         let peer = self.inner.identity.peer_id();
         let listen: &[peervault_net::Multiaddr] = if self.inner.advertise_only {
@@ -334,11 +349,11 @@ impl Node {
         addrs.retain(|a| seen.insert(a.clone()));
         // Loopback last: useful only to a node on this machine.
         addrs.sort_by_key(|a| std::cmp::Reverse(peervault_net::address_scope(a)));
-        let addrs = addrs
+        addrs.truncate(8);
+        addrs
             .into_iter()
             .map(|a| a.clone().with_p2p(peer).unwrap_or(a))
-            .collect();
-        Ok(crate::keyring::JoinCode::new(&self.inner.key, addrs).to_text())
+            .collect()
     }
 
     /// This node's peer id.
@@ -738,7 +753,9 @@ impl Node {
 
     /// A snapshot for `status`.
     pub async fn status(&self) -> Result<NodeStatus> {
-        let files = self.inner.ctx.vault.file_count();
+        // The vault's own membership records are not files of the user's.
+        let files = (self.inner.ctx.vault.file_count())
+            .saturating_sub(self.inner.ctx.devices.registry().files);
         let addresses = self.inner.ctx.net.addresses().await;
         let connected = self.inner.ctx.net.peers().await;
         let peers = connected.len();
@@ -773,6 +790,7 @@ impl Node {
             limits: self.limits(),
             transfer_memory: crate::views::TransferMemory::of(self.inner.ctx.vault.budget()),
             key_epoch: self.inner.ctx.vault.current_epoch(),
+            rekey: self.inner.rekeyer.status(),
             members: self.inner.ctx.devices.registry().members.len(),
         })
     }

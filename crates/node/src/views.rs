@@ -336,6 +336,9 @@ pub struct NodeStatus {
     /// Member devices this node knows of.
     #[serde(default)]
     pub members: usize,
+    /// Where re-encryption after `rekey --all` stands (see `crate::rekey`).
+    #[serde(default)]
+    pub rekey: crate::rekey::RekeyStatus,
 }
 
 /// How much of the transfer budget is in use, and has been.

@@ -16,6 +16,7 @@ use std::os::fd::AsFd;
 
 use futures::StreamExt;
 use peervault_node::devices::{DeviceInfo, RemovedDevice};
+use peervault_node::invitations::Invitation;
 use peervault_node::{
     CleanReport, CopyProgress, DeleteOutcome, DiscoveryStatus, FileCheck, FileInfo, FileMeta,
     GcSummary, MetricsSnapshot, Node, NodeStatus, PeerStatus, QuotaStatus, RateLimits, VersionInfo,
@@ -57,7 +58,9 @@ pub(crate) trait Operations {
     async fn gc(&self) -> anyhow::Result<GcSummary>;
     /// Drops this node's copies of the files `names` (of every file if empty).
     async fn clean(&self, names: &[String]) -> anyhow::Result<CleanReport>;
-    async fn invite(&self) -> anyhow::Result<String>;
+    /// An invitation for one device, lasting `expires` (the node's default if
+    /// `None`).
+    async fn invite(&self, expires: Option<std::time::Duration>) -> anyhow::Result<Invitation>;
     /// Makes `peer` (a number from `peers`, a peer id or an address) hold a
     /// complete copy of `name`; the peer's id.
     async fn send(&self, name: &str, peer: &str) -> anyhow::Result<String>;
@@ -83,8 +86,9 @@ pub(crate) trait Operations {
     async fn rename_device(&self, who: &str, name: &str) -> anyhow::Result<DeviceInfo>;
     /// `devices remove WHO`.
     async fn remove_device(&self, who: &str) -> anyhow::Result<RemovedDevice>;
-    /// `rekey`: a new key epoch; its number.
-    async fn rekey(&self) -> anyhow::Result<u32>;
+    /// `rekey [--all]`: a new key epoch (and with `all`, every member
+    /// re-encrypts what it holds in it); its number.
+    async fn rekey(&self, all: bool) -> anyhow::Result<u32>;
     /// Makes the newest version of a deleted name current again.
     async fn undelete(&self, name: &str) -> anyhow::Result<FileInfo>;
     /// Makes `version` (a label, or its first digits) of `name` current again.
@@ -292,8 +296,8 @@ impl Operations for Node {
         Ok(Node::clean(self, names).await?)
     }
 
-    async fn invite(&self) -> anyhow::Result<String> {
-        Ok(Node::invite(self).await?)
+    async fn invite(&self, expires: Option<std::time::Duration>) -> anyhow::Result<Invitation> {
+        Ok(Node::invite(self, expires).await?)
     }
 
     async fn send(&self, name: &str, peer: &str) -> anyhow::Result<String> {
@@ -359,8 +363,11 @@ impl Operations for Node {
         Ok(Node::remove_device(self, who).await?)
     }
 
-    async fn rekey(&self) -> anyhow::Result<u32> {
-        Ok(Node::rekey(self).await?)
+    async fn rekey(&self, all: bool) -> anyhow::Result<u32> {
+        Ok(match all {
+            true => Node::rekey_all(self).await?,
+            false => Node::rekey(self).await?,
+        })
     }
 
     async fn restore(&self, name: &str, version: &str) -> anyhow::Result<FileInfo> {
@@ -492,8 +499,11 @@ impl Operations for Client {
         ask!(self, Request::Clean { names }, Response::Cleaned { report } => report)
     }
 
-    async fn invite(&self) -> anyhow::Result<String> {
-        ask!(self, Request::Invite, Response::Invite { code } => code)
+    async fn invite(&self, expires: Option<std::time::Duration>) -> anyhow::Result<Invitation> {
+        let request = Request::Invite {
+            expires_seconds: expires.map(|d| d.as_secs().max(1)),
+        };
+        ask!(self, request, Response::Invite { invitation } => invitation)
     }
 
     async fn send(&self, name: &str, peer: &str) -> anyhow::Result<String> {
@@ -580,8 +590,8 @@ impl Operations for Client {
         ask!(self, request, Response::DeviceRemoved { removed } => removed)
     }
 
-    async fn rekey(&self) -> anyhow::Result<u32> {
-        ask!(self, Request::Rekey, Response::Rekeyed { epoch } => epoch)
+    async fn rekey(&self, all: bool) -> anyhow::Result<u32> {
+        ask!(self, Request::Rekey { all }, Response::Rekeyed { epoch } => epoch)
     }
 
     async fn undelete(&self, name: &str) -> anyhow::Result<FileInfo> {

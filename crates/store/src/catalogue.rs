@@ -115,6 +115,13 @@ impl ChunkView {
     }
 }
 
+/// Where a pass of [`Catalogue::reseal_records`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordCursor {
+    Current(Option<[u8; 32]>),
+    Kept(Option<[u8; crate::history::KEY_LEN]>),
+}
+
 /// The metadata database of one vault.
 pub struct Catalogue {
     db: Database,
@@ -710,6 +717,140 @@ impl Catalogue {
         }
         txn.commit()?;
         Ok(forgotten)
+    }
+
+    /// Re-seals in the current key epoch the records (current entries, then
+    /// kept versions) sealed in earlier ones, up to `limit` rows after
+    /// `after` (`None`: from the start). Returns the records re-sealed and
+    /// where to go on (`None`: done).
+    pub fn reseal_records(
+        &self,
+        after: Option<RecordCursor>,
+        limit: usize,
+    ) -> Result<(usize, Option<RecordCursor>)> {
+        match after.unwrap_or(RecordCursor::Current(None)) {
+            RecordCursor::Current(after) => {
+                let (count, next) = self.reseal_table(CATALOGUE, after, limit)?;
+                Ok((
+                    count,
+                    Some(match next {
+                        Some(key) => RecordCursor::Current(Some(key)),
+                        None => RecordCursor::Kept(None),
+                    }),
+                ))
+            }
+            RecordCursor::Kept(after) => {
+                let (count, next) = self.reseal_table(HISTORY, after, limit)?;
+                Ok((count, next.map(|key| RecordCursor::Kept(Some(key)))))
+            }
+        }
+    }
+
+    /// [`Catalogue::reseal_records`] in one table whose keys start with the
+    /// name id (the records' associated data).
+    fn reseal_table<const N: usize>(
+        &self,
+        table: TableDefinition<[u8; N], &[u8]>,
+        after: Option<[u8; N]>,
+        limit: usize,
+    ) -> Result<(usize, Option<[u8; N]>)> {
+        let rows: Vec<([u8; N], Vec<u8>)> = {
+            let txn = self.db.begin_read()?;
+            let t = txn.open_table(table)?;
+            let range = match after {
+                Some(after) => {
+                    t.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))?
+                }
+                None => t.range::<[u8; N]>(..)?,
+            };
+            let mut rows = Vec::new();
+            for row in range.take(limit) {
+                let (k, v) = row?;
+                rows.push((k.value(), v.value().to_vec()));
+            }
+            rows
+        };
+        let next = (rows.len() == limit)
+            .then(|| rows.last().map(|(k, _)| *k))
+            .flatten();
+        let stale: Vec<&([u8; N], Vec<u8>)> = rows
+            .iter()
+            .filter(|(_, sealed)| !self.crypto.record_is_current(sealed))
+            .collect();
+        if stale.is_empty() {
+            return Ok((0, next));
+        }
+        let txn = self.db.begin_write()?;
+        let mut count = 0;
+        {
+            let mut t = txn.open_table(table)?;
+            for (key, sealed) in stale {
+                let mut name_id = [0u8; 32];
+                name_id.copy_from_slice(&key[..32]);
+                let context = catalogue_context(&NameId(name_id));
+                let Ok(plain) = self.crypto.open_record(&context, sealed) else {
+                    continue; // an epoch not held, or damage: left as it is
+                };
+                let resealed = self
+                    .crypto
+                    .seal_record(&context, &plain)
+                    .map_err(|e| StoreError::io("sealing a record", std::io::Error::other(e)))?;
+                // Only if the row did not change since it was read.
+                let same = t.get(*key)?.is_some_and(|v| v.value() == sealed.as_slice());
+                if same {
+                    t.insert(*key, resealed.as_slice())?;
+                    count += 1;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok((count, next))
+    }
+
+    /// Up to `limit` recorded chunks with ids after `after` (from the first if
+    /// `None`), in id order: a pass over every chunk in bounded steps.
+    pub fn chunks_after(
+        &self,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<(ChunkId, Slot)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BLOBS)?;
+        let mut out = Vec::with_capacity(limit.min(4096));
+        let rows = match after {
+            Some(after) => table.range((
+                std::ops::Bound::Excluded(after.0),
+                std::ops::Bound::Unbounded,
+            ))?,
+            None => table.range::<[u8; 32]>(..)?,
+        };
+        for row in rows.take(limit) {
+            let (id, slot) = row?;
+            out.push((ChunkId(id.value()), Slot::decode(&slot.value())));
+        }
+        Ok(out)
+    }
+
+    /// Moves each chunk of `moves` from its old slot to its new one, if it is
+    /// still recorded at the old (in one transaction). Returns the moves made.
+    pub fn move_chunks(
+        &self,
+        moves: &[(ChunkId, Slot, Slot)],
+    ) -> Result<Vec<(ChunkId, Slot, Slot)>> {
+        let txn = self.db.begin_write()?;
+        let mut moved = Vec::new();
+        {
+            let mut blobs = txn.open_table(BLOBS)?;
+            for (id, old, new) in moves {
+                let current = blobs.get(id.0)?.map(|v| Slot::decode(&v.value()));
+                if current == Some(*old) {
+                    blobs.insert(id.0, new.encode())?;
+                    moved.push((*id, *old, *new));
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(moved)
     }
 
     /// Forgets the records of `ids`, referenced or not (a damaged blob, or a copy

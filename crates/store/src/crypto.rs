@@ -216,6 +216,11 @@ impl Crypto {
         Some(number)
     }
 
+    /// True if `blob` was sealed in the current epoch.
+    pub fn chunk_is_current(&self, blob: &[u8]) -> bool {
+        chunk_hint(blob).is_ok_and(|hint| hint == self.epochs().current.hint)
+    }
+
     /// Content address of a chunk's plaintext.
     pub fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
         ChunkId(*blake3::keyed_hash(&self.chunk_id_key, plaintext).as_bytes())

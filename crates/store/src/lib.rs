@@ -41,7 +41,7 @@ pub use names::{MAX_NAME_BYTES, NameError, validate_name};
 pub use space::Usage;
 pub use vault::{
     BlobLocation, BlobTap, DEFAULT_CHUNK_SIZE, DEFAULT_TOMBSTONE_RETENTION, Damage, DamageCounts,
-    DataDirLock, DeleteOutcome, FileReader, FinishMeta, GcReport, Paying, SweepReport, TappedBlob,
-    Vault, VaultConfig, VerifyReport, WriteOutcome, stored_size_of,
+    DataDirLock, DeleteOutcome, EpochCensus, FileReader, FinishMeta, GcReport, Paying, ResealBatch,
+    SweepReport, TappedBlob, Vault, VaultConfig, VerifyReport, WriteOutcome, stored_size_of,
 };
 pub use version::Version;

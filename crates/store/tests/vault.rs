@@ -1378,3 +1378,94 @@ async fn copies_through_a_small_budget_all_finish() {
     }
     assert_eq!(budget.in_use(), 0);
 }
+
+#[tokio::test]
+async fn rekey_moves_every_chunk_to_the_current_epoch_and_reads_stay_identical() {
+    use peervault_store::EpochKey;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open(dir.path(), SMALL_CHUNK).await;
+    let files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("f{i}"), data(10_000 + i * 3_001, i as u64)))
+        .collect();
+    for (name, bytes) in &files {
+        vault.write_file(name, &bytes[..], None).await.unwrap();
+    }
+    let used = vault.usage().used_bytes;
+    let on_disk = blob_bytes_on_disk(dir.path());
+    let chunks = vault.epoch_census().await.unwrap();
+    assert_eq!(chunks.older, 0);
+    assert!(chunks.current > 10);
+    // A new epoch: new writes are sealed in it, old chunks are not yet.
+    let one = EpochKey::generate(1).unwrap();
+    vault.set_epochs(std::slice::from_ref(&one));
+    let census = vault.epoch_census().await.unwrap();
+    assert_eq!((census.current, census.older), (0, chunks.current));
+    vault
+        .write_file("new", &data(9_000, 99)[..], None)
+        .await
+        .unwrap();
+    // A read holds some chunks while the pass runs: those are left for the
+    // next pass, and the read still gets its bytes.
+    let held = vault.read_file("f0").await.unwrap();
+    let mut after = None;
+    let mut resealed = 0;
+    let mut deferred = 0;
+    loop {
+        let batch = vault.reseal_after(after, 5).await.unwrap();
+        resealed += batch.resealed;
+        deferred += batch.deferred;
+        assert_eq!(batch.damaged, 0);
+        match batch.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(drain(held).await.unwrap(), files[0].1);
+    assert!(deferred > 0, "the read's chunks waited");
+    // A second pass takes what the read held.
+    let mut after = None;
+    loop {
+        let batch = vault.reseal_after(after, 64).await.unwrap();
+        resealed += batch.resealed;
+        assert_eq!(batch.deferred, 0);
+        match batch.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(resealed as u64, chunks.current);
+    let census = vault.epoch_census().await.unwrap();
+    assert_eq!(census.older, 0, "no chunk left in the old epoch");
+    // Same usage, the old slots given back, every file byte-identical, also
+    // after reopening.
+    assert_eq!(
+        vault.usage().used_bytes,
+        used + stored_size_of(9_000, SMALL_CHUNK)
+    );
+    assert!(
+        blob_bytes_on_disk(dir.path())
+            <= on_disk + slots_of_file(9_000, SMALL_CHUNK) + 64 * SLOT_ALIGN
+    );
+    for (name, bytes) in &files {
+        assert_eq!(&read_all(&vault, name).await.unwrap(), bytes);
+    }
+    drop(vault);
+    let vault = open(dir.path(), SMALL_CHUNK).await;
+    // Without epoch 1's key nothing opens now.
+    let e = read_all(&vault, "f3").await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::Integrity {
+                problem: ChunkProblem::UnknownEpoch,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    vault.set_epochs(&[one]);
+    for (name, bytes) in &files {
+        assert_eq!(&read_all(&vault, name).await.unwrap(), bytes);
+    }
+    assert!(vault.verify_all().await.unwrap().iter().all(|r| r.is_ok()));
+}

@@ -478,6 +478,9 @@ impl EventLoop {
                 Some(HandshakeFailure::Refused) => {
                     self.log_refused(&send_back_addr, &error_chain(&error), true)
                 }
+                Some(HandshakeFailure::Welcomed) => {
+                    tracing::info!("a new device at {send_back_addr} redeemed an invitation")
+                }
                 Some(HandshakeFailure::BadIdentity) => tracing::warn!(
                     "refused a connection from {send_back_addr}: {}",
                     error_chain(&error)

@@ -471,10 +471,14 @@ pub enum Command {
         #[command(subcommand)]
         action: S3Action,
     },
-    /// Print a code that lets another node join this vault (`peervault -join CODE`).
-    /// Anyone holding it can join and read everything: send it only where you trust.
+    /// Print an invitation: a code that lets one new device join this vault
+    /// (`peervault -join CODE`), once, before it expires. It does not hold the vault's
+    /// key: a member hands the keys to the device that redeems it.
     Invite {
-        /// Print {"code": "..."} instead of the code alone.
+        /// How long the invitation lasts (e.g. 30m, 24h, 7d; at most 30 days).
+        #[arg(long, value_name = "DURATION", default_value = "24h")]
+        expires: String,
+        /// Print {"code", "id", "expires_at"} instead of the code alone.
         #[arg(long)]
         json: bool,
     },
@@ -489,6 +493,11 @@ pub enum Command {
     /// Start a new key epoch: data written from now on is sealed with a new key
     /// that only the current members receive.
     Rekey {
+        /// Also re-encrypt everything every member holds in the new epoch, in the
+        /// background (see `status`): then keys of earlier epochs, a removed
+        /// device's included, open none of it.
+        #[arg(long)]
+        all: bool,
         /// Print {"epoch": N} instead of a sentence.
         #[arg(long)]
         json: bool,

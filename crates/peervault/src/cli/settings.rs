@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use peervault_net::{Endpoint, NetSettings};
+use peervault_node::invitations::InvitationCode;
 use peervault_node::{
     DEFAULT_MAX_PEERS, DEFAULT_PEX_INTERVAL, DEFAULT_REPLICAS, DEFAULT_SYNC_INTERVAL,
     DEFAULT_TOMBSTONE_RETENTION, JoinCode, KeyInput, MaintenanceConfig, NodeConfig, Replicas,
@@ -308,7 +309,7 @@ fn key_input(
         (Some((_, key_origin)), Some((_, join_origin))) => Err(invalid(
             &join_origin,
             format!(
-                "give either {key_origin} or the join code, not both: a join code carries the key"
+                "give either {key_origin} or the join code, not both: a join code brings the vault's key"
             ),
         )),
         (Some((text, origin)), None) => {
@@ -319,6 +320,11 @@ fn key_input(
                 ));
             }
             KeyInput::parse_key(&text).map_err(|e| invalid(&origin, e))
+        }
+        (None, Some((text, origin))) if InvitationCode::is_invitation(&text) => {
+            InvitationCode::parse(&text)
+                .map(KeyInput::Invitation)
+                .map_err(|e| invalid(&origin, e))
         }
         (None, Some((text, origin))) => JoinCode::parse(&text)
             .map(KeyInput::Join)

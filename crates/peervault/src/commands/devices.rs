@@ -65,15 +65,21 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn rekey(ops: &impl Operations, json: bool) -> anyhow::Result<ExitCode> {
-    let epoch = ops.rekey().await?;
+pub async fn rekey(ops: &impl Operations, all: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let epoch = ops.rekey(all).await?;
     if json {
-        say!("{}", serde_json::json!({ "epoch": epoch }));
+        say!("{}", serde_json::json!({ "epoch": epoch, "all": all }));
     } else {
         say!(
             "Key epoch {epoch} started: data written from now on is sealed with its key, which \
              the connected members have now and the others receive when they connect."
         );
+        if all {
+            say!(
+                "Every member now re-encrypts what it holds in epoch {epoch}, in the background \
+                 (`peervault status` shows how far it is)."
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

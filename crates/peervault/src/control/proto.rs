@@ -191,8 +191,12 @@ pub enum Request {
     S3KeyRemove {
         id: String,
     },
-    /// A join code for a new node.
-    Invite,
+    /// An invitation for one new device.
+    Invite {
+        /// How long it lasts (the node's default if absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_seconds: Option<u64>,
+    },
     /// `devices`.
     Devices,
     /// `devices rename WHO NAME`.
@@ -204,8 +208,11 @@ pub enum Request {
     RemoveDevice {
         who: String,
     },
-    /// `rekey`.
-    Rekey,
+    /// `rekey [--all]`.
+    Rekey {
+        #[serde(default)]
+        all: bool,
+    },
     Verify {
         name: Option<String>,
     },
@@ -294,7 +301,7 @@ pub enum Response {
         status: Box<NodeStatus>,
     },
     Invite {
-        code: String,
+        invitation: peervault_node::invitations::Invitation,
     },
     Devices {
         devices: Vec<peervault_node::devices::DeviceInfo>,

@@ -267,8 +267,11 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             },
             Err(e) => error_response(&e),
         },
-        Request::Invite => match node.invite().await {
-            Ok(code) => Response::Invite { code },
+        Request::Invite { expires_seconds } => match node
+            .invite(expires_seconds.map(std::time::Duration::from_secs))
+            .await
+        {
+            Ok(invitation) => Response::Invite { invitation },
             Err(e) => error_response(&e),
         },
         Request::Devices => match node.devices().await {
@@ -283,7 +286,11 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             Ok(removed) => Response::DeviceRemoved { removed },
             Err(e) => error_response(&e),
         },
-        Request::Rekey => match node.rekey().await {
+        Request::Rekey { all } => match if all {
+            node.rekey_all().await
+        } else {
+            node.rekey().await
+        } {
             Ok(epoch) => Response::Rekeyed { epoch },
             Err(e) => error_response(&e),
         },

@@ -450,6 +450,13 @@ pub fn status_block(s: &NodeStatus) -> String {
         format!(" ({})", s.key_source)
     };
     let workers: String = s.workers.iter().map(worker_line).collect();
+    let rekey = match s.rekey.state.as_str() {
+        "" | "idle" => String::new(),
+        state => format!(
+            "; re-encryption to epoch {}: {state}, {} of {} chunks re-sealed",
+            s.rekey.epoch, s.rekey.chunks_resealed, s.rekey.chunks_checked
+        ),
+    };
     // The original's first three lines, then the rest.
     let local_ip = s
         .listen_addrs
@@ -480,7 +487,7 @@ pub fn status_block(s: &NodeStatus) -> String {
          Transfers:       {} of {} buffers in use (peak {}, {} waited)\n\
          Uptime:          {}\n\
          Key fingerprint: {}{key_note}\n\
-         Key epoch:       {} ({} recorded)\n\
+         Key epoch:       {} ({} recorded){rekey}\n\
          Version:         {}{workers}",
         s.peers_connected,
         s.peer_id,

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{TEST_KEY, TestNode, eventually, hash_file, write_random_file};
+use crate::harness::{NO_KEY, TEST_KEY, TestNode, eventually, hash_file, write_random_file};
 
 const CONNECT: Duration = Duration::from_secs(30);
 const KIB: u64 = 1024;
@@ -288,4 +288,229 @@ fn a_removed_device_is_locked_out_everywhere_and_what_it_held_comes_back() {
     let got = dir.path().join("after-again.bin");
     a.ok(&["get", "after.bin", "-o", got.to_str().unwrap()]);
     assert_eq!(hash_file(&got), after_hash);
+}
+
+/// Starts a node that joins with `code` and expects it to be refused: its
+/// start-up message.
+fn refused_join(dir: &Path, name: &str, code: &str) -> String {
+    let mut node = TestNode::spawn(&dir.join(name), NO_KEY, &["--join", code]);
+    let status = node.wait_exit(Duration::from_secs(30));
+    assert!(!status.success(), "{}", node.log());
+    node.log()
+}
+
+#[test]
+fn four_devices_join_with_invitations_each_admitting_one_device_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::start_with(&dir.path().join("a"), NO_KEY, &[]);
+    // Each device joins with an invitation from a different member.
+    let mut nodes = vec![a];
+    let mut codes = Vec::new();
+    for name in ["b", "c", "d"] {
+        let inviter = nodes.last().unwrap();
+        let code = inviter.ok(&["invite"]).trim().to_string();
+        assert!(code.starts_with("pv2-"), "{code}");
+        let key = std::fs::read_to_string(nodes[0].data_dir.join("vault.key")).unwrap();
+        assert!(
+            !code.contains(key.lines().next().unwrap()),
+            "the code holds no key"
+        );
+        let joined = TestNode::start_with(&dir.path().join(name), NO_KEY, &["--join", &code]);
+        joined.wait_peers(1, CONNECT);
+        codes.push(code);
+        nodes.push(joined);
+    }
+    let mut all: Vec<String> = nodes.iter().map(TestNode::peer_id).collect();
+    all.sort();
+    for node in &nodes {
+        eventually("four members everywhere", CONNECT, || {
+            device_ids(node) == all
+        });
+    }
+    let d_entry = devices(&nodes[0])
+        .into_iter()
+        .find(|d| d["peer_id"] == nodes[3].peer_id().as_str())
+        .unwrap();
+    assert_eq!(d_entry["how"], "invitation");
+    assert_eq!(d_entry["added_by"], nodes[2].peer_id().as_str());
+    // Every node holds the vault's key now, received sealed to it.
+    let key = std::fs::read_to_string(nodes[0].data_dir.join("vault.key")).unwrap();
+    for node in &nodes[1..] {
+        let kept = std::fs::read_to_string(node.data_dir.join("vault.key")).unwrap();
+        assert_eq!(kept.lines().next(), key.lines().next());
+    }
+    // A file written anywhere reads everywhere.
+    let input = dir.path().join("shared.bin");
+    let hash = write_random_file(&input, 150 * KIB, 4);
+    nodes[3].ok(&["put", input.to_str().unwrap()]);
+    let got = dir.path().join("got.bin");
+    eventually("the file is listed on the first node", CONNECT, || {
+        nodes[0].ls().iter().any(|f| f["name"] == "shared.bin")
+    });
+    nodes[0].ok(&["get", "shared.bin", "-o", got.to_str().unwrap()]);
+    assert_eq!(hash_file(&got), hash);
+
+    // A code used once is refused to a second device, on any member.
+    let log = refused_join(dir.path(), "second-use", &codes[0]);
+    assert!(log.contains("used already"), "{log}");
+    // An expired one too.
+    let short = nodes[1]
+        .ok(&["invite", "--expires", "1s"])
+        .trim()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = refused_join(dir.path(), "late", &short);
+    assert!(log.contains("expired"), "{log}");
+    let out = nodes[0].cli(&["invite", "--expires", "soon"]);
+    assert!(!out.status.success());
+    let json = json(&nodes[0], &["invite", "--expires", "2h", "--json"]);
+    assert!(json["expires_at"].as_str().is_some() && json["id"].as_str().is_some());
+    // The device that used a code may start again with the same flags.
+    let b_dir = nodes[1].data_dir.clone();
+    nodes.remove(1).stop();
+    let b = TestNode::start_with(&b_dir, NO_KEY, &["--join", &codes[0]]);
+    b.wait_peers(1, CONNECT);
+}
+
+#[test]
+fn concurrent_removals_and_invitations_converge_on_one_member_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(dir.path(), "a", None);
+    let others: Vec<TestNode> = ["b", "c", "d", "e"]
+        .iter()
+        .map(|n| start(dir.path(), n, Some(&a)))
+        .collect();
+    let [b, c, d, e]: [TestNode; 4] = others.try_into().ok().unwrap();
+    for node in [&a, &b, &c, &d, &e] {
+        node.wait_peers(4, CONNECT);
+        eventually("five members", CONNECT, || devices(node).len() == 5);
+    }
+    let code = c.ok(&["invite"]).trim().to_string();
+    // At once: A removes D, B removes E, and a new device joins through C.
+    let (d_id, e_id) = (d.peer_id(), e.peer_id());
+    let f_dir = dir.path().join("f");
+    let f = std::thread::scope(|s| {
+        let one = s.spawn(|| a.ok(&["devices", "remove", &d_id, "--yes"]));
+        let two = s.spawn(|| b.ok(&["devices", "remove", &e_id, "--yes"]));
+        let three = s.spawn(|| TestNode::start_with(&f_dir, NO_KEY, &["--join", &code]));
+        one.join().unwrap();
+        two.join().unwrap();
+        three.join().unwrap()
+    });
+    let mut expected: Vec<String> = [&a, &b, &c, &f].iter().map(|n| n.peer_id()).collect();
+    expected.sort();
+    for node in [&a, &b, &c, &f] {
+        eventually("the same member list everywhere", CONNECT, || {
+            device_ids(node) == expected
+        });
+    }
+    // Both new epochs reach every member, and all seal in the same one.
+    let epoch = |n: &TestNode| json(n, &["status", "--json"])["key_epoch"].clone();
+    eventually("one current epoch everywhere", CONNECT, || {
+        [&b, &c, &f].iter().all(|n| epoch(n) == epoch(&a))
+    });
+    assert_eq!(epoch(&a), 1, "two removals at once both start epoch 1");
+    for removed in [&d, &e] {
+        eventually("the removed have no member left", CONNECT, || {
+            removed.peer_count() == 0
+        });
+    }
+    // What any member writes now, every member reads.
+    let input = dir.path().join("after.bin");
+    let hash = write_random_file(&input, 100 * KIB, 8);
+    f.ok(&["put", input.to_str().unwrap()]);
+    for node in [&a, &b, &c] {
+        let got = dir.path().join("got.bin");
+        eventually("the file is listed", CONNECT, || {
+            node.ls().iter().any(|x| x["name"] == "after.bin")
+        });
+        node.ok(&["get", "after.bin", "-o", got.to_str().unwrap(), "--force"]);
+        assert_eq!(hash_file(&got), hash);
+    }
+}
+
+#[test]
+fn rekey_all_leaves_nothing_the_keys_before_a_removal_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(dir.path(), "a", None);
+    let nodes: Vec<TestNode> = ["b", "c", "d"]
+        .iter()
+        .map(|n| start(dir.path(), n, Some(&a)))
+        .collect();
+    let [b, c, d]: [TestNode; 3] = nodes.try_into().ok().unwrap();
+    for node in [&a, &b, &c, &d] {
+        node.wait_peers(3, CONNECT);
+    }
+    let mut files = Vec::new();
+    for (i, node) in [&a, &b, &c, &d, &a].iter().enumerate() {
+        let name = format!("f{i}.bin");
+        let path = dir.path().join(&name);
+        let hash = write_random_file(&path, 2 * 1024 * KIB + i as u64 * 1_234, i as u64);
+        node.ok(&["put", path.to_str().unwrap(), "--name", &name]);
+        files.push((name, hash));
+    }
+    for (name, _) in &files {
+        eventually("three copies", CONNECT, || {
+            holders(&[&a, &b, &c, &d], name) == 3
+        });
+    }
+    eventually("C is a member everywhere", CONNECT, || {
+        device_ids(&a).contains(&c.peer_id())
+    });
+    a.ok(&["devices", "remove", &c.peer_id(), "--yes"]);
+    // Epoch 1 seals what is written from now on; `rekey --all` starts epoch 2
+    // and has every member re-seal what it holds in it.
+    let out = json(&b, &["rekey", "--all", "--json"]);
+    assert_eq!(out["epoch"], 2);
+    let started = Instant::now();
+    for node in [&a, &b, &d] {
+        eventually("the re-encryption is done", Duration::from_secs(90), || {
+            let s = json(node, &["status", "--json"]);
+            s["key_epoch"] == 2 && s["rekey"]["state"] == "done"
+        });
+        let s = json(node, &["status", "--json"]);
+        assert_eq!(s["rekey"]["chunks_in_older_epochs"], 0, "{}", s["rekey"]);
+        assert!(s["rekey"]["chunks_resealed"].as_u64().unwrap() > 0);
+        let text = node.ok(&["status"]);
+        assert!(text.contains("Key epoch:       2"), "{text}");
+    }
+    eprintln!("rekey --all: done on A, B, D after {:?}", started.elapsed());
+    // Every file still reads back byte-identical, on every member.
+    for node in [&a, &b, &d] {
+        for (name, hash) in &files {
+            let got = dir.path().join("got.bin");
+            node.ok(&["get", name, "-o", got.to_str().unwrap(), "--force"]);
+            assert_eq!(hash_file(&got), *hash, "{name}");
+        }
+    }
+    // A copy of each member's data dir with only the keys from before the
+    // removal (the vault key, as C holds it) opens nothing: not a record, not
+    // a chunk.
+    for (i, node) in [a, b, d].into_iter().enumerate() {
+        let data = node.data_dir.clone();
+        node.stop();
+        let copy = dir.path().join(format!("copy{i}"));
+        std::fs::create_dir(&copy).unwrap();
+        for entry in std::fs::read_dir(&data).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_owned();
+            if path.is_dir() {
+                std::fs::create_dir(copy.join(&name)).unwrap();
+                for inner in std::fs::read_dir(&path).unwrap() {
+                    let inner = inner.unwrap().path();
+                    std::fs::copy(&inner, copy.join(&name).join(inner.file_name().unwrap()))
+                        .unwrap();
+                }
+            } else if name != "epochs" && name != "LOCK" && name != "control.sock" {
+                std::fs::copy(&path, copy.join(&name)).unwrap();
+            }
+        }
+        let old_keys = TestNode::start_with(&copy, TEST_KEY, &[]);
+        assert!(old_keys.ls().is_empty(), "{:?}", old_keys.ls());
+        let s = json(&old_keys, &["status", "--json"]);
+        assert_eq!(s["files"], 0, "no record opens");
+        let log = old_keys.ok(&["verify", "--json"]);
+        assert!(!log.contains("\"ok\":true"), "{log}");
+        old_keys.stop();
+    }
 }

@@ -221,9 +221,10 @@ fn the_readmes_lan_setup_with_the_defaults_forms_one_vault() {
         NO_KEY,
         &["--addr", ":3000", "-discover-local"],
     );
-    let code = first.ok(&["invite"]).trim().to_string();
     let mut nodes = vec![first];
     for i in 2..=3 {
+        // One invitation per device.
+        let code = nodes[0].ok(&["invite"]).trim().to_string();
         nodes.push(TestNode::start_in_netns(
             &lab.namespace("d", i),
             &dir.path().join(format!("n{i}")),

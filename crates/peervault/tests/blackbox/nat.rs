@@ -167,9 +167,10 @@ fn homes_exchange_files(tag: &str, nat: Nat, settle_on: &str) -> String {
         NO_KEY,
         &["--addr", ":3000", "--relay", "--replicas", "1"],
     );
-    let code = relay.ok(&["invite"]).trim().to_string();
     let homes: Vec<TestNode> = (0..2)
         .map(|k| {
+            // One invitation per device.
+            let code = relay.ok(&["invite"]).trim().to_string();
             TestNode::start_in_netns(
                 &net.homes[k],
                 &dir.path().join(format!("home{k}")),

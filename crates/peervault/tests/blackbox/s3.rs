@@ -638,9 +638,10 @@ fn on_a_lan_with_the_defaults_one_gateway_serves_what_another_stored() {
         NO_KEY,
         &flags,
     );
-    let code = first.ok(&["invite"]).trim().to_string();
     let mut others = Vec::new();
     for i in 2..=3 {
+        // One invitation per device.
+        let code = first.ok(&["invite"]).trim().to_string();
         let mut args = flags.to_vec();
         args.extend(["--join", code.as_str()]);
         others.push(TestNode::start_in_netns(

@@ -66,9 +66,10 @@ fn nodes_without_a_key_stay_apart_and_a_join_code_lets_one_in() {
 
     // With the first node's code, a new node joins and reads the file.
     let code = first.ok(&["invite"]).trim().to_string();
-    assert!(code.starts_with("pv1-"), "{code}");
+    assert!(code.starts_with("pv2-"), "{code}");
     let json: serde_json::Value = serde_json::from_str(&first.ok(&["invite", "--json"])).unwrap();
-    assert!(json["code"].as_str().unwrap().starts_with("pv1-"));
+    assert!(json["code"].as_str().unwrap().starts_with("pv2-"));
+    assert!(json["expires_at"].as_str().is_some());
     let joined = TestNode::start_with(&dir.path().join("joined"), NO_KEY, &["--join", &code]);
     joined.wait_peers(1, Duration::from_secs(15));
     eventually("the catalogue arrives", Duration::from_secs(15), || {
@@ -82,7 +83,7 @@ fn nodes_without_a_key_stay_apart_and_a_join_code_lets_one_in() {
         status(&joined)["key_fingerprint"],
         status(&first)["key_fingerprint"]
     );
-    // The code is not in the log: it holds the key.
+    // The code is not in the log: it is a secret until used.
     assert!(!joined.log().contains(&code) && !first.log().contains(&code));
 
     // Restarted without the code, it keeps the vault's key.
@@ -92,7 +93,9 @@ fn nodes_without_a_key_stay_apart_and_a_join_code_lets_one_in() {
     assert_eq!(status(&again)["key_source"], "joined");
     again.wait_peers(1, Duration::from_secs(15));
 
-    // PEERVAULT_JOIN works as --join does.
+    // PEERVAULT_JOIN works as --join does (with an invitation of its own:
+    // each admits one device).
+    let code = first.ok(&["invite"]).trim().to_string();
     let by_env = TestNode::start_with_env(
         &dir.path().join("env"),
         NO_KEY,

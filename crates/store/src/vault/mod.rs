@@ -34,10 +34,12 @@ mod exchange;
 mod gc;
 mod migrate;
 mod read;
+mod rekey;
 mod versions;
 mod write;
 
 pub use read::{FileReader, Paying};
+pub use rekey::{EpochCensus, ResealBatch};
 pub use write::{FinishMeta, WriteOutcome};
 
 pub(crate) use gc::is_expired_tombstone;
