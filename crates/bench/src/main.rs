@@ -16,6 +16,7 @@ mod baseline;
 mod cluster;
 mod local;
 mod node;
+mod rekey;
 mod report;
 mod s3;
 mod scale;
@@ -107,6 +108,17 @@ enum Workload {
         #[arg(long, default_value_t = 8)]
         part_mib: u64,
     },
+    /// `rekey --all`: re-encryption of what one node holds against its `get`
+    /// (paced as by default, and unpaced), and a replicated put on three nodes
+    /// while they re-encrypt, against one alone.
+    Rekey {
+        /// Bytes each node holds and re-encrypts.
+        #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+        size: u64,
+        /// Rounds of each measurement (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// One node filled with many tiny files: `ls`, restart and a new node's
     /// catalogue sync, per catalogue size, to show how they grow.
     Scale {
@@ -160,6 +172,12 @@ fn main() -> anyhow::Result<()> {
             rounds: rounds.max(1),
             part_mib: part_mib.max(5),
             drop_caches: !args.keep_caches,
+        })),
+        Workload::Rekey { size, rounds } => runtime.block_on(rekey::run(rekey::RekeyArgs {
+            bin: &bin,
+            dir: &dir,
+            size,
+            rounds: rounds.max(1),
         })),
         Workload::Scale { entries } => runtime.block_on(scale::run(scale::ScaleArgs {
             bin: &bin,

@@ -62,6 +62,10 @@ fn every_workload_runs_on_small_sizes() {
             "ratio",
         ),
         (&["small", "--files", "20"][..], "ratio"),
+        (
+            &["rekey", "--size", "3MiB", "--rounds", "1"][..],
+            "during rekey --all",
+        ),
         (&["scale", "--entries", "20,40"][..], "sync to a new node"),
         (
             &[

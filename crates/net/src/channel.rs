@@ -48,6 +48,15 @@
 //! encrypting 32 zero bytes under nonce 2^64-1) every [`DEFAULT_REKEY_INTERVAL`]
 //! frames, at the same frame count on both ends, with no message.
 //!
+//! **Admission.** Which pre-shared keys a responder accepts, which one a dialler
+//! uses, and whether an authenticated peer may stay are the node's to say
+//! ([`crate::gate::Gatekeeper`]). A responder tries each accepted key on message
+//! 1; after message 3 its verdict is the first frame inside the channel:
+//! `0 | its current ticket`, `1 | a reason` (a removed device is told why), or
+//! `2 | a welcome` (a new device's keys, for an invitation; the connection ends
+//! there). A dialler judges the responder after message 2 and sends no identity
+//! to one it refuses.
+//!
 //! **Verdicts.** A responder whose message 1 does not open answers a zero length
 //! (refused) and closes, so the dialler reports [`HandshakeError::KeyMismatch`] for
 //! what it is; anything else that is not PeerVault's handshake is

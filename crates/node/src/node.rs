@@ -229,7 +229,7 @@ impl Node {
         let workers = Workers::default();
         workers.start(&ctx.tasks, GcWorker(maintenance.clone()));
         workers.start(&ctx.tasks, RepairWorker(maintenance.clone()));
-        let rekeyer = crate::rekey::Rekeyer::new(ctx.clone(), &data_dir);
+        let rekeyer = crate::rekey::Rekeyer::new(ctx.clone(), &data_dir, config.rekey_rate);
         workers.start(&ctx.tasks, crate::rekey::RekeyWorker(rekeyer.clone()));
         let node = Node {
             inner: Arc::new(Inner {

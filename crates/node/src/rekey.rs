@@ -9,7 +9,8 @@
 //! has not done yet and, once it holds that epoch's key, makes a pass over
 //! its chunks and then its catalogue records (`peervault_store`'s
 //! `reseal_after`, `reseal_records_after`): a batch at a time, each batch
-//! durable before its old blobs are freed, paced to [`REKEY_RATE`] so that
+//! durable before its old blobs are freed, paced to `--rekey-rate`
+//! ([`DEFAULT_REKEY_RATE`]) so that
 //! the node's own reads and writes keep the disk. Where a pass stands is kept
 //! in `rekey.progress` in the data dir after every batch: a node that stops
 //! resumes there. A pass that ends while newer epochs began meanwhile runs
@@ -33,8 +34,9 @@ use crate::workers::Worker;
 
 /// The request record.
 pub const REKEY_NAME: &str = ".peervault/rekey";
-/// Bytes per second a pass re-seals at most (reading and writing each).
-pub const REKEY_RATE: u64 = 256 * 1024 * 1024;
+/// Bytes per second a pass re-seals at most (reading and writing each),
+/// unless `--rekey-rate` says otherwise.
+pub const DEFAULT_REKEY_RATE: u64 = 256 * 1024 * 1024;
 /// Chunks per batch: with 1 MiB chunks, what a batch holds at once is one
 /// chunk; what it writes before its sync, up to this many.
 const BATCH: usize = 64;
@@ -101,6 +103,7 @@ pub struct RekeyStatus {
 pub(crate) struct Rekeyer {
     ctx: Arc<Context>,
     path: PathBuf,
+    rate: u64,
     status: Arc<Mutex<RekeyStatus>>,
 }
 
@@ -118,7 +121,7 @@ fn save(path: &Path, progress: &Progress) -> Result<()> {
 }
 
 impl Rekeyer {
-    pub(crate) fn new(ctx: Arc<Context>, data_dir: &Path) -> Rekeyer {
+    pub(crate) fn new(ctx: Arc<Context>, data_dir: &Path, rate: u64) -> Rekeyer {
         let path = data_dir.join(PROGRESS_FILE);
         let progress = load(&path);
         let status = RekeyStatus {
@@ -138,6 +141,7 @@ impl Rekeyer {
         Rekeyer {
             ctx,
             path,
+            rate: rate.max(1),
             status: Arc::new(Mutex::new(status)),
         }
     }
@@ -205,7 +209,7 @@ impl Rekeyer {
                     s.chunks_resealed = progress.resealed;
                     s.bytes_resealed = progress.bytes;
                 });
-                pace(bytes_this_round, started).await;
+                pace(bytes_this_round, started, self.rate).await;
             }
             let mut cursor: Option<RecordCursor> = None;
             loop {
@@ -239,9 +243,9 @@ impl Rekeyer {
     }
 }
 
-/// Sleeps as long as keeps `bytes` since `started` under [`REKEY_RATE`].
-async fn pace(bytes: u64, started: Instant) {
-    let due = Duration::from_secs_f64(bytes as f64 / REKEY_RATE as f64);
+/// Sleeps as long as keeps `bytes` since `started` under `rate` per second.
+async fn pace(bytes: u64, started: Instant, rate: u64) {
+    let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
     if let Some(wait) = due.checked_sub(started.elapsed()) {
         tokio::time::sleep(wait).await;
     }

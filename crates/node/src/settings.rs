@@ -64,6 +64,8 @@ pub struct NodeConfig {
     /// Bytes of chunk buffers all transfers together may hold (S3, CLI,
     /// copies to peers, repair; see `peervault_store::budget`). More waits.
     pub transfer_memory: u64,
+    /// Bytes per second `rekey --all` re-seals at most (see [`crate::rekey`]).
+    pub rekey_rate: u64,
 }
 
 impl NodeConfig {
@@ -100,6 +102,7 @@ impl NodeConfig {
             versions: peervault_store::Retention::default(),
             limits: crate::bandwidth::RateLimits::default(),
             transfer_memory: DEFAULT_TRANSFER_MEMORY,
+            rekey_rate: crate::rekey::DEFAULT_REKEY_RATE,
         }
     }
 }

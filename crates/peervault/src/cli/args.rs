@@ -123,6 +123,12 @@ pub struct NodeArgs {
     #[arg(long, value_name = "SIZE")]
     pub transfer_memory: Option<String>,
 
+    /// Bytes per second the re-encryption after `rekey --all` re-seals at most
+    /// (e.g. 64MB) [default: 256MB]: the node's own reads and writes keep the rest
+    /// of the disk.
+    #[arg(long, value_name = "SIZE")]
+    pub rekey_rate: Option<String>,
+
     /// Upload limit, bytes per second for all peers together (e.g. 20MB; off for
     /// none): replication, repair and reads served to peers included. Change it
     /// at run time with `peervault limits set`.

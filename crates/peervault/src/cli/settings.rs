@@ -38,6 +38,7 @@ pub struct ConfigFile {
     pub interactive: Option<bool>,
     pub quota: Option<String>,
     pub transfer_memory: Option<String>,
+    pub rekey_rate: Option<String>,
     pub max_upload_rate: Option<String>,
     pub max_download_rate: Option<String>,
     pub advertise: Option<String>,
@@ -385,6 +386,17 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         },
     )?
     .unwrap_or(peervault_node::DEFAULT_TRANSFER_MEMORY);
+    let rekey_rate = size_setting(
+        pick(
+            node.rekey_rate.clone(),
+            file.rekey_rate.clone(),
+            "rekey-rate",
+            config,
+        ),
+        1024 * 1024,
+        |text| format!("{text} would take days for a few gigabytes; give at least 1MB"),
+    )?
+    .unwrap_or(peervault_node::rekey::DEFAULT_REKEY_RATE);
     let mut limits = peervault_node::RateLimits::default();
     for (flag, file_value, key, slot) in [
         (
@@ -574,6 +586,7 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
     node_config.sync_interval = sync_interval;
     node_config.limits = limits;
     node_config.transfer_memory = transfer_memory;
+    node_config.rekey_rate = rekey_rate;
     Ok(NodeSettings {
         common,
         node: node_config,
