@@ -4,10 +4,13 @@
 //! under `.peervault/devices/<peer id>` (its name, who added it, when and how),
 //! and each removed device one under `.peervault/removed/<peer id>`. Both are
 //! empty files whose record carries the data (in the object metadata, so that
-//! every node has it without holding any chunk), synced and forwarded like every
-//! record: the member list converges wherever the catalogue does, also on nodes
-//! that were offline. A removal is a record of its own and is never deleted or
-//! overwritten, so a rename written at the same time cannot undo it.
+//! every node has it without holding any chunk), announced rather than offered
+//! as copies, and synced and forwarded like every record: the member list
+//! converges wherever the catalogue does, also on nodes that were offline. A
+//! removal is a record of its own and is never deleted or overwritten, so a
+//! rename written at the same time cannot undo it; in memory, removals are
+//! sticky too. Invitations and their use (see [`crate::invitations`]) and
+//! `rekey --all` requests (see [`crate::rekey`]) are records of the same kind.
 //!
 //! **Records are signed** by the device that wrote them (`by`), with its
 //! identity key, over the record's fields; one whose signature does not verify
@@ -19,19 +22,23 @@
 //! - a member, with the key of any epoch this node holds (one that was offline
 //!   while a new epoch started still dials with the old key);
 //! - anyone else, only with the current epoch's key. Before any removal that
-//!   is the vault key, so that nodes started with `-key`, a join code, or a
-//!   data dir from before members existed are admitted and recorded as members
-//!   when they connect (a vault from before this adopts its connected nodes
-//!   this way). After a removal the current key is one only members hold: the
-//!   vault key no longer admits anyone by itself.
+//!   is the vault key, so that nodes started with `-key`, an older join code,
+//!   or a data dir from before members existed are admitted; each records
+//!   itself after its first sync if no record of it came (a vault from before
+//!   this adopts its connected nodes this way). After a removal the current
+//!   key is one only members hold: the vault key no longer admits anyone by
+//!   itself, and new devices come with invitations;
+//! - a device with an open invitation's key, once: it is answered with the
+//!   vault's keys and recorded (see [`crate::invitations`]).
 //!
 //! **A removal** ([`crate::Node::remove_device`]) starts a new key epoch (see
 //! [`crate::epochs`]): the new key is sealed to each remaining member it can
 //! reach at once, then the removal record is written (in the new epoch), the
 //! device is disconnected, and repair copies what it held to the others. A
 //! member that was offline gets the new key from the first member it connects
-//! to: each side of a connection tells the other its current epoch, and the
-//! side that is ahead sends a grant.
+//! to: each side of a connection learns the other's current epoch, and a side
+//! that sees another epoch than its own sends every key it holds (so two
+//! epochs started at once on two members both reach everyone).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
@@ -93,6 +100,9 @@ pub struct RemovalRecord {
     pub name: String,
     pub by: String,
     pub at_ms: u64,
+    /// The key epoch the removal started.
+    #[serde(default)]
+    pub epoch: u32,
     #[serde(default)]
     pub signature: String,
 }
@@ -136,41 +146,23 @@ pub(crate) trait Signed: Serialize + Clone {
     }
 }
 
-impl Signed for DeviceRecord {
-    fn by(&self) -> &str {
-        &self.by
-    }
-    fn signature_mut(&mut self) -> &mut String {
-        &mut self.signature
-    }
+/// Implements [`Signed`] for records whose writer is `by` and whose
+/// signature is `signature`.
+macro_rules! signed_by_field {
+    ($($record:ty),*) => {$(
+        impl Signed for $record {
+            fn by(&self) -> &str {
+                &self.by
+            }
+            fn signature_mut(&mut self) -> &mut String {
+                &mut self.signature
+            }
+        }
+    )*};
 }
+pub(crate) use signed_by_field;
 
-impl Signed for RemovalRecord {
-    fn by(&self) -> &str {
-        &self.by
-    }
-    fn signature_mut(&mut self) -> &mut String {
-        &mut self.signature
-    }
-}
-
-impl Signed for InvitationRecord {
-    fn by(&self) -> &str {
-        &self.by
-    }
-    fn signature_mut(&mut self) -> &mut String {
-        &mut self.signature
-    }
-}
-
-impl Signed for UsedRecord {
-    fn by(&self) -> &str {
-        &self.by
-    }
-    fn signature_mut(&mut self) -> &mut String {
-        &mut self.signature
-    }
-}
+signed_by_field!(DeviceRecord, RemovalRecord, InvitationRecord, UsedRecord);
 
 /// The metadata that carries a record.
 pub(crate) fn record_meta<T: Serialize>(record: &T) -> Result<FileMeta> {
@@ -377,6 +369,7 @@ pub(crate) fn renamed(
 pub(crate) fn removal(
     identity: &Keypair,
     record: &DeviceRecord,
+    epoch: u32,
     now_ms: u64,
 ) -> Result<RemovalRecord> {
     RemovalRecord {
@@ -384,6 +377,7 @@ pub(crate) fn removal(
         name: record.name.clone(),
         by: identity.public().to_peer_id().to_string(),
         at_ms: now_ms,
+        epoch,
         signature: String::new(),
     }
     .sign(identity)
@@ -473,6 +467,8 @@ struct GateState {
     /// Who used each invitation: from the records, and from admissions
     /// whose records are still being written.
     used: HashMap<String, PeerId>,
+    /// The removal records (JSON), for a new device's welcome.
+    removal_records: Vec<String>,
 }
 
 impl std::fmt::Debug for VaultGate {
@@ -529,6 +525,11 @@ impl VaultGate {
                     ),
                 )
             })
+            .collect();
+        state.removal_records = registry
+            .removed
+            .values()
+            .filter_map(|r| serde_json::to_string(r).ok())
             .collect();
         let oldest = now_ms().saturating_sub(crate::invitations::EXPIRED_KEPT.as_millis() as u64);
         let mut invitations: Vec<InvitationRecord> = registry
@@ -612,6 +613,7 @@ impl VaultGate {
             vault_key: *self.secrets.root,
             kdf: self.secrets.kdf.clone(),
             epochs: state.epochs.clone(),
+            removals: state.removal_records.clone(),
         };
         match crate::invitations::seal_welcome(&self.secrets.identity, peer, &welcome) {
             Ok(sealed) => Verdict::Welcome(sealed),
@@ -693,6 +695,10 @@ pub(crate) struct Devices {
     pub(crate) changed: tokio::sync::Notify,
     /// This node's own record was written or found, this run.
     pub(crate) recorded_self: std::sync::atomic::AtomicBool,
+    /// The newest epoch handed to each peer (see `Node::reload_devices`).
+    granted: Mutex<HashMap<PeerId, u32>>,
+    /// Devices known removed from a grant, not yet disconnected and replaced.
+    pending_removed: Mutex<Vec<PeerId>>,
 }
 
 impl std::fmt::Debug for Devices {
@@ -717,6 +723,8 @@ impl Devices {
             epochs: Mutex::new(epochs),
             changed: tokio::sync::Notify::new(),
             recorded_self: std::sync::atomic::AtomicBool::new(false),
+            granted: Mutex::new(HashMap::new()),
+            pending_removed: Mutex::new(Vec::new()),
         }
     }
 
@@ -791,9 +799,82 @@ impl Devices {
         Ok(key)
     }
 
+    /// `peer` took every epoch key this node holds.
+    pub(crate) fn granted(&self, peer: PeerId) {
+        let newest = self.epochs().iter().map(|k| k.number).max().unwrap_or(0);
+        let mut granted = self.granted.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = granted.entry(peer).or_default();
+        *entry = (*entry).max(newest);
+    }
+
+    /// The newest epoch this node handed `peer` since it started.
+    pub(crate) fn granted_to(&self, peer: &PeerId) -> Option<u32> {
+        self.granted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(peer)
+            .copied()
+    }
+
     /// Every epoch key held, sealed for `peer`.
     pub(crate) fn grant_for(&self, peer: &PeerId) -> Result<Vec<u8>> {
-        crate::epochs::seal_grant(&self.identity, peer, &self.epochs())
+        let grant = crate::epochs::Grant {
+            epochs: self.epochs(),
+            removals: self.removals_json(),
+        };
+        crate::epochs::seal_grant(&self.identity, peer, &grant)
+    }
+
+    /// Every removal this node knows, as the signed JSON records.
+    pub(crate) fn removals_json(&self) -> Vec<String> {
+        self.registry()
+            .removed
+            .values()
+            .filter_map(|r| serde_json::to_string(r).ok())
+            .collect()
+    }
+
+    /// Takes removals another member vouched for (a grant's, a welcome's):
+    /// each signed record that verifies is known at once, before any key
+    /// that comes with it is used. The devices newly removed wait in
+    /// `pending_removed` for the node to disconnect and replace them.
+    pub(crate) fn take_removals(&self, records: &[String]) {
+        let mut registry = self.registry();
+        let mut newly = Vec::new();
+        for json in records {
+            let Ok(record) = serde_json::from_str::<RemovalRecord>(json) else {
+                continue;
+            };
+            if !record.verifies() {
+                continue;
+            }
+            let Ok(peer) = record.peer_id.parse::<PeerId>() else {
+                continue;
+            };
+            if !registry.removed.contains_key(&peer) {
+                newly.push(peer);
+                registry.members.remove(&peer);
+                registry.removed.insert(peer, record);
+            }
+        }
+        if !newly.is_empty() {
+            self.set_registry(registry);
+            self.pending_removed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(newly);
+            self.changed.notify_one();
+        }
+    }
+
+    /// Removals taken from grants that the node has yet to act on.
+    pub(crate) fn take_pending_removed(&self) -> Vec<PeerId> {
+        std::mem::take(
+            &mut self
+                .pending_removed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
     }
 
     /// Opens and keeps the epochs `from` granted; true if any was new. Only a
@@ -804,8 +885,10 @@ impl Devices {
                 "{from} was removed from the vault; its keys are not taken"
             )));
         }
-        let keys = crate::epochs::open_grant(&self.identity, from, sealed)?;
-        let added = self.add_epochs(vault, keys)?;
+        let grant = crate::epochs::open_grant(&self.identity, from, sealed)?;
+        // Whom the keys must not reach, before the keys.
+        self.take_removals(&grant.removals);
+        let added = self.add_epochs(vault, grant.epochs)?;
         if added {
             tracing::info!(
                 "key epoch {} received from {from}: data written from now on is sealed in it",
@@ -972,9 +1055,25 @@ impl crate::Node {
                     .into(),
             ));
         }
+        // Refused and disconnected first, so that nothing more reaches it.
+        let number = ctx
+            .devices
+            .epochs()
+            .iter()
+            .map(|k| k.number)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let gone = removal(self.keypair(), &record, number, now_ms())?;
+        let mut refused = registry.clone();
+        refused.members.remove(&peer);
+        refused.removed.insert(peer, gone.clone());
+        ctx.devices.set_registry(refused);
+        self.device_removed(peer).await;
+        // The remaining members get the new key with the removal in the same
+        // grant (they refuse the device before they hold the key), then the
+        // removal record, sealed in the new epoch, reaches everyone.
         let epoch = ctx.devices.new_epoch(&ctx.vault)?;
-        // The remaining members get the new key before the removal record,
-        // which is sealed in it.
         let others: Vec<PeerId> = ctx
             .connected_peers()
             .await
@@ -982,14 +1081,6 @@ impl crate::Node {
             .filter(|p| *p != peer)
             .collect();
         let told = self.push_grants(&others).await;
-        // Refused and disconnected before its record is written, so that it
-        // is offered nothing more (a record's copies go to connected peers).
-        let gone = removal(self.keypair(), &record, now_ms())?;
-        let mut refused = registry.clone();
-        refused.members.remove(&peer);
-        refused.removed.insert(peer, gone.clone());
-        ctx.devices.set_registry(refused);
-        self.device_removed(peer).await;
         self.write_device_record(&removal_name(&peer), removal_meta(&gone)?)
             .await?;
         tracing::warn!(
@@ -1046,7 +1137,10 @@ impl crate::Node {
                 .ask(*peer, &request, crate::client::CONTROL_TIMEOUT)
                 .await
             {
-                Ok(crate::wire::Response::Ack) => true,
+                Ok(crate::wire::Response::Ack) => {
+                    self.inner.ctx.devices.granted(*peer);
+                    true
+                }
                 Ok(other) => {
                     tracing::warn!("{peer} did not take the key epochs: {other:?}");
                     false
@@ -1089,9 +1183,28 @@ impl crate::Node {
             .filter(|p| !before.removed.contains_key(p))
             .copied()
             .collect();
+        let removals: Vec<(PeerId, u32)> = newly_removed
+            .iter()
+            .filter_map(|p| registry.removed.get(p).map(|r| (*p, r.epoch)))
+            .collect();
         ctx.devices.set_registry(registry);
         for peer in newly_removed {
             self.device_removed(peer).await;
+        }
+        // A removal started on another member while this one handed its keys
+        // to that device (two removals at once, each device still a member to
+        // the other remover): the device may hold a key as new as the epoch
+        // its removal started, so this node starts one it never had.
+        for (peer, epoch) in removals {
+            if ctx.devices.granted_to(&peer).is_some_and(|n| n >= epoch) {
+                tracing::warn!(
+                    "removed device {peer} received key epoch keys from this node before its \
+                     removal reached it: starting a new epoch"
+                );
+                if let Err(e) = self.rekey().await {
+                    tracing::warn!("cannot start a new key epoch: {e}");
+                }
+            }
         }
         Ok(())
     }
@@ -1126,6 +1239,9 @@ impl crate::Node {
     pub(crate) async fn watch_devices(self) {
         loop {
             self.inner.ctx.devices.changed.notified().await;
+            for peer in self.inner.ctx.devices.take_pending_removed() {
+                self.device_removed(peer).await;
+            }
             // Records of one sync arrive in batches: take them together.
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             if let Err(e) = self.reload_devices().await {
@@ -1135,7 +1251,7 @@ impl crate::Node {
     }
 
     /// A peer connected: refused if it was removed (false), else seen, and
-    /// handed the key epochs if it proved an older one than this node's.
+    /// handed the key epochs if it proved another one than this node's.
     pub(crate) async fn device_connected(&self, peer: PeerId) -> bool {
         let devices = &self.inner.ctx.devices;
         if devices.gate.is_removed(&peer) {
@@ -1143,8 +1259,10 @@ impl crate::Node {
             return false;
         }
         devices.seen(peer, now_ms());
+        // Behind, or on another epoch started at the same time: either way it
+        // gets every key this node holds (and sends its own when it sees ours).
         let current = devices.gate.current_ticket();
-        if current > 0 && devices.gate.peer_ticket(&peer).is_none_or(|t| t < current) {
+        if current > 0 && devices.gate.peer_ticket(&peer).is_none_or(|t| t != current) {
             let node = self.clone();
             self.inner.ctx.spawn(async move {
                 node.push_grants(&[peer]).await;
@@ -1213,7 +1331,7 @@ mod tests {
         assert!(!claimed.verifies(), "signed by another than it says");
         let renamed = renamed(&a, &record, "desk", 2).unwrap();
         assert!(renamed.verifies() && renamed.added_at_ms == 1 && renamed.name == "desk");
-        let gone = removal(&a, &record, 3).unwrap();
+        let gone = removal(&a, &record, 1, 3).unwrap();
         assert!(gone.verifies());
         let meta = removal_meta(&gone).unwrap();
         assert_eq!(record_of::<RemovalRecord>("x", &meta), Some(gone));
@@ -1264,7 +1382,7 @@ mod tests {
         let a = Keypair::generate_ed25519();
         registry
             .removed
-            .insert(peers[1], removal(&a, &record, 5).unwrap());
+            .insert(peers[1], removal(&a, &record, 1, 5).unwrap());
         gate.set_registry(&registry);
         let one = EpochKey::generate(1).unwrap();
         gate.set_epochs(vec![one.clone()]);

@@ -12,7 +12,9 @@
 //! other secrets of a node. A data dir copied off a removed device holds the
 //! epochs it had, and nothing later.
 //!
-//! **How they travel: a grant.** A member hands every epoch key it holds to
+//! **How they travel: a grant.** A member hands every epoch key it holds, with
+//! the removals it knows (so that no node holds a new epoch without knowing
+//! who was removed, and hands it to nobody removed), to
 //! another member as one message of the standard one-way Noise pattern
 //! `Noise_X_25519_AESGCM_SHA256` (the sender's static key is authenticated, the
 //! recipient's is known in advance), with both peer ids in the prologue. The
@@ -194,33 +196,34 @@ pub(crate) fn open_from(
 }
 
 /// Seals every epoch key in `keys` for `recipient` (a grant).
-pub(crate) fn seal_grant(
-    sender: &Keypair,
-    recipient: &PeerId,
-    keys: &[EpochKey],
-) -> Result<Vec<u8>> {
+pub(crate) fn seal_grant(sender: &Keypair, recipient: &PeerId, grant: &Grant) -> Result<Vec<u8>> {
     let payload = Zeroizing::new(
-        postcard::to_stdvec(keys).map_err(|e| NodeError::Invalid(format!("key grant: {e}")))?,
+        postcard::to_stdvec(grant).map_err(|e| NodeError::Invalid(format!("key grant: {e}")))?,
     );
     seal_to(sender, recipient, b" grant", &payload)
 }
 
 /// Opens a grant `sender` sealed for this node.
-pub(crate) fn open_grant(
-    recipient: &Keypair,
-    sender: &PeerId,
-    sealed: &[u8],
-) -> Result<Vec<EpochKey>> {
+pub(crate) fn open_grant(recipient: &Keypair, sender: &PeerId, sealed: &[u8]) -> Result<Grant> {
     let payload = open_from(recipient, sender, b" grant", sealed)?;
-    let keys: Vec<EpochKey> = postcard::from_bytes(&payload)
+    let grant: Grant = postcard::from_bytes(&payload)
         .map_err(|e| NodeError::Invalid(format!("a key grant from {sender}: {e}")))?;
-    if keys.len() > MAX_EPOCHS {
+    if grant.epochs.len() > MAX_EPOCHS {
         return Err(NodeError::Invalid(format!(
             "a key grant from {sender} holds {} epochs",
-            keys.len()
+            grant.epochs.len()
         )));
     }
-    Ok(keys)
+    Ok(grant)
+}
+
+/// What a grant hands over: every epoch key, and the removals the granter
+/// knows (signed records, as JSON), so that no member holds a new epoch's key
+/// without knowing whom it must not go to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Grant {
+    pub epochs: Vec<EpochKey>,
+    pub removals: Vec<String>,
 }
 
 #[cfg(test)]
@@ -239,8 +242,12 @@ mod tests {
             EpochKey::generate(1).unwrap(),
             EpochKey::generate(2).unwrap(),
         ];
-        let sealed = seal_grant(&a, &b_id, &keys).unwrap();
-        assert_eq!(open_grant(&b, &a_id, &sealed).unwrap(), keys);
+        let grant = Grant {
+            epochs: keys.clone(),
+            removals: vec!["{}".into()],
+        };
+        let sealed = seal_grant(&a, &b_id, &grant).unwrap();
+        assert_eq!(open_grant(&b, &a_id, &sealed).unwrap(), grant);
         assert!(
             !sealed
                 .windows(32)
@@ -249,7 +256,7 @@ mod tests {
         );
         // Not for c, even holding the bytes; not from c, whoever says so.
         assert!(open_grant(&c, &a_id, &sealed).is_err());
-        let forged = seal_grant(&c, &b_id, &keys).unwrap();
+        let forged = seal_grant(&c, &b_id, &grant).unwrap();
         assert!(open_grant(&b, &a_id, &forged).is_err());
         let mut bent = sealed.clone();
         let last = bent.len() - 1;

@@ -158,6 +158,8 @@ pub(crate) struct Welcome {
     /// A passphrase vault's key-derivation parameters (PHC text).
     pub kdf: Option<String>,
     pub epochs: Vec<EpochKey>,
+    /// Removal records the member knows (JSON, signed).
+    pub removals: Vec<String>,
 }
 
 impl Drop for Welcome {
@@ -325,6 +327,7 @@ mod tests {
             vault_key: [7; 32],
             kdf: None,
             epochs: vec![EpochKey::generate(1).unwrap()],
+            removals: Vec::new(),
         };
         let to = device.public().to_peer_id();
         let from = member.public().to_peer_id();
@@ -334,7 +337,11 @@ mod tests {
         assert_eq!(opened.epochs, welcome.epochs);
         assert!(open_welcome(&other, &from, &sealed).is_err());
         // A grant is not a welcome: the label is bound in.
-        let grant = crate::epochs::seal_grant(&member, &to, &welcome.epochs).unwrap();
+        let grant = crate::epochs::Grant {
+            epochs: welcome.epochs.clone(),
+            removals: Vec::new(),
+        };
+        let grant = crate::epochs::seal_grant(&member, &to, &grant).unwrap();
         assert!(open_welcome(&device, &from, &grant).is_err());
     }
 }

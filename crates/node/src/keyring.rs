@@ -165,6 +165,8 @@ pub struct ResolvedKey {
     pub join_addrs: Vec<Multiaddr>,
     /// Key epochs an invitation's welcome brought.
     pub epochs: Vec<peervault_store::EpochKey>,
+    /// Removal records (signed JSON) the welcome brought.
+    pub removals: Vec<String>,
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> KeyringError {
@@ -275,6 +277,7 @@ pub async fn resolve(
         origin,
         join_addrs: Vec::new(),
         epochs: Vec::new(),
+        removals: Vec::new(),
     };
     match input {
         KeyInput::Stored => match (kept, kdf) {
@@ -319,10 +322,11 @@ pub async fn resolve(
                     ..resolved(key, KeyOrigin::Kept)
                 });
             }
-            let (key, epochs) = redeem(&code, identity).await?;
+            let (key, epochs, removals) = redeem(&code, identity).await?;
             Ok(ResolvedKey {
                 join_addrs,
                 epochs,
+                removals,
                 ..resolved(key, KeyOrigin::Joined)
             })
         }
@@ -354,7 +358,7 @@ const REDEEM_TIMEOUT: Duration = Duration::from_secs(10);
 async fn redeem(
     code: &crate::invitations::InvitationCode,
     identity: &peervault_net::NodeIdentity,
-) -> Result<(NetworkKey, Vec<peervault_store::EpochKey>), KeyringError> {
+) -> Result<(NetworkKey, Vec<peervault_store::EpochKey>, Vec<String>), KeyringError> {
     use peervault_net::transport::HandshakeError;
     let mut last = String::from("the code holds no address");
     for addr in &code.addrs {
@@ -372,7 +376,7 @@ async fn redeem(
                     key = key.with_kdf_params(KdfParams::from_text(text)?);
                 }
                 tracing::info!("invitation accepted by {member}: this node is a member now");
-                return Ok((key, welcome.epochs.clone()));
+                return Ok((key, welcome.epochs.clone(), welcome.removals.clone()));
             }
             Err(HandshakeError::Refused(reason)) => {
                 return Err(KeyringError::InvitationRefused(reason));

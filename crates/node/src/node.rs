@@ -172,6 +172,8 @@ impl Node {
             epochs,
         ));
         devices.set_registry(crate::devices::Registry::load(&vault).await?);
+        // Removals a welcome brought are known before any connection.
+        devices.take_removals(&resolved.removals);
         let mut net_config = NetConfig::new(identity.clone(), gate, settings);
         net_config.kdf_parameters = key.kdf_params().map(|p| p.to_text().into_bytes());
         vault.set_tombstone_retention(config.tombstone_retention);

@@ -57,14 +57,7 @@ pub struct RekeyRequest {
     pub signature: String,
 }
 
-impl Signed for RekeyRequest {
-    fn by(&self) -> &str {
-        &self.by
-    }
-    fn signature_mut(&mut self) -> &mut String {
-        &mut self.signature
-    }
-}
+crate::devices::signed_by_field!(RekeyRequest);
 
 /// Where this node's pass stands, kept across restarts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
