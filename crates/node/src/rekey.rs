@@ -185,9 +185,12 @@ impl Rekeyer {
         // times a round; the next round goes on).
         for _ in 0..3 {
             let epoch_at_start = vault.current_epoch();
+            // About a second's worth per batch at the pace, so that the pace
+            // holds and a stop loses little.
+            let per_batch = ((self.rate >> 20) as usize).clamp(1, BATCH);
             while !progress.chunks_done {
                 let after = progress.after.as_deref().and_then(parse_id);
-                let batch = vault.reseal_after(after, BATCH).await?;
+                let batch = vault.reseal_after(after, per_batch).await?;
                 progress.checked += batch.checked as u64;
                 progress.resealed += batch.resealed as u64;
                 progress.bytes += batch.bytes;
