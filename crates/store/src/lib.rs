@@ -16,6 +16,7 @@ pub mod buffers;
 pub mod catalogue;
 pub mod crypto;
 pub mod direct;
+pub mod erasure;
 pub mod error;
 pub mod files;
 pub mod group;
