@@ -1048,8 +1048,17 @@ impl crate::Node {
     pub async fn remove_device(&self, who: &str) -> Result<RemovedDevice> {
         let ctx = &self.inner.ctx;
         let registry = ctx.devices.registry();
-        let (peer, record) = registry.find(who)?;
-        if peer == self.inner.identity.peer_id() {
+        let me = self.inner.identity.peer_id();
+        let (peer, record) = match registry.find(who) {
+            Ok(found) => found,
+            // This node before anyone recorded it.
+            Err(_) if who.trim() == me.to_string() || who.trim() == default_name(&me) => (
+                me,
+                new_member(self.keypair(), &me, who, Admission::Key, now_ms())?,
+            ),
+            Err(e) => return Err(e),
+        };
+        if peer == me {
             return Err(NodeError::Invalid(
                 "a device cannot remove itself: run `peervault devices remove` on another member"
                     .into(),

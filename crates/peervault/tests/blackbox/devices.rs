@@ -524,6 +524,12 @@ fn a_rekey_pass_stopped_halfway_resumes_where_it_was() {
     // Slow enough to stop in the middle: about 1 MB a second.
     let slow = ["--rekey-rate", "1MB"];
     let node = TestNode::start_with(&dir.path().join("a"), TEST_KEY, &slow);
+    // A lone node lists itself, and cannot remove itself.
+    assert_eq!(device_ids(&node), vec![node.peer_id()]);
+    let out = node.cli(&["devices", "remove", &node.peer_id(), "--yes"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot remove itself"), "{err}");
     let input = dir.path().join("big.bin");
     let hash = write_random_file(&input, 8 * 1024 * KIB, 5);
     node.ok(&["put", input.to_str().unwrap()]);
