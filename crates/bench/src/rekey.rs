@@ -111,17 +111,19 @@ pub async fn run(args: RekeyArgs<'_>) -> anyhow::Result<()> {
         connected(&[&a, &b, &c], 2).await?;
         timed_put(&a, "held", &input).await?;
         put_alone.push(timed_put(&a, "alone", &input).await?);
-        match a.client.call(&Request::Rekey { all: true }).await? {
-            Response::Rekeyed { .. } => {}
+        let epoch = match a.client.call(&Request::Rekey { all: true }).await? {
+            Response::Rekeyed { epoch } => epoch,
             other => bail!("unexpected reply to rekey: {other:?}"),
-        }
-        // Until the worker takes the request (it looks every few seconds).
+        };
+        // Until the worker takes the request (it looks every few seconds); a
+        // small vault may be done before a look sees it running.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let Response::Status { status } = a.client.call(&Request::Status).await? else {
                 bail!("unexpected status reply");
             };
-            if status.rekey.state == "running" {
+            let this_request = status.rekey.epoch == epoch;
+            if this_request && matches!(status.rekey.state.as_str(), "running" | "done") {
                 break;
             }
             if Instant::now() > deadline {
