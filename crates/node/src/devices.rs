@@ -52,6 +52,7 @@ use crate::error::{NodeError, Result};
 use crate::invitations::{
     INVITATIONS_PREFIX, INVITED_PREFIX, InvitationRecord, UsedRecord, invitation_name, used_name,
 };
+use crate::metrics::rfc3339;
 
 /// Where member records live.
 pub const DEVICES_PREFIX: &str = ".peervault/devices/";
@@ -790,9 +791,14 @@ impl Devices {
         Ok(true)
     }
 
+    /// The number a new epoch gets: after every epoch held.
+    pub(crate) fn next_epoch_number(&self) -> u32 {
+        self.epochs().iter().map(|k| k.number).max().unwrap_or(0) + 1
+    }
+
     /// Starts a new key epoch (numbered after every epoch held); its key.
     pub(crate) fn new_epoch(&self, vault: &Vault) -> Result<EpochKey> {
-        let number = self.epochs().iter().map(|k| k.number).max().unwrap_or(0) + 1;
+        let number = self.next_epoch_number();
         let key = EpochKey::generate(number)
             .map_err(|e| NodeError::Invalid(format!("no new epoch key: {e}")))?;
         self.add_epochs(vault, vec![key.clone()])?;
@@ -825,13 +831,10 @@ impl Devices {
         crate::epochs::seal_grant(&self.identity, peer, &grant)
     }
 
-    /// Every removal this node knows, as the signed JSON records.
+    /// Every removal this node knows, as the signed JSON records (kept by
+    /// the gate, which welcomes new devices with them).
     pub(crate) fn removals_json(&self) -> Vec<String> {
-        self.registry()
-            .removed
-            .values()
-            .filter_map(|r| serde_json::to_string(r).ok())
-            .collect()
+        self.gate.read().removal_records.clone()
     }
 
     /// Takes removals another member vouched for (a grant's, a welcome's):
@@ -950,13 +953,6 @@ pub struct RemovedDevice {
     pub members_left: usize,
 }
 
-fn rfc3339(unix_ms: u64) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms),
-    )
-    .to_string()
-}
-
 fn now_ms() -> u64 {
     peervault_store::version::unix_millis_now()
 }
@@ -1065,14 +1061,7 @@ impl crate::Node {
             ));
         }
         // Refused and disconnected first, so that nothing more reaches it.
-        let number = ctx
-            .devices
-            .epochs()
-            .iter()
-            .map(|k| k.number)
-            .max()
-            .unwrap_or(0)
-            + 1;
+        let number = ctx.devices.next_epoch_number();
         let gone = removal(self.keypair(), &record, number, now_ms())?;
         let mut refused = registry.clone();
         refused.members.remove(&peer);

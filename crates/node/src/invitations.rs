@@ -236,10 +236,7 @@ impl crate::Node {
         Ok(Invitation {
             code: code.to_text(),
             id: record.id,
-            expires_at: humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + Duration::from_millis(expires_at_ms),
-            )
-            .to_string(),
+            expires_at: crate::metrics::rfc3339(expires_at_ms),
         })
     }
 

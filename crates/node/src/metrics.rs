@@ -570,7 +570,8 @@ impl Health {
     }
 }
 
-fn rfc3339(unix_ms: u64) -> String {
+/// A Unix time in milliseconds as RFC 3339, to the second.
+pub(crate) fn rfc3339(unix_ms: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms);
     humantime::format_rfc3339_seconds(t).to_string()
 }
