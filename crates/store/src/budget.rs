@@ -207,6 +207,20 @@ impl Lease {
     pub fn bytes(&self) -> u64 {
         u64::from(self.bytes)
     }
+
+    /// This lease in `parts` leases (at least one) that together hold what it
+    /// held: the shards of a chunk each pay for a part of its buffer.
+    pub fn split(mut self, parts: usize) -> Vec<Lease> {
+        let parts = parts.max(1) as u32;
+        let permits = self.permits.take();
+        let (each, rest) = (self.bytes / parts, self.bytes % parts);
+        (0..parts)
+            .map(|i| Lease {
+                permits: permits.clone(),
+                bytes: each + u32::from(i == 0) * rest,
+            })
+            .collect()
+    }
 }
 
 impl Drop for Lease {

@@ -524,7 +524,7 @@ impl Catalogue {
             return Ok(outcome);
         }
         if let CatalogueEntry::File(m) = entry {
-            add_refs(&mut refs, &m.chunks)?;
+            add_refs(&mut refs, &m.blobs())?;
         }
         match current {
             Some((newer, _)) if newer.version() > version => {
@@ -592,7 +592,7 @@ impl Catalogue {
                 continue;
             };
             if let CatalogueEntry::File(m) = self.open_entry(id, sealed.value())? {
-                unreferenced.extend(drop_refs(refs, &m.chunks)?);
+                unreferenced.extend(drop_refs(refs, &m.blobs())?);
             }
             expired.push(version);
         }
@@ -893,7 +893,7 @@ impl Catalogue {
         let mut uses: HashMap<ChunkId, u32> = HashMap::new();
         let mut count = |sealed: &[u8]| -> Result<()> {
             if let CatalogueEntry::File(m) = self.open_entry(name_id, sealed)? {
-                for id in distinct(&m.chunks) {
+                for id in distinct(&m.blobs()) {
                     *uses.entry(id).or_default() += 1;
                 }
             }
@@ -920,7 +920,7 @@ impl Catalogue {
             let (key, value) = row?;
             let (id, _) = history::parse_key(&key.value());
             if let Ok(CatalogueEntry::File(m)) = self.open_entry(&id, value.value()) {
-                for chunk in distinct(&m.chunks) {
+                for chunk in distinct(&m.blobs()) {
                     *uses.entry(chunk).or_default() += 1;
                 }
             }
@@ -1021,7 +1021,7 @@ impl Catalogue {
             }
             for entry in removed {
                 if let CatalogueEntry::File(old) = entry {
-                    unreferenced.extend(drop_refs(&mut refs, &old.chunks)?);
+                    unreferenced.extend(drop_refs(&mut refs, &old.blobs())?);
                 }
             }
         }
@@ -1042,7 +1042,7 @@ impl Catalogue {
             };
             if let Some(CatalogueEntry::File(old)) = removed {
                 let mut refs = txn.open_table(CHUNK_REFS)?;
-                unreferenced = drop_refs(&mut refs, &old.chunks)?;
+                unreferenced = drop_refs(&mut refs, &old.blobs())?;
             }
         }
         txn.commit()?;

@@ -65,6 +65,17 @@ pub const CHUNK_HEADER_LEN: usize = CHUNK_MAGIC.len() + NONCE_LEN;
 /// Bytes a sealed chunk occupies beyond its plaintext.
 pub const CHUNK_OVERHEAD: usize = CHUNK_HEADER_LEN + TAG_LEN;
 
+/// The header of a shard of an erasure-coded chunk (see [`crate::erasure`]):
+/// `"PVs1" | shard`. A shard is a piece of a sealed blob, or parity computed
+/// from such pieces, so it needs no encryption of its own; its id is a keyed
+/// hash of the whole shard blob ([`Crypto::shard_id`]), which every store
+/// checks where it checks a chunk's tag and hash.
+pub const SHARD_MAGIC: &[u8; 4] = b"PVs1";
+
+/// BLAKE3 key-derivation context of shard ids (from the chunk-id subkey, so
+/// that shard ids, like chunk ids, stay the same across key epochs).
+const SHARD_ID_CONTEXT: &str = "peervault 2026-12 shard id";
+
 /// Records sealed with the vault key (epoch 0): `1 | nonce | ciphertext | tag`.
 const RECORD_VERSION: u8 = 1;
 /// Records sealed in a later epoch: `2 | hint (2 bytes) | nonce | ciphertext | tag`.
@@ -125,6 +136,7 @@ impl Epochs {
 /// with that epoch's key.
 pub struct Crypto {
     chunk_id_key: [u8; 32],
+    shard_id_key: [u8; 32],
     name_id_key: [u8; 32],
     epochs: RwLock<Arc<Epochs>>,
 }
@@ -159,6 +171,7 @@ impl Crypto {
         });
         Self {
             chunk_id_key: keys.chunk_id,
+            shard_id_key: blake3::derive_key(SHARD_ID_CONTEXT, &keys.chunk_id),
             name_id_key: keys.name_id,
             epochs: RwLock::new(Arc::new(Epochs {
                 current: first.clone(),
@@ -226,6 +239,24 @@ impl Crypto {
         ChunkId(*blake3::keyed_hash(&self.chunk_id_key, plaintext).as_bytes())
     }
 
+    /// The id of a shard blob (`SHARD_MAGIC | shard`).
+    pub fn shard_id(&self, blob: &[u8]) -> ChunkId {
+        ChunkId(*blake3::keyed_hash(&self.shard_id_key, blob).as_bytes())
+    }
+
+    /// The blob of one shard: its header, then `shard`.
+    pub fn shard_blob(shard: &[u8]) -> Vec<u8> {
+        let mut blob = Vec::with_capacity(SHARD_MAGIC.len() + shard.len());
+        blob.extend_from_slice(SHARD_MAGIC);
+        blob.extend_from_slice(shard);
+        blob
+    }
+
+    /// True if `blob` is a shard's (not a whole chunk's).
+    pub fn is_shard(blob: &[u8]) -> bool {
+        blob.starts_with(SHARD_MAGIC)
+    }
+
     /// The seed of the content-defined chunker's gear table: keyed, so that
     /// where chunks are cut says nothing comparable across vaults.
     pub fn cdc_seed(&self) -> u64 {
@@ -289,6 +320,13 @@ impl Crypto {
         blob: &mut [u8],
         check: ChunkCheck,
     ) -> Result<Range<usize>, ChunkProblem> {
+        // A shard has no tag: its id is its check, whatever `check` asks.
+        if Self::is_shard(blob) {
+            return match self.shard_id(blob) == *id {
+                true => Ok(SHARD_MAGIC.len()..blob.len()),
+                false => Err(ChunkProblem::WrongHash),
+            };
+        }
         if blob.len() < CHUNK_OVERHEAD {
             return Err(ChunkProblem::Malformed);
         }

@@ -14,8 +14,9 @@
 
 use std::fmt;
 
-/// Most data or parity shards per blob: the codec allows far more, but every
-/// shard goes to a node of its own.
+/// Most shards (data and parity together) per blob: the codec allows far
+/// more, but every shard goes to a node of its own, and a [`ShardSet`] is a
+/// 64-bit mask.
 pub const MAX_SHARDS: u16 = 64;
 
 /// How a blob is coded: `data`+`parity` shards, any `data` of which rebuild it.
@@ -40,14 +41,20 @@ pub enum ErasureError {
 }
 
 impl Redundancy {
-    /// `data`+`parity`: each from 1 to [`MAX_SHARDS`].
+    /// `data`+`parity`: each at least 1, together at most [`MAX_SHARDS`].
     pub fn new(data: u16, parity: u16) -> Result<Self, ErasureError> {
-        if !(1..=MAX_SHARDS).contains(&data) || !(1..=MAX_SHARDS).contains(&parity) {
+        if data == 0 || parity == 0 || u32::from(data) + u32::from(parity) > u32::from(MAX_SHARDS) {
             return Err(ErasureError::Invalid(format!(
-                "{data}+{parity}: data and parity shards are each 1 to {MAX_SHARDS} (e.g. 4+2)"
+                "{data}+{parity}: give at least one data and one parity shard, at most \
+                 {MAX_SHARDS} in all (e.g. 4+2)"
             )));
         }
         Ok(Self { data, parity })
+    }
+
+    /// Checks a value that was decoded rather than made by [`Redundancy::new`].
+    pub fn checked(self) -> Result<Self, ErasureError> {
+        Self::new(self.data, self.parity)
     }
 
     /// Reads `K+M`, as `--redundancy` takes it (e.g. `4+2`).
@@ -85,6 +92,70 @@ impl fmt::Display for Redundancy {
     }
 }
 
+/// A set of shard indexes (below [`MAX_SHARDS`]): which shards of a coded
+/// file a node holds or is to hold.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct ShardSet(pub u64);
+
+impl ShardSet {
+    /// No shard.
+    pub const EMPTY: ShardSet = ShardSet(0);
+
+    /// Just `index`.
+    pub fn one(index: usize) -> ShardSet {
+        let mut set = ShardSet::EMPTY;
+        set.insert(index);
+        set
+    }
+
+    /// Shards `0..total`.
+    pub fn all(total: usize) -> ShardSet {
+        ShardSet((0..total.min(64)).fold(0, |mask, i| mask | (1 << i)))
+    }
+
+    pub fn insert(&mut self, index: usize) {
+        if index < 64 {
+            self.0 |= 1 << index;
+        }
+    }
+
+    pub fn remove(&mut self, index: usize) {
+        if index < 64 {
+            self.0 &= !(1 << index);
+        }
+    }
+
+    pub fn contains(&self, index: usize) -> bool {
+        index < 64 && self.0 & (1 << index) != 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// The indexes, lowest first.
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..64).filter(move |i| self.contains(*i))
+    }
+
+    pub fn union(self, other: ShardSet) -> ShardSet {
+        ShardSet(self.0 | other.0)
+    }
+}
+
+impl fmt::Display for ShardSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list: Vec<String> = self.iter().map(|i| i.to_string()).collect();
+        write!(f, "{{{}}}", list.join(","))
+    }
+}
+
 /// Bytes of each shard of a blob of `len` bytes.
 pub fn shard_len(redundancy: Redundancy, len: usize) -> usize {
     let per = len.div_ceil(redundancy.data()).max(1);
@@ -98,20 +169,39 @@ fn codec_error(e: reed_solomon_simd::Error) -> ErasureError {
 /// Cuts `blob` into its data shards and adds the parity shards: `total()`
 /// shards of [`shard_len`] bytes, data first.
 pub fn split(redundancy: Redundancy, blob: &[u8]) -> Result<Vec<Vec<u8>>, ErasureError> {
+    split_framed(redundancy, blob, &[])
+}
+
+/// [`split`], each shard behind `header` (the shard blob's header, written
+/// in place rather than copied in front afterwards).
+pub fn split_framed(
+    redundancy: Redundancy,
+    blob: &[u8],
+    header: &[u8],
+) -> Result<Vec<Vec<u8>>, ErasureError> {
     let len = shard_len(redundancy, blob.len());
+    let at = header.len();
+    let framed = |piece: &[u8]| {
+        let mut shard = Vec::with_capacity(at + len);
+        shard.extend_from_slice(header);
+        shard.extend_from_slice(piece);
+        shard.resize(at + len, 0);
+        shard
+    };
     let mut shards: Vec<Vec<u8>> = (0..redundancy.data())
         .map(|i| {
             let start = (i * len).min(blob.len());
             let end = ((i + 1) * len).min(blob.len());
-            let mut shard = Vec::with_capacity(len);
-            shard.extend_from_slice(&blob[start..end]);
-            shard.resize(len, 0);
-            shard
+            framed(&blob[start..end])
         })
         .collect();
-    let parity = reed_solomon_simd::encode(redundancy.data(), redundancy.parity(), &shards)
-        .map_err(codec_error)?;
-    shards.extend(parity);
+    let parity = reed_solomon_simd::encode(
+        redundancy.data(),
+        redundancy.parity(),
+        shards.iter().map(|s| &s[at..]),
+    )
+    .map_err(codec_error)?;
+    shards.extend(parity.iter().map(|p| framed(p)));
     Ok(shards)
 }
 
@@ -245,7 +335,9 @@ mod tests {
         assert_eq!((r.data(), r.parity(), r.total()), (4, 2, 6));
         assert_eq!(r.to_string(), "4+2");
         assert_eq!(Redundancy::parse(" 8 + 3 ").unwrap().to_string(), "8+3");
-        for bad in ["4", "4+", "+2", "0+2", "4+0", "a+b", "100+1", "4+2+1"] {
+        for bad in [
+            "4", "4+", "+2", "0+2", "4+0", "a+b", "100+1", "60+5", "4+2+1",
+        ] {
             let e = Redundancy::parse(bad).unwrap_err().to_string();
             assert!(e.contains("4+2"), "{bad}: {e}");
         }

@@ -114,6 +114,10 @@ pub enum StoreError {
 
     #[error("the store is shutting down")]
     ShuttingDown,
+
+    /// A request that cannot be done as asked, in words that say what to do.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Why a chunk failed verification.

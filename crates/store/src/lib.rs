@@ -33,16 +33,20 @@ pub mod vault;
 pub mod version;
 
 pub use budget::{Lease, LeasedBytes, MemoryBudget};
+pub use erasure::{Redundancy, ShardSet};
 pub use error::{ChunkProblem, KeyError, StoreError};
 pub use history::Retention;
 pub use ids::{ChunkId, NameId, OriginId};
 pub use keys::{EpochKey, KdfParams, KeyFingerprint, KeySource, NetworkKey, UserKey};
-pub use manifest::{CatalogueEntry, FileMeta, FileSummary, Manifest, ObjectMeta, Tombstone};
+pub use manifest::{
+    CatalogueEntry, CodedChunk, Coding, FileMeta, FileSummary, Manifest, ObjectMeta, Tombstone,
+};
 pub use names::{MAX_NAME_BYTES, NameError, validate_name};
 pub use space::Usage;
 pub use vault::{
     BlobLocation, BlobTap, DEFAULT_CHUNK_SIZE, DEFAULT_TOMBSTONE_RETENTION, Damage, DamageCounts,
-    DataDirLock, DeleteOutcome, EpochCensus, FileReader, FinishMeta, GcReport, Paying, ResealBatch,
-    SweepReport, TappedBlob, Vault, VaultConfig, VerifyReport, WriteOutcome, stored_size_of,
+    DataDirLock, DeleteOutcome, EpochCensus, FileReader, FinishMeta, GcReport, Held, Layout,
+    Paying, ResealBatch, SweepReport, TappedBlob, Vault, VaultConfig, VerifyReport, WriteOutcome,
+    stored_size_of,
 };
 pub use version::Version;

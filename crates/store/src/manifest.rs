@@ -14,12 +14,16 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::erasure::{Redundancy, ShardSet};
 use crate::ids::ChunkId;
 use crate::version::Version;
 
 /// Entries are written in this format: format 2 added [`FileMeta`], format 3
-/// [`Tombstone::purge`], format 4 [`FileMeta::object`].
-const ENTRY_FORMAT: u8 = 4;
+/// [`Tombstone::purge`], format 4 [`FileMeta::object`], format 5
+/// [`Manifest::coding`].
+const ENTRY_FORMAT: u8 = 5;
+/// Entries written before [`Manifest::coding`] existed; still read.
+const ENTRY_FORMAT_V4: u8 = 4;
 /// Entries written before [`FileMeta::object`] existed; still read.
 const ENTRY_FORMAT_V3: u8 = 3;
 /// Entries written before [`Tombstone::purge`] existed; still read.
@@ -48,6 +52,78 @@ pub struct Manifest {
     /// [`crate::vault`]'s writer); empty for fixed-size chunks, whose lengths
     /// follow from `size` and `chunk_size`.
     pub lengths: Vec<u32>,
+    /// How the chunks are kept when the file is erasure coded (each chunk's
+    /// sealed blob cut into shards, see [`crate::erasure`]); `None` when
+    /// every holder keeps whole chunks.
+    pub coding: Option<Coding>,
+}
+
+/// The shards of an erasure-coded file: per chunk, the length of its sealed
+/// blob and the ids of its shards. A shard is a blob of its own (see
+/// [`crate::crypto::SHARD_MAGIC`]), stored, copied, checked and collected by
+/// its id as a chunk is, so that every node can tell which shards of a file
+/// it holds from the ids alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coding {
+    pub redundancy: Redundancy,
+    pub chunks: Vec<CodedChunk>,
+}
+
+/// One chunk of a coded file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodedChunk {
+    /// Bytes of the sealed blob that the shards rebuild.
+    pub blob_len: u32,
+    /// The shards' ids by index: the data shards, then the parity shards.
+    pub shards: Vec<ChunkId>,
+}
+
+/// A manifest as format 4 wrote it (no [`Manifest::coding`]).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct ManifestV4 {
+    name: String,
+    size: u64,
+    hash: [u8; 32],
+    chunk_size: u32,
+    chunks: Vec<ChunkId>,
+    version: Version,
+    author: String,
+    meta: FileMeta,
+    lengths: Vec<u32>,
+}
+
+impl From<ManifestV4> for Manifest {
+    fn from(m: ManifestV4) -> Self {
+        Manifest {
+            name: m.name,
+            size: m.size,
+            hash: m.hash,
+            chunk_size: m.chunk_size,
+            chunks: m.chunks,
+            version: m.version,
+            author: m.author,
+            meta: m.meta,
+            lengths: m.lengths,
+            coding: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+enum EntryV4 {
+    File(ManifestV4),
+    Deleted(Tombstone),
+}
+
+impl From<EntryV4> for CatalogueEntry {
+    fn from(old: EntryV4) -> Self {
+        match old {
+            EntryV4::File(m) => CatalogueEntry::File(m.into()),
+            EntryV4::Deleted(t) => CatalogueEntry::Deleted(t),
+        }
+    }
 }
 
 /// What a file was on the disk it came from, so that `get -r` gives a tree
@@ -123,6 +199,7 @@ impl From<ManifestV3> for Manifest {
                 object: None,
             },
             lengths: m.lengths,
+            coding: None,
         }
     }
 }
@@ -212,6 +289,7 @@ impl From<EntryV1> for CatalogueEntry {
                 author: m.author,
                 meta: FileMeta::default(),
                 lengths: Vec::new(),
+                coding: None,
             }),
             EntryV1::Deleted(t) => CatalogueEntry::Deleted(t.into()),
         }
@@ -324,9 +402,67 @@ impl Manifest {
         hash_hex(&self.hash)
     }
 
+    /// How the file is coded, if it is.
+    pub fn redundancy(&self) -> Option<Redundancy> {
+        self.coding.as_ref().map(|c| c.redundancy)
+    }
+
+    /// The ids of every blob this version is kept in: its chunks, or every
+    /// shard of a coded file (what reference counts and the GC go by).
+    pub fn blobs(&self) -> std::borrow::Cow<'_, [ChunkId]> {
+        match &self.coding {
+            None => std::borrow::Cow::Borrowed(&self.chunks),
+            Some(coding) => std::borrow::Cow::Owned(
+                coding
+                    .chunks
+                    .iter()
+                    .flat_map(|c| c.shards.iter().copied())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The ids of the shards in `set` of every chunk (nothing for a file
+    /// that is not coded).
+    pub fn shard_blobs(&self, set: ShardSet) -> Vec<ChunkId> {
+        let Some(coding) = &self.coding else {
+            return Vec::new();
+        };
+        coding
+            .chunks
+            .iter()
+            .flat_map(|c| {
+                c.shards
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| set.contains(*i))
+                    .map(|(_, id)| *id)
+            })
+            .collect()
+    }
+
     fn check(&self) -> Result<(), DecodeError> {
         if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE {
             return Err(DecodeError::Inconsistent("chunk size out of range"));
+        }
+        if let Some(coding) = &self.coding {
+            let redundancy = coding
+                .redundancy
+                .checked()
+                .map_err(|_| DecodeError::Inconsistent("redundancy out of range"))?;
+            if coding.chunks.len() != self.chunks.len() {
+                return Err(DecodeError::Inconsistent("one coded entry per chunk"));
+            }
+            let max_blob = u64::from(self.chunk_size) + crate::crypto::CHUNK_OVERHEAD as u64;
+            if coding
+                .chunks
+                .iter()
+                .any(|c| c.shards.len() != redundancy.total() || u64::from(c.blob_len) > max_blob)
+            {
+                return Err(DecodeError::Inconsistent(
+                    "a coded chunk with the wrong number of shards or too long a blob",
+                ));
+            }
         }
         if !self.lengths.is_empty() {
             if self.lengths.len() != self.chunks.len() {
@@ -385,6 +521,7 @@ impl CatalogueEntry {
         let (&format, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
         let entry: CatalogueEntry = match format {
             ENTRY_FORMAT => postcard::from_bytes(body)?,
+            ENTRY_FORMAT_V4 => postcard::from_bytes::<EntryV4>(body)?.into(),
             ENTRY_FORMAT_V3 => postcard::from_bytes::<EntryV3>(body)?.into(),
             ENTRY_FORMAT_V2 => postcard::from_bytes::<EntryV2>(body)?.into(),
             ENTRY_FORMAT_V1 => postcard::from_bytes::<EntryV1>(body)?.into(),
@@ -418,6 +555,37 @@ mod tests {
             author: "12D3KooW".into(),
             meta: FileMeta::default(),
             lengths: Vec::new(),
+            coding: None,
+        }
+    }
+
+    #[test]
+    fn coded_manifests_round_trip_and_inconsistent_coding_is_rejected() {
+        let mut m = manifest(2500, 1000);
+        let r = Redundancy::new(2, 1).unwrap();
+        let coded = |i: u8| CodedChunk {
+            blob_len: 1032,
+            shards: (0..3).map(|j| ChunkId([i * 3 + j; 32])).collect(),
+        };
+        m.coding = Some(Coding {
+            redundancy: r,
+            chunks: (0..3).map(coded).collect(),
+        });
+        let entry = CatalogueEntry::File(m.clone());
+        assert_eq!(CatalogueEntry::decode(&entry.encode()).unwrap(), entry);
+        assert_eq!(m.blobs().len(), 9);
+        assert_eq!(
+            m.shard_blobs(ShardSet::one(1)),
+            [ChunkId([1; 32]), ChunkId([4; 32]), ChunkId([7; 32])]
+        );
+        let mut short = m.clone();
+        short.coding.as_mut().unwrap().chunks.pop();
+        let mut wrong = m.clone();
+        wrong.coding.as_mut().unwrap().chunks[1].shards.pop();
+        let mut long = m;
+        long.coding.as_mut().unwrap().chunks[0].blob_len = 5000;
+        for bad in [short, wrong, long] {
+            assert!(CatalogueEntry::decode(&CatalogueEntry::File(bad).encode()).is_err());
         }
     }
 
@@ -487,6 +655,21 @@ mod tests {
         assert_eq!(CatalogueEntry::decode(&bytes).unwrap(), entry);
         let mut bytes = vec![ENTRY_FORMAT_V3];
         bytes.extend(postcard::to_stdvec(&EntryV3::File(v3())).unwrap());
+        assert_eq!(CatalogueEntry::decode(&bytes).unwrap(), entry);
+        // Format 4: no coding.
+        let v4 = ManifestV4 {
+            name: with_meta.name.clone(),
+            size: with_meta.size,
+            hash: with_meta.hash,
+            chunk_size: with_meta.chunk_size,
+            chunks: with_meta.chunks.clone(),
+            version: with_meta.version,
+            author: with_meta.author.clone(),
+            meta: with_meta.meta.clone(),
+            lengths: Vec::new(),
+        };
+        let mut bytes = vec![ENTRY_FORMAT_V4];
+        bytes.extend(postcard::to_stdvec(&EntryV4::File(v4)).unwrap());
         assert_eq!(CatalogueEntry::decode(&bytes).unwrap(), entry);
         // Format 4 keeps what an S3 client stored.
         let mut object = with_meta.clone();

@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 
 use super::{Inner, Vault};
 use crate::crypto::ChunkCheck;
+use crate::erasure::ShardSet;
 use crate::error::{ChunkProblem, Result, StoreError};
 use crate::ids::{ChunkId, NameId};
 use crate::index::BucketDigest;
@@ -30,6 +31,30 @@ pub trait ChunkSource: Send + Sync {
         index: usize,
     ) -> BoxFuture<'static, std::result::Result<bytes::BytesMut, FetchError>>;
 
+    /// The blob of shard `shard` of chunk `index` of coded `manifest`.
+    fn fetch_shard(
+        &self,
+        _manifest: Arc<Manifest>,
+        _index: usize,
+        _shard: usize,
+    ) -> BoxFuture<'static, std::result::Result<bytes::BytesMut, FetchError>> {
+        Box::pin(async { Err(FetchError("no peer is asked for shards".into())) })
+    }
+
+    /// The shards of coded `manifest` worth asking for, best first (those
+    /// whose holders are connected, data shards before parity ones), without
+    /// those held here.
+    fn shard_order(
+        &self,
+        manifest: Arc<Manifest>,
+    ) -> BoxFuture<'static, std::result::Result<Vec<usize>, FetchError>> {
+        let total = manifest.redundancy().map_or(0, |r| r.total());
+        Box::pin(async move { Ok((0..total).collect()) })
+    }
+
+    /// Shard `shard` of chunk `index` that was last fetched failed its check.
+    fn rejected_shard(&self, _manifest: &Manifest, _index: usize, _shard: usize) {}
+
     /// The blob last fetched for chunk `index` failed its check: the source
     /// should not offer it (or its supplier) again during this read.
     fn rejected(&self, _manifest: &Manifest, _index: usize, _problem: &crate::ChunkProblem) {}
@@ -41,6 +66,16 @@ pub trait ChunkSource: Send + Sync {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct FetchError(pub String);
+
+/// What a node holds of one file version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    Nothing,
+    /// Every chunk.
+    Whole,
+    /// Of a coded file: these shards of every chunk.
+    Shards(ShardSet),
+}
 
 /// The result of offering a record from a peer.
 #[derive(Debug, Clone)]
@@ -223,9 +258,24 @@ impl Vault {
         self.blocking(move |inner| inner.missing(&chunks)).await
     }
 
-    /// True if this node holds every chunk of `manifest`.
+    /// The shards in `set` of every chunk of coded `manifest` that this node
+    /// does not hold.
+    pub async fn missing_shards(&self, manifest: &Manifest, set: ShardSet) -> Result<Vec<ChunkId>> {
+        let shards = manifest.shard_blobs(set);
+        self.blocking(move |inner| inner.missing(&shards)).await
+    }
+
+    /// What this node holds of `manifest`.
+    pub async fn holding(&self, manifest: &Manifest) -> Result<Held> {
+        let manifest = manifest.clone();
+        self.blocking(move |inner| holding_of(&inner.catalogue.chunk_view()?, &manifest))
+            .await
+    }
+
+    /// True if this node holds a copy of `manifest`: every chunk, or every
+    /// chunk's shards of some index of a coded file.
     pub async fn holds(&self, manifest: &Manifest) -> Result<bool> {
-        Ok(self.missing_chunks(manifest).await?.is_empty())
+        Ok(self.holding(manifest).await? != Held::Nothing)
     }
 
     /// What a listing shows of every live file, sorted by name, with its name id
@@ -251,7 +301,7 @@ impl Vault {
                 if !m.name.starts_with(&prefix) {
                     return Ok(());
                 }
-                let held = holds_all(&view, &m.chunks)?;
+                let held = holds_file(&view, &m)?;
                 let author = match authors.get(&m.author) {
                     Some(author) => author.clone(),
                     None => {
@@ -270,9 +320,9 @@ impl Vault {
         .await
     }
 
-    /// For each `(name id, version)`: true if this node keeps that version of the
-    /// name (current or in history), it is a file, and every chunk of it is held here.
-    pub async fn holds_versions(&self, files: Vec<(NameId, Version)>) -> Result<Vec<bool>> {
+    /// For each `(name id, version)`: what this node holds of that version of
+    /// the name (current or in history), if it keeps the version and it is a file.
+    pub async fn holds_versions(&self, files: Vec<(NameId, Version)>) -> Result<Vec<Held>> {
         self.blocking(move |inner| {
             // One read transaction for the records, one for the chunks.
             let sealed = inner.sealed_records_each(&files)?;
@@ -283,12 +333,10 @@ impl Vault {
                     Some(bytes) => match inner.catalogue.open_sealed(id, &bytes)? {
                         // The name may have been written again since the
                         // index was read: only the version asked about counts.
-                        CatalogueEntry::File(m) if m.version == *version => {
-                            missing_in(&view, &m.chunks)?.is_empty()
-                        }
-                        _ => false,
+                        CatalogueEntry::File(m) if m.version == *version => holding_of(&view, &m)?,
+                        _ => Held::Nothing,
                     },
-                    None => false,
+                    None => Held::Nothing,
                 };
                 held.push(complete);
             }
@@ -338,8 +386,20 @@ impl Vault {
         self.inner.damage.read()
     }
 
-    /// Bytes the given missing chunks of `manifest` would occupy here.
+    /// Bytes the given missing chunks (or shards) of `manifest` would occupy here.
     pub fn blob_bytes(manifest: &Manifest, missing: &[ChunkId]) -> u64 {
+        if let Some(coding) = &manifest.coding {
+            let missing: std::collections::HashSet<&ChunkId> = missing.iter().collect();
+            return coding
+                .chunks
+                .iter()
+                .map(|c| {
+                    let len = crate::erasure::shard_len(coding.redundancy, c.blob_len as usize)
+                        + crate::crypto::SHARD_MAGIC.len();
+                    c.shards.iter().filter(|id| missing.contains(id)).count() as u64 * len as u64
+                })
+                .sum();
+        }
         manifest
             .chunks
             .iter()
@@ -481,6 +541,49 @@ fn held<T>(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(StoreError::io(format!("reading chunk {id}"), e)),
     }
+}
+
+/// The shards of coded file `manifest` of which this node holds every
+/// chunk's (nothing for a file that is not coded).
+pub(super) fn held_shards(
+    view: &crate::catalogue::ChunkView,
+    manifest: &Manifest,
+) -> Result<ShardSet> {
+    let Some(coding) = &manifest.coding else {
+        return Ok(ShardSet::EMPTY);
+    };
+    let mut set = ShardSet::all(coding.redundancy.total());
+    for chunk in &coding.chunks {
+        for index in set.iter() {
+            if !view.has(&chunk.shards[index])? {
+                set.remove(index);
+            }
+        }
+        if set.is_empty() {
+            break;
+        }
+    }
+    Ok(set)
+}
+
+/// What this node holds of `manifest`: every chunk, or (a coded file) every
+/// chunk's shards of at least one index.
+pub(super) fn holding_of(view: &crate::catalogue::ChunkView, manifest: &Manifest) -> Result<Held> {
+    Ok(match &manifest.coding {
+        None if holds_all(view, &manifest.chunks)? => Held::Whole,
+        None => Held::Nothing,
+        Some(_) => match held_shards(view, manifest)? {
+            set if set.is_empty() => Held::Nothing,
+            set => Held::Shards(set),
+        },
+    })
+}
+
+/// True if this node holds a copy of `manifest`: all of it, or all of some
+/// shards of a coded file (what listings call held, and what the repair
+/// worker looks after).
+pub(super) fn holds_file(view: &crate::catalogue::ChunkView, manifest: &Manifest) -> Result<bool> {
+    Ok(holding_of(view, manifest)? != Held::Nothing)
 }
 
 /// True if every one of `chunks` is recorded here.

@@ -25,6 +25,7 @@ use std::time::Duration;
 use super::exchange::holds_all;
 use super::{Inner, Vault};
 use crate::crypto::ChunkCheck;
+use crate::erasure::ShardSet;
 use crate::error::Result;
 use crate::ids::{ChunkId, NameId};
 use crate::manifest::{CatalogueEntry, Manifest};
@@ -80,7 +81,29 @@ impl Vault {
         let name = name.to_string();
         self.blocking(move |inner| {
             let manifest = inner.version_manifest(&name, version)?;
-            let only_here = inner.catalogue.referenced_once(&manifest.chunks)?;
+            let only_here = inner.catalogue.referenced_once(&manifest.blobs())?;
+            inner.forget_chunks(&only_here)
+        })
+        .await
+    }
+
+    /// Drops this node's shards in `set` of `version` of coded `name` (more
+    /// than the file's placement wants here), but none that another file
+    /// uses. Returns the blobs removed and the bytes freed.
+    pub async fn release_shards(
+        &self,
+        name: &str,
+        version: Version,
+        set: ShardSet,
+    ) -> Result<(usize, u64)> {
+        let name = name.to_string();
+        self.blocking(move |inner| {
+            let manifest = inner.version_manifest(&name, version)?;
+            let wanted: HashSet<ChunkId> = manifest.shard_blobs(set).into_iter().collect();
+            let mut only_here = inner
+                .catalogue
+                .chunks_only_of(&inner.crypto.name_id(&name))?;
+            only_here.retain(|id| wanted.contains(id));
             inner.forget_chunks(&only_here)
         })
         .await
@@ -99,6 +122,11 @@ impl Vault {
             let view = inner.catalogue.chunk_view()?;
             let mut partial = Vec::new();
             inner.catalogue.try_for_each_file(|_, manifest| {
+                // A coded file's holders hold shards, never all of it: the
+                // repair worker rebuilds the shards that are missing.
+                if manifest.coding.is_some() {
+                    return Ok(());
+                }
                 let mut missing = Vec::new();
                 for (index, id) in manifest.chunks.iter().enumerate() {
                     if !view.has(id)? {

@@ -40,12 +40,12 @@ mod write;
 
 pub use read::{FileReader, Paying};
 pub use rekey::{EpochCensus, ResealBatch};
-pub use write::{FinishMeta, WriteOutcome};
+pub use write::{FinishMeta, Layout, WriteOutcome};
 
 pub(crate) use gc::is_expired_tombstone;
 pub use gc::{DEFAULT_TOMBSTONE_RETENTION, GcReport};
 
-pub use exchange::{ChunkSource, FetchError, RemoteEntry};
+pub use exchange::{ChunkSource, FetchError, Held, RemoteEntry};
 
 use crate::budget::{Lease, MemoryBudget};
 use crate::buffers::BufferPool;
@@ -72,6 +72,9 @@ pub struct TappedBlob {
     pub id: ChunkId,
     pub blob: Bytes,
     pub lease: Lease,
+    /// Which shard of its chunk the blob is, in a coded write (see
+    /// [`Layout::Coded`]): each goes to its own holder.
+    pub shard: Option<u8>,
 }
 
 /// Default plaintext bytes per chunk.
@@ -683,7 +686,66 @@ impl Inner {
         }
     }
 
+    /// [`Inner::verify_manifest`] of a coded file: every shard held here is
+    /// checked, and a shard index held for some chunks but not others is
+    /// reported missing where it lacks (a copy that broke off).
+    fn verify_coded(&self, manifest: &Manifest, coding: &crate::Coding) -> VerifyReport {
+        let view = self.catalogue.chunk_view().ok();
+        let slots: Vec<Vec<Option<Slot>>> = coding
+            .chunks
+            .iter()
+            .map(|c| {
+                c.shards
+                    .iter()
+                    .map(|id| view.as_ref().and_then(|v| v.slot(id).ok().flatten()))
+                    .collect()
+            })
+            .collect();
+        let mut present = crate::ShardSet::EMPTY;
+        for chunk in &slots {
+            for (j, slot) in chunk.iter().enumerate() {
+                if slot.is_some() {
+                    present.insert(j);
+                }
+            }
+        }
+        let held = coding.chunks.is_empty() || !present.is_empty();
+        let mut damaged = Vec::new();
+        for (index, chunk) in slots.iter().enumerate() {
+            for j in present.iter() {
+                let id = coding.chunks[index].shards[j];
+                let problem = match &chunk[j] {
+                    None => Some(ChunkProblem::Missing),
+                    Some(slot) => match self.files.read_blob(slot) {
+                        Ok((mut buf, blob)) => self
+                            .crypto
+                            .open_chunk_in_place(&id, &mut buf[blob], ChunkCheck::TagAndHash)
+                            .err(),
+                        Err(_) => Some(ChunkProblem::Missing),
+                    },
+                };
+                if let Some(problem) = problem {
+                    damaged.push(Damage {
+                        index,
+                        chunk: id,
+                        problem,
+                        location: chunk[j].map(|slot| self.location_of(&slot)),
+                    });
+                }
+            }
+        }
+        VerifyReport {
+            name: manifest.name.clone(),
+            chunks: manifest.chunks.len(),
+            held,
+            damaged,
+        }
+    }
+
     fn verify_manifest(&self, manifest: &Manifest) -> VerifyReport {
+        if let Some(coding) = &manifest.coding {
+            return self.verify_coded(manifest, coding);
+        }
         // In a vault of several nodes most files live elsewhere: a file with no
         // chunk recorded here is not held here, which is not damage. (A file whose
         // every chunk was quarantined is reported by the GC and by `/health`.)

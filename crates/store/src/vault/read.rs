@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ChunkSource, DEFAULT_CHUNK_SIZE, Inner, Vault};
 use crate::budget::{Lease, LeasedBytes};
 use crate::buffers::PooledBuf;
-use crate::crypto::{CHUNK_OVERHEAD, ChunkCheck};
+use crate::crypto::{CHUNK_OVERHEAD, ChunkCheck, SHARD_MAGIC};
 use crate::error::{ChunkProblem, Result, StoreError};
 use crate::manifest::Manifest;
 use crate::segments::Slot;
@@ -200,25 +200,41 @@ impl Vault {
         paying: Paying,
     ) -> Result<FileReader> {
         let name_owned = name.to_string();
-        let (manifest, local, pins) = self
+        let (manifest, local, shards_here, pins) = self
             .blocking(move |inner| {
                 let manifest = match version {
                     None => inner.live_manifest(&name_owned)?,
                     Some(version) => inner.version_manifest(&name_owned, version)?,
                 };
                 let mut pins = Pins::new(inner.pins.clone());
-                for id in manifest.chunks.iter().collect::<HashSet<_>>() {
+                for id in manifest.blobs().iter().collect::<HashSet<_>>() {
                     pins.pin(*id);
                 }
                 let view = inner.catalogue.chunk_view()?;
-                let local = manifest
-                    .chunks
-                    .iter()
-                    .map(|id| view.slot(id))
-                    .collect::<Result<Vec<Option<Slot>>>>()?;
-                Ok((manifest, local, pins))
+                // A coded file's chunks are rebuilt from shards (`read_coded`).
+                let (local, shards_here) = match &manifest.coding {
+                    None => (
+                        manifest
+                            .chunks
+                            .iter()
+                            .map(|id| view.slot(id))
+                            .collect::<Result<Vec<Option<Slot>>>>()?,
+                        Vec::new(),
+                    ),
+                    Some(coding) => (
+                        vec![None; manifest.chunks.len()],
+                        coding
+                            .chunks
+                            .iter()
+                            .map(|c| c.shards.iter().map(|id| view.slot(id)).collect())
+                            .collect::<Result<Vec<Vec<Option<Slot>>>>>()?,
+                    ),
+                };
+                Ok((manifest, local, shards_here, pins))
             })
             .await?;
+        let shards_here = Arc::new(shards_here);
+        let hedge = Arc::new(Hedge::default());
         let read_ahead = match (paying, local.iter().all(Option::is_some)) {
             (Paying::TheWriteItFeeds, _) => READ_AHEAD,
             (Paying::Budget, true) => READ_AHEAD_LOCAL,
@@ -262,12 +278,17 @@ impl Vault {
                         (Some(slot), Some(disk)) => Some((slot, disk.read(slot))),
                         _ => None,
                     };
+                    let (shards_here, hedge) = (shards_here.clone(), hedge.clone());
                     in_flight.push_back(async move {
                         let read = match local {
                             Some((slot, blob)) => {
                                 inner
                                     .read_local_or_repair(source, m, index, slot, blob)
                                     .await
+                            }
+                            None if m.coding.is_some() => {
+                                let here = shards_here.get(index).cloned().unwrap_or_default();
+                                inner.read_coded(source, m, index, here, &hedge).await
                             }
                             None => inner.read_remote(source, m, index).await,
                         };
@@ -293,6 +314,39 @@ impl Vault {
             rx,
             on_error: None,
         })
+    }
+}
+
+/// When a read of shards asks for one more beside those still coming: after
+/// four times the usual wait for a shard in this read (a moving average),
+/// and never sooner than [`Hedge::FLOOR`]. A holder that stalls then costs
+/// a read about that long per chunk it is asked for, instead of the chunk
+/// timeout; a busy link, whose shards all come slowly, raises the average
+/// and so does not set off extra requests.
+#[derive(Debug, Default)]
+pub(crate) struct Hedge {
+    /// Microseconds; 0 until a shard has come.
+    average_us: std::sync::atomic::AtomicU64,
+}
+
+impl Hedge {
+    const FLOOR: std::time::Duration = std::time::Duration::from_millis(300);
+    /// Before any shard came: long enough for a shard over a slow link.
+    const FIRST: std::time::Duration = std::time::Duration::from_secs(2);
+
+    fn after(&self) -> std::time::Duration {
+        match self.average_us.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => Self::FIRST,
+            us => (std::time::Duration::from_micros(us) * 4).max(Self::FLOOR),
+        }
+    }
+
+    fn observe(&self, took: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let took = took.as_micros().max(1) as u64;
+        let old = self.average_us.load(Relaxed);
+        let new = if old == 0 { took } else { (old * 7 + took) / 8 };
+        self.average_us.store(new, Relaxed);
     }
 }
 
@@ -431,6 +485,169 @@ impl Inner {
             tracing::warn!("could not restore chunk {id} here; the next GC will");
         }
         Ok(plain)
+    }
+
+    /// Rebuilds chunk `index` of coded `manifest` from any K of its shards:
+    /// those held here (`here`, by shard index) first, the rest asked of
+    /// `source` in its order, K at once. A shard that fails its check (or a
+    /// holder that fails) makes the read ask for the next one; a shard that
+    /// is slow to come (see [`Hedge`]) has one more asked for beside it, so
+    /// a stalled holder costs a short wait, not a timeout.
+    async fn read_coded(
+        self: Arc<Self>,
+        source: Option<Arc<dyn ChunkSource>>,
+        manifest: Arc<Manifest>,
+        index: usize,
+        here: Vec<Option<Slot>>,
+        hedge: &Hedge,
+    ) -> Result<Bytes> {
+        let Some(coding) = manifest.coding.as_ref() else {
+            return Err(StoreError::Invalid("the file is not erasure coded".into()));
+        };
+        let redundancy = coding.redundancy;
+        let chunk = &coding.chunks[index];
+        let need = redundancy.data();
+        let shard_blob_len =
+            crate::erasure::shard_len(redundancy, chunk.blob_len as usize) + SHARD_MAGIC.len();
+        let unavailable = |reason: String| StoreError::Unavailable {
+            name: manifest.name.clone(),
+            index,
+            count: manifest.chunks.len(),
+            reason,
+        };
+        let mut have: Vec<Option<Bytes>> = vec![None; redundancy.total()];
+        // Shards held here, read and checked on a blocking thread; a damaged
+        // one goes to quarantine (the repair worker makes it again).
+        let local: Vec<(usize, Slot)> = here
+            .iter()
+            .enumerate()
+            .filter_map(|(j, slot)| slot.map(|slot| (j, slot)))
+            .take(need)
+            .collect();
+        if !local.is_empty() {
+            let (inner, ids) = (self.clone(), chunk.shards.clone());
+            let read = tokio::task::spawn_blocking(move || {
+                local
+                    .into_iter()
+                    .filter_map(|(j, slot)| {
+                        let id = ids[j];
+                        let good = inner.files.read_blob(&slot).ok().and_then(|(buf, range)| {
+                            let blob = &buf[range.clone()];
+                            (blob.len() == shard_blob_len && inner.crypto.shard_id(blob) == id)
+                                .then(|| buf.into_bytes(range))
+                        });
+                        if good.is_none() {
+                            tracing::warn!(
+                                "shard {j} of chunk {index} is damaged here; reading another"
+                            );
+                            let _ = inner.quarantine_one(&id);
+                        }
+                        good.map(|blob| (j, blob))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| StoreError::io("reading shards", std::io::Error::other(e)))?;
+            for (j, blob) in read {
+                have[j] = Some(blob);
+            }
+        }
+        let mut got = have.iter().filter(|s| s.is_some()).count();
+        if got < need {
+            let Some(source) = source else {
+                return Err(unavailable(format!(
+                    "{got} of the {need} shards needed are held on this node and no peer can be                      asked"
+                )));
+            };
+            let order = source
+                .shard_order(manifest.clone())
+                .await
+                .map_err(|e| unavailable(e.0))?;
+            let mut candidates = order
+                .into_iter()
+                .filter(|j| *j < have.len() && have[*j].is_none())
+                .collect::<std::collections::VecDeque<usize>>();
+            let mut asking = FuturesUnordered::new();
+            let ask = |j: usize| {
+                let (source, m) = (source.clone(), manifest.clone());
+                async move {
+                    let started = std::time::Instant::now();
+                    (j, source.fetch_shard(m, index, j).await, started.elapsed())
+                }
+            };
+            let mut reasons = Vec::new();
+            while asking.len() < need - got {
+                let Some(j) = candidates.pop_front() else {
+                    break;
+                };
+                asking.push(ask(j));
+            }
+            while got < need {
+                if asking.is_empty() {
+                    let mut reason = format!(
+                        "only {got} of the {need} shards needed to rebuild it could be had"
+                    );
+                    if !reasons.is_empty() {
+                        reason.push_str(&format!(" ({})", reasons.join("; ")));
+                    }
+                    return Err(unavailable(reason));
+                }
+                let next = tokio::select! {
+                    done = asking.next() => done,
+                    _ = tokio::time::sleep(hedge.after()), if !candidates.is_empty() => None,
+                };
+                let Some((j, fetched, took)) = next else {
+                    // Slow: one more shard beside those still coming.
+                    if let Some(j) = candidates.pop_front() {
+                        asking.push(ask(j));
+                    }
+                    continue;
+                };
+                // A shard that came but fails its check is its sender's fault.
+                let bad = |what: &str| {
+                    source.rejected_shard(&manifest, index, j);
+                    Some(what.to_string())
+                };
+                let problem = match fetched {
+                    Ok(blob) if blob.len() != shard_blob_len => bad("had the wrong length"),
+                    Ok(blob) if self.crypto.shard_id(&blob) != chunk.shards[j] => {
+                        bad("did not hash to its id")
+                    }
+                    Ok(blob) => {
+                        hedge.observe(took);
+                        have[j] = Some(blob.freeze());
+                        got += 1;
+                        None
+                    }
+                    Err(e) => Some(e.0),
+                };
+                if let Some(problem) = problem {
+                    reasons.push(format!("shard {j}: {problem}"));
+                    while asking.len() < need - got {
+                        let Some(j) = candidates.pop_front() else {
+                            break;
+                        };
+                        asking.push(ask(j));
+                    }
+                }
+            }
+        }
+        let shards: Vec<Option<&[u8]>> = have
+            .iter()
+            .map(|s| s.as_ref().map(|b| &b[SHARD_MAGIC.len()..]))
+            .collect();
+        let mut blob = crate::erasure::join(redundancy, chunk.blob_len as usize, &shards)
+            .map_err(|e| unavailable(e.to_string()))?;
+        drop(have);
+        let id = manifest.chunks[index];
+        let plain = self
+            .crypto
+            .open_chunk_in_place(&id, &mut blob, ChunkCheck::Tag)
+            .map_err(|problem| self.integrity(&manifest, index, problem))?;
+        if plain.len() != manifest.chunk_len(index) {
+            return Err(self.integrity(&manifest, index, ChunkProblem::Malformed));
+        }
+        Ok(Bytes::from(blob).slice(plain))
     }
 
     /// Fetches a chunk this node does not hold and checks it in full. A blob that

@@ -86,6 +86,10 @@ impl Vault {
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                         Err(e) => return Err(StoreError::io(format!("reading chunk {id}"), e)),
                     };
+                    // Shards are pieces of blobs: not re-sealed here (see `reseal_after`).
+                    if crate::crypto::Crypto::is_shard(&buf[range.clone()]) {
+                        continue;
+                    }
                     match inner.crypto.chunk_is_current(&buf[range]) {
                         true => census.current += 1,
                         false => census.older += 1,
@@ -112,7 +116,13 @@ impl Inner {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(StoreError::io(format!("reading chunk {id}"), e)),
             };
-            if self.crypto.chunk_is_current(&buf[range.clone()]) {
+            // A shard is a piece of a sealed blob (or parity of such pieces):
+            // re-sealing one means rebuilding its chunk and coding it again,
+            // which makes new shard ids and so a new version of the file.
+            // Coded files keep the epoch they were written in until then.
+            if self.crypto.chunk_is_current(&buf[range.clone()])
+                || crate::crypto::Crypto::is_shard(&buf[range.clone()])
+            {
                 continue;
             }
             let mut blob = buf[range].to_vec();

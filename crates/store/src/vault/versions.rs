@@ -2,7 +2,6 @@
 //! reading one, and making one current again (see [`crate::history`] for what is
 //! kept and for how long).
 
-use super::exchange::holds_all;
 use super::{Inner, Vault};
 use crate::error::{Result, StoreError};
 use crate::history::Retention;
@@ -92,7 +91,7 @@ impl Vault {
             let mut out = Vec::new();
             inner.catalogue.try_for_each_superseded(|id, entry| {
                 if let CatalogueEntry::File(m) = entry {
-                    let held = holds_all(&view, &m.chunks)?;
+                    let held = super::exchange::holds_file(&view, &m)?;
                     out.push((id, FileSummary::of(&m, held)));
                 }
                 Ok(())

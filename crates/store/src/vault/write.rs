@@ -2,19 +2,20 @@
 //! [`crate::vault`]), its commit, and the blob tap that streams a write's new
 //! blobs to peers while it is stored.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
-use bytes::BufMut;
+use bytes::{BufMut, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::{BlobTap, Inner, TappedBlob, Vault};
 use crate::budget::Lease;
 use crate::buffers::PooledBuf;
-use crate::crypto::{CHUNK_HEADER_LEN, CHUNK_OVERHEAD};
+use crate::crypto::{CHUNK_HEADER_LEN, CHUNK_OVERHEAD, SHARD_MAGIC};
+use crate::erasure::{Redundancy, ShardSet};
 use crate::error::{Result, StoreError};
 use crate::ids::ChunkId;
-use crate::manifest::{CatalogueEntry, FileMeta, Manifest};
+use crate::manifest::{CatalogueEntry, CodedChunk, Coding, FileMeta, Manifest};
 use crate::names::validate_name;
 use crate::segments::Slot;
 use crate::space::{Pins, Reservation};
@@ -43,10 +44,38 @@ pub struct WriteOutcome {
     pub replaced: bool,
 }
 
+/// How a write keeps its chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Whole sealed chunks, the same blobs on every holder.
+    #[default]
+    Whole,
+    /// Each sealed chunk cut into the shards of `redundancy` (see
+    /// [`crate::erasure`]), of which this node keeps those in `keep`; every
+    /// shard goes to the write's tap, for the other holders.
+    Coded {
+        redundancy: Redundancy,
+        keep: ShardSet,
+    },
+}
+
+/// A blob on its way from the sealer to the writer (and the tap).
+struct Staged {
+    id: ChunkId,
+    blob: Bytes,
+    lease: Lease,
+    /// Which shard of its chunk it is (coded writes).
+    shard: Option<u8>,
+    /// Written here (a coded write sends some shards to peers only).
+    keep: bool,
+}
+
 /// What the sealer stage accumulated; dropping it releases its pins and reservation.
 struct SealState {
     hasher: blake3::Hasher,
     ids: Vec<ChunkId>,
+    /// A coded write's chunks, in order.
+    coded: Vec<CodedChunk>,
     /// Each chunk's plaintext length, in order.
     lengths: Vec<u32>,
     reused: usize,
@@ -115,18 +144,20 @@ impl Chunker {
 
 fn seal_stage(
     inner: &Inner,
+    layout: Layout,
     mut plain_rx: mpsc::Receiver<(PooledBuf, Lease)>,
-    blob_tx: mpsc::Sender<(ChunkId, PooledBuf, Lease)>,
+    blob_tx: mpsc::Sender<Staged>,
 ) -> (SealState, Result<()>) {
     let mut state = SealState {
         hasher: blake3::Hasher::new(),
         ids: Vec::new(),
+        coded: Vec::new(),
         lengths: Vec::new(),
         reused: 0,
         _pins: Pins::new(inner.pins.clone()),
         _reservation: Reservation::new(inner.space.clone()),
     };
-    let mut seen = HashSet::new();
+    let mut seen = HashMap::new();
     let result = (|| {
         while let Some((mut buf, lease)) = plain_rx.blocking_recv() {
             let plain = &buf[CHUNK_HEADER_LEN..];
@@ -134,7 +165,46 @@ fn seal_stage(
             let id = inner.crypto.chunk_id(plain);
             state.ids.push(id);
             state.lengths.push(plain.len() as u32);
-            if !seen.insert(id) {
+            if let Some(&first) = seen.get(&id) {
+                // The same chunk again in this file: its shards are the first's.
+                if let Some(coded) = state.coded.get(first).cloned() {
+                    state.coded.push(coded);
+                }
+                continue;
+            }
+            seen.insert(id, state.coded.len());
+            if let Layout::Coded { redundancy, keep } = layout {
+                inner
+                    .crypto
+                    .seal_chunk_in_place(&id, &mut buf)
+                    .map_err(|e| StoreError::io("sealing a chunk", std::io::Error::other(e)))?;
+                let shards = crate::erasure::split_framed(redundancy, &buf, SHARD_MAGIC)
+                    .map_err(|e| StoreError::io("coding a chunk", std::io::Error::other(e)))?;
+                let coded = CodedChunk {
+                    blob_len: buf.len() as u32,
+                    shards: shards.iter().map(|s| inner.crypto.shard_id(s)).collect(),
+                };
+                drop(buf);
+                let leases = lease.split(shards.len());
+                for (j, (shard, lease)) in shards.into_iter().zip(leases).enumerate() {
+                    let id = coded.shards[j];
+                    let keep = keep.contains(j);
+                    if keep {
+                        state._pins.pin(id);
+                        state._reservation.grow(shard.len() as u64)?;
+                    }
+                    let staged = Staged {
+                        id,
+                        blob: Bytes::from(shard),
+                        lease,
+                        shard: Some(j as u8),
+                        keep,
+                    };
+                    if blob_tx.blocking_send(staged).is_err() {
+                        return Ok(());
+                    }
+                }
+                state.coded.push(coded);
                 continue;
             }
             // Pin before looking: once pinned, a present chunk cannot be removed.
@@ -149,7 +219,15 @@ fn seal_stage(
                 .crypto
                 .seal_chunk_in_place(&id, &mut buf)
                 .map_err(|e| StoreError::io("sealing a chunk", std::io::Error::other(e)))?;
-            if blob_tx.blocking_send((id, buf, lease)).is_err() {
+            let len = buf.len();
+            let staged = Staged {
+                id,
+                blob: buf.into_bytes(0..len),
+                lease,
+                shard: None,
+                keep: true,
+            };
+            if blob_tx.blocking_send(staged).is_err() {
                 // The writer failed; the caller reports its error.
                 break;
             }
@@ -165,24 +243,37 @@ fn seal_stage(
 /// fails (their space is then the caller's to give back).
 fn write_stage(
     inner: &Inner,
-    mut blob_rx: mpsc::Receiver<(ChunkId, PooledBuf, Lease)>,
+    mut blob_rx: mpsc::Receiver<Staged>,
     tap: Option<BlobTap>,
 ) -> (Vec<(ChunkId, Slot)>, Result<()>) {
     let mut appender = inner.files.appender();
     let mut written = Vec::new();
     let result = (|| {
         let mut tap = tap;
-        while let Some((id, blob, lease)) = blob_rx.blocking_recv() {
-            let len = blob.len();
-            let blob = blob.into_bytes(0..len);
-            let slot = appender
-                .append(&blob)
-                .map_err(|e| StoreError::io(format!("writing chunk {id}"), e))?;
-            written.push((id, slot));
+        while let Some(staged) = blob_rx.blocking_recv() {
+            let Staged {
+                id,
+                blob,
+                lease,
+                shard,
+                keep,
+            } = staged;
+            if keep {
+                let slot = appender
+                    .append(&blob)
+                    .map_err(|e| StoreError::io(format!("writing chunk {id}"), e))?;
+                written.push((id, slot));
+            }
             // Hand the sealed blob on (to replication), with what pays for it;
             // a closed tap is simply dropped.
             if let Some(t) = &tap
-                && t.blocking_send(TappedBlob { id, blob, lease }).is_err()
+                && t.blocking_send(TappedBlob {
+                    id,
+                    blob,
+                    lease,
+                    shard,
+                })
+                .is_err()
             {
                 tap = None;
             }
@@ -192,6 +283,41 @@ fn write_stage(
             .map_err(|e| StoreError::io("making chunks durable", e))
     })();
     (written, result)
+}
+
+/// The coding a write with `layout` records for its chunks.
+fn layout_coding(layout: Layout, state: &SealState) -> Option<Coding> {
+    match layout {
+        Layout::Whole => None,
+        Layout::Coded { redundancy, .. } => Some(Coding {
+            redundancy,
+            chunks: state.coded.clone(),
+        }),
+    }
+}
+
+/// The coding of the concatenation of `parts`: none if none is coded, theirs
+/// if all are coded alike. Parts kept differently (the vault's redundancy
+/// changed during an upload) cannot make one file.
+fn compose_coding(parts: &[Manifest]) -> Result<Option<Coding>> {
+    let Some(first) = parts.first() else {
+        return Ok(None);
+    };
+    let redundancy = first.redundancy();
+    if parts.iter().any(|p| p.redundancy() != redundancy) {
+        return Err(StoreError::Invalid(
+            "the parts are kept differently (some erasure coded, some not, or with other \
+             redundancy): upload the object again"
+                .into(),
+        ));
+    }
+    Ok(redundancy.map(|redundancy| Coding {
+        redundancy,
+        chunks: parts
+            .iter()
+            .flat_map(|p| p.coding.iter().flat_map(|c| c.chunks.iter().cloned()))
+            .collect(),
+    }))
 }
 
 /// Makes a file's metadata once all of it is read (see
@@ -255,9 +381,26 @@ impl Vault {
         &self,
         name: &str,
         finish: FinishMeta,
+        reader: R,
+        size_hint: Option<u64>,
+        tap: Option<BlobTap>,
+    ) -> Result<WriteOutcome>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        self.write_file_laid_out(name, finish, reader, size_hint, tap, Layout::Whole)
+            .await
+    }
+
+    /// [`Vault::write_file_finishing`], keeping the chunks as `layout` says.
+    pub async fn write_file_laid_out<R>(
+        &self,
+        name: &str,
+        finish: FinishMeta,
         mut reader: R,
         size_hint: Option<u64>,
         tap: Option<BlobTap>,
+        layout: Layout,
     ) -> Result<WriteOutcome>
     where
         R: AsyncRead + Unpin + Send,
@@ -280,9 +423,15 @@ impl Vault {
         let carry_bytes = size_hint.map_or(chunk_size, |size| size.min(chunk_size as u64) as usize);
         let _carry_lease = budget.admit_write(carry_bytes).await;
         let (plain_tx, plain_rx) = mpsc::channel::<(PooledBuf, Lease)>(PIPELINE_DEPTH);
-        let (blob_tx, blob_rx) = mpsc::channel::<(ChunkId, PooledBuf, Lease)>(PIPELINE_DEPTH);
+        // A coded chunk is several blobs: room for all of one chunk's.
+        let depth = match layout {
+            Layout::Whole => PIPELINE_DEPTH,
+            Layout::Coded { redundancy, .. } => PIPELINE_DEPTH * redundancy.total(),
+        };
+        let (blob_tx, blob_rx) = mpsc::channel::<Staged>(depth);
         let inner = self.inner.clone();
-        let sealer = tokio::task::spawn_blocking(move || seal_stage(&inner, plain_rx, blob_tx));
+        let sealer =
+            tokio::task::spawn_blocking(move || seal_stage(&inner, layout, plain_rx, blob_tx));
         let inner = self.inner.clone();
         let writer = tokio::task::spawn_blocking(move || write_stage(&inner, blob_rx, tap));
 
@@ -352,7 +501,7 @@ impl Vault {
                 Ok(meta) => {
                     let by_content = chunker.by_content();
                     return self
-                        .commit_write(name, meta, size, state, new_chunks, by_content)
+                        .commit_write(name, meta, size, state, new_chunks, by_content, layout)
                         .await;
                 }
                 Err(e) => StoreError::io("finishing the file", e),
@@ -380,6 +529,7 @@ impl Vault {
         state: SealState,
         new_chunks: Vec<(ChunkId, Slot)>,
         by_content: bool,
+        layout: Layout,
     ) -> Result<WriteOutcome> {
         let name = name.to_string();
         self.blocking(move |inner| {
@@ -400,6 +550,7 @@ impl Vault {
                 } else {
                     Vec::new()
                 },
+                coding: layout_coding(layout, &state),
             };
             let entry = CatalogueEntry::File(manifest.clone());
             let outcome = match inner.apply_entry(&entry, &new_chunks) {
@@ -447,6 +598,7 @@ impl Vault {
             let mut lengths = Vec::new();
             let mut size = 0u64;
             let mut chunk_size = inner.chunk_size;
+            let coding = compose_coding(&parts)?;
             for part in &parts {
                 chunk_size = chunk_size.max(part.chunk_size);
                 for index in 0..part.chunks.len() {
@@ -468,6 +620,7 @@ impl Vault {
                 author: inner.author.clone(),
                 meta,
                 lengths,
+                coding,
             };
             let outcome = inner.apply_entry(&CatalogueEntry::File(manifest.clone()), &[])?;
             inner.forget(&outcome.unreferenced)?;
