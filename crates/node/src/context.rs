@@ -41,6 +41,8 @@ pub(crate) struct Context {
     pub(crate) lanes: Lanes,
     /// How many copies of each file to keep.
     pub(crate) replicas: Replicas,
+    /// How new files are erasure coded, if they are (`--redundancy`).
+    pub(crate) redundancy: Option<peervault_store::Redundancy>,
     /// Recent offences of peers (see [`crate::conduct`]).
     conduct: Mutex<Conduct>,
     /// Copies held because a user asked (see [`crate::extras`]).
@@ -56,6 +58,7 @@ impl Context {
         vault: Vault,
         net: NetHandle,
         replicas: Replicas,
+        redundancy: Option<peervault_store::Redundancy>,
         data_dir: &Path,
         limits: RateLimits,
         devices: std::sync::Arc<Devices>,
@@ -68,6 +71,7 @@ impl Context {
             lanes: Lanes::new(tasks.clone()),
             tasks,
             replicas,
+            redundancy,
             conduct: Mutex::new(Conduct::default()),
             extras: Extras::load(data_dir),
             bandwidth: Bandwidth::new(limits),

@@ -41,6 +41,7 @@
 pub mod bandwidth;
 pub mod client;
 pub mod cluster;
+pub mod coded;
 pub mod conduct;
 mod context;
 pub mod devices;
@@ -81,14 +82,14 @@ pub use peervault_store::files;
 pub use peervault_store::tree_hash;
 pub use peervault_store::{
     BlobLocation, ChunkId, ChunkProblem, DEFAULT_TOMBSTONE_RETENTION, DeleteOutcome, FileMeta,
-    FileReader, FinishMeta, KdfParams, KeySource, NetworkKey, ObjectMeta, Retention, StoreError,
-    SweepReport, VerifyReport, direct::QueuedWriter,
+    FileReader, FinishMeta, KdfParams, KeySource, NetworkKey, ObjectMeta, Redundancy, Retention,
+    ShardSet, StoreError, SweepReport, VerifyReport, direct::QueuedWriter,
 };
 pub use quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
 pub use settings::{
     DEFAULT_GC_DELAY, DEFAULT_GC_GRACE, DEFAULT_GC_INTERVAL, DEFAULT_MAX_PEERS,
     DEFAULT_PEX_INTERVAL, DEFAULT_REPAIR_DELAY, DEFAULT_REPLICAS, DEFAULT_SYNC_INTERVAL,
-    DEFAULT_TRANSFER_MEMORY, MIN_TRANSFER_MEMORY, MaintenanceConfig, NodeConfig, Replicas,
+    DEFAULT_TRANSFER_MEMORY, Keeping, MIN_TRANSFER_MEMORY, MaintenanceConfig, NodeConfig, Replicas,
 };
 pub use size::{HumanSize, parse_size};
 pub use throughput::ThroughputPoint;

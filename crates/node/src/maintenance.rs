@@ -27,7 +27,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use peervault_net::PeerId;
-use peervault_store::{ChunkId, FileSummary, GcReport, Manifest, NameId, StoreError, Version};
+use peervault_store::{
+    ChunkId, FileSummary, GcReport, Held, Manifest, NameId, ShardSet, StoreError, Version,
+};
 
 use crate::bandwidth::in_background;
 use crate::context::Context;
@@ -115,6 +117,14 @@ fn repair_action(
             RepairAction::LeaveToBetterHolder
         }
     }
+}
+
+/// A coded file the repair round looks at.
+struct CodedFile<'a> {
+    file: &'a FileSummary,
+    /// The shard indexes this node holds of every chunk.
+    own: ShardSet,
+    total: usize,
 }
 
 /// The integrity GC and the repair worker, with what they remember between runs
@@ -419,6 +429,23 @@ impl Maintenance {
         let versions: Vec<(NameId, Version)> =
             mine.iter().map(|(id, file)| (*id, file.version)).collect();
         let holders = self.replicator.remote_holders(&versions, &peers).await;
+        // What this node holds of each coded file: which shard indexes.
+        let own_shards: HashMap<(NameId, Version), ShardSet> = {
+            let coded: Vec<(NameId, Version)> = mine
+                .iter()
+                .filter(|(_, f)| f.redundancy.is_some())
+                .map(|(id, f)| (*id, f.version))
+                .collect();
+            let held = self.ctx.vault.holds_versions(coded.clone()).await?;
+            coded
+                .into_iter()
+                .zip(held)
+                .filter_map(|(unit, held)| match held {
+                    Held::Shards(set) => Some((unit, set)),
+                    _ => None,
+                })
+                .collect()
+        };
         drop(versions);
         let me = self.ctx.net.local_peer_id();
         let delay = self.config.repair_delay;
@@ -439,6 +466,27 @@ impl Maintenance {
             let superseded = i >= current;
             let unit = (name_id, file.version);
             live_ids.insert(unit);
+            if let Some(redundancy) = file.redundancy {
+                let own = own_shards.get(&unit).copied().unwrap_or_default();
+                let coded = CodedFile {
+                    file,
+                    own,
+                    total: redundancy.total(),
+                };
+                let wait = |missing: bool| {
+                    let mut state = self.state();
+                    if !missing {
+                        state.short_since.remove(&unit);
+                        return false;
+                    }
+                    let since = *state.short_since.entry(unit).or_insert(now);
+                    // The holder that left may come back.
+                    recent_departure && now.duration_since(since) < delay
+                };
+                self.repair_coded(coded, &others, &peers, wait, &mut round)
+                    .await;
+                continue;
+            }
             let me_extra = self.ctx.extras.contains(&name_id);
             let wanted = match repair_action(&name_id, me, me_extra, &others, target) {
                 RepairAction::Keep => {
@@ -493,6 +541,111 @@ impl Maintenance {
             .repair_round_done(round.under_replicated.saturating_sub(round.copies_made));
         self.ctx.metrics.copies_repaired(round.copies_made);
         Ok(round)
+    }
+
+    /// The repair of one coded file this node holds shards of (see
+    /// [`crate::coded::shard_work`]): its part of the work, from what every
+    /// connected peer holds. `wait(missing)` says whether to leave missing
+    /// shards for now (a holder left only just).
+    async fn repair_coded(
+        &self,
+        coded: CodedFile<'_>,
+        others: &Holders,
+        peers: &[PeerId],
+        wait: impl FnOnce(bool) -> bool,
+        round: &mut RepairRound,
+    ) {
+        let CodedFile { file, own, total } = coded;
+        let me = self.ctx.net.local_peer_id();
+        let name_id = self.ctx.vault.name_id(&file.name);
+        let mut holders = others.shards.clone();
+        holders.push((me, own));
+        let free: Vec<PeerId> = placement(&name_id, peers.to_vec())
+            .into_iter()
+            .filter(|p| !holders.iter().any(|(q, set)| q == p && !set.is_empty()))
+            .collect();
+        let work = crate::coded::shard_work(&name_id, &holders, &free, total);
+        let missing = !work.missing.is_empty();
+        if missing {
+            round.under_replicated += 1;
+        }
+        let (moves, drops) = work.of(&me);
+        let later = wait(missing);
+        if moves.is_empty() && drops.is_empty() {
+            return;
+        }
+        let manifest = match self
+            .ctx
+            .vault
+            .manifest_version(&file.name, file.version)
+            .await
+        {
+            Ok(manifest) => Arc::new(manifest),
+            Err(e) => {
+                tracing::debug!("repair: {:?} changed under the round: {e}", file.name);
+                return;
+            }
+        };
+        let vault = &self.ctx.vault;
+        if !drops.is_empty() {
+            match vault.release_shards(&file.name, file.version, drops).await {
+                Ok((_, freed)) => {
+                    round.copies_dropped += 1;
+                    tracing::info!(
+                        "dropped shards {drops} of {:?} ({freed} bytes): better-placed nodes hold them",
+                        file.name
+                    );
+                }
+                Err(e) => tracing::warn!("could not drop surplus shards: {e}"),
+            }
+        }
+        let entry = match self.replicator.sealed(&manifest).await {
+            Ok(entry) => entry,
+            Err(e) => {
+                tracing::warn!("cannot repair {:?}: {e}", file.name);
+                return;
+            }
+        };
+        for m in moves {
+            if m.rebuild && later {
+                continue;
+            }
+            let set = ShardSet::one(m.index);
+            let done = if m.to == me {
+                self.replicator
+                    .keep_shards(&manifest, set)
+                    .await
+                    .map_err(|e| e.to_string())
+            } else {
+                self.replicator
+                    .copy_shards_to(m.to, &manifest, &entry, set)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match done {
+                Ok(()) => {
+                    round.copies_made += 1;
+                    tracing::info!(
+                        "repair: {} shard {} of {:?} on {}",
+                        if m.rebuild { "rebuilt" } else { "moved" },
+                        m.index,
+                        file.name,
+                        m.to
+                    );
+                    if m.release_after
+                        && let Err(e) = vault.release_shards(&file.name, file.version, set).await
+                    {
+                        tracing::warn!("could not drop a moved shard: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    "repair: shard {} of {:?} could not go to {}: {e}",
+                    m.index,
+                    file.name,
+                    m.to
+                ),
+            }
+        }
     }
 
     /// Copies `manifest` to peers from `candidates`, in order, until `wanted` took
@@ -633,6 +786,7 @@ mod tests {
                         .copied()
                         .collect(),
                     extra: extras.iter().filter(|p| *p != me).copied().collect(),
+                    shards: Vec::new(),
                 };
                 repair_action(name_id, *me, extras.contains(me), &others, target)
             })

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peervault_net::{Endpoint, NetConfig, NetEvent, NodeIdentity, PeerId};
 use peervault_store::{
-    BlobLocation, ChunkId, DataDirLock, DeleteOutcome, FileMeta, FileReader, KeySource, Manifest,
-    NameId, NetworkKey, OriginId, Paying, SweepReport, Vault, VaultConfig, Version, WriteOutcome,
+    BlobLocation, ChunkId, DataDirLock, DeleteOutcome, FileMeta, FileReader, KeySource, Layout,
+    Manifest, NameId, NetworkKey, OriginId, Paying, ShardSet, SweepReport, Vault, VaultConfig,
+    Version, WriteOutcome,
 };
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
@@ -36,7 +37,7 @@ use crate::metrics::{Health, MetricsSnapshot, NodeFacts, PeerLabel};
 use crate::quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
 use crate::replicate::Replicator;
 use crate::service::Responder;
-use crate::settings::{NodeConfig, Replicas};
+use crate::settings::{Keeping, NodeConfig, Replicas};
 use crate::sync::{SyncStats, Syncer};
 use crate::throughput::Throughput;
 use crate::views::{
@@ -79,6 +80,19 @@ pub(crate) struct Inner {
     /// Only the advertised address is announced (`--advertise-only`): the listen
     /// addresses are not reachable from peers, so invitations leave them out.
     advertise_only: bool,
+}
+
+/// One file write as [`Node::write_replicated`] takes it.
+pub(crate) struct Write<'a> {
+    pub(crate) name: &'a str,
+    /// Whose placement the copies follow: the file's own name, or the
+    /// object an S3 part becomes.
+    pub(crate) placed_with: &'a str,
+    /// Makes the file's metadata once every byte is read.
+    pub(crate) finish: peervault_store::FinishMeta,
+    pub(crate) size_hint: Option<u64>,
+    pub(crate) progress: Option<&'a tokio::sync::watch::Sender<CopyProgress>>,
+    pub(crate) keeping: Keeping,
 }
 
 impl Inner {
@@ -213,6 +227,7 @@ impl Node {
             vault,
             network.handle,
             config.replicas,
+            config.redundancy,
             &data_dir,
             config.limits,
             devices,
@@ -399,6 +414,11 @@ impl Node {
         self.inner.ctx.replicas
     }
 
+    /// How new files are erasure coded, if they are (`--redundancy`).
+    pub fn redundancy(&self) -> Option<peervault_store::Redundancy> {
+        self.inner.ctx.redundancy
+    }
+
     /// Stores everything `reader` yields under `name`, then copies it to peers until
     /// the replication target is met (or no more peers can take it). With
     /// `size_hint`, a file that cannot fit is refused before any byte is read.
@@ -428,17 +448,34 @@ impl Node {
     where
         R: AsyncRead + Unpin + Send,
     {
+        self.store_kept(name, meta, reader, size_hint, progress, Keeping::Configured)
+            .await
+    }
+
+    /// [`Node::store_watched`], the file kept as `keeping` says (whole
+    /// copies, or erasure coded) rather than as the node is configured.
+    pub async fn store_kept<R>(
+        &self,
+        name: &str,
+        meta: FileMeta,
+        reader: R,
+        size_hint: Option<u64>,
+        progress: Option<&tokio::sync::watch::Sender<CopyProgress>>,
+        keeping: Keeping,
+    ) -> Result<StoreReport>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
         crate::objects::refuse_reserved(name)?;
-        let (report, _) = self
-            .write_replicated(
-                name,
-                name,
-                Box::new(move || Ok(meta)),
-                reader,
-                size_hint,
-                progress,
-            )
-            .await?;
+        let write = Write {
+            name,
+            placed_with: name,
+            finish: Box::new(move || Ok(meta)),
+            size_hint,
+            progress,
+            keeping,
+        };
+        let (report, _) = self.write_replicated(write, reader).await?;
         Ok(report)
     }
 
@@ -448,40 +485,77 @@ impl Node {
     /// metadata once every byte is read. Returns the manifest written too.
     pub(crate) async fn write_replicated<R>(
         &self,
-        name: &str,
-        placed_with: &str,
-        finish: peervault_store::FinishMeta,
+        write: Write<'_>,
         reader: R,
-        size_hint: Option<u64>,
-        progress: Option<&tokio::sync::watch::Sender<CopyProgress>>,
     ) -> Result<(StoreReport, Manifest)>
     where
         R: AsyncRead + Unpin + Send,
     {
-        let holders = self.inner.replicator.holders_for(placed_with).await;
-        let (tap, streaming) = if holders.is_empty() {
+        let Write {
+            name,
+            placed_with,
+            finish,
+            size_hint,
+            progress,
+            keeping,
+        } = write;
+        let replicator = &self.inner.replicator;
+        let redundancy = keeping.redundancy(self.inner.ctx.redundancy);
+        // Where the blobs go as they are written: whole chunks to every
+        // holder, or each shard to the one peer that keeps its index.
+        let (layout, targets) = match redundancy {
+            None => {
+                let holders = replicator.holders_for(placed_with).await;
+                (
+                    Layout::Whole,
+                    holders.into_iter().map(|p| (p, None)).collect(),
+                )
+            }
+            Some(redundancy) => {
+                let holders = replicator.shard_holders_for(placed_with, redundancy).await;
+                let plan = crate::coded::shard_plan(redundancy.total(), holders.len() + 1);
+                let keep = plan[0];
+                let targets: Vec<(PeerId, Option<ShardSet>)> = holders
+                    .into_iter()
+                    .zip(plan.into_iter().skip(1).map(Some))
+                    .collect();
+                (Layout::Coded { redundancy, keep }, targets)
+            }
+        };
+        let shard_targets: Vec<(PeerId, ShardSet)> = targets
+            .iter()
+            .filter_map(|(p, set)| set.map(|set| (*p, set)))
+            .collect();
+        let (tap, streaming) = if targets.is_empty() {
             (None, None)
         } else {
-            let (tap, task) = self.inner.replicator.stream_to(holders);
+            let (tap, task) = replicator.stream_routed(targets);
             (Some(tap), Some(task))
         };
         let written = self
             .inner
             .ctx
             .vault
-            .write_file_finishing(name, finish, reader, size_hint, tap)
+            .write_file_laid_out(name, finish, reader, size_hint, tap, layout)
             .await;
         if let Some(task) = streaming {
             let _ = task.await;
         }
         let out: WriteOutcome = written.inspect_err(|e| self.inner.ctx.metrics.failed(e))?;
         self.inner.ctx.metrics.files_stored.inc();
-        self.inner.replicator.provide(&out.manifest.name).await;
-        let replication = self
-            .inner
-            .replicator
-            .replicate_placed(&out.manifest, placed_with, progress)
-            .await;
+        replicator.provide(&out.manifest.name).await;
+        let replication = match layout {
+            Layout::Whole => {
+                replicator
+                    .replicate_placed(&out.manifest, placed_with, progress)
+                    .await
+            }
+            Layout::Coded { keep, .. } => {
+                replicator
+                    .replicate_shards(&out.manifest, placed_with, keep, shard_targets, progress)
+                    .await
+            }
+        };
         self.inner
             .syncer
             .announce(&out.manifest.name, &replication.holders);
@@ -502,6 +576,12 @@ impl Node {
     /// copies made.
     pub(crate) async fn spread(&self, manifest: &Manifest) -> Result<(bool, usize)> {
         let name = &manifest.name;
+        // A coded version made of shards already placed is held, shard by
+        // shard, by the nodes that hold them.
+        if manifest.coding.is_some() {
+            self.inner.syncer.announce(name, &[]);
+            return Ok((self.inner.ctx.vault.holds(manifest).await?, 0));
+        }
         if !self.inner.ctx.vault.holds(manifest).await? {
             self.inner.syncer.announce(name, &[]);
             return Ok((false, 0));

@@ -133,9 +133,15 @@ impl Node {
     where
         R: AsyncRead + Unpin + Send,
     {
-        let (_, manifest) = self
-            .write_replicated(name, object, finish, reader, size_hint, None)
-            .await?;
+        let write = crate::node::Write {
+            name,
+            placed_with: object,
+            finish,
+            size_hint,
+            progress: None,
+            keeping: crate::settings::Keeping::Configured,
+        };
+        let (_, manifest) = self.write_replicated(write, reader).await?;
         Ok(ObjectInfo::of_manifest(&manifest))
     }
 

@@ -42,6 +42,10 @@ pub(crate) struct PeerChunks {
     /// Peers that supplied a chunk that failed its check: never asked again
     /// during this read.
     liars: Arc<Mutex<HashSet<PeerId>>>,
+    /// Of a coded file: who holds each shard index, asked once per read.
+    shard_holders: Arc<tokio::sync::OnceCell<Vec<Vec<PeerId>>>>,
+    /// Who supplied each shard (chunk, index), until the store has checked it.
+    served_shards: Arc<Mutex<HashMap<(usize, usize), PeerId>>>,
 }
 
 impl PeerChunks {
@@ -62,7 +66,55 @@ impl PeerChunks {
             providers: Arc::new(tokio::sync::OnceCell::new()),
             served: Arc::new(Mutex::new(HashMap::new())),
             liars: Arc::new(Mutex::new(HashSet::new())),
+            shard_holders: Arc::new(tokio::sync::OnceCell::new()),
+            served_shards: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Who holds each shard index of coded `manifest`, asked of every
+    /// connected peer once per read (the `Holdings` request the repair
+    /// worker uses).
+    async fn shard_holders(&self, manifest: &Manifest) -> Vec<Vec<PeerId>> {
+        let total = manifest.redundancy().map_or(0, |r| r.total());
+        let (ctx, order, name_id, version) = (
+            self.ctx.clone(),
+            self.order.clone(),
+            self.name_id,
+            manifest.version,
+        );
+        self.shard_holders
+            .get_or_init(|| async move {
+                let replicator = crate::replicate::Replicator::new(ctx);
+                let holders = replicator
+                    .remote_holders(&[(name_id, version)], &order)
+                    .await;
+                let mut by_index = vec![Vec::new(); total];
+                for (peer, set) in holders.into_iter().flat_map(|h| h.shards) {
+                    for j in set.iter().filter(|j| *j < total) {
+                        by_index[j].push(peer);
+                    }
+                }
+                by_index
+            })
+            .await
+            .clone()
+    }
+
+    /// The holders of shard `index` worth asking, best first.
+    fn shard_candidates(&self, holders: &[PeerId]) -> Vec<PeerId> {
+        let failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let liars = self.liars.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut out: Vec<PeerId> = holders
+            .iter()
+            .filter(|p| !liars.contains(p))
+            .copied()
+            .collect();
+        out.sort_by_key(|p| failed.contains(p));
+        out
     }
 
     /// The peers to ask for chunk `index`, best first.
@@ -81,6 +133,24 @@ impl PeerChunks {
         let liars = self.liars.lock().unwrap_or_else(|p| p.into_inner());
         order.retain(|p| !liars.contains(p));
         order
+    }
+}
+
+impl PeerChunks {
+    /// Another handle on the same read's state (for futures that outlive `&self`).
+    fn clone_handles(&self) -> PeerChunks {
+        PeerChunks {
+            ctx: self.ctx.clone(),
+            order: self.order.clone(),
+            likely: self.likely,
+            failed: self.failed.clone(),
+            name_id: self.name_id,
+            providers: self.providers.clone(),
+            served: self.served.clone(),
+            liars: self.liars.clone(),
+            shard_holders: self.shard_holders.clone(),
+            served_shards: self.served_shards.clone(),
+        }
     }
 }
 
@@ -156,6 +226,106 @@ impl ChunkSource for PeerChunks {
                 reasons.join("; ")
             )))
         })
+    }
+
+    fn shard_order(
+        &self,
+        manifest: Arc<Manifest>,
+    ) -> BoxFuture<'static, std::result::Result<Vec<usize>, FetchError>> {
+        let this = self.clone_handles();
+        Box::pin(async move {
+            let holders = this.shard_holders(&manifest).await;
+            let failed = this
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            // Shards with a holder that has not failed first, data shards
+            // before parity (no decoding when all K data shards come).
+            let mut order: Vec<usize> = (0..holders.len())
+                .filter(|j| !this.shard_candidates(&holders[*j]).is_empty())
+                .collect();
+            order.sort_by_key(|j| holders[*j].iter().all(|p| failed.contains(p)));
+            Ok(order)
+        })
+    }
+
+    fn fetch_shard(
+        &self,
+        manifest: Arc<Manifest>,
+        index: usize,
+        shard: usize,
+    ) -> BoxFuture<'static, std::result::Result<BytesMut, FetchError>> {
+        let this = self.clone_handles();
+        Box::pin(async move {
+            let Some(id) = manifest
+                .coding
+                .as_ref()
+                .and_then(|c| c.chunks.get(index))
+                .and_then(|c| c.shards.get(shard))
+                .copied()
+            else {
+                return Err(FetchError(format!(
+                    "the file has no shard {shard} of chunk {index}"
+                )));
+            };
+            let holders = this.shard_holders(&manifest).await;
+            let candidates = this.shard_candidates(holders.get(shard).map_or(&[][..], |h| h));
+            let mut reasons = Vec::new();
+            for peer in candidates {
+                match this.ctx.ask_chunk(peer, id).await {
+                    Ok(Some(blob)) => {
+                        this.served_shards
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert((index, shard), peer);
+                        return Ok(blob);
+                    }
+                    Ok(None) => reasons.push(format!("{peer}: not held")),
+                    Err(why) => {
+                        this.failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(peer);
+                        reasons.push(why.to_string());
+                    }
+                }
+            }
+            Err(FetchError(match reasons.is_empty() {
+                true => "no connected peer holds it".into(),
+                false => reasons.join("; "),
+            }))
+        })
+    }
+
+    fn rejected_shard(&self, manifest: &Manifest, index: usize, shard: usize) {
+        let Some(peer) = self
+            .served_shards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(index, shard))
+        else {
+            return;
+        };
+        self.liars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer);
+        let Some(id) = manifest
+            .coding
+            .as_ref()
+            .and_then(|c| c.chunks.get(index))
+            .and_then(|c| c.shards.get(shard))
+            .copied()
+        else {
+            return;
+        };
+        let ctx = self.ctx.clone();
+        let what = format!("shard {shard} of chunk {index} of {:?}", manifest.name);
+        self.ctx.spawn(async move {
+            ctx.offence(peer, crate::conduct::Offence::BadChunk(id), &what)
+                .await
+        });
     }
 
     fn rejected(&self, manifest: &Manifest, index: usize, problem: &ChunkProblem) {

@@ -28,7 +28,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
 use peervault_store::vault::ChunkSource;
 use peervault_store::{BlobTap, LeasedBytes, TappedBlob};
-use peervault_store::{ChunkId, Manifest, NameId, StoreError, Vault, Version};
+use peervault_store::{ChunkId, Manifest, NameId, ShardSet, StoreError, Vault, Version};
 use tokio::sync::mpsc;
 
 use crate::client::{Asked, CHUNK_TIMEOUT, CONTROL_TIMEOUT, refused};
@@ -74,6 +74,11 @@ pub(crate) struct Replicator {
 impl Replicator {
     pub(crate) fn new(ctx: Arc<Context>) -> Replicator {
         Replicator { ctx }
+    }
+
+    /// The shared handles (for the coded half of replication, `crate::coded`).
+    pub(crate) fn ctx(&self) -> &Arc<Context> {
+        &self.ctx
     }
 
     /// The sealed catalogue record of `manifest`'s version, to offer to peers
@@ -241,6 +246,15 @@ impl Replicator {
         // Held until the peer has the chunk: copies and repair pay for what
         // they hold like every other transfer.
         let _lease = self.ctx.vault.lease_chunk().await;
+        self.send_held_blob(peer, id).await
+    }
+
+    /// Sends the blob `id` held here to `peer`, acknowledged once durable there.
+    pub(crate) async fn send_held_blob(
+        &self,
+        peer: PeerId,
+        id: ChunkId,
+    ) -> std::result::Result<(), PeerError> {
         let blob = match self.ctx.vault.read_blob(id).await {
             Ok(Some(blob)) => blob,
             Ok(None) => {
@@ -254,6 +268,16 @@ impl Replicator {
                 });
             }
         };
+        self.send_blob(peer, id, blob).await
+    }
+
+    /// Sends `blob` to `peer` to keep as `id`, acknowledged once durable there.
+    pub(crate) async fn send_blob(
+        &self,
+        peer: PeerId,
+        id: ChunkId,
+        blob: Vec<u8>,
+    ) -> std::result::Result<(), PeerError> {
         match self
             .ctx
             .ask(peer, &Request::PutChunk { id, blob }, CHUNK_TIMEOUT)
@@ -277,34 +301,58 @@ impl Replicator {
     /// Returns the tap to give the write, and a task that ends when every blob has
     /// been acknowledged or a peer has failed (the offer that follows the write
     /// sends whatever did not arrive).
-    pub(crate) fn stream_to(
+    ///
+    /// A shard of a coded write goes only to the peers whose set holds its
+    /// index; a peer with `None` gets every blob.
+    pub(crate) fn stream_routed(
         &self,
-        peers: Vec<PeerId>,
+        peers: Vec<(PeerId, Option<ShardSet>)>,
     ) -> (BlobTap, tokio::task::JoinHandle<Option<()>>) {
-        let (tap, mut blobs) = mpsc::channel::<TappedBlob>(STREAM_QUEUE);
+        let queue_len = match peers.iter().any(|(_, set)| set.is_some()) {
+            // A coded chunk is several blobs at once.
+            true => STREAM_QUEUE * peers.len().max(1),
+            false => STREAM_QUEUE,
+        };
+        let (tap, mut blobs) = mpsc::channel::<TappedBlob>(queue_len);
         let node = self.clone();
         let task = self.ctx.tasks.spawn_joinable(async move {
             let mut queues = Vec::new();
             let mut workers = Vec::new();
-            for peer in peers {
+            for (peer, set) in peers {
                 let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-                queues.push(tx);
+                queues.push((tx, set));
                 workers.push(
                     node.ctx
                         .tasks
                         .spawn_joinable(node.clone().stream_worker(peer, rx)),
                 );
             }
-            while let Some(TappedBlob { id, blob, lease }) = blobs.recv().await {
+            while let Some(TappedBlob {
+                id,
+                blob,
+                lease,
+                shard,
+            }) = blobs.recv().await
+            {
+                let wanted = |set: &Option<ShardSet>| match (set, shard) {
+                    (Some(set), Some(j)) => set.contains(j as usize),
+                    (Some(_), None) => false,
+                    (None, _) => true,
+                };
+                if !queues.iter().any(|(_, set)| wanted(set)) {
+                    continue;
+                }
                 // Encoded once for every holder; the blob's lease pays for the
                 // encoded copy until the last holder has sent it.
                 let message = crate::wire::encode_put_chunk(&id, &blob);
                 let message = LeasedBytes::wrap(Bytes::from(message), lease);
                 let bytes = blob.len();
                 drop(blob);
-                for queue in &queues {
-                    // A worker that gave up has dropped its queue: skip it.
-                    let _ = queue.send((bytes, message.clone())).await;
+                for (queue, set) in &queues {
+                    if wanted(set) {
+                        // A worker that gave up has dropped its queue: skip it.
+                        let _ = queue.send((bytes, message.clone())).await;
+                    }
                 }
             }
             drop(queues);
@@ -349,6 +397,7 @@ impl Replicator {
     /// `send <file> <peer>`: makes `peer` hold a complete copy of `name`.
     pub async fn send_to(&self, name: &str, peer: PeerId) -> Result<()> {
         let manifest = self.ctx.vault.stat(name).await?;
+        refuse_coded(&manifest, "sent whole to a peer")?;
         let entry = self.sealed(&manifest).await?;
         self.copy_to(peer, &manifest, &entry)
             .await
@@ -359,6 +408,7 @@ impl Replicator {
     /// `peer` only, making this node a holder. Returns the chunks fetched.
     pub async fn fetch_from(&self, name: &str, peer: PeerId) -> Result<usize> {
         let manifest = self.ctx.vault.stat(name).await?;
+        refuse_coded(&manifest, "fetched whole from one peer")?;
         let missing = self.ctx.vault.missing_chunks(&manifest).await?;
         let needed = Vault::blob_bytes(&manifest, &missing);
         self.ctx.vault.check_fits_bytes(needed)?;
@@ -478,6 +528,7 @@ impl Replicator {
                     Holding::No => {}
                     Holding::Copy => file.regular.push(peer),
                     Holding::Extra => file.extra.push(peer),
+                    Holding::Shards(set) => file.shards.push((peer, set)),
                 }
             }
         }
@@ -498,12 +549,28 @@ impl Replicator {
     }
 }
 
+/// Refuses what only whole copies allow for a coded file (whose holders
+/// keep shards), saying what to do instead.
+fn refuse_coded(manifest: &Manifest, what: &str) -> Result<()> {
+    match manifest.redundancy() {
+        None => Ok(()),
+        Some(r) => Err(NodeError::Invalid(format!(
+            "{:?} is erasure coded ({r}): its holders keep shards, so it cannot be {what}; \
+             `get` reads it from any {} of them, and the repair worker places shards",
+            manifest.name,
+            r.data()
+        ))),
+    }
+}
+
 /// The peers holding a complete copy of one file version: those the placement
 /// put there, and those holding an extra copy a user asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Holders {
     pub(crate) regular: Vec<PeerId>,
     pub(crate) extra: Vec<PeerId>,
+    /// Of a coded file: who holds which shards (every chunk's).
+    pub(crate) shards: Vec<(PeerId, ShardSet)>,
 }
 
 impl Holders {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use peervault_net::{InboundRequest, PeerId};
-use peervault_store::{CatalogueEntry, ChunkId, NameId, StoreError, Vault};
+use peervault_store::{CatalogueEntry, ChunkId, Held, NameId, ShardSet, StoreError, Vault};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::bandwidth::Class;
@@ -189,7 +189,10 @@ impl Responder {
                 self.syncer.apply_from(peer, entries).await;
                 Response::Ack
             }
-            Request::Offer { entry } => self.answer_offer(peer, vault, entry).await,
+            Request::Offer { entry } => self.answer_offer(peer, vault, entry, None).await,
+            Request::OfferShards { entry, shards } => {
+                self.answer_offer(peer, vault, entry, Some(shards)).await
+            }
             Request::Grant { sealed } => match self.ctx.devices.accept_grant(vault, &peer, &sealed)
             {
                 Ok(true) => {
@@ -221,10 +224,11 @@ impl Responder {
                         held: held
                             .into_iter()
                             .zip(ids)
-                            .map(|(complete, id)| match complete {
-                                false => Holding::No,
-                                true if self.ctx.extras.contains(&id) => Holding::Extra,
-                                true => Holding::Copy,
+                            .map(|(held, id)| match held {
+                                Held::Nothing => Holding::No,
+                                Held::Whole if self.ctx.extras.contains(&id) => Holding::Extra,
+                                Held::Whole => Holding::Copy,
+                                Held::Shards(set) => Holding::Shards(set),
                             })
                             .collect(),
                     },
@@ -234,7 +238,15 @@ impl Responder {
         }
     }
 
-    async fn answer_offer(&self, peer: PeerId, vault: &Vault, entry: SealedEntry) -> Response {
+    /// A copy offered: of the whole file, or (`shards`) of some shards of a
+    /// coded one. Answered with what this node lacks of it.
+    async fn answer_offer(
+        &self,
+        peer: PeerId,
+        vault: &Vault,
+        entry: SealedEntry,
+        shards: Option<ShardSet>,
+    ) -> Response {
         let offered = match vault.apply_sealed(entry.name_id, entry.sealed).await {
             Ok(applied) => applied,
             Err(e @ StoreError::UnknownEpoch { .. }) => {
@@ -266,7 +278,23 @@ impl Responder {
         if !vault.has_record(&entry.name_id, &manifest.version) {
             return Response::Refused(Refusal::Superseded);
         }
-        let missing = match vault.missing_chunks(&manifest).await {
+        let missing = match (shards, manifest.redundancy()) {
+            (None, None) => vault.missing_chunks(&manifest).await,
+            (Some(set), Some(redundancy)) if set.iter().all(|j| j < redundancy.total()) => {
+                vault.missing_shards(&manifest, set).await
+            }
+            (None, Some(_)) => {
+                return Response::Refused(Refusal::Other(
+                    "the file is erasure coded: offer it by shard".into(),
+                ));
+            }
+            (Some(set), _) => {
+                return Response::Refused(Refusal::Invalid(format!(
+                    "shards {set} of a file that is not coded so"
+                )));
+            }
+        };
+        let missing = match missing {
             Ok(missing) => missing,
             Err(e) => return Response::Error(e.to_string()),
         };

@@ -49,6 +49,9 @@ pub struct NodeConfig {
     pub net: NetSettings,
     /// Copies of each file to keep, counting the writer.
     pub replicas: Replicas,
+    /// Erasure-code new files written here instead (`--redundancy K+M`): each
+    /// chunk in K data and M parity shards on K+M nodes (see [`crate::coded`]).
+    pub redundancy: Option<peervault_store::Redundancy>,
     /// Catalogue anti-entropy period.
     pub sync_interval: Duration,
     /// GC and repair timing.
@@ -96,6 +99,7 @@ impl NodeConfig {
                 Endpoint::parse("127.0.0.1:0").unwrap_or_else(|_| unreachable!()),
             ]),
             replicas: Replicas::default(),
+            redundancy: None,
             sync_interval: DEFAULT_SYNC_INTERVAL,
             maintenance: MaintenanceConfig::default(),
             tombstone_retention: peervault_store::DEFAULT_TOMBSTONE_RETENTION,
@@ -103,6 +107,52 @@ impl NodeConfig {
             limits: crate::bandwidth::RateLimits::default(),
             transfer_memory: DEFAULT_TRANSFER_MEMORY,
             rekey_rate: crate::rekey::DEFAULT_REKEY_RATE,
+        }
+    }
+}
+
+/// How one file is kept, as its writer asks (`put --redundancy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keeping {
+    /// As the node is configured (`--redundancy`, else `--replicas`).
+    #[default]
+    Configured,
+    /// Whole copies, `--replicas` of them.
+    Copies,
+    /// Erasure coded.
+    Coded(peervault_store::Redundancy),
+}
+
+impl Keeping {
+    /// The coding a write asked to keep this way uses, given the node's own
+    /// setting (`None`: whole copies).
+    pub fn redundancy(
+        self,
+        configured: Option<peervault_store::Redundancy>,
+    ) -> Option<peervault_store::Redundancy> {
+        match self {
+            Keeping::Configured => configured,
+            Keeping::Copies => None,
+            Keeping::Coded(r) => Some(r),
+        }
+    }
+
+    /// How a client names it (`None`: as configured; see [`Keeping::parse`]).
+    pub fn label(self) -> Option<String> {
+        match self {
+            Keeping::Configured => None,
+            Keeping::Copies => Some("none".into()),
+            Keeping::Coded(r) => Some(r.to_string()),
+        }
+    }
+
+    /// Reads `K+M`, or `none` for whole copies (as `put --redundancy` takes it).
+    pub fn parse(text: &str) -> Result<Keeping, String> {
+        match text.trim() {
+            "none" | "replicas" | "copies" => Ok(Keeping::Copies),
+            other => peervault_store::Redundancy::parse(other)
+                .map(Keeping::Coded)
+                .map_err(|e| format!("{e}, or none for whole copies")),
         }
     }
 }

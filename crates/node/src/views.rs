@@ -51,6 +51,10 @@ pub struct FileInfo {
     /// link target), when it was stored with `put -r`.
     #[serde(default)]
     pub meta: FileMeta,
+    /// `K+M` when the file is erasure coded: its holders keep shards, any K
+    /// of which rebuild it (then `replicas` counts shards, not copies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redundancy: Option<String>,
 }
 
 fn file_kind() -> String {
@@ -81,6 +85,7 @@ impl FileInfo {
             }
             .into(),
             meta: s.meta.clone(),
+            redundancy: s.redundancy.map(|r| r.to_string()),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! caps message size before reading).
 
 use peervault_store::index::BucketDigest;
-use peervault_store::{ChunkId, NameId, Version};
+use peervault_store::{ChunkId, NameId, ShardSet, Version};
 use serde::{Deserialize, Serialize};
 
 const WIRE_VERSION: u8 = 1;
@@ -57,6 +57,12 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         sealed: Vec<u8>,
     },
+    /// "Hold these shards of this coded file": the record first, then the
+    /// shards you ask for (an `Offer` for erasure-coded files).
+    OfferShards {
+        entry: SealedEntry,
+        shards: ShardSet,
+    },
 }
 
 /// A node's own figures, as the vault view shows them.
@@ -78,6 +84,8 @@ pub enum Holding {
     Copy,
     /// A copy a user asked for (`fetch`): it never makes a regular one surplus.
     Extra,
+    /// Of an erasure-coded file: these shards of every chunk.
+    Shards(ShardSet),
 }
 
 /// Why a node would not take a copy.

@@ -19,7 +19,8 @@ use peervault_node::devices::{DeviceInfo, RemovedDevice};
 use peervault_node::invitations::Invitation;
 use peervault_node::{
     CleanReport, CopyProgress, DeleteOutcome, DiscoveryStatus, FileCheck, FileInfo, FileMeta,
-    GcSummary, MetricsSnapshot, Node, NodeStatus, PeerStatus, QuotaStatus, RateLimits, VersionInfo,
+    GcSummary, Keeping, MetricsSnapshot, Node, NodeStatus, PeerStatus, QuotaStatus, RateLimits,
+    VersionInfo,
 };
 use peervault_s3::keys::{AccessKey, KeySummary};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -104,6 +105,7 @@ pub(crate) trait Operations {
         name: &str,
         size: Option<u64>,
         meta: FileMeta,
+        keeping: Keeping,
         data: R,
         progress: &mut (dyn FnMut(PutProgress) + Send),
     ) -> anyhow::Result<Stored>;
@@ -200,6 +202,7 @@ impl Operations for Node {
         name: &str,
         size: Option<u64>,
         meta: FileMeta,
+        keeping: Keeping,
         data: R,
         progress: &mut (dyn FnMut(PutProgress) + Send),
     ) -> anyhow::Result<Stored> {
@@ -209,7 +212,7 @@ impl Operations for Node {
         let tell = |p: PutProgress| (progress.lock().unwrap_or_else(|e| e.into_inner()))(p);
         let data = Counted::new(data, |done| tell(PutProgress::Sent(done)));
         let (copies_tx, mut copies) = tokio::sync::watch::channel(CopyProgress::default());
-        let store = self.store_watched(name, meta, data, size, Some(&copies_tx));
+        let store = self.store_kept(name, meta, data, size, Some(&copies_tx), keeping);
         tokio::pin!(store);
         let out = loop {
             tokio::select! {
@@ -401,10 +404,12 @@ impl Operations for Client {
         name: &str,
         size: Option<u64>,
         meta: FileMeta,
+        keeping: Keeping,
         data: R,
         progress: &mut (dyn FnMut(PutProgress) + Send),
     ) -> anyhow::Result<Stored> {
-        match self.put_with(name, size, meta, data, progress).await? {
+        let what = crate::control::client::PutWhat { meta, keeping };
+        match self.put_with(name, size, what, data, progress).await? {
             Response::Stored {
                 file,
                 copies,

@@ -153,10 +153,18 @@ pub async fn run_node(settings: NodeSettings) -> anyhow::Result<ExitCode> {
     );
     println!("  Vault key:  {}", describe_key(&node, &data_dir));
     println!("  Quota:      {}", describe_quota(&node));
-    println!(
-        "  Replicas:   {} (copies of each file, counting this node)",
-        node.replicas()
-    );
+    match node.redundancy() {
+        Some(r) => println!(
+            "  Redundancy: {r} (each chunk in {} shards on {} nodes, any {} rebuild it)",
+            r.total(),
+            r.total(),
+            r.data()
+        ),
+        None => println!(
+            "  Replicas:   {} (copies of each file, counting this node)",
+            node.replicas()
+        ),
+    }
     if !settings.node.net.bootstrap.is_empty() {
         let names: Vec<String> = settings
             .node

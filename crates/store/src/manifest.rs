@@ -311,6 +311,8 @@ pub struct FileSummary {
     pub author: Arc<str>,
     pub held: bool,
     pub meta: FileMeta,
+    /// How the file is coded, if it is (its holders hold shards).
+    pub redundancy: Option<Redundancy>,
 }
 
 impl FileSummary {
@@ -336,6 +338,7 @@ impl FileSummary {
             author,
             held,
             meta: manifest.meta.clone(),
+            redundancy: manifest.redundancy(),
         }
     }
 

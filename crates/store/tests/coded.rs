@@ -168,6 +168,18 @@ async fn a_coded_file_kept_whole_here_reads_back_and_costs_one_and_a_half_times(
         Held::Shards(ShardSet(0b111010))
     );
     assert_eq!(read_with(&vault, "f", None).await.unwrap(), bytes);
+    // What repair sends: every shard of a chunk, rebuilt, the very ones written.
+    let manifest = Arc::new(manifest);
+    for index in [0, manifest.chunks.len() - 1] {
+        let rebuilt = vault
+            .rebuild_shards(manifest.clone(), index, None)
+            .await
+            .unwrap();
+        let ids = &manifest.coding.as_ref().unwrap().chunks[index].shards;
+        for (j, shard) in rebuilt.iter().enumerate() {
+            assert_eq!(&tapped[&ids[j]].1, shard);
+        }
+    }
     // A third: fewer than K, an error that says so, never bytes.
     vault
         .release_shards("f", manifest.version, ShardSet(0b000010))

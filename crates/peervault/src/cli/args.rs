@@ -212,6 +212,12 @@ pub struct NodeArgs {
     #[arg(long, value_name = "N|all", help_heading = NETWORK)]
     pub replicas: Option<String>,
 
+    /// Erasure-code the files this node writes instead of copying them whole:
+    /// K data and M parity shards per chunk on K+M nodes, readable with any M
+    /// gone (e.g. 4+2 survives two lost nodes at 1.5x the size) [default: none].
+    #[arg(long, value_name = "K+M", help_heading = NETWORK)]
+    pub redundancy: Option<String>,
+
     /// How often peers exchange peer lists with -discover-pex [default: 5m].
     #[arg(long, value_name = "DURATION", help_heading = NETWORK)]
     pub pex_interval: Option<String>,
@@ -389,6 +395,10 @@ pub enum Command {
         /// No progress bar.
         #[arg(long, short = 'q')]
         quiet: bool,
+        /// Erasure-code this file as K data and M parity shards on K+M nodes
+        /// (e.g. 4+2), or none for whole copies [default: the node's --redundancy].
+        #[arg(long, value_name = "K+M|none", value_parser = peervault_node::Keeping::parse)]
+        redundancy: Option<peervault_node::Keeping>,
     },
     /// Read a file: write it to a destination, or to standard output (the
     /// prompt shows short text instead).

@@ -52,6 +52,7 @@ pub struct ConfigFile {
     pub discover_local: Option<bool>,
     pub discover_pex: Option<bool>,
     pub replicas: Option<Scalar>,
+    pub redundancy: Option<String>,
     pub pex_interval: Option<String>,
     pub gc_interval: Option<String>,
     pub gc_delay: Option<String>,
@@ -470,6 +471,18 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
         Some((value, origin)) => parse_replicas(&origin, &value)?,
         None => Replicas::Count(DEFAULT_REPLICAS),
     };
+    let redundancy = match pick(
+        node.redundancy.clone(),
+        file.redundancy.clone(),
+        "redundancy",
+        config,
+    ) {
+        Some((text, origin)) => match peervault_node::Keeping::parse(&text) {
+            Ok(keeping) => keeping.redundancy(None),
+            Err(e) => return Err(invalid(&origin, e)),
+        },
+        None => None,
+    };
     let duration = |cli: &Option<String>, file: &Option<String>, flag: &str, default| match pick(
         cli.clone(),
         file.clone(),
@@ -580,6 +593,7 @@ pub fn node_settings(cli: &Cli) -> Result<NodeSettings, SettingsError> {
     node_config.quota_bytes = quota;
     node_config.net = net;
     node_config.replicas = replicas;
+    node_config.redundancy = redundancy;
     node_config.maintenance = maintenance;
     node_config.tombstone_retention = tombstone_retention;
     node_config.versions = versions;

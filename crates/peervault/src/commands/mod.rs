@@ -122,14 +122,22 @@ pub(crate) async fn run_on(
             as_name,
             recursive: true,
             quiet,
-        } => tree::put(ops, &path, name.or(as_name), quiet, console).await,
+            redundancy,
+        } => {
+            let keeping = redundancy.unwrap_or_default();
+            tree::put(ops, &path, name.or(as_name), quiet, keeping, console).await
+        }
         Command::Put {
             path,
             name,
             as_name,
             quiet,
+            redundancy,
             ..
-        } => put::run(ops, &path, name.or(as_name), quiet, console).await,
+        } => {
+            let keeping = redundancy.unwrap_or_default();
+            put::run(ops, &path, name.or(as_name), quiet, keeping, console).await
+        }
         Command::Get {
             name,
             output,

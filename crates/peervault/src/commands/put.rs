@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use peervault_node::{CopyProgress, FileInfo, FileMeta, HumanSize, NodeError, StoreError};
+use peervault_node::{CopyProgress, FileInfo, FileMeta, HumanSize, Keeping, NodeError, StoreError};
 use tokio::io::AsyncRead;
 
 use super::{Console, Surface};
@@ -18,6 +18,7 @@ pub async fn run(
     path: &Path,
     name: Option<String>,
     quiet: bool,
+    keeping: Keeping,
     console: &mut impl Console,
 ) -> anyhow::Result<ExitCode> {
     let (data, size, name): (Box<dyn AsyncRead + Unpin + Send>, _, _) = if path.as_os_str() == "-" {
@@ -53,7 +54,7 @@ pub async fn run(
     }
     let bar = Progress::bytes(size, &format!("storing {name}"), quiet);
     let stored = ops
-        .store(&name, size, FileMeta::default(), data, &mut |p| {
+        .store(&name, size, FileMeta::default(), keeping, data, &mut |p| {
             show(&bar, p, size)
         })
         .await;

@@ -110,6 +110,7 @@ pub async fn put(
     dir: &Path,
     prefix: Option<String>,
     quiet: bool,
+    keeping: peervault_node::Keeping,
     console: &mut impl Console,
 ) -> anyhow::Result<ExitCode> {
     let prefix = match prefix {
@@ -185,7 +186,7 @@ pub async fn put(
                                 .with_context(|| format!("cannot open {}", path.display()))?,
                         )
                     };
-                ops.store(&name, Some(size), file_meta, data, &mut |_| {})
+                ops.store(&name, Some(size), file_meta, keeping, data, &mut |_| {})
                     .await
                     .with_context(|| format!("{name} was not stored"))?;
                 use std::sync::atomic::Ordering::Relaxed;

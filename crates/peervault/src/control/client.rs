@@ -54,6 +54,13 @@ fn ok(response: Response) -> Result<Response, ClientError> {
     }
 }
 
+/// What a put stores besides the bytes: the file's metadata and how it is kept.
+#[derive(Debug, Clone, Default)]
+pub struct PutWhat {
+    pub meta: FileMeta,
+    pub keeping: peervault_node::Keeping,
+}
+
 /// How far a put has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutProgress {
@@ -141,7 +148,7 @@ impl Client {
         source: R,
         progress: &mut (dyn FnMut(PutProgress) + Send),
     ) -> Result<Response, ClientError> {
-        self.put_with(name, size, FileMeta::default(), source, progress)
+        self.put_with(name, size, PutWhat::default(), source, progress)
             .await
     }
 
@@ -150,7 +157,7 @@ impl Client {
         &self,
         name: &str,
         size: Option<u64>,
-        meta: FileMeta,
+        what: PutWhat,
         mut source: R,
         progress: &mut (dyn FnMut(PutProgress) + Send),
     ) -> Result<Response, ClientError> {
@@ -158,7 +165,8 @@ impl Client {
         let request = Request::Put {
             name: name.to_string(),
             size,
-            meta,
+            meta: what.meta,
+            redundancy: what.keeping.label(),
         };
         writer.send(message_frame(&request)).await?;
         let mut buf = vec![0u8; DATA_FRAME_BYTES];

@@ -147,6 +147,10 @@ pub enum Request {
         /// Mode, modification time, link target (`put -r`).
         #[serde(default)]
         meta: FileMeta,
+        /// `K+M` to erasure-code the file, `none` for whole copies; absent:
+        /// as the node is configured (see `peervault_node::Keeping`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        redundancy: Option<String>,
     },
     Get {
         name: String,
@@ -364,6 +368,7 @@ mod tests {
             name: "a/b".into(),
             size: Some(3),
             meta: FileMeta::default(),
+            redundancy: Some("4+2".into()),
         };
         let frame = Frame::decode(BytesMut::from(&message_frame(&req)[..])).unwrap();
         let back: Request = frame.message().unwrap();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, Stream, StreamExt};
-use peervault_node::{CopyProgress, FileInfo, FileReader, Node, NodeError, QueuedWriter};
+use peervault_node::{CopyProgress, FileInfo, FileReader, Keeping, Node, NodeError, QueuedWriter};
 use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Semaphore;
@@ -165,13 +165,30 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
         .and_then(Frame::message)
         .map_err(io::Error::other)?;
     let response = match request {
-        Request::Put { name, size, meta } => {
+        Request::Put {
+            name,
+            size,
+            meta,
+            redundancy,
+        } => {
+            let keeping = match redundancy.as_deref().map(Keeping::parse) {
+                None => Keeping::Configured,
+                Some(Ok(keeping)) => keeping,
+                Some(Err(e)) => {
+                    let response = Response::Error {
+                        kind: peervault_node::ErrorKind::InvalidInput,
+                        message: e,
+                    };
+                    writer.send(message_frame(&response)).await?;
+                    return Ok(());
+                }
+            };
             let data = StreamReader::new(UploadFrames {
                 reader,
                 done: false,
             });
             let (progress, mut copies) = tokio::sync::watch::channel(CopyProgress::default());
-            let store = node.store_watched(&name, meta, data, size, Some(&progress));
+            let store = node.store_kept(&name, meta, data, size, Some(&progress), keeping);
             tokio::pin!(store);
             let stored = loop {
                 tokio::select! {

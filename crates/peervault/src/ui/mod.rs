@@ -705,7 +705,25 @@ fn short_id(peer_id: &str) -> &str {
 
 /// The one-line outcome of a store, with the copies reached.
 pub fn stored_line(file: &FileInfo, copies: usize, target: usize) -> String {
-    let copies = if copies >= target {
+    let copies = if let Some(coded) = &file.redundancy {
+        // K+M: the shards durable; readable while K of them are.
+        let need: usize = coded
+            .split('+')
+            .next()
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(target);
+        match copies >= target {
+            true => format!("{copies} of {target} shards durable, erasure coded {coded}"),
+            false => format!(
+                "only {copies} of {target} shards durable (erasure coded {coded}: {}); the \
+                 repair worker places the rest when more peers are up",
+                match copies >= need {
+                    true => "readable",
+                    false => "NOT readable until more are placed",
+                }
+            ),
+        }
+    } else if copies >= target {
         format!("{copies} of {target} copies durable")
     } else {
         format!(
@@ -766,6 +784,7 @@ mod tests {
             replicas: 3,
             kind: "file".into(),
             meta: Default::default(),
+            redundancy: None,
         }];
         let table = files_table(&files);
         assert!(

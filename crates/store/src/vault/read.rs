@@ -350,6 +350,61 @@ impl Hedge {
     }
 }
 
+impl Vault {
+    /// Every shard blob of chunk `index` of coded `manifest`, rebuilt from any
+    /// K of them (held here, or fetched from `source`): what the repair
+    /// worker sends to a node that is to hold a shard nobody holds. Coding
+    /// is deterministic, so the rebuilt shards are the very ones the manifest
+    /// names; each is checked against its id all the same.
+    pub async fn rebuild_shards(
+        &self,
+        manifest: Arc<Manifest>,
+        index: usize,
+        source: Option<Arc<dyn ChunkSource>>,
+    ) -> Result<Vec<Vec<u8>>> {
+        let Some(coding) = manifest.coding.clone() else {
+            return Err(StoreError::Invalid(format!(
+                "{:?} is not erasure coded",
+                manifest.name
+            )));
+        };
+        let Some(chunk) = coding.chunks.get(index).cloned() else {
+            return Err(StoreError::Invalid(format!(
+                "{:?} has no chunk {index}",
+                manifest.name
+            )));
+        };
+        let ids = chunk.shards.clone();
+        let here = self
+            .blocking(move |inner| {
+                let view = inner.catalogue.chunk_view()?;
+                ids.iter()
+                    .map(|id| view.slot(id))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await?;
+        let blob = self
+            .inner
+            .clone()
+            .coded_blob(source, manifest.clone(), index, here, &Hedge::default())
+            .await?;
+        let shards = crate::erasure::split_framed(coding.redundancy, &blob, SHARD_MAGIC)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        for (j, shard) in shards.iter().enumerate() {
+            if self.inner.crypto.shard_id(shard) != chunk.shards[j] {
+                return Err(StoreError::Integrity {
+                    name: manifest.name.clone(),
+                    index,
+                    count: manifest.chunks.len(),
+                    chunk: chunk.shards[j],
+                    problem: ChunkProblem::WrongHash,
+                });
+            }
+        }
+        Ok(shards)
+    }
+}
+
 /// The chunks of a file that hold a byte range, and where the first starts.
 struct ChunkSpan {
     chunks: std::ops::Range<usize>,
@@ -501,6 +556,31 @@ impl Inner {
         here: Vec<Option<Slot>>,
         hedge: &Hedge,
     ) -> Result<Bytes> {
+        let mut blob = self
+            .clone()
+            .coded_blob(source, manifest.clone(), index, here, hedge)
+            .await?;
+        let id = manifest.chunks[index];
+        let plain = self
+            .crypto
+            .open_chunk_in_place(&id, &mut blob, ChunkCheck::Tag)
+            .map_err(|problem| self.integrity(&manifest, index, problem))?;
+        if plain.len() != manifest.chunk_len(index) {
+            return Err(self.integrity(&manifest, index, ChunkProblem::Malformed));
+        }
+        Ok(Bytes::from(blob).slice(plain))
+    }
+
+    /// The sealed blob of chunk `index` of coded `manifest`, rebuilt from
+    /// any K of its shards (see [`Inner::read_coded`]).
+    pub(super) async fn coded_blob(
+        self: Arc<Self>,
+        source: Option<Arc<dyn ChunkSource>>,
+        manifest: Arc<Manifest>,
+        index: usize,
+        here: Vec<Option<Slot>>,
+        hedge: &Hedge,
+    ) -> Result<Vec<u8>> {
         let Some(coding) = manifest.coding.as_ref() else {
             return Err(StoreError::Invalid("the file is not erasure coded".into()));
         };
@@ -636,18 +716,8 @@ impl Inner {
             .iter()
             .map(|s| s.as_ref().map(|b| &b[SHARD_MAGIC.len()..]))
             .collect();
-        let mut blob = crate::erasure::join(redundancy, chunk.blob_len as usize, &shards)
-            .map_err(|e| unavailable(e.to_string()))?;
-        drop(have);
-        let id = manifest.chunks[index];
-        let plain = self
-            .crypto
-            .open_chunk_in_place(&id, &mut blob, ChunkCheck::Tag)
-            .map_err(|problem| self.integrity(&manifest, index, problem))?;
-        if plain.len() != manifest.chunk_len(index) {
-            return Err(self.integrity(&manifest, index, ChunkProblem::Malformed));
-        }
-        Ok(Bytes::from(blob).slice(plain))
+        crate::erasure::join(redundancy, chunk.blob_len as usize, &shards)
+            .map_err(|e| unavailable(e.to_string()))
     }
 
     /// Fetches a chunk this node does not hold and checks it in full. A blob that

@@ -1,0 +1,139 @@
+//! Erasure-coded files across nodes: a 4+2 file is spread one shard index per
+//! node, reads back with any two nodes gone, and the repair worker rebuilds
+//! lost shards on new nodes and spreads a lone writer's shards.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use peervault_node::{Keeping, Node, NodeConfig, Redundancy, Replicas};
+
+const MIB: usize = 1024 * 1024;
+
+fn coded(config: &mut NodeConfig) {
+    config.redundancy = Some(Redundancy::new(4, 2).unwrap());
+    config.maintenance.repair_delay = Duration::from_secs(2);
+    config.maintenance.gc_delay = Duration::from_secs(3600);
+}
+
+async fn used(nodes: &[&Node]) -> u64 {
+    let mut total = 0;
+    for node in nodes {
+        total += node.quota().used_bytes;
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_nodes_keep_a_4_plus_2_file_in_one_and_a_half_times_and_lose_any_two() {
+    let cluster = Cluster::with(coded);
+    let a = cluster.start("a", &[], Replicas::Count(3)).await;
+    let mut nodes = vec![a];
+    for name in ["b", "c", "d", "e", "f"] {
+        let node = cluster.start(name, &[&nodes[0]], Replicas::Count(3)).await;
+        nodes.push(node);
+    }
+    wait_connected(&nodes.iter().collect::<Vec<_>>()).await;
+    let original = data(8 * MIB + 4321, 11);
+    let report = nodes[0]
+        .store("big.bin", &original[..], None)
+        .await
+        .unwrap();
+    assert_eq!(report.file.redundancy.as_deref(), Some("4+2"));
+    assert_eq!(
+        (report.replication.copies, report.replication.target),
+        (6, 6)
+    );
+    let all: Vec<&Node> = nodes.iter().collect();
+    assert_eq!(holders(&all, "big.bin").await, 6);
+    let stored = used(&all).await;
+    let size = original.len() as u64;
+    assert!(
+        stored <= size * 16 / 10 && stored >= size * 3 / 2,
+        "{stored} bytes stored for {size}"
+    );
+    for node in &nodes {
+        assert_eq!(read(node, "big.bin").await.unwrap(), original);
+    }
+    // Two holders gone (neither the writer): every other node still reads it.
+    let f = nodes.pop().unwrap();
+    let e = nodes.pop().unwrap();
+    stop(e).await;
+    stop(f).await;
+    for node in &nodes {
+        assert_eq!(read(node, "big.bin").await.unwrap(), original);
+    }
+    // Two new nodes: once the repair delay has passed, the lost shards are
+    // rebuilt onto them, and any two of the six may go again.
+    for name in ["g", "h"] {
+        let node = cluster.start(name, &[&nodes[0]], Replicas::Count(3)).await;
+        nodes.push(node);
+    }
+    wait_connected(&nodes.iter().collect::<Vec<_>>()).await;
+    eventually_within(
+        "the lost shards are rebuilt",
+        Duration::from_secs(60),
+        || async { holders(&nodes.iter().collect::<Vec<_>>(), "big.bin").await == 6 },
+    )
+    .await;
+    let mut repaired = 0;
+    for node in &nodes {
+        repaired += node.metrics_snapshot().await.replication.copies_repaired;
+    }
+    assert_eq!(repaired, 2, "two shard indexes rebuilt, once each");
+    let stored = used(&nodes.iter().collect::<Vec<_>>()).await;
+    assert!(stored <= size * 16 / 10, "{stored} bytes stored for {size}");
+    let c = nodes.remove(2);
+    let a = nodes.remove(0);
+    stop(c).await;
+    stop(a).await;
+    for node in &nodes {
+        assert_eq!(read(node, "big.bin").await.unwrap(), original);
+    }
+    for node in nodes {
+        stop(node).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_writer_keeps_every_shard_and_hands_them_out_as_nodes_come() {
+    let cluster = Cluster::with(|config| {
+        config.maintenance.repair_delay = Duration::from_secs(2);
+        config.maintenance.gc_delay = Duration::from_secs(3600);
+    });
+    let a = cluster.start("a", &[], Replicas::Count(3)).await;
+    let original = data(3 * MIB, 5);
+    // Coded for this one file only (the node copies whole by default).
+    let report = a
+        .store_kept(
+            "solo.bin",
+            Default::default(),
+            &original[..],
+            None,
+            None,
+            Keeping::Coded(Redundancy::new(2, 1).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.replication.copies, report.replication.target),
+        (3, 3)
+    );
+    let alone = a.quota().used_bytes;
+    assert!(alone >= original.len() as u64 * 3 / 2, "{alone}");
+    let b = cluster.start("b", &[&a], Replicas::Count(3)).await;
+    let c = cluster.start("c", &[&a], Replicas::Count(3)).await;
+    wait_connected(&[&a, &b, &c]).await;
+    eventually_within("the shards are spread", Duration::from_secs(60), || async {
+        holders(&[&a, &b, &c], "solo.bin").await == 3 && a.quota().used_bytes < alone / 2
+    })
+    .await;
+    // One shard index per node: any one node may go.
+    stop(a).await;
+    assert_eq!(read(&b, "solo.bin").await.unwrap(), original);
+    assert_eq!(read(&c, "solo.bin").await.unwrap(), original);
+    stop(b).await;
+    stop(c).await;
+}
