@@ -53,6 +53,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                 name: "a".into(),
                 size: Some(3),
                 meta: Default::default(),
+                redundancy: Some("4+2".into()),
             })[4..]
                 .to_vec(),
             b"Dsome data".to_vec(),

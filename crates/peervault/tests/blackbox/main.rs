@@ -8,6 +8,7 @@ mod badinput;
 mod cli;
 mod crash;
 mod devices;
+mod erasure;
 mod faults;
 mod files;
 mod mdns;

@@ -74,8 +74,8 @@ struct Staged {
 struct SealState {
     hasher: blake3::Hasher,
     ids: Vec<ChunkId>,
-    /// A coded write's chunks, in order.
-    coded: Vec<CodedChunk>,
+    /// A coded write's coding, its chunks added in order.
+    coding: Option<Coding>,
     /// Each chunk's plaintext length, in order.
     lengths: Vec<u32>,
     reused: usize,
@@ -151,7 +151,13 @@ fn seal_stage(
     let mut state = SealState {
         hasher: blake3::Hasher::new(),
         ids: Vec::new(),
-        coded: Vec::new(),
+        coding: match layout {
+            Layout::Whole => None,
+            Layout::Coded { redundancy, .. } => Some(Coding {
+                redundancy,
+                chunks: Vec::new(),
+            }),
+        },
         lengths: Vec::new(),
         reused: 0,
         _pins: Pins::new(inner.pins.clone()),
@@ -167,12 +173,14 @@ fn seal_stage(
             state.lengths.push(plain.len() as u32);
             if let Some(&first) = seen.get(&id) {
                 // The same chunk again in this file: its shards are the first's.
-                if let Some(coded) = state.coded.get(first).cloned() {
-                    state.coded.push(coded);
+                if let Some(coding) = &mut state.coding
+                    && let Some(coded) = coding.chunks.get(first).cloned()
+                {
+                    coding.chunks.push(coded);
                 }
                 continue;
             }
-            seen.insert(id, state.coded.len());
+            seen.insert(id, state.coding.as_ref().map_or(0, |c| c.chunks.len()));
             if let Layout::Coded { redundancy, keep } = layout {
                 inner
                     .crypto
@@ -204,7 +212,9 @@ fn seal_stage(
                         return Ok(());
                     }
                 }
-                state.coded.push(coded);
+                if let Some(coding) = &mut state.coding {
+                    coding.chunks.push(coded);
+                }
                 continue;
             }
             // Pin before looking: once pinned, a present chunk cannot be removed.
@@ -283,17 +293,6 @@ fn write_stage(
             .map_err(|e| StoreError::io("making chunks durable", e))
     })();
     (written, result)
-}
-
-/// The coding a write with `layout` records for its chunks.
-fn layout_coding(layout: Layout, state: &SealState) -> Option<Coding> {
-    match layout {
-        Layout::Whole => None,
-        Layout::Coded { redundancy, .. } => Some(Coding {
-            redundancy,
-            chunks: state.coded.clone(),
-        }),
-    }
 }
 
 /// The coding of the concatenation of `parts`: none if none is coded, theirs
@@ -501,7 +500,7 @@ impl Vault {
                 Ok(meta) => {
                     let by_content = chunker.by_content();
                     return self
-                        .commit_write(name, meta, size, state, new_chunks, by_content, layout)
+                        .commit_write(name, meta, size, state, new_chunks, by_content)
                         .await;
                 }
                 Err(e) => StoreError::io("finishing the file", e),
@@ -529,7 +528,6 @@ impl Vault {
         state: SealState,
         new_chunks: Vec<(ChunkId, Slot)>,
         by_content: bool,
-        layout: Layout,
     ) -> Result<WriteOutcome> {
         let name = name.to_string();
         self.blocking(move |inner| {
@@ -550,7 +548,7 @@ impl Vault {
                 } else {
                     Vec::new()
                 },
-                coding: layout_coding(layout, &state),
+                coding: state.coding.clone(),
             };
             let entry = CatalogueEntry::File(manifest.clone());
             let outcome = match inner.apply_entry(&entry, &new_chunks) {
