@@ -539,7 +539,16 @@ async fn check(
             }
         }
     }
-    let want = config.cluster.replicas.min(cluster.nodes.len());
+    // Whole copies, or (coded) nodes holding shards: one per shard index
+    // when there are nodes enough.
+    let holders = match &config.cluster.redundancy {
+        None => config.cluster.replicas,
+        Some(coded) => coded
+            .split('+')
+            .map(|n| n.trim().parse::<usize>().unwrap_or(0))
+            .sum(),
+    };
+    let want = holders.min(cluster.nodes.len());
     let deadline = Instant::now() + SETTLE;
     loop {
         let files = cluster.nodes[0].client.list().await?;

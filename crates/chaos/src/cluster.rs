@@ -24,6 +24,8 @@ pub struct ClusterConfig {
     pub dir: PathBuf,
     pub nodes: usize,
     pub replicas: usize,
+    /// `K+M`: the nodes erasure-code files instead of copying them whole.
+    pub redundancy: Option<String>,
     /// More flags for every node.
     pub extra: Vec<String>,
 }
@@ -134,6 +136,10 @@ impl Cluster {
                 "--log-level".into(),
                 "info".into(),
             ];
+            if let Some(redundancy) = &config.redundancy {
+                args.push("--redundancy".into());
+                args.push(redundancy.clone());
+            }
             if !others.is_empty() {
                 args.push("--bootstrap".into());
                 args.push(others.join(","));

@@ -37,6 +37,10 @@ enum Cmd {
         clients: usize,
         #[arg(long, default_value_t = 3)]
         replicas: usize,
+        /// Erasure-code files as K data and M parity shards (e.g. 2+1)
+        /// instead of keeping --replicas whole copies.
+        #[arg(long, value_name = "K+M")]
+        redundancy: Option<String>,
         /// Distinct names written.
         #[arg(long, default_value_t = 12)]
         names: usize,
@@ -156,6 +160,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
         duration,
         clients,
         replicas,
+        redundancy,
         names,
         faults,
         dir,
@@ -178,6 +183,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             dir: temp.path.clone(),
             nodes,
             replicas,
+            redundancy,
             extra: checker::NODE_FLAGS.iter().map(|s| s.to_string()).collect(),
         },
         seed,

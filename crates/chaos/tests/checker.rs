@@ -21,6 +21,17 @@ fn peervault() -> PathBuf {
 }
 
 async fn run(seed: u64, nodes: usize, ops: usize, seconds: u64, faults: Vec<FaultKind>) {
+    run_kept(seed, nodes, ops, seconds, faults, None).await
+}
+
+async fn run_kept(
+    seed: u64,
+    nodes: usize,
+    ops: usize,
+    seconds: u64,
+    faults: Vec<FaultKind>,
+    redundancy: Option<&str>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let report = checker::run(RunConfig {
         cluster: ClusterConfig {
@@ -28,6 +39,7 @@ async fn run(seed: u64, nodes: usize, ops: usize, seconds: u64, faults: Vec<Faul
             dir: dir.path().to_path_buf(),
             nodes,
             replicas: 3,
+            redundancy: redundancy.map(str::to_string),
             extra: checker::NODE_FLAGS.iter().map(|s| s.to_string()).collect(),
         },
         seed,
@@ -60,4 +72,11 @@ async fn run(seed: u64, nodes: usize, ops: usize, seconds: u64, faults: Vec<Faul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_seeded_run_with_every_fault_loses_nothing() {
     run(20261201, 4, 120, 25, FaultKind::ALL.to_vec()).await;
+}
+
+/// The same with erasure-coded files (2+1 on four nodes: every file on
+/// three of them, one shard index each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_seeded_coded_run_with_every_fault_loses_nothing() {
+    run_kept(20261207, 4, 120, 25, FaultKind::ALL.to_vec(), Some("2+1")).await;
 }

@@ -574,9 +574,10 @@ pub(crate) struct Holders {
 }
 
 impl Holders {
-    /// Copies held by these peers, of both kinds.
+    /// Copies held by these peers, of both kinds (of a coded file: the
+    /// peers holding shards).
     pub(crate) fn len(&self) -> usize {
-        self.regular.len() + self.extra.len()
+        self.regular.len() + self.extra.len() + self.shards.len()
     }
 
     pub(crate) fn contains(&self, peer: &PeerId) -> bool {

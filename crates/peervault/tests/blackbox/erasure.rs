@@ -115,14 +115,11 @@ fn put_redundancy_codes_one_file_and_a_bad_value_says_what_to_give() {
     }
     let source = dir.path().join("one.bin");
     let hash = write_random_file(&source, 5 * MIB, 3);
-    let out = a.ok(&[
-        "put",
-        source.to_str().unwrap(),
-        "--redundancy",
-        "2+1",
-        "-q",
-    ]);
-    assert!(out.contains("3 of 3 shards durable, erasure coded 2+1"), "{out}");
+    let out = a.ok(&["put", source.to_str().unwrap(), "--redundancy", "2+1", "-q"]);
+    assert!(
+        out.contains("3 of 3 shards durable, erasure coded 2+1"),
+        "{out}"
+    );
     let stored: u64 = [&a, &b, &c].iter().map(|n| used_bytes(n)).sum();
     assert!(stored < 5 * MIB * 16 / 10, "{stored}");
     c.kill9();
