@@ -575,18 +575,21 @@ impl Catalogue {
         let current = self.open_entry(id, current.value())?;
         let mut older = Vec::new();
         let mut purged = purge_version(&current);
+        let mut reencoded: Vec<Version> = reencoded_version(&current).into_iter().collect();
         for row in history.range(low..=high)?.rev() {
             let (key, value) = row?;
             let version = history::parse_key(&key.value()).1;
+            let entry = self.open_entry(id, value.value())?;
             if purged.is_none() {
-                purged = purge_version(&self.open_entry(id, value.value())?);
+                purged = purge_version(&entry);
             }
+            reencoded.extend(reencoded_version(&entry));
             older.push(version);
         }
         let mut expired = Vec::new();
         let mut unreferenced = Vec::new();
         let live = current.as_file().is_some();
-        for i in retention.expired(current.version(), live, &older, purged, now) {
+        for i in retention.expired(current.version(), live, &older, purged, &reencoded, now) {
             let version = older[i];
             let Some(sealed) = history.remove(history::key(id, &version))? else {
                 continue;
@@ -1071,6 +1074,12 @@ fn purge_version(entry: &CatalogueEntry) -> Option<Version> {
         CatalogueEntry::Deleted(t) if t.purge => Some(t.version),
         _ => None,
     }
+}
+
+/// The version `entry` keeps anew, if it is a re-encoding (see
+/// [`crate::Manifest::reencodes`]).
+fn reencoded_version(entry: &CatalogueEntry) -> Option<Version> {
+    entry.as_file().and_then(|m| m.reencodes)
 }
 
 /// The chunks of `uses` (chunk, references counted among some manifests) that

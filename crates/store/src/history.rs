@@ -61,13 +61,16 @@ impl Retention {
     /// expired at `now_ms` (indices into `older`). `current` is the name's current
     /// version, and `live` says whether it is a file (not a tombstone). A version
     /// was superseded when the next newer one was written. Every version older
-    /// than `purged`, the newest purging tombstone of the name, has expired.
+    /// than `purged`, the newest purging tombstone of the name, has expired,
+    /// and so has every version in `reencoded` (a newer one keeps the same
+    /// bytes another way: see [`crate::Manifest::reencodes`]).
     pub fn expired(
         &self,
         current: Version,
         live: bool,
         older: &[Version],
         purged: Option<Version>,
+        reencoded: &[Version],
         now_ms: u64,
     ) -> Vec<usize> {
         let keep_for = self.keep_for.as_millis() as u64;
@@ -76,7 +79,7 @@ impl Retention {
         for (i, version) in older.iter().enumerate() {
             let by_count = live && (i as u64) < u64::from(self.keep_versions);
             let by_time = now_ms.saturating_sub(superseded_at) < keep_for;
-            let purged = purged.is_some_and(|p| *version < p);
+            let purged = purged.is_some_and(|p| *version < p) || reencoded.contains(version);
             if purged || (!by_count && !by_time) {
                 out.push(i);
             }
@@ -151,26 +154,30 @@ mod tests {
         // Day 90 is kept by count and time, day 30 by count (superseded at day 90:
         // also by time), day 20 superseded at day 30 (70 days ago): expired, as is day 10.
         assert_eq!(
-            retention.expired(at(99 * DAY), true, &older, None, now),
+            retention.expired(at(99 * DAY), true, &older, None, &[], now),
             vec![2, 3]
         );
         // Deleted at day 99: only time counts; day 30 was superseded at day 90.
         assert_eq!(
-            retention.expired(at(99 * DAY), false, &older, None, now),
+            retention.expired(at(99 * DAY), false, &older, None, &[], now),
             vec![2, 3]
         );
         // Deleted at day 50: the versions are kept until day 80 for the newest.
-        let gone = retention.expired(at(50 * DAY), false, &older[1..], None, now);
+        let gone = retention.expired(at(50 * DAY), false, &older[1..], None, &[], now);
         assert_eq!(gone, vec![0, 1, 2]);
         let none = Retention {
             keep_versions: 0,
             keep_for: Duration::ZERO,
         };
-        assert_eq!(none.expired(at(99 * DAY), true, &older, None, now).len(), 4);
+        assert_eq!(
+            none.expired(at(99 * DAY), true, &older, None, &[], now)
+                .len(),
+            4
+        );
         // A purge at day 25 takes what is older, whatever the retention keeps.
-        let purged = retention.expired(at(99 * DAY), true, &older, Some(at(25 * DAY)), now);
+        let purged = retention.expired(at(99 * DAY), true, &older, Some(at(25 * DAY)), &[], now);
         assert_eq!(purged, vec![2, 3]);
-        let all = retention.expired(at(99 * DAY), true, &older, Some(at(99 * DAY)), now);
+        let all = retention.expired(at(99 * DAY), true, &older, Some(at(99 * DAY)), &[], now);
         assert_eq!(all, vec![0, 1, 2, 3]);
     }
 
@@ -194,8 +201,8 @@ mod tests {
             let current = at(stamps[0] + 1);
             let older: Vec<Version> = stamps.iter().map(|s| at(*s)).collect();
             let r = Retention { keep_versions: keep, keep_for: Duration::from_millis(500) };
-            let early = r.expired(current, live, &older, None, t);
-            let late = r.expired(current, live, &older, None, t + 100);
+            let early = r.expired(current, live, &older, None, &[], t);
+            let late = r.expired(current, live, &older, None, &[], t + 100);
             prop_assert!(early.iter().all(|i| late.contains(i)));
         }
     }

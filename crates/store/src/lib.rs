@@ -46,7 +46,7 @@ pub use space::Usage;
 pub use vault::{
     BlobLocation, BlobTap, DEFAULT_CHUNK_SIZE, DEFAULT_TOMBSTONE_RETENTION, Damage, DamageCounts,
     DataDirLock, DeleteOutcome, EpochCensus, FileReader, FinishMeta, GcReport, Held, Layout,
-    Paying, ResealBatch, SweepReport, TappedBlob, Vault, VaultConfig, VerifyReport, WriteOutcome,
-    stored_size_of,
+    Paying, ResealBatch, SweepReport, TappedBlob, Vault, VaultConfig, VerifyReport, WriteAs,
+    WriteOutcome, stored_size_of,
 };
 pub use version::Version;

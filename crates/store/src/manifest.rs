@@ -56,6 +56,10 @@ pub struct Manifest {
     /// sealed blob cut into shards, see [`crate::erasure`]); `None` when
     /// every holder keeps whole chunks.
     pub coding: Option<Coding>,
+    /// The version this one keeps anew (the same bytes and metadata, stored
+    /// another way: whole copies or shards, see the node's re-encoder). That
+    /// version is not kept as history: nothing of it is lost.
+    pub reencodes: Option<Version>,
 }
 
 /// The shards of an erasure-coded file: per chunk, the length of its sealed
@@ -106,6 +110,7 @@ impl From<ManifestV4> for Manifest {
             meta: m.meta,
             lengths: m.lengths,
             coding: None,
+            reencodes: None,
         }
     }
 }
@@ -200,6 +205,7 @@ impl From<ManifestV3> for Manifest {
             },
             lengths: m.lengths,
             coding: None,
+            reencodes: None,
         }
     }
 }
@@ -290,6 +296,7 @@ impl From<EntryV1> for CatalogueEntry {
                 meta: FileMeta::default(),
                 lengths: Vec::new(),
                 coding: None,
+                reencodes: None,
             }),
             EntryV1::Deleted(t) => CatalogueEntry::Deleted(t.into()),
         }
@@ -559,6 +566,7 @@ mod tests {
             meta: FileMeta::default(),
             lengths: Vec::new(),
             coding: None,
+            reencodes: None,
         }
     }
 

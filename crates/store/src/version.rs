@@ -36,6 +36,22 @@ impl Version {
         self.clock >> COUNTER_BITS
     }
 
+    /// The version of a re-encoding of `old` (the same bytes kept another way)
+    /// by the node of origin `by`: one tick after `old`, so that it
+    /// supersedes `old` and nothing written after it, and an origin whose
+    /// first byte is 0, so that it loses a tie with a real write that got the
+    /// same tick (a writer whose wall clock lags gets exactly `old`'s clock
+    /// plus one); the rest is `by`'s, so that two nodes re-encoding at once
+    /// make different versions, never one version with two contents.
+    pub fn reencoding(old: Version, by: OriginId) -> Version {
+        let mut origin = [0u8; 16];
+        origin[1..].copy_from_slice(&by.0[..15]);
+        Version {
+            clock: old.clock + 1,
+            origin: OriginId(origin),
+        }
+    }
+
     /// How people name this version: 8 hex digits of a hash of it, the same on
     /// every node (versions of one name are few, so they do not collide).
     pub fn label(&self) -> String {

@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use peervault_store::vault::{ChunkSource, FetchError};
 use peervault_store::{
     ChunkId, FileMeta, Held, Layout, Manifest, MemoryBudget, NetworkKey, OriginId, Redundancy,
-    Retention, ShardSet, StoreError, TappedBlob, Vault, VaultConfig,
+    Retention, ShardSet, StoreError, TappedBlob, Vault, VaultConfig, Version, WriteAs,
 };
 
 fn config(dir: &Path, origin: u8) -> VaultConfig {
@@ -64,15 +64,13 @@ async fn write_coded(
         redundancy: Redundancy::new(4, 2).unwrap(),
         keep,
     };
+    let how = WriteAs {
+        finish: Box::new(|| Ok(FileMeta::default())),
+        layout,
+        reencodes: None,
+    };
     let out = vault
-        .write_file_laid_out(
-            name,
-            Box::new(|| Ok(FileMeta::default())),
-            bytes,
-            Some(bytes.len() as u64),
-            Some(tap),
-            layout,
-        )
+        .write_file_as(name, how, bytes, Some(bytes.len() as u64), Some(tap))
         .await
         .unwrap();
     (out.manifest, collect.await.unwrap())
@@ -275,4 +273,93 @@ async fn a_peer_stores_its_shards_checked_and_a_forged_shard_is_refused() {
     assert!(b.missing_shards(&manifest, mine).await.unwrap().is_empty());
     let listed = b.summaries().await.unwrap();
     assert!(listed.iter().any(|(_, f)| f.name == "f" && f.held));
+}
+
+async fn reencode(
+    vault: &Vault,
+    name: &str,
+    bytes: &[u8],
+    old: Version,
+    layout: Layout,
+) -> Result<Manifest, StoreError> {
+    let how = WriteAs {
+        finish: Box::new(|| Ok(FileMeta::default())),
+        layout,
+        reencodes: Some(old),
+    };
+    Ok(vault
+        .write_file_as(name, how, bytes, Some(bytes.len() as u64), None)
+        .await?
+        .manifest)
+}
+
+#[tokio::test]
+async fn a_reencoding_replaces_its_version_without_keeping_it_and_never_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 1);
+    // Versions kept as usual: the re-encoded one must go all the same.
+    cfg.retention = Retention::default();
+    let vault = Vault::open(cfg).await.unwrap();
+    let bytes = data(600_000, 4);
+    let whole = vault
+        .write_file("f", &bytes[..], None)
+        .await
+        .unwrap()
+        .manifest;
+    let one_copy = vault.usage().used_bytes;
+    let coded = Layout::Coded {
+        redundancy: Redundancy::new(2, 1).unwrap(),
+        keep: ShardSet::all(3),
+    };
+    let m = reencode(&vault, "f", &bytes, whole.version, coded)
+        .await
+        .unwrap();
+    assert_eq!(m.reencodes, Some(whole.version));
+    assert_eq!(
+        m.version,
+        Version::reencoding(whole.version, OriginId([1; 16]))
+    );
+    assert!(m.version > whole.version);
+    assert_eq!(
+        vault.versions("f").await.unwrap().len(),
+        1,
+        "no history kept"
+    );
+    let used = vault.usage().used_bytes;
+    assert!(
+        used > one_copy * 14 / 10 && used < one_copy * 16 / 10,
+        "{used} vs {one_copy}"
+    );
+    assert_eq!(read_with(&vault, "f", None).await.unwrap(), bytes);
+    // A stale re-encoding (the name was written since) is refused, and
+    // leaves nothing behind.
+    let newer = vault
+        .write_file("f", &bytes[..1000], None)
+        .await
+        .unwrap()
+        .manifest;
+    let e = reencode(&vault, "f", &bytes, m.version, Layout::Whole)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("written again"), "{e}");
+    assert_eq!(vault.stat("f").await.unwrap().version, newer.version);
+    // Back to whole copies: the coded version goes too.
+    let back = reencode(&vault, "f", &bytes[..1000], newer.version, Layout::Whole)
+        .await
+        .unwrap();
+    assert!(back.coding.is_none());
+    // The coded version stays history (a real write superseded it); the one
+    // re-encoded again does not.
+    let kept: Vec<Version> = vault
+        .versions("f")
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.version())
+        .collect();
+    assert!(!kept.contains(&newer.version), "{kept:?}");
+    assert!(
+        kept.contains(&m.version) && kept.contains(&back.version),
+        "{kept:?}"
+    );
 }

@@ -40,7 +40,7 @@ mod write;
 
 pub use read::{FileReader, Paying};
 pub use rekey::{EpochCensus, ResealBatch};
-pub use write::{FinishMeta, Layout, WriteOutcome};
+pub use write::{FinishMeta, Layout, WriteAs, WriteOutcome};
 
 pub(crate) use gc::is_expired_tombstone;
 pub use gc::{DEFAULT_TOMBSTONE_RETENTION, GcReport};

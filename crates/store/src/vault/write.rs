@@ -44,6 +44,27 @@ pub struct WriteOutcome {
     pub replaced: bool,
 }
 
+/// How [`Vault::write_file_as`] writes a file.
+pub struct WriteAs {
+    /// Makes the file's metadata once all of it is read.
+    pub finish: FinishMeta,
+    pub layout: Layout,
+    /// The current version of the name that this write keeps anew (the same
+    /// bytes, another layout): the write commits only if that version is
+    /// still the current one, as [`Version::reencoding`] of it, and that
+    /// version is then dropped rather than kept as history.
+    pub reencodes: Option<Version>,
+}
+
+/// What a write stored, for its commit.
+struct Stored {
+    size: u64,
+    state: SealState,
+    new_chunks: Vec<(ChunkId, Slot)>,
+    by_content: bool,
+    reencodes: Option<Version>,
+}
+
 /// How a write keeps its chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Layout {
@@ -387,23 +408,32 @@ impl Vault {
     where
         R: AsyncRead + Unpin + Send,
     {
-        self.write_file_laid_out(name, finish, reader, size_hint, tap, Layout::Whole)
-            .await
+        let how = WriteAs {
+            finish,
+            layout: Layout::Whole,
+            reencodes: None,
+        };
+        self.write_file_as(name, how, reader, size_hint, tap).await
     }
 
-    /// [`Vault::write_file_finishing`], keeping the chunks as `layout` says.
-    pub async fn write_file_laid_out<R>(
+    /// [`Vault::write_file_finishing`], as `how` says: the chunks kept as
+    /// its layout says, and the version a re-encoding.
+    pub async fn write_file_as<R>(
         &self,
         name: &str,
-        finish: FinishMeta,
+        how: WriteAs,
         mut reader: R,
         size_hint: Option<u64>,
         tap: Option<BlobTap>,
-        layout: Layout,
     ) -> Result<WriteOutcome>
     where
         R: AsyncRead + Unpin + Send,
     {
+        let WriteAs {
+            finish,
+            layout,
+            reencodes,
+        } = how;
         validate_name(name)?;
         if let Some(size) = size_hint {
             self.check_fits(size)?;
@@ -499,9 +529,14 @@ impl Vault {
             (None, Ok(()), Ok(())) => match finish() {
                 Ok(meta) => {
                     let by_content = chunker.by_content();
-                    return self
-                        .commit_write(name, meta, size, state, new_chunks, by_content)
-                        .await;
+                    let stored = Stored {
+                        size,
+                        state,
+                        new_chunks,
+                        by_content,
+                        reencodes,
+                    };
+                    return self.commit_write(name, meta, stored).await;
                 }
                 Err(e) => StoreError::io("finishing the file", e),
             },
@@ -524,23 +559,45 @@ impl Vault {
         &self,
         name: &str,
         meta: FileMeta,
-        size: u64,
-        state: SealState,
-        new_chunks: Vec<(ChunkId, Slot)>,
-        by_content: bool,
+        stored: Stored,
     ) -> Result<WriteOutcome> {
+        let Stored {
+            size,
+            state,
+            new_chunks,
+            by_content,
+            reencodes,
+        } = stored;
         let name = name.to_string();
         self.blocking(move |inner| {
+            let version = match reencodes {
+                None => Version {
+                    clock: inner.clock.tick(),
+                    origin: inner.origin,
+                },
+                Some(old) => {
+                    let current = inner.catalogue.entry(&name)?.map(|e| e.version());
+                    if current != Some(old) {
+                        inner
+                            .files
+                            .discard(&new_chunks.iter().map(|(_, s)| *s).collect::<Vec<_>>());
+                        return Err(StoreError::Invalid(format!(
+                            "{name:?} was written again while it was re-encoded; the new \
+                             version is re-encoded next"
+                        )));
+                    }
+                    let version = Version::reencoding(old, inner.origin);
+                    inner.clock.observe(version.clock);
+                    version
+                }
+            };
             let manifest = Manifest {
                 name,
                 size,
                 hash: *state.hasher.finalize().as_bytes(),
                 chunk_size: inner.chunk_size,
                 chunks: state.ids.clone(),
-                version: Version {
-                    clock: inner.clock.tick(),
-                    origin: inner.origin,
-                },
+                version,
                 author: inner.author.clone(),
                 meta,
                 lengths: if by_content {
@@ -549,6 +606,7 @@ impl Vault {
                     Vec::new()
                 },
                 coding: state.coding.clone(),
+                reencodes,
             };
             let entry = CatalogueEntry::File(manifest.clone());
             let outcome = match inner.apply_entry(&entry, &new_chunks) {
@@ -619,6 +677,7 @@ impl Vault {
                 meta,
                 lengths,
                 coding,
+                reencodes: None,
             };
             let outcome = inner.apply_entry(&CatalogueEntry::File(manifest.clone()), &[])?;
             inner.forget(&outcome.unreferenced)?;
