@@ -97,6 +97,16 @@ impl Context {
             .collect()
     }
 
+    /// How new files are kept: the vault's setting if a member made one
+    /// (`redundancy K+M|none`), else this node's `--redundancy`; `None` for
+    /// whole copies.
+    pub(crate) fn redundancy(&self) -> Option<peervault_store::Redundancy> {
+        match self.devices.redundancy_setting() {
+            Some(setting) => setting.redundancy(),
+            None => self.redundancy,
+        }
+    }
+
     /// Copies of each file wanted, counting this node, when `peers` are connected.
     pub(crate) fn target_copies(&self, peers: usize) -> usize {
         self.replicas.target(peers)

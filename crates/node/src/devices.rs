@@ -210,6 +210,8 @@ pub(crate) struct Registry {
     pub used: HashMap<String, UsedRecord>,
     /// The newest request to re-encrypt everything (`rekey --all`).
     pub rekey: Option<crate::rekey::RekeyRequest>,
+    /// How the vault keeps files, if a member set it (`redundancy K+M|none`).
+    pub redundancy: Option<crate::writes::RedundancySetting>,
     /// Files in the catalogue that are these records (not the user's).
     pub files: usize,
 }
@@ -257,6 +259,8 @@ impl Registry {
                 }
             } else if name == crate::rekey::REKEY_NAME {
                 registry.rekey = record_of(name, meta);
+            } else if name == crate::writes::REDUNDANCY_NAME {
+                registry.redundancy = record_of(name, meta);
             }
         }
         registry.files = files;
@@ -736,6 +740,16 @@ impl Devices {
             .clone()
     }
 
+    /// The vault's redundancy setting, if a member made one (without
+    /// cloning the registry: every write asks).
+    pub(crate) fn redundancy_setting(&self) -> Option<crate::writes::RedundancySetting> {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .redundancy
+            .clone()
+    }
+
     /// Takes a new member list. Removals are for good, so one known before
     /// stays even if `registry` lacks it (read while its record was being
     /// written).
@@ -916,6 +930,7 @@ impl Devices {
         .iter()
         .any(|prefix| name.starts_with(prefix))
             || name == crate::rekey::REKEY_NAME
+            || name == crate::writes::REDUNDANCY_NAME
     }
 }
 

@@ -70,6 +70,7 @@ pub mod versions;
 mod views;
 pub mod wire;
 mod workers;
+pub mod writes;
 
 pub use bandwidth::RateLimits;
 pub use cluster::{ClusterFile, ClusterNode, ClusterView};

@@ -20,9 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peervault_net::{Endpoint, NetConfig, NetEvent, NodeIdentity, PeerId};
 use peervault_store::{
-    BlobLocation, ChunkId, DataDirLock, DeleteOutcome, FileMeta, FileReader, KeySource, Layout,
-    Manifest, NameId, NetworkKey, OriginId, Paying, ShardSet, SweepReport, Vault, VaultConfig,
-    Version, WriteOutcome,
+    BlobLocation, ChunkId, DataDirLock, DeleteOutcome, FileMeta, FileReader, KeySource, Manifest,
+    NameId, NetworkKey, OriginId, Paying, SweepReport, Vault, VaultConfig, Version,
 };
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
@@ -38,6 +37,7 @@ use crate::quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
 use crate::replicate::Replicator;
 use crate::service::Responder;
 use crate::settings::{Keeping, NodeConfig, Replicas};
+use crate::writes::Write;
 use crate::sync::{SyncStats, Syncer};
 use crate::throughput::Throughput;
 use crate::views::{
@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     throughput: Throughput,
     pub(crate) maintenance: Maintenance,
     pub(crate) rekeyer: crate::rekey::Rekeyer,
+    pub(crate) writer: crate::writes::Writer,
+    pub(crate) reencoder: crate::writes::Reencoder,
     /// The background workers' statuses (see [`crate::workers`]).
     workers: Workers,
     pub(crate) identity: NodeIdentity,
@@ -80,19 +82,6 @@ pub(crate) struct Inner {
     /// Only the advertised address is announced (`--advertise-only`): the listen
     /// addresses are not reachable from peers, so invitations leave them out.
     advertise_only: bool,
-}
-
-/// One file write as [`Node::write_replicated`] takes it.
-pub(crate) struct Write<'a> {
-    pub(crate) name: &'a str,
-    /// Whose placement the copies follow: the file's own name, or the
-    /// object an S3 part becomes.
-    pub(crate) placed_with: &'a str,
-    /// Makes the file's metadata once every byte is read.
-    pub(crate) finish: peervault_store::FinishMeta,
-    pub(crate) size_hint: Option<u64>,
-    pub(crate) progress: Option<&'a tokio::sync::watch::Sender<CopyProgress>>,
-    pub(crate) keeping: Keeping,
 }
 
 impl Inner {
@@ -248,6 +237,14 @@ impl Node {
         workers.start(&ctx.tasks, RepairWorker(maintenance.clone()));
         let rekeyer = crate::rekey::Rekeyer::new(ctx.clone(), &data_dir, config.rekey_rate);
         workers.start(&ctx.tasks, crate::rekey::RekeyWorker(rekeyer.clone()));
+        let writer = crate::writes::Writer::new(ctx.clone(), replicator.clone(), syncer.clone());
+        let reencoder = crate::writes::Reencoder::new(
+            ctx.clone(),
+            replicator.clone(),
+            writer.clone(),
+            config.maintenance.repair_delay,
+        );
+        workers.start(&ctx.tasks, crate::writes::ReencodeWorker(reencoder.clone()));
         let node = Node {
             inner: Arc::new(Inner {
                 ctx: ctx.clone(),
@@ -257,6 +254,8 @@ impl Node {
                 syncer,
                 maintenance,
                 rekeyer,
+                writer,
+                reencoder,
                 workers,
                 identity,
                 data_dir,
@@ -414,9 +413,10 @@ impl Node {
         self.inner.ctx.replicas
     }
 
-    /// How new files are erasure coded, if they are (`--redundancy`).
+    /// How new files are erasure coded, if they are: the vault's setting,
+    /// else `--redundancy` (see [`crate::writes`]).
     pub fn redundancy(&self) -> Option<peervault_store::Redundancy> {
-        self.inner.ctx.redundancy
+        self.inner.ctx.redundancy()
     }
 
     /// Stores everything `reader` yields under `name`, then copies it to peers until
@@ -474,15 +474,15 @@ impl Node {
             size_hint,
             progress,
             keeping,
+            reencodes: None,
         };
         let (report, _) = self.write_replicated(write, reader).await?;
         Ok(report)
     }
 
-    /// Writes `name` here while streaming its new chunks to the holders that
-    /// placement picks for `placed_with` (its own name, or the object a part
-    /// becomes), then replicates and announces it. `finish` makes its
-    /// metadata once every byte is read. Returns the manifest written too.
+    /// Writes `name` here while streaming its new chunks (or shards) to the
+    /// holders that placement picks, then replicates and announces it (see
+    /// [`crate::writes::Writer`]). Returns the manifest written too.
     pub(crate) async fn write_replicated<R>(
         &self,
         write: Write<'_>,
@@ -491,81 +491,7 @@ impl Node {
     where
         R: AsyncRead + Unpin + Send,
     {
-        let Write {
-            name,
-            placed_with,
-            finish,
-            size_hint,
-            progress,
-            keeping,
-        } = write;
-        let replicator = &self.inner.replicator;
-        let redundancy = keeping.redundancy(self.inner.ctx.redundancy);
-        // Where the blobs go as they are written: whole chunks to every
-        // holder, or each shard to the one peer that keeps its index.
-        let (layout, targets) = match redundancy {
-            None => {
-                let holders = replicator.holders_for(placed_with).await;
-                (
-                    Layout::Whole,
-                    holders.into_iter().map(|p| (p, None)).collect(),
-                )
-            }
-            Some(redundancy) => {
-                let holders = replicator.shard_holders_for(placed_with, redundancy).await;
-                let plan = crate::coded::shard_plan(redundancy.total(), holders.len() + 1);
-                let keep = plan[0];
-                let targets: Vec<(PeerId, Option<ShardSet>)> = holders
-                    .into_iter()
-                    .zip(plan.into_iter().skip(1).map(Some))
-                    .collect();
-                (Layout::Coded { redundancy, keep }, targets)
-            }
-        };
-        let shard_targets: Vec<(PeerId, ShardSet)> = targets
-            .iter()
-            .filter_map(|(p, set)| set.map(|set| (*p, set)))
-            .collect();
-        let (tap, streaming) = if targets.is_empty() {
-            (None, None)
-        } else {
-            let (tap, task) = replicator.stream_routed(targets);
-            (Some(tap), Some(task))
-        };
-        let written = self
-            .inner
-            .ctx
-            .vault
-            .write_file_laid_out(name, finish, reader, size_hint, tap, layout)
-            .await;
-        if let Some(task) = streaming {
-            let _ = task.await;
-        }
-        let out: WriteOutcome = written.inspect_err(|e| self.inner.ctx.metrics.failed(e))?;
-        self.inner.ctx.metrics.files_stored.inc();
-        replicator.provide(&out.manifest.name).await;
-        let replication = match layout {
-            Layout::Whole => {
-                replicator
-                    .replicate_placed(&out.manifest, placed_with, progress)
-                    .await
-            }
-            Layout::Coded { keep, .. } => {
-                replicator
-                    .replicate_shards(&out.manifest, placed_with, keep, shard_targets, progress)
-                    .await
-            }
-        };
-        self.inner
-            .syncer
-            .announce(&out.manifest.name, &replication.holders);
-        let report = StoreReport {
-            file: FileInfo::new(&out.manifest, true, replication.copies),
-            stored_bytes: out.stored_bytes,
-            replaced: out.replaced,
-            replication,
-        };
-        Ok((report, out.manifest))
+        self.inner.writer.write(write, reader).await
     }
 
     /// Spreads a version written here from chunks already stored (a revived

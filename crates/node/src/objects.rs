@@ -133,13 +133,14 @@ impl Node {
     where
         R: AsyncRead + Unpin + Send,
     {
-        let write = crate::node::Write {
+        let write = crate::writes::Write {
             name,
             placed_with: object,
             finish,
             size_hint,
             progress: None,
             keeping: crate::settings::Keeping::Configured,
+            reencodes: None,
         };
         let (_, manifest) = self.write_replicated(write, reader).await?;
         Ok(ObjectInfo::of_manifest(&manifest))

@@ -137,3 +137,92 @@ async fn a_lone_writer_keeps_every_shard_and_hands_them_out_as_nodes_come() {
     stop(b).await;
     stop(c).await;
 }
+
+/// The listing of `name` on `node`: its redundancy (`None`: whole copies).
+async fn kept_as(node: &Node, name: &str) -> Option<String> {
+    node.stat(name).await.unwrap().redundancy
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_switches_from_copies_to_4_plus_2_and_back_with_every_file_readable_throughout() {
+    let cluster = Cluster::with(|config| {
+        config.maintenance.repair_delay = Duration::from_secs(2);
+        config.maintenance.gc_delay = Duration::from_secs(3600);
+    });
+    let a = cluster.start("a", &[], Replicas::Count(3)).await;
+    let mut nodes = vec![a];
+    for name in ["b", "c", "d", "e", "f"] {
+        let node = cluster.start(name, &[&nodes[0]], Replicas::Count(3)).await;
+        nodes.push(node);
+    }
+    wait_connected(&nodes.iter().collect::<Vec<_>>()).await;
+    let files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("f{i}"), data(MIB + i * 77_777, i as u64)))
+        .collect();
+    for (i, (name, bytes)) in files.iter().enumerate() {
+        nodes[i % 6].store(name, &bytes[..], None).await.unwrap();
+    }
+    let all = || nodes.iter().collect::<Vec<&Node>>();
+    let whole = used(&all()).await;
+    let size: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
+    assert!(whole >= size * 3, "{whole}");
+    // Reads go on while the vault switches: every one must succeed.
+    let check_all = || async {
+        for (i, (name, bytes)) in files.iter().enumerate() {
+            let reader = &nodes[(i + 1) % 6];
+            assert_eq!(&read(reader, name).await.unwrap(), bytes, "{name}");
+        }
+    };
+    let status = nodes[2]
+        .set_redundancy(Some(Redundancy::new(4, 2).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!((status.redundancy.as_str(), status.source.as_str()), ("4+2", "vault"));
+    let mut rounds = 0;
+    loop {
+        check_all().await;
+        let mut coded = 0;
+        for (name, _) in &files {
+            for node in &nodes {
+                coded += usize::from(kept_as(node, name).await.as_deref() == Some("4+2"));
+            }
+        }
+        if coded == files.len() * nodes.len() {
+            break;
+        }
+        rounds += 1;
+        assert!(rounds < 120, "not every file was re-encoded: {coded} listings say 4+2");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The whole copies' space came back (no history kept of them).
+    eventually_within("the copies' space comes back", Duration::from_secs(60), || async {
+        used(&all()).await <= size * 16 / 10
+    })
+    .await;
+    // New files follow the vault's setting on every node.
+    let report = nodes[5].store("new", &files[0].1[..], None).await.unwrap();
+    assert_eq!(report.file.redundancy.as_deref(), Some("4+2"));
+    // And back to whole copies.
+    nodes[4].set_redundancy(None).await.unwrap();
+    eventually_within("every file is whole again", Duration::from_secs(90), || async {
+        check_all().await;
+        let mut coded = 0;
+        for (name, _) in &files {
+            coded += usize::from(kept_as(&nodes[0], name).await.is_some());
+        }
+        coded == 0 && kept_as(&nodes[0], "new").await.is_none()
+    })
+    .await;
+    eventually_within("three whole copies again", Duration::from_secs(60), || async {
+        let mut short = 0;
+        for (name, _) in &files {
+            short += usize::from(holders(&all(), name).await < 3);
+        }
+        short == 0
+    })
+    .await;
+    check_all().await;
+    for node in nodes {
+        stop(node).await;
+    }
+}
