@@ -37,7 +37,6 @@ use crate::quota::{DEFAULT_QUOTA_BYTES, QuotaConfig, QuotaStatus};
 use crate::replicate::Replicator;
 use crate::service::Responder;
 use crate::settings::{Keeping, NodeConfig, Replicas};
-use crate::writes::Write;
 use crate::sync::{SyncStats, Syncer};
 use crate::throughput::Throughput;
 use crate::views::{
@@ -45,6 +44,7 @@ use crate::views::{
     NodeStatus, PeerStatus, QuotaSource, RepairRound, StoreReport, peer_status,
 };
 use crate::workers::{WorkerStatus, Workers};
+use crate::writes::Write;
 
 /// A running node. Cheap to clone; all clones are the same node.
 #[derive(Clone, Debug)]

@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use peervault_net::PeerId;
-use peervault_store::{FileSummary, Layout, Manifest, Redundancy, ShardSet, Version, WriteAs, WriteOutcome};
+use peervault_store::{
+    FileSummary, Layout, Manifest, Redundancy, ShardSet, Version, WriteAs, WriteOutcome,
+};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
 
@@ -240,7 +242,11 @@ impl Reencoder {
 
     /// Where things stand.
     pub(crate) fn status(&self) -> RedundancyStatus {
-        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         status.redundancy = label(self.ctx.redundancy());
         status.source = match (self.ctx.devices.redundancy_setting(), self.ctx.redundancy) {
             (Some(_), _) => "vault",
@@ -273,7 +279,10 @@ impl Reencoder {
             .unwrap_or_else(|p| p.into_inner())
             .files_kept_otherwise = otherwise.len() as u64;
         if otherwise.is_empty() {
-            return Ok(format!("every file is kept as the vault says ({})", label(wanted)));
+            return Ok(format!(
+                "every file is kept as the vault says ({})",
+                label(wanted)
+            ));
         }
         // The best-ranked node holding a file (whole or shards) re-encodes it.
         let mine: Vec<(peervault_store::NameId, FileSummary)> =
@@ -330,7 +339,9 @@ impl Reencoder {
             .vault
             .read_version_with(&file.name, Some(file.version), Some(source))
             .await?;
-        let bytes = tokio_util::io::StreamReader::new(reader.map(|piece| piece.map_err(std::io::Error::other)));
+        let bytes = tokio_util::io::StreamReader::new(
+            reader.map(|piece| piece.map_err(std::io::Error::other)),
+        );
         let meta = file.meta.clone();
         let write = Write {
             name: &file.name,

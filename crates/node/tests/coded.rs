@@ -177,7 +177,10 @@ async fn a_vault_switches_from_copies_to_4_plus_2_and_back_with_every_file_reada
         .set_redundancy(Some(Redundancy::new(4, 2).unwrap()))
         .await
         .unwrap();
-    assert_eq!((status.redundancy.as_str(), status.source.as_str()), ("4+2", "vault"));
+    assert_eq!(
+        (status.redundancy.as_str(), status.source.as_str()),
+        ("4+2", "vault")
+    );
     let mut rounds = 0;
     loop {
         check_all().await;
@@ -191,35 +194,48 @@ async fn a_vault_switches_from_copies_to_4_plus_2_and_back_with_every_file_reada
             break;
         }
         rounds += 1;
-        assert!(rounds < 120, "not every file was re-encoded: {coded} listings say 4+2");
+        assert!(
+            rounds < 120,
+            "not every file was re-encoded: {coded} listings say 4+2"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // The whole copies' space came back (no history kept of them).
-    eventually_within("the copies' space comes back", Duration::from_secs(60), || async {
-        used(&all()).await <= size * 16 / 10
-    })
+    eventually_within(
+        "the copies' space comes back",
+        Duration::from_secs(60),
+        || async { used(&all()).await <= size * 16 / 10 },
+    )
     .await;
     // New files follow the vault's setting on every node.
     let report = nodes[5].store("new", &files[0].1[..], None).await.unwrap();
     assert_eq!(report.file.redundancy.as_deref(), Some("4+2"));
     // And back to whole copies.
     nodes[4].set_redundancy(None).await.unwrap();
-    eventually_within("every file is whole again", Duration::from_secs(90), || async {
-        check_all().await;
-        let mut coded = 0;
-        for (name, _) in &files {
-            coded += usize::from(kept_as(&nodes[0], name).await.is_some());
-        }
-        coded == 0 && kept_as(&nodes[0], "new").await.is_none()
-    })
+    eventually_within(
+        "every file is whole again",
+        Duration::from_secs(90),
+        || async {
+            check_all().await;
+            let mut coded = 0;
+            for (name, _) in &files {
+                coded += usize::from(kept_as(&nodes[0], name).await.is_some());
+            }
+            coded == 0 && kept_as(&nodes[0], "new").await.is_none()
+        },
+    )
     .await;
-    eventually_within("three whole copies again", Duration::from_secs(60), || async {
-        let mut short = 0;
-        for (name, _) in &files {
-            short += usize::from(holders(&all(), name).await < 3);
-        }
-        short == 0
-    })
+    eventually_within(
+        "three whole copies again",
+        Duration::from_secs(60),
+        || async {
+            let mut short = 0;
+            for (name, _) in &files {
+                short += usize::from(holders(&all(), name).await < 3);
+            }
+            short == 0
+        },
+    )
     .await;
     check_all().await;
     for node in nodes {

@@ -17,6 +17,7 @@ use std::os::fd::AsFd;
 use futures::StreamExt;
 use peervault_node::devices::{DeviceInfo, RemovedDevice};
 use peervault_node::invitations::Invitation;
+use peervault_node::writes::RedundancyStatus;
 use peervault_node::{
     CleanReport, CopyProgress, DeleteOutcome, DiscoveryStatus, FileCheck, FileInfo, FileMeta,
     GcSummary, Keeping, MetricsSnapshot, Node, NodeStatus, PeerStatus, QuotaStatus, RateLimits,
@@ -90,6 +91,8 @@ pub(crate) trait Operations {
     /// `rekey [--all]`: a new key epoch (and with `all`, every member
     /// re-encrypts what it holds in it); its number.
     async fn rekey(&self, all: bool) -> anyhow::Result<u32>;
+    /// `redundancy [K+M|none]`: how the vault keeps files, set first if asked.
+    async fn redundancy(&self, set: Option<Keeping>) -> anyhow::Result<RedundancyStatus>;
     /// Makes the newest version of a deleted name current again.
     async fn undelete(&self, name: &str) -> anyhow::Result<FileInfo>;
     /// Makes `version` (a label, or its first digits) of `name` current again.
@@ -373,6 +376,13 @@ impl Operations for Node {
         })
     }
 
+    async fn redundancy(&self, set: Option<Keeping>) -> anyhow::Result<RedundancyStatus> {
+        Ok(match set {
+            None => Node::redundancy_status(self),
+            Some(keeping) => Node::set_redundancy(self, keeping.redundancy(None)).await?,
+        })
+    }
+
     async fn restore(&self, name: &str, version: &str) -> anyhow::Result<FileInfo> {
         let version = self.find_version(name, version).await?;
         Ok(Node::restore(self, name, version).await?)
@@ -597,6 +607,13 @@ impl Operations for Client {
 
     async fn rekey(&self, all: bool) -> anyhow::Result<u32> {
         ask!(self, Request::Rekey { all }, Response::Rekeyed { epoch } => epoch)
+    }
+
+    async fn redundancy(&self, set: Option<Keeping>) -> anyhow::Result<RedundancyStatus> {
+        let request = Request::Redundancy {
+            set: set.and_then(Keeping::label),
+        };
+        ask!(self, request, Response::Redundancy { status } => status)
     }
 
     async fn undelete(&self, name: &str) -> anyhow::Result<FileInfo> {

@@ -518,6 +518,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show or set how the vault keeps files: K+M erasure-codes each chunk in
+    /// K data and M parity shards on K+M nodes (4+2 survives two lost nodes
+    /// at 1.5x the size), none keeps whole copies. Files kept otherwise are
+    /// re-encoded in the background, readable throughout.
+    Redundancy {
+        /// K+M, or none for whole copies [default: show the setting].
+        #[arg(value_name = "K+M|none", value_parser = peervault_node::Keeping::parse)]
+        set: Option<peervault_node::Keeping>,
+        /// Print JSON instead of sentences.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the node's identity, addresses, peers and storage.
     Status {
         /// Print JSON instead of text.

@@ -187,6 +187,7 @@ pub(crate) async fn run_on(
         Command::Invite { expires, json } => invite::run(ops, &expires, json, console).await,
         Command::Devices { action, json } => devices::run(ops, action, json, console).await,
         Command::Rekey { all, json } => devices::rekey(ops, all, json).await,
+        Command::Redundancy { set, json } => status::redundancy(ops, set, json).await,
         Command::S3 { action } => s3::run(ops, action).await,
         Command::Verify { name, json } => verify::run(ops, name.as_deref(), json).await,
         Command::Peers { json } => peers::run(ops, json).await,

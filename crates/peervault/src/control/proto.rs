@@ -217,6 +217,11 @@ pub enum Request {
         #[serde(default)]
         all: bool,
     },
+    /// `redundancy [K+M|none]`: the setting, or a new one.
+    Redundancy {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        set: Option<String>,
+    },
     Verify {
         name: Option<String>,
     },
@@ -318,6 +323,9 @@ pub enum Response {
     },
     Rekeyed {
         epoch: u32,
+    },
+    Redundancy {
+        status: peervault_node::writes::RedundancyStatus,
     },
     Verified {
         files: Vec<FileCheck>,

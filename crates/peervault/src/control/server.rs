@@ -311,6 +311,19 @@ async fn serve_one(node: &Node, reader: &mut Reader, writer: &mut Writer) -> io:
             Ok(epoch) => Response::Rekeyed { epoch },
             Err(e) => error_response(&e),
         },
+        Request::Redundancy { set } => match set.as_deref().map(Keeping::parse) {
+            None => Response::Redundancy {
+                status: node.redundancy_status(),
+            },
+            Some(Err(message)) => Response::Error {
+                kind: peervault_node::ErrorKind::InvalidInput,
+                message,
+            },
+            Some(Ok(keeping)) => match node.set_redundancy(keeping.redundancy(None)).await {
+                Ok(status) => Response::Redundancy { status },
+                Err(e) => error_response(&e),
+            },
+        },
         Request::Verify { name } => match node.verify(name.as_deref()).await {
             Ok(files) => Response::Verified { files },
             Err(e) => error_response(&e),

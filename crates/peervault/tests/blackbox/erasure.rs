@@ -129,3 +129,73 @@ fn put_redundancy_codes_one_file_and_a_bad_value_says_what_to_give() {
     let said = String::from_utf8_lossy(&bad.stderr);
     assert!(said.contains("4+2") && said.contains("none"), "{said}");
 }
+
+fn kept_as(node: &TestNode, name: &str) -> Option<String> {
+    node.ls()
+        .iter()
+        .find(|f| f["name"] == name)
+        .and_then(|f| f["redundancy"].as_str().map(str::to_string))
+}
+
+#[test]
+fn redundancy_switches_a_running_vault_to_2_plus_1_and_back_and_every_file_stays_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(dir.path(), "a", None, &[]);
+    let b = start(dir.path(), "b", Some(&a), &[]);
+    let c = start(dir.path(), "c", Some(&a), &[]);
+    let d = start(dir.path(), "d", Some(&a), &[]);
+    let nodes = [&a, &b, &c, &d];
+    for node in nodes {
+        node.wait_peers(3, CONNECT);
+    }
+    let mut files = Vec::new();
+    for i in 0..3u64 {
+        let path = dir.path().join(format!("f{i}"));
+        let hash = write_random_file(&path, 2 * MIB + i * 1000, 40 + i);
+        nodes[i as usize].ok(&["put", path.to_str().unwrap(), "-q"]);
+        files.push((format!("f{i}"), hash));
+    }
+    let shown = d.ok(&["redundancy"]);
+    assert!(shown.contains("whole copies"), "{shown}");
+    let set = b.ok(&["redundancy", "2+1"]);
+    assert!(set.contains("erasure coded 2+1"), "{set}");
+    eventually("every file is re-encoded", Duration::from_secs(90), || {
+        for (name, hash) in &files {
+            // Readable all the while, from any node.
+            assert_eq!(get_hash(&c, name, dir.path()), *hash);
+        }
+        files.iter().all(|(name, _)| {
+            nodes
+                .iter()
+                .all(|n| kept_as(n, name).as_deref() == Some("2+1"))
+        })
+    });
+    let status: serde_json::Value = serde_json::from_str(&a.ok(&["redundancy", "--json"])).unwrap();
+    assert_eq!(status["redundancy"], "2+1");
+    assert_eq!(status["source"], "vault");
+    // A node started later follows the vault, not its own flag.
+    let e = start(dir.path(), "e", Some(&a), &["--redundancy", "4+2"]);
+    e.wait_peers(4, CONNECT);
+    eventually(
+        "the newcomer has the setting",
+        Duration::from_secs(30),
+        || {
+            let s: serde_json::Value =
+                serde_json::from_str(&e.ok(&["redundancy", "--json"])).unwrap();
+            s["redundancy"] == "2+1"
+        },
+    );
+    let bad = a.cli(&["redundancy", "3"]);
+    assert!(!bad.status.success());
+    d.ok(&["redundancy", "none"]);
+    eventually("every file is whole again", Duration::from_secs(90), || {
+        files.iter().all(|(name, _)| {
+            [&a, &b, &c, &d, &e]
+                .iter()
+                .all(|n| kept_as(n, name).is_none())
+        })
+    });
+    for (name, hash) in &files {
+        assert_eq!(get_hash(&e, name, dir.path()), *hash);
+    }
+}
