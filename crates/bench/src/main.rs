@@ -14,6 +14,7 @@ use peervault_node::parse_size;
 
 mod baseline;
 mod cluster;
+mod coded;
 mod local;
 mod node;
 mod rekey;
@@ -119,6 +120,18 @@ enum Workload {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Six nodes: `--redundancy 4+2` against `--replicas 3` on the same
+    /// file: put and get time, bytes the writer sent, bytes stored. Each node
+    /// on a shaped link in a network namespace of its own (root needed), or on
+    /// loopback with --rate-mbit 0.
+    Coded {
+        /// Bytes of the file.
+        #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+        size: u64,
+        /// Each node's link, each way, in Mbit/s (0: loopback, unshaped).
+        #[arg(long, default_value_t = 100)]
+        rate_mbit: u64,
+    },
     /// One node filled with many tiny files: `ls`, restart and a new node's
     /// catalogue sync, per catalogue size, to show how they grow.
     Scale {
@@ -178,6 +191,12 @@ fn main() -> anyhow::Result<()> {
             dir: &dir,
             size,
             rounds: rounds.max(1),
+        })),
+        Workload::Coded { size, rate_mbit } => runtime.block_on(coded::run(coded::CodedArgs {
+            bin: &bin,
+            dir: &dir,
+            size,
+            rate_mbit,
         })),
         Workload::Scale { entries } => runtime.block_on(scale::run(scale::ScaleArgs {
             bin: &bin,

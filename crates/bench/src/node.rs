@@ -41,6 +41,27 @@ impl BenchNode {
         })
     }
 
+    /// Starts a node inside network namespace `netns`, listening on `addr`
+    /// at the default port (as a node on a machine of its own would).
+    pub fn start_in_netns(
+        bin: &Path,
+        data_dir: &Path,
+        netns: &str,
+        addr: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        let listen = format!("{addr}:3000");
+        let launch = Launch::new(bin, data_dir)
+            .args(["--addr", listen.as_str(), "--key", BENCH_KEY, "--quota", "1TB"])
+            .args(extra)
+            .in_netns(netns);
+        Ok(Self {
+            process: NodeProcess::start(launch, Duration::from_secs(30))?,
+            client: Client::new(data_dir),
+        })
+    }
+
     fn status_field(&self, field: &str) -> anyhow::Result<u64> {
         let pid = self.process.pid().context("the node is not running")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
