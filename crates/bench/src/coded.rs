@@ -215,7 +215,13 @@ async fn measure(
     // for a coded one (all hold a shard).
     let mut reader = &nodes[1];
     for node in &nodes[1..] {
-        let listed = match node.client.call(&Request::Stat { name: "bench.bin".into() }).await? {
+        let listed = match node
+            .client
+            .call(&Request::Stat {
+                name: "bench.bin".into(),
+            })
+            .await?
+        {
             Response::File { file } => file,
             other => bail!("unexpected stat reply: {other:?}"),
         };
@@ -245,7 +251,9 @@ async fn measure(
 }
 
 pub async fn run(args: CodedArgs<'_>) -> anyhow::Result<()> {
-    let work = args.dir.join(format!("peervault-bench-coded-{}", std::process::id()));
+    let work = args
+        .dir
+        .join(format!("peervault-bench-coded-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let input = work.join("input.bin");
     write_file(&input, args.size, 29)?;

@@ -53,7 +53,14 @@ impl BenchNode {
         std::fs::create_dir_all(data_dir)?;
         let listen = format!("{addr}:3000");
         let launch = Launch::new(bin, data_dir)
-            .args(["--addr", listen.as_str(), "--key", BENCH_KEY, "--quota", "1TB"])
+            .args([
+                "--addr",
+                listen.as_str(),
+                "--key",
+                BENCH_KEY,
+                "--quota",
+                "1TB",
+            ])
             .args(extra)
             .in_netns(netns);
         Ok(Self {

@@ -55,7 +55,7 @@ pub struct Manifest {
     /// How the chunks are kept when the file is erasure coded (each chunk's
     /// sealed blob cut into shards, see [`crate::erasure`]); `None` when
     /// every holder keeps whole chunks.
-    pub coding: Option<Coding>,
+    pub coding: Option<Box<Coding>>,
     /// The version this one keeps anew (the same bytes and metadata, stored
     /// another way: whole copies or shards, see the node's re-encoder). That
     /// version is not kept as history: nothing of it is lost.
@@ -578,10 +578,10 @@ mod tests {
             blob_len: 1032,
             shards: (0..3).map(|j| ChunkId([i * 3 + j; 32])).collect(),
         };
-        m.coding = Some(Coding {
+        m.coding = Some(Box::new(Coding {
             redundancy: r,
             chunks: (0..3).map(coded).collect(),
-        });
+        }));
         let entry = CatalogueEntry::File(m.clone());
         assert_eq!(CatalogueEntry::decode(&entry.encode()).unwrap(), entry);
         assert_eq!(m.blobs().len(), 9);

@@ -605,7 +605,7 @@ impl Vault {
                 } else {
                     Vec::new()
                 },
-                coding: state.coding.clone(),
+                coding: state.coding.clone().map(Box::new),
                 reencodes,
             };
             let entry = CatalogueEntry::File(manifest.clone());
@@ -654,7 +654,7 @@ impl Vault {
             let mut lengths = Vec::new();
             let mut size = 0u64;
             let mut chunk_size = inner.chunk_size;
-            let coding = compose_coding(&parts)?;
+            let coding = compose_coding(&parts)?.map(Box::new);
             for part in &parts {
                 chunk_size = chunk_size.max(part.chunk_size);
                 for index in 0..part.chunks.len() {
