@@ -106,3 +106,52 @@ fn every_workload_runs_on_small_sizes() {
         );
     }
 }
+
+/// True if this machine can make network namespaces (root, and `ip`); under
+/// CI it must.
+fn have_netns() -> bool {
+    let probe = format!("pvsmoke{}", std::process::id());
+    let ok = Command::new("ip")
+        .args(["netns", "add", &probe])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        let _ = Command::new("ip").args(["netns", "del", &probe]).output();
+    } else {
+        let why = "network namespaces cannot be made here (root and iproute2 are needed): \
+                   skipping the shaped coded workload";
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("{why}");
+    }
+    ok
+}
+
+#[test]
+fn the_coded_workload_runs_on_loopback_and_on_shaped_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let peervault = peervault();
+    let mut rates = vec!["0"];
+    if have_netns() {
+        rates.push("200");
+    }
+    for rate in rates {
+        let out = Command::new(env!("CARGO_BIN_EXE_peervault-bench"))
+            .arg("--peervault")
+            .arg(&peervault)
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["coded", "--size", "3MiB", "--rate-mbit", rate])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "coded at {rate} Mbit/s failed:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("bytes stored in the vault") && text.contains("--redundancy 4+2"),
+            "coded at {rate} Mbit/s printed no table:\n{text}"
+        );
+    }
+}
