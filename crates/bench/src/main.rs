@@ -15,10 +15,12 @@ use peervault_node::parse_size;
 mod baseline;
 mod cluster;
 mod coded;
+mod delay;
 mod local;
 mod node;
 mod rekey;
 mod report;
+mod rtt;
 mod s3;
 mod scale;
 mod small;
@@ -132,6 +134,20 @@ enum Workload {
         #[arg(long, default_value_t = 100)]
         rate_mbit: u64,
     },
+    /// Three nodes each behind a link with a rate and a delay (a proxy): a
+    /// put with two copies and a remote get against one plain TCP stream
+    /// through the same kind of link, per round trip, with peak RSS.
+    Rtt {
+        /// Bytes of the file.
+        #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+        size: u64,
+        /// One-way delays in ms, comma-separated (the round trip is twice).
+        #[arg(long, value_delimiter = ',', default_value = "50,100")]
+        delay_ms: Vec<u64>,
+        /// Each link's rate each way, in Mbit/s.
+        #[arg(long, default_value_t = 1000)]
+        rate_mbit: u64,
+    },
     /// One node filled with many tiny files: `ls`, restart and a new node's
     /// catalogue sync, per catalogue size, to show how they grow.
     Scale {
@@ -191,6 +207,17 @@ fn main() -> anyhow::Result<()> {
             dir: &dir,
             size,
             rounds: rounds.max(1),
+        })),
+        Workload::Rtt {
+            size,
+            delay_ms,
+            rate_mbit,
+        } => runtime.block_on(rtt::run(rtt::RttArgs {
+            bin: &bin,
+            dir: &dir,
+            size,
+            delays_ms: delay_ms,
+            rate_mbit: rate_mbit.max(1),
         })),
         Workload::Coded { size, rate_mbit } => runtime.block_on(coded::run(coded::CodedArgs {
             bin: &bin,

@@ -24,15 +24,16 @@ impl BenchNode {
     /// Starts a node with extra flags.
     pub fn start_with(bin: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
+        // Loopback on a port of the system's choosing, unless told otherwise.
+        let addr: &[&str] = match extra.contains(&"--addr") {
+            true => &[],
+            false => &["--addr", "127.0.0.1:0"],
+        };
         let launch = Launch::new(bin, data_dir)
+            .args(addr)
             .args([
-                "--addr",
-                "127.0.0.1:0",
-                "--key",
-                // 64 hex digits: every node of the run shares one vault.
-                BENCH_KEY,
-                "--quota",
-                "1TB",
+                "--key", // 64 hex digits: every node of the run shares one vault.
+                BENCH_KEY, "--quota", "1TB",
             ])
             .args(extra);
         Ok(Self {

@@ -43,9 +43,6 @@ use crate::replicate::{Replicator, placement};
 use crate::views::{CopyProgress, Replication};
 use crate::wire::{Request, Response, SealedEntry};
 
-/// Shards in flight to one peer while copying.
-const SHARD_WINDOW: usize = 4;
-
 /// The shards each of `nodes` positions keeps of a `total`-shard file:
 /// position 0 is the writer, then the peers in placement order. One index
 /// each when `nodes >= total`; with fewer, index `j` goes to `j mod nodes`.
@@ -292,10 +289,13 @@ impl Replicator {
                 what: "it asked for shards the file does not have".into(),
             });
         }
+        // Shards are a K-th of a chunk: a chunk window's worth of bytes.
+        let per_chunk = manifest.redundancy().map_or(1, |r| r.data());
+        let window = self.ctx().chunk_window(&peer).await * per_chunk;
         let mut sending = FuturesUnordered::new();
         let mut queue = missing.into_iter();
         loop {
-            while sending.len() < SHARD_WINDOW {
+            while sending.len() < window {
                 let Some(id) = queue.next() else { break };
                 sending.push(self.send_shard(peer, manifest, id));
             }

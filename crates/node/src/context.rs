@@ -29,6 +29,28 @@ use crate::metrics::{Metrics, OffenceLabel};
 use crate::settings::Replicas;
 use crate::tasks::Tasks;
 
+/// The path rate a window is sized for: a window covers one round trip at
+/// this rate (1 Gbit/s), as far as the memory budget allows.
+const PATH_RATE: f64 = 125_000_000.0;
+/// Fewest chunks in flight to one peer: what loopback and LAN paths need
+/// (measured there before windows were sized: 3 per peer for streaming).
+pub(crate) const MIN_WINDOW: usize = 3;
+
+/// Chunks in flight to a peer whose round trip is `rtt`, under a transfer
+/// memory budget of `budget` bytes. Why: acknowledged transfers move at most
+/// a window per round trip, so a fixed window of 3 MiB capped a put at
+/// ~22 MB/s across 100 ms and ~11 across 200 ms, whatever the link. The
+/// window is the round trip's worth at [`PATH_RATE`] plus the minimum, and
+/// at most an eighth of the budget per peer, so that a writer streaming to
+/// two or three holders, and a reader from as many, stay well inside it (a
+/// node's memory with it: the in-flight chunks are leased from the budget).
+pub(crate) fn chunk_window(rtt: Option<std::time::Duration>, budget: u64) -> usize {
+    let chunk = peervault_store::DEFAULT_CHUNK_SIZE as f64;
+    let path = rtt.map_or(0.0, |rtt| rtt.as_secs_f64() * PATH_RATE / chunk);
+    let cap = ((budget / 8) as f64 / chunk) as usize;
+    (MIN_WINDOW + path.round() as usize).min(cap.max(MIN_WINDOW))
+}
+
 /// The handles every component uses (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Context {
@@ -105,6 +127,36 @@ impl Context {
             Some(setting) => setting.redundancy(),
             None => self.redundancy,
         }
+    }
+
+    /// Chunks to keep in flight to `peer` so that a transfer fills its path
+    /// (see [`chunk_window`]), from its last measured round trip.
+    pub(crate) async fn chunk_window(&self, peer: &PeerId) -> usize {
+        let rtt = self
+            .net
+            .peers()
+            .await
+            .into_iter()
+            .find(|p| p.peer_id == *peer)
+            .and_then(|p| p.rtt);
+        chunk_window(rtt, self.vault.budget().total())
+    }
+
+    /// [`Context::chunk_window`] of each of `peers` at once (one question to
+    /// the network actor), in their order.
+    pub(crate) async fn chunk_windows(&self, peers: &[PeerId]) -> Vec<usize> {
+        let known = self.net.peers().await;
+        let budget = self.vault.budget().total();
+        peers
+            .iter()
+            .map(|peer| {
+                let rtt = known
+                    .iter()
+                    .find(|p| p.peer_id == *peer)
+                    .and_then(|p| p.rtt);
+                chunk_window(rtt, budget)
+            })
+            .collect()
     }
 
     /// Copies of each file wanted, counting this node, when `peers` are connected.

@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use futures::future::BoxFuture;
 use peervault_net::PeerId;
 use peervault_store::vault::{ChunkSource, FetchError};
-use peervault_store::{ChunkProblem, Manifest, NameId};
+use peervault_store::{ChunkProblem, Manifest, NameId, Version};
 
 use crate::context::Context;
 
@@ -42,10 +42,13 @@ pub(crate) struct PeerChunks {
     /// Peers that supplied a chunk that failed its check: never asked again
     /// during this read.
     liars: Arc<Mutex<HashSet<PeerId>>>,
-    /// Of a coded file: who holds each shard index, asked once per read.
-    shard_holders: Arc<tokio::sync::OnceCell<Vec<Vec<PeerId>>>>,
+    /// Of a coded file's versions: who holds each shard index, asked once
+    /// per read (a read of a re-encoded version may fall back on another).
+    shard_holders: Arc<tokio::sync::Mutex<HashMap<Version, Vec<Vec<PeerId>>>>>,
     /// Who supplied each shard (chunk, index), until the store has checked it.
     served_shards: Arc<Mutex<HashMap<(usize, usize), PeerId>>>,
+    /// Chunks worth reading ahead: the likely holders' windows together.
+    ahead: usize,
 }
 
 impl PeerChunks {
@@ -56,6 +59,7 @@ impl PeerChunks {
         name_id: NameId,
         order: Vec<PeerId>,
         likely: usize,
+        ahead: usize,
     ) -> PeerChunks {
         PeerChunks {
             ctx,
@@ -66,8 +70,9 @@ impl PeerChunks {
             providers: Arc::new(tokio::sync::OnceCell::new()),
             served: Arc::new(Mutex::new(HashMap::new())),
             liars: Arc::new(Mutex::new(HashSet::new())),
-            shard_holders: Arc::new(tokio::sync::OnceCell::new()),
+            shard_holders: Arc::default(),
             served_shards: Arc::new(Mutex::new(HashMap::new())),
+            ahead,
         }
     }
 
@@ -82,22 +87,22 @@ impl PeerChunks {
             self.name_id,
             manifest.version,
         );
-        self.shard_holders
-            .get_or_init(|| async move {
-                let replicator = crate::replicate::Replicator::new(ctx);
-                let holders = replicator
-                    .remote_holders(&[(name_id, version)], &order)
-                    .await;
-                let mut by_index = vec![Vec::new(); total];
-                for (peer, set) in holders.into_iter().flat_map(|h| h.shards) {
-                    for j in set.iter().filter(|j| *j < total) {
-                        by_index[j].push(peer);
-                    }
-                }
-                by_index
-            })
-            .await
-            .clone()
+        let mut known = self.shard_holders.lock().await;
+        if let Some(holders) = known.get(&version) {
+            return holders.clone();
+        }
+        let replicator = crate::replicate::Replicator::new(ctx);
+        let holders = replicator
+            .remote_holders(&[(name_id, version)], &order)
+            .await;
+        let mut by_index = vec![Vec::new(); total];
+        for (peer, set) in holders.into_iter().flat_map(|h| h.shards) {
+            for j in set.iter().filter(|j| *j < total) {
+                by_index[j].push(peer);
+            }
+        }
+        known.insert(version, by_index.clone());
+        by_index
     }
 
     /// The holders of shard `index` worth asking, best first.
@@ -150,6 +155,7 @@ impl PeerChunks {
             liars: self.liars.clone(),
             shard_holders: self.shard_holders.clone(),
             served_shards: self.served_shards.clone(),
+            ahead: self.ahead,
         }
     }
 }
@@ -226,6 +232,10 @@ impl ChunkSource for PeerChunks {
                 reasons.join("; ")
             )))
         })
+    }
+
+    fn read_ahead(&self) -> usize {
+        self.ahead
     }
 
     fn shard_order(

@@ -44,8 +44,6 @@ const COPY_WINDOW: usize = 4;
 const HOLDINGS_PER_REQUEST: usize = 20_000;
 /// Blobs queued per peer while a write streams to its holders.
 const STREAM_QUEUE: usize = 2;
-/// Blobs in flight per peer while a write streams to its holders.
-const STREAM_WINDOW: usize = 3;
 /// Pause between provider announcements at start.
 const PROVIDE_PACE: Duration = Duration::from_millis(50);
 
@@ -217,10 +215,11 @@ impl Replicator {
         if missing.is_empty() {
             return Ok(());
         }
+        let window = self.ctx.chunk_window(&peer).await;
         let mut sending = FuturesUnordered::new();
         let mut queue = missing.into_iter();
         loop {
-            while sending.len() < COPY_WINDOW {
+            while sending.len() < window {
                 let Some(id) = queue.next() else { break };
                 sending.push(self.send_chunk(peer, id));
             }
@@ -307,6 +306,7 @@ impl Replicator {
     pub(crate) fn stream_routed(
         &self,
         peers: Vec<(PeerId, Option<ShardSet>)>,
+        per_chunk_shards: usize,
     ) -> (BlobTap, tokio::task::JoinHandle<Option<()>>) {
         let queue_len = match peers.iter().any(|(_, set)| set.is_some()) {
             // A coded chunk is several blobs at once.
@@ -321,10 +321,13 @@ impl Replicator {
             for (peer, set) in peers {
                 let (tx, rx) = mpsc::channel(STREAM_QUEUE);
                 queues.push((tx, set));
+                // A peer keeping one shard index of a K+M file gets one
+                // shard (a K-th of a chunk) per chunk.
+                let per_chunk = per_chunk_shards;
                 workers.push(
                     node.ctx
                         .tasks
-                        .spawn_joinable(node.clone().stream_worker(peer, rx)),
+                        .spawn_joinable(node.clone().stream_worker(peer, rx, per_chunk)),
                 );
             }
             while let Some(TappedBlob {
@@ -363,13 +366,21 @@ impl Replicator {
         (tap, task)
     }
 
-    /// Sends encoded `PutChunk` requests (with their blob sizes) to `peer`, a few
-    /// in flight, until the queue ends or the peer fails one.
-    async fn stream_worker(self, peer: PeerId, mut blobs: mpsc::Receiver<(usize, Bytes)>) {
+    /// Sends encoded `PutChunk` requests (with their blob sizes) to `peer`, a
+    /// window in flight (sized from its round trip, see
+    /// [`crate::context::chunk_window`]; shards count as the chunk they are
+    /// a part of), until the queue ends or the peer fails one.
+    async fn stream_worker(
+        self,
+        peer: PeerId,
+        mut blobs: mpsc::Receiver<(usize, Bytes)>,
+        per_chunk: usize,
+    ) {
+        let window = self.ctx.chunk_window(&peer).await * per_chunk;
         let mut sending = FuturesUnordered::new();
         loop {
             tokio::select! {
-                next = blobs.recv(), if sending.len() < STREAM_WINDOW => match next {
+                next = blobs.recv(), if sending.len() < window => match next {
                     Some((bytes, message)) => {
                         let node = self.clone();
                         sending.push(async move {
@@ -540,11 +551,18 @@ impl Replicator {
         let name_id = self.ctx.vault.name_id(name);
         let peers = self.ctx.connected_peers().await;
         let likely = self.ctx.target_copies(peers.len()).max(1);
+        let order = placement(&name_id, peers);
+        // Enough chunks ahead to fill the paths from the likely holders
+        // (a coded file's come from K+M of them; any of the first few
+        // stand for the rest), as far as the budget allows.
+        let windows = self.ctx.chunk_windows(&order).await;
+        let ahead = windows.iter().take(likely.max(4)).sum::<usize>();
         Arc::new(PeerChunks::new(
             self.ctx.clone(),
             name_id,
-            placement(&name_id, peers),
+            order,
             likely,
+            ahead,
         ))
     }
 }

@@ -23,6 +23,10 @@
 //! placed, so every file is readable throughout. Nothing is remembered
 //! between rounds: the catalogue says what is left, so a stop or a crash
 //! loses at most the file in hand, and the next round goes on.
+//!
+//! Only files written before the setting are the vault's to switch: one
+//! written since keeps what its writer chose (`put --redundancy`), and a
+//! node's `--redundancy` alone shapes its new writes but re-encodes nothing.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,6 +57,9 @@ const REENCODE_EVERY: Duration = Duration::from_secs(10);
 /// a stop are not held up for long.
 const ROUND_BYTES: u64 = 1 << 30;
 const ROUND_TIME: Duration = Duration::from_secs(120);
+/// Once a pass found every file kept as the vault says, how long until the
+/// next look.
+const SETTLED_LOOK_EVERY: Duration = Duration::from_secs(300);
 
 /// The vault's redundancy as a member set it (signed, like the device records).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,7 +163,8 @@ impl Writer {
         let (tap, streaming) = if targets.is_empty() {
             (None, None)
         } else {
-            let (tap, task) = replicator.stream_routed(targets);
+            let per_chunk = redundancy.map_or(1, |r| r.data());
+            let (tap, task) = replicator.stream_routed(targets, per_chunk);
             (Some(tap), Some(task))
         };
         let how = WriteAs {
@@ -222,6 +230,8 @@ pub(crate) struct Reencoder {
     writer: Writer,
     status: Arc<Mutex<RedundancyStatus>>,
     every: Duration,
+    /// The setting (its time) for which a pass last found nothing left, and when.
+    settled: Arc<Mutex<Option<(u64, Instant)>>>,
 }
 
 impl Reencoder {
@@ -237,6 +247,7 @@ impl Reencoder {
             writer,
             status: Arc::default(),
             every: crate::maintenance::repair_tick(repair_delay).min(REENCODE_EVERY),
+            settled: Arc::default(),
         }
     }
 
@@ -262,14 +273,34 @@ impl Reencoder {
     }
 
     async fn run(&self) -> Result<String> {
-        let wanted = self.ctx.redundancy();
+        // A node's own --redundancy only shapes its new writes: only a
+        // setting of the vault's re-encodes what is stored.
+        let Some(setting) = self.ctx.devices.redundancy_setting() else {
+            return Ok("the vault has no redundancy setting: nothing to re-encode".into());
+        };
+        let wanted = setting.redundancy();
+        // A pass over the catalogue found nothing left a short while ago:
+        // look again only now and then (records of old files may still
+        // arrive from nodes that were away), not every round.
+        if let Some((at_ms, when)) = *self.settled.lock().unwrap_or_else(|p| p.into_inner())
+            && at_ms == setting.at_ms
+            && when.elapsed() < SETTLED_LOOK_EVERY
+        {
+            return Ok(format!(
+                "every file is kept as the vault says ({})",
+                label(wanted)
+            ));
+        }
         let vault = &self.ctx.vault;
+        // Files written after the setting keep what their writer chose (`put
+        // --redundancy`); those before it are the vault's to switch.
         let otherwise: Vec<(peervault_store::NameId, FileSummary)> = vault
             .summaries()
             .await?
             .into_iter()
             .filter(|(_, f)| {
                 f.redundancy != wanted
+                    && f.version.unix_millis() < setting.at_ms
                     && !Devices::touches(&f.name)
                     && !crate::objects::is_reserved(&f.name)
             })
@@ -279,6 +310,8 @@ impl Reencoder {
             .unwrap_or_else(|p| p.into_inner())
             .files_kept_otherwise = otherwise.len() as u64;
         if otherwise.is_empty() {
+            *self.settled.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((setting.at_ms, Instant::now()));
             return Ok(format!(
                 "every file is kept as the vault says ({})",
                 label(wanted)

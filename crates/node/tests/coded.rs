@@ -82,9 +82,17 @@ async fn six_nodes_keep_a_4_plus_2_file_in_one_and_a_half_times_and_lose_any_two
     for node in &nodes {
         repaired += node.metrics_snapshot().await.replication.copies_repaired;
     }
-    assert_eq!(repaired, 2, "two shard indexes rebuilt, once each");
-    let stored = used(&nodes.iter().collect::<Vec<_>>()).await;
-    assert!(stored <= size * 16 / 10, "{stored} bytes stored for {size}");
+    // Two indexes rebuilt at least (more moves when a round ran before the
+    // new nodes were connected, or two holders saw different holdings:
+    // a rebuilder then keeps a shard itself and hands it on later, or a
+    // doubled one is dropped again).
+    assert!(repaired >= 2, "{repaired} shard moves");
+    eventually_within(
+        "doubled shards are dropped",
+        Duration::from_secs(60),
+        || async { used(&nodes.iter().collect::<Vec<_>>()).await <= size * 16 / 10 },
+    )
+    .await;
     let c = nodes.remove(2);
     let a = nodes.remove(0);
     stop(c).await;
@@ -148,6 +156,9 @@ async fn a_vault_switches_from_copies_to_4_plus_2_and_back_with_every_file_reada
     let cluster = Cluster::with(|config| {
         config.maintenance.repair_delay = Duration::from_secs(2);
         config.maintenance.gc_delay = Duration::from_secs(3600);
+        // Re-encoded versions are kept this long (the grace is 10 minutes
+        // at most), for reads to fall back on while shards are placed.
+        config.versions.keep_for = Duration::from_secs(1);
     });
     let a = cluster.start("a", &[], Replicas::Count(3)).await;
     let mut nodes = vec![a];
@@ -200,16 +211,37 @@ async fn a_vault_switches_from_copies_to_4_plus_2_and_back_with_every_file_reada
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // The whole copies' space came back (no history kept of them).
+    // The whole copies' space comes back once the grace is over (no
+    // history kept of them).
     eventually_within(
         "the copies' space comes back",
         Duration::from_secs(60),
-        || async { used(&all()).await <= size * 16 / 10 },
+        || async {
+            for node in &nodes {
+                node.collect_garbage().await.unwrap();
+            }
+            used(&all()).await <= size * 16 / 10
+        },
     )
     .await;
-    // New files follow the vault's setting on every node.
+    // New files follow the vault's setting on every node; one its writer
+    // asked to keep whole stays whole.
     let report = nodes[5].store("new", &files[0].1[..], None).await.unwrap();
     assert_eq!(report.file.redundancy.as_deref(), Some("4+2"));
+    let whole = nodes[1]
+        .store_kept(
+            "whole-on-purpose",
+            Default::default(),
+            &files[1].1[..],
+            None,
+            None,
+            Keeping::Copies,
+        )
+        .await
+        .unwrap();
+    assert_eq!(whole.file.redundancy, None);
+    after_repair_rounds(&all(), 3).await;
+    assert_eq!(kept_as(&nodes[3], "whole-on-purpose").await, None);
     // And back to whole copies.
     nodes[4].set_redundancy(None).await.unwrap();
     eventually_within(

@@ -575,7 +575,7 @@ impl Catalogue {
         let current = self.open_entry(id, current.value())?;
         let mut older = Vec::new();
         let mut purged = purge_version(&current);
-        let mut reencoded: Vec<Version> = reencoded_version(&current).into_iter().collect();
+        let mut reencoded: Vec<(Version, u64)> = reencoded_version(&current).into_iter().collect();
         for row in history.range(low..=high)?.rev() {
             let (key, value) = row?;
             let version = history::parse_key(&key.value()).1;
@@ -1076,10 +1076,13 @@ fn purge_version(entry: &CatalogueEntry) -> Option<Version> {
     }
 }
 
-/// The version `entry` keeps anew, if it is a re-encoding (see
+/// The version `entry` keeps anew, and when, if it is a re-encoding (see
 /// [`crate::Manifest::reencodes`]).
-fn reencoded_version(entry: &CatalogueEntry) -> Option<Version> {
-    entry.as_file().and_then(|m| m.reencodes)
+fn reencoded_version(entry: &CatalogueEntry) -> Option<(Version, u64)> {
+    entry
+        .as_file()
+        .and_then(|m| m.reencodes)
+        .map(|r| (r.of, r.at_ms))
 }
 
 /// The chunks of `uses` (chunk, references counted among some manifests) that

@@ -29,6 +29,10 @@ use crate::version::Version;
 
 /// Default number of superseded versions kept per live name.
 pub const DEFAULT_KEEP_VERSIONS: u32 = 10;
+/// How long a re-encoded version is kept after its re-encoding (see
+/// [`Retention::expired`]).
+pub const REENCODED_GRACE: Duration = Duration::from_secs(600);
+
 /// Default time a superseded version is kept.
 pub const DEFAULT_VERSION_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -61,26 +65,36 @@ impl Retention {
     /// expired at `now_ms` (indices into `older`). `current` is the name's current
     /// version, and `live` says whether it is a file (not a tombstone). A version
     /// was superseded when the next newer one was written. Every version older
-    /// than `purged`, the newest purging tombstone of the name, has expired,
-    /// and so has every version in `reencoded` (a newer one keeps the same
-    /// bytes another way: see [`crate::Manifest::reencodes`]).
+    /// than `purged`, the newest purging tombstone of the name, has expired.
+    /// A version in `reencoded` (a newer one keeps the same bytes another
+    /// way, see [`crate::Manifest::reencodes`]; with the time it was made)
+    /// is kept only [`REENCODED_GRACE`] (or `keep_for`, if shorter) after
+    /// that, whatever `keep_versions` says: long enough for the new
+    /// version's copies or shards to be placed while reads can still fall
+    /// back on it.
     pub fn expired(
         &self,
         current: Version,
         live: bool,
         older: &[Version],
         purged: Option<Version>,
-        reencoded: &[Version],
+        reencoded: &[(Version, u64)],
         now_ms: u64,
     ) -> Vec<usize> {
+        let grace = (self.keep_for.min(REENCODED_GRACE)).as_millis() as u64;
         let keep_for = self.keep_for.as_millis() as u64;
         let mut superseded_at = current.unix_millis();
         let mut out = Vec::new();
         for (i, version) in older.iter().enumerate() {
             let by_count = live && (i as u64) < u64::from(self.keep_versions);
             let by_time = now_ms.saturating_sub(superseded_at) < keep_for;
-            let purged = purged.is_some_and(|p| *version < p) || reencoded.contains(version);
-            if purged || (!by_count && !by_time) {
+            let purged = purged.is_some_and(|p| *version < p);
+            let reencoded = reencoded.iter().find(|(v, _)| v == version);
+            let kept = match reencoded {
+                Some((_, at_ms)) => now_ms.saturating_sub(*at_ms) < grace,
+                None => by_count || by_time,
+            };
+            if purged || !kept {
                 out.push(i);
             }
             superseded_at = version.unix_millis();

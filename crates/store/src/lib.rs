@@ -39,7 +39,8 @@ pub use history::Retention;
 pub use ids::{ChunkId, NameId, OriginId};
 pub use keys::{EpochKey, KdfParams, KeyFingerprint, KeySource, NetworkKey, UserKey};
 pub use manifest::{
-    CatalogueEntry, CodedChunk, Coding, FileMeta, FileSummary, Manifest, ObjectMeta, Tombstone,
+    CatalogueEntry, CodedChunk, Coding, FileMeta, FileSummary, Manifest, ObjectMeta, Reencoding,
+    Tombstone,
 };
 pub use names::{MAX_NAME_BYTES, NameError, validate_name};
 pub use space::Usage;

@@ -57,9 +57,19 @@ pub struct Manifest {
     /// every holder keeps whole chunks.
     pub coding: Option<Box<Coding>>,
     /// The version this one keeps anew (the same bytes and metadata, stored
-    /// another way: whole copies or shards, see the node's re-encoder). That
-    /// version is not kept as history: nothing of it is lost.
-    pub reencodes: Option<Version>,
+    /// another way: whole copies or shards, see the node's re-encoder), and
+    /// when. That version is kept as history only for a grace period (see
+    /// [`crate::history`]): nothing of it is lost.
+    pub reencodes: Option<Reencoding>,
+}
+
+/// What a re-encoded version keeps anew, and when it was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reencoding {
+    pub of: Version,
+    /// Wall-clock time of the re-encoding (Unix ms): the version's own clock
+    /// is one tick after `of`'s, which says nothing of when.
+    pub at_ms: u64,
 }
 
 /// The shards of an erasure-coded file: per chunk, the length of its sealed

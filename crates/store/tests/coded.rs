@@ -294,11 +294,15 @@ async fn reencode(
 }
 
 #[tokio::test]
-async fn a_reencoding_replaces_its_version_without_keeping_it_and_never_a_newer_one() {
+async fn a_reencoding_replaces_its_version_after_a_grace_and_never_a_newer_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), 1);
-    // Versions kept as usual: the re-encoded one must go all the same.
-    cfg.retention = Retention::default();
+    // Versions kept by count (ten): the re-encoded one goes all the same,
+    // after the grace (here the shorter keep_for).
+    cfg.retention = Retention {
+        keep_versions: 10,
+        keep_for: std::time::Duration::from_millis(300),
+    };
     let vault = Vault::open(cfg).await.unwrap();
     let bytes = data(600_000, 4);
     let whole = vault
@@ -314,17 +318,42 @@ async fn a_reencoding_replaces_its_version_without_keeping_it_and_never_a_newer_
     let m = reencode(&vault, "f", &bytes, whole.version, coded)
         .await
         .unwrap();
-    assert_eq!(m.reencodes, Some(whole.version));
+    assert_eq!(m.reencodes.map(|r| r.of), Some(whole.version));
     assert_eq!(
         m.version,
         Version::reencoding(whole.version, OriginId([1; 16]))
     );
     assert!(m.version > whole.version);
+    // During the grace the old version is kept, and a read of the new one
+    // falls back on it for chunks whose shards are not to be had (here:
+    // shards 1 and 2 of every chunk gone, which 2+1 cannot spare).
+    assert_eq!(vault.versions("f").await.unwrap().len(), 2);
+    vault
+        .release_shards("f", m.version, ShardSet(0b110))
+        .await
+        .unwrap();
+    assert_eq!(read_with(&vault, "f", None).await.unwrap(), bytes);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    vault.collect_tombstones().await.unwrap();
+    // (The old whole chunks are gone with it: the GC would otherwise find
+    // them unreferenced.)
     assert_eq!(
         vault.versions("f").await.unwrap().len(),
         1,
-        "no history kept"
+        "no history kept past the grace"
     );
+    assert!(
+        read_with(&vault, "f", None).await.is_err(),
+        "nothing to fall back on"
+    );
+    let m = reencode(&vault, "f", &bytes, m.version, coded)
+        .await
+        .unwrap();
+    let past_the_grace = || async {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        vault.collect_tombstones().await.unwrap();
+    };
+    past_the_grace().await;
     let used = vault.usage().used_bytes;
     assert!(
         used > one_copy * 14 / 10 && used < one_copy * 16 / 10,
@@ -348,6 +377,7 @@ async fn a_reencoding_replaces_its_version_without_keeping_it_and_never_a_newer_
         .await
         .unwrap();
     assert!(back.coding.is_none());
+    past_the_grace().await;
     // The coded version stays history (a real write superseded it); the one
     // re-encoded again does not.
     let kept: Vec<Version> = vault

@@ -31,6 +31,13 @@ pub trait ChunkSource: Send + Sync {
         index: usize,
     ) -> BoxFuture<'static, std::result::Result<bytes::BytesMut, FetchError>>;
 
+    /// Chunks a read should keep in flight from this source: enough to fill
+    /// the paths to its holders (the reader takes at least its own default,
+    /// and never more than the memory budget has free).
+    fn read_ahead(&self) -> usize {
+        0
+    }
+
     /// The blob of shard `shard` of chunk `index` of coded `manifest`.
     fn fetch_shard(
         &self,

@@ -35,8 +35,13 @@ pub(crate) const READ_AHEAD_LOCAL: usize = 8;
 /// their check.
 const REMOTE_ATTEMPTS: usize = 3;
 
-/// Chunks in flight when some come from peers (network latency needs more depth).
+/// Chunks in flight when some come from peers (network latency needs more
+/// depth), at least; the source says how many fill its paths
+/// ([`ChunkSource::read_ahead`]), up to [`READ_AHEAD_MAX`].
 const READ_AHEAD_REMOTE: usize = 8;
+/// Most chunks one read keeps in flight (each beyond the first only while
+/// the memory budget has it free).
+const READ_AHEAD_MAX: usize = 32;
 
 /// Largest chunk from a peer that is checked (AES-GCM and BLAKE3, ~0.3 ms for
 /// 1 MiB) on the task that received it; larger ones go to a blocking thread.
@@ -200,7 +205,7 @@ impl Vault {
         paying: Paying,
     ) -> Result<FileReader> {
         let name_owned = name.to_string();
-        let (manifest, local, shards_here, pins) = self
+        let (manifest, local, shards_here, pins, fallback) = self
             .blocking(move |inner| {
                 let manifest = match version {
                     None => inner.live_manifest(&name_owned)?,
@@ -230,7 +235,22 @@ impl Vault {
                             .collect::<Result<Vec<Vec<Option<Slot>>>>>()?,
                     ),
                 };
-                Ok((manifest, local, shards_here, pins))
+                // A re-encoding's predecessor, while it is kept: the same
+                // chunks, kept the other way, that a read falls back on
+                // while the new version's copies or shards are placed.
+                let fallback = match manifest.reencodes {
+                    Some(r) => inner
+                        .version_manifest(&manifest.name, r.of)
+                        .ok()
+                        .filter(|old| old.chunks == manifest.chunks)
+                        .map(|old| Fallback::of(old, &view))
+                        .transpose()?,
+                    None => None,
+                };
+                for id in fallback.iter().flat_map(|f| f.manifest.blobs().to_vec()) {
+                    pins.pin(id);
+                }
+                Ok((manifest, local, shards_here, pins, fallback.map(Arc::new)))
             })
             .await?;
         let shards_here = Arc::new(shards_here);
@@ -238,7 +258,10 @@ impl Vault {
         let read_ahead = match (paying, local.iter().all(Option::is_some)) {
             (Paying::TheWriteItFeeds, _) => READ_AHEAD,
             (Paying::Budget, true) => READ_AHEAD_LOCAL,
-            (Paying::Budget, false) => READ_AHEAD_REMOTE,
+            (Paying::Budget, false) => source
+                .as_ref()
+                .map_or(0, |s| s.read_ahead())
+                .clamp(READ_AHEAD_REMOTE, READ_AHEAD_MAX),
         };
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let inner = self.inner.clone();
@@ -279,18 +302,30 @@ impl Vault {
                         _ => None,
                     };
                     let (shards_here, hedge) = (shards_here.clone(), hedge.clone());
+                    let fallback = fallback.clone();
                     in_flight.push_back(async move {
                         let read = match local {
                             Some((slot, blob)) => {
                                 inner
-                                    .read_local_or_repair(source, m, index, slot, blob)
+                                    .clone()
+                                    .read_local_or_repair(source.clone(), m, index, slot, blob)
                                     .await
                             }
                             None if m.coding.is_some() => {
                                 let here = shards_here.get(index).cloned().unwrap_or_default();
-                                inner.read_coded(source, m, index, here, &hedge).await
+                                inner
+                                    .clone()
+                                    .read_coded(source.clone(), m, index, here, &hedge)
+                                    .await
                             }
-                            None => inner.read_remote(source, m, index).await,
+                            None => inner.clone().read_remote(source.clone(), m, index).await,
+                        };
+                        let read = match (read, fallback) {
+                            (Err(e), Some(old)) => inner
+                                .read_fallback(source, &old, index, &hedge)
+                                .await
+                                .map_err(|_| e),
+                            (read, _) => read,
                         };
                         (read, lease)
                     });
@@ -347,6 +382,73 @@ impl Hedge {
         let old = self.average_us.load(Relaxed);
         let new = if old == 0 { took } else { (old * 7 + took) / 8 };
         self.average_us.store(new, Relaxed);
+    }
+}
+
+/// The version a re-encoding keeps anew, with where its blobs lie here.
+struct Fallback {
+    manifest: Arc<Manifest>,
+    /// Its chunks' slots (a whole version) or its shards' (a coded one).
+    whole: Vec<Option<Slot>>,
+    shards: Vec<Vec<Option<Slot>>>,
+}
+
+impl Fallback {
+    fn of(manifest: Manifest, view: &crate::catalogue::ChunkView) -> Result<Fallback> {
+        let (whole, shards) = match &manifest.coding {
+            None => (
+                manifest
+                    .chunks
+                    .iter()
+                    .map(|id| view.slot(id))
+                    .collect::<Result<Vec<_>>>()?,
+                Vec::new(),
+            ),
+            Some(coding) => (
+                Vec::new(),
+                coding
+                    .chunks
+                    .iter()
+                    .map(|c| c.shards.iter().map(|id| view.slot(id)).collect())
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+        };
+        Ok(Fallback {
+            manifest: Arc::new(manifest),
+            whole,
+            shards,
+        })
+    }
+}
+
+impl Inner {
+    /// Chunk `index` as the version a re-encoding keeps anew has it (the
+    /// same chunk: equal ids), held here or fetched: what a read of a
+    /// re-encoded version uses while its own copies or shards are placed.
+    async fn read_fallback(
+        self: Arc<Self>,
+        source: Option<Arc<dyn ChunkSource>>,
+        old: &Fallback,
+        index: usize,
+        hedge: &Hedge,
+    ) -> Result<Bytes> {
+        let m = old.manifest.clone();
+        if m.coding.is_some() {
+            let here = old.shards.get(index).cloned().unwrap_or_default();
+            return self.read_coded(source, m, index, here, hedge).await;
+        }
+        if let Some(slot) = old.whole.get(index).copied().flatten() {
+            let inner = self.clone();
+            let local = tokio::task::spawn_blocking(move || {
+                inner.load_chunk(&m, index, &slot, ChunkCheck::Tag)
+            })
+            .await
+            .map_err(|e| StoreError::io("reading a chunk", std::io::Error::other(e)))?;
+            if let Ok(plain) = local {
+                return Ok(plain);
+            }
+        }
+        self.read_remote(source, old.manifest.clone(), index).await
     }
 }
 

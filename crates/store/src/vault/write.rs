@@ -570,6 +570,10 @@ impl Vault {
         } = stored;
         let name = name.to_string();
         self.blocking(move |inner| {
+            let reencoding = reencodes.map(|of| crate::manifest::Reencoding {
+                of,
+                at_ms: crate::version::unix_millis_now(),
+            });
             let version = match reencodes {
                 None => Version {
                     clock: inner.clock.tick(),
@@ -606,7 +610,7 @@ impl Vault {
                     Vec::new()
                 },
                 coding: state.coding.clone().map(Box::new),
-                reencodes,
+                reencodes: reencoding,
             };
             let entry = CatalogueEntry::File(manifest.clone());
             let outcome = match inner.apply_entry(&entry, &new_chunks) {
