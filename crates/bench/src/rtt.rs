@@ -181,12 +181,17 @@ pub async fn run(args: RttArgs<'_>) -> anyhow::Result<()> {
         for node in [a.node, b.node, c.node] {
             node.stop()?;
         }
-        std::fs::remove_dir_all(&round).ok();
+        // PEERVAULT_BENCH_KEEP keeps the nodes' data dirs and logs to look at.
+        if std::env::var_os("PEERVAULT_BENCH_KEEP").is_none() {
+            std::fs::remove_dir_all(&round).ok();
+        }
     }
     println!("targets: put and get >= 0.8 of plain TCP, every node's peak RSS < 64 MiB");
     if missed > 0 {
         println!("{missed} round trips missed a target");
     }
-    std::fs::remove_dir_all(&work).ok();
+    if std::env::var_os("PEERVAULT_BENCH_KEEP").is_none() {
+        std::fs::remove_dir_all(&work).ok();
+    }
     Ok(())
 }

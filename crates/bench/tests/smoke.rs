@@ -155,3 +155,34 @@ fn the_coded_workload_runs_on_loopback_and_on_shaped_links() {
         );
     }
 }
+
+#[test]
+fn the_rtt_workload_runs_through_its_delay_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_peervault-bench"))
+        .arg("--peervault")
+        .arg(peervault())
+        .arg("--dir")
+        .arg(dir.path())
+        .args([
+            "rtt",
+            "--size",
+            "3MiB",
+            "--delay-ms",
+            "5",
+            "--rate-mbit",
+            "200",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "rtt failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("plain TCP") && text.contains("10 ms"),
+        "{text}"
+    );
+}
