@@ -196,14 +196,7 @@ impl Replicator {
             copies: keep.len(),
             ..Replication::default()
         };
-        let tell = |report: &Replication| {
-            if let Some(progress) = progress {
-                progress.send_replace(CopyProgress {
-                    copies: report.copies,
-                    target: report.target,
-                });
-            }
-        };
+        let tell = |report: &Replication| crate::replicate::tell_progress(progress, report);
         tell(&report);
         let entry = match self.sealed(manifest).await {
             Ok(entry) => entry,

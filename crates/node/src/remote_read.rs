@@ -142,6 +142,23 @@ impl PeerChunks {
 }
 
 impl PeerChunks {
+    /// `peer` supplied blob `id` (`what`), which failed its check: it is
+    /// not asked again during this read, and is charged an offence.
+    fn charge(&self, peer: PeerId, id: Option<peervault_store::ChunkId>, what: String) {
+        self.liars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer);
+        let Some(id) = id else {
+            return;
+        };
+        let ctx = self.ctx.clone();
+        self.ctx.spawn(async move {
+            ctx.offence(peer, crate::conduct::Offence::BadChunk(id), &what)
+                .await
+        });
+    }
+
     /// Another handle on the same read's state (for futures that outlive `&self`).
     fn clone_handles(&self) -> PeerChunks {
         PeerChunks {
@@ -268,13 +285,7 @@ impl ChunkSource for PeerChunks {
     ) -> BoxFuture<'static, std::result::Result<BytesMut, FetchError>> {
         let this = self.clone_handles();
         Box::pin(async move {
-            let Some(id) = manifest
-                .coding
-                .as_ref()
-                .and_then(|c| c.chunks.get(index))
-                .and_then(|c| c.shards.get(shard))
-                .copied()
-            else {
+            let Some(id) = manifest.shard_id(index, shard) else {
                 return Err(FetchError(format!(
                     "the file has no shard {shard} of chunk {index}"
                 )));
@@ -309,56 +320,26 @@ impl ChunkSource for PeerChunks {
     }
 
     fn rejected_shard(&self, manifest: &Manifest, index: usize, shard: usize) {
-        let Some(peer) = self
+        let supplier = self
             .served_shards
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&(index, shard))
-        else {
-            return;
-        };
-        self.liars
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(peer);
-        let Some(id) = manifest
-            .coding
-            .as_ref()
-            .and_then(|c| c.chunks.get(index))
-            .and_then(|c| c.shards.get(shard))
-            .copied()
-        else {
-            return;
-        };
-        let ctx = self.ctx.clone();
-        let what = format!("shard {shard} of chunk {index} of {:?}", manifest.name);
-        self.ctx.spawn(async move {
-            ctx.offence(peer, crate::conduct::Offence::BadChunk(id), &what)
-                .await
-        });
+            .remove(&(index, shard));
+        if let Some(peer) = supplier {
+            let what = format!("shard {shard} of chunk {index} of {:?}", manifest.name);
+            self.charge(peer, manifest.shard_id(index, shard), what);
+        }
     }
 
     fn rejected(&self, manifest: &Manifest, index: usize, problem: &ChunkProblem) {
-        let Some(peer) = self
+        let supplier = self
             .served
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&index)
-        else {
-            return;
-        };
-        self.liars
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(peer);
-        let Some(id) = manifest.chunks.get(index).copied() else {
-            return;
-        };
-        let ctx = self.ctx.clone();
-        let what = format!("chunk {index} of {:?}, which {problem}", manifest.name);
-        self.ctx.spawn(async move {
-            ctx.offence(peer, crate::conduct::Offence::BadChunk(id), &what)
-                .await
-        });
+            .remove(&index);
+        if let Some(peer) = supplier {
+            let what = format!("chunk {index} of {:?}, which {problem}", manifest.name);
+            self.charge(peer, manifest.chunks.get(index).copied(), what);
+        }
     }
 }

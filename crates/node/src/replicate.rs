@@ -130,14 +130,7 @@ impl Replicator {
                 return report;
             }
         };
-        let tell = |report: &Replication| {
-            if let Some(progress) = progress {
-                progress.send_replace(CopyProgress {
-                    copies: report.copies,
-                    target: report.target,
-                });
-            }
-        };
+        let tell = |report: &Replication| tell_progress(progress, report);
         tell(&report);
         let wanted = report.target.saturating_sub(1);
         let candidates = placement(&self.ctx.vault.name_id(placed_with), peers);
@@ -564,6 +557,19 @@ impl Replicator {
             likely,
             ahead,
         ))
+    }
+}
+
+/// Tells `progress`, if anyone watches, the copies (or shards) `report` has.
+pub(crate) fn tell_progress(
+    progress: Option<&tokio::sync::watch::Sender<CopyProgress>>,
+    report: &Replication,
+) {
+    if let Some(progress) = progress {
+        progress.send_replace(CopyProgress {
+            copies: report.copies,
+            target: report.target,
+        });
     }
 }
 

@@ -442,6 +442,17 @@ impl Manifest {
         }
     }
 
+    /// The id of shard `shard` of chunk `index` of a coded file.
+    pub fn shard_id(&self, index: usize, shard: usize) -> Option<ChunkId> {
+        self.coding
+            .as_ref()?
+            .chunks
+            .get(index)?
+            .shards
+            .get(shard)
+            .copied()
+    }
+
     /// The ids of the shards in `set` of every chunk (nothing for a file
     /// that is not coded).
     pub fn shard_blobs(&self, set: ShardSet) -> Vec<ChunkId> {

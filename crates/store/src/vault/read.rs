@@ -228,11 +228,7 @@ impl Vault {
                     ),
                     Some(coding) => (
                         vec![None; manifest.chunks.len()],
-                        coding
-                            .chunks
-                            .iter()
-                            .map(|c| c.shards.iter().map(|id| view.slot(id)).collect())
-                            .collect::<Result<Vec<Vec<Option<Slot>>>>>()?,
+                        shard_slots(&view, coding)?,
                     ),
                 };
                 // A re-encoding's predecessor, while it is kept: the same
@@ -385,6 +381,18 @@ impl Hedge {
     }
 }
 
+/// Where each shard of each chunk of `coding` lies here, if it does.
+fn shard_slots(
+    view: &crate::catalogue::ChunkView,
+    coding: &crate::Coding,
+) -> Result<Vec<Vec<Option<Slot>>>> {
+    coding
+        .chunks
+        .iter()
+        .map(|c| c.shards.iter().map(|id| view.slot(id)).collect())
+        .collect()
+}
+
 /// The version a re-encoding keeps anew, with where its blobs lie here.
 struct Fallback {
     manifest: Arc<Manifest>,
@@ -404,14 +412,7 @@ impl Fallback {
                     .collect::<Result<Vec<_>>>()?,
                 Vec::new(),
             ),
-            Some(coding) => (
-                Vec::new(),
-                coding
-                    .chunks
-                    .iter()
-                    .map(|c| c.shards.iter().map(|id| view.slot(id)).collect())
-                    .collect::<Result<Vec<_>>>()?,
-            ),
+            Some(coding) => (Vec::new(), shard_slots(view, coding)?),
         };
         Ok(Fallback {
             manifest: Arc::new(manifest),
