@@ -46,14 +46,7 @@ fn address(node: &TestNode) -> String {
 
 /// Nodes that hold every chunk of `name`.
 fn holders(nodes: &[&TestNode], name: &str) -> usize {
-    nodes
-        .iter()
-        .filter(|n| {
-            n.ls()
-                .iter()
-                .any(|f| f["name"] == name && f["local"] == true)
-        })
-        .count()
+    crate::harness::holding(nodes, name)
 }
 
 fn start(dir: &Path, name: &str, bootstrap: Option<&TestNode>) -> TestNode {

@@ -27,16 +27,10 @@ fn used_bytes(node: &TestNode) -> u64 {
     status["storage"]["used_bytes"].as_u64().unwrap()
 }
 
-/// Nodes that hold shards (all chunks of at least one index) of `name`.
+/// Nodes that hold shards (all chunks of at least one index) of `name`:
+/// those whose listing says `local`.
 fn holders(nodes: &[&TestNode], name: &str) -> usize {
-    nodes
-        .iter()
-        .filter(|n| {
-            n.ls()
-                .iter()
-                .any(|f| f["name"] == name && f["local"] == true)
-        })
-        .count()
+    crate::harness::holding(nodes, name)
 }
 
 fn get_hash(node: &TestNode, name: &str, dir: &Path) -> blake3::Hash {

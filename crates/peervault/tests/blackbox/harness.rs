@@ -437,3 +437,15 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// How many of `nodes` list `name` as held here (`local` in `ls --json`).
+pub fn holding(nodes: &[&TestNode], name: &str) -> usize {
+    nodes
+        .iter()
+        .filter(|n| {
+            n.ls()
+                .iter()
+                .any(|f| f["name"] == name && f["local"] == true)
+        })
+        .count()
+}

@@ -217,20 +217,7 @@ impl Vault {
                 }
                 let view = inner.catalogue.chunk_view()?;
                 // A coded file's chunks are rebuilt from shards (`read_coded`).
-                let (local, shards_here) = match &manifest.coding {
-                    None => (
-                        manifest
-                            .chunks
-                            .iter()
-                            .map(|id| view.slot(id))
-                            .collect::<Result<Vec<Option<Slot>>>>()?,
-                        Vec::new(),
-                    ),
-                    Some(coding) => (
-                        vec![None; manifest.chunks.len()],
-                        shard_slots(&view, coding)?,
-                    ),
-                };
+                let (local, shards_here) = blob_slots(&view, &manifest)?;
                 // A re-encoding's predecessor, while it is kept: the same
                 // chunks, kept the other way, that a read falls back on
                 // while the new version's copies or shards are placed.
@@ -381,16 +368,29 @@ impl Hedge {
     }
 }
 
-/// Where each shard of each chunk of `coding` lies here, if it does.
-fn shard_slots(
-    view: &crate::catalogue::ChunkView,
-    coding: &crate::Coding,
-) -> Result<Vec<Vec<Option<Slot>>>> {
-    coding
-        .chunks
-        .iter()
-        .map(|c| c.shards.iter().map(|id| view.slot(id)).collect())
-        .collect()
+/// Where `manifest`'s blobs lie here, if they do: each whole chunk's (none
+/// for a coded file), and each shard of each chunk's (none for a whole one).
+type BlobSlots = (Vec<Option<Slot>>, Vec<Vec<Option<Slot>>>);
+
+fn blob_slots(view: &crate::catalogue::ChunkView, manifest: &Manifest) -> Result<BlobSlots> {
+    Ok(match &manifest.coding {
+        None => (
+            manifest
+                .chunks
+                .iter()
+                .map(|id| view.slot(id))
+                .collect::<Result<_>>()?,
+            Vec::new(),
+        ),
+        Some(coding) => (
+            vec![None; manifest.chunks.len()],
+            coding
+                .chunks
+                .iter()
+                .map(|c| c.shards.iter().map(|id| view.slot(id)).collect())
+                .collect::<Result<_>>()?,
+        ),
+    })
 }
 
 /// The version a re-encoding keeps anew, with where its blobs lie here.
@@ -403,17 +403,7 @@ struct Fallback {
 
 impl Fallback {
     fn of(manifest: Manifest, view: &crate::catalogue::ChunkView) -> Result<Fallback> {
-        let (whole, shards) = match &manifest.coding {
-            None => (
-                manifest
-                    .chunks
-                    .iter()
-                    .map(|id| view.slot(id))
-                    .collect::<Result<Vec<_>>>()?,
-                Vec::new(),
-            ),
-            Some(coding) => (Vec::new(), shard_slots(view, coding)?),
-        };
+        let (whole, shards) = blob_slots(view, &manifest)?;
         Ok(Fallback {
             manifest: Arc::new(manifest),
             whole,
