@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use peervault::control::proto::{Request, Response};
 
-use crate::node::{BenchNode, peers};
+use crate::node::{BenchNode, wait_connected};
 use peervault_testkit::data::write_file;
 
 pub struct CodedArgs<'a> {
@@ -168,15 +168,8 @@ async fn start_nodes(
         };
         nodes.push(node);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for node in &nodes {
-        while peers(node).await? < NODES - 1 {
-            if Instant::now() > deadline {
-                bail!("the six nodes did not connect within 60 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let refs: Vec<&BenchNode> = nodes.iter().collect();
+    wait_connected(&refs, NODES - 1, Duration::from_secs(60)).await?;
     Ok(nodes)
 }
 

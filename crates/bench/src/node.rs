@@ -151,14 +151,24 @@ pub async fn start_three(bin: &Path, dir: &Path) -> anyhow::Result<[BenchNode; 3
     let join = ["--replicas", "3", "-bootstrap", bootstrap.as_str()];
     let b = BenchNode::start_with(bin, &dir.join("b"), &join)?;
     let c = BenchNode::start_with(bin, &dir.join("c"), &join)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for node in [&a, &b, &c] {
-        while peers(node).await? < 2 {
+    wait_connected(&[&a, &b, &c], 2, Duration::from_secs(30)).await?;
+    Ok([a, b, c])
+}
+
+/// Waits until each of `nodes` has at least `each` peers, for at most `within`.
+pub async fn wait_connected(
+    nodes: &[&BenchNode],
+    each: usize,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    for node in nodes {
+        while peers(node).await? < each {
             if Instant::now() > deadline {
-                bail!("the nodes did not connect within 30 s");
+                bail!("the nodes did not connect within {within:?}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    Ok([a, b, c])
+    Ok(())
 }

@@ -15,7 +15,10 @@ use anyhow::{Context, bail};
 use peervault::control::proto::{Request, Response};
 
 use crate::local::{timed_get, timed_put};
-use crate::node::{BenchNode, listen_port, peers};
+use crate::node::{BenchNode, listen_port, wait_connected};
+
+/// How long the nodes may take to connect.
+const CONNECT: Duration = Duration::from_secs(30);
 use crate::report::{Row, median, mib, throughput_table};
 use peervault_testkit::data::write_file;
 
@@ -53,19 +56,6 @@ async fn timed_rekey_all(node: &BenchNode) -> anyhow::Result<(f64, u64)> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn connected(nodes: &[&BenchNode], each: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for node in nodes {
-        while peers(node).await? < each {
-            if Instant::now() > deadline {
-                bail!("the nodes did not connect within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    Ok(())
 }
 
 pub async fn run(args: RekeyArgs<'_>) -> anyhow::Result<()> {
@@ -108,7 +98,7 @@ pub async fn run(args: RekeyArgs<'_>) -> anyhow::Result<()> {
         let join = ["--replicas", "3", "-bootstrap", bootstrap.as_str()];
         let b = BenchNode::start_with(args.bin, &base.join("b"), &join)?;
         let c = BenchNode::start_with(args.bin, &base.join("c"), &join)?;
-        connected(&[&a, &b, &c], 2).await?;
+        wait_connected(&[&a, &b, &c], 2, CONNECT).await?;
         timed_put(&a, "held", &input).await?;
         put_alone.push(timed_put(&a, "alone", &input).await?);
         let epoch = match a.client.call(&Request::Rekey { all: true }).await? {

@@ -15,7 +15,10 @@ use anyhow::{Context, bail};
 use peervault::control::proto::Response;
 
 use crate::delay::{DelayLine, Shape, plain_tcp};
-use crate::node::{BenchNode, peers};
+use crate::node::{BenchNode, wait_connected};
+
+/// How long the nodes may take to connect.
+const CONNECT: Duration = Duration::from_secs(60);
 use peervault_testkit::data::write_file;
 
 pub struct RttArgs<'a> {
@@ -72,19 +75,6 @@ async fn start_linked(
     })
 }
 
-async fn connected(nodes: &[&BenchNode], each: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for node in nodes {
-        while peers(node).await? < each {
-            if Instant::now() > deadline {
-                bail!("the nodes did not connect within 60 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    Ok(())
-}
-
 pub async fn run(args: RttArgs<'_>) -> anyhow::Result<()> {
     let work = args
         .dir
@@ -113,7 +103,7 @@ pub async fn run(args: RttArgs<'_>) -> anyhow::Result<()> {
         let round = work.join(format!("d{delay}"));
         let a = start_linked(args.bin, &round.join("a"), shape, None).await?;
         let b = start_linked(args.bin, &round.join("b"), shape, Some(a.announced)).await?;
-        connected(&[&a.node, &b.node], 1).await?;
+        wait_connected(&[&a.node, &b.node], 1, CONNECT).await?;
         for n in [&a.node, &b.node] {
             n.reset_peak_rss()?;
         }
@@ -133,7 +123,7 @@ pub async fn run(args: RttArgs<'_>) -> anyhow::Result<()> {
         }
         // A reader that joins now holds none of the file.
         let c = start_linked(args.bin, &round.join("c"), shape, Some(a.announced)).await?;
-        connected(&[&a.node, &b.node, &c.node], 2).await?;
+        wait_connected(&[&a.node, &b.node, &c.node], 2, CONNECT).await?;
         c.node.reset_peak_rss()?;
         let start = Instant::now();
         let got = loop {
