@@ -173,10 +173,8 @@ impl Replicator {
         placed_with: &str,
         redundancy: Redundancy,
     ) -> Vec<PeerId> {
-        let peers = self.ctx().connected_peers().await;
-        let mut order = placement(&self.ctx().vault.name_id(placed_with), peers);
-        order.truncate(redundancy.total().saturating_sub(1));
-        order
+        self.best_peers(placed_with, |_| redundancy.total().saturating_sub(1))
+            .await
     }
 
     /// After a coded write: makes each of `targets` hold its shards (a

@@ -142,24 +142,13 @@ impl Context {
             .into_iter()
             .find(|p| p.peer_id == *peer)
             .and_then(|p| p.rtt);
-        chunk_window(rtt, self.vault.budget().total())
+        self.window_for(rtt)
     }
 
-    /// [`Context::chunk_window`] of each of `peers` at once (one question to
-    /// the network actor), in their order.
-    pub(crate) async fn chunk_windows(&self, peers: &[PeerId]) -> Vec<usize> {
-        let known = self.net.peers().await;
-        let budget = self.vault.budget().total();
-        peers
-            .iter()
-            .map(|peer| {
-                let rtt = known
-                    .iter()
-                    .find(|p| p.peer_id == *peer)
-                    .and_then(|p| p.rtt);
-                chunk_window(rtt, budget)
-            })
-            .collect()
+    /// The window of a peer whose last round trip was `rtt`, under this
+    /// node's memory budget (see [`chunk_window`]).
+    pub(crate) fn window_for(&self, rtt: Option<std::time::Duration>) -> usize {
+        chunk_window(rtt, self.vault.budget().total())
     }
 
     /// Copies of each file wanted, counting this node, when `peers` are connected.

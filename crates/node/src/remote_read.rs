@@ -24,7 +24,9 @@ const DHT_ATTEMPTS: usize = 3;
 /// Pause between those tries.
 const DHT_RETRY_PAUSE: Duration = Duration::from_millis(300);
 
-/// Chunks from peers, for one read.
+/// Chunks from peers, for one read. A clone shares the read's state (for
+/// futures that outlive `&self`).
+#[derive(Clone)]
 pub(crate) struct PeerChunks {
     ctx: Arc<Context>,
     /// Connected peers in placement order.
@@ -158,23 +160,6 @@ impl PeerChunks {
                 .await
         });
     }
-
-    /// Another handle on the same read's state (for futures that outlive `&self`).
-    fn clone_handles(&self) -> PeerChunks {
-        PeerChunks {
-            ctx: self.ctx.clone(),
-            order: self.order.clone(),
-            likely: self.likely,
-            failed: self.failed.clone(),
-            name_id: self.name_id,
-            providers: self.providers.clone(),
-            served: self.served.clone(),
-            liars: self.liars.clone(),
-            shard_holders: self.shard_holders.clone(),
-            served_shards: self.served_shards.clone(),
-            ahead: self.ahead,
-        }
-    }
 }
 
 impl ChunkSource for PeerChunks {
@@ -259,7 +244,7 @@ impl ChunkSource for PeerChunks {
         &self,
         manifest: Arc<Manifest>,
     ) -> BoxFuture<'static, std::result::Result<Vec<usize>, FetchError>> {
-        let this = self.clone_handles();
+        let this = self.clone();
         Box::pin(async move {
             let holders = this.shard_holders(&manifest).await;
             let failed = this
@@ -283,7 +268,7 @@ impl ChunkSource for PeerChunks {
         index: usize,
         shard: usize,
     ) -> BoxFuture<'static, std::result::Result<BytesMut, FetchError>> {
-        let this = self.clone_handles();
+        let this = self.clone();
         Box::pin(async move {
             let Some(id) = manifest.shard_id(index, shard) else {
                 return Err(FetchError(format!(

@@ -282,8 +282,21 @@ impl Replicator {
 
     /// The peers a new file named `name` will be copied to, best first.
     pub(crate) async fn holders_for(&self, name: &str) -> Vec<PeerId> {
+        self.best_peers(name, |connected| {
+            self.ctx.target_copies(connected).saturating_sub(1)
+        })
+        .await
+    }
+
+    /// The first `count(connected peers)` connected peers in `name`'s
+    /// placement order.
+    pub(crate) async fn best_peers(
+        &self,
+        name: &str,
+        count: impl FnOnce(usize) -> usize,
+    ) -> Vec<PeerId> {
         let peers = self.ctx.connected_peers().await;
-        let wanted = self.ctx.target_copies(peers.len()).saturating_sub(1);
+        let wanted = count(peers.len());
         let mut order = placement(&self.ctx.vault.name_id(name), peers);
         order.truncate(wanted);
         order
@@ -542,14 +555,25 @@ impl Replicator {
     /// Where reads of `name` get the chunks this node lacks.
     pub(crate) async fn chunk_source(&self, name: &str) -> Arc<dyn ChunkSource> {
         let name_id = self.ctx.vault.name_id(name);
-        let peers = self.ctx.connected_peers().await;
-        let likely = self.ctx.target_copies(peers.len()).max(1);
-        let order = placement(&name_id, peers);
+        // One question to the network actor: who is connected, and each
+        // one's round trip.
+        let known = self.ctx.net.peers().await;
+        let likely = self.ctx.target_copies(known.len()).max(1);
+        let order = placement(&name_id, known.iter().map(|p| p.peer_id).collect());
         // Enough chunks ahead to fill the paths from the likely holders
         // (a coded file's come from K+M of them; any of the first few
         // stand for the rest), as far as the budget allows.
-        let windows = self.ctx.chunk_windows(&order).await;
-        let ahead = windows.iter().take(likely.max(4)).sum::<usize>();
+        let ahead = order
+            .iter()
+            .take(likely.max(4))
+            .map(|peer| {
+                let rtt = known
+                    .iter()
+                    .find(|p| p.peer_id == *peer)
+                    .and_then(|p| p.rtt);
+                self.ctx.window_for(rtt)
+            })
+            .sum::<usize>();
         Arc::new(PeerChunks::new(
             self.ctx.clone(),
             name_id,
