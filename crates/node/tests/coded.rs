@@ -26,9 +26,8 @@ async fn used(nodes: &[&Node]) -> u64 {
     total
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn six_nodes_keep_a_4_plus_2_file_in_one_and_a_half_times_and_lose_any_two() {
-    let cluster = Cluster::with(coded);
+/// Six nodes a to f, all joined through a, connected to each other.
+async fn start_six(cluster: &Cluster) -> Vec<Node> {
     let a = cluster.start("a", &[], Replicas::Count(3)).await;
     let mut nodes = vec![a];
     for name in ["b", "c", "d", "e", "f"] {
@@ -36,6 +35,13 @@ async fn six_nodes_keep_a_4_plus_2_file_in_one_and_a_half_times_and_lose_any_two
         nodes.push(node);
     }
     wait_connected(&nodes.iter().collect::<Vec<_>>()).await;
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_nodes_keep_a_4_plus_2_file_in_one_and_a_half_times_and_lose_any_two() {
+    let cluster = Cluster::with(coded);
+    let mut nodes = start_six(&cluster).await;
     let original = data(8 * MIB + 4321, 11);
     let report = nodes[0]
         .store("big.bin", &original[..], None)
@@ -160,13 +166,7 @@ async fn a_vault_switches_from_copies_to_4_plus_2_and_back_with_every_file_reada
         // at most), for reads to fall back on while shards are placed.
         config.versions.keep_for = Duration::from_secs(1);
     });
-    let a = cluster.start("a", &[], Replicas::Count(3)).await;
-    let mut nodes = vec![a];
-    for name in ["b", "c", "d", "e", "f"] {
-        let node = cluster.start(name, &[&nodes[0]], Replicas::Count(3)).await;
-        nodes.push(node);
-    }
-    wait_connected(&nodes.iter().collect::<Vec<_>>()).await;
+    let nodes = start_six(&cluster).await;
     let files: Vec<(String, Vec<u8>)> = (0..6)
         .map(|i| (format!("f{i}"), data(MIB + i * 77_777, i as u64)))
         .collect();
