@@ -16,6 +16,16 @@ pub struct BenchNode {
 /// The benchmark vault's key.
 const BENCH_KEY: &str = "be0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0c";
 
+/// `--log-level` for every node when `PEERVAULT_BENCH_LOG` names a filter
+/// (the nodes' logs are kept with `PEERVAULT_BENCH_KEEP`): what a run did, to
+/// find out why it was slow.
+fn log_level() -> Vec<String> {
+    match std::env::var("PEERVAULT_BENCH_LOG") {
+        Ok(filter) if !filter.is_empty() => vec!["--log-level".into(), filter],
+        _ => Vec::new(),
+    }
+}
+
 impl BenchNode {
     pub fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<Self> {
         Self::start_with(bin, data_dir, &[])
@@ -35,7 +45,8 @@ impl BenchNode {
                 "--key", // 64 hex digits: every node of the run shares one vault.
                 BENCH_KEY, "--quota", "1TB",
             ])
-            .args(extra);
+            .args(extra)
+            .args(log_level());
         Ok(Self {
             process: NodeProcess::start(launch, Duration::from_secs(30))?,
             client: Client::new(data_dir),
@@ -63,6 +74,7 @@ impl BenchNode {
                 "1TB",
             ])
             .args(extra)
+            .args(log_level())
             .in_netns(netns);
         Ok(Self {
             process: NodeProcess::start(launch, Duration::from_secs(30))?,

@@ -144,28 +144,31 @@ pub async fn run(args: RttArgs<'_>) -> anyhow::Result<()> {
         if got.size != args.size {
             bail!("the get returned {} bytes", got.size);
         }
-        let rss = [&a.node, &b.node, &c.node]
+        let each = [&a.node, &b.node, &c.node]
             .iter()
             .map(|n| n.peak_rss())
-            .collect::<anyhow::Result<Vec<u64>>>()?
-            .into_iter()
-            .max()
-            .unwrap_or(0);
+            .collect::<anyhow::Result<Vec<u64>>>()?;
+        let rss = each.iter().copied().max().unwrap_or(0);
         let mb = |s: f64| args.size as f64 / 1e6 / s.max(1e-9);
         let (put_ratio, get_ratio) = (tcp / put, tcp / get);
         let ok = put_ratio >= 0.8 && get_ratio >= 0.8 && rss < 64 << 20;
         if !ok {
             missed += 1;
         }
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
         println!(
-            "{:<10} {:>9.1} MB/s {:>9.1} MB/s {:>9.1} MB/s {:>8.2} {:>8.2} {:>8.1} MiB{}",
+            "{:<10} {:>9.1} MB/s {:>9.1} MB/s {:>9.1} MB/s {:>8.2} {:>8.2} {:>8.1} MiB \
+             (writer {:.0}, holder {:.0}, reader {:.0}){}",
             format!("{} ms", delay * 2),
             mb(tcp),
             mb(put),
             mb(get),
             put_ratio,
             get_ratio,
-            rss as f64 / (1 << 20) as f64,
+            mib(rss),
+            mib(each[0]),
+            mib(each[1]),
+            mib(each[2]),
             if ok { "" } else { "  MISSED" }
         );
         for node in [a.node, b.node, c.node] {

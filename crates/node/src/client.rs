@@ -119,7 +119,7 @@ impl Context {
     ) -> std::result::Result<Bytes, PeerError> {
         let started = std::time::Instant::now();
         let net = &self.net;
-        let asked = self.lanes.ask(net, peer, request.clone());
+        let asked = self.lanes.ask(net, peer, request);
         let m = &self.metrics;
         let failed = |why: PeerError| {
             m.peer_request_failures.inc();
@@ -130,7 +130,7 @@ impl Context {
                 m.request_duration.observe(started.elapsed().as_secs_f64());
                 Ok(answer)
             }
-            Ok(Err(crate::lanes::LaneError::Unavailable(why))) => {
+            Ok(Err(crate::lanes::LaneError::Unavailable { why, request })) => {
                 tracing::debug!("no chunk lane to {peer} ({why}): asking the usual way");
                 self.ask_raw(peer, request, CHUNK_TIMEOUT).await
             }

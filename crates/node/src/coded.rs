@@ -282,18 +282,18 @@ impl Replicator {
         }
         // Shards are a K-th of a chunk: a chunk window's worth of bytes.
         let per_chunk = manifest.redundancy().map_or(1, |r| r.data());
-        let window = self.ctx().chunk_window(&peer).await * per_chunk;
+        let mut path = self.ctx().path_to(&peer).await;
         let mut sending = FuturesUnordered::new();
         let mut queue = missing.into_iter();
         loop {
-            while sending.len() < window {
+            while sending.len() < path.chunks() * per_chunk {
                 let Some(id) = queue.next() else { break };
-                sending.push(self.send_shard(peer, manifest, id));
+                sending.push(crate::window::timed(self.send_shard(peer, manifest, id)));
             }
             match sending.next().await {
                 None => break,
-                Some(Ok(())) => {}
-                Some(Err(e)) => return Err(e),
+                Some((Ok(()), took)) => path.observe(took),
+                Some((Err(e), _)) => return Err(e),
             }
         }
         match self.ctx().ask(peer, &offer, CONTROL_TIMEOUT).await {

@@ -28,31 +28,7 @@ use crate::lanes::Lanes;
 use crate::metrics::{Metrics, OffenceLabel};
 use crate::settings::Replicas;
 use crate::tasks::Tasks;
-
-/// The path rate a window is sized for: a window covers one round trip at
-/// this rate (1 Gbit/s), as far as the memory budget allows.
-const PATH_RATE: f64 = 125_000_000.0;
-/// Fewest chunks in flight to one peer: what loopback and LAN paths need
-/// (measured there before windows were sized: 3 per peer for streaming).
-pub(crate) const MIN_WINDOW: usize = 3;
-
-/// Chunks in flight to a peer whose round trip is `rtt`, under a transfer
-/// memory budget of `budget` bytes. Why: acknowledged transfers move at most
-/// a window per round trip, so a fixed window of 3 chunks caps a put at
-/// 3 MiB per round trip whatever the link. The window is the round trip's
-/// worth at [`PATH_RATE`] plus the minimum, and at most an eighth of the
-/// budget per peer, so that a writer streaming to two or three holders, and
-/// a reader from as many, stay well inside it (a node's memory with it: the
-/// in-flight chunks are leased from the budget). Not yet enough: measured
-/// with `peervault-bench rtt` across 100 ms, a put still moves ~1.4 MB and
-/// a remote get ~4 MB per round trip, as before the windows were sized, so
-/// another limit binds first (issue 29's notes say where the search stands).
-pub(crate) fn chunk_window(rtt: Option<std::time::Duration>, budget: u64) -> usize {
-    let chunk = peervault_store::DEFAULT_CHUNK_SIZE as f64;
-    let path = rtt.map_or(0.0, |rtt| rtt.as_secs_f64() * PATH_RATE / chunk);
-    let cap = ((budget / 8) as f64 / chunk) as usize;
-    (MIN_WINDOW + path.round() as usize).min(cap.max(MIN_WINDOW))
-}
+use crate::window::PeerPath;
 
 /// The handles every component uses (see the module docs).
 #[derive(Debug)]
@@ -132,23 +108,25 @@ impl Context {
         }
     }
 
-    /// Chunks to keep in flight to `peer` so that a transfer fills its path
-    /// (see [`chunk_window`]), from its last measured round trip.
-    pub(crate) async fn chunk_window(&self, peer: &PeerId) -> usize {
-        let rtt = self
-            .net
+    /// The path to `peer` as a transfer starts (see [`crate::window`]): its
+    /// last ping, under this node's memory budget.
+    pub(crate) async fn path_to(&self, peer: &PeerId) -> PeerPath {
+        self.path_for(self.ping_of(peer).await)
+    }
+
+    /// `peer`'s last ping, if the network has measured one.
+    pub(crate) async fn ping_of(&self, peer: &PeerId) -> Option<std::time::Duration> {
+        self.net
             .peers()
             .await
             .into_iter()
             .find(|p| p.peer_id == *peer)
-            .and_then(|p| p.rtt);
-        self.window_for(rtt)
+            .and_then(|p| p.rtt)
     }
 
-    /// The window of a peer whose last round trip was `rtt`, under this
-    /// node's memory budget (see [`chunk_window`]).
-    pub(crate) fn window_for(&self, rtt: Option<std::time::Duration>) -> usize {
-        chunk_window(rtt, self.vault.budget().total())
+    /// The path to a peer whose last ping took `ping` (`None`: not yet measured).
+    pub(crate) fn path_for(&self, ping: Option<std::time::Duration>) -> PeerPath {
+        PeerPath::new(ping, self.vault.budget().total())
     }
 
     /// Copies of each file wanted, counting this node, when `peers` are connected.

@@ -56,8 +56,9 @@ type Reply = oneshot::Sender<Result<Bytes, LaneFailure>>;
 /// Why a lane gave no answer to one request.
 #[derive(Debug, Clone)]
 enum LaneFailure {
-    /// The lane closed before the request went out: ask another way.
-    NotSent,
+    /// The lane closed before the request went out: ask another way (here
+    /// it is back).
+    NotSent(Bytes),
     /// The lane broke after the request went out.
     Broken(String),
 }
@@ -87,8 +88,10 @@ const MARK_USED_EVERY: Duration = Duration::from_secs(5);
 /// Why a lane did not answer.
 #[derive(Debug)]
 pub(crate) enum LaneError {
-    /// No lane could be opened: ask another way.
-    Unavailable(String),
+    /// No lane could be opened, or the request did not go out: ask another
+    /// way. The request comes back, so that an asker need not keep a copy of
+    /// it (and its bytes) until the answer.
+    Unavailable { why: String, request: Bytes },
     /// The lane took the request and then broke.
     Failed(String),
 }
@@ -122,10 +125,13 @@ impl Lanes {
             let sender = match open.as_ref().filter(|sender| !sender.is_closed()) {
                 Some(sender) => sender.clone(),
                 None => {
-                    let stream = net
-                        .open_chunk_stream(peer)
-                        .await
-                        .map_err(|e| LaneError::Unavailable(e.to_string()))?;
+                    let stream = match net.open_chunk_stream(peer).await {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            let why = e.to_string();
+                            return Err(LaneError::Unavailable { why, request });
+                        }
+                    };
                     let (sender, asks) = mpsc::channel(LANE_QUEUE);
                     self.tasks.spawn(run_lane(stream, asks, self.tasks.clone()));
                     *open = Some(sender.clone());
@@ -138,16 +144,17 @@ impl Lanes {
             }
             sender
         };
+        let closed = |request| LaneError::Unavailable {
+            why: "the lane had just closed".into(),
+            request,
+        };
         let (reply, answer) = oneshot::channel();
-        sender
-            .send(Ask { request, reply })
-            .await
-            .map_err(|_| LaneError::Unavailable("the lane had just closed".into()))?;
+        if let Err(refused) = sender.send(Ask { request, reply }).await {
+            return Err(closed(refused.0.request));
+        }
         match answer.await {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(LaneFailure::NotSent)) => {
-                Err(LaneError::Unavailable("the lane had closed".into()))
-            }
+            Ok(Err(LaneFailure::NotSent(request))) => Err(closed(request)),
             Ok(Err(LaneFailure::Broken(why))) => Err(LaneError::Failed(why)),
             Err(_) => Err(LaneError::Failed("the lane closed".into())),
         }
@@ -190,14 +197,19 @@ async fn run_lane(stream: Stream, mut asks: mpsc::Receiver<Ask>, tasks: Tasks) {
             Ok(None) | Err(_) => break,
         };
         if answers.is_finished() {
-            let _ = ask.reply.send(Err(LaneFailure::NotSent));
+            let _ = ask.reply.send(Err(LaneFailure::NotSent(ask.request)));
             break;
         }
+        let Ask { request, reply } = ask;
         waiting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push_back(ask.reply);
-        if let Err(e) = write_message(&mut writer, &ask.request).await {
+            .push_back(reply);
+        // The request's bytes go as soon as they are written (see `Unsent`
+        // in crate::window): only the answer is waited for.
+        let written = write_message(&mut writer, &request).await;
+        drop(request);
+        if let Err(e) = written {
             tracing::debug!("a chunk lane broke while sending: {e}");
             break;
         }
@@ -205,7 +217,7 @@ async fn run_lane(stream: Stream, mut asks: mpsc::Receiver<Ask>, tasks: Tasks) {
     asks.close();
     // Requests queued behind the end were never sent: their askers go elsewhere.
     while let Ok(ask) = asks.try_recv() {
-        let _ = ask.reply.send(Err(LaneFailure::NotSent));
+        let _ = ask.reply.send(Err(LaneFailure::NotSent(ask.request)));
     }
     // Answers still owed arrive before the reader sees the end of the stream.
     let _ = futures::AsyncWriteExt::close(&mut writer).await;

@@ -68,6 +68,7 @@ pub mod tasks;
 pub mod throughput;
 pub mod versions;
 mod views;
+mod window;
 pub mod wire;
 mod workers;
 pub mod writes;

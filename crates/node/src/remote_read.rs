@@ -18,6 +18,7 @@ use peervault_store::vault::{ChunkSource, FetchError};
 use peervault_store::{ChunkProblem, Manifest, NameId, Version};
 
 use crate::context::Context;
+use crate::window::{PeerPaths, timed};
 
 /// Tries per DHT provider before a read gives up on it.
 const DHT_ATTEMPTS: usize = 3;
@@ -49,8 +50,9 @@ pub(crate) struct PeerChunks {
     shard_holders: Arc<tokio::sync::Mutex<HashMap<Version, Vec<Vec<PeerId>>>>>,
     /// Who supplied each shard (chunk, index), until the store has checked it.
     served_shards: Arc<Mutex<HashMap<(usize, usize), PeerId>>>,
-    /// Chunks worth reading ahead: the likely holders' windows together.
-    ahead: usize,
+    /// The paths to the likely holders: their windows together are the
+    /// chunks worth reading ahead.
+    paths: PeerPaths,
 }
 
 impl PeerChunks {
@@ -61,7 +63,7 @@ impl PeerChunks {
         name_id: NameId,
         order: Vec<PeerId>,
         likely: usize,
-        ahead: usize,
+        paths: PeerPaths,
     ) -> PeerChunks {
         PeerChunks {
             ctx,
@@ -74,7 +76,7 @@ impl PeerChunks {
             liars: Arc::new(Mutex::new(HashSet::new())),
             shard_holders: Arc::default(),
             served_shards: Arc::new(Mutex::new(HashMap::new())),
-            ahead,
+            paths,
         }
     }
 
@@ -175,6 +177,7 @@ impl ChunkSource for PeerChunks {
         let providers = self.providers.clone();
         let key = self.name_id.0.to_vec();
         let (served, liars) = (self.served.clone(), self.liars.clone());
+        let paths = self.paths.clone();
         let supplied = move |peer: PeerId, blob: BytesMut| {
             served
                 .lock()
@@ -187,7 +190,11 @@ impl ChunkSource for PeerChunks {
             let mut asked = HashSet::new();
             for peer in candidates {
                 asked.insert(peer);
-                match ctx.ask_chunk(peer, id).await {
+                let (answer, took) = timed(ctx.ask_chunk(peer, id)).await;
+                if answer.is_ok() {
+                    paths.observe(peer, took);
+                }
+                match answer {
                     Ok(Some(blob)) => return supplied(peer, blob),
                     Ok(None) => reasons.push(format!("{peer}: not held")),
                     Err(why) => {
@@ -237,7 +244,7 @@ impl ChunkSource for PeerChunks {
     }
 
     fn read_ahead(&self) -> usize {
-        self.ahead
+        self.paths.chunks()
     }
 
     fn shard_order(
@@ -279,7 +286,11 @@ impl ChunkSource for PeerChunks {
             let candidates = this.shard_candidates(holders.get(shard).map_or(&[][..], |h| h));
             let mut reasons = Vec::new();
             for peer in candidates {
-                match this.ctx.ask_chunk(peer, id).await {
+                let (answer, took) = timed(this.ctx.ask_chunk(peer, id)).await;
+                if answer.is_ok() {
+                    this.paths.observe(peer, took);
+                }
+                match answer {
                     Ok(Some(blob)) => {
                         this.served_shards
                             .lock()

@@ -21,7 +21,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -36,6 +36,7 @@ use crate::context::Context;
 use crate::error::{NodeError, PeerError, Result};
 use crate::remote_read::PeerChunks;
 use crate::views::{CopyProgress, Replication};
+use crate::window::{PING_AGAIN, PeerPath, PeerPaths, Unsent, timed};
 use crate::wire::{Holding, Request, Response, SealedEntry};
 
 /// Chunks in flight to one peer while copying.
@@ -208,18 +209,18 @@ impl Replicator {
         if missing.is_empty() {
             return Ok(());
         }
-        let window = self.ctx.chunk_window(&peer).await;
+        let mut path = self.ctx.path_to(&peer).await;
         let mut sending = FuturesUnordered::new();
         let mut queue = missing.into_iter();
         loop {
-            while sending.len() < window {
+            while sending.len() < path.chunks() {
                 let Some(id) = queue.next() else { break };
-                sending.push(self.send_chunk(peer, id));
+                sending.push(timed(self.send_chunk(peer, id)));
             }
             match sending.next().await {
                 None => break,
-                Some(Ok(())) => {}
-                Some(Err(e)) => return Err(e),
+                Some((Ok(()), took)) => path.observe(took),
+                Some((Err(e), _)) => return Err(e),
             }
         }
         // Offer again: the peer confirms it now lacks nothing (and announces itself
@@ -312,7 +313,6 @@ impl Replicator {
     pub(crate) fn stream_routed(
         &self,
         peers: Vec<(PeerId, Option<ShardSet>)>,
-        per_chunk_shards: usize,
     ) -> (BlobTap, tokio::task::JoinHandle<Option<()>>) {
         let queue_len = match peers.iter().any(|(_, set)| set.is_some()) {
             // A coded chunk is several blobs at once.
@@ -327,13 +327,10 @@ impl Replicator {
             for (peer, set) in peers {
                 let (tx, rx) = mpsc::channel(STREAM_QUEUE);
                 queues.push((tx, set));
-                // A peer keeping one shard index of a K+M file gets one
-                // shard (a K-th of a chunk) per chunk.
-                let per_chunk = per_chunk_shards;
                 workers.push(
                     node.ctx
                         .tasks
-                        .spawn_joinable(node.clone().stream_worker(peer, rx, per_chunk)),
+                        .spawn_joinable(node.clone().stream_worker(peer, rx)),
                 );
             }
             while let Some(TappedBlob {
@@ -373,39 +370,65 @@ impl Replicator {
     }
 
     /// Sends encoded `PutChunk` requests (with their blob sizes) to `peer`, a
-    /// window in flight (sized from its round trip, see
-    /// [`crate::context::chunk_window`]; shards count as the chunk they are
-    /// a part of), until the queue ends or the peer fails one.
-    async fn stream_worker(
-        self,
-        peer: PeerId,
-        mut blobs: mpsc::Receiver<(usize, Bytes)>,
-        per_chunk: usize,
-    ) {
-        let window = self.ctx.chunk_window(&peer).await * per_chunk;
+    /// window of bytes in flight (sized from the path's round trip, and grown
+    /// from the answers' as they come: see [`crate::window`]), until the queue
+    /// ends or the peer fails one.
+    async fn stream_worker(self, peer: PeerId, mut blobs: mpsc::Receiver<(usize, Bytes)>) {
+        let mut path = self.ctx.path_to(&peer).await;
+        let mut asked_ping = Instant::now();
+        let unsent = Unsent::new();
         let mut sending = FuturesUnordered::new();
+        let mut in_flight = 0u64;
+        let answered = |path: &mut PeerPath, in_flight: &mut u64, (answer, bytes, took)| {
+            *in_flight -= bytes;
+            path.observe(took);
+            match answer {
+                Ok(Response::Stored) => true,
+                answer => {
+                    tracing::debug!("streaming to {peer} stopped: {}", refused(peer, answer));
+                    false
+                }
+            }
+        };
         loop {
+            // Room for the next message first (see `Unsent`), then the message.
+            let next = async {
+                let room = unsent.room().await;
+                blobs
+                    .recv()
+                    .await
+                    .map(|(bytes, message)| (bytes, room.hold(message)))
+            };
             tokio::select! {
-                next = blobs.recv(), if sending.len() < window => match next {
+                next = next, if in_flight < path.bytes() => match next {
                     Some((bytes, message)) => {
                         let node = self.clone();
+                        in_flight += bytes as u64;
                         sending.push(async move {
-                            node.ctx.ask_encoded(peer, message, Asked::PutChunk { bytes }, CHUNK_TIMEOUT)
-                                .await
+                            let started = Instant::now();
+                            let kind = Asked::PutChunk { bytes };
+                            let answer = node.ctx.ask_encoded(peer, message, kind, CHUNK_TIMEOUT).await;
+                            (answer, bytes as u64, started.elapsed())
                         });
                     }
                     None => break,
                 },
                 Some(answer) = sending.next(), if !sending.is_empty() => {
-                    if !matches!(answer, Ok(Response::Stored)) {
-                        tracing::debug!("streaming to {peer} stopped: {}", refused(peer, answer));
+                    if !answered(&mut path, &mut in_flight, answer) {
                         return;
+                    }
+                    // A stream that started before the first ping: its own
+                    // answers overstate the round trip while the stream's
+                    // window grows, so the ping is asked for again.
+                    if !path.pinged() && asked_ping.elapsed() >= PING_AGAIN {
+                        path.pinged_at(self.ctx.ping_of(&peer).await);
+                        asked_ping = Instant::now();
                     }
                 }
             }
         }
         while let Some(answer) = sending.next().await {
-            if !matches!(answer, Ok(Response::Stored)) {
+            if !answered(&mut path, &mut in_flight, answer) {
                 return;
             }
         }
@@ -563,23 +586,19 @@ impl Replicator {
         // Enough chunks ahead to fill the paths from the likely holders
         // (a coded file's come from K+M of them; any of the first few
         // stand for the rest), as far as the budget allows.
-        let ahead = order
-            .iter()
-            .take(likely.max(4))
-            .map(|peer| {
-                let rtt = known
-                    .iter()
-                    .find(|p| p.peer_id == *peer)
-                    .and_then(|p| p.rtt);
-                self.ctx.window_for(rtt)
-            })
-            .sum::<usize>();
+        let paths = PeerPaths::new(order.iter().take(likely.max(4)).map(|peer| {
+            let ping = known
+                .iter()
+                .find(|p| p.peer_id == *peer)
+                .and_then(|p| p.rtt);
+            (*peer, self.ctx.path_for(ping))
+        }));
         Arc::new(PeerChunks::new(
             self.ctx.clone(),
             name_id,
             order,
             likely,
-            ahead,
+            paths,
         ))
     }
 }

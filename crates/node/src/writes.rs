@@ -163,8 +163,7 @@ impl Writer {
         let (tap, streaming) = if targets.is_empty() {
             (None, None)
         } else {
-            let per_chunk = redundancy.map_or(1, |r| r.data());
-            let (tap, task) = replicator.stream_routed(targets, per_chunk);
+            let (tap, task) = replicator.stream_routed(targets);
             (Some(tap), Some(task))
         };
         let how = WriteAs {
