@@ -135,11 +135,13 @@ enum Workload {
         rate_mbit: u64,
     },
     /// Three nodes each behind a link with a rate and a delay (a proxy): a
-    /// put with two copies and a remote get against one plain TCP stream
-    /// through the same kind of link, per round trip, with peak RSS.
+    /// put with two copies and a remote get, the first on new connections and
+    /// the next on the same ones, against one plain TCP stream through the
+    /// same kind of link, per round trip, with peak RSS.
     Rtt {
-        /// Bytes of the file.
-        #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+        /// Bytes of each file (at 64 MiB, the round trips every acknowledged
+        /// transfer needs are a large part of the time across 200 ms).
+        #[arg(long, default_value = "256MiB", value_parser = parse_size)]
         size: u64,
         /// One-way delays in ms, comma-separated (the round trip is twice).
         #[arg(long, value_delimiter = ',', default_value = "50,100")]

@@ -551,6 +551,114 @@ fn rclone_copies_a_tree_in_checks_it_and_copies_it_out() {
     assert_eq!(tree(&got), tree(&source));
 }
 
+/// Backups into an erasure-coded vault: three nodes `--redundancy 2+1`, restic
+/// and rclone writing through one gateway; with that node killed, restic checks
+/// every byte and restores, and rclone copies the tree out, through another
+/// gateway, from two shards of each chunk.
+#[test]
+fn restic_and_rclone_on_a_coded_vault_read_back_with_a_node_killed() {
+    if !have("restic", &["version"])
+        || !have("rclone", &["version"])
+        || !have("aws", &["--version"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let coded = ["--redundancy", "2+1"];
+    let (a, a_url) = s3_node(&dir.path().join("a"), &coded);
+    let bootstrap = format!("localhost:{}", a.port());
+    let joined = ["-bootstrap", bootstrap.as_str(), "--redundancy", "2+1"];
+    let (b, _) = s3_node(&dir.path().join("b"), &joined);
+    let (c, c_url) = s3_node(&dir.path().join("c"), &joined);
+    a.wait_peers(2, SPREAD);
+    let key = create_key(&a, "backups");
+    let home = dir.path().join("home");
+    eventually("C's gateway accepts the key made on A", SPREAD, || {
+        aws(&c_url, &key, &home, &["s3", "ls"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let source = dir.path().join("source");
+    make_tree(&source);
+    run_ok(aws(&a_url, &key, &home, &["s3", "mb", "s3://coded"]), "mb");
+    let restic = |endpoint: &str, args: &[&str]| {
+        let mut c = client("restic", &key, &home);
+        c.args(["-r", &format!("s3:{endpoint}/coded/restic"), "--no-cache"])
+            .args(args)
+            .env("RESTIC_PASSWORD", "correct horse");
+        c
+    };
+    let rclone = |endpoint: &str, args: &[&str]| {
+        let mut c = client("rclone", &key, &home);
+        c.args(args)
+            .env("RCLONE_CONFIG_PV_TYPE", "s3")
+            .env("RCLONE_CONFIG_PV_PROVIDER", "Other")
+            .env("RCLONE_CONFIG_PV_ACCESS_KEY_ID", &key.id)
+            .env("RCLONE_CONFIG_PV_SECRET_ACCESS_KEY", &key.secret)
+            .env("RCLONE_CONFIG_PV_ENDPOINT", endpoint)
+            .env("RCLONE_CONFIG_PV_REGION", "us-east-1");
+        c
+    };
+    run_ok(restic(&a_url, &["init"]), "restic init");
+    run_ok(
+        restic(&a_url, &["backup", source.to_str().unwrap()]),
+        "restic backup",
+    );
+    run_ok(
+        rclone(&a_url, &["copy", source.to_str().unwrap(), "pv:coded/tree"]),
+        "rclone copy in",
+    );
+    // Every object is kept as shards, one index on each node.
+    let files = a.ls();
+    let packs: Vec<_> = files
+        .iter()
+        .filter(|f| {
+            let name = f["name"].as_str().unwrap();
+            name.starts_with("coded/restic/data/") || name == "coded/tree/sub/deep/large"
+        })
+        .collect();
+    assert!(packs.len() >= 2, "{files:?}");
+    for file in &packs {
+        assert_eq!(file["redundancy"], "2+1", "{file}");
+    }
+    eventually("C lists what was written through A", SPREAD, || {
+        let names: Vec<String> = c
+            .ls()
+            .iter()
+            .filter_map(|f| f["name"].as_str().map(str::to_string))
+            .collect();
+        files
+            .iter()
+            .all(|f| names.iter().any(|n| Some(n.as_str()) == f["name"].as_str()))
+    });
+    // A's shards go with it: every chunk is read from B's and C's.
+    a.kill9();
+    let check = run_ok(
+        restic(&c_url, &["check", "--read-data"]),
+        "restic check with A killed",
+    );
+    assert!(check.contains("no errors were found"), "{check}");
+    let target = dir.path().join("restored");
+    run_ok(
+        restic(
+            &c_url,
+            &["restore", "latest", "--target", target.to_str().unwrap()],
+        ),
+        "restic restore with A killed",
+    );
+    assert_eq!(
+        tree(&target.join(source.strip_prefix("/").unwrap())),
+        tree(&source)
+    );
+    let out = dir.path().join("out");
+    run_ok(
+        rclone(&c_url, &["copy", "pv:coded/tree", out.to_str().unwrap()]),
+        "rclone copy out with A killed",
+    );
+    assert_eq!(tree(&out), tree(&source));
+    drop(b);
+}
+
 #[test]
 fn objects_written_through_one_gateway_are_read_through_another_with_the_writer_gone() {
     if !have("aws", &["--version"]) {
