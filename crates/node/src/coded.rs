@@ -314,12 +314,12 @@ impl Replicator {
         manifest: &Arc<Manifest>,
         id: ChunkId,
     ) -> std::result::Result<(), PeerError> {
-        let _lease = self.ctx().vault.lease_chunk().await;
+        let lease = self.ctx().vault.lease_chunk().await;
         let local = |e: peervault_store::StoreError| PeerError::Local {
             reason: e.to_string(),
         };
         if let Some(blob) = self.ctx().vault.read_blob(id).await.map_err(local)? {
-            return self.send_blob(peer, id, blob).await;
+            return self.send_blob(peer, id, blob, lease).await;
         }
         let (index, shard) = locate(manifest, &id).ok_or_else(|| PeerError::Local {
             reason: format!("shard {id} is not one of {:?}'s", manifest.name),
@@ -332,7 +332,9 @@ impl Replicator {
             .await
             .map_err(local)?;
         let blob = std::mem::take(&mut shards[shard]);
-        self.send_blob(peer, id, blob).await
+        // The chunk's other shards are not kept while this one travels.
+        drop(shards);
+        self.send_blob(peer, id, blob, lease).await
     }
 
     /// Makes this node hold shards `set` of every chunk of `manifest`,

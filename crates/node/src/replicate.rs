@@ -27,7 +27,7 @@ use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use peervault_net::PeerId;
 use peervault_store::vault::ChunkSource;
-use peervault_store::{BlobTap, LeasedBytes, TappedBlob};
+use peervault_store::{BlobTap, Lease, LeasedBytes, TappedBlob};
 use peervault_store::{ChunkId, Manifest, NameId, ShardSet, StoreError, Vault, Version};
 use tokio::sync::mpsc;
 
@@ -236,10 +236,9 @@ impl Replicator {
     }
 
     async fn send_chunk(&self, peer: PeerId, id: ChunkId) -> std::result::Result<(), PeerError> {
-        // Held until the peer has the chunk: copies and repair pay for what
-        // they hold like every other transfer.
-        let _lease = self.ctx.vault.lease_chunk().await;
-        self.send_held_blob(peer, id).await
+        // Copies and repair pay for what they hold like every other transfer.
+        let lease = self.ctx.vault.lease_chunk().await;
+        self.send_held_blob(peer, id, lease).await
     }
 
     /// Sends the blob `id` held here to `peer`, acknowledged once durable there.
@@ -247,6 +246,7 @@ impl Replicator {
         &self,
         peer: PeerId,
         id: ChunkId,
+        lease: Lease,
     ) -> std::result::Result<(), PeerError> {
         let blob = match self.ctx.vault.read_blob(id).await {
             Ok(Some(blob)) => blob,
@@ -261,19 +261,29 @@ impl Replicator {
                 });
             }
         };
-        self.send_blob(peer, id, blob).await
+        self.send_blob(peer, id, blob, lease).await
     }
 
     /// Sends `blob` to `peer` to keep as `id`, acknowledged once durable there.
+    /// `lease` pays for it until it is written to the peer's stream, not until
+    /// the answer: a window of copies across a long round trip is mostly on
+    /// the path, and would otherwise hold as much of the budget, and memory
+    /// (see `crate::window`).
     pub(crate) async fn send_blob(
         &self,
         peer: PeerId,
         id: ChunkId,
         blob: Vec<u8>,
+        lease: Lease,
     ) -> std::result::Result<(), PeerError> {
+        let bytes = blob.len();
+        let message = crate::wire::encode_put_chunk(&id, &blob);
+        drop(blob);
+        let message = LeasedBytes::wrap(Bytes::from(message), lease);
+        let kind = Asked::PutChunk { bytes };
         match self
             .ctx
-            .ask(peer, &Request::PutChunk { id, blob }, CHUNK_TIMEOUT)
+            .ask_encoded(peer, message, kind, CHUNK_TIMEOUT)
             .await
         {
             Ok(Response::Stored) => Ok(()),
