@@ -18,6 +18,11 @@
 //!
 //! `status` shows the epoch and the pass: chunks checked and re-sealed, bytes,
 //! and whether it is done.
+//!
+//! Shards of erasure-coded files are not re-sealed here: a shard's id is a
+//! hash of it, so a coded chunk sealed again is new shards, which only a new
+//! version of the file can name. The re-encoder (`crate::writes`) writes those
+//! files again in the new epoch.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

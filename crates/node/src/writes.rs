@@ -27,6 +27,15 @@
 //! Only files written before the setting are the vault's to switch: one
 //! written since keeps what its writer chose (`put --redundancy`), and a
 //! node's `--redundancy` alone shapes its new writes but re-encodes nothing.
+//!
+//! **After `rekey --all`** the same worker writes again, kept as it is, every
+//! coded file sealed before the request (its re-encoding's time, if it is one,
+//! counts), once this node holds the request's epoch key. Why here and not in
+//! the rekey pass (`crate::rekey`), which re-seals whole chunks where they
+//! lie: a shard is a piece of a sealed chunk, and its id is a hash of it, so
+//! re-sealing a coded chunk makes new shards with new ids, which only a new
+//! version can name. The old version's shards, sealed in the old epoch, go
+//! with it after the grace.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -214,7 +223,9 @@ pub struct RedundancyStatus {
     /// Where that comes from: "vault" (a member's setting), "flag"
     /// (`--redundancy`) or "default".
     pub source: String,
-    /// Live files kept otherwise, when the re-encoder last looked.
+    /// Live files to write again, when the re-encoder last looked: kept
+    /// otherwise than the vault's setting says, or coded and sealed before
+    /// the last `rekey --all`.
     pub files_kept_otherwise: u64,
     /// Files this node has re-encoded since it started, and their bytes.
     pub files_reencoded: u64,
@@ -229,8 +240,9 @@ pub(crate) struct Reencoder {
     writer: Writer,
     status: Arc<Mutex<RedundancyStatus>>,
     every: Duration,
-    /// The setting (its time) for which a pass last found nothing left, and when.
-    settled: Arc<Mutex<Option<(u64, Instant)>>>,
+    /// The setting's and the rekey request's times for which a pass last
+    /// found nothing left, and when.
+    settled: Arc<Mutex<Option<(Asked, Instant)>>>,
 }
 
 impl Reencoder {
@@ -274,58 +286,83 @@ impl Reencoder {
     async fn run(&self) -> Result<String> {
         // A node's own --redundancy only shapes its new writes: only a
         // setting of the vault's re-encodes what is stored.
-        let Some(setting) = self.ctx.devices.redundancy_setting() else {
-            return Ok("the vault has no redundancy setting: nothing to re-encode".into());
+        let setting = self.ctx.devices.redundancy_setting();
+        // A `rekey --all` this node can serve (it holds the epoch's key):
+        // a coded file's shards cannot be re-sealed where they lie (new
+        // shards have new ids), so a coded file sealed before the request is
+        // written again, as it is kept, in the current epoch.
+        let vault = &self.ctx.vault;
+        let resealing = (self.ctx.devices.registry().rekey)
+            .filter(|r| vault.current_epoch() >= r.epoch)
+            .map(|r| r.at_ms);
+        if setting.is_none() && resealing.is_none() {
+            return Ok(
+                "the vault has no redundancy setting and no rekey --all: nothing to re-encode"
+                    .into(),
+            );
+        }
+        let key = (
+            setting.as_ref().map_or(0, |s| s.at_ms),
+            resealing.unwrap_or(0),
+        );
+        let settled = || match &setting {
+            Some(s) => format!(
+                "every file is kept as the vault says ({})",
+                label(s.redundancy())
+            ),
+            None => "every coded file is sealed in the current epoch".into(),
         };
-        let wanted = setting.redundancy();
         // A pass over the catalogue found nothing left a short while ago:
         // look again only now and then (records of old files may still
         // arrive from nodes that were away), not every round.
-        if let Some((at_ms, when)) = *self.settled.lock().unwrap_or_else(|p| p.into_inner())
-            && at_ms == setting.at_ms
+        if let Some((at, when)) = *self.settled.lock().unwrap_or_else(|p| p.into_inner())
+            && at == key
             && when.elapsed() < SETTLED_LOOK_EVERY
         {
-            return Ok(format!(
-                "every file is kept as the vault says ({})",
-                label(wanted)
-            ));
+            return Ok(settled());
         }
-        let vault = &self.ctx.vault;
-        // Files written after the setting keep what their writer chose (`put
+        // What each file is to become, if it is to be written again. Files
+        // written after the setting keep what their writer chose (`put
         // --redundancy`); those before it are the vault's to switch.
-        let otherwise: Vec<(peervault_store::NameId, FileSummary)> = vault
+        let target = |f: &FileSummary| -> Option<Option<Redundancy>> {
+            if let Some(s) = &setting
+                && f.redundancy != s.redundancy()
+                && f.version.unix_millis() < s.at_ms
+            {
+                return Some(s.redundancy());
+            }
+            resealing
+                .filter(|at| f.redundancy.is_some() && f.sealed_ms < *at)
+                .map(|_| f.redundancy)
+        };
+        let otherwise: Vec<(peervault_store::NameId, FileSummary, Option<Redundancy>)> = vault
             .summaries()
             .await?
             .into_iter()
-            .filter(|(_, f)| {
-                f.redundancy != wanted
-                    && f.version.unix_millis() < setting.at_ms
-                    && !Devices::touches(&f.name)
-                    && !crate::objects::is_reserved(&f.name)
-            })
+            .filter(|(_, f)| !Devices::touches(&f.name) && !crate::objects::is_reserved(&f.name))
+            .filter_map(|(id, f)| target(&f).map(|wanted| (id, f, wanted)))
             .collect();
         self.status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .files_kept_otherwise = otherwise.len() as u64;
         if otherwise.is_empty() {
-            *self.settled.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some((setting.at_ms, Instant::now()));
-            return Ok(format!(
-                "every file is kept as the vault says ({})",
-                label(wanted)
-            ));
+            *self.settled.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, Instant::now()));
+            return Ok(settled());
         }
         // The best-ranked node holding a file (whole or shards) re-encodes it.
-        let mine: Vec<(peervault_store::NameId, FileSummary)> =
-            otherwise.iter().filter(|(_, f)| f.held).cloned().collect();
+        let mine: Vec<(peervault_store::NameId, FileSummary, Option<Redundancy>)> = otherwise
+            .iter()
+            .filter(|(_, f, _)| f.held)
+            .cloned()
+            .collect();
         let peers = self.ctx.connected_peers().await;
-        let versions: Vec<_> = mine.iter().map(|(id, f)| (*id, f.version)).collect();
+        let versions: Vec<_> = mine.iter().map(|(id, f, _)| (*id, f.version)).collect();
         let holders = self.replicator.remote_holders(&versions, &peers).await;
         let me = self.ctx.net.local_peer_id();
         let started = Instant::now();
         let (mut files, mut bytes) = (0u64, 0u64);
-        for ((name_id, file), others) in mine.iter().zip(holders) {
+        for ((name_id, file, wanted), others) in mine.iter().zip(holders) {
             if started.elapsed() > ROUND_TIME || bytes > ROUND_BYTES {
                 break;
             }
@@ -336,6 +373,7 @@ impl Reencoder {
             if placement(name_id, candidates).first() != Some(&me) {
                 continue;
             }
+            let wanted = *wanted;
             match self.reencode(file, wanted).await {
                 Ok(()) => {
                     files += 1;
@@ -357,8 +395,7 @@ impl Reencoder {
             status.bytes_reencoded += bytes;
         }
         Ok(format!(
-            "{files} files re-encoded as {} ({bytes} bytes); {} were kept otherwise",
-            label(wanted),
+            "{files} files re-encoded ({bytes} bytes); {} were to be",
             otherwise.len()
         ))
     }
@@ -390,6 +427,10 @@ impl Reencoder {
         self.writer.write(write, bytes).await.map(|_| ())
     }
 }
+
+/// What a pass of the re-encoder served: the times of the vault's
+/// redundancy setting and of the last `rekey --all` (0: none).
+type Asked = (u64, u64);
 
 fn label(redundancy: Option<Redundancy>) -> String {
     redundancy.map_or_else(|| "none".into(), |r| r.to_string())

@@ -274,3 +274,93 @@ async fn a_vault_switches_from_copies_to_4_plus_2_and_back_with_every_file_reada
         stop(node).await;
     }
 }
+
+/// `rekey --all` on a coded vault: a shard cannot be re-sealed where it lies
+/// (its id is a hash of it), so the re-encoder writes each coded file again in
+/// the new epoch, and once the grace is over no shard of the old epoch is left
+/// on any node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rekey_all_writes_coded_files_again_in_the_new_epoch_and_no_old_shard_is_left() {
+    let cluster = Cluster::with(|config| {
+        config.redundancy = Some(Redundancy::new(2, 1).unwrap());
+        config.maintenance.repair_delay = Duration::from_secs(2);
+        config.maintenance.gc_delay = Duration::from_secs(3600);
+        // The old version's grace (10 minutes at most).
+        config.versions.keep_for = Duration::from_secs(1);
+    });
+    let a = cluster.start("a", &[], Replicas::Count(3)).await;
+    let b = cluster.start("b", &[&a], Replicas::Count(3)).await;
+    let c = cluster.start("c", &[&a], Replicas::Count(3)).await;
+    let nodes = [&a, &b, &c];
+    wait_connected(&nodes).await;
+    let files: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| (format!("f{i}"), data(MIB + i * 99_991, 40 + i as u64)))
+        .collect();
+    for (i, (name, bytes)) in files.iter().enumerate() {
+        let report = nodes[i].store(name, &bytes[..], None).await.unwrap();
+        assert_eq!(report.file.redundancy.as_deref(), Some("2+1"));
+    }
+    let shards = || async {
+        let mut ids = std::collections::HashSet::new();
+        for node in nodes {
+            ids.extend(
+                node.blob_locations()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(id, _)| id),
+            );
+        }
+        ids
+    };
+    let old_shards = shards().await;
+    assert!(old_shards.len() >= 9, "{}", old_shards.len());
+    let mut old_versions = Vec::new();
+    for (name, _) in &files {
+        old_versions.push(current_version(&a, name).await);
+    }
+    b.rekey_all().await.unwrap();
+    eventually_within(
+        "every coded file is written again, and read back everywhere",
+        Duration::from_secs(90),
+        || async {
+            for ((name, bytes), old) in files.iter().zip(&old_versions) {
+                for node in nodes {
+                    assert_eq!(&read(node, name).await.unwrap(), bytes, "{name}");
+                    let kept = kept_as(node, name).await;
+                    if current_version(node, name).await == *old || kept.as_deref() != Some("2+1") {
+                        return false;
+                    }
+                }
+            }
+            true
+        },
+    )
+    .await;
+    eventually_within(
+        "no shard of the old epoch is left once the grace is over",
+        Duration::from_secs(60),
+        || async {
+            for node in nodes {
+                node.collect_garbage().await.unwrap();
+            }
+            shards().await.is_disjoint(&old_shards)
+        },
+    )
+    .await;
+    for (name, bytes) in &files {
+        for node in nodes {
+            assert_eq!(&read(node, name).await.unwrap(), bytes, "{name}");
+        }
+    }
+    for node in [a, b, c] {
+        stop(node).await;
+    }
+}
+
+/// The label of `name`'s current version on `node`.
+async fn current_version(node: &Node, name: &str) -> String {
+    let versions = node.versions(name).await.unwrap();
+    let current = versions.into_iter().find(|v| v.current).unwrap();
+    current.version
+}

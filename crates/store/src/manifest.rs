@@ -330,6 +330,9 @@ pub struct FileSummary {
     pub meta: FileMeta,
     /// How the file is coded, if it is (its holders hold shards).
     pub redundancy: Option<Redundancy>,
+    /// When this version's bytes were sealed (Unix ms): its re-encoding's
+    /// time if it is one (see [`Reencoding`]), else its own.
+    pub sealed_ms: u64,
 }
 
 impl FileSummary {
@@ -356,6 +359,10 @@ impl FileSummary {
             held,
             meta: manifest.meta.clone(),
             redundancy: manifest.redundancy(),
+            sealed_ms: manifest
+                .reencodes
+                .as_ref()
+                .map_or(manifest.version.unix_millis(), |r| r.at_ms),
         }
     }
 
