@@ -208,16 +208,7 @@ async fn measure(
     // for a coded one (all hold a shard).
     let mut reader = &nodes[1];
     for node in &nodes[1..] {
-        let listed = match node
-            .client
-            .call(&Request::Stat {
-                name: "bench.bin".into(),
-            })
-            .await?
-        {
-            Response::File { file } => file,
-            other => bail!("unexpected stat reply: {other:?}"),
-        };
+        let listed = listing(node, "bench.bin").await?;
         if !listed.local || listed.redundancy.is_some() {
             reader = node;
             break;
@@ -241,6 +232,27 @@ async fn measure(
         writer_sent,
         stored,
     })
+}
+
+/// `name` as `node` lists it, once it knows of it: a node that holds none of
+/// a file learns of it when the catalogue reaches it, which may be after the
+/// put has returned.
+async fn listing(node: &BenchNode, name: &str) -> anyhow::Result<peervault_node::FileInfo> {
+    let asked = Instant::now();
+    loop {
+        let request = Request::Stat { name: name.into() };
+        match node.client.call(&request).await {
+            Ok(Response::File { file }) => return Ok(file),
+            Ok(other) => bail!("unexpected stat reply: {other:?}"),
+            Err(e)
+                if asked.elapsed() < Duration::from_secs(30)
+                    && e.to_string().contains("no file") =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 pub async fn run(args: CodedArgs<'_>) -> anyhow::Result<()> {

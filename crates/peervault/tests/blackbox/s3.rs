@@ -106,6 +106,67 @@ fn tree(dir: &Path) -> Vec<(PathBuf, String)> {
         .collect()
 }
 
+/// rclone with a remote `pv:` at `endpoint`, from the environment only.
+fn rclone(key: &Key, home: &Path, endpoint: &str, args: &[&str]) -> Command {
+    let mut c = client("rclone", key, home);
+    c.args(args)
+        .env("RCLONE_CONFIG_PV_TYPE", "s3")
+        .env("RCLONE_CONFIG_PV_PROVIDER", "Other")
+        .env("RCLONE_CONFIG_PV_ACCESS_KEY_ID", &key.id)
+        .env("RCLONE_CONFIG_PV_SECRET_ACCESS_KEY", &key.secret)
+        .env("RCLONE_CONFIG_PV_ENDPOINT", endpoint)
+        .env("RCLONE_CONFIG_PV_REGION", "us-east-1");
+    c
+}
+
+/// restic on the repository `repo` (`s3:...`), without a local cache.
+fn restic(key: &Key, home: &Path, repo: &str, args: &[&str]) -> Command {
+    let mut c = client("restic", key, home);
+    c.args(["-r", repo, "--no-cache"])
+        .args(args)
+        .env("RESTIC_PASSWORD", "correct horse");
+    c
+}
+
+/// Three nodes serving S3, B and C joined through A (each with `extra`), and
+/// a key made on A that C's gateway already accepts.
+struct Gateways {
+    a: TestNode,
+    a_url: String,
+    b: TestNode,
+    c: TestNode,
+    c_url: String,
+    key: Key,
+    home: PathBuf,
+}
+
+fn three_gateways(dir: &Path, extra: &[&str], key_name: &str) -> Gateways {
+    let (a, a_url) = s3_node(&dir.join("a"), extra);
+    let bootstrap = format!("localhost:{}", a.port());
+    let mut joined = vec!["-bootstrap", bootstrap.as_str()];
+    joined.extend_from_slice(extra);
+    let (b, _) = s3_node(&dir.join("b"), &joined);
+    let (c, c_url) = s3_node(&dir.join("c"), &joined);
+    a.wait_peers(2, SPREAD);
+    let key = create_key(&a, key_name);
+    let home = dir.join("home");
+    // The key reaches C with the catalogue.
+    eventually("C's gateway accepts the key made on A", SPREAD, || {
+        aws(&c_url, &key, &home, &["s3", "ls"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    Gateways {
+        a,
+        a_url,
+        b,
+        c,
+        c_url,
+        key,
+        home,
+    }
+}
+
 /// A small tree of files of many sizes (an empty one, one over a chunk).
 fn make_tree(dir: &Path) {
     std::fs::create_dir_all(dir.join("sub/deep")).unwrap();
@@ -467,13 +528,7 @@ fn restic_backs_up_checks_and_restores_a_tree() {
         "mb",
     );
     let repo = format!("s3:{endpoint}/backups/restic");
-    let restic = |args: &[&str]| {
-        let mut c = client("restic", &key, &home);
-        c.args(["-r", &repo, "--no-cache"])
-            .args(args)
-            .env("RESTIC_PASSWORD", "correct horse");
-        c
-    };
+    let restic = |args: &[&str]| restic(&key, &home, &repo, args);
     run_ok(restic(&["init"]), "restic init");
     run_ok(
         restic(&["backup", source.to_str().unwrap()]),
@@ -508,17 +563,7 @@ fn rclone_copies_a_tree_in_checks_it_and_copies_it_out() {
     let home = dir.path().join("home");
     let source = dir.path().join("source");
     make_tree(&source);
-    let rclone = |args: &[&str]| {
-        let mut c = client("rclone", &key, &home);
-        c.args(args)
-            .env("RCLONE_CONFIG_PV_TYPE", "s3")
-            .env("RCLONE_CONFIG_PV_PROVIDER", "Other")
-            .env("RCLONE_CONFIG_PV_ACCESS_KEY_ID", &key.id)
-            .env("RCLONE_CONFIG_PV_SECRET_ACCESS_KEY", &key.secret)
-            .env("RCLONE_CONFIG_PV_ENDPOINT", &endpoint)
-            .env("RCLONE_CONFIG_PV_REGION", "us-east-1");
-        c
-    };
+    let rclone = |args: &[&str]| rclone(&key, &home, &endpoint, args);
     run_ok(
         rclone(&[
             "copy",
@@ -564,41 +609,22 @@ fn restic_and_rclone_on_a_coded_vault_read_back_with_a_node_killed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let coded = ["--redundancy", "2+1"];
-    let (a, a_url) = s3_node(&dir.path().join("a"), &coded);
-    let bootstrap = format!("localhost:{}", a.port());
-    let joined = ["-bootstrap", bootstrap.as_str(), "--redundancy", "2+1"];
-    let (b, _) = s3_node(&dir.path().join("b"), &joined);
-    let (c, c_url) = s3_node(&dir.path().join("c"), &joined);
-    a.wait_peers(2, SPREAD);
-    let key = create_key(&a, "backups");
-    let home = dir.path().join("home");
-    eventually("C's gateway accepts the key made on A", SPREAD, || {
-        aws(&c_url, &key, &home, &["s3", "ls"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
+    let Gateways {
+        a,
+        a_url,
+        b,
+        c,
+        c_url,
+        key,
+        home,
+    } = three_gateways(dir.path(), &["--redundancy", "2+1"], "backups");
     let source = dir.path().join("source");
     make_tree(&source);
     run_ok(aws(&a_url, &key, &home, &["s3", "mb", "s3://coded"]), "mb");
     let restic = |endpoint: &str, args: &[&str]| {
-        let mut c = client("restic", &key, &home);
-        c.args(["-r", &format!("s3:{endpoint}/coded/restic"), "--no-cache"])
-            .args(args)
-            .env("RESTIC_PASSWORD", "correct horse");
-        c
+        restic(&key, &home, &format!("s3:{endpoint}/coded/restic"), args)
     };
-    let rclone = |endpoint: &str, args: &[&str]| {
-        let mut c = client("rclone", &key, &home);
-        c.args(args)
-            .env("RCLONE_CONFIG_PV_TYPE", "s3")
-            .env("RCLONE_CONFIG_PV_PROVIDER", "Other")
-            .env("RCLONE_CONFIG_PV_ACCESS_KEY_ID", &key.id)
-            .env("RCLONE_CONFIG_PV_SECRET_ACCESS_KEY", &key.secret)
-            .env("RCLONE_CONFIG_PV_ENDPOINT", endpoint)
-            .env("RCLONE_CONFIG_PV_REGION", "us-east-1");
-        c
-    };
+    let rclone = |endpoint: &str, args: &[&str]| rclone(&key, &home, endpoint, args);
     run_ok(restic(&a_url, &["init"]), "restic init");
     run_ok(
         restic(&a_url, &["backup", source.to_str().unwrap()]),
@@ -665,19 +691,15 @@ fn objects_written_through_one_gateway_are_read_through_another_with_the_writer_
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (a, a_url) = s3_node(&dir.path().join("a"), &[]);
-    let bootstrap = format!("localhost:{}", a.port());
-    let (b, _) = s3_node(&dir.path().join("b"), &["-bootstrap", &bootstrap]);
-    let (_c, c_url) = s3_node(&dir.path().join("c"), &["-bootstrap", &bootstrap]);
-    a.wait_peers(2, SPREAD);
-    let key = create_key(&a, "shared");
-    let home = dir.path().join("home");
-    // The key reaches C with the catalogue.
-    eventually("C's gateway accepts the key made on A", SPREAD, || {
-        aws(&c_url, &key, &home, &["s3", "ls"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
+    let Gateways {
+        a,
+        a_url,
+        b,
+        c: _c,
+        c_url,
+        key,
+        home,
+    } = three_gateways(dir.path(), &[], "shared");
     let file = dir.path().join("12MB");
     let hash = crate::harness::write_random_file(&file, 12_000_000, 3);
     run_ok(
