@@ -68,6 +68,21 @@ impl Context {
         kind: Asked,
         timeout: Duration,
     ) -> std::result::Result<Response, PeerError> {
+        self.ask_encoded_timed(peer, request, kind, timeout).await.0
+    }
+
+    /// [`Context::ask_encoded`], and how long the exchange took once the
+    /// upload limit let it go: what a window is sized from (see
+    /// `crate::window`). Timed with the wait for the limit, a limited node's
+    /// windows grew without bound and its acknowledged bytes came in bursts
+    /// over the limit.
+    pub(crate) async fn ask_encoded_timed(
+        &self,
+        peer: PeerId,
+        request: Bytes,
+        kind: Asked,
+        timeout: Duration,
+    ) -> (std::result::Result<Response, PeerError>, Duration) {
         if let Asked::PutChunk { bytes } = kind {
             self.bandwidth.upload.take(bytes as u64).await;
         }
@@ -84,13 +99,13 @@ impl Context {
                 what: e.to_string(),
             })
         });
-        let took = started.elapsed().as_secs_f64();
+        let took = started.elapsed();
         // Chunk bytes count once the holder has acknowledged them.
         if let (Asked::PutChunk { bytes }, Ok(Response::Stored)) = (kind, &answer) {
             m.bytes_sent.inc_by(bytes as u64);
-            m.chunk_transfer_duration.observe(took);
+            m.chunk_transfer_duration.observe(took.as_secs_f64());
         }
-        answer
+        (answer, took)
     }
 
     /// Sends an encoded request; the answer's bytes, undecoded.
@@ -152,10 +167,31 @@ impl Context {
         peer: PeerId,
         id: ChunkId,
     ) -> std::result::Result<Option<BytesMut>, PeerError> {
+        self.ask_chunk_timed(peer, id).await.0
+    }
+
+    /// [`Context::ask_chunk`], and how long the exchange took once the
+    /// download limit let it go (see [`Context::ask_encoded_timed`]).
+    pub(crate) async fn ask_chunk_timed(
+        &self,
+        peer: PeerId,
+        id: ChunkId,
+    ) -> (std::result::Result<Option<BytesMut>, PeerError>, Duration) {
         // A chunk's worth before asking, settled with the real size after.
         let expected = ESTIMATED_CHUNK_BYTES;
         self.bandwidth.download.take(expected).await;
         let started = std::time::Instant::now();
+        let answer = self.chunk_exchange(peer, id, expected, started).await;
+        (answer, started.elapsed())
+    }
+
+    async fn chunk_exchange(
+        &self,
+        peer: PeerId,
+        id: ChunkId,
+        expected: u64,
+        started: std::time::Instant,
+    ) -> std::result::Result<Option<BytesMut>, PeerError> {
         let request = Bytes::from(Request::GetChunk { id }.encode());
         let answer = self.ask_on_lane(peer, request).await;
         let blob = answer

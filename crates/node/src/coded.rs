@@ -288,12 +288,12 @@ impl Replicator {
         loop {
             while sending.len() < path.chunks() * per_chunk {
                 let Some(id) = queue.next() else { break };
-                sending.push(crate::window::timed(self.send_shard(peer, manifest, id)));
+                sending.push(self.send_shard(peer, manifest, id));
             }
             match sending.next().await {
                 None => break,
-                Some((Ok(()), took)) => path.observe(took),
-                Some((Err(e), _)) => return Err(e),
+                Some(Ok(took)) => path.observe(took),
+                Some(Err(e)) => return Err(e),
             }
         }
         match self.ctx().ask(peer, &offer, CONTROL_TIMEOUT).await {
@@ -313,7 +313,7 @@ impl Replicator {
         peer: PeerId,
         manifest: &Arc<Manifest>,
         id: ChunkId,
-    ) -> std::result::Result<(), PeerError> {
+    ) -> std::result::Result<std::time::Duration, PeerError> {
         let lease = self.ctx().vault.lease_chunk().await;
         let local = |e: peervault_store::StoreError| PeerError::Local {
             reason: e.to_string(),

@@ -18,7 +18,7 @@ use peervault_store::vault::{ChunkSource, FetchError};
 use peervault_store::{ChunkProblem, Manifest, NameId, Version};
 
 use crate::context::Context;
-use crate::window::{PeerPaths, timed};
+use crate::window::PeerPaths;
 
 /// Tries per DHT provider before a read gives up on it.
 const DHT_ATTEMPTS: usize = 3;
@@ -190,7 +190,7 @@ impl ChunkSource for PeerChunks {
             let mut asked = HashSet::new();
             for peer in candidates {
                 asked.insert(peer);
-                let (answer, took) = timed(ctx.ask_chunk(peer, id)).await;
+                let (answer, took) = ctx.ask_chunk_timed(peer, id).await;
                 if answer.is_ok() {
                     paths.observe(peer, took);
                 }
@@ -286,7 +286,7 @@ impl ChunkSource for PeerChunks {
             let candidates = this.shard_candidates(holders.get(shard).map_or(&[][..], |h| h));
             let mut reasons = Vec::new();
             for peer in candidates {
-                let (answer, took) = timed(this.ctx.ask_chunk(peer, id)).await;
+                let (answer, took) = this.ctx.ask_chunk_timed(peer, id).await;
                 if answer.is_ok() {
                     this.paths.observe(peer, took);
                 }

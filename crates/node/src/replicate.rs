@@ -36,7 +36,7 @@ use crate::context::Context;
 use crate::error::{NodeError, PeerError, Result};
 use crate::remote_read::PeerChunks;
 use crate::views::{CopyProgress, Replication};
-use crate::window::{PING_AGAIN, PeerPath, PeerPaths, Unsent, timed};
+use crate::window::{PING_AGAIN, PeerPath, PeerPaths, Unsent};
 use crate::wire::{Holding, Request, Response, SealedEntry};
 
 /// Chunks in flight to one peer while copying.
@@ -215,12 +215,12 @@ impl Replicator {
         loop {
             while sending.len() < path.chunks() {
                 let Some(id) = queue.next() else { break };
-                sending.push(timed(self.send_chunk(peer, id)));
+                sending.push(self.send_chunk(peer, id));
             }
             match sending.next().await {
                 None => break,
-                Some((Ok(()), took)) => path.observe(took),
-                Some((Err(e), _)) => return Err(e),
+                Some(Ok(took)) => path.observe(took),
+                Some(Err(e)) => return Err(e),
             }
         }
         // Offer again: the peer confirms it now lacks nothing (and announces itself
@@ -235,19 +235,25 @@ impl Replicator {
         }
     }
 
-    async fn send_chunk(&self, peer: PeerId, id: ChunkId) -> std::result::Result<(), PeerError> {
+    /// Sends chunk `id` held here to `peer`; how long the exchange took.
+    async fn send_chunk(
+        &self,
+        peer: PeerId,
+        id: ChunkId,
+    ) -> std::result::Result<Duration, PeerError> {
         // Copies and repair pay for what they hold like every other transfer.
         let lease = self.ctx.vault.lease_chunk().await;
         self.send_held_blob(peer, id, lease).await
     }
 
-    /// Sends the blob `id` held here to `peer`, acknowledged once durable there.
+    /// Sends the blob `id` held here to `peer`, acknowledged once durable
+    /// there; how long the exchange took.
     pub(crate) async fn send_held_blob(
         &self,
         peer: PeerId,
         id: ChunkId,
         lease: Lease,
-    ) -> std::result::Result<(), PeerError> {
+    ) -> std::result::Result<Duration, PeerError> {
         let blob = match self.ctx.vault.read_blob(id).await {
             Ok(Some(blob)) => blob,
             Ok(None) => {
@@ -275,18 +281,18 @@ impl Replicator {
         id: ChunkId,
         blob: Vec<u8>,
         lease: Lease,
-    ) -> std::result::Result<(), PeerError> {
+    ) -> std::result::Result<Duration, PeerError> {
         let bytes = blob.len();
         let message = crate::wire::encode_put_chunk(&id, &blob);
         drop(blob);
         let message = LeasedBytes::wrap(Bytes::from(message), lease);
         let kind = Asked::PutChunk { bytes };
-        match self
+        let (answer, took) = self
             .ctx
-            .ask_encoded(peer, message, kind, CHUNK_TIMEOUT)
-            .await
-        {
-            Ok(Response::Stored) => Ok(()),
+            .ask_encoded_timed(peer, message, kind, CHUNK_TIMEOUT)
+            .await;
+        match answer {
+            Ok(Response::Stored) => Ok(took),
             other => Err(refused(peer, other)),
         }
     }
@@ -415,10 +421,10 @@ impl Replicator {
                         let node = self.clone();
                         in_flight += bytes as u64;
                         sending.push(async move {
-                            let started = Instant::now();
                             let kind = Asked::PutChunk { bytes };
-                            let answer = node.ctx.ask_encoded(peer, message, kind, CHUNK_TIMEOUT).await;
-                            (answer, bytes as u64, started.elapsed())
+                            let (answer, took) =
+                                node.ctx.ask_encoded_timed(peer, message, kind, CHUNK_TIMEOUT).await;
+                            (answer, bytes as u64, took)
                         });
                     }
                     None => break,

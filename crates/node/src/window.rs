@@ -205,13 +205,6 @@ impl PeerPaths {
     }
 }
 
-/// Runs `exchange`, and says how long it took (for [`PeerPath::observe`]).
-pub(crate) async fn timed<T>(exchange: impl std::future::Future<Output = T>) -> (T, Duration) {
-    let started = std::time::Instant::now();
-    let out = exchange.await;
-    (out, started.elapsed())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
