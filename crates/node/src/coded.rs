@@ -282,20 +282,10 @@ impl Replicator {
         }
         // Shards are a K-th of a chunk: a chunk window's worth of bytes.
         let per_chunk = manifest.redundancy().map_or(1, |r| r.data());
-        let mut path = self.ctx().path_to(&peer).await;
-        let mut sending = FuturesUnordered::new();
-        let mut queue = missing.into_iter();
-        loop {
-            while sending.len() < path.chunks() * per_chunk {
-                let Some(id) = queue.next() else { break };
-                sending.push(self.send_shard(peer, manifest, id));
-            }
-            match sending.next().await {
-                None => break,
-                Some(Ok(took)) => path.observe(took),
-                Some(Err(e)) => return Err(e),
-            }
-        }
+        self.send_windowed(peer, missing, per_chunk, |id| {
+            self.send_shard(peer, manifest, id)
+        })
+        .await?;
         match self.ctx().ask(peer, &offer, CONTROL_TIMEOUT).await {
             Ok(Response::Want { missing }) if missing.is_empty() => Ok(()),
             Ok(Response::Want { missing }) => Err(PeerError::BadAnswer {

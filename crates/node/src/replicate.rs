@@ -209,20 +209,8 @@ impl Replicator {
         if missing.is_empty() {
             return Ok(());
         }
-        let mut path = self.ctx.path_to(&peer).await;
-        let mut sending = FuturesUnordered::new();
-        let mut queue = missing.into_iter();
-        loop {
-            while sending.len() < path.chunks() {
-                let Some(id) = queue.next() else { break };
-                sending.push(self.send_chunk(peer, id));
-            }
-            match sending.next().await {
-                None => break,
-                Some(Ok(took)) => path.observe(took),
-                Some(Err(e)) => return Err(e),
-            }
-        }
+        self.send_windowed(peer, missing, 1, |id| self.send_chunk(peer, id))
+            .await?;
         // Offer again: the peer confirms it now lacks nothing (and announces itself
         // as a holder), which is the acknowledgement that the copy is complete.
         match self.ctx.ask(peer, &offer, CONTROL_TIMEOUT).await {
@@ -232,6 +220,36 @@ impl Replicator {
                 what: format!("it still lacks {} chunks", missing.len()),
             }),
             other => Err(refused(peer, other)),
+        }
+    }
+
+    /// Sends each of `ids` to `peer` with `send`, keeping the path's window of
+    /// them in flight (`per_chunk` of them to a chunk: a coded file's shards
+    /// are a K-th of one), grown from each exchange's time (see
+    /// [`crate::window`]); the first failure ends it.
+    pub(crate) async fn send_windowed<Sent>(
+        &self,
+        peer: PeerId,
+        ids: Vec<ChunkId>,
+        per_chunk: usize,
+        send: impl Fn(ChunkId) -> Sent,
+    ) -> std::result::Result<(), PeerError>
+    where
+        Sent: std::future::Future<Output = std::result::Result<Duration, PeerError>>,
+    {
+        let mut path = self.ctx.path_to(&peer).await;
+        let mut sending = FuturesUnordered::new();
+        let mut queue = ids.into_iter();
+        loop {
+            while sending.len() < path.chunks() * per_chunk {
+                let Some(id) = queue.next() else { break };
+                sending.push(send(id));
+            }
+            match sending.next().await {
+                None => return Ok(()),
+                Some(Ok(took)) => path.observe(took),
+                Some(Err(e)) => return Err(e),
+            }
         }
     }
 
