@@ -15,6 +15,7 @@ pub mod identity;
 pub mod muxer;
 pub mod network;
 pub mod peers;
+pub mod split_safe;
 pub mod transport;
 
 /// Entry points for the fuzz targets (`fuzz/`) and their corpus replay, for
@@ -50,7 +51,8 @@ pub use libp2p::{Multiaddr, PeerId, Stream};
 pub use libp2p_stream::IncomingStreams;
 pub use network::{
     Addresses, DEFAULT_MAX_PEERS, DEFAULT_PEX_INTERVAL, InboundRequest, NetConfig, NetError,
-    NetEvent, NetHandle, NetSettings, Network, ask_kdf_parameters, redeem_invitation, start,
+    NetEvent, NetHandle, NetSettings, Network, ask_kdf_parameters, redeem_invitation,
+    refused_protocol, start,
 };
 pub use peers::{
     ConnectionPath, Discovery, KnownPeer, PeerInfo, PeerSource, Scope as AddressScope,

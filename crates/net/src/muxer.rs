@@ -21,6 +21,7 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
+use std::time::Duration;
 
 use futures::{AsyncRead, AsyncWrite};
 use libp2p::core::Endpoint;
@@ -29,13 +30,33 @@ use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
 /// Largest data frame one stream write becomes.
 pub const FRAME_BYTES: usize = 256 * 1024;
 
+/// The path rate, in bytes a second (1 Gbit/s), that stream windows are sized
+/// for: the fastest link nodes commonly share. A stream's receive window, once
+/// its reader keeps up, covers a round trip at this rate (the node's transfer
+/// windows are sized alike). On a slower path the surplus window is credit the
+/// sender cannot use, never memory.
+pub const PATH_RATE: u64 = 125_000_000;
+
 /// Inbound streams held for the swarm before new ones are refused.
 const MAX_BUFFERED_INBOUND: usize = 256;
 
-/// The multiplexer's configuration: Yamux's defaults but for the frame size.
-fn config() -> yamux::Config {
+/// The multiplexer's configuration: Yamux's defaults but for the frame size,
+/// the stream window rate, and the round trip `initial_rtt` that the
+/// connection's handshake measured (Yamux's own ping answers a round trip
+/// later; until then no window could grow).
+///
+/// Why the rate: Yamux doubles a stream's window from 256 KiB once a round
+/// trip, so the first transfer on a new connection across 200 ms spent seven
+/// round trips below the path's rate (the first put ran at 0.52 of plain TCP
+/// through the same path, 0.81 once windows had grown; `peervault-bench rtt`).
+/// The workspace's patched Yamux (`vendor/yamux/PATCHED.md`) grows a window at
+/// once to the round trip at [`PATH_RATE`] instead, under the same condition
+/// (the reader keeps up) and the same connection limit.
+pub fn config(initial_rtt: Option<Duration>) -> yamux::Config {
     let mut config = yamux::Config::default();
     config.set_split_send_size(FRAME_BYTES);
+    config.set_stream_window_rate(Some(PATH_RATE));
+    config.set_initial_rtt(initial_rtt);
     config
 }
 
@@ -51,14 +72,15 @@ impl<C> Muxer<C>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    /// Multiplexes `io`; `role` says which side proposed Yamux (the dialer).
-    pub fn new(io: C, role: Endpoint) -> Self {
+    /// Multiplexes `io`; `role` says which side proposed Yamux (the dialer);
+    /// `rtt` is the round trip the connection's handshake measured.
+    pub fn new(io: C, role: Endpoint, rtt: Option<Duration>) -> Self {
         let mode = match role {
             Endpoint::Dialer => yamux::Mode::Client,
             Endpoint::Listener => yamux::Mode::Server,
         };
         Self {
-            connection: yamux::Connection::new(io, config(), mode),
+            connection: yamux::Connection::new(io, config(rtt), mode),
             inbound: VecDeque::new(),
             inbound_waker: None,
         }
@@ -137,8 +159,8 @@ mod tests {
     #[tokio::test]
     async fn streams_carry_large_writes_both_ways_intact() {
         let (a, b) = tokio::io::duplex(64 * 1024);
-        let mut dialer = Muxer::new(a.compat(), Endpoint::Dialer);
-        let mut listener = Muxer::new(b.compat(), Endpoint::Listener);
+        let mut dialer = Muxer::new(a.compat(), Endpoint::Dialer, None);
+        let mut listener = Muxer::new(b.compat(), Endpoint::Listener, None);
         let big: Vec<u8> = (0..3 * FRAME_BYTES + 12_345)
             .map(|i| (i % 251) as u8)
             .collect();

@@ -11,9 +11,10 @@
 //! [`HANDSHAKE_TIMEOUT`]; the whole upgrade, within [`UPGRADE_TIMEOUT`]. A peer that
 //! accepts TCP and then says nothing costs one timer, not a stuck connection.
 
+use std::collections::HashMap;
 use std::io;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::{AsyncRead, AsyncWrite};
 use libp2p::core::muxing::StreamMuxerBox;
@@ -33,6 +34,32 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(15);
 
 const YAMUX: &str = "/yamux/1.0.0";
+
+/// How long a handshake's round trip waits for the swarm to report its
+/// connection (a connection the swarm refuses, e.g. over the limits, never is).
+const ROUND_TRIP_KEPT: Duration = Duration::from_secs(60);
+
+/// The round trips that connection handshakes measured
+/// ([`crate::channel::Channel::round_trip`]), by peer, until the event loop
+/// takes them as the peer's round trip for the time before its first ping.
+#[derive(Debug, Clone, Default)]
+pub struct HandshakeRoundTrips(Arc<Mutex<HashMap<PeerId, (Duration, Instant)>>>);
+
+impl HandshakeRoundTrips {
+    fn record(&self, peer: PeerId, rtt: Duration) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|_, (_, at)| at.elapsed() < ROUND_TRIP_KEPT);
+        kept.insert(peer, (rtt, Instant::now()));
+    }
+
+    /// The round trip the newest handshake with `peer` measured, once.
+    pub fn take(&self, peer: &PeerId) -> Option<Duration> {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        kept.remove(peer)
+            .filter(|(_, at)| at.elapsed() < ROUND_TRIP_KEPT)
+            .map(|(rtt, _)| rtt)
+    }
+}
 
 /// Why the private-channel handshake failed. Each verdict is reported as what it
 /// is: only [`HandshakeError::KeyMismatch`] says the other side holds another key.
@@ -162,10 +189,12 @@ fn in_source_chain(error: &(dyn std::error::Error + 'static)) -> Option<Handshak
 /// Upgrades a raw connection: the channel, then Yamux negotiated inside it.
 /// `endpoint` says which side initiates the handshake and proposes the
 /// multiplexer (with a role override, as hole punching uses, the override decides).
+/// The round trip the handshake measured goes to Yamux and to `round_trips`.
 pub async fn secure_and_multiplex<S>(
     socket: S,
     endpoint: &ConnectedPoint,
     config: &ChannelConfig,
+    round_trips: &HandshakeRoundTrips,
 ) -> Result<(PeerId, StreamMuxerBox), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -195,6 +224,10 @@ where
     .await
     .map_err(|_| HandshakeError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
     let peer = channel.remote_peer();
+    let rtt = channel.round_trip();
+    if let Some(rtt) = rtt {
+        round_trips.record(peer, rtt);
+    }
     let muxer = match role {
         Endpoint::Dialer => {
             let (protocol, io) =
@@ -202,14 +235,14 @@ where
                     .await
                     .map_err(io::Error::other)?;
             debug_assert_eq!(protocol, YAMUX);
-            Muxer::new(io, role)
+            Muxer::new(io, role, rtt)
         }
         Endpoint::Listener => {
             let (protocol, io) = multistream_select::listener_select_proto(channel, [YAMUX])
                 .await
                 .map_err(io::Error::other)?;
             debug_assert_eq!(protocol, YAMUX);
-            Muxer::new(io, role)
+            Muxer::new(io, role, rtt)
         }
     };
     Ok((peer, StreamMuxerBox::new(muxer)))
@@ -221,6 +254,7 @@ where
 pub fn build(
     config: ChannelConfig,
     relay: libp2p::relay::client::Transport,
+    round_trips: HandshakeRoundTrips,
 ) -> io::Result<Boxed<(PeerId, StreamMuxerBox)>> {
     let config = Arc::new(config);
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
@@ -228,7 +262,8 @@ pub fn build(
     // relay transport refuses everything else.
     let secured = relay.or_transport(tcp).and_then(move |socket, endpoint| {
         let config = config.clone();
-        async move { secure_and_multiplex(socket, &endpoint, &config).await }
+        let round_trips = round_trips.clone();
+        async move { secure_and_multiplex(socket, &endpoint, &config, &round_trips).await }
     });
     Ok(TransportTimeout::new(secured, UPGRADE_TIMEOUT).boxed())
 }

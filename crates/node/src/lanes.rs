@@ -9,9 +9,14 @@
 //! peer working on up to [`LANE_READS_AHEAD`] requests ahead of the answer it sends.
 //!
 //! A lane that cannot be opened (a peer without them, a connection that is not
-//! up) leaves the chunk to request-response, as before. A lane that breaks fails
-//! the requests it sent; those queued behind them go through request-response,
-//! and the next request opens a new lane. A lane idle for
+//! up) leaves the chunk to request-response, as before. Streams propose their
+//! protocol with their first bytes (lazy negotiation), so a peer without lanes
+//! refuses one only when its first requests are out: the small ones
+//! (`GetChunk`) are kept until a lane's first answer and come back to go
+//! another way, and the peer is asked through request-response for
+//! [`LANE_REFUSED_FOR`]. A lane that breaks fails the requests it sent; those
+//! queued behind them go through request-response, and the next request opens
+//! a new lane. A lane idle for
 //! [`LANE_IDLE`] closes, so that it does not keep an unused connection open; one
 //! in use tells the network so every [`MARK_USED_EVERY`], since the swarm, which
 //! trims connections that carry nothing, does not see the lane's traffic.
@@ -23,12 +28,14 @@
 //! a lane whose peer takes no answer for [`LANE_SEND_TIMEOUT`] is closed.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{AsyncReadExt, StreamExt};
 use peervault_net::codec::{MAX_MESSAGE_BYTES, read_message, write_message};
+use peervault_net::split_safe::SplitSafe;
 use peervault_net::{NetHandle, PeerId, Stream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
@@ -50,8 +57,20 @@ pub const LANE_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const LANE_READS: usize = 32;
 /// Requests queued on one lane before askers wait.
 const LANE_QUEUE: usize = 64;
+/// How long a peer that refused a lane is asked through request-response
+/// before a lane is tried again.
+pub const LANE_REFUSED_FOR: Duration = Duration::from_secs(300);
+/// Requests up to this size are kept until a new lane's first answer, so that
+/// they can go another way if the peer refuses the lane: `GetChunk` (an id),
+/// not `PutChunk` (a chunk, which must leave memory once written; a write's
+/// offer sends again what did not arrive).
+const KEPT_UNTIL_ANSWERED: usize = 1024;
 
 type Reply = oneshot::Sender<Result<Bytes, LaneFailure>>;
+
+/// The askers waiting for a lane's answers, in order, each with its request
+/// while the lane has not answered yet (see [`KEPT_UNTIL_ANSWERED`]).
+type Waiting = Mutex<VecDeque<(Reply, Option<Bytes>)>>;
 
 /// Why a lane gave no answer to one request.
 #[derive(Debug, Clone)]
@@ -61,6 +80,9 @@ enum LaneFailure {
     NotSent(Bytes),
     /// The lane broke after the request went out.
     Broken(String),
+    /// The peer refused the lane's protocol: it serves no lanes. The request
+    /// comes back if it was kept (see [`KEPT_UNTIL_ANSWERED`]).
+    Refused(Option<Bytes>),
 }
 
 #[derive(Debug)]
@@ -77,9 +99,21 @@ pub(crate) struct Lanes {
     tasks: Tasks,
 }
 
-/// The lane to one peer, if one is open, and when the network was last told the
-/// connection is in use; locked while a lane is being opened.
-type Slot = Arc<tokio::sync::Mutex<(Option<mpsc::Sender<Ask>>, Option<Instant>)>>;
+/// The lane to one peer; locked while a lane is being opened.
+type Slot = Arc<tokio::sync::Mutex<LaneSlot>>;
+
+#[derive(Debug, Default)]
+struct LaneSlot {
+    /// The open lane, if any.
+    sender: Option<mpsc::Sender<Ask>>,
+    /// When the network was last told the connection is in use.
+    marked: Option<Instant>,
+    /// When the peer last refused a lane.
+    refused: Option<Instant>,
+}
+
+/// Why a peer's requests go through request-response after it refused a lane.
+const NO_LANES: &str = "the peer serves no chunk lanes";
 
 /// How often a lane in use tells the network that its connection is busy (the
 /// network trims connections that carried nothing for 30 s).
@@ -121,8 +155,14 @@ impl Lanes {
             .clone();
         let sender = {
             let mut lane = slot.lock().await;
-            let (open, marked) = &mut *lane;
-            let sender = match open.as_ref().filter(|sender| !sender.is_closed()) {
+            if lane
+                .refused
+                .is_some_and(|at| at.elapsed() < LANE_REFUSED_FOR)
+            {
+                let why = NO_LANES.to_string();
+                return Err(LaneError::Unavailable { why, request });
+            }
+            let sender = match lane.sender.as_ref().filter(|sender| !sender.is_closed()) {
                 Some(sender) => sender.clone(),
                 None => {
                     let stream = match net.open_chunk_stream(peer).await {
@@ -134,13 +174,13 @@ impl Lanes {
                     };
                     let (sender, asks) = mpsc::channel(LANE_QUEUE);
                     self.tasks.spawn(run_lane(stream, asks, self.tasks.clone()));
-                    *open = Some(sender.clone());
+                    lane.sender = Some(sender.clone());
                     sender
                 }
             };
-            if marked.is_none_or(|at| at.elapsed() >= MARK_USED_EVERY) {
+            if lane.marked.is_none_or(|at| at.elapsed() >= MARK_USED_EVERY) {
                 net.mark_used(peer);
-                *marked = Some(Instant::now());
+                lane.marked = Some(Instant::now());
             }
             sender
         };
@@ -156,37 +196,56 @@ impl Lanes {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(LaneFailure::NotSent(request))) => Err(closed(request)),
             Ok(Err(LaneFailure::Broken(why))) => Err(LaneError::Failed(why)),
+            Ok(Err(LaneFailure::Refused(kept))) => {
+                slot.lock().await.refused = Some(Instant::now());
+                let why = NO_LANES.to_string();
+                Err(match kept {
+                    Some(request) => LaneError::Unavailable { why, request },
+                    None => LaneError::Failed(why),
+                })
+            }
             Err(_) => Err(LaneError::Failed("the lane closed".into())),
         }
     }
 }
 
 /// Writes requests as they come and reads the answers, matching them in order.
-async fn run_lane(stream: Stream, mut asks: mpsc::Receiver<Ask>, tasks: Tasks) {
+async fn run_lane(stream: SplitSafe<Stream>, mut asks: mpsc::Receiver<Ask>, tasks: Tasks) {
     let (mut reader, mut writer) = stream.split();
-    let waiting: Arc<Mutex<VecDeque<Reply>>> = Arc::default();
+    let waiting: Arc<Waiting> = Arc::default();
+    let answered = Arc::new(AtomicBool::new(false));
     let answers = {
         let waiting = waiting.clone();
+        let answered = answered.clone();
         tasks.spawn_joinable(async move {
-            let why = loop {
+            let (why, refused) = loop {
                 match read_message(&mut reader, MAX_MESSAGE_BYTES).await {
                     Ok(Some(answer)) => {
+                        answered.store(true, Ordering::Relaxed);
                         let reply = waiting
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .pop_front();
                         match reply {
                             // An asker that gave up has dropped its receiver.
-                            Some(reply) => drop(reply.send(Ok(Bytes::from(answer)))),
-                            None => break "an answer nobody asked for".to_string(),
+                            Some((reply, _)) => drop(reply.send(Ok(Bytes::from(answer)))),
+                            None => break ("an answer nobody asked for".to_string(), false),
                         }
                     }
-                    Ok(None) => break "the peer closed the lane".to_string(),
-                    Err(e) => break format!("the lane broke: {e}"),
+                    Ok(None) => break ("the peer closed the lane".to_string(), false),
+                    Err(e) => {
+                        let refused = !answered.load(Ordering::Relaxed)
+                            && peervault_net::refused_protocol(&e);
+                        break (format!("the lane broke: {e}"), refused);
+                    }
                 }
             };
-            for reply in waiting.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
-                let _ = reply.send(Err(LaneFailure::Broken(why.clone())));
+            for (reply, kept) in waiting.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+                let failure = match refused {
+                    true => LaneFailure::Refused(kept),
+                    false => LaneFailure::Broken(why.clone()),
+                };
+                let _ = reply.send(Err(failure));
             }
         })
     };
@@ -201,10 +260,12 @@ async fn run_lane(stream: Stream, mut asks: mpsc::Receiver<Ask>, tasks: Tasks) {
             break;
         }
         let Ask { request, reply } = ask;
+        let kept = (!answered.load(Ordering::Relaxed) && request.len() <= KEPT_UNTIL_ANSWERED)
+            .then(|| request.clone());
         waiting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push_back(reply);
+            .push_back((reply, kept));
         // The request's bytes go as soon as they are written (see `Unsent`
         // in crate::window): only the answer is waited for.
         let written = write_message(&mut writer, &request).await;

@@ -36,8 +36,10 @@ use bytes::Bytes;
 use peervault_net::PeerId;
 use peervault_store::DEFAULT_CHUNK_SIZE;
 
-/// The path rate a window is sized for, in bytes a second (1 Gbit/s).
-pub(crate) const PATH_RATE: f64 = 125_000_000.0;
+/// The path rate a window is sized for, in bytes a second (1 Gbit/s): the
+/// multiplexer's, so that a stream's flow-control window grows to what the
+/// transfer keeps in flight.
+pub(crate) const PATH_RATE: f64 = peervault_net::muxer::PATH_RATE as f64;
 
 /// Fewest chunks in flight to one peer: what loopback and LAN paths need
 /// (measured there before windows were sized: 3 per peer for streaming).

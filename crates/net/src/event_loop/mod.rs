@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::FrameCodec;
 use crate::network::{Addresses, Command, InboundRequest, NetConfig, NetError, NetEvent};
 use crate::peers::{Connected, ConnectionPath, PeerBook, PeerSource, REDIAL_FIRST, reachable_via};
-use crate::transport::{HandshakeFailure, handshake_failure};
+use crate::transport::{HandshakeFailure, HandshakeRoundTrips, handshake_failure};
 
 mod dialing;
 mod discovery;
@@ -105,6 +105,9 @@ pub(crate) struct EventLoop {
     /// Listeners on relays (reservations), by the relay they use.
     relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
     shutdown: CancellationToken,
+    /// What connection handshakes measured: a peer's round trip until its
+    /// first ping answers.
+    round_trips: HandshakeRoundTrips,
 }
 
 impl EventLoop {
@@ -118,8 +121,10 @@ impl EventLoop {
         inbound: mpsc::Sender<InboundRequest>,
         events: mpsc::Sender<NetEvent>,
         shutdown: CancellationToken,
+        round_trips: HandshakeRoundTrips,
     ) -> Self {
         Self {
+            round_trips,
             swarm,
             commands,
             command_tx,
@@ -370,7 +375,7 @@ impl EventLoop {
                 remote,
                 dialed,
                 source,
-                rtt: None,
+                rtt: self.round_trips.take(&peer_id),
                 last_seen: now,
                 last_used: now,
                 since: now,
