@@ -8,10 +8,11 @@
 //! nodes' peak RSS.
 //!
 //! Each is measured twice: first on connections just made, whose streams'
-//! flow-control windows still grow (Yamux starts each at 256 KiB and doubles
-//! it once per round trip at best), then again on the same connections. The
-//! baseline has no such start: its TCP connections end at the proxy, on
-//! loopback, so their congestion windows never see the delay.
+//! flow-control windows still grow (Yamux starts each at 256 KiB; the node's
+//! patched Yamux grows it to the path's round trip at its first update), then
+//! again on the same connections. The baseline has no such start: its TCP
+//! connections end at the proxy, on loopback, so their congestion windows
+//! never see the delay.
 
 use std::net::SocketAddr;
 use std::path::Path;
