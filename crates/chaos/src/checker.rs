@@ -602,9 +602,11 @@ async fn check(
         let log = node.log_text();
         if !node.is_running() || log.contains("panicked") {
             report.crashes += 1;
-            report
-                .problems
-                .push(format!("node {} crashed: see its log", node.index));
+            report.problems.push(format!(
+                "node {} crashed; its log ends:\n{}",
+                node.index,
+                crash_lines(&log)
+            ));
         }
         for line in log.lines().filter(|l| l.contains("banned for")) {
             report.bans += 1;
@@ -614,6 +616,24 @@ async fn check(
         }
     }
     Ok(())
+}
+
+/// What a crashed node's log says of the crash: from its first panic on, or
+/// else its last lines (a run's data dir, and the log with it, is often gone
+/// by the time anyone reads the report).
+fn crash_lines(log: &str) -> String {
+    const LINES: usize = 20;
+    let lines: Vec<&str> = log.lines().collect();
+    let from = lines
+        .iter()
+        .position(|l| l.contains("panicked"))
+        .unwrap_or(lines.len().saturating_sub(LINES));
+    lines[from..]
+        .iter()
+        .take(LINES)
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

@@ -9,7 +9,15 @@
 //! lane timed out after 20 s in one run in four of the hostile read test.
 //! Every poll of a [`SplitSafe`] stream registers a waker that wakes both
 //! halves; a wake-up a half did not need costs it one poll.
+//!
+//! Why it is never polled after an error: a stream whose lazy negotiation
+//! failed (the peer refused the protocol, or the connection reset before it
+//! confirmed) is left in a state that panics when polled again, and with two
+//! halves the other one polls it next: a lane's writer closing after its
+//! reader saw the refusal. Once a poll fails, every later poll gives the same
+//! kind of error without touching the stream.
 
+use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
@@ -22,6 +30,8 @@ pub struct SplitSafe<S> {
     inner: S,
     halves: Arc<Halves>,
     waker: Waker,
+    /// The kind of the first error a poll returned.
+    failed: Option<io::ErrorKind>,
 }
 
 /// The last waker of each half.
@@ -63,27 +73,35 @@ impl<S> SplitSafe<S> {
             inner,
             halves,
             waker,
+            failed: None,
         }
     }
 
     /// Polls the inner stream with the waker of both halves, `cx`'s being
-    /// `reading`'s or the writer's.
+    /// `reading`'s or the writer's, unless a poll failed before.
     fn with_both<T>(
         &mut self,
         cx: &mut Context<'_>,
         reading: bool,
-        poll: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<T>,
-    ) -> Poll<T>
+        poll: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>>
     where
         S: Unpin,
     {
+        if let Some(kind) = self.failed {
+            return Poll::Ready(Err(io::Error::new(kind, "the stream failed before")));
+        }
         let slot = match reading {
             true => &self.halves.read,
             false => &self.halves.write,
         };
         Halves::set(slot, cx.waker());
         let mut both = Context::from_waker(&self.waker);
-        poll(Pin::new(&mut self.inner), &mut both)
+        let polled = poll(Pin::new(&mut self.inner), &mut both);
+        if let Poll::Ready(Err(e)) = &polled {
+            self.failed = Some(e.kind());
+        }
+        polled
     }
 }
 
@@ -92,7 +110,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for SplitSafe<S> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
-    ) -> Poll<std::io::Result<usize>> {
+    ) -> Poll<io::Result<usize>> {
         self.with_both(cx, true, |inner, cx| inner.poll_read(cx, buf))
     }
 }
@@ -102,15 +120,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SplitSafe<S> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    ) -> Poll<io::Result<usize>> {
         self.with_both(cx, false, |inner, cx| inner.poll_write(cx, buf))
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.with_both(cx, false, |inner, cx| inner.poll_flush(cx))
     }
 
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.with_both(cx, false, |inner, cx| inner.poll_close(cx))
     }
 }
@@ -140,7 +158,7 @@ mod tests {
             mut self: Pin<&mut Self>,
             cx: &mut Context<'_>,
             _: &mut [u8],
-        ) -> Poll<std::io::Result<usize>> {
+        ) -> Poll<io::Result<usize>> {
             self.0 = Some(cx.waker().clone());
             Poll::Pending
         }
@@ -151,16 +169,74 @@ mod tests {
             mut self: Pin<&mut Self>,
             cx: &mut Context<'_>,
             _: &[u8],
-        ) -> Poll<std::io::Result<usize>> {
+        ) -> Poll<io::Result<usize>> {
             self.0 = Some(cx.waker().clone());
             Poll::Pending
         }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
             Poll::Ready(Ok(()))
         }
-        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
             Poll::Ready(Ok(()))
         }
+    }
+
+    /// A stream whose first read fails and that panics when polled again, as
+    /// a lazily negotiated stream does once its negotiation failed.
+    #[derive(Default)]
+    struct FailsOnce(bool);
+
+    impl AsyncRead for FailsOnce {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            assert!(!self.0, "polled after it failed");
+            self.0 = true;
+            Poll::Ready(Err(io::Error::other("protocol refused")))
+        }
+    }
+
+    impl AsyncWrite for FailsOnce {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            assert!(!self.0, "polled after it failed");
+            Poll::Ready(Ok(1))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            assert!(!self.0, "polled after it failed");
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            assert!(!self.0, "polled after it failed");
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn after_an_error_the_stream_is_never_polled_again() {
+        let waker = Waker::from(Arc::new(Count::default()));
+        let mut cx = Context::from_waker(&waker);
+        let mut stream = SplitSafe::new(FailsOnce::default());
+        let mut buf = [0u8; 4];
+        let read = Pin::new(&mut stream).poll_read(&mut cx, &mut buf);
+        assert!(matches!(read, Poll::Ready(Err(_))));
+        assert!(matches!(
+            Pin::new(&mut stream).poll_write(&mut cx, b"x"),
+            Poll::Ready(Err(_))
+        ));
+        assert!(matches!(
+            Pin::new(&mut stream).poll_close(&mut cx),
+            Poll::Ready(Err(_))
+        ));
+        assert!(matches!(
+            Pin::new(&mut stream).poll_read(&mut cx, &mut buf),
+            Poll::Ready(Err(_))
+        ));
     }
 
     #[test]
