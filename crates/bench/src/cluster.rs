@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use peervault::control::proto::Response;
 
 use crate::baseline;
+use crate::local::timed_put;
 use crate::node::{BenchNode, listen_port, peers, start_three};
 use crate::report::{Row, median, mib, throughput_table};
 use peervault_testkit::data::write_file;
@@ -151,20 +151,6 @@ pub struct ClusterArgs<'a> {
     pub drop_caches: bool,
 }
 
-async fn timed_put(a: &BenchNode, name: &str, input: &Path, size: u64) -> anyhow::Result<f64> {
-    let file = tokio::fs::File::open(input).await?;
-    let start = Instant::now();
-    let reply = a.client.put(name, Some(size), file, &mut |_| {}).await?;
-    let seconds = start.elapsed().as_secs_f64();
-    let Response::Stored { copies, .. } = reply else {
-        bail!("unexpected put reply: {reply:?}");
-    };
-    if copies < 3 {
-        bail!("only {copies} copies were made");
-    }
-    Ok(seconds)
-}
-
 /// Reads `name` on `d` into a file and makes it durable, as `peervault get -o`
 /// does (the node writes into the file, the client fsyncs it) and as the baseline
 /// does, retrying while `d` may not have the catalogue entry yet.
@@ -221,7 +207,7 @@ pub async fn run(args: ClusterArgs<'_>) -> anyhow::Result<()> {
         // New content every round: a repeated put would only deduplicate.
         write_file(&input, args.size, 7 + round as u64)?;
         raw_put.push(tcp_fan_out(&input, work.path(), 2)?);
-        put.push(timed_put(&a, &format!("bench-{round}"), &input, args.size).await?);
+        put.push(timed_put(&a, &format!("bench-{round}"), &input, 3).await?);
     }
     let d = join_reader(args.bin, work.path(), &a).await?;
     let (mut raw_get, mut unsynced_get, mut get) = (Vec::new(), Vec::new(), Vec::new());
@@ -288,7 +274,7 @@ async fn rss_run(args: &ClusterArgs<'_>, size: u64) -> anyhow::Result<()> {
     let input = work.path().join("input.bin");
     write_file(&input, size, 99)?;
     let [a, b, c] = start_three(args.bin, work.path()).await?;
-    timed_put(&a, "rss", &input, size).await?;
+    timed_put(&a, "rss", &input, 3).await?;
     std::fs::remove_file(&input)?;
     let d = join_reader(args.bin, work.path(), &a).await?;
     timed_get(&d, "rss", &work.path().join("got.bin"), size).await?;

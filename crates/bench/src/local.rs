@@ -39,14 +39,24 @@ pub struct LocalArgs<'a> {
     pub drop_caches: bool,
 }
 
-pub(crate) async fn timed_put(node: &BenchNode, name: &str, path: &Path) -> anyhow::Result<f64> {
+/// Seconds to put the file at `path` as `name` on `node`, which must make at
+/// least `copies` copies of it (its own counted).
+pub(crate) async fn timed_put(
+    node: &BenchNode,
+    name: &str,
+    path: &Path,
+    copies: usize,
+) -> anyhow::Result<f64> {
     let file = tokio::fs::File::open(path).await?;
     let len = file.metadata().await?.len();
     let start = Instant::now();
     let reply = node.client.put(name, Some(len), file, &mut |_| {}).await?;
     let seconds = start.elapsed().as_secs_f64();
-    if !matches!(reply, Response::Stored { .. }) {
+    let Response::Stored { copies: made, .. } = reply else {
         bail!("unexpected reply to put: {reply:?}");
+    };
+    if made < copies {
+        bail!("only {made} copies of {name} were made, not {copies}");
     }
     Ok(seconds)
 }
@@ -80,7 +90,7 @@ pub async fn run(args: LocalArgs<'_>) -> anyhow::Result<()> {
         drop_caches();
         m.raw_write
             .push(baseline::write_fsync(&input, &raw)?.as_secs_f64());
-        m.put.push(timed_put(&node, &name, &input).await?);
+        m.put.push(timed_put(&node, &name, &input, 1).await?);
         // Each warm read follows its own cold one, so that it finds everything in
         // the page cache: it measures the CPU cost alone.
         cold = drop_caches();

@@ -75,7 +75,7 @@ pub async fn run(args: RekeyArgs<'_>) -> anyhow::Result<()> {
             let data = work.path().join(format!("one-{round}-{}", rate.is_some()));
             let extra: Vec<&str> = rate.map(|r| vec!["--rekey-rate", r]).unwrap_or_default();
             let node = BenchNode::start_with(args.bin, &data, &extra)?;
-            timed_put(&node, "big", &input).await?;
+            timed_put(&node, "big", &input, 1).await?;
             get.push(timed_get(&node, "big").await?);
             let (seconds, bytes) = timed_rekey_all(&node).await?;
             if bytes < args.size {
@@ -99,8 +99,8 @@ pub async fn run(args: RekeyArgs<'_>) -> anyhow::Result<()> {
         let b = BenchNode::start_with(args.bin, &base.join("b"), &join)?;
         let c = BenchNode::start_with(args.bin, &base.join("c"), &join)?;
         wait_connected(&[&a, &b, &c], 2, CONNECT).await?;
-        timed_put(&a, "held", &input).await?;
-        put_alone.push(timed_put(&a, "alone", &input).await?);
+        timed_put(&a, "held", &input, 1).await?;
+        put_alone.push(timed_put(&a, "alone", &input, 1).await?);
         let epoch = match a.client.call(&Request::Rekey { all: true }).await? {
             Response::Rekeyed { epoch } => epoch,
             other => bail!("unexpected reply to rekey: {other:?}"),
@@ -121,7 +121,7 @@ pub async fn run(args: RekeyArgs<'_>) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        put_during.push(timed_put(&a, "during", &input).await?);
+        put_during.push(timed_put(&a, "during", &input, 1).await?);
         for node in [a, b, c] {
             node.stop()?;
         }

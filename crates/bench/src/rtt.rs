@@ -19,9 +19,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use peervault::control::proto::Response;
 
 use crate::delay::{DelayLine, Shape, plain_tcp};
+use crate::local::timed_put;
 use crate::node::{BenchNode, wait_connected};
 
 /// How long the nodes may take to connect.
@@ -80,22 +80,6 @@ async fn start_linked(
         announced: line.addr,
         _line: line,
     })
-}
-
-/// Seconds to put `input` (`size` bytes) as `name` on `node`, which must
-/// make both copies.
-async fn timed_put(node: &BenchNode, name: &str, input: &Path, size: u64) -> anyhow::Result<f64> {
-    let file = tokio::fs::File::open(input).await?;
-    let start = Instant::now();
-    let reply = node.client.put(name, Some(size), file, &mut |_| {}).await?;
-    let took = start.elapsed().as_secs_f64();
-    let Response::Stored { copies, .. } = reply else {
-        bail!("unexpected put reply: {reply:?}");
-    };
-    if copies < 2 {
-        bail!("only {copies} copies of {name} were made");
-    }
-    Ok(took)
 }
 
 /// Seconds to read `name` (`size` bytes) on `node`, from its holders.
@@ -157,8 +141,8 @@ pub async fn run(args: RttArgs<'_>) -> anyhow::Result<()> {
             n.reset_peak_rss()?;
         }
         let puts = [
-            timed_put(&a.node, "first.bin", &input, args.size).await?,
-            timed_put(&a.node, "second.bin", &second, args.size).await?,
+            timed_put(&a.node, "first.bin", &input, 2).await?,
+            timed_put(&a.node, "second.bin", &second, 2).await?,
         ];
         // A reader that joins now holds none of the files.
         let c = start_linked(args.bin, &round.join("c"), shape, Some(a.announced)).await?;

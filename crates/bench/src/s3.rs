@@ -133,7 +133,7 @@ pub async fn run(args: S3Args<'_>) -> anyhow::Result<()> {
         write_file(&s3_input, args.size, 2 * round as u64 + 2)?;
         let name = format!("native-{round}");
         drop_caches();
-        put.push(timed_put(&node, &name, &native_input).await?);
+        put.push(timed_put(&node, &name, &native_input, 1).await?);
         drop_caches();
         get.push(timed_get(&node, &name).await?);
 

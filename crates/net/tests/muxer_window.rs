@@ -28,7 +28,7 @@ const ONE_WAY: Duration = Duration::from_millis(50);
 const SENT: usize = 16 << 20;
 
 /// Yamux's initial stream window, which the sender may use before any update.
-const INITIAL_WINDOW: u64 = 256 * 1024;
+const INITIAL_WINDOW: u64 = yamux::DEFAULT_CREDIT as u64;
 
 /// Yamux's frame header: version, type, flags, stream id, length.
 const HEADER: usize = 12;

@@ -164,6 +164,21 @@ impl PeerChunks {
     }
 }
 
+/// Asks `peer` for blob `id`, and gives `paths` the exchange's time if it
+/// answered (a read's windows grow from it: see `crate::window`).
+async fn ask_observed(
+    ctx: &Context,
+    paths: &PeerPaths,
+    peer: PeerId,
+    id: peervault_store::ChunkId,
+) -> Result<Option<BytesMut>, crate::error::PeerError> {
+    let (answer, took) = ctx.ask_chunk_timed(peer, id).await;
+    if answer.is_ok() {
+        paths.observe(peer, took);
+    }
+    answer
+}
+
 impl ChunkSource for PeerChunks {
     fn fetch(
         &self,
@@ -190,11 +205,7 @@ impl ChunkSource for PeerChunks {
             let mut asked = HashSet::new();
             for peer in candidates {
                 asked.insert(peer);
-                let (answer, took) = ctx.ask_chunk_timed(peer, id).await;
-                if answer.is_ok() {
-                    paths.observe(peer, took);
-                }
-                match answer {
+                match ask_observed(&ctx, &paths, peer, id).await {
                     Ok(Some(blob)) => return supplied(peer, blob),
                     Ok(None) => reasons.push(format!("{peer}: not held")),
                     Err(why) => {
@@ -286,11 +297,7 @@ impl ChunkSource for PeerChunks {
             let candidates = this.shard_candidates(holders.get(shard).map_or(&[][..], |h| h));
             let mut reasons = Vec::new();
             for peer in candidates {
-                let (answer, took) = this.ctx.ask_chunk_timed(peer, id).await;
-                if answer.is_ok() {
-                    this.paths.observe(peer, took);
-                }
-                match answer {
+                match ask_observed(&this.ctx, &this.paths, peer, id).await {
                     Ok(Some(blob)) => {
                         this.served_shards
                             .lock()

@@ -301,9 +301,8 @@ impl Replicator {
         lease: Lease,
     ) -> std::result::Result<Duration, PeerError> {
         let bytes = blob.len();
-        let message = crate::wire::encode_put_chunk(&id, &blob);
+        let message = leased_put_chunk(&id, &blob, lease);
         drop(blob);
-        let message = LeasedBytes::wrap(Bytes::from(message), lease);
         let kind = Asked::PutChunk { bytes };
         let (answer, took) = self
             .ctx
@@ -384,8 +383,7 @@ impl Replicator {
                 }
                 // Encoded once for every holder; the blob's lease pays for the
                 // encoded copy until the last holder has sent it.
-                let message = crate::wire::encode_put_chunk(&id, &blob);
-                let message = LeasedBytes::wrap(Bytes::from(message), lease);
+                let message = leased_put_chunk(&id, &blob, lease);
                 let bytes = blob.len();
                 drop(blob);
                 for (queue, set) in &queues {
@@ -638,6 +636,12 @@ impl Replicator {
 }
 
 /// Tells `progress`, if anyone watches, the copies (or shards) `report` has.
+/// The `PutChunk` request for `blob`, whose memory `lease` pays for until
+/// the request is dropped (once it is written to the peer's stream).
+fn leased_put_chunk(id: &ChunkId, blob: &[u8], lease: Lease) -> Bytes {
+    LeasedBytes::wrap(Bytes::from(crate::wire::encode_put_chunk(id, blob)), lease)
+}
+
 pub(crate) fn tell_progress(
     progress: Option<&tokio::sync::watch::Sender<CopyProgress>>,
     report: &Replication,

@@ -335,7 +335,7 @@ impl Reencoder {
                 .filter(|at| f.redundancy.is_some() && f.sealed_ms < *at)
                 .map(|_| f.redundancy)
         };
-        let otherwise: Vec<(peervault_store::NameId, FileSummary, Option<Redundancy>)> = vault
+        let otherwise: Vec<ToWrite> = vault
             .summaries()
             .await?
             .into_iter()
@@ -351,7 +351,7 @@ impl Reencoder {
             return Ok(settled());
         }
         // The best-ranked node holding a file (whole or shards) re-encodes it.
-        let mine: Vec<(peervault_store::NameId, FileSummary, Option<Redundancy>)> = otherwise
+        let mine: Vec<ToWrite> = otherwise
             .iter()
             .filter(|(_, f, _)| f.held)
             .cloned()
@@ -431,6 +431,9 @@ impl Reencoder {
 /// What a pass of the re-encoder served: the times of the vault's
 /// redundancy setting and of the last `rekey --all` (0: none).
 type Asked = (u64, u64);
+
+/// A file the re-encoder is to write again, and how it is to be kept.
+type ToWrite = (peervault_store::NameId, FileSummary, Option<Redundancy>);
 
 fn label(redundancy: Option<Redundancy>) -> String {
     redundancy.map_or_else(|| "none".into(), |r| r.to_string())
