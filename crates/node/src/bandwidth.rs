@@ -3,9 +3,12 @@
 //! Every chunk that crosses to or from a peer passes one of two token buckets
 //! ([`Limiter`]), whoever moves it: a user's put or get, replication, repair,
 //! the GC restoring a chunk, a peer reading from this node. Chunks are what
-//! fills a link (control messages are a few hundred bytes), and they are counted
-//! where the `bytes_sent`/`bytes_received` metrics count them, so a limit is
-//! exact in the figures an operator watches.
+//! fills a link (control messages are a few hundred bytes), and they are the
+//! bytes the `bytes_sent`/`bytes_received` metrics count, so a limit holds in
+//! the figures an operator watches. Those count a chunk a little later than
+//! the bucket does (a put's when the holder acknowledges it, a get's when it
+//! arrives), so over a short window they can run ahead of the rate by the
+//! chunks that were in flight.
 //!
 //! * **Upload**: a `PutChunk` waits for its bytes before it is sent; a chunk
 //!   served to a peer waits before its answer goes.

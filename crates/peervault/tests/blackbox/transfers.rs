@@ -155,13 +155,21 @@ fn a_node_holding_nothing_reads_chunks_from_several_holders_at_once() {
     assert!(!holds(&reader, "spread.bin"), "reading makes no copy");
 }
 
+/// One reading of a counter: the node read `value` at some moment between
+/// `asked` and `answered` (on a loaded machine an answer can take 100 ms).
+struct Sample {
+    asked: std::time::Instant,
+    answered: std::time::Instant,
+    value: u64,
+}
+
 /// Samples a counter of `node`'s `/metrics/json` every 100 ms until `stop`.
 fn sample_counter(
     url: String,
     section: &'static str,
     key: &'static str,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<Vec<(std::time::Instant, u64)>> {
+) -> std::thread::JoinHandle<Vec<Sample>> {
     std::thread::spawn(move || {
         let mut samples = Vec::new();
         // Bounded: at most 10 minutes of samples.
@@ -169,10 +177,15 @@ fn sample_counter(
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 break;
             }
+            let asked = std::time::Instant::now();
             let (code, body) = crate::harness::http_get(&format!("{url}/metrics/json"));
             if code == 200 {
                 let m: serde_json::Value = serde_json::from_str(&body).unwrap();
-                samples.push((std::time::Instant::now(), m[section][key].as_u64().unwrap()));
+                samples.push(Sample {
+                    asked,
+                    answered: std::time::Instant::now(),
+                    value: m[section][key].as_u64().unwrap(),
+                });
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -182,17 +195,20 @@ fn sample_counter(
 
 /// Checks that between any two samples at least a second apart the counter
 /// rose by no more than `rate` allows (with the bucket's burst and one chunk).
-fn assert_within_rate(samples: &[(std::time::Instant, u64)], rate: u64, what: &str) {
+/// The span is the longest the two readings can have been apart (from the
+/// first's question to the second's answer), so that a slow answer to the
+/// sampler is not taken for a burst of the node's.
+fn assert_within_rate(samples: &[Sample], rate: u64, what: &str) {
     assert!(samples.len() > 10, "too few samples of {what}");
     let slack = (rate / 10 + 2 * MIB) as f64;
     let mut worst: f64 = 0.0;
-    for (i, (t0, b0)) in samples.iter().enumerate() {
-        for (t1, b1) in &samples[i + 1..] {
-            let span = t1.duration_since(*t0).as_secs_f64();
+    for (i, first) in samples.iter().enumerate() {
+        for second in &samples[i + 1..] {
+            let span = second.answered.duration_since(first.asked).as_secs_f64();
             if span < 1.0 {
                 continue;
             }
-            let rose = (b1 - b0) as f64;
+            let rose = (second.value - first.value) as f64;
             worst = worst.max(rose / span);
             assert!(
                 rose <= rate as f64 * span + slack,
