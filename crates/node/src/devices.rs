@@ -1176,12 +1176,14 @@ impl crate::Node {
     /// it; the sync takes it to the others) and reloads the member list. No
     /// copy is offered: a record without chunks is complete wherever it is.
     pub(crate) async fn write_device_record(&self, name: &str, meta: FileMeta) -> Result<()> {
-        self.inner
+        let written = self
+            .inner
             .ctx
             .vault
             .write_file_finishing(name, Box::new(move || Ok(meta)), &[][..], Some(0), None)
             .await?;
-        self.inner.syncer.announce(name, &[]);
+        let version = written.manifest.version;
+        self.inner.syncer.announce_version(name, version, &[]);
         self.reload_devices().await
     }
 

@@ -504,17 +504,18 @@ impl Node {
         let name = &manifest.name;
         // A coded version made of shards already placed is held, shard by
         // shard, by the nodes that hold them.
+        let syncer = &self.inner.syncer;
         if manifest.coding.is_some() {
-            self.inner.syncer.announce(name, &[]);
+            syncer.announce_version(name, manifest.version, &[]);
             return Ok((self.inner.ctx.vault.holds(manifest).await?, 0));
         }
         if !self.inner.ctx.vault.holds(manifest).await? {
-            self.inner.syncer.announce(name, &[]);
+            syncer.announce_version(name, manifest.version, &[]);
             return Ok((false, 0));
         }
         self.inner.replicator.provide(name).await;
         let replication = self.inner.replicator.replicate(manifest, None).await;
-        self.inner.syncer.announce(name, &replication.holders);
+        syncer.announce_version(name, manifest.version, &replication.holders);
         Ok((true, replication.copies))
     }
 

@@ -203,8 +203,11 @@ impl Writer {
                     .await
             }
         };
-        self.syncer
-            .announce(&out.manifest.name, &replication.holders);
+        self.syncer.announce_version(
+            &out.manifest.name,
+            out.manifest.version,
+            &replication.holders,
+        );
         let report = StoreReport {
             file: FileInfo::new(&out.manifest, true, replication.copies),
             stored_bytes: out.stored_bytes,

@@ -638,11 +638,16 @@ impl Catalogue {
 
     /// The sealed record of each of the given versions, current or in history,
     /// as stored, in order (`None` if not held), in one read transaction.
-    /// `current` says which are their name's current version (the sync index
-    /// knows without opening a record). A version `current` names is read from
-    /// the catalogue without being opened (a sync serves thousands; opening each
-    /// cost a decryption): should the name have been written again meanwhile,
-    /// the newer record goes instead, which a peer applies like any other.
+    ///
+    /// `current` says which are their name's current version: the sync index
+    /// knows without opening a record, but it is updated just after a commit,
+    /// so it can be a write behind. A history key names exactly one version, so
+    /// history is looked at first: a version the index still calls current
+    /// that a write has just superseded is found there. Otherwise a version the
+    /// index calls current is read from the catalogue without being opened (a
+    /// sync serves thousands; opening each cost a decryption). One it does not
+    /// call current may have just become current: the catalogue's record is
+    /// opened and taken only if it is that version.
     pub fn sealed_records_each(
         &self,
         wanted: &[(NameId, Version)],
@@ -653,12 +658,18 @@ impl Catalogue {
         let history = txn.open_table(HISTORY)?;
         let mut out = Vec::with_capacity(wanted.len());
         for (id, version) in wanted {
-            let sealed = if current(id, version) {
-                catalogue.get(id.0)?
-            } else {
-                history.get(history::key(id, version))?
+            if let Some(kept) = history.get(history::key(id, version))? {
+                out.push(Some(kept.value().to_vec()));
+                continue;
+            }
+            let Some(sealed) = catalogue.get(id.0)? else {
+                out.push(None);
+                continue;
             };
-            out.push(sealed.map(|s| s.value().to_vec()));
+            let sealed = sealed.value().to_vec();
+            let is_it = current(id, version)
+                || matches!(self.open_entry(id, &sealed), Ok(entry) if entry.version() == *version);
+            out.push(is_it.then_some(sealed));
         }
         Ok(out)
     }

@@ -1469,3 +1469,42 @@ async fn rekey_moves_every_chunk_to_the_current_epoch_and_reads_stay_identical()
     }
     assert!(vault.verify_all().await.unwrap().iter().all(|r| r.is_ok()));
 }
+
+/// The sync index is updated just after each commit, so a reader can see it a
+/// write behind: a version just written must still be found while other
+/// writes of the same name supersede it (two nodes writing one name at once
+/// once lost a version that way: "that version is no longer kept").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_just_written_is_found_while_other_writes_supersede_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = std::sync::Arc::new(open_keeping(dir.path(), 1, Retention::default()).await);
+    let id = vault.name_id("doc");
+    let mut writers = Vec::new();
+    for writer in 0..4 {
+        let vault = vault.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..150 {
+                let text = format!("writer {writer}, write {i}");
+                let out = vault
+                    .write_file("doc", text.as_bytes(), None)
+                    .await
+                    .unwrap();
+                let version = out.manifest.version;
+                let found = vault.sealed_record(id, version).await.unwrap();
+                assert!(
+                    found.is_some(),
+                    "write {i} of writer {writer} was not found"
+                );
+                let held = vault.holds_versions(vec![(id, version)]).await.unwrap();
+                assert_ne!(
+                    held[0],
+                    peervault_store::Held::Nothing,
+                    "write {i} of {writer}"
+                );
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+}
