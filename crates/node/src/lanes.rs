@@ -146,13 +146,7 @@ impl Lanes {
         peer: PeerId,
         request: Bytes,
     ) -> Result<Bytes, LaneError> {
-        let slot = self
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(peer)
-            .or_default()
-            .clone();
+        let slot = self.slot(peer);
         let sender = {
             let mut lane = slot.lock().await;
             if lane
@@ -207,6 +201,34 @@ impl Lanes {
             Err(_) => Err(LaneError::Failed("the lane closed".into())),
         }
     }
+}
+
+impl Lanes {
+    /// The slot of the lane to `peer`. A new one first drops the slots that
+    /// no longer say anything (no lane open, no refusal remembered, nobody
+    /// using them), so that the map holds the peers lanes are in use with,
+    /// not every peer this node ever sent a chunk to.
+    fn slot(&self, peer: PeerId) -> Slot {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = open.get(&peer) {
+            return slot.clone();
+        }
+        open.retain(|_, slot| Arc::strong_count(slot) > 1 || !slot_is_spent(slot));
+        open.entry(peer).or_default().clone()
+    }
+}
+
+/// Whether a slot nobody holds can go: no lane open and no refusal still
+/// remembered (a slot being opened is locked, so it stays).
+fn slot_is_spent(slot: &Slot) -> bool {
+    let Ok(lane) = slot.try_lock() else {
+        return false;
+    };
+    let open = lane.sender.as_ref().is_some_and(|s| !s.is_closed());
+    let refused = lane
+        .refused
+        .is_some_and(|at| at.elapsed() < LANE_REFUSED_FOR);
+    !open && !refused
 }
 
 /// Writes requests as they come and reads the answers, matching them in order.
@@ -419,4 +441,28 @@ async fn serve_lane(node: &impl ChunkServer, peer: PeerId, stream: Stream, reads
         futures::AsyncWriteExt::close(&mut writer),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn slots_of_peers_without_a_lane_are_dropped() {
+        let lanes = Lanes::new(Tasks::default());
+        let refusing = PeerId::random();
+        lanes.slot(refusing).lock().await.refused = Some(Instant::now());
+        let (sender, _asks) = mpsc::channel(1);
+        let with_lane = PeerId::random();
+        lanes.slot(with_lane).lock().await.sender = Some(sender);
+        let held = lanes.slot(PeerId::random());
+        for _ in 0..100 {
+            lanes.slot(PeerId::random());
+        }
+        let open = lanes.open.lock().unwrap();
+        // The refusal, the open lane, the slot still held, and the last one.
+        assert_eq!(open.len(), 4, "{:?}", open.keys().collect::<Vec<_>>());
+        assert!(open.contains_key(&refusing) && open.contains_key(&with_lane));
+        drop(held);
+    }
 }
