@@ -40,8 +40,21 @@ pub const PATH_RATE: u64 = 125_000_000;
 /// Inbound streams held for the swarm before new ones are refused.
 const MAX_BUFFERED_INBOUND: usize = 256;
 
+/// Streams open at once on one connection (Yamux's default is 512). A node
+/// uses a few dozen: four chunk lanes each way, up to 64 requests at once
+/// (request-response's limit, set in `network`), and the swarm's own protocols.
+pub const MAX_STREAMS: usize = 256;
+
+/// What a peer may make one connection buffer, across all its streams
+/// (Yamux's default is 1 GiB). Each stream is always allowed Yamux's first
+/// window (256 KiB, 64 MiB for [`MAX_STREAMS`]); the rest is what windows
+/// grown for fast readers share: two lanes at 200 ms and [`PATH_RATE`] take
+/// 100 MB of it. A peer that fills windows faster than the node stores makes
+/// it hold at most this much (see SECURITY.md).
+pub const MAX_CONNECTION_BUFFER: usize = 256 * 1024 * 1024;
+
 /// The multiplexer's configuration: Yamux's defaults but for the frame size,
-/// the stream window rate, and the round trip `initial_rtt` that the
+/// the limits on streams and on what they buffer, the stream window rate, and the round trip `initial_rtt` that the
 /// connection's handshake measured (Yamux's own ping answers a round trip
 /// later; until then no window could grow).
 ///
@@ -55,6 +68,8 @@ const MAX_BUFFERED_INBOUND: usize = 256;
 pub fn config(initial_rtt: Option<Duration>) -> yamux::Config {
     let mut config = yamux::Config::default();
     config.set_split_send_size(FRAME_BYTES);
+    config.set_max_connection_receive_window(Some(MAX_CONNECTION_BUFFER));
+    config.set_max_num_streams(MAX_STREAMS);
     config.set_stream_window_rate(Some(PATH_RATE));
     config.set_initial_rtt(initial_rtt);
     config
