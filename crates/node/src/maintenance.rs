@@ -531,7 +531,11 @@ impl Maintenance {
                     continue;
                 }
             };
-            round.copies_made += self.copy_to_first(&manifest, lacking, wanted).await;
+            let made = self.copy_to_first(&manifest, lacking, wanted).await;
+            round.copies_made += made;
+            // Counted as they are made, not when the round ends: a round can
+            // run for minutes, and whoever watches sees a copy once it exists.
+            self.ctx.metrics.copies_repaired(made);
         }
         self.state()
             .short_since
@@ -539,7 +543,6 @@ impl Maintenance {
         self.ctx
             .metrics
             .repair_round_done(round.under_replicated.saturating_sub(round.copies_made));
-        self.ctx.metrics.copies_repaired(round.copies_made);
         Ok(round)
     }
 
@@ -625,6 +628,7 @@ impl Maintenance {
             match done {
                 Ok(()) => {
                     round.copies_made += 1;
+                    self.ctx.metrics.copies_repaired(1);
                     tracing::info!(
                         "repair: {} shard {} of {:?} on {}",
                         if m.rebuild { "rebuilt" } else { "moved" },
