@@ -607,16 +607,16 @@ impl Node {
 
     /// [`Node::delete`] or [`Node::purge`] of any name, PeerVault's own included.
     pub(crate) async fn remove_any(&self, name: &str, purge: bool) -> Result<DeleteOutcome> {
-        let out = self
+        let (out, version) = self
             .inner
             .ctx
             .vault
-            .delete(name, purge)
+            .delete_versioned(name, purge)
             .await
             .inspect_err(|e| self.inner.ctx.metrics.failed(e))?;
         self.inner.ctx.metrics.files_deleted.inc();
         self.inner.replicator.stop_providing(name).await;
-        self.inner.syncer.announce(name, &[]);
+        self.inner.syncer.announce_version(name, version, &[]);
         Ok(out)
     }
 

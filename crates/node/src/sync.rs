@@ -287,20 +287,11 @@ impl Syncer {
             .collect())
     }
 
-    /// Tells every connected peer (but `skip`) about the current record of `name`,
-    /// in the background.
-    pub(crate) fn announce(&self, name: &str, skip: &[PeerId]) {
-        let name_id = self.ctx.vault.name_id(name);
-        if let Some(version) = self.ctx.vault.version_of(&name_id) {
-            self.announce_version(name, version, skip);
-        }
-    }
-
     /// Tells every connected peer (but `skip`) about `version` of `name`, in
-    /// the background: the version a write made, which need not be the
-    /// name's current one (a concurrent write may have won, or come since).
-    /// Announcing the current one instead left a losing write to the next
-    /// periodic sync, 30 s later.
+    /// the background: the version a write or delete made, which need not be
+    /// the name's current one (a concurrent write may have won, or come
+    /// since). Announcing the current one instead left a losing write to the
+    /// next periodic sync, 30 s later.
     pub(crate) fn announce_version(&self, name: &str, version: Version, skip: &[PeerId]) {
         let node = self.clone();
         let skip = skip.to_vec();

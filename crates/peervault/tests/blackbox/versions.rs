@@ -221,6 +221,15 @@ fn concurrent_writers_and_a_node_that_missed_versions_end_with_the_same_history(
         });
         let winner_a = read(&a, dir.path(), &["get", &name]);
         assert_eq!(winner_a, read(&b, dir.path(), &["get", &name]));
+        // A delete and a write at once: whichever loses is history on both.
+        std::thread::scope(|s| {
+            s.spawn(|| a.ok(&["rm", &name, "--yes"]));
+            s.spawn(|| b.ok(&["put", b_in.to_str().unwrap(), &name]));
+        });
+        eventually("both keep the delete and the write", SPREAD, || {
+            let on_a = history(&a, &name);
+            on_a.len() == 8 && on_a == history(&b, &name)
+        });
     }
 
     // B is away while A writes twice: B catches up on both, not only the last.
@@ -231,7 +240,7 @@ fn concurrent_writers_and_a_node_that_missed_versions_end_with_the_same_history(
     let b = join(&b_dir, &a, &NO_PERIODIC_SYNC);
     eventually("B catches up on the whole history", SPREAD, || {
         let on_a = history(&a, "shared0.txt");
-        on_a.len() == 8 && on_a == history(&b, "shared0.txt")
+        on_a.len() == 10 && on_a == history(&b, "shared0.txt")
     });
 }
 

@@ -492,6 +492,16 @@ impl Vault {
     /// kept version uses. With `purge`, every version of the name goes too, here
     /// and on every node the tombstone reaches (see [`crate::history`]).
     pub async fn delete(&self, name: &str, purge: bool) -> Result<DeleteOutcome> {
+        Ok(self.delete_versioned(name, purge).await?.0)
+    }
+
+    /// [`Vault::delete`], with the tombstone's version (which a concurrent
+    /// write of the name may already have superseded).
+    pub async fn delete_versioned(
+        &self,
+        name: &str,
+        purge: bool,
+    ) -> Result<(DeleteOutcome, Version)> {
         let name = name.to_string();
         self.blocking(move |inner| {
             // A deleted name may still be purged, while versions of it are kept.
@@ -504,12 +514,13 @@ impl Vault {
             if !purgeable {
                 inner.live_manifest(&name)?;
             }
+            let version = Version {
+                clock: inner.clock.tick(),
+                origin: inner.origin,
+            };
             let tombstone = CatalogueEntry::Deleted(Tombstone {
                 name: name.clone(),
-                version: Version {
-                    clock: inner.clock.tick(),
-                    origin: inner.origin,
-                },
+                version,
                 author: inner.author.clone(),
                 purge,
             });
@@ -519,11 +530,12 @@ impl Vault {
                 .as_ref()
                 .is_some_and(|p| !outcome.expired.contains(&p.version()));
             let (_, freed_bytes) = inner.forget(&outcome.unreferenced)?;
-            Ok(DeleteOutcome {
+            let outcome = DeleteOutcome {
                 name,
                 freed_bytes,
                 recoverable,
-            })
+            };
+            Ok((outcome, version))
         })
         .await
     }
