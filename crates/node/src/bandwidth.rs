@@ -5,10 +5,11 @@
 //! the GC restoring a chunk, a peer reading from this node. Chunks are what
 //! fills a link (control messages are a few hundred bytes), and they are the
 //! bytes the `bytes_sent`/`bytes_received` metrics count, so a limit holds in
-//! the figures an operator watches. Those count a chunk a little later than
-//! the bucket does (a put's when the holder acknowledges it, a get's when it
-//! arrives), so over a short window they can run ahead of the rate by the
-//! chunks that were in flight.
+//! the figures an operator watches. `bytes_sent` counts a chunk as it passes
+//! the upload bucket, on its way out, so the limit holds in it exactly.
+//! `bytes_received` counts a chunk when it arrives, a little after the
+//! download bucket let it be asked for, so over a short window it can run
+//! ahead of the rate by the chunks that were in flight.
 //!
 //! * **Upload**: a `PutChunk` waits for its bytes before it is sent; a chunk
 //!   served to a peer waits before its answer goes.

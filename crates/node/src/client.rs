@@ -83,11 +83,16 @@ impl Context {
         kind: Asked,
         timeout: Duration,
     ) -> (std::result::Result<Response, PeerError>, Duration) {
+        let m = &self.metrics;
         if let Asked::PutChunk { bytes } = kind {
             self.bandwidth.upload.take(bytes as u64).await;
+            // Counted as they leave, where the upload limit lets them pass
+            // (as a chunk served to a peer is): counted at the acknowledgement,
+            // the figure ran ahead of the limit by what was in flight whenever
+            // acknowledgements came in a bunch.
+            m.bytes_sent.inc_by(bytes as u64);
         }
         let started = std::time::Instant::now();
-        let m = &self.metrics;
         // Chunks go on the peer's lane, everything else through request-response.
         let answer = match kind {
             Asked::PutChunk { .. } => self.ask_on_lane(peer, request).await,
@@ -100,9 +105,7 @@ impl Context {
             })
         });
         let took = started.elapsed();
-        // Chunk bytes count once the holder has acknowledged them.
-        if let (Asked::PutChunk { bytes }, Ok(Response::Stored)) = (kind, &answer) {
-            m.bytes_sent.inc_by(bytes as u64);
+        if let (Asked::PutChunk { .. }, Ok(Response::Stored)) = (kind, &answer) {
             m.chunk_transfer_duration.observe(took.as_secs_f64());
         }
         (answer, took)
