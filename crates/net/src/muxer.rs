@@ -54,9 +54,10 @@ pub const MAX_STREAMS: usize = 256;
 pub const MAX_CONNECTION_BUFFER: usize = 256 * 1024 * 1024;
 
 /// The multiplexer's configuration: Yamux's defaults but for the frame size,
-/// the limits on streams and on what they buffer, the stream window rate, and the round trip `initial_rtt` that the
-/// connection's handshake measured (Yamux's own ping answers a round trip
-/// later; until then no window could grow).
+/// the limits on streams and on what they buffer, the stream window rate,
+/// and the round trip `initial_rtt` that the connection's handshake measured
+/// (Yamux's own ping answers a round trip later; until then no window could
+/// grow).
 ///
 /// Why the rate: Yamux doubles a stream's window from 256 KiB once a round
 /// trip, so the first transfer on a new connection across 200 ms spent seven

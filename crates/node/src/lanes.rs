@@ -138,6 +138,19 @@ impl Lanes {
         }
     }
 
+    /// The slot of the lane to `peer`. A new one first drops the slots that
+    /// no longer say anything (no lane open, no refusal remembered, nobody
+    /// using them), so that the map holds the peers lanes are in use with,
+    /// not every peer this node ever sent a chunk to.
+    fn slot(&self, peer: PeerId) -> Slot {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = open.get(&peer) {
+            return slot.clone();
+        }
+        open.retain(|_, slot| Arc::strong_count(slot) > 1 || !slot_is_spent(slot));
+        open.entry(peer).or_default().clone()
+    }
+
     /// Sends an encoded request on the lane to `peer` (opening one if there is
     /// none) and waits for its answer.
     pub(crate) async fn ask(
@@ -200,21 +213,6 @@ impl Lanes {
             }
             Err(_) => Err(LaneError::Failed("the lane closed".into())),
         }
-    }
-}
-
-impl Lanes {
-    /// The slot of the lane to `peer`. A new one first drops the slots that
-    /// no longer say anything (no lane open, no refusal remembered, nobody
-    /// using them), so that the map holds the peers lanes are in use with,
-    /// not every peer this node ever sent a chunk to.
-    fn slot(&self, peer: PeerId) -> Slot {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = open.get(&peer) {
-            return slot.clone();
-        }
-        open.retain(|_, slot| Arc::strong_count(slot) > 1 || !slot_is_spent(slot));
-        open.entry(peer).or_default().clone()
     }
 }
 
